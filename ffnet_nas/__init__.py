@@ -1,0 +1,1 @@
+"""ffnet-nas: blockwise neural-architecture search over the FFNet family."""

@@ -1,0 +1,19 @@
+"""The FFNet search space: points (`Arch`), domains (`SearchSpace`), published variants, builder."""
+
+from space.arch import Arch, Block, parse_code, resolve
+from space.builder import build_model
+from space.catalogue import PublishedVariant, get_variant, published_variants, variants
+from space.errors import InvalidInput
+
+__all__ = [
+    "Arch",
+    "Block",
+    "InvalidInput",
+    "PublishedVariant",
+    "build_model",
+    "get_variant",
+    "parse_code",
+    "published_variants",
+    "resolve",
+    "variants",
+]
