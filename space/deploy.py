@@ -1,0 +1,193 @@
+"""Deployment helpers: BatchNorm folding, channels_last, ONNX export and its check under ONNX Runtime.
+
+Folding rewrites every convolution that is immediately followed by a BatchNorm into one
+convolution with a bias (W' = W * g / sqrt(v + eps), b' = (b - m) * g / sqrt(v + eps) + beta)
+and replaces the BatchNorm by Identity. The fold is computed in float64 and cast back, so
+the folded model differs from the unfolded eval model only by float32 rounding of the
+convolution arithmetic itself.
+
+Which convolution feeds which BatchNorm is read from the module structure, not guessed:
+inside an `nn.Sequential` (ConvBNReLU, projections, seg head) adjacent children run in
+order; elsewhere (residual blocks, the stem) the torchvision naming `convK` -> `bnK` is the
+pairing the forward passes use. `fold_batchnorm` reports any BatchNorm it could not fold.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from space.errors import InvalidInput
+from space.io import atomic_write_bytes
+
+DEFAULT_OPSET = 18  # the dynamo exporter's lowest native opset in torch >= 2.9
+ONNX_PROTOBUF_LIMIT = 2**31 - 1
+
+
+def fuse_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
+    """A new Conv2d (with bias) equal to bn(conv(x)) in eval mode; computed in float64."""
+    if bn.running_mean is None or bn.running_var is None:
+        raise InvalidInput("cannot fold a BatchNorm without running statistics (track_running_stats=False)")
+    dtype = conv.weight.dtype
+    w = conv.weight.detach().double()
+    b = conv.bias.detach().double() if conv.bias is not None else torch.zeros(w.shape[0], dtype=torch.float64, device=w.device)
+    gamma = bn.weight.detach().double() if bn.weight is not None else torch.ones_like(b)
+    beta = bn.bias.detach().double() if bn.bias is not None else torch.zeros_like(b)
+    scale = gamma / torch.sqrt(bn.running_var.detach().double() + bn.eps)
+    fused = nn.Conv2d(
+        conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+        conv.dilation, conv.groups, bias=True, padding_mode=conv.padding_mode,
+        device=conv.weight.device, dtype=dtype,
+    )
+    with torch.no_grad():
+        fused.weight.copy_((w * scale.view(-1, 1, 1, 1)).to(dtype))
+        fused.bias.copy_(((b - bn.running_mean.detach().double()) * scale + beta).to(dtype))
+    return fused
+
+
+def _fusable_pairs(module: nn.Module) -> list[tuple[str, str]]:
+    children = dict(module.named_children())
+    if isinstance(module, nn.Sequential):
+        names = list(children)
+        return [
+            (a, b) for a, b in zip(names, names[1:])
+            if type(children[a]) is nn.Conv2d and type(children[b]) is nn.BatchNorm2d
+        ]
+    pairs = []
+    for name, child in children.items():
+        if type(child) is nn.Conv2d and name.startswith("conv"):
+            bn_name = "bn" + name[len("conv"):]
+            if type(children.get(bn_name)) is nn.BatchNorm2d:
+                pairs.append((name, bn_name))
+    return pairs
+
+
+@dataclass(frozen=True)
+class FoldResult:
+    model: nn.Module
+    folded: int  # conv+BN pairs fused
+    unfolded: tuple[str, ...]  # BatchNorms left as they were (no preceding conv)
+
+
+def fold_batchnorm(model: nn.Module) -> FoldResult:
+    """An eval-mode copy of `model` with every conv+BN pair fused; the input is left untouched."""
+    folded_model = copy.deepcopy(model).eval()
+    count = 0
+    for module in list(folded_model.modules()):
+        for conv_name, bn_name in _fusable_pairs(module):
+            conv, bn = getattr(module, conv_name), getattr(module, bn_name)
+            if conv.out_channels != bn.num_features:
+                continue
+            setattr(module, conv_name, fuse_conv_bn(conv, bn))
+            setattr(module, bn_name, nn.Identity())
+            count += 1
+    left = tuple(n for n, m in folded_model.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm))
+    return FoldResult(model=folded_model, folded=count, unfolded=left)
+
+
+def fold_bn(model: nn.Module) -> nn.Module:
+    """`fold_batchnorm(model).model`: the folded eval-mode copy."""
+    return fold_batchnorm(model).model
+
+
+def to_channels_last(model: nn.Module) -> nn.Module:
+    """The model with 4-D weights in channels_last (NHWC) memory format, in place; feed it NHWC inputs."""
+    return model.to(memory_format=torch.channels_last)
+
+
+def prepare_for_inference(model: nn.Module, *, fold: bool = True, channels_last: bool = False) -> nn.Module:
+    out = fold_bn(model) if fold else copy.deepcopy(model).eval()
+    return to_channels_last(out) if channels_last else out
+
+
+# ---- ONNX -----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class OnnxCheck:
+    max_abs_diff: float
+    max_rel_diff: float  # max |onnx - torch| / max |torch|: relative to the output's scale
+    output_shape: tuple[int, ...]
+
+    @property
+    def ok(self) -> bool:
+        return self.max_rel_diff <= 1e-4
+
+
+def export_onnx(
+    model: nn.Module,
+    path: str | Path,
+    *,
+    input_hw: tuple[int, int],
+    opset: int = DEFAULT_OPSET,
+    batch: int = 1,
+    exporter: str = "dynamo",
+) -> Path:
+    """Export `model` (eval mode, fixed input shape 1x3xHxW) to ONNX at `path`, atomically.
+
+    exporter="dynamo" uses torch.export + onnxscript (torch's default since 2.9);
+    exporter="torchscript" the legacy tracer (faster to export, deprecated by torch).
+    Input and output are named "image" and "logits".
+    """
+    if exporter not in ("dynamo", "torchscript"):
+        raise InvalidInput(f"exporter {exporter!r}: expected 'dynamo' or 'torchscript'")
+    if not (isinstance(opset, int) and 7 <= opset <= 30):
+        raise InvalidInput(f"opset {opset!r}: expected an ONNX opset number such as {DEFAULT_OPSET}")
+    was_training = model.training
+    model.eval()
+    x = torch.randn(batch, 3, *input_hw)
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # deprecation chatter of the exporters, not about the model
+            if exporter == "dynamo":
+                program = torch.onnx.export(
+                    model, (x,), None, dynamo=True, opset_version=opset, verbose=False,
+                    input_names=["image"], output_names=["logits"],
+                )
+                proto = program.model_proto
+            else:
+                buf = io.BytesIO()
+                torch.onnx.export(
+                    model, (x,), buf, dynamo=False, opset_version=opset,
+                    input_names=["image"], output_names=["logits"], do_constant_folding=True,
+                )
+                import onnx
+
+                proto = onnx.load_from_string(buf.getvalue())
+    finally:
+        model.train(was_training)
+    if proto.ByteSize() > ONNX_PROTOBUF_LIMIT:
+        raise InvalidInput(f"model too large for a single ONNX file ({proto.ByteSize() / 2**30:.1f} GiB > 2 GiB)")
+    return atomic_write_bytes(path, proto.SerializeToString())
+
+
+def run_onnx(path: str | Path, x: torch.Tensor) -> torch.Tensor:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = max(1, torch.get_num_threads())
+    session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    return torch.from_numpy(session.run(None, {name: x.numpy()})[0])
+
+
+def check_onnx(path: str | Path, model: nn.Module, *, input_hw: tuple[int, int], seed: int = 0) -> OnnxCheck:
+    """Run the ONNX file under ONNX Runtime (CPU) and the torch model (eval) on one random input."""
+    x = torch.randn(1, 3, *input_hw, generator=torch.Generator().manual_seed(seed))
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            ref = model(x)
+    finally:
+        model.train(was_training)
+    got = run_onnx(path, x)
+    if tuple(got.shape) != tuple(ref.shape):
+        raise InvalidInput(f"ONNX output shape {tuple(got.shape)} differs from torch's {tuple(ref.shape)}")
+    diff = (got.double() - ref.double()).abs().max().item()
+    scale = ref.double().abs().max().item()
+    return OnnxCheck(max_abs_diff=diff, max_rel_diff=diff / scale if scale > 0 else diff, output_shape=tuple(ref.shape))
