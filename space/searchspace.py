@@ -292,7 +292,7 @@ def from_dict(data: Mapping[str, Any], *, default_name: str = "custom") -> Searc
         raise InvalidInput(f"unknown space field {key!r}: expected one of {', '.join(sorted(_YAML_KEYS))}{closest(key, _YAML_KEYS)}")
     merged = builtin_space(data["base"]).to_dict() if "base" in data else {}
     merged.update({k: v for k, v in data.items() if k != "base"})
-    merged.setdefault("name", default_name)
+    merged["name"] = data.get("name", default_name)  # a derived space is not the base space
     missing = [k for k in ("stems", "blocks", "stages", "up_heads", "seg_heads", "upsamples", "input_size") if k not in merged]
     if missing:
         raise InvalidInput(f"space {merged['name']!r} is missing {', '.join(missing)} (or give 'base: mobile|gpu_large|gpu_small|all')")
