@@ -1,0 +1,145 @@
+"""Accuracy predictor: measured mIoU from the block library's held-out NSR (DONNA's recipe).
+
+Features of a point: log10 of the held-out NSR of the block it uses at each position (s4, s8,
+s16, s32, head: the quality of each distilled piece), plus log10 of its parameter count (a cheap
+capacity term). Model: ridge regression on standardised features, the ridge strength chosen by
+leave-one-out error, and validated by leave-one-out Kendall tau and Spearman rho — the figures
+that say whether the predictor can rank points, which is all the search needs.
+
+Compute and storage are split: `fit_accuracy_predictor` returns a frozen `AccuracyPredictor`
+(plain numbers), `save`/`load` write and read it as JSON.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from space.arch import POSITIONS, Arch, resolve
+from space.complexity import count_params
+from space.errors import InvalidInput
+from space.io import atomic_write_json, provenance, read_json
+
+ALPHAS = (1e-3, 1e-2, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
+FEATURES = tuple(f"log_nsr_{p}" for p in POSITIONS) + ("log_params",)
+NSR_FLOOR = 1e-6  # a perfect block (NSR 0) would give -inf
+
+
+def nsr_table(library_rows: Sequence[Mapping[str, Any]]) -> dict[tuple[str, str], float]:
+    """(position, choice) -> held-out NSR, from the library table (usable rows only)."""
+    table = {}
+    for r in library_rows:
+        nsr = r.get("nsr_val")
+        if r.get("status") == "ok" and nsr is not None and math.isfinite(float(nsr)):
+            table[(r["position"], r["choice"])] = float(nsr)
+    return table
+
+
+def missing_blocks(arch: Arch, nsr: Mapping[tuple[str, str], float]) -> list[str]:
+    return [f"{b.position}:{b.choice}" for b in arch.blocks() if (b.position, b.choice) not in nsr]
+
+
+def features(arch: "Arch | str", nsr: Mapping[tuple[str, str], float], *, num_classes: int = 19) -> np.ndarray:
+    arch = resolve(arch)
+    missing = missing_blocks(arch, nsr)
+    if missing:
+        raise InvalidInput(
+            f"{arch.code}: the block library has no usable block for {', '.join(missing)}; "
+            "expected every block distilled (run 'ffnet-nas distill' on a space that contains this point)"
+        )
+    logs = [math.log10(max(nsr[(b.position, b.choice)], NSR_FLOOR)) for b in arch.blocks()]
+    return np.array(logs + [math.log10(count_params(arch, num_classes=num_classes))])
+
+
+@dataclass(frozen=True)
+class Validation:
+    n: int
+    kendall_tau: float
+    spearman: float
+    mae: float  # mean absolute leave-one-out error, mIoU points
+    loo_predictions: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class AccuracyPredictor:
+    feature_names: tuple[str, ...]
+    mean: tuple[float, ...]
+    scale: tuple[float, ...]
+    coef: tuple[float, ...]
+    intercept: float
+    alpha: float
+    validation: Validation
+    codes: tuple[str, ...]  # the evaluated points it was fitted on
+    meta: dict = field(default_factory=dict, compare=False, hash=False)
+
+    def predict_features(self, x: np.ndarray) -> np.ndarray:
+        z = (np.atleast_2d(x) - np.array(self.mean)) / np.array(self.scale)
+        return z @ np.array(self.coef) + self.intercept
+
+    def predict(self, arch: "Arch | str", nsr: Mapping[tuple[str, str], float], *, num_classes: int = 19) -> float:
+        return float(self.predict_features(features(arch, nsr, num_classes=num_classes))[0])
+
+    def save(self, path: str | Path) -> Path:
+        d = asdict(self)
+        d["validation"]["loo_predictions"] = list(self.validation.loo_predictions)
+        return atomic_write_json(path, d)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "AccuracyPredictor":
+        d = read_json(path, what="accuracy predictor")
+        try:
+            v = d["validation"]
+            return cls(
+                feature_names=tuple(d["feature_names"]), mean=tuple(d["mean"]), scale=tuple(d["scale"]),
+                coef=tuple(d["coef"]), intercept=float(d["intercept"]), alpha=float(d["alpha"]),
+                validation=Validation(int(v["n"]), float(v["kendall_tau"]), float(v["spearman"]), float(v["mae"]),
+                                      tuple(v["loo_predictions"])),
+                codes=tuple(d["codes"]), meta=d.get("meta", {}),
+            )
+        except (KeyError, TypeError, ValueError) as e:
+            raise InvalidInput(f"accuracy predictor {str(path)!r} is malformed (missing {e}); "
+                               "re-run 'ffnet-nas fit-predictor'") from None
+
+
+def _ridge(x: np.ndarray, y: np.ndarray, alpha: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    mean = x.mean(axis=0)
+    scale = x.std(axis=0)
+    scale[scale < 1e-12] = 1.0  # a constant feature (e.g. one head choice for all) carries no signal
+    z = (x - mean) / scale
+    y0 = y.mean()
+    coef = np.linalg.solve(z.T @ z + alpha * np.eye(z.shape[1]), z.T @ (y - y0))
+    return mean, scale, coef, y0
+
+
+def _loo(x: np.ndarray, y: np.ndarray, alpha: float) -> np.ndarray:
+    preds = np.empty_like(y)
+    for i in range(len(y)):
+        keep = np.arange(len(y)) != i
+        mean, scale, coef, y0 = _ridge(x[keep], y[keep], alpha)
+        preds[i] = ((x[i] - mean) / scale) @ coef + y0
+    return preds
+
+
+def fit_accuracy_predictor(
+    x: np.ndarray, y: np.ndarray, *, codes: Sequence[str], alphas: Sequence[float] = ALPHAS, meta: dict | None = None
+) -> AccuracyPredictor:
+    """Ridge fit with the strength picked by leave-one-out squared error; LOO ranks reported."""
+    from scipy.stats import kendalltau, spearmanr
+
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    if len(y) < 4:
+        raise InvalidInput(f"need at least 4 evaluated points to fit and validate the accuracy predictor; got {len(y)} "
+                           "(run 'ffnet-nas evaluate' on more points or 'ffnet-nas fit-predictor --n N')")
+    best = min(alphas, key=lambda a: float(np.mean((_loo(x, y, a) - y) ** 2)))
+    loo = _loo(x, y, best)
+    mean, scale, coef, y0 = _ridge(x, y, best)
+    tau = kendalltau(loo, y).statistic
+    rho = spearmanr(loo, y).statistic
+    validation = Validation(len(y), float(np.nan_to_num(tau)), float(np.nan_to_num(rho)),
+                            float(np.mean(np.abs(loo - y))), tuple(float(p) for p in loo))
+    return AccuracyPredictor(FEATURES, tuple(mean), tuple(scale), tuple(coef), float(y0), float(best), validation,
+                             tuple(codes), meta=provenance(**(meta or {})))

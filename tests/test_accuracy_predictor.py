@@ -1,0 +1,71 @@
+import math
+import random
+
+import numpy as np
+import pytest
+
+from predictors.accuracy import FEATURES, AccuracyPredictor, features, fit_accuracy_predictor, missing_blocks, nsr_table
+from space import InvalidInput
+from space.searchspace import get_space
+
+
+def _library_for(points, rng):
+    rows = []
+    seen = set()
+    for a in points:
+        for b in a.blocks():
+            if (b.position, b.choice) not in seen:
+                seen.add((b.position, b.choice))
+                rows.append({"position": b.position, "choice": b.choice, "status": "ok", "nsr_val": rng.uniform(0.05, 0.9)})
+    return rows
+
+
+def test_features_use_each_positions_nsr_and_params():
+    rng = random.Random(0)
+    points = get_space("mobile").sample_many(3, seed=0)
+    nsr = nsr_table(_library_for(points, rng))
+    f = features(points[0], nsr)
+    assert f.shape == (len(FEATURES),)
+    blocks = points[0].blocks()
+    assert f[0] == pytest.approx(math.log10(nsr[(blocks[0].position, blocks[0].choice)]))
+    assert 6 < f[-1] < 8  # log10 params of a mobile FFNet: 10M-100M
+
+
+def test_missing_or_failed_blocks_are_named():
+    points = get_space("mobile").sample_many(2, seed=1)
+    rows = _library_for(points[:1], random.Random(0))
+    rows[0]["status"] = "failed"
+    nsr = nsr_table(rows)
+    assert missing_blocks(points[0], nsr) == [f"{rows[0]['position']}:{rows[0]['choice']}"]
+    with pytest.raises(InvalidInput, match="no usable block for") as e:
+        features(points[0], nsr)
+    assert rows[0]["choice"] in str(e.value)
+
+
+def test_fit_recovers_a_ranking_it_can_learn(tmp_path):
+    # mIoU that really is a (noisy) linear function of the features: LOO ranks must be high,
+    # and a target made of pure noise must not look predictable.
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(20, len(FEATURES)))
+    y = 70 - 3 * x[:, 1] - 2 * x[:, 4] + rng.normal(scale=0.3, size=20)
+    good = fit_accuracy_predictor(x, y, codes=[f"p{i}" for i in range(20)])
+    assert good.validation.kendall_tau > 0.7 and good.validation.n == 20
+    noise = fit_accuracy_predictor(x, rng.normal(size=20), codes=[f"p{i}" for i in range(20)])
+    assert noise.validation.kendall_tau < 0.5
+
+    path = good.save(tmp_path / "predictor.json")
+    again = AccuracyPredictor.load(path)
+    assert np.allclose(again.predict_features(x), good.predict_features(x))
+    assert again.validation == good.validation
+
+
+def test_too_few_points_and_corrupt_files_are_clear(tmp_path):
+    with pytest.raises(InvalidInput, match="at least 4"):
+        fit_accuracy_predictor(np.zeros((3, 6)), np.zeros(3), codes=["a", "b", "c"])
+    bad = tmp_path / "p.json"
+    bad.write_text('{"coef": [1')
+    with pytest.raises(InvalidInput, match="corrupt or truncated"):
+        AccuracyPredictor.load(bad)
+    bad.write_text('{"coef": [1]}')
+    with pytest.raises(InvalidInput, match="malformed"):
+        AccuracyPredictor.load(bad)
