@@ -1,0 +1,82 @@
+"""Segmentation data sets behind one factory.
+
+    ds = make_dataset("synthetic" | "synthetic:SEED" | "cityscapes:/path" | "ade20k:/path" | "folder:/path",
+                      split="train" | "val", size_hw=None, augment=False)
+    image, mask = ds[i]   # float32 (3, H, W) ImageNet-normalised; int64 (H, W), 255 = ignore
+    ds.num_classes, ds.ignore_index, ds.class_names
+
+`size_hw` is the network input size: training crops are that size (after a random scale),
+evaluation frames are resized to it. For the embedded set it is also the size the scenes are
+generated at (default 128x256).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from space.errors import InvalidInput, closest
+
+from .base import IGNORE_INDEX, SegmentationDataset
+from .transforms import EvalTransform, TrainTransform
+
+KINDS = ("synthetic", "cityscapes", "ade20k", "folder")
+SPLITS = ("train", "val")
+SPEC_HELP = "synthetic | synthetic:SEED | cityscapes:PATH | ade20k:PATH | folder:PATH"
+
+
+def parse_spec(spec: str) -> tuple[str, str | None]:
+    """'kind' or 'kind:arg' -> (kind, arg); one InvalidInput line for anything else."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise InvalidInput(f"data {spec!r}: expected {SPEC_HELP}")
+    kind, _, arg = spec.strip().partition(":")
+    kind = kind.lower()
+    if kind not in KINDS:
+        raise InvalidInput(f"data {spec!r}: unknown kind {kind!r}; expected {SPEC_HELP}{closest(kind, KINDS)}")
+    if kind == "synthetic":
+        if arg and not arg.lstrip("-").isdigit():
+            raise InvalidInput(f"data {spec!r}: the synthetic seed must be an integer, e.g. synthetic:0")
+        return kind, arg or "0"
+    if not arg:
+        raise InvalidInput(f"data {spec!r}: {kind} needs a path; expected {kind}:PATH")
+    return kind, arg
+
+
+def make_dataset(spec: str, split: str = "train", *, size_hw: tuple[int, int] | None = None, augment: bool = False,
+                 cache_dir: str | Path | None = None, scale_range: tuple[float, float] = (0.5, 2.0),
+                 num_images: int | None = None) -> SegmentationDataset:
+    """A data set by spec (see module doc). `cache_dir` keeps generated synthetic scenes;
+    `num_images` overrides the synthetic split size (train 512, val 128)."""
+    if split not in SPLITS:
+        raise InvalidInput(f"split {split!r}: expected one of {', '.join(SPLITS)}")
+    if size_hw is not None:
+        size_hw = _check_hw(size_hw)
+    kind, arg = parse_spec(spec)
+    transform = TrainTransform(size_hw, scale_range=scale_range) if augment else EvalTransform(size_hw)
+    if kind == "synthetic":
+        from .synthetic import DEFAULT_HW, SyntheticStreets
+
+        hw = size_hw or DEFAULT_HW
+        return SyntheticStreets(seed=int(arg), split=split, size_hw=hw,
+                                transform=TrainTransform(hw, scale_range=scale_range) if augment else EvalTransform(None),
+                                cache_dir=Path(cache_dir) if cache_dir else None, n=num_images)
+    root = Path(arg).expanduser()
+    if kind == "cityscapes":
+        from .cityscapes import cityscapes as build
+    elif kind == "ade20k":
+        from .ade20k import ade20k as build
+    else:
+        from .folder import folder as build
+    return build(root, split, spec=f"{kind}:{root}", transform=transform)
+
+
+def _check_hw(size_hw) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in size_hw)
+    except (TypeError, ValueError):
+        raise InvalidInput(f"size {size_hw!r}: expected (height, width), e.g. (128, 256)") from None
+    if h < 8 or w < 8:
+        raise InvalidInput(f"size {h}x{w}: expected at least 8x8")
+    return h, w
+
+
+__all__ = ["IGNORE_INDEX", "KINDS", "SegmentationDataset", "make_dataset", "parse_spec"]
