@@ -1,0 +1,221 @@
+"""The block library: one weight file per distilled choice + one table, both written atomically.
+
+    LIBRARY/library.json          the teacher it was distilled from (arch, classes, widths, digest)
+    LIBRARY/blocks.csv            position, choice, status, nsr_val, nsr_train, steps, seconds, params, file, message
+    LIBRARY/blocks/<pos>__<choice>.pt
+
+Each block's weight file is written by whoever trained it, the moment it finishes; the table
+is rewritten (temp file + rename) by the parent after each block. A kill therefore loses at
+most the blocks in flight; a weight file whose row did not make it into the table is
+recovered from the file on the next run. Re-running skips every choice already in the table
+(`retry_failed` re-trains the failed ones).
+
+A library belongs to one teacher: its students read that teacher's features and widths, so
+mixing teachers would chain blocks trained against different targets. Binding a library to a
+different teacher is refused.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterable
+
+import torch
+
+from distill.blocks import StudentBlock
+from distill.choices import ChoiceSpec
+from distill.features import FeatureSet, load_features, plain_provenance
+from distill.train import FAILED, OK, BlockResult, TrainConfig, train_block
+from space.errors import InvalidInput
+from space.io import atomic_torch_save, atomic_write_csv, atomic_write_json, read_json
+
+COLUMNS = ("position", "choice", "status", "nsr_val", "nsr_train", "steps", "seconds", "params", "file", "message")
+WEIGHT_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class TeacherInfo:
+    arch: str
+    num_classes: int
+    channels: tuple[int, ...]  # widths of the teacher's s4..s32 outputs
+    input_scale: int
+    digest: str  # sha1 of the teacher file (or any id that changes with the weights)
+
+    @classmethod
+    def of(cls, model, *, digest: str) -> "TeacherInfo":
+        return cls(model.arch.code, int(model.num_classes), tuple(model.arch.feature_channels),
+                   model.arch.input_scale, digest)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["channels"] = list(self.channels)
+        return d
+
+
+class BlockLibrary:
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+
+    # ---- layout ----------------------------------------------------------------------------
+    @property
+    def meta_path(self) -> Path:
+        return self.root / "library.json"
+
+    @property
+    def table_path(self) -> Path:
+        return self.root / "blocks.csv"
+
+    def weight_path(self, spec: ChoiceSpec) -> Path:
+        return self.root / "blocks" / f"{spec.file_stem}.pt"
+
+    # ---- teacher binding -------------------------------------------------------------------
+    def teacher(self) -> TeacherInfo:
+        if not self.meta_path.is_file():
+            raise InvalidInput(f"no block library in {str(self.root)!r}: expected {self.meta_path.name} there "
+                               "(run 'ffnet-nas distill' first)")
+        d = read_json(self.meta_path, what="block library metadata")
+        return TeacherInfo(d["arch"], d["num_classes"], tuple(d["channels"]), d["input_scale"], d["digest"])
+
+    def bind(self, info: TeacherInfo) -> None:
+        if self.meta_path.is_file():
+            have = self.teacher()
+            if have != info:
+                raise InvalidInput(
+                    f"block library {str(self.root)!r} was distilled from teacher {have.arch} (digest {have.digest}), "
+                    f"not {info.arch} (digest {info.digest}): use another --workdir or delete the library")
+            return
+        atomic_write_json(self.meta_path, {**info.to_dict(), "provenance": plain_provenance()})
+
+    # ---- table -----------------------------------------------------------------------------
+    def table(self):
+        import pandas as pd
+
+        if not self.table_path.is_file():
+            return pd.DataFrame(columns=list(COLUMNS))
+        try:
+            return pd.read_csv(self.table_path, keep_default_na=False, na_values=[""],
+                               dtype={"position": str, "choice": str, "status": str, "message": str})
+        except Exception as e:
+            raise InvalidInput(f"block table {str(self.table_path)!r} is unreadable ({type(e).__name__}); "
+                               "delete it: it is rebuilt from the weight files on the next run") from None
+
+    def _write(self, rows: dict[tuple[str, str], dict]) -> None:
+        import pandas as pd
+
+        from space.arch import POSITIONS
+
+        ordered = sorted(rows.values(), key=lambda r: (POSITIONS.index(r["position"]), r["choice"]))
+        atomic_write_csv(self.table_path, pd.DataFrame(ordered, columns=list(COLUMNS)))
+
+    def rows(self) -> dict[tuple[str, str], dict]:
+        frame = self.table()
+        return {(r["position"], r["choice"]): r for r in frame.to_dict("records")}
+
+    def recover(self) -> int:
+        """Add table rows for weight files written after the last table update (a kill in between)."""
+        rows, added = self.rows(), 0
+        folder = self.root / "blocks"
+        for path in sorted(folder.glob("*.pt")) if folder.is_dir() else []:
+            try:
+                obj = torch.load(path, map_location="cpu", weights_only=True)
+                row = obj["row"]
+            except Exception:
+                continue  # unreadable: its choice is simply trained again
+            if (row["position"], row["choice"]) not in rows:
+                rows[(row["position"], row["choice"])] = row
+                added += 1
+        if added:
+            self._write(rows)
+        return added
+
+    def record(self, row: dict) -> None:
+        rows = self.rows()
+        rows[(row["position"], row["choice"])] = row
+        self._write(rows)
+
+    # ---- blocks ----------------------------------------------------------------------------
+    def status(self, position: str, choice: str) -> str | None:
+        row = self.rows().get((position, choice))
+        return None if row is None else row["status"]
+
+    def load_block(self, position: str, choice: str) -> StudentBlock:
+        """A trained student block (eval mode). Missing or failed: InvalidInput."""
+        spec = ChoiceSpec.parse(position, choice)
+        status = self.status(position, choice)
+        if status != OK:
+            why = "not distilled yet" if status is None else f"status {status!r}"
+            raise InvalidInput(f"block {position}:{choice} is {why} in {str(self.root)!r}: "
+                               "expected a block with status 'ok' (run 'ffnet-nas distill' over a space containing it)")
+        info = self.teacher()
+        student = StudentBlock(spec, teacher_channels=info.channels, num_classes=info.num_classes)
+        try:
+            obj = torch.load(self.weight_path(spec), map_location="cpu", weights_only=True)
+            student.load_state_dict(obj["state_dict"], strict=True)
+        except (OSError, RuntimeError, KeyError) as e:
+            raise InvalidInput(f"weights of block {position}:{choice} in {str(self.weight_path(spec))!r} are missing "
+                               f"or corrupt ({type(e).__name__}); delete its row in blocks.csv and re-run distill") from None
+        return student.eval()
+
+
+def _train_and_save(spec: ChoiceSpec, train: FeatureSet | str, val: FeatureSet | str, info: TeacherInfo,
+                    config: TrainConfig, out: Path, threads: int | None) -> dict:
+    """One unit of work (in a worker process when jobs > 1): train, save the weight file, return its row."""
+    if threads:
+        torch.set_num_threads(threads)
+    train = load_features(train) if isinstance(train, (str, Path)) else train
+    val = load_features(val) if isinstance(val, (str, Path)) else val
+    result: BlockResult = train_block(spec, train, val, teacher_channels=info.channels, num_classes=info.num_classes,
+                                      teacher_input_scale=info.input_scale, config=config)
+    params = sum(v.numel() for k, v in result.state_dict.items()
+                 if not k.startswith("out_adapter") and "running" not in k and "num_batches" not in k)
+    row = {"position": spec.position, "choice": spec.choice, "status": result.status,
+           "nsr_val": result.nsr_val, "nsr_train": result.nsr_train, "steps": result.steps,
+           "seconds": round(result.seconds, 3), "params": int(params), "file": f"blocks/{out.name}",
+           "message": result.message}
+    atomic_torch_save(out, {"format": WEIGHT_FORMAT, "row": row, "teacher": info.to_dict(), "config": asdict(config),
+                            "state_dict": result.state_dict, "provenance": plain_provenance(threads=torch.get_num_threads())})
+    return row
+
+
+def distill_library(choices: Iterable[ChoiceSpec], *, library: BlockLibrary, teacher: TeacherInfo,
+                    train: FeatureSet | str | Path, val: FeatureSet | str | Path, config: TrainConfig = TrainConfig(),
+                    jobs: int = 1, retry_failed: bool = False, progress: bool = True) -> list[dict]:
+    """Train every choice not yet in the library; returns the rows trained in this call.
+
+    With jobs > 1, `train`/`val` must be cache file paths: workers memory-map them rather
+    than receive pickled copies. Each worker gets cpu_count // jobs torch threads.
+    """
+    from tqdm.auto import tqdm
+
+    library.bind(teacher)
+    library.recover()
+    done = library.rows()
+    todo = [s for s in choices
+            if (s.position, s.choice) not in done or (retry_failed and done[(s.position, s.choice)]["status"] == FAILED)]
+    if not todo:
+        return []
+    jobs = max(1, min(jobs, len(todo)))
+    threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None
+    if jobs > 1 and not all(isinstance(f, (str, Path)) for f in (train, val)):
+        raise InvalidInput("jobs > 1 needs the teacher features as cache files (paths), not in-memory sets")
+    trained: list[dict] = []
+    bar = tqdm(total=len(todo), desc="distilling blocks", unit="block", disable=not progress)
+    try:
+        if jobs == 1:
+            rows = (_train_and_save(s, train, val, teacher, config, library.weight_path(s), None) for s in todo)
+        else:
+            from joblib import Parallel, delayed
+
+            rows = Parallel(n_jobs=jobs, return_as="generator_unordered")(
+                delayed(_train_and_save)(s, str(train), str(val), teacher, config, library.weight_path(s), threads)
+                for s in todo)
+        for row in rows:
+            library.record(row)
+            trained.append(row)
+            bar.set_postfix_str(f"{row['position']}:{row['choice']} nsr={row['nsr_val']:.3f} {row['status']}")
+            bar.update()
+    finally:
+        bar.close()
+    return trained
