@@ -1,0 +1,90 @@
+"""`ffnet-nas measure-latency`: per-unit latency table for a device, calibrated and validated."""
+
+from __future__ import annotations
+
+import argparse
+
+from ffnet_nas.workspace import DEFAULT_WORKDIR, Workspace
+from space.errors import InvalidInput
+
+
+def _repeats(text: str) -> tuple[int, int]:
+    """'10' -> (10, 100); '10:50' -> (10, 50)."""
+    try:
+        parts = [int(p) for p in text.split(":")]
+    except ValueError:
+        parts = []
+    if len(parts) == 1:
+        parts.append(max(parts[0], 100))
+    if len(parts) != 2 or not 1 <= parts[0] <= parts[1]:
+        raise InvalidInput(f"--repeats {text!r}: expected MIN or MIN:MAX timed runs per round, e.g. 10 or 10:100")
+    return parts[0], parts[1]
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "measure-latency",
+        help="measure a per-unit latency table on a device, calibrate it, optionally validate it",
+        description="Times every distinct unit (stem, residual block, head) the space needs, once, into "
+                    "WORKDIR/lut/<slug>.csv (+ .json metadata); fits measured = a*sum + b on a few networks "
+                    "timed end to end; with --validate N, times N random points plus every published variant "
+                    "twice and reports the predictor's error next to the measurement's own repeatability. "
+                    "Interrupt at any time: a re-run measures only what is missing.",
+    )
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    p.add_argument("--space", default="mobile", help="built-in space (mobile, gpu_large, gpu_small, all) or a YAML file")
+    p.add_argument("--input-size", default=None, metavar="HxW",
+                   help="tensor entering the stem (default: the space's; pre_down points get 2x)")
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--dtype", default="fp32", help="fp32, fp16 or bf16")
+    p.add_argument("--backend", default="eager", help="eager, compile or onnxruntime")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: the cores this process may use)")
+    p.add_argument("--num-classes", type=int, default=19)
+    p.add_argument("--repeats", default="10:100", metavar="MIN[:MAX]",
+                   help="timed runs per round (rounds repeat until the estimate moves < --tolerance) and the cap")
+    p.add_argument("--tolerance", type=float, default=0.02, help="relative change that counts as stable (default 0.02)")
+    p.add_argument("--max-seconds", type=float, default=10.0, help="time cap per measured thing, after warm-up")
+    p.add_argument("--estimator", default=None, help="p25 (cpu default), median (gpu default), p10, min, mean, trimmed")
+    p.add_argument("--calibrate", type=int, default=6, metavar="N", help="networks timed end to end for the calibration")
+    p.add_argument("--validate", type=int, default=0, metavar="N",
+                   help="also time N random points + every published variant of the space twice, and report errors")
+    p.add_argument("--seed", type=int, default=0, help="seed of the validation sample")
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--workdir", default=str(DEFAULT_WORKDIR))
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from predictors.latency.build import build, make_spec
+    from predictors.latency.protocol import default_protocol
+    from space.complexity import parse_hw
+    from space.searchspace import get_space
+
+    space = get_space(args.space)
+    input_hw = parse_hw(args.input_size) if args.input_size else space.input_hw
+    spec = make_spec(device=args.device, dtype=args.dtype, backend=args.backend, batch=args.batch,
+                     input_hw=input_hw, threads=args.threads, num_classes=args.num_classes)
+    lo, hi = _repeats(args.repeats)
+    changes = dict(min_repeats=lo, max_repeats=hi, rel_tol=args.tolerance, max_seconds=args.max_seconds)
+    if args.estimator:
+        changes["estimator"] = args.estimator
+    protocol = default_protocol(spec.device, **changes)
+    if args.calibrate < 0 or args.validate < 0:
+        raise InvalidInput("--calibrate and --validate take a count >= 0")
+    ws = Workspace(args.workdir)
+    result = build(lut_dir=ws.lut_dir, space=space, spec=spec, protocol=protocol, calibrate_n=args.calibrate,
+                   validate_n=args.validate, seed=args.seed, progress=not args.no_progress)
+    table = result.table
+    print(f"latency table: {table.path} ({len(table)} keys; {result.n_keys} for space {space.name}, "
+          f"{result.n_new} measured now) + {table.path.with_suffix('.json')}")
+    if result.calibration is not None:
+        c = result.calibration
+        print(f"calibration: measured = {c.a:.4f} * sum + {c.b:.3f} ms on {c.n_points} networks "
+              f"(fit rms {c.rel_rmse * 100:.1f}%) -> {table.path.with_suffix('.calibration.json')}")
+    v = result.validation
+    if v is not None:
+        for label, a in (("predictor", v.predictor), ("raw sum", v.raw_sum), ("repeatability", v.repeatability)):
+            print(f"{label:>13}: n={a.n} median |err| {a.median_abs_pct:.1f}%  within ±10% {a.within_10pct * 100:.0f}%  "
+                  f"Spearman {a.spearman:.3f}  Kendall {a.kendall:.3f}")
+        print(f"validation: {v.table_path} + {v.summary_path}")
+    return 0

@@ -1,0 +1,132 @@
+"""`predict_latency(arch, lut)`: the sum of the arch's unit times, calibrated end to end.
+
+The raw sum misses what happens *between* units in a real forward pass: each unit is timed
+alone with its input already in cache and its own call overhead, while in the network the
+input was just written by the previous unit (warm or evicted, depending on size), and the
+framework's per-module launch gaps differ. Those effects scale roughly with the work
+(a factor `a`) plus a fixed per-inference cost (`b`: the Python/dispatcher path, the first
+allocation), so the calibration is the line
+
+    measured = a * sum + b
+
+fitted on a handful of end-to-end measurements, by least squares on *relative* residuals
+(every point counts the same whatever its size). The interpolations, adds and concatenation
+of the head are inside the `head` unit, so no separate term is needed for them.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Sequence
+
+from predictors.latency.keys import units_of
+from predictors.latency.lut import LatencyTable, load_table
+from space.arch import Arch, resolve
+from space.errors import InvalidInput
+from space.io import atomic_write_json, read_json
+
+
+@dataclass(frozen=True)
+class Calibration:
+    a: float = 1.0
+    b: float = 0.0  # ms
+    n_points: int = 0
+    rel_rmse: float = float("nan")  # of the fit on its own points
+    codes: tuple[str, ...] = ()
+
+    def apply(self, raw_ms: float) -> float:
+        return self.a * raw_ms + self.b
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["codes"] = list(self.codes)
+        return d
+
+
+def fit_calibration(raw_ms: Sequence[float], measured_ms: Sequence[float], *, codes: Sequence[str] = ()) -> Calibration:
+    """Least squares of (a*raw + b - m)/m. With one point only the scale is fitted."""
+    import numpy as np
+
+    raw, meas = np.asarray(raw_ms, float), np.asarray(measured_ms, float)
+    if len(raw) == 0:
+        return Calibration()
+    if len(raw) == 1:
+        a, b = float(meas[0] / raw[0]), 0.0
+    else:
+        design = np.stack([raw / meas, 1.0 / meas], axis=1)
+        (a, b), *_ = np.linalg.lstsq(design, np.ones_like(meas), rcond=None)
+        a, b = float(a), float(b)
+    resid = (a * raw + b - meas) / meas
+    return Calibration(a=a, b=b, n_points=len(raw), rel_rmse=float(np.sqrt(np.mean(resid ** 2))), codes=tuple(codes))
+
+
+def calibration_path(table: LatencyTable) -> Path:
+    return table.path.with_suffix(".calibration.json")
+
+
+def save_calibration(table: LatencyTable, cal: Calibration) -> Path:
+    return atomic_write_json(calibration_path(table), {"spec": table.spec.to_dict(), "calibration": cal.to_dict()})
+
+
+def load_calibration(table: LatencyTable) -> Calibration | None:
+    path = calibration_path(table)
+    if not path.exists():
+        return None
+    data = read_json(path, what="latency calibration")
+    if data.get("spec") != table.spec.to_dict():
+        raise InvalidInput(f"calibration {str(path)!r} belongs to another table; delete it and re-run measure-latency")
+    c = data["calibration"]
+    return Calibration(a=c["a"], b=c["b"], n_points=c["n_points"], rel_rmse=c["rel_rmse"], codes=tuple(c["codes"]))
+
+
+def _as_table(lut: "LatencyTable | str | Path") -> LatencyTable:
+    return lut if isinstance(lut, LatencyTable) else load_table(lut)
+
+
+def check_spec(table: LatencyTable, **asked) -> None:
+    """Refuse a table measured for other settings than the ones asked (None = not asked)."""
+    spec = table.spec
+    have = {"device": spec.device, "dtype": spec.dtype, "backend": spec.backend, "batch": spec.batch,
+            "input_hw": tuple(spec.input_hw), "threads": spec.threads, "num_classes": spec.num_classes}
+    for name, want in asked.items():
+        if want is None:
+            continue
+        if name == "input_hw":
+            want = tuple(want)
+        if name == "device" and str(want) == "cuda":
+            want = "cuda:0"
+        if have[name] != want:
+            raise InvalidInput(f"latency table {str(table.path)!r} was measured with {name}={have[name]!r}, "
+                               f"but {want!r} was asked; expected a table measured for it (run measure-latency)")
+
+
+def raw_sum(arch: Arch, table: LatencyTable) -> float:
+    """Sum over the arch's units of count x time; every unit must be in the table."""
+    counts: Counter = units_of(arch, table.spec.input_hw, num_classes=table.spec.num_classes)
+    missing = [u.key for u in counts if u.key not in table]
+    if missing:
+        raise InvalidInput(f"latency table {str(table.path)!r} lacks {len(missing)} key(s) needed by {arch.code} "
+                           f"(first: {missing[0]}); expected a table measured for a space containing it "
+                           f"(run measure-latency --space ...)")
+    return sum(n * table.ms(u.key) for u, n in counts.items())
+
+
+def predict_latency(arch: "Arch | str", lut: "LatencyTable | str | Path", *, calibrated: bool = True,
+                    device: str | None = None, dtype: str | None = None, backend: str | None = None,
+                    input_hw: tuple[int, int] | None = None, batch: int | None = None,
+                    calibration: Calibration | None = None) -> float:
+    """Predicted latency in ms of `arch` (a point, code or published name) under `lut`'s settings.
+
+    Any of device/dtype/backend/input_hw/batch given must match the table's: a table for
+    other settings is an error, never a silently wrong number. Without a fitted calibration
+    the raw sum is returned (a=1, b=0).
+    """
+    table = _as_table(lut)
+    check_spec(table, device=device, dtype=dtype, backend=backend, input_hw=input_hw, batch=batch)
+    raw = raw_sum(resolve(arch), table)
+    if not calibrated:
+        return raw
+    cal = calibration if calibration is not None else (load_calibration(table) or Calibration())
+    return cal.apply(raw)

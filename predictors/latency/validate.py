@@ -1,0 +1,206 @@
+"""End-to-end measurements: calibration of the sum, and validation of the predictor.
+
+Whole networks are timed with the same protocol, backend and settings as the table's
+units. Every finished measurement is saved atomically to `<slug>.e2e.csv` (one row per
+code and pass), so calibration and validation resume after a kill without re-measuring.
+
+Validation measures each point twice, in two independent passes (the second in reverse
+order, so slow drift of the machine does not hit the same points twice): their agreement
+is the ruler's own repeatability, reported next to the predictor's error. A predictor
+cannot be judged finer than its ruler.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from predictors.latency.lut import LatencyTable, timing_device
+from predictors.latency.predict import Calibration, fit_calibration, raw_sum, save_calibration
+from predictors.latency.protocol import Protocol, Timing, measurement_context, time_callable
+from space.arch import Arch
+from space.errors import InvalidInput
+from space.io import atomic_write_csv, atomic_write_json, provenance
+
+E2E_COLUMNS = ("code", "pass", "estimate_ms", "median_ms", "p25_ms", "min_ms", "iqr_ms", "n", "stable", "seconds")
+CALIBRATION_PASS = 0
+CALIBRATION_SEED = 1_000_003  # far from validation seeds: the two sets should not overlap
+
+
+def e2e_path(table: LatencyTable) -> Path:
+    return table.path.with_suffix(".e2e.csv")
+
+
+def _load_e2e(path: Path) -> dict[tuple[str, int], dict]:
+    import pandas as pd
+
+    if not path.exists():
+        return {}
+    frame = pd.read_csv(path)
+    return {(r["code"], int(r["pass"])): r for r in frame.to_dict("records")}
+
+
+def _save_e2e(path: Path, rows: dict) -> None:
+    import pandas as pd
+
+    atomic_write_csv(path, pd.DataFrame([rows[k] for k in sorted(rows)], columns=list(E2E_COLUMNS)))
+
+
+def time_arch(arch: Arch, table: LatencyTable, protocol: Protocol) -> Timing:
+    from predictors.latency.backends import prepare
+    from predictors.latency.modules import network
+
+    spec = table.spec
+    model, inputs = network(arch, spec.input_hw, spec.batch, num_classes=spec.num_classes)
+    fn = prepare(model, inputs, backend=spec.backend, device=spec.device, dtype=spec.dtype, threads=spec.threads)
+    return time_callable(fn, device=timing_device(spec), protocol=protocol)
+
+
+def measure_archs(table: LatencyTable, archs: Sequence[Arch], passes: Iterable[int], protocol: Protocol, *,
+                  progress: bool = True, desc: str = "end-to-end") -> dict[tuple[str, int], float]:
+    """(code, pass) -> estimate_ms for every arch and pass, measuring only what is not saved yet."""
+    from tqdm import tqdm
+
+    path = e2e_path(table)
+    rows = _load_e2e(path)
+    jobs = []
+    for i, p in enumerate(passes):
+        order = list(archs) if i % 2 == 0 else list(reversed(archs))
+        jobs += [(a, p) for a in order if (a.code, p) not in rows]
+    if jobs:
+        bar = tqdm(jobs, desc=f"{desc} {table.spec.slug}", unit="net", disable=not progress, dynamic_ncols=True)
+        with measurement_context(table.spec.device, table.spec.threads):
+            for arch, p in bar:
+                t0 = time.perf_counter()
+                timing = time_arch(arch, table, protocol)
+                rows[(arch.code, p)] = {"code": arch.code, "pass": p, **{k: getattr(timing, k) for k in (
+                    "estimate_ms", "median_ms", "p25_ms", "min_ms", "iqr_ms", "n", "stable")},
+                    "seconds": round(time.perf_counter() - t0, 3)}
+                _save_e2e(path, rows)
+    wanted = {(a.code, p) for a in archs for p in passes}
+    return {k: float(rows[k]["estimate_ms"]) for k in wanted}
+
+
+def calibration_points(space, n: int) -> list[Arch]:
+    return space.sample_many(n, seed=CALIBRATION_SEED)
+
+
+def calibrate(table: LatencyTable, space, *, n: int, protocol: Protocol, progress: bool = True) -> Calibration:
+    """Measure `n` points end to end, fit measured = a*sum + b, save it next to the table."""
+    archs = calibration_points(space, n)
+    measured = measure_archs(table, archs, [CALIBRATION_PASS], protocol, progress=progress, desc="calibration")
+    raws = [raw_sum(a, table) for a in archs]
+    cal = fit_calibration(raws, [measured[(a.code, CALIBRATION_PASS)] for a in archs], codes=[a.code for a in archs])
+    save_calibration(table, cal)
+    return cal
+
+
+# ---- metrics ------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Agreement:
+    """How well `predicted` matches `reference` over a set of points."""
+
+    n: int
+    median_abs_pct: float
+    within_10pct: float  # share of points with |error| <= 10%
+    spearman: float
+    kendall: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def agreement(predicted: Sequence[float], reference: Sequence[float]) -> Agreement:
+    import numpy as np
+    from scipy import stats
+
+    p, r = np.asarray(predicted, float), np.asarray(reference, float)
+    err = np.abs(p - r) / r * 100
+    many = len(p) >= 3
+    return Agreement(
+        n=len(p),
+        median_abs_pct=float(np.median(err)),
+        within_10pct=float(np.mean(err <= 10.0)),
+        spearman=float(stats.spearmanr(p, r).statistic) if many else float("nan"),
+        kendall=float(stats.kendalltau(p, r).statistic) if many else float("nan"),
+    )
+
+
+@dataclass(frozen=True)
+class ValidationResult:
+    predictor: Agreement  # calibrated prediction vs the mean of the two passes
+    raw_sum: Agreement  # uncalibrated sum vs the same
+    repeatability: Agreement  # pass 2 vs pass 1: the ruler itself
+    calibration: Calibration
+    table_path: Path
+    summary_path: Path
+
+
+def validation_points(space, n: int, *, seed: int, exclude: Iterable[str] = ()) -> list[tuple[Arch, str, str]]:
+    """(arch, source, published name) for n random points (not in `exclude`) + every published one in the space."""
+    from space.catalogue import name_of, variants
+
+    skip = set(exclude)
+    points: list[tuple[Arch, str, str]] = []
+    seen: set[str] = set()
+    for arch in space.sample_many(n + len(skip), seed=seed):
+        if len(points) == n:
+            break
+        if arch.code not in skip:
+            points.append((arch, "random", name_of(arch) or ""))
+            seen.add(arch.code)
+    for v in variants(task="segmentation"):
+        if v.arch in space and v.arch.code not in seen:
+            points.append((v.arch, "published", v.name))
+            seen.add(v.arch.code)
+    return points
+
+
+def validate(table: LatencyTable, space, *, n: int, calibration: Calibration, protocol: Protocol, seed: int = 0,
+             progress: bool = True) -> ValidationResult:
+    """Measure n random + all published points twice; compare with the prediction; write the table."""
+    import numpy as np
+    import pandas as pd
+
+    points = validation_points(space, n, seed=seed, exclude=calibration.codes)
+    if not points:
+        raise InvalidInput(f"space {space.name!r} has {space.size} point(s), all used for calibration and none "
+                           "published: nothing left to validate on; expected a smaller --calibrate")
+    archs = [a for a, _, _ in points]
+    measured = measure_archs(table, archs, [1, 2], protocol, progress=progress, desc="validation")
+    records = []
+    for arch, source, name in points:
+        m1, m2 = measured[(arch.code, 1)], measured[(arch.code, 2)]
+        raw = raw_sum(arch, table)
+        pred = calibration.apply(raw)
+        mean = (m1 + m2) / 2
+        records.append({"code": arch.code, "source": source, "name": name, "raw_sum_ms": raw, "predicted_ms": pred,
+                        "measured_1_ms": m1, "measured_2_ms": m2, "measured_ms": mean,
+                        "error_pct": (pred - mean) / mean * 100, "repeat_diff_pct": (m2 - m1) / m1 * 100})
+    frame = pd.DataFrame(records)
+    base = table.path.with_suffix("")
+    table_path = atomic_write_csv(base.with_name(base.name + ".validation.csv"), frame)
+    meas = frame["measured_ms"].to_numpy()
+    result = ValidationResult(
+        predictor=agreement(frame["predicted_ms"], meas),
+        raw_sum=agreement(frame["raw_sum_ms"], meas),
+        repeatability=agreement(frame["measured_2_ms"], frame["measured_1_ms"]),
+        calibration=calibration,
+        table_path=table_path,
+        summary_path=base.with_name(base.name + ".validation.json"),
+    )
+    published = frame["source"] == "published"
+    summary = {
+        "spec": table.spec.to_dict(), "space": space.name, "n_random": int((~published).sum()),
+        "n_published": int(published.sum()), "seed": seed, "protocol": protocol.to_dict(),
+        "predictor": result.predictor.to_dict(), "raw_sum": result.raw_sum.to_dict(),
+        "repeatability": result.repeatability.to_dict(), "calibration": calibration.to_dict(),
+        "published_only": agreement(frame.loc[published, "predicted_ms"], meas[published.to_numpy()]).to_dict()
+        if published.any() else None,
+        "provenance": provenance(device=table.spec.device, device_name=table.spec.device_name),
+    }
+    atomic_write_json(result.summary_path, summary)
+    return result
