@@ -1,0 +1,321 @@
+"""A reusable training loop for segmentation models, and `evaluate`.
+
+    result = train(model, dataset, config=TrainConfig(steps=2000), checkpoint_path=".../train_state.pt",
+                   teacher=None)
+    score = evaluate(model, val_dataset)     # -> metrics.SegmentationScore (.miou, .iou, ...)
+
+Loss: cross-entropy on logits resized to the label size (ignore 255), plus optionally a
+pixel-wise KD term KL(teacher || student) at temperature T (Hinton et al.), weighted by
+`kd_weight`. Optimiser SGD (momentum, the FFNet recipe) or AdamW; LR poly(0.9) or cosine,
+with linear warm-up; the LR is a pure function of the step, so nothing but the step has to be
+restored for it.
+
+Kill and resume: every `checkpoint_every` steps (and at the end) the model, optimiser,
+step, loss log and RNG states are written atomically to `checkpoint_path`. Calling `train`
+again with the same path continues from the saved step. Which images make up a batch is a
+pure function of (seed, step), and the augmentation RNG is restored, so with num_workers=0 a
+resumed run reproduces the uninterrupted run exactly (a test checks it).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ffnet_nas.metrics import IGNORE_INDEX, ConfusionMeter, SegmentationScore
+from space.errors import InvalidInput
+
+OPTIMIZERS = ("sgd", "adamw")
+SCHEDULES = ("poly", "cosine", "constant")
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN/inf: the weights are not usable (nothing is written over the last good checkpoint)."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int = 1000
+    batch_size: int = 8
+    optimizer: str = "sgd"
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    schedule: str = "poly"
+    poly_power: float = 0.9
+    warmup_steps: int = 0
+    kd_weight: float = 0.0
+    kd_temperature: float = 1.0
+    checkpoint_every: int = 50
+    seed: int = 0
+    num_workers: int = 0
+    grad_clip: float | None = None
+
+    def __post_init__(self) -> None:
+        def bad(field_: str, expected: str) -> InvalidInput:
+            return InvalidInput(f"{field_}={getattr(self, field_)!r}: expected {expected}")
+
+        if self.steps < 1:
+            raise bad("steps", "a positive number of steps")
+        if self.batch_size < 1:
+            raise bad("batch_size", "a positive integer")
+        if self.optimizer not in OPTIMIZERS:
+            raise bad("optimizer", " or ".join(OPTIMIZERS))
+        if self.schedule not in SCHEDULES:
+            raise bad("schedule", ", ".join(SCHEDULES))
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise bad("lr", "a positive learning rate")
+        if self.kd_weight < 0 or self.kd_temperature <= 0:
+            raise InvalidInput(f"kd_weight={self.kd_weight}, kd_temperature={self.kd_temperature}: expected weight >= 0 and temperature > 0")
+        if self.checkpoint_every < 1:
+            raise bad("checkpoint_every", "a positive number of steps")
+        if self.warmup_steps < 0:
+            raise bad("warmup_steps", "0 or more")
+
+    def lr_at(self, step: int) -> float:
+        """Learning rate for optimisation step `step` (0-based)."""
+        if step < self.warmup_steps:
+            return self.lr * (step + 1) / self.warmup_steps
+        span = max(1, self.steps - self.warmup_steps)
+        t = min(1.0, (step - self.warmup_steps) / span)
+        if self.schedule == "poly":
+            return self.lr * (1 - t) ** self.poly_power
+        if self.schedule == "cosine":
+            return self.lr * 0.5 * (1 + math.cos(math.pi * t))
+        return self.lr
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    steps: int
+    start_step: int  # > 0 when the run resumed from a checkpoint
+    final_loss: float
+    seconds: float  # this invocation only
+    losses: tuple[tuple[int, float], ...] = field(repr=False, default=())
+    checkpoint_path: Path | None = None
+
+
+def batch_indices(step: int, *, batch_size: int, n: int, seed: int) -> list[int]:
+    """The dataset indices of batch `step`: epoch-wise shuffles, a pure function of (seed, step)."""
+    out = []
+    for flat in range(step * batch_size, (step + 1) * batch_size):
+        epoch, pos = divmod(flat, n)
+        perm = _epoch_perm(seed, epoch, n)
+        out.append(int(perm[pos]))
+    return out
+
+
+_PERM_CACHE: dict[tuple[int, int, int], torch.Tensor] = {}
+
+
+def _epoch_perm(seed: int, epoch: int, n: int) -> torch.Tensor:
+    key = (seed, epoch, n)
+    if key not in _PERM_CACHE:
+        if len(_PERM_CACHE) > 8:
+            _PERM_CACHE.clear()
+        _PERM_CACHE[key] = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
+    return _PERM_CACHE[key]
+
+
+class _StepBatches(torch.utils.data.Sampler):
+    def __init__(self, *, start: int, stop: int, batch_size: int, n: int, seed: int):
+        self.start, self.stop, self.batch_size, self.n, self.seed = start, stop, batch_size, n, seed
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for step in range(self.start, self.stop):
+            yield batch_indices(step, batch_size=self.batch_size, n=self.n, seed=self.seed)
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+
+def segmentation_loss(logits: torch.Tensor, target: torch.Tensor, *, ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
+    """Cross-entropy with logits bilinearly resized to the label size (FFNet outputs stride 4/8)."""
+    if logits.shape[-2:] != target.shape[-2:]:
+        logits = F.interpolate(logits, size=target.shape[-2:], mode="bilinear", align_corners=False)
+    return F.cross_entropy(logits, target, ignore_index=ignore_index)
+
+
+def kd_loss(student: torch.Tensor, teacher: torch.Tensor, *, temperature: float = 1.0) -> torch.Tensor:
+    """Pixel-wise KL(teacher || student) at temperature T, times T^2 (gradient scale of Hinton et al.)."""
+    if teacher.shape[-2:] != student.shape[-2:]:
+        teacher = F.interpolate(teacher, size=student.shape[-2:], mode="bilinear", align_corners=False)
+    t = temperature
+    log_p = F.log_softmax(student / t, dim=1)
+    log_q = F.log_softmax(teacher / t, dim=1)
+    # mean over pixels (not batch-sum) so the weight does not depend on the output size
+    return (log_q.exp() * (log_q - log_p)).sum(1).mean() * t * t
+
+
+def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    # No weight decay on BN parameters and biases (1-D tensors): standard for ResNet-style nets.
+    decay = [p for p in model.parameters() if p.requires_grad and p.dim() > 1]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() <= 1]
+    groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum)
+    return torch.optim.AdamW(groups, lr=config.lr)
+
+
+def _rng_state() -> dict[str, Any]:
+    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+
+
+def _fingerprint(model: nn.Module, config: TrainConfig, extra: dict[str, Any]) -> dict[str, Any]:
+    """What must not change between a run and its resume (the step count may grow)."""
+    arch = getattr(model, "arch", None)
+    cfg = {k: v for k, v in asdict(config).items() if k not in ("steps", "checkpoint_every", "num_workers")}
+    return {"arch": getattr(arch, "code", type(model).__name__), "config": cfg, **extra}
+
+
+def load_train_state(path: Path) -> dict[str, Any] | None:
+    if not path.is_file():
+        return None
+    try:
+        # Our own file: it holds numpy RNG state and Python tuples, so full unpickling is needed.
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:
+        raise InvalidInput(f"training checkpoint {str(path)!r} is corrupt or truncated ({type(e).__name__}); "
+                           "delete it to start over") from None
+
+
+def train(model: nn.Module, dataset, *, config: TrainConfig, checkpoint_path: str | Path | None = None,
+          teacher: nn.Module | None = None, device: str | torch.device = "cpu", progress: bool = True,
+          desc: str = "train", fingerprint: dict[str, Any] | None = None,
+          on_step: Callable[[int, float], None] | None = None) -> TrainResult:
+    """Train `model` in place on `dataset` (items: normalised image, int64 mask) for `config.steps`.
+
+    Resumes from `checkpoint_path` when it exists and was made by the same model/config/
+    `fingerprint` (a mismatch is an InvalidInput naming the difference). `on_step(step, loss)`
+    runs after each step (tests use it to simulate a kill). Raises `TrainingDiverged` on a
+    non-finite loss; the last good checkpoint stays.
+    """
+    from tqdm.auto import tqdm
+
+    device = torch.device(device)
+    if len(dataset) == 0:
+        raise InvalidInput("the training set is empty: expected at least one image")
+    if config.kd_weight > 0 and teacher is None:
+        raise InvalidInput(f"kd_weight={config.kd_weight} needs a teacher model")
+    model.to(device)
+    optimizer = make_optimizer(model, config)
+    fp = _fingerprint(model, config, fingerprint or {})
+    checkpoint_path = Path(checkpoint_path) if checkpoint_path is not None else None
+    start, losses = 0, []
+    state = load_train_state(checkpoint_path) if checkpoint_path is not None else None
+    if state is not None:
+        if state.get("fingerprint") != fp:
+            diff = _describe_difference(state.get("fingerprint") or {}, fp)
+            raise InvalidInput(f"training checkpoint {str(checkpoint_path)!r} belongs to a different run ({diff}); "
+                               "expected the same arch, data and settings: delete it or use another --workdir")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        _set_rng_state(state["rng"])
+        start, losses = int(state["step"]), list(state["losses"])
+    if teacher is not None:
+        teacher.to(device).eval()
+
+    def save(step: int) -> None:
+        if checkpoint_path is None:
+            return
+        from space.io import atomic_torch_save
+
+        atomic_torch_save(checkpoint_path, {"step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                                            "rng": _rng_state(), "losses": losses, "fingerprint": fp})
+
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_sampler=_StepBatches(start=start, stop=config.steps, batch_size=config.batch_size, n=len(dataset), seed=config.seed),
+        num_workers=config.num_workers, pin_memory=device.type == "cuda")
+    t0 = time.perf_counter()
+    loss_value = losses[-1][1] if losses else float("nan")
+    model.train()
+    bar = tqdm(total=config.steps, initial=start, desc=desc, disable=not progress, dynamic_ncols=True, unit="step")
+    try:
+        for step, (images, masks) in enumerate(loader, start=start):
+            lr = config.lr_at(step)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            images, masks = images.to(device, non_blocking=True), masks.to(device, non_blocking=True)
+            logits = model(images)
+            loss = segmentation_loss(logits, masks, ignore_index=getattr(dataset, "ignore_index", IGNORE_INDEX))
+            if teacher is not None and config.kd_weight > 0:
+                with torch.no_grad():
+                    target = teacher(images)
+                loss = loss + config.kd_weight * kd_loss(logits, target, temperature=config.kd_temperature)
+            loss_value = float(loss.detach())
+            if not math.isfinite(loss_value):
+                raise TrainingDiverged(f"loss became {loss_value} at step {step}; expected a finite loss: lower the learning rate "
+                                       f"(now {lr:.3g}) or check the data")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if config.grad_clip:
+                nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            optimizer.step()
+            losses.append((step + 1, loss_value))
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss_value:.3f}", lr=f"{lr:.2g}")
+            if (step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps:
+                save(step + 1)
+            if on_step is not None:
+                on_step(step + 1, loss_value)
+    finally:
+        bar.close()
+    if start >= config.steps:  # already finished: nothing ran, the checkpoint is the result
+        pass
+    return TrainResult(steps=config.steps, start_step=start, final_loss=loss_value, seconds=time.perf_counter() - t0,
+                       losses=tuple(losses), checkpoint_path=checkpoint_path)
+
+
+def _describe_difference(old: dict[str, Any], new: dict[str, Any]) -> str:
+    flat_old, flat_new = _flatten(old), _flatten(new)
+    keys = [k for k in sorted(set(flat_old) | set(flat_new)) if flat_old.get(k) != flat_new.get(k)]
+    return "; ".join(f"{k}: {flat_old.get(k)!r} there, {flat_new.get(k)!r} now" for k in keys[:3]) or "unknown difference"
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+@torch.inference_mode()
+def evaluate(model: nn.Module, dataset, *, batch_size: int = 8, device: str | torch.device = "cpu",
+             num_workers: int = 0, limit: int | None = None, progress: bool = True, desc: str = "eval") -> SegmentationScore:
+    """mIoU of `model` on `dataset` (eval mode; logits resized bilinearly to the label size,
+    as the Cityscapes evaluation does). `limit` evaluates the first N images only."""
+    from tqdm.auto import tqdm
+
+    device = torch.device(device)
+    was_training = model.training
+    model.to(device).eval()
+    indices: Sequence[int] = range(len(dataset) if limit is None else min(limit, len(dataset)))
+    subset = torch.utils.data.Subset(dataset, list(indices))
+    loader = torch.utils.data.DataLoader(subset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    meter = ConfusionMeter(num_classes=dataset.num_classes, ignore_index=getattr(dataset, "ignore_index", IGNORE_INDEX),
+                           class_names=getattr(dataset, "class_names", ()))
+    try:
+        for images, masks in tqdm(loader, desc=desc, disable=not progress, dynamic_ncols=True, unit="batch"):
+            logits = model(images.to(device))
+            meter.update(logits.float().cpu(), masks)
+    finally:
+        model.train(was_training)
+    return meter.score()
