@@ -12,6 +12,7 @@ plotly uses), which errs on the wide side; the test checks the invariant on the 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 # (dx, dy, xanchor, yanchor) in pixels, screen y pointing down: right, left, above, below, diagonals.
@@ -35,11 +36,15 @@ class Panel:
     top: float
     width: float
     height: float
-    x_range: tuple[float, float]
+    x_range: tuple[float, float]  # for a log axis: log10 of the ends, as plotly's `range`
     y_range: tuple[float, float]
+    x_log: bool = False
+    y_log: bool = False
 
     def to_px(self, x: float, y: float) -> tuple[float, float]:
         (x0, x1), (y0, y1) = self.x_range, self.y_range
+        x = math.log10(x) if self.x_log else x
+        y = math.log10(y) if self.y_log else y
         return (
             self.left + (x - x0) / (x1 - x0) * self.width,
             self.top + (y1 - y) / (y1 - y0) * self.height,
@@ -140,12 +145,16 @@ def place_labels(
     return placed, dropped
 
 
-def annotations(placed: list[Placed], *, xref: str = "x", yref: str = "y", font_size: float = 11) -> list[dict]:
-    """Plotly layout annotations for placed labels (no arrows: the label sits next to its point)."""
+def annotations(placed: list[Placed], *, xref: str = "x", yref: str = "y", font_size: float = 11,
+                x_log: bool = False, y_log: bool = False) -> list[dict]:
+    """Plotly layout annotations for placed labels (no arrows: the label sits next to its point).
+
+    Plotly positions annotations on a log axis in log10 units (shapes it converts itself).
+    """
     return [
         dict(
-            x=p.x,
-            y=p.y,
+            x=math.log10(p.x) if x_log else p.x,
+            y=math.log10(p.y) if y_log else p.y,
             xref=xref,
             yref=yref,
             text=p.text,

@@ -42,7 +42,7 @@ class Frame:
         w = (1 - self.gap * (n - 1)) / n
         return [(i * (w + self.gap), i * (w + self.gap) + w) for i in range(n)]
 
-    def panel(self, domain: tuple[float, float], x_range, y_range) -> Panel:
+    def panel(self, domain: tuple[float, float], x_range, y_range, *, x_log: bool = False, y_log: bool = False) -> Panel:
         pw = self.width - self.left - self.right
         ph = self.height - self.top - self.bottom
         return Panel(
@@ -52,6 +52,8 @@ class Frame:
             height=ph,
             x_range=tuple(x_range),
             y_range=tuple(y_range),
+            x_log=x_log,
+            y_log=y_log,
         )
 
 

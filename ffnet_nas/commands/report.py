@@ -1,0 +1,55 @@
+"""`ffnet-nas report`: figures like the paper's Fig. 3/5/6 for this device, and the evidence behind them."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ffnet_nas.workspace import DEFAULT_WORKDIR, Workspace
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "report",
+        help="draw the Pareto figure for this device, the paper's figures and the evidence (offline HTML, PNG, SVG)",
+        description="Reads the workdir's tables (latency LUT + validation, block library, search, evaluated points, "
+                    "accuracy predictor) and draws: --paper, the paper's Fig. 3/5/6 re-drawn from its tables; --pareto, "
+                    "latency on this device vs mIoU with the search's front, plus the evidence (LUT fidelity, predictor "
+                    "fidelity, hypervolume over trials, block-library NSR). Neither flag: both. Missing inputs are listed "
+                    "in index.html with the command that makes them. Writes OUT/index.html (open it offline).",
+    )
+    p.add_argument("--paper", action="store_true", help="the paper's Fig. 3 (GPU-large), 5 (GPU-small), 6 (mobile)")
+    p.add_argument("--pareto", action="store_true", help="the device Pareto figure and the evidence figures")
+    p.add_argument("--format", default="html,png", metavar="LIST",
+                   help="comma-separated: html, png, svg (default html,png; PNG/SVG use kaleido or headless Chromium)")
+    p.add_argument("--out", default=None, metavar="DIR", help="output folder (default WORKDIR/report)")
+    p.add_argument("--lut", default=None, metavar="SLUG",
+                   help="which latency table of WORKDIR/lut to report on (default: the newest validated one)")
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--workdir", default=str(DEFAULT_WORKDIR))
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from reports.build import build_report, parse_formats
+    from reports.inputs import ReportInputs
+
+    formats = parse_formats(args.format)
+    ws = Workspace(Path(args.workdir))
+    inputs = ReportInputs(lut_dir=ws.lut_dir, library_dir=ws.library_dir, search_dir=ws.search_dir,
+                          evaluated_path=ws.evaluated_path, predictor_dir=ws.predictor_dir, lut=args.lut)
+    both = not args.paper and not args.pareto
+    out = Path(args.out) if args.out else ws.report_dir
+    result = build_report(inputs=inputs, out_dir=out, paper=args.paper or both, pareto=args.pareto or both,
+                          formats=formats, progress=not args.no_progress)
+    for fig in result.figures:
+        state = "drawn" if fig.drawn else "not drawn"
+        print(f"{fig.slug}: {state}" + (f" ({fig.summary})" if fig.summary else ""))
+        for m in fig.missing:
+            print(f"  missing: {m.sentence()}")
+    for note in result.notes:
+        print(f"note: {note}")
+    for path in result.written:
+        print(f"wrote {path}")
+    print(f"open {result.index}")
+    return 0

@@ -1,0 +1,166 @@
+"""Assemble the report: compute each figure from the tables, render it, write HTML + images.
+
+`build_report` is what `ffnet-nas report` calls; it takes explicit paths (`ReportInputs`), so a
+notebook can point it anywhere. Nothing here measures or trains: it only reads tables.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from reports import evidence, inputs as inp
+from reports.export import FORMATS, export_static
+from reports.html import write_html
+from reports.model import ReportFigure
+from reports.paper import render_paper_figure
+from reports.pareto import render_pareto
+from reports.pareto_data import pareto_data
+from reports.published import PAPER_FIGURES, paper_points
+from space.errors import InvalidInput
+from space.io import atomic_write_json, provenance
+
+
+@dataclass(frozen=True)
+class ReportResult:
+    figures: tuple[ReportFigure, ...]
+    written: tuple[Path, ...]
+    index: Path
+    notes: tuple[str, ...]  # formats skipped and why
+
+
+def parse_formats(text: str) -> tuple[str, ...]:
+    wanted = tuple(dict.fromkeys(f.strip().lower() for f in text.split(",") if f.strip()))
+    bad = [f for f in wanted if f not in FORMATS]
+    if bad or not wanted:
+        raise InvalidInput(f"--format {text!r}: expected a comma-separated list of {', '.join(FORMATS)} (e.g. html,png)")
+    return wanted
+
+
+# ---- figures -------------------------------------------------------------------------------------
+
+def paper_report_figures() -> list[ReportFigure]:
+    out = []
+    for key, spec in PAPER_FIGURES.items():
+        points = paper_points(key)
+        hw = points["input_hw"].unique()
+        out.append(ReportFigure(
+            slug=f"paper_{key}",
+            section="paper",
+            title=f"Paper Fig. {spec.number}: {spec.title}",
+            figure=render_paper_figure(points, spec),
+            produced_by={"source": f"paper {spec.table} (Mehta et al. 2022, arXiv 2206.08236)",
+                         "latency": "; ".join(label for _, label in spec.latency_columns) + " (as published)",
+                         "input size": ", ".join(hw), "points": f"{(points['kind'] == 'ffnet').sum()} FFNet + {(points['kind'] == 'baseline').sum()} baselines"},
+        ))
+    return out
+
+
+def pareto_report_figure(inputs: inp.ReportInputs) -> ReportFigure:
+    data = pareto_data(inputs)
+    fig = render_pareto(data)
+    n_front = int((data.points["role"] == "front").sum()) if not data.points.empty else 0
+    summary = {"search": f"{n_front} Pareto points", "published": f"{data.points['code'].nunique()} published variants with latency measured on {data.device}"}.get(data.mode, "")
+    return ReportFigure(slug="pareto", section="pareto", title=f"Latency on {data.device} vs mIoU", figure=fig,
+                        produced_by=data.produced_by, missing=data.missing, summary=summary)
+
+
+def lut_report_figure(inputs: inp.ReportInputs) -> ReportFigure:
+    title = "LUT fidelity: predicted vs measured latency"
+    slug, missing = inp.pick_lut(inputs)
+    if slug is None:
+        return ReportFigure("lut_fidelity", "evidence", title, None, missing=(missing,))
+    loaded, missing = inp.lut_validation(inputs, slug)
+    meta = inp.lut_meta(inputs, slug)
+    produced = {**inp.describe_lut(meta), "table": slug}
+    if loaded is None:
+        return ReportFigure("lut_fidelity", "evidence", title, None, produced_by=produced, missing=(missing,))
+    summary = loaded.meta.get("summary") or {}
+    fig, fid = evidence.lut_fidelity_figure(loaded.frame, device=inp.device_label(meta), summary=summary)
+    produced["validated"] = (summary.get("provenance") or {}).get("created", "")
+    return ReportFigure("lut_fidelity", "evidence", title, fig, produced_by=produced, summary=fid.headline())
+
+
+def predictor_report_figure(inputs: inp.ReportInputs) -> ReportFigure:
+    title = "Accuracy predictor fidelity: predicted vs measured mIoU"
+    loaded, missing = inp.predictor(inputs)
+    if loaded is None:
+        return ReportFigure("predictor_fidelity", "evidence", title, None, missing=(missing,))
+    if len(loaded.frame) < 2:
+        return ReportFigure("predictor_fidelity", "evidence", title, None,
+                            summary=f"only {len(loaded.frame)} evaluated point(s) match the predictor's codes")
+    fig, fid = evidence.predictor_fidelity_figure(loaded.frame, meta=loaded.meta)
+    produced = {"predictor": str(loaded.path), "fitted": (loaded.meta.get("meta") or {}).get("created", ""),
+                "fine-tuned points used": len(loaded.frame)}
+    return ReportFigure("predictor_fidelity", "evidence", title, fig, produced_by=produced,
+                        summary=fid.headline(unit="mIoU points", relative=False))
+
+
+def search_report_figure(inputs: inp.ReportInputs) -> ReportFigure:
+    title = "Search progress: hypervolume over trials"
+    loaded, missing = inp.search(inputs)
+    if loaded is None:
+        return ReportFigure("search_progress", "evidence", title, None, missing=(missing,))
+    summary = loaded.meta.get("summary") or {}
+    trials, missing = inp.search_trials(inputs, summary)
+    if trials is None or trials.empty:
+        return ReportFigure("search_progress", "evidence", title, None, missing=(missing,) if missing else ())
+    fig, hv = evidence.hypervolume_figure(trials, targets_text=", ".join(summary.get("targets") or []))
+    produced = {"study": summary.get("study"), "storage": summary.get("storage"), "space": summary.get("space"),
+                "searched": (summary.get("provenance") or {}).get("created", "")}
+    return ReportFigure("search_progress", "evidence", title, fig, produced_by={k: v for k, v in produced.items() if v},
+                        summary=f"{len(trials)} trials, final hypervolume {hv:.4g}")
+
+
+def library_report_figure(inputs: inp.ReportInputs) -> ReportFigure:
+    title = "Block library: NSR per position and choice"
+    loaded, missing = inp.library(inputs)
+    if loaded is None:
+        return ReportFigure("block_library", "evidence", title, None, missing=(missing,))
+    ok = loaded.frame[loaded.frame["status"] == "ok"]
+    if ok.empty:
+        return ReportFigure("block_library", "evidence", title, None, summary="no block distilled successfully yet")
+    fig = evidence.nsr_heatmap_figure(loaded.frame)
+    teacher = loaded.meta
+    produced = {"teacher": teacher.get("arch", ""), "distilled": (teacher.get("provenance") or {}).get("created", ""),
+                "table": str(loaded.path)}
+    return ReportFigure("block_library", "evidence", title, fig, produced_by={k: v for k, v in produced.items() if v},
+                        summary=f"{len(ok)} blocks, median NSR {ok['nsr_val'].median():.3g}")
+
+
+# ---- the whole report ----------------------------------------------------------------------------
+
+def build_report(*, inputs: inp.ReportInputs, out_dir: str | Path, paper: bool = True, pareto: bool = True,
+                 formats: tuple[str, ...] = ("html",), progress: bool = True) -> ReportResult:
+    from tqdm import tqdm
+
+    steps: list[tuple[str, Callable[[], list[ReportFigure]]]] = []
+    if paper:
+        steps.append(("paper figures", paper_report_figures))
+    if pareto:
+        steps += [
+            ("Pareto figure", lambda: [pareto_report_figure(inputs)]),
+            ("LUT fidelity", lambda: [lut_report_figure(inputs)]),
+            ("predictor fidelity", lambda: [predictor_report_figure(inputs)]),
+            ("search progress", lambda: [search_report_figure(inputs)]),
+            ("block library", lambda: [library_report_figure(inputs)]),
+        ]
+    figures: list[ReportFigure] = []
+    bar = tqdm(steps, desc="report", unit="step", disable=not progress, dynamic_ncols=True)
+    for name, step in bar:
+        bar.set_postfix_str(name)
+        figures += step()
+    out_dir = Path(out_dir)
+    static = export_static(figures, out_dir, formats=formats) if {"png", "svg"} & set(formats) else None
+    written = [p for paths in (static.written.values() if static else []) for p in paths]
+    notes = tuple(static.skipped) if static else ()
+    written += write_html(figures, out_dir, static=static.written if static else {}, notes=notes, pages="html" in formats)
+    manifest = {
+        "figures": [{"slug": f.slug, "section": f.section, "title": f.title, "drawn": f.drawn, "summary": f.summary,
+                     "produced_by": f.produced_by, "missing": [m.sentence() for m in f.missing]} for f in figures],
+        "notes": list(notes),
+        "provenance": provenance(formats=list(formats)),
+    }
+    written.append(atomic_write_json(out_dir / "report.json", manifest))
+    return ReportResult(tuple(figures), tuple(written), out_dir / "index.html", notes)

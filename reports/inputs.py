@@ -1,0 +1,247 @@
+"""Reading the run folder's tables for the report: tolerant, explicit, never writing.
+
+Each reader returns `(value, missing)`: the loaded table (or None) and, when something is not
+there, a `Missing` that says which file and columns were expected and which command makes them.
+Figures draw what exists and list what does not, instead of failing.
+
+The formats read here are those the other layers write (columns named in each function):
+    LUT           lut/<slug>.json (spec, provenance), lut/<slug>.validation.csv + .validation.json
+    block library library/blocks.csv (position, choice, status, nsr_val, ...), library/library.json
+    search        search/pareto.csv, search/published.csv, search/summary.json (+ the Optuna storage)
+    evaluated     evaluated.csv (code, miou, ...): points fine-tuned and evaluated in full
+    predictor     predictor/*.json (validation.loo_predictions, codes)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from reports.model import Missing
+
+CMD_LUT = "ffnet-nas measure-latency"
+CMD_LIBRARY = "ffnet-nas distill"
+CMD_SEARCH = "ffnet-nas search"
+CMD_EVALUATE = "ffnet-nas evaluate"
+CMD_PREDICTOR = "ffnet-nas fit-predictor"
+
+VALIDATION_COLUMNS = ("code", "source", "predicted_ms", "measured_ms")
+LIBRARY_COLUMNS = ("position", "choice", "status", "nsr_val")
+PARETO_COLUMNS = ("code", "latency_ms", "miou")
+EVALUATED_COLUMNS = ("code", "miou")
+
+
+@dataclass(frozen=True)
+class ReportInputs:
+    """Where the tables are; any of them may be absent. The CLI fills this from the workspace."""
+
+    lut_dir: Path | None = None
+    library_dir: Path | None = None
+    search_dir: Path | None = None
+    evaluated_path: Path | None = None
+    predictor_dir: Path | None = None
+    lut: str | None = None  # a table slug, when the LUT folder holds several
+
+
+@dataclass(frozen=True)
+class Loaded:
+    frame: pd.DataFrame
+    meta: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None
+
+
+def _read_csv(path: Path, columns: tuple[str, ...], *, what: str, command: str) -> tuple[pd.DataFrame | None, Missing | None]:
+    if not path.is_file():
+        return None, Missing(what, str(path), command, columns)
+    try:
+        frame = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        return None, Missing(f"{what} (unreadable: {type(e).__name__})", str(path), command, columns)
+    lacking = [c for c in columns if c not in frame.columns]
+    if lacking:
+        return None, Missing(f"{what} without columns {', '.join(lacking)}", str(path), command, columns)
+    return frame, None
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+# ---- latency table ---------------------------------------------------------------------------
+
+def lut_slugs(lut_dir: Path) -> list[str]:
+    """Tables in the folder (a table is a <slug>.json with a 'spec'), newest first."""
+    if lut_dir is None or not lut_dir.is_dir():
+        return []
+    metas = [p for p in lut_dir.glob("*.json") if p.name.count(".") == 1 and "spec" in _read_json(p)]
+    return [p.stem for p in sorted(metas, key=lambda p: p.stat().st_mtime, reverse=True)]
+
+
+def pick_lut(inputs: ReportInputs) -> tuple[str | None, Missing | None]:
+    """The table to report on: the one asked for, else the newest one that has a validation."""
+    where = str(inputs.lut_dir) if inputs.lut_dir else "lut/"
+    slugs = lut_slugs(inputs.lut_dir) if inputs.lut_dir else []
+    if inputs.lut:
+        if inputs.lut not in slugs:
+            return None, Missing(f"latency table {inputs.lut!r}", where, f"{CMD_LUT} (tables here: {', '.join(slugs) or 'none'})")
+        return inputs.lut, None
+    if not slugs:
+        return None, Missing("latency table (LUT)", where, CMD_LUT)
+    validated = [s for s in slugs if (inputs.lut_dir / f"{s}.validation.csv").is_file()]
+    return (validated or slugs)[0], None
+
+
+def lut_meta(inputs: ReportInputs, slug: str) -> dict[str, Any]:
+    return _read_json(inputs.lut_dir / f"{slug}.json")
+
+
+def lut_validation(inputs: ReportInputs, slug: str) -> tuple[Loaded | None, Missing | None]:
+    path = inputs.lut_dir / f"{slug}.validation.csv"
+    frame, missing = _read_csv(path, VALIDATION_COLUMNS, what="LUT validation table", command=f"{CMD_LUT} --validate N")
+    if frame is None:
+        return None, missing
+    summary = _read_json(inputs.lut_dir / f"{slug}.validation.json")
+    return Loaded(frame, {"summary": summary, "lut": lut_meta(inputs, slug)}, path), None
+
+
+def describe_lut(meta: dict[str, Any]) -> dict[str, Any]:
+    """The provenance lines the index shows for figures made from a LUT."""
+    spec = meta.get("spec", {})
+    prov = meta.get("provenance", {})
+    hw = spec.get("input_hw")
+    return {
+        k: v
+        for k, v in {
+            "device": " ".join(x for x in (spec.get("device"), f"({spec['device_name']})" if spec.get("device_name") else None) if x),
+            "dtype": spec.get("dtype"),
+            "backend": spec.get("backend"),
+            "input size": f"{hw[0]}x{hw[1]}" if hw else None,
+            "batch": spec.get("batch"),
+            "threads": spec.get("threads"),
+            "measured": prov.get("created"),
+            "torch": prov.get("torch"),
+        }.items()
+        if v not in (None, "")
+    }
+
+
+def device_label(meta: dict[str, Any]) -> str:
+    spec = meta.get("spec", {})
+    name = spec.get("device_name") or spec.get("device") or "this device"
+    hw = spec.get("input_hw")
+    parts = [name, spec.get("dtype"), spec.get("backend"), f"{hw[0]}×{hw[1]}" if hw else None]
+    return ", ".join(p for p in parts if p)
+
+
+# ---- block library ---------------------------------------------------------------------------
+
+def library(inputs: ReportInputs) -> tuple[Loaded | None, Missing | None]:
+    base = inputs.library_dir or Path("library")
+    frame, missing = _read_csv(base / "blocks.csv", LIBRARY_COLUMNS, what="block library table", command=CMD_LIBRARY)
+    if frame is None:
+        return None, missing
+    return Loaded(frame, _read_json(base / "library.json"), base / "blocks.csv"), None
+
+
+# ---- search ----------------------------------------------------------------------------------
+
+def search(inputs: ReportInputs) -> tuple[Loaded | None, Missing | None]:
+    """The Pareto table; meta = summary.json, plus 'published' (DataFrame or None)."""
+    base = inputs.search_dir or Path("search")
+    frame, missing = _read_csv(base / "pareto.csv", PARETO_COLUMNS, what="search Pareto table", command=CMD_SEARCH)
+    if frame is None:
+        return None, missing
+    published, _ = _read_csv(base / "published.csv", ("name", "code", "latency_ms", "miou"), what="", command="")
+    meta = {"summary": _read_json(base / "summary.json"), "published": published}
+    return Loaded(frame, meta, base / "pareto.csv"), None
+
+
+def search_trials(inputs: ReportInputs, summary: dict[str, Any]) -> tuple[pd.DataFrame | None, Missing | None]:
+    """All COMPLETE trials of the study: trial, miou, latency_ms, feasible (from the Optuna storage)."""
+    storage, study = summary.get("storage"), summary.get("study")
+    base = inputs.search_dir or Path("search")
+    if not storage or not study or storage == "memory":
+        return None, Missing("Optuna study storage (the search ran in memory)", str(base), f"{CMD_SEARCH} --storage {base}/study.journal")
+    if "://" in storage and "***" in storage:
+        return None, Missing("Optuna study storage (its URL was saved without the password)", storage, f"{CMD_SEARCH}")
+    try:
+        import optuna
+        from optuna.trial import TrialState
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        if "://" in storage:
+            store = storage
+        else:
+            path = Path(storage)
+            if not path.is_absolute() and not path.exists():
+                path = base / path.name
+            if not path.is_file():
+                return None, Missing("Optuna journal", str(path), CMD_SEARCH)
+            from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+            store = JournalStorage(JournalFileBackend(str(path)))
+        trials = optuna.load_study(study_name=study, storage=store).get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    except Exception as e:  # a locked, foreign or corrupt storage: report it, draw the rest
+        return None, Missing(f"readable Optuna study {study!r} ({type(e).__name__}: {str(e)[:80]})", storage, CMD_SEARCH)
+    rows = []
+    for t in trials:
+        if t.values is None or len(t.values) < 2:
+            continue
+        v = t.user_attrs.get("violations", t.system_attrs.get("constraints", []))
+        rows.append({"trial": t.number, "miou": float(t.values[0]), "latency_ms": float(t.values[1]),
+                     "feasible": all(x <= 0 for x in v or []), "code": t.user_attrs.get("code", "")})
+    return pd.DataFrame(rows, columns=["trial", "miou", "latency_ms", "feasible", "code"]).sort_values("trial"), None
+
+
+_TARGET = re.compile(r"^\s*(latency|miou)\s*(<=|>=|<|>)\s*([0-9.]+)\s*(ms|%)?\s*$", re.I)
+
+
+def drawable_targets(texts) -> list[tuple[str, str, float]]:
+    """(metric, op, bound) for targets a latency/mIoU plot can draw; params/MACs targets are not."""
+    out = []
+    for t in texts or []:
+        m = _TARGET.match(str(t))
+        if m:
+            out.append((m.group(1).lower(), m.group(2), float(m.group(3))))
+    return out
+
+
+# ---- full evaluation and the accuracy predictor ------------------------------------------------
+
+def evaluated(inputs: ReportInputs) -> tuple[pd.DataFrame | None, Missing | None]:
+    path = inputs.evaluated_path or Path("evaluated.csv")
+    return _read_csv(path, EVALUATED_COLUMNS, what="table of fully evaluated points", command=CMD_EVALUATE)
+
+
+def predictor(inputs: ReportInputs) -> tuple[Loaded | None, Missing | None]:
+    """The accuracy predictor's leave-one-out predictions joined with the measured mIoU.
+
+    frame: code, predicted (LOO), measured. Measured values come from the predictor file when it
+    stores them ('targets'), else from evaluated.csv by code.
+    """
+    base = inputs.predictor_dir or Path("predictor")
+    files = sorted(base.glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True) if base.is_dir() else []
+    found = [(p, d) for p in files for d in [_read_json(p)] if "validation" in d and "codes" in d]
+    if not found:
+        return None, Missing("accuracy predictor (JSON with validation + codes)", str(base), CMD_PREDICTOR)
+    path, d = found[0]
+    codes = list(d["codes"])
+    loo = list(d["validation"].get("loo_predictions", []))
+    measured = d.get("targets") or d["validation"].get("targets")
+    if measured is None:
+        ev, missing = evaluated(inputs)
+        if ev is None:
+            return None, missing
+        by_code = dict(zip(ev["code"], ev["miou"]))
+        measured = [by_code.get(c, math.nan) for c in codes]
+    frame = pd.DataFrame({"code": codes, "predicted": loo, "measured": measured}).dropna()
+    return Loaded(frame, d, path), None
