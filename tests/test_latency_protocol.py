@@ -105,3 +105,24 @@ def test_measurement_context_restores_threads():
         assert torch.get_num_threads() == 1
         assert torch.is_inference_mode_enabled()
     assert torch.get_num_threads() == before
+
+
+def test_cpu_clock_ignores_time_spent_off_cpu():
+    # A sleeping thread is what a preempted one looks like to the CPU clock: it costs nothing.
+    proto = Protocol(warmup_runs=1, warmup_s=0.0, min_repeats=3, max_repeats=6, rel_tol=1.0, clock="cpu")
+    with measurement_context("cpu", 1):
+        t = time_callable(lambda: time.sleep(0.005), device="cpu", protocol=proto)
+    assert t.estimate_ms < 1.0
+
+
+def test_cpu_clock_needs_one_thread_on_cpu():
+    from predictors.latency.protocol import check_clock
+
+    check_clock(Protocol(clock="cpu"), "cpu", 1)
+    check_clock(Protocol(clock="wall"), "cpu", 2)
+    with pytest.raises(InvalidInput, match="--threads 1"):
+        check_clock(Protocol(clock="cpu"), "cpu", 2)
+    with pytest.raises(InvalidInput, match="CUDA events"):
+        check_clock(Protocol(clock="cpu"), "cuda:0", 1)
+    with pytest.raises(InvalidInput, match="clock"):
+        Protocol(clock="tsc")

@@ -45,6 +45,8 @@ def register(subparsers) -> None:
     p.add_argument("--tolerance", type=float, default=0.02, help="relative change that counts as stable (default 0.02)")
     p.add_argument("--max-seconds", type=float, default=10.0, help="time cap per measured thing, after warm-up")
     p.add_argument("--estimator", default=None, help="p25 (cpu default), median (gpu default), p10, min, mean, trimmed")
+    p.add_argument("--clock", default="wall",
+                   help="wall (default) or cpu: CPU time of the thread, for --threads 1 on a shared machine")
     p.add_argument("--calibrate", type=int, default=6, metavar="N", help="networks timed end to end for the calibration")
     p.add_argument("--validate", type=int, default=0, metavar="N",
                    help="also time N random points + every published variant of the space twice, and report errors")
@@ -65,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
     spec = make_spec(device=args.device, dtype=args.dtype, backend=args.backend, batch=args.batch,
                      input_hw=input_hw, threads=args.threads, num_classes=args.num_classes)
     lo, hi = _repeats(args.repeats)
-    changes = dict(min_repeats=lo, max_repeats=hi, rel_tol=args.tolerance, max_seconds=args.max_seconds)
+    changes = dict(min_repeats=lo, max_repeats=hi, rel_tol=args.tolerance, max_seconds=args.max_seconds,
+                   clock=args.clock)
     if args.estimator:
         changes["estimator"] = args.estimator
     protocol = default_protocol(spec.device, **changes)

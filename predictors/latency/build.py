@@ -13,7 +13,7 @@ from predictors.latency.backends import check_backend
 from predictors.latency.keys import space_units
 from predictors.latency.lut import LatencyTable, LutSpec, measure_units, open_table
 from predictors.latency.predict import Calibration
-from predictors.latency.protocol import Protocol, check_dtype, default_threads, device_name, parse_device
+from predictors.latency.protocol import Protocol, check_clock, check_dtype, default_threads, device_name, parse_device
 from space.errors import InvalidInput
 
 
@@ -45,6 +45,7 @@ def build(*, lut_dir: str | Path, space, spec: LutSpec, protocol: Protocol, cali
           validate_n: int = 0, seed: int = 0, progress: bool = True, limit: int | None = None) -> BuildResult:
     from predictors.latency.validate import calibrate, validate
 
+    check_clock(protocol, spec.device, spec.threads)
     if validate_n > 0 and space.size <= calibrate_n and not _has_published(space):
         raise InvalidInput(f"space {space.name!r} has {space.size} point(s), all used for calibration and none "
                            "published: nothing left to validate on; expected a smaller --calibrate")

@@ -28,6 +28,7 @@ from space.errors import InvalidInput, closest
 
 DTYPES = ("fp32", "fp16", "bf16")
 ESTIMATORS = ("p25", "p10", "median", "mean", "min", "trimmed")
+CLOCKS = ("wall", "cpu")
 _DEVICE_RE = re.compile(r"^(cpu|cuda)(?::(\d+))?$")
 
 
@@ -42,8 +43,14 @@ class Protocol:
     max_seconds: float = 10.0  # per measured thing, after warm-up
     rel_tol: float = 0.02  # stop when another round moves the estimate by less than this
     estimator: str = "p25"
+    # "wall": elapsed time (what a user waits). "cpu": CPU time of the calling thread, for a
+    # single-threaded CPU run on a *shared* machine, where wall time mostly measures the
+    # scheduler (2 cores at load 6: wall ~2.5x CPU time, and bimodal). Ignored on GPU.
+    clock: str = "wall"
 
     def __post_init__(self) -> None:
+        if self.clock not in CLOCKS:
+            raise InvalidInput(f"unknown clock {self.clock!r}: expected one of {', '.join(CLOCKS)}{closest(self.clock, CLOCKS)}")
         if self.estimator not in ESTIMATORS:
             raise InvalidInput(f"unknown estimator {self.estimator!r}: expected one of {', '.join(ESTIMATORS)}"
                                f"{closest(self.estimator, ESTIMATORS)}")
@@ -247,7 +254,15 @@ def measurement_context(device: str, threads: int) -> Iterator[None]:
 
 # ---- the timing loop ------------------------------------------------------------------------
 
-def _timer(device: str) -> Callable[[Callable[[], object]], float]:
+def check_clock(protocol: Protocol, device: str, threads: int) -> None:
+    if protocol.clock == "cpu" and device != "cpu":
+        raise InvalidInput(f"--clock cpu on {device}: GPU work is timed with CUDA events; expected --clock wall")
+    if protocol.clock == "cpu" and threads != 1:
+        raise InvalidInput(f"--clock cpu with --threads {threads}: CPU time adds up across threads, so it is a latency "
+                           "only single-threaded; expected --threads 1 (or --clock wall)")
+
+
+def _timer(device: str, clock: str = "wall") -> Callable[[Callable[[], object]], float]:
     """A function that runs `fn` once and returns its duration in ms on `device`."""
     if device.startswith("cuda"):
         import torch
@@ -263,10 +278,12 @@ def _timer(device: str) -> Callable[[Callable[[], object]], float]:
 
         return time_cuda
 
+    now = time.thread_time_ns if clock == "cpu" else time.perf_counter_ns
+
     def time_cpu(fn: Callable[[], object]) -> float:
-        t0 = time.perf_counter_ns()
+        t0 = now()
         fn()
-        return (time.perf_counter_ns() - t0) / 1e6
+        return (now() - t0) / 1e6
 
     return time_cpu
 
@@ -277,7 +294,7 @@ def time_callable(fn: Callable[[], object], *, device: str, protocol: Protocol) 
     Call it inside `measurement_context`. Compilation, autotuning and lazy initialisation
     happen in the warm-up and are therefore excluded.
     """
-    run_once = _timer(device)
+    run_once = _timer(device, protocol.clock)
     if device.startswith("cuda"):
         import torch
 
