@@ -1,0 +1,65 @@
+"""Distil every block choice of a space from one teacher: features, then the library.
+
+The caller hands in the teacher file and the two data sets (this layer does not know how
+data sets are made, see ffnet_nas.data); everything else is decided here:
+
+    LIBRARY/features/{train,val}.pt     cached teacher features (float16), reused while the
+                                        teacher file, data and image count are unchanged
+    LIBRARY/library.json, blocks.csv, blocks/*.pt   (see library.py)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from distill.choices import space_choices
+from distill.features import cached_features, compute_features, file_digest
+from distill.library import BlockLibrary, TeacherInfo, distill_library
+from distill.teacher import load_teacher
+from distill.train import FAILED, OK, TrainConfig
+
+
+@dataclass(frozen=True)
+class DistillSummary:
+    library_dir: Path
+    table_path: Path
+    feature_paths: tuple[Path, ...]
+    choices: int
+    trained: int
+    skipped: int
+    failed: tuple[str, ...] = field(default_factory=tuple)  # "position:choice: message"
+    feature_bytes: int = 0
+
+
+def distill_space(space, *, teacher_path: str | Path, train_data, val_data, library_dir: str | Path,
+                  data_spec: str = "", config: TrainConfig = TrainConfig(), jobs: int = 1,
+                  train_images: int | None = 256, val_images: int | None = 64, retry_failed: bool = False,
+                  progress: bool = True) -> DistillSummary:
+    teacher = load_teacher(teacher_path)
+    info = TeacherInfo.of(teacher, digest=file_digest(teacher_path))
+    library = BlockLibrary(library_dir)
+    library.bind(info)  # refuse a foreign library before spending minutes on features
+    choices = space_choices(space)
+    done = library.rows()
+    pending = [c for c in choices if (c.position, c.choice) not in done
+               or (retry_failed and done[(c.position, c.choice)]["status"] == FAILED)]
+    paths: list[Path] = []
+    if pending:
+        for split, data, limit in (("train", train_data, train_images), ("val", val_data, val_images)):
+            key = {"teacher": info.digest, "data": data_spec, "split": split,
+                   "n": min(limit, len(data)) if limit else len(data)}
+            path = library.root / "features" / f"{split}.pt"
+            cached_features(path, key, lambda d=data, n=limit, s=split: compute_features(
+                teacher, d, limit=n, progress=progress, desc=f"teacher features ({s})"))
+            paths.append(path)
+    rows = distill_library(pending, library=library, teacher=info,
+                           train=paths[0] if paths else None, val=paths[1] if paths else None,
+                           config=config, jobs=jobs, retry_failed=retry_failed, progress=progress)
+    wanted = {(c.position, c.choice) for c in choices}
+    all_rows = library.rows()
+    failed = tuple(f"{p}:{c}: {r['message']}" for (p, c), r in all_rows.items()
+                   if (p, c) in wanted and r["status"] != OK)
+    return DistillSummary(library_dir=library.root, table_path=library.table_path, feature_paths=tuple(paths),
+                          choices=len(choices), trained=len(rows), skipped=len(choices) - len(pending), failed=failed,
+                          feature_bytes=sum(p.stat().st_size for p in paths))

@@ -1,0 +1,83 @@
+"""`ffnet-nas distill`: blockwise knowledge distillation of every block choice of a space."""
+
+from __future__ import annotations
+
+import argparse
+
+from ffnet_nas.workspace import DEFAULT_WORKDIR, Workspace
+from space.errors import InvalidInput
+
+
+def _positive(name: str, value: int, minimum: int = 1) -> int:
+    if value < minimum:
+        raise InvalidInput(f"--{name} {value}: expected an integer >= {minimum}")
+    return value
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "distill",
+        help="distil every block choice of a space from the teacher into the block library",
+        description="For every (position, choice) of the space, trains the student block alone to reproduce the "
+                    "teacher's output at that position from the teacher's input there (loss: NSR = "
+                    "||S-T||^2/||T||^2), and writes WORKDIR/library/{blocks.csv, blocks/*.pt}. Teacher features "
+                    "are cached in WORKDIR/library/features/. Each block is saved when it finishes: interrupt at "
+                    "any time, a re-run trains only what is missing.",
+    )
+    p.add_argument("--space", default="mobile", help="built-in space (mobile, gpu_large, gpu_small, all) or a YAML file")
+    p.add_argument("--teacher", default=None, metavar="FILE", help="teacher file (default: WORKDIR/teacher/teacher.pt)")
+    p.add_argument("--data", default=None,
+                   help="synthetic | synthetic:SEED | cityscapes:PATH | ade20k:PATH | folder:PATH "
+                        "(default: the data the teacher was trained on, else synthetic)")
+    p.add_argument("--jobs", type=int, default=1, help="blocks trained in parallel processes (default 1)")
+    p.add_argument("--steps", type=int, default=300, help="training steps per block (default 300)")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--train-images", type=int, default=256, help="images whose teacher features train the blocks")
+    p.add_argument("--val-images", type=int, default=64, help="held-out images for each block's NSR")
+    p.add_argument("--retry-failed", action="store_true", help="train again the blocks marked failed")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--workdir", default=str(DEFAULT_WORKDIR))
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from distill.run import distill_space
+    from distill.teacher import read_teacher_file
+    from distill.train import TrainConfig
+    from ffnet_nas.data import make_dataset
+    from space.searchspace import get_space
+
+    for name in ("jobs", "steps", "batch_size", "train_images", "val_images"):
+        _positive(name.replace("_", "-"), getattr(args, name))
+    if not args.lr > 0:
+        raise InvalidInput(f"--lr {args.lr}: expected a positive learning rate")
+    ws = Workspace(args.workdir)
+    space = get_space(args.space)
+    teacher_path = args.teacher or ws.teacher_path
+    info = read_teacher_file(teacher_path)
+    data_spec = args.data or str(info.get("data") or "synthetic")
+    hw = info.get("input_hw")
+    size_hw = tuple(int(v) for v in hw) if hw else None
+    train = make_dataset(data_spec, "train", size_hw=size_hw, cache_dir=ws.data_dir)
+    val = make_dataset(data_spec, "val", size_hw=size_hw, cache_dir=ws.data_dir)
+    if train.num_classes != int(info["num_classes"]):
+        raise InvalidInput(f"data {data_spec!r} has {train.num_classes} classes but the teacher predicts "
+                           f"{info['num_classes']}: expected the data the teacher was trained on")
+    config = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
+    summary = distill_space(space, teacher_path=teacher_path, train_data=train, val_data=val,
+                            library_dir=ws.library_dir, data_spec=data_spec, config=config, jobs=args.jobs,
+                            train_images=args.train_images, val_images=args.val_images,
+                            retry_failed=args.retry_failed, progress=not args.no_progress)
+    for path in summary.feature_paths:
+        print(f"teacher features: {path}")
+    print(f"block library: {summary.library_dir} ({summary.choices} choices in space {space.name!r}: "
+          f"{summary.trained} trained now, {summary.skipped} already there)")
+    print(f"table: {summary.table_path}")
+    if summary.failed:
+        print(f"{len(summary.failed)} block(s) FAILED and will not be used by assemble:")
+        for line in summary.failed:
+            print(f"  {line}")
+        return 1
+    return 0
