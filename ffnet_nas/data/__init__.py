@@ -34,7 +34,7 @@ def parse_spec(spec: str) -> tuple[str, str | None]:
         raise InvalidInput(f"data {spec!r}: unknown kind {kind!r}; expected {SPEC_HELP}{closest(kind, KINDS)}")
     if kind == "synthetic":
         if arg and not arg.lstrip("-").isdigit():
-            raise InvalidInput(f"data {spec!r}: the synthetic seed must be an integer, e.g. synthetic:0")
+            raise InvalidInput(f"data {spec!r}: expected an integer seed, e.g. synthetic:0")
         return kind, arg or "0"
     if not arg:
         raise InvalidInput(f"data {spec!r}: {kind} needs a path; expected {kind}:PATH")
