@@ -1,0 +1,183 @@
+"""Every published FFNet variant registered with timm: `import ffnet_nas.timm_models`, then
+
+    timm.create_model("segmentation_ffnet40S_BBB_mobile", num_classes=19)
+    timm.create_model("segmentation_ffnet40S_BBB_mobile", features_only=True)   # the backbone's 4 features
+    timm.create_model("segmentation_ffnet40S_BBB_mobile", pretrained=True,
+                      pretrained_cfg_overlay=dict(file="ffnet40S_BBB_cityscapes_state_dict_quarts.pth"))
+
+Registration happens when this module is imported, not when `ffnet_nas` is: importing timm
+costs about 2 s on top of torch, which every CLI call would pay for nothing.
+
+timm style: one thin entry point per name that only names its config (the published
+catalogue), and one builder (`create_ffnet`) that does the work. The entry points are made
+in a loop because there are 94 of them and the catalogue already holds their structure.
+No weights are downloadable from here: `pretrained=True` needs a file (the official state
+dicts load unchanged, wrappers and `module.` prefixes included).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+from timm.models import generate_default_cfgs, register_model
+from timm.models._builder import resolve_pretrained_cfg
+from timm.models._features import FeatureInfo
+from torch import nn
+
+from space.builder import FFNet, build_model
+from space.catalogue import PublishedVariant, get_variant, published_variants
+from space.checkpoint import extract_state_dict, infer_num_classes, load_state_dict_strict, read_state_dict
+from space.errors import InvalidInput
+
+__all__ = ["FFNetFeatures", "create_ffnet", "registered_names"]
+
+ORIGIN_URL = "https://github.com/Qualcomm-AI-research/FFNet"
+PAPER = "Simple and Efficient Architectures for Semantic Segmentation"
+# Where a task head's class scores come from (timm's `classifier` field).
+_CLASSIFIER = {"segmentation": "head.layers.3.last_layer.3", "classification": "head.layers.2.classifier"}
+
+
+def _cfg(v: PublishedVariant) -> dict[str, Any]:
+    first_conv = "backbone_model.conv1" if v.arch.stem == "A" else "backbone_model.conv0"
+    return {
+        "url": "",
+        "num_classes": v.num_classes,
+        "input_size": (3, *v.input_hw),
+        "fixed_input_size": False,
+        "interpolation": "bilinear",
+        "crop_pct": 1.0,
+        "mean": IMAGENET_DEFAULT_MEAN,
+        "std": IMAGENET_DEFAULT_STD,
+        "first_conv": first_conv,
+        "classifier": _CLASSIFIER[v.task],
+        "license": "bsd-3-clause-clear",
+        "origin_url": ORIGIN_URL,
+        "paper_name": PAPER,
+        "paper_ids": "arXiv:2206.08236",
+        "description": f"{v.display_name or v.name} ({v.task}, {v.family}); arch {v.arch.code}",
+        "notes": (f"official weights file: {v.weights_file}",) if v.weights_file else (),
+    }
+
+
+class FFNetFeatures(nn.Module):
+    """The backbone of an FFNet (with its pre_down smoother) returning the up-head inputs.
+
+    Module names match the full model's (`backbone_model.*`, `smoothing.*`), so this state dict
+    is the backbone subset of an official checkpoint. `feature_info` is a timm FeatureInfo.
+    """
+
+    def __init__(self, model: FFNet, out_indices: Sequence[int] = (0, 1, 2, 3)):
+        super().__init__()
+        arch = model.arch
+        indices = tuple(out_indices)
+        if not indices or any(not isinstance(i, int) or not 0 <= i < 4 for i in indices):
+            raise InvalidInput(f"out_indices={out_indices!r}: expected indices among 0..3 (the four up-head inputs)")
+        self.arch = arch
+        self.smoothing = model.smoothing
+        self.backbone_model = model.backbone_model
+        self.out_indices = indices
+        self.feature_info = FeatureInfo(_feature_info(model), indices)
+
+    def forward(self, x):
+        if self.smoothing is not None:
+            x = self.smoothing(x)
+        feats = self.backbone_model(x)
+        return [feats[i] for i in self.out_indices]
+
+
+def _feature_info(model: FFNet) -> list[dict[str, Any]]:
+    arch = model.arch
+    # The stem output of a 3-stage backbone is the finest feature; it leaves through the max-pool (stem A)
+    # or the shared stem ReLU (stems B, C).
+    stages = [f"backbone_model.layer{i}" for i in range(1, arch.num_stages + 1)]
+    if arch.num_stages == 3:
+        stages.insert(0, "backbone_model.maxpool" if arch.stem == "A" else "backbone_model.relu")
+    return [
+        {"num_chs": c, "reduction": r, "module": m}
+        for c, r, m in zip(arch.feature_channels, arch.feature_strides, stages)
+    ]
+
+
+def _reset_classes(model: FFNet, num_classes: int) -> None:
+    """A fresh last layer for `num_classes` (timm's fine-tuning convention for pretrained + new classes)."""
+    head = model.head.layers[-1]
+    if model.arch.is_classifier:
+        old = head.classifier
+        head.classifier = nn.Linear(old.in_features, num_classes)
+    else:
+        old = head.last_layer[3]
+        head.last_layer[3] = nn.Conv2d(old.in_channels, num_classes, old.kernel_size, old.stride, old.padding)
+    model.num_classes = num_classes
+
+
+def _pretrained_state(cfg: Any, variant: PublishedVariant) -> dict[str, Any]:
+    if cfg.state_dict:
+        return extract_state_dict(cfg.state_dict, source="pretrained_cfg state_dict")
+    if cfg.file:
+        return read_state_dict(cfg.file)
+    official = f" (the official file is {variant.weights_file}, from {ORIGIN_URL})" if variant.weights_file else ""
+    raise InvalidInput(
+        f"{variant.name}: no weights can be downloaded here; pass the checkpoint as "
+        f"pretrained_cfg_overlay=dict(file=PATH) or checkpoint_path=PATH{official}"
+    )
+
+
+def create_ffnet(
+    variant: str,
+    pretrained: bool = False,
+    *,
+    pretrained_cfg: Any = None,
+    pretrained_cfg_overlay: dict[str, Any] | None = None,
+    num_classes: int | None = None,
+    features_only: bool = False,
+    out_indices: Sequence[int] = (0, 1, 2, 3),
+    in_chans: int = 3,
+    cache_dir: Any = None,
+    **kwargs: Any,
+) -> nn.Module:
+    """The one builder behind every registered name (timm's `_create_<family>` pattern)."""
+    del cache_dir  # nothing is downloaded
+    if kwargs:
+        raise InvalidInput(f"{variant}: unsupported argument(s) {', '.join(sorted(kwargs))}; FFNet takes "
+                           "num_classes, features_only, out_indices, pretrained, pretrained_cfg(_overlay)")
+    if in_chans != 3:
+        raise InvalidInput(f"{variant}: in_chans={in_chans}; FFNet takes RGB input (in_chans=3)")
+    v = get_variant(variant)
+    cfg = resolve_pretrained_cfg(variant, pretrained_cfg=pretrained_cfg, pretrained_cfg_overlay=pretrained_cfg_overlay)
+    wanted = num_classes if num_classes is not None else v.num_classes
+    if pretrained:
+        # build for the checkpoint's classes and load strictly; then a fresh last layer if other classes are asked for
+        state = _pretrained_state(cfg, v)
+        model = build_model(v.arch, num_classes=infer_num_classes(state) or v.num_classes)
+        load_state_dict_strict(model, state, source=f"pretrained weights for {variant}")
+        if wanted != model.num_classes and not features_only:
+            _reset_classes(model, wanted)
+    else:
+        model = build_model(v.arch, num_classes=wanted)
+    out: nn.Module = FFNetFeatures(model, out_indices) if features_only else model
+    out.pretrained_cfg = cfg.to_dict()
+    out.default_cfg = out.pretrained_cfg  # timm's backwards-compatible alias
+    return out
+
+
+def _entrypoint(name: str) -> Callable[..., nn.Module]:
+    def entry(pretrained: bool = False, **kwargs: Any) -> nn.Module:
+        return create_ffnet(name, pretrained, **kwargs)
+
+    entry.__name__ = entry.__qualname__ = name
+    entry.__module__ = __name__
+    entry.__doc__ = f"FFNet {name} ({get_variant(name).arch.code})."
+    return entry
+
+
+default_cfgs = generate_default_cfgs({v.name: _cfg(v) for v in published_variants()})
+
+
+def registered_names() -> tuple[str, ...]:
+    return tuple(v.name for v in published_variants())
+
+
+for _name in registered_names():
+    globals()[_name] = register_model(_entrypoint(_name))
+del _name
