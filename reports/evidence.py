@@ -85,7 +85,7 @@ def lut_fidelity_figure(frame: pd.DataFrame, *, device: str, summary: dict | Non
     kind = "log" if log else "linear"
     fig.update_layout(
         xaxis=dict(axis_style("measured end-to-end latency (ms, mean of 2 passes)", rng), type=kind),
-        yaxis=dict(axis_style("predicted latency (ms, calibrated LUT sum)", rng), type=kind, scaleanchor="x"),
+        yaxis=dict(axis_style("predicted latency (ms, calibrated LUT sum)", rng), type=kind),
         annotations=annotations(placed, font_size=10, x_log=log, y_log=log),
         legend_title_text="Points",
     )
@@ -114,15 +114,14 @@ def predictor_fidelity_figure(frame: pd.DataFrame, *, meta: dict | None = None) 
         marker=dict(color=PALETTE[0], size=10, line=dict(color="white", width=1)),
         hovertext=[f"{c}<br>measured {m:.2f}% · predicted (LOO) {p:.2f}%" for c, m, p in zip(frame["code"], frame["measured"], frame["predicted"])],
         hoverinfo="text"))
-    tau = fid.kendall
     alpha = (meta or {}).get("alpha")
     fig.update_layout(**base_layout(
         frame_px,
-        title=f"Accuracy predictor: Kendall τ {tau:.2f} · Spearman {fid.spearman:.2f} · MAE {fid.mae:.2f} mIoU points (n={fid.n})",
+        title=f"Accuracy predictor: {fid.headline(unit='mIoU points', relative=False)}",
         subtitle="Leave-one-out: each point predicted by a model fitted without it."
         + (f" Ridge strength α={alpha:g}." if alpha is not None else "")))
     fig.update_layout(xaxis=axis_style("measured mIoU (%, full fine-tune + evaluation)", rng),
-                      yaxis=dict(axis_style("predicted mIoU (%, leave-one-out)", rng), scaleanchor="x"),
+                      yaxis=axis_style("predicted mIoU (%, leave-one-out)", rng),
                       legend_title_text="Points")
     return fig, fid
 
@@ -177,21 +176,24 @@ def nsr_heatmap_figure(blocks: pd.DataFrame, *, positions=("s4", "s8", "s16", "s
     present = [p for p in positions if ((blocks["position"] == p) & (blocks["status"] == "ok")).any()]
     grids = {p: nsr_grid(blocks, p) for p in present}
     heights = [max(len(grids[p][1]), 1) for p in present]
+    row_px, gap_px = 42, 78  # the gap holds the x tick labels of one panel and the title of the next
+    plot_px = row_px * sum(heights) + gap_px * (len(present) - 1)
     fig = make_subplots(rows=len(present), cols=1, subplot_titles=[f"position {p}" for p in present],
-                        row_heights=heights, vertical_spacing=0.28 / max(len(present), 1))
+                        row_heights=heights, vertical_spacing=gap_px / plot_px if len(present) > 1 else 0)
     vals = blocks.loc[(blocks["status"] == "ok") & (blocks["nsr_val"] > 0), "nsr_val"]
     zmin, zmax = (math.log10(vals.min()), math.log10(vals.max())) if len(vals) else (-2, 0)
+    ticks = [m * 10.0 ** e for e in range(math.floor(zmin), math.ceil(zmax) + 1) for m in (1, 2, 5)
+             if zmin - 1e-9 <= math.log10(m * 10.0 ** e) <= zmax + 1e-9] or [10 ** zmin]
     for i, p in enumerate(present, start=1):
         xs, ys, z = grids[p]
         text = np.vectorize(lambda v: "" if np.isnan(v) else f"{v:.2g}")(z)
         fig.add_trace(go.Heatmap(
             x=xs, y=ys, z=np.log10(np.where(z > 0, z, np.nan)), text=text, texttemplate="%{text}",
             zmin=zmin, zmax=zmax, colorscale="Viridis", reversescale=True, showscale=i == 1,
-            colorbar=dict(title=dict(text="NSR (log)"), tickvals=np.arange(math.floor(zmin), math.ceil(zmax) + 1),
-                          ticktext=[f"1e{int(v)}" for v in np.arange(math.floor(zmin), math.ceil(zmax) + 1)]),
+            colorbar=dict(title=dict(text="NSR<br>(log scale)"), tickvals=[math.log10(t) for t in ticks], ticktext=[f"{t:g}" for t in ticks]),
             hovertemplate="%{y} %{x}<br>NSR %{text}<extra></extra>"), row=i, col=1)
     failed = int((blocks["status"] != "ok").sum())
-    frame_px = Frame(width=1000, height=max(420, 170 + 34 * sum(heights) + 60 * len(present)), right=120)
+    frame_px = Frame(width=1000, height=max(420, plot_px + 100 + 75), right=120)
     fig.update_layout(**base_layout(
         frame_px,
         title=f"Block library: held-out NSR of {int((blocks['status'] == 'ok').sum())} distilled blocks (lower = closer to the teacher)",

@@ -29,7 +29,10 @@ class Fidelity:
             parts += [f"{100 * self.within_10pct:.0f}% within ±10%", f"median |error| {self.median_abs_pct:.1f}%"]
         else:
             parts += [f"MAE {self.mae:.2f} {unit}"]
-        parts += [f"Spearman {self.spearman:.2f}", f"Kendall τ {self.kendall:.2f}"]
+        if np.isfinite(self.spearman):
+            parts += [f"Spearman {self.spearman:.2f}", f"Kendall τ {self.kendall:.2f}"]
+        else:
+            parts += ["rank correlation n/a (fewer than 3 distinct points)"]
         return " · ".join(parts)
 
 

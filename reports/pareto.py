@@ -69,20 +69,30 @@ def render_pareto(data: ParetoData) -> go.Figure | None:
                              marker=dict(symbol="circle-open", color="#555", size=9, line=dict(width=2)), legendgroup="key"))
     fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name="◆ 3-stage backbone",
                              marker=dict(symbol="diamond-open", color="#555", size=9), legendgroup="key"))
+    if (pts["role"] == "evaluated").any():
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name="★ evaluated in full (measured mIoU)",
+                                 marker=dict(symbol="star", color="#555", size=12, line=dict(color="#222", width=1)), legendgroup="key"))
     others = pts[pts["role"] != "front"]
-    for family, rows in others.groupby("family", sort=True):
-        for measured, sub in rows.groupby("measured", sort=False):
-            sub = sub.sort_values(["depth", "latency_ms"])
-            three = bool(sub["three_stage"].iloc[0])
-            symbol = SYMBOL_3STAGE if three else SYMBOL_4STAGE
-            fig.add_trace(go.Scatter(
-                x=sub["latency_ms"], y=sub["miou"], mode="lines+markers",
-                name=f"{sub['family_label'].iloc[0]}" + (" (3-stage)" if three else ""),
-                legendgroup=family, showlegend=not measured or (rows["measured"].nunique() == 1),
-                line=dict(color=colours[family], width=1.5 if measured else 1, dash="solid" if measured else "dot"),
-                marker=dict(symbol=symbol if measured else f"{symbol}-open", size=10, color=colours[family],
-                            line=dict(width=1 if measured else 2, color="white" if measured else colours[family])),
-                hovertext=[_hover(r) for _, r in sub.iterrows()], hoverinfo="text"))
+    shown: set[str] = set()
+    groups = sorted(others.groupby(["family", "role", "measured"], sort=False),
+                    key=lambda g: (g[0][0], g[0][1] != "published", bool(g[0][2])))  # legend shows the hollow family line
+    for (family, role, measured), sub in groups:
+        sub = sub.sort_values(["depth", "latency_ms"])
+        three = bool(sub["three_stage"].iloc[0])
+        symbol = SYMBOL_3STAGE if three else SYMBOL_4STAGE
+        evaluated = role == "evaluated"
+        fig.add_trace(go.Scatter(
+            x=sub["latency_ms"], y=sub["miou"],
+            # A family line joins published depths (the paper's reading); evaluated points stand alone.
+            mode="markers" if evaluated else "lines+markers",
+            name=f"{sub['family_label'].iloc[0]}" + (" (3-stage)" if three else ""),
+            legendgroup=family, showlegend=family not in shown,
+            line=dict(color=colours[family], width=1.5 if measured else 1, dash="solid" if measured else "dot"),
+            marker=dict(symbol=("star" if evaluated else symbol) if measured else f"{symbol}-open", size=14 if evaluated else 10,
+                        color=colours[family],
+                        line=dict(width=1 if measured else 2, color=("#222" if evaluated else "white") if measured else colours[family])),
+            hovertext=[_hover(r) for _, r in sub.iterrows()], hoverinfo="text"))
+        shown.add(family)
     front = pts[pts["role"] == "front"].sort_values("latency_ms")
     if not front.empty:
         fig.add_trace(go.Scatter(
@@ -94,7 +104,7 @@ def render_pareto(data: ParetoData) -> go.Figure | None:
             legendgrouptitle_text="Search"))
     shapes, target_notes = _targets(data)
     panel = frame.panel((0, 1), x_range, y_range, x_log=log)
-    labelled = others.sort_values("miou", ascending=False)
+    labelled = others[others["role"] != "evaluated"].sort_values("miou", ascending=False)
     labelled = labelled[labelled["measured"] | ~labelled["code"].isin(labelled.loc[labelled["measured"], "code"])]
     label_pts = [(r["latency_ms"], r["miou"], r["label"], colours[r["family"]]) for _, r in labelled.iterrows()]
     placed, dropped = place_labels(label_pts, panel, obstacles=list(zip(pts["latency_ms"], pts["miou"])), font_size=10)

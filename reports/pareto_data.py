@@ -149,6 +149,9 @@ def _published_only(validation, device: str, produced: dict, missing: list[Missi
             rows.append(_row(r["code"], measured=True, latency_ms=r["measured_ms"], latency_source=f"measured here ({device})", **common))
             rows.append(_row(r["code"], measured=False, latency_ms=r["predicted_ms"], latency_source="LUT prediction", **common))
     mode = "published" if rows else "empty"
+    if validation is not None and not rows:
+        missing.append(Missing("published variants in the LUT validation", str(validation.path),
+                               "ffnet-nas measure-latency --validate N --space mobile (a space that contains published variants)"))
     return ParetoData(
         points=pd.DataFrame(rows, columns=list(POINT_COLUMNS)),
         mode=mode,
