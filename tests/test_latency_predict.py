@@ -92,3 +92,18 @@ def test_validation_points_exclude_calibration_and_add_published():
     assert len(random) == 5 and space.sample_many(1, seed=0)[0] not in random
     assert "segmentation_ffnet40S_BBB_mobile" in published and len(published) >= 30
     assert len({a.code for a, _, _ in pts}) == len(pts)
+
+
+def test_prediction_from_a_path_follows_refits(tmp_path):
+    table = _synthetic_table(tmp_path, get_space("mobile"))
+    table.frame().to_csv(table.path, index=False)
+    arch = "segmentation_ffnet40S_BBB_mobile"
+    raw = predict_latency(arch, table.path, calibrated=False)
+    assert predict_latency(arch, table.path) == pytest.approx(raw)  # no calibration yet: a=1, b=0
+    import os
+    import time
+
+    save_calibration(table, Calibration(a=2.0, b=0.0, n_points=3))
+    later = time.time() + 5  # the cache is keyed on mtimes: make sure this one differs
+    os.utime(table.path.with_suffix(".calibration.json"), (later, later))
+    assert predict_latency(arch, str(table.path)) == pytest.approx(2 * raw)

@@ -16,8 +16,9 @@ of the head are inside the `head` unit, so no separate term is needed for them.
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -82,7 +83,22 @@ def load_calibration(table: LatencyTable) -> Calibration | None:
 
 
 def _as_table(lut: "LatencyTable | str | Path") -> LatencyTable:
-    return lut if isinstance(lut, LatencyTable) else load_table(lut)
+    return lut if isinstance(lut, LatencyTable) else _load_cached(*_stamp(Path(lut)))
+
+
+def _stamp(path: Path) -> tuple[str, int, int]:
+    """Path plus modification times: a re-measured table or a refitted calibration is re-read."""
+    def mtime(p: Path) -> int:
+        return p.stat().st_mtime_ns if p.exists() else 0
+
+    return str(path.resolve()), mtime(path), mtime(path.with_suffix(".calibration.json"))
+
+
+@functools.lru_cache(maxsize=8)
+def _load_cached(path: str, _csv_mtime: int, _cal_mtime: int) -> LatencyTable:
+    # A search calls predict_latency(arch, path) thousands of times: parse the files once.
+    table = load_table(path)
+    return replace(table, meta={**table.meta, "calibration": load_calibration(table)})
 
 
 def check_spec(table: LatencyTable, **asked) -> None:
@@ -128,5 +144,7 @@ def predict_latency(arch: "Arch | str", lut: "LatencyTable | str | Path", *, cal
     raw = raw_sum(resolve(arch), table)
     if not calibrated:
         return raw
-    cal = calibration if calibration is not None else (load_calibration(table) or Calibration())
+    if calibration is None:
+        calibration = table.meta["calibration"] if "calibration" in table.meta else load_calibration(table)
+    cal = calibration or Calibration()
     return cal.apply(raw)
