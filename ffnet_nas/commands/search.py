@@ -1,0 +1,92 @@
+"""`ffnet-nas search`: Optuna search for Pareto points (predicted mIoU up, predicted latency down)."""
+
+from __future__ import annotations
+
+import argparse
+
+from ffnet_nas.workspace import DEFAULT_WORKDIR, Workspace
+from space.errors import InvalidInput
+
+JOURNAL_NAME = "studies.journal"
+
+
+def register(subparsers) -> None:
+    from ffnet_nas.search.targets import GRAMMAR
+
+    p = subparsers.add_parser(
+        "search",
+        help="search the space for Pareto points under a target (e.g. --target 'latency<25ms')",
+        description="Multi-objective Optuna search: maximise predicted mIoU, minimise predicted latency (from the "
+                    "workdir's latency table and accuracy predictor), with --target bounds as constraints. Published "
+                    "variants are evaluated first. The study is stored in WORKDIR/search/studies.journal (or "
+                    "--storage URL); re-running continues it until it holds --trials complete trials, and several "
+                    "processes may run it at once. Writes WORKDIR/search/<study>/pareto.csv, published.csv, "
+                    "summary.json (+ closest.csv when nothing meets the target, to_evaluate.csv with --evaluate-top).",
+    )
+    p.add_argument("--target", default="", help=f"constraints, e.g. 'latency<25ms,params<10M'; {GRAMMAR}")
+    p.add_argument("--space", default="mobile", help="built-in space (mobile, gpu_large, gpu_small, all) or a YAML file")
+    p.add_argument("--trials", type=int, default=1000, help="complete trials the study should hold (default 1000)")
+    p.add_argument("--sampler", default="nsga2", help="nsga2 (default), tpe or random")
+    p.add_argument("--storage", default=None,
+                   help="journal file path or SQLAlchemy URL (postgresql://user:pass@host/db) shared by several "
+                        f"workers (default: WORKDIR/search/{JOURNAL_NAME})")
+    p.add_argument("--study", default=None, help="study name (default: SPACE.TARGETS)")
+    p.add_argument("--lut", default=None, help="latency table name in WORKDIR/lut when several fit the space")
+    p.add_argument("--evaluate-top", type=int, default=0, metavar="K",
+                   help="write the best K feasible points to WORKDIR/search/<study>/to_evaluate.csv for full evaluation")
+    p.add_argument("--seed", type=int, default=None, help="sampler seed (give each parallel worker its own)")
+    p.add_argument("--durable", action="store_true", help="fsync every journal write (survives power loss; slower)")
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--workdir", default=str(DEFAULT_WORKDIR))
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ffnet_nas.search import predictors, summary
+    from ffnet_nas.search.api import run_search, write_outputs
+    from ffnet_nas.search.targets import parse_targets
+    from space.searchspace import get_space
+
+    if args.trials < 1:
+        raise InvalidInput(f"--trials {args.trials}: expected a positive number of complete trials")
+    if args.evaluate_top < 0:
+        raise InvalidInput(f"--evaluate-top {args.evaluate_top}: expected 0 or a positive number of points")
+    targets = parse_targets(args.target)  # fail on a malformed target before touching anything
+    space = get_space(args.space)
+    ws = Workspace(args.workdir)
+    preds = predictors.load(lut_dir=ws.lut_dir, predictor_dir=ws.predictor_dir, space=space, lut=args.lut)
+    storage = args.storage or ws.search_dir / JOURNAL_NAME
+    result = run_search(space=space, predict_latency_ms=preds.latency_ms, predict_miou=preds.miou, targets=targets,
+                        n_trials=args.trials, sampler=args.sampler, storage=storage, study_name=args.study,
+                        seed=args.seed, objective_id=preds.objective_id, progress=not args.no_progress,
+                        durable=args.durable)
+    return report(result, ws=ws, storage=storage, evaluate_top=args.evaluate_top, predictors=preds.description)
+
+
+def report(result, *, ws: Workspace, storage, evaluate_top: int, predictors: str) -> int:
+    """Write the tables, print them and where they went; an unmeetable target ends in one error line."""
+    from ffnet_nas.search import summary
+    from ffnet_nas.search.api import write_outputs
+    from ffnet_nas.search.storage import redact
+
+    out_dir = ws.search_dir / result.study_name
+    paths = write_outputs(result, out_dir, evaluate_top=evaluate_top, predictors=predictors)
+    print(f"study {result.study_name!r}: {result.n_complete} complete trials ({result.n_run} this run, "
+          f"{result.own_ms_per_trial:.3f} ms of our own time per trial); storage {redact(str(storage))}")
+    if not result.feasible:
+        print(summary.closest_text(result))
+        print(f"wrote {paths['closest']}")
+        raise InvalidInput(f"no point of the {result.n_complete} searched meets "
+                           f"{', '.join(t.text for t in result.targets)}; the closest are listed above and in "
+                           f"{paths['closest']} (relax the target or search more: --trials)")
+    print(summary.pareto_text(result))
+    print(summary.dominance_text(result))
+    print(summary.best_text(result))
+    for name, path in paths.items():
+        print(f"wrote {path}")
+    if "to_evaluate" in paths:
+        print(f"the top {evaluate_top} points are listed for full evaluation in {paths['to_evaluate']} "
+              "(the evaluate command, issue 5, reads that file; it is not available in this version yet)")
+    if "://" not in str(storage):
+        print(f"dashboard: optuna-dashboard {storage}")
+    return 0

@@ -1,0 +1,142 @@
+"""Params and MACs of a point in microseconds, by summing cached parts.
+
+`space.complexity` builds the whole network on the meta device (about 0.1-0.2 s here), too slow
+to call once per trial when a search draws thousands of distinct points. But a network is a sum
+of parts whose cost depends only on a few local facts: the stem (+ pre_down smoothing), each
+residual stage (block type, input width, width, depth, stride, input size), each head adapter
+(input width, output width, resolution) and the rest of the head (up/seg head, upsampling, feature
+resolutions, classes). The first time a part is seen its counts are taken from one full
+meta-device pass counted like `space.complexity`; afterwards any point
+made of known parts costs a few dictionary look-ups. The parts always add up to the full count
+exactly (convolutions and linear layers are additive); `tests/test_search_complexity.py` checks
+that against `space.complexity` on random points at odd input sizes.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from space.arch import STEM_CHANNELS, Arch
+from space.builder import STEM_CONVS, UP_HEAD_BASE
+
+
+def _half(hw: tuple[int, int]) -> tuple[int, int]:
+    # every stride-2 op here (3x3/7x7 conv pad k//2, 1x1 conv, 3x3 max-pool pad 1) gives ceil(n/2)
+    return (math.ceil(hw[0] / 2), math.ceil(hw[1] / 2))
+
+
+def _smoothed(hw: tuple[int, int]) -> tuple[int, int]:
+    # the pre_down Gaussian: rows padded by 1 each side, 5x5 valid, stride 2
+    return ((hw[0] + 2 - 5) // 2 + 1, (hw[1] - 5) // 2 + 1)
+
+
+def parts(arch: Arch, net_hw: tuple[int, int], num_classes: int) -> list[tuple[tuple, tuple[str, ...]]]:
+    """(cache key, module-name prefixes) per part; the first part (the stem) takes the remainder."""
+    hw = _smoothed(net_hw) if arch.pre_down else tuple(net_hw)
+    for _, _, stride in STEM_CONVS[arch.stem]:
+        hw = _half(hw) if stride == 2 else hw
+    if arch.stem == "A":
+        hw = _half(hw)  # max-pool
+    out: list[tuple[tuple, tuple[str, ...]]] = [(("stem", arch.stem, arch.pre_down, tuple(net_hw)), ())]
+    feats = [hw] if arch.num_stages == 3 else []
+    cin = STEM_CHANNELS
+    for i, (d, w, s, cout) in enumerate(zip(arch.depths, arch.widths, arch.stage_strides, arch.stage_out_channels), 1):
+        out.append((("stage", arch.block, cin, w, d, s, hw), (f"backbone_model.layer{i}",)))
+        hw = _half(hw) if s == 2 else hw
+        feats.append(hw)
+        cin = cout
+    base = UP_HEAD_BASE[arch.up_head]
+    for i, (c, f) in enumerate(zip(arch.feature_channels, feats)):
+        out.append((("adapter", c, base[i], f), (f"head.layers.0.adapter_conv.{i}",)))
+    out.append((("head", arch.up_head, arch.seg_head, arch.upsample, tuple(feats), num_classes),
+                ("head.layers.1", "head.layers.2", "head.layers.3")))
+    return out
+
+
+@dataclass
+class ComplexityCache:
+    """`get(arch) -> (params, macs)` at `input_hw` (the tensor entering the stem; pre_down doubles it)."""
+
+    input_hw: tuple[int, int]
+    num_classes: int = 19
+    _parts: dict[tuple, tuple[int, int]] = field(default_factory=dict, repr=False)
+    _whole: dict[str, tuple[int, int]] = field(default_factory=dict, repr=False)
+    full_passes: int = 0  # how many networks had to be built (the expensive path)
+
+    def net_hw(self, arch: Arch) -> tuple[int, int]:
+        return (self.input_hw[0] * arch.input_scale, self.input_hw[1] * arch.input_scale)
+
+    def get(self, arch: Arch) -> tuple[int, int]:
+        code = arch.code
+        hit = self._whole.get(code)
+        if hit is not None:
+            return hit
+        if arch.is_classifier:  # the classification head is not cut into parts: count it whole
+            counts = self._count(arch, [])
+        else:
+            plist = parts(arch, self.net_hw(arch), self.num_classes)
+            known = [self._parts.get(k) for k, _ in plist]
+            if all(v is not None for v in known):
+                counts = (sum(v[0] for v in known), sum(v[1] for v in known))
+            else:
+                counts = self._count(arch, plist)
+        self._whole[code] = counts
+        return counts
+
+    def _count(self, arch: Arch, plist: list) -> tuple[int, int]:
+        """One meta-device forward with hooks on every convolution and linear layer.
+
+        Same convention as `space.complexity` (FlopCounterMode: conv and linear MACs, no bias,
+        BN, activations or resizes), but hooks skip FlopCounterMode's dispatch of every op, which
+        made one pass ~4x slower here. The tests compare both on random points.
+        """
+        import torch
+        from torch import nn
+
+        from space.builder import GaussianDownsample, build_model
+
+        self.full_passes += 1
+        with torch.device("meta"):
+            model = build_model(arch, num_classes=self.num_classes).eval()
+            x = torch.empty(1, 3, *self.net_hw(arch))
+        macs: dict[str, int] = {}
+
+        def hook(name: str, module: nn.Module):
+            def count(_m, inputs, output) -> None:
+                if isinstance(module, nn.Conv2d):
+                    k = module.kernel_size[0] * module.kernel_size[1]
+                    macs[name] = output.numel() * (module.in_channels // module.groups) * k
+                elif isinstance(module, nn.Linear):
+                    macs[name] = output.numel() * module.in_features
+                else:  # the pre_down Gaussian: a depthwise 5x5 convolution in F.conv2d
+                    macs[name] = output.numel() * module.weight.shape[-1] * module.weight.shape[-2]
+            return count
+
+        named_params = [(n, t.numel()) for n, t in model.named_parameters()]
+        # BatchNorm keeps shapes and costs no MACs, but on the meta device it runs through a slow
+        # decomposition (two thirds of a pass): swap it for Identity once the params are counted
+        for name, m in list(model.named_modules()):
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                parent, _, leaf = name.rpartition(".")
+                setattr(model.get_submodule(parent) if parent else model, leaf, nn.Identity())
+        handles = [m.register_forward_hook(hook(n, m)) for n, m in model.named_modules()
+                   if isinstance(m, (nn.Conv2d, nn.Linear, GaussianDownsample))]
+        try:
+            with torch.no_grad():
+                model(x)
+        finally:
+            for h in handles:
+                h.remove()
+        total_params = sum(n for _, n in named_params)
+        total_macs = sum(macs.values())
+        if plist:
+            rest_params, rest_macs = total_params, total_macs
+            for key, prefixes in plist[1:]:
+                dotted = tuple(q + "." for q in prefixes)
+                p = sum(k for n, k in named_params if n.startswith(dotted))
+                m = sum(v for n, v in macs.items() if n.startswith(dotted))
+                self._parts[key] = (p, m)
+                rest_params, rest_macs = rest_params - p, rest_macs - m
+            self._parts[plist[0][0]] = (rest_params, rest_macs)
+        return total_params, total_macs

@@ -1,0 +1,84 @@
+"""Where a study lives: in memory, a journal file (the default, one machine), or an RDB URL.
+
+The journal file is Optuna's `JournalStorage` over `JournalFileBackend` (append-only JSON lines
+under a file lock, so several processes can share it and `optuna-dashboard FILE` can read it).
+Optuna fsyncs every appended line; a trial here is about 30 lines (one per parameter, attribute
+and state change) and an fsync costs about 4 ms on this machine, so fsync alone held the search
+to ~8 trials/s. `durable=False` (our default) keeps Optuna's lock and its write + flush, and
+skips the fsync: a killed process loses nothing (its lines are already in the OS), an OS crash or
+power cut can lose the last lines (at worst the last trials, which a re-run redoes).
+`bench/bench_search.py` measures both side by side.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from space.errors import InvalidInput
+
+
+def _backend_class():
+    from optuna.storages.journal import JournalFileBackend
+
+    class FlushedJournalFileBackend(JournalFileBackend):
+        """JournalFileBackend whose appends are flushed but not fsynced (see the module docstring)."""
+
+        def append_logs(self, logs: list[dict[str, Any]]) -> None:
+            text = "\n".join(json.dumps(log, separators=(",", ":")) for log in logs) + "\n"
+            self._lock.acquire()
+            try:
+                with open(self._file_path, "ab") as f:
+                    f.write(text.encode("utf-8"))
+            finally:
+                self._lock.release()
+
+    return FlushedJournalFileBackend
+
+
+def open_storage(storage: "str | Path | None", *, durable: bool = False):
+    """None: in memory; a URL with '://': SQLAlchemy (RDB); anything else: a journal file path."""
+    import optuna
+
+    if storage is None:
+        return optuna.storages.InMemoryStorage()
+    text = str(storage)
+    if "://" in text:
+        return _rdb(text)
+    path = Path(text)
+    if path.is_dir():
+        raise InvalidInput(f"storage {text!r} is a folder: expected a journal file path (e.g. search/studies.journal) or a URL")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+        backend = JournalFileBackend(str(path)) if durable else _backend_class()(str(path))
+        return JournalStorage(backend)
+    except OSError as e:
+        raise InvalidInput(f"cannot open journal {text!r}: {e.strerror or e}; expected a writable path") from None
+
+
+def _rdb(url: str):
+    import optuna
+
+    try:
+        # the heartbeat lets Optuna fail the RUNNING trials of a worker that died on another machine
+        return optuna.storages.RDBStorage(url, heartbeat_interval=30, grace_period=90,
+                                          engine_kwargs={"pool_pre_ping": True})
+    except ModuleNotFoundError as e:
+        raise InvalidInput(f"storage {redact(url)!r} needs the Python driver {e.name!r}: expected it installed "
+                           f"(PostgreSQL: pip install psycopg2-binary)") from None
+    except Exception as e:  # sqlalchemy's errors: bad URL, server down, authentication
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise InvalidInput(f"cannot open storage {redact(url)!r}: {first}; expected a reachable SQLAlchemy URL "
+                           "such as postgresql://user:pass@host:5432/db") from None
+
+
+def redact(url: str) -> str:
+    """Hide a password in a URL before it is printed or written."""
+    head, sep, tail = url.partition("://")
+    if sep and "@" in tail and ":" in tail.split("@", 1)[0]:
+        user = tail.split("@", 1)[0].split(":", 1)[0]
+        return f"{head}{sep}{user}:***@{tail.split('@', 1)[1]}"
+    return url
