@@ -8,6 +8,7 @@ script, fonts) fails loudly as `net::ERR_...` in the console, which `check_page`
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -19,6 +20,8 @@ from pathlib import Path
 _NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
 _CONSOLE = re.compile(r":CONSOLE(?::\d+)?\]\s*\"(.*)\", source: (.*)$")
 # A console line is an error when a script threw, logged an Error object, or a fetch was refused.
+# Only a rendered DOM has these attributes (plotly.js source holds the class names, not `class="..."`).
+_PLOT_DIV = re.compile(r'<div[^>]*class="[^"]*\bjs-plotly-plot\b[^"]*"')
 _ERROR = re.compile(r"Uncaught|\b\w*Error\b|net::ERR_")
 
 
@@ -62,21 +65,46 @@ class PageCheck:
     dom: str
     console: tuple[str, ...]
     errors: tuple[str, ...]
-    plots: int  # number of plotly SVG roots ('main-svg') in the rendered DOM
+    fetches: tuple[str, ...]  # http(s)/ws URLs the page itself tried to load (must be none: offline)
+    plots: int  # plotly graphs drawn: divs that Plotly.newPlot marked 'js-plotly-plot' and gave an SVG
 
     @property
     def ok(self) -> bool:
-        return not self.errors and self.plots > 0
+        return not self.errors and not self.fetches and self.plots > 0
 
 
-def _run(chromium: str, args: list[str], *, timeout: float) -> subprocess.CompletedProcess:
+def _run(chromium: str, args: list[str], *, timeout: float, net_log: bool = False) -> tuple[subprocess.CompletedProcess, tuple[str, ...]]:
     with tempfile.TemporaryDirectory(prefix="ffnet-nas-chromium-") as profile:
-        return subprocess.run(
-            [chromium, *offline_flags(profile), *args],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
+        log = Path(profile) / "net-log.json"
+        extra = [f"--log-net-log={log}"] if net_log else []
+        proc = subprocess.run([chromium, *offline_flags(profile), *extra, *args], capture_output=True, text=True, timeout=timeout)
+        return proc, page_fetches(log) if net_log else ()
+
+
+def page_fetches(net_log: Path) -> tuple[str, ...]:
+    """Network URLs requested by a file:// page, from Chromium's net log.
+
+    The browser's own background requests (update checks, time sync) also appear in the log;
+    only requests whose network isolation key is the file:// page count as the page's.
+    """
+    try:
+        text = net_log.read_text()
+    except OSError:
+        return ()
+    try:
+        events = json.loads(text).get("events", [])
+    except ValueError:  # a log cut short when the browser exits: close it
+        try:
+            events = json.loads(text.rstrip().rstrip(",") + "]}").get("events", [])
+        except ValueError:
+            return ("<unreadable net log>",)
+    urls = []
+    for e in events:
+        p = e.get("params") or {}
+        url = p.get("url", "")
+        if url.split(":", 1)[0] in ("http", "https", "ws", "wss") and "file://" in str(p.get("network_isolation_key", "")):
+            urls.append(url)
+    return tuple(dict.fromkeys(urls))
 
 
 def console_messages(stderr: str) -> tuple[str, ...]:
@@ -88,12 +116,13 @@ def check_page(html: str | Path, *, chromium: str | None = None, timeout: float 
     chromium = chromium or find_chromium()
     if chromium is None:
         raise FileNotFoundError("no Chromium found: install it (Debian: apt-get install chromium) or set BROWSER_PATH")
-    proc = _run(chromium, ["--dump-dom", Path(html).resolve().as_uri()], timeout=timeout)
+    proc, fetches = _run(chromium, ["--dump-dom", Path(html).resolve().as_uri()], timeout=timeout, net_log=True)
     console = console_messages(proc.stderr)
     errors = tuple(c for c in console if _ERROR.search(c))
     if proc.returncode != 0:
         errors += (f"chromium exited with status {proc.returncode}: {proc.stderr.strip().splitlines()[-1:]}",)
-    return PageCheck(dom=proc.stdout, console=console, errors=errors, plots=proc.stdout.count('class="main-svg"'))
+    drawn = len(_PLOT_DIV.findall(proc.stdout)) if 'class="main-svg"' in proc.stdout else 0
+    return PageCheck(dom=proc.stdout, console=console, errors=errors, fetches=fetches, plots=drawn)
 
 
 def screenshot(html: str | Path, png: str | Path, *, width: int, height: int, chromium: str | None = None, timeout: float = 90) -> Path:
@@ -102,7 +131,7 @@ def screenshot(html: str | Path, png: str | Path, *, width: int, height: int, ch
     if chromium is None:
         raise FileNotFoundError("no Chromium found: install it (Debian: apt-get install chromium) or set BROWSER_PATH")
     png = Path(png)
-    proc = _run(
+    proc, _ = _run(
         chromium,
         [f"--screenshot={png.resolve()}", f"--window-size={width},{height}", Path(html).resolve().as_uri()],
         timeout=timeout,

@@ -1,0 +1,62 @@
+"""`ffnet-nas report` as a user runs it: files written, missing inputs named, bad input refused."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from ffnet_nas.cli import main
+
+sys.path.insert(0, str(Path(__file__).parent))
+from helpers_report import make_workdir  # noqa: E402
+
+
+def test_report_on_an_empty_workdir_draws_the_paper_and_names_what_is_missing(tmp_path, capsys):
+    rc = main(["report", "--workdir", str(tmp_path / "w"), "--format", "html", "--no-progress"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    report = tmp_path / "w" / "report"
+    assert {p.name for p in report.iterdir()} == {"index.html", "paper.html", "pareto.html", "evidence.html", "report.json"}
+    manifest = json.loads((report / "report.json").read_text())
+    drawn = {f["slug"]: f["drawn"] for f in manifest["figures"]}
+    assert drawn == {"paper_gpu_large": True, "paper_gpu_small": True, "paper_mobile": True, "pareto": False,
+                     "lut_fidelity": False, "predictor_fidelity": False, "search_progress": False, "block_library": False}
+    index = (report / "index.html").read_text()
+    for command in ("ffnet-nas measure-latency", "ffnet-nas search", "ffnet-nas distill", "ffnet-nas fit-predictor"):
+        assert command in index and command in out
+    assert "paper Table 4" in index and "wrote " in out and "open " in out
+    assert not [p for p in report.iterdir() if p.name.startswith(".")]  # no temp files left behind
+
+
+def test_report_pareto_only_on_a_full_workdir(tmp_path, capsys):
+    root = make_workdir(tmp_path / "w")
+    out_dir = tmp_path / "out"
+    rc = main(["report", "--pareto", "--workdir", str(root), "--out", str(out_dir), "--format", "html", "--no-progress"])
+    assert rc == 0
+    manifest = json.loads((out_dir / "report.json").read_text())
+    assert [f["slug"] for f in manifest["figures"]] == ["pareto", "lut_fidelity", "predictor_fidelity", "search_progress", "block_library"]
+    assert all(f["drawn"] and not f["missing"] for f in manifest["figures"])
+    lut = next(f for f in manifest["figures"] if f["slug"] == "lut_fidelity")
+    assert lut["produced_by"]["device"] == "cpu (Test CPU)" and lut["produced_by"]["input size"] == "256x512"
+    assert "within ±10%" in lut["summary"]
+    assert not (out_dir / "paper.html").exists()
+    index = (out_dir / "index.html").read_text()
+    assert "2026-01-02T03:04:05" in index and "fp32" in index  # provenance from the LUT's metadata
+    page = (out_dir / "pareto.html").read_text()
+    assert "<script src" not in page and 'src="http' not in page  # plotly.js is inlined, not fetched
+
+
+def test_bad_format_is_one_line_and_exit_2(tmp_path, capsys):
+    rc = main(["report", "--workdir", str(tmp_path), "--format", "html,jpeg"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1
+    assert "'html,jpeg'" in err and "html, png, svg" in err
+    assert not (tmp_path / "report").exists()
+
+
+def test_unknown_lut_slug_is_reported_not_fatal(tmp_path, capsys):
+    root = make_workdir(tmp_path / "w", library=False, search=False, evaluated=False)
+    rc = main(["report", "--pareto", "--workdir", str(root), "--lut", "nope", "--format", "html", "--no-progress"])
+    out = capsys.readouterr().out
+    assert rc == 0 and "latency table 'nope'" in out and "cpu-fp32-eager-b1-256x512-t2" in out
