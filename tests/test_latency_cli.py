@@ -13,7 +13,7 @@ from predictors.latency.protocol import cpu_flags
 TINY = {"base": "mobile", "name": "tiny", "stems": ["B"],
         "stages": {4: {"depths": [[1, 2], [1], [1], [1]], "widths": [[16], [32], [48], [64]]}},
         "first_strides": [1], "up_heads": ["B"], "seg_heads": ["B"], "pre_downs": [False], "input_size": "64x128"}
-FAST = ["--repeats", "3:6", "--tolerance", "0.5", "--max-seconds", "1", "--threads", "1", "--no-progress"]
+FAST = ["--rounds", "1", "--repeats", "3:6", "--tolerance", "0.5", "--max-seconds", "1", "--threads", "1", "--no-progress"]
 
 
 @pytest.fixture
@@ -49,6 +49,8 @@ def test_fp16_on_cpu(capsys, tmp_path, tiny_space):
     (["--device", "tpu"], "unknown device"),
     (["--repeats", "10:2"], "--repeats"),
     (["--estimator", "fastest"], "estimator"),
+    (["--rounds", "0"], "rounds"),
+    (["--clock", "cpu", "--threads", "2"], "--threads 1"),
     (["--space", "mobil"], "did you mean: mobile"),
 ])
 def test_bad_input_is_one_line(capsys, tmp_path, args, match):

@@ -55,6 +55,23 @@ def test_measure_save_reload_and_resume(tmp_path):
     assert meta["provenance"]["created"] and meta["spaces"] == ["tiny"]
 
 
+def test_rounds_are_interleaved_resumable_and_keep_the_lowest(tmp_path):
+    space = from_dict(TINY)
+    units = space_units(space, space.input_hw)
+    two = Protocol(warmup_runs=1, warmup_s=0.0, min_repeats=3, max_repeats=6, rel_tol=0.5, max_seconds=1.0, rounds=2)
+    table = open_table(tmp_path, _spec(), two)
+    # interrupted after round 1 of every key and round 2 of the first: interleaved, not key by key
+    part = measure_units(table, units, two, progress=False, limit=len(units) + 1)
+    assert sorted(part.rounds_done(u.key) for u in units) == [1] * (len(units) - 1) + [2]
+    assert len(part.missing(units, 2)) == len(units) - 1 and not part.missing(units, 1)
+    done = measure_units(load_table(part.path), units, two, progress=False)
+    frame = pd.read_csv(done.path, dtype={"round_ms": str})
+    assert (frame["rounds"] == 2).all() and frame["key"].is_unique
+    for row in frame.itertuples():
+        rounds = [float(x) for x in row.round_ms.split(";")]
+        assert len(rounds) == 2 and row.estimate_ms == pytest.approx(min(rounds), rel=1e-5)
+
+
 def test_table_refuses_another_protocol(tmp_path):
     open_table(tmp_path, _spec(), FAST)
     with pytest.raises(InvalidInput, match="protocol"):
@@ -103,7 +120,7 @@ def test_killed_run_resumes_without_duplicates(tmp_path, capsys):
     workdir = tmp_path / "w"
     # Slow enough per key (the 0.2 s warm-up alone) that the kill lands mid-run.
     args = ["measure-latency", "--space", str(space_file), "--threads", "1",
-           "--workdir", str(workdir), "--calibrate", "0", "--repeats", "5:10", "--tolerance", "0.5",
+           "--workdir", str(workdir), "--calibrate", "0", "--repeats", "5:10", "--tolerance", "0.5", "--rounds", "1",
            "--no-progress"]
     cmd = [sys.executable, "-m", "ffnet_nas", *args]
     csv = workdir / "lut" / "cpu-fp32-eager-b1-32x64-t1.csv"

@@ -70,7 +70,7 @@ def test_calibration_recovers_a_line_and_is_saved(tmp_path):
     assert fit_calibration([10.0], [12.0]).a == pytest.approx(1.2)
     assert fit_calibration([], []).apply(7.0) == 7.0
     table = _synthetic_table(tmp_path, get_space("mobile"))
-    table.path.write_text("key,kind,estimate_ms,median_ms,p25_ms,min_ms,max_ms,iqr_ms,n,stable,seconds\n")
+    table.frame().to_csv(table.path, index=False)
     save_calibration(table, cal)
     assert load_calibration(load_table(table.path)) == cal
 

@@ -45,6 +45,8 @@ def register(subparsers) -> None:
     p.add_argument("--tolerance", type=float, default=0.02, help="relative change that counts as stable (default 0.02)")
     p.add_argument("--max-seconds", type=float, default=10.0, help="time cap per measured thing, after warm-up")
     p.add_argument("--estimator", default=None, help="p25 (cpu default), median (gpu default), p10, min, mean, trimmed")
+    p.add_argument("--rounds", type=int, default=None,
+                   help="independent interleaved rounds per key, the lowest kept (default 2 on cpu, 1 on gpu)")
     p.add_argument("--clock", default="wall",
                    help="wall (default) or cpu: CPU time of the thread, for --threads 1 on a shared machine")
     p.add_argument("--calibrate", type=int, default=6, metavar="N", help="networks timed end to end for the calibration")
@@ -71,6 +73,8 @@ def run(args: argparse.Namespace) -> int:
                    clock=args.clock)
     if args.estimator:
         changes["estimator"] = args.estimator
+    if args.rounds is not None:
+        changes["rounds"] = args.rounds
     protocol = default_protocol(spec.device, **changes)
     if args.calibrate < 0 or args.validate < 0:
         raise InvalidInput("--calibrate and --validate take a count >= 0")

@@ -51,9 +51,9 @@ def build(*, lut_dir: str | Path, space, spec: LutSpec, protocol: Protocol, cali
                            "published: nothing left to validate on; expected a smaller --calibrate")
     units = space_units(space, spec.input_hw, num_classes=spec.num_classes)
     table = open_table(lut_dir, spec, protocol, space=space.name)
-    n_new = len(table.missing(units))
+    n_new = len(table.missing(units, protocol.rounds))
     table = measure_units(table, units, protocol, progress=progress, limit=limit)
-    if table.missing(units):  # stopped early on purpose (limit)
+    if table.missing(units, protocol.rounds):  # stopped early on purpose (limit)
         return BuildResult(table, len(units), n_new, None, None)
     cal = calibrate(table, space, n=calibrate_n, protocol=protocol, progress=progress) if calibrate_n > 0 else None
     result = None

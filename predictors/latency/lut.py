@@ -23,7 +23,8 @@ from predictors.latency.protocol import Protocol, Timing, measurement_context, t
 from space.errors import InvalidInput
 from space.io import atomic_write_csv, atomic_write_json, provenance, read_json
 
-COLUMNS = ("key", "kind", "estimate_ms", "median_ms", "p25_ms", "min_ms", "max_ms", "iqr_ms", "n", "stable", "seconds")
+COLUMNS = ("key", "kind", "estimate_ms", "median_ms", "p25_ms", "min_ms", "max_ms", "iqr_ms", "n", "stable", "seconds",
+           "rounds", "round_ms")
 
 
 @dataclass(frozen=True)
@@ -73,8 +74,12 @@ class LatencyTable:
     def __len__(self) -> int:
         return len(self.rows)
 
-    def missing(self, units: Iterable[Unit]) -> list[Unit]:
-        return [u for u in units if u.key not in self.rows]
+    def missing(self, units: Iterable[Unit], rounds: int = 1) -> list[Unit]:
+        """Units with fewer than `rounds` finished rounds (absent ones included)."""
+        return [u for u in units if self.rounds_done(u.key) < rounds]
+
+    def rounds_done(self, key: str) -> int:
+        return int(self.rows[key]["rounds"]) if key in self.rows else 0
 
     def frame(self):
         import pandas as pd
@@ -100,7 +105,7 @@ def load_table(csv_path: str | Path) -> LatencyTable:
     rows: dict = {}
     if csv_path.exists():
         try:
-            frame = pd.read_csv(csv_path)
+            frame = pd.read_csv(csv_path, dtype={"round_ms": str, "key": str})
         except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
             raise InvalidInput(f"latency table {str(csv_path)!r} is corrupt ({e}); delete it and re-run measure-latency") from None
         lacking = [c for c in COLUMNS if c not in frame.columns]
@@ -168,30 +173,41 @@ def timing_device(spec: LutSpec) -> str:
 
 def measure_units(table: LatencyTable, units: Iterable[Unit], protocol: Protocol, *, progress: bool = True,
                   limit: int | None = None) -> LatencyTable:
-    """Measure every unit missing from `table`, saving after each; returns the completed table.
+    """Measure every (unit, round) not done yet, saving after each; returns the table.
 
-    `limit` stops after that many new keys (tests use it to simulate an interrupted run).
+    Rounds are interleaved: every key's round 1, then every key's round 2, ... `limit` stops
+    after that many measurements (tests use it to simulate an interrupted run).
     """
-    todo = table.missing(units)
-    if limit is not None:
-        todo = todo[:limit]
+    units = list(units)
     rows = dict(table.rows)
     table = replace(table, rows=rows)
-    if not todo:
+    jobs = [(r, u) for r in range(protocol.rounds) for u in units if table.rounds_done(u.key) <= r]
+    if limit is not None:
+        jobs = jobs[:limit]
+    if not jobs:
         _save(table)
         return table
     from tqdm import tqdm
 
-    bar = tqdm(todo, desc=f"latency {table.spec.slug}", unit="key", disable=not progress, dynamic_ncols=True)
+    bar = tqdm(jobs, desc=f"latency {table.spec.slug}", unit="key", disable=not progress, dynamic_ncols=True)
     with measurement_context(table.spec.device, table.spec.threads):
-        for unit in bar:
-            bar.set_postfix_str(unit.key[:60], refresh=False)
+        for r, unit in bar:
+            bar.set_postfix_str(f"round {r + 1}/{protocol.rounds} {unit.key[:50]}", refresh=False)
             t0 = time.perf_counter()
             timing = time_unit(unit, table.spec, protocol)
-            rows[unit.key] = {
-                "key": unit.key, "kind": unit.kind, **{k: getattr(timing, k) for k in
-                ("estimate_ms", "median_ms", "p25_ms", "min_ms", "max_ms", "iqr_ms", "n", "stable")},
-                "seconds": round(time.perf_counter() - t0, 3),
-            }
+            rows[unit.key] = _merge(rows.get(unit.key), unit, timing, time.perf_counter() - t0)
             _save(table)
     return table
+
+
+def _merge(old: dict | None, unit: Unit, timing: Timing, seconds: float) -> dict:
+    """Add one round to a key's row: the round with the lowest estimate supplies the figures."""
+    fields = ("estimate_ms", "median_ms", "p25_ms", "min_ms", "max_ms", "iqr_ms")
+    new = {k: getattr(timing, k) for k in fields}
+    if old is None:
+        return {"key": unit.key, "kind": unit.kind, **new, "n": timing.n, "stable": timing.stable,
+                "seconds": round(seconds, 3), "rounds": 1, "round_ms": f"{timing.estimate_ms:.6g}"}
+    best = new if timing.estimate_ms < float(old["estimate_ms"]) else {k: old[k] for k in fields}
+    return {"key": unit.key, "kind": unit.kind, **best, "n": int(old["n"]) + timing.n,
+            "stable": bool(old["stable"]) and timing.stable, "seconds": round(float(old["seconds"]) + seconds, 3),
+            "rounds": int(old["rounds"]) + 1, "round_ms": f"{old['round_ms']};{timing.estimate_ms:.6g}"}

@@ -25,7 +25,7 @@ from space.errors import InvalidInput
 from space.io import atomic_write_csv, atomic_write_json, provenance
 
 E2E_COLUMNS = ("code", "pass", "estimate_ms", "median_ms", "p25_ms", "min_ms", "iqr_ms", "n", "stable", "seconds")
-CALIBRATION_PASS = 0
+CALIBRATION_PASS0 = 10  # calibration passes are 10, 11, ... (one per protocol round); validation 1 and 2
 CALIBRATION_SEED = 1_000_003  # far from validation seeds: the two sets should not overlap
 
 
@@ -88,11 +88,17 @@ def calibration_points(space, n: int) -> list[Arch]:
 
 
 def calibrate(table: LatencyTable, space, *, n: int, protocol: Protocol, progress: bool = True) -> Calibration:
-    """Measure `n` points end to end, fit measured = a*sum + b, save it next to the table."""
+    """Measure `n` points end to end, fit measured = a*sum + b, save it next to the table.
+
+    Each point is measured in as many interleaved passes as the protocol has rounds, and the
+    lowest pass is kept, like the table keeps the lowest round of each key.
+    """
     archs = calibration_points(space, n)
-    measured = measure_archs(table, archs, [CALIBRATION_PASS], protocol, progress=progress, desc="calibration")
+    passes = list(range(CALIBRATION_PASS0, CALIBRATION_PASS0 + protocol.rounds))
+    measured = measure_archs(table, archs, passes, protocol, progress=progress, desc="calibration")
     raws = [raw_sum(a, table) for a in archs]
-    cal = fit_calibration(raws, [measured[(a.code, CALIBRATION_PASS)] for a in archs], codes=[a.code for a in archs])
+    lowest = [min(measured[(a.code, p)] for p in passes) for a in archs]
+    cal = fit_calibration(raws, lowest, codes=[a.code for a in archs])
     save_calibration(table, cal)
     return cal
 
@@ -131,7 +137,7 @@ def agreement(predicted: Sequence[float], reference: Sequence[float]) -> Agreeme
 
 @dataclass(frozen=True)
 class ValidationResult:
-    predictor: Agreement  # calibrated prediction vs the mean of the two passes
+    predictor: Agreement  # calibrated prediction vs the lower of the two passes
     raw_sum: Agreement  # uncalibrated sum vs the same
     repeatability: Agreement  # pass 2 vs pass 1: the ruler itself
     calibration: Calibration
@@ -176,10 +182,10 @@ def validate(table: LatencyTable, space, *, n: int, calibration: Calibration, pr
         m1, m2 = measured[(arch.code, 1)], measured[(arch.code, 2)]
         raw = raw_sum(arch, table)
         pred = calibration.apply(raw)
-        mean = (m1 + m2) / 2
+        best = min(m1, m2)  # the lower pass, as the table keeps the lower round of each key
         records.append({"code": arch.code, "source": source, "name": name, "raw_sum_ms": raw, "predicted_ms": pred,
-                        "measured_1_ms": m1, "measured_2_ms": m2, "measured_ms": mean,
-                        "error_pct": (pred - mean) / mean * 100, "repeat_diff_pct": (m2 - m1) / m1 * 100})
+                        "measured_1_ms": m1, "measured_2_ms": m2, "measured_ms": best,
+                        "error_pct": (pred - best) / best * 100, "repeat_diff_pct": (m2 - m1) / m1 * 100})
     frame = pd.DataFrame(records)
     base = table.path.with_suffix("")
     table_path = atomic_write_csv(base.with_name(base.name + ".validation.csv"), frame)
