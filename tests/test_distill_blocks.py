@@ -14,7 +14,12 @@ from space.builder import build_model, make_stage
 from space.catalogue import variants
 from space.errors import InvalidInput
 from space.searchspace import BUILTIN, get_space
-from distill_fixtures import NUM_CLASSES, tiny_space, tiny_teacher
+from distill_fixtures import one_thread, NUM_CLASSES, tiny_space, tiny_teacher
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    yield from one_thread()
 
 
 def test_space_choices_equal_the_choices_of_every_point():
