@@ -225,7 +225,6 @@ def train(model: nn.Module, dataset, *, config: TrainConfig, checkpoint_path: st
                                "expected the same arch, data and settings: delete it or use another --workdir")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        _set_rng_state(state["rng"])
         start, losses = int(state["step"]), list(state["losses"])
     if teacher is not None:
         teacher.to(device).eval()
@@ -241,12 +240,17 @@ def train(model: nn.Module, dataset, *, config: TrainConfig, checkpoint_path: st
     loader = torch.utils.data.DataLoader(
         dataset, batch_sampler=_StepBatches(start=start, stop=config.steps, batch_size=config.batch_size, n=len(dataset), seed=config.seed),
         num_workers=config.num_workers, pin_memory=device.type == "cuda")
+    # Creating the iterator draws a seed from torch's RNG: do it before restoring the saved state,
+    # as the uninterrupted run did it before its first step.
+    batches = iter(loader)
+    if state is not None:
+        _set_rng_state(state["rng"])
     t0 = time.perf_counter()
     loss_value = losses[-1][1] if losses else float("nan")
     model.train()
     bar = tqdm(total=config.steps, initial=start, desc=desc, disable=not progress, dynamic_ncols=True, unit="step")
     try:
-        for step, (images, masks) in enumerate(loader, start=start):
+        for step, (images, masks) in enumerate(batches, start=start):
             lr = config.lr_at(step)
             for group in optimizer.param_groups:
                 group["lr"] = lr

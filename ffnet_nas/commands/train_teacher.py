@@ -1,0 +1,65 @@
+"""`ffnet-nas train-teacher`: train a published variant (or any point) as the distillation teacher."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers) -> None:
+    from ffnet_nas.teacher import DEFAULT_STEPS, DEFAULT_TEACHER
+
+    p = subparsers.add_parser(
+        "train-teacher", help="train (or load) the teacher network on a data set",
+        description="Train the teacher FFNet that blockwise distillation copies, or load official weights with "
+                    "--checkpoint. Checkpoints periodically to WORKDIR/teacher/; re-running after a kill continues "
+                    "from the last checkpoint. Writes WORKDIR/teacher/teacher.pt.")
+    p.add_argument("--arch", default=DEFAULT_TEACHER, help=f"published name or arch code (default {DEFAULT_TEACHER})")
+    p.add_argument("--data", default="synthetic", help="synthetic[:SEED] | cityscapes:PATH | ade20k:PATH | folder:PATH")
+    p.add_argument("--checkpoint", default=None, metavar="FILE", help="official weights to load (strict) instead of training")
+    p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help=f"optimisation steps (default {DEFAULT_STEPS})")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--input-size", default=None, metavar="HxW",
+                   help="network input size for training crops and evaluation (default: 128x256 for synthetic, native otherwise)")
+    p.add_argument("--lr", type=float, default=None, help="peak learning rate (default 2e-3 AdamW, 1e-2 SGD)")
+    p.add_argument("--optimizer", choices=("adamw", "sgd"), default="adamw")
+    p.add_argument("--checkpoint-every", type=int, default=50, metavar="STEPS")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=0, help="data loader worker processes")
+    p.add_argument("--eval-images", type=int, default=None, metavar="N", help="evaluate on the first N val images only")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads (on a shared CPU, 1 can be several times faster than 2)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--workdir", default="runs/default", help="run folder (default runs/default)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from ffnet_nas.teacher import train_teacher
+    from ffnet_nas.workspace import Workspace
+    from space.complexity import parse_hw
+    from space.errors import InvalidInput
+
+    if args.steps < 1 or args.batch_size < 1 or args.checkpoint_every < 1:
+        raise InvalidInput("--steps, --batch-size and --checkpoint-every: expected positive integers")
+    if args.threads is not None:
+        if args.threads < 1:
+            raise InvalidInput(f"--threads {args.threads}: expected a positive integer")
+        torch.set_num_threads(args.threads)
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    try:
+        torch.device(device)
+    except RuntimeError:
+        raise InvalidInput(f"--device {args.device!r}: expected cpu, cuda or cuda:N") from None
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise InvalidInput(f"--device {device}: CUDA is not available here; expected --device cpu")
+    ws = Workspace(args.workdir)
+    train_teacher(arch=args.arch, data=args.data, out_path=ws.teacher_path,
+                  state_path=ws.teacher_dir / "train_state.pt", checkpoint=args.checkpoint, steps=args.steps,
+                  batch_size=args.batch_size, input_hw=parse_hw(args.input_size) if args.input_size else None,
+                  lr=args.lr, optimizer=args.optimizer, checkpoint_every=args.checkpoint_every, seed=args.seed,
+                  num_workers=args.workers, cache_dir=ws.data_dir, device=device, eval_images=args.eval_images,
+                  progress=not args.no_progress)
+    return 0

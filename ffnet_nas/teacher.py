@@ -1,0 +1,119 @@
+"""Train (or load) the teacher FFNet and write the teacher file that distillation reads.
+
+Teacher file (torch.save, loadable with weights_only=True):
+    {"arch": code, "num_classes": int, "state_dict": ..., "data": spec, "input_hw": [H, W],
+     "miou": float, "iou": {class: IoU}, "steps": int, "source": "trained" | checkpoint path,
+     "provenance": {...}}
+`input_hw` is the network input (for a pre_down arch, twice the stem input).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from space.arch import resolve
+from space.errors import InvalidInput
+
+# 40S_BBB_mobile: the strongest of the cheap published points on the embedded data in
+# bench/bench_synthetic_separation.py (4-stage S backbone, stride-4 output so thin poles and
+# signs survive, 13.9M params, 3.7 GMAC at 128x256), and it trains at about a step per second
+# at 64x128 on one CPU thread. The big GPU variants would be stronger teachers but cost 3-4x
+# more per step, which the CPU budget of the embedded default cannot pay.
+DEFAULT_TEACHER = "segmentation_ffnet40S_BBB_mobile"
+DEFAULT_STEPS = 1500
+# Fixed (not a share of --steps) so that re-running with more steps resumes the same run.
+WARMUP_STEPS = 20
+
+
+@dataclass(frozen=True)
+class TeacherRun:
+    path: Path
+    arch: str
+    miou: float
+    steps: int
+    start_step: int
+    seconds: float
+    state_path: Path | None
+
+
+def train_teacher(*, arch: str = DEFAULT_TEACHER, data: str = "synthetic", out_path: str | Path,
+                  state_path: str | Path | None = None, checkpoint: str | Path | None = None,
+                  steps: int = DEFAULT_STEPS, batch_size: int = 8, input_hw: tuple[int, int] | None = None,
+                  lr: float | None = None, optimizer: str = "adamw", checkpoint_every: int = 50, seed: int = 0,
+                  num_workers: int = 0, cache_dir: str | Path | None = None, device: str = "cpu",
+                  eval_images: int | None = None, progress: bool = True,
+                  log: Callable[[str], None] = print) -> TeacherRun:
+    """Train `arch` on `data` (resumable via `state_path`), or load official weights from
+    `checkpoint` (strict), evaluate on the val split, and write the teacher file to `out_path`."""
+    from ffnet_nas.data import make_dataset
+    from ffnet_nas.training import TrainConfig, evaluate, train
+    from space.builder import build_model
+    from space.io import atomic_torch_save, provenance
+
+    point = resolve(arch)
+    if point.is_classifier:
+        raise InvalidInput(f"arch {point.code} is a classifier (seg head X): expected a segmentation arch for the teacher")
+    val = make_dataset(data, "val", size_hw=input_hw, cache_dir=cache_dir)
+    t0 = time.perf_counter()
+    start = 0
+    if checkpoint is not None:
+        from space.checkpoint import load_model
+
+        model = load_model(checkpoint, arch=point)
+        if model.num_classes != val.num_classes:
+            raise InvalidInput(f"checkpoint {str(checkpoint)!r} predicts {model.num_classes} classes but {data} has "
+                               f"{val.num_classes}; expected weights trained on the same label set")
+        log(f"loaded {checkpoint} into {point.code} (strict: every key and shape matched)")
+        steps_done = 0
+    else:
+        if lr is None:
+            lr = 2e-3 if optimizer == "adamw" else 0.01
+        train_set = make_dataset(data, "train", size_hw=input_hw, augment=True, cache_dir=cache_dir,
+                                 scale_range=(0.75, 1.5) if data.startswith("synthetic") else (0.5, 2.0))
+        config = TrainConfig(steps=steps, batch_size=batch_size, optimizer=optimizer, lr=lr,
+                             weight_decay=1e-2 if optimizer == "adamw" else 1e-4, warmup_steps=WARMUP_STEPS,
+                             checkpoint_every=checkpoint_every, seed=seed, num_workers=num_workers)
+        torch.manual_seed(seed)
+        model = build_model(point, num_classes=train_set.num_classes)
+        result = train(model, train_set, config=config, checkpoint_path=state_path, device=device, progress=progress,
+                       desc="teacher", fingerprint={"data": train_set.spec, "input_hw": list(input_hw or ())})
+        start, steps_done = result.start_step, result.steps
+        if start:
+            log(f"resumed from step {start} of {steps} ({state_path})")
+        if state_path is not None:
+            log(f"wrote training checkpoint {state_path} (step {steps_done})")
+    score = evaluate(model, val, device=device, limit=eval_images, progress=progress, desc="val mIoU")
+    hw = list(input_hw) if input_hw else list(_native_hw(val))
+    payload = {
+        "arch": point.code,
+        "num_classes": val.num_classes,
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "data": val.spec,
+        "input_hw": hw,
+        "miou": float(score.miou),
+        "iou": {k: float(v) for k, v in score.per_class().items()},
+        "class_names": list(val.class_names),
+        "steps": int(steps_done),
+        "source": "trained" if checkpoint is None else str(checkpoint),
+        # plain values only, so the file loads with weights_only=True
+        "provenance": {k: v if isinstance(v, (int, float, bool, type(None))) else str(v) for k, v in provenance(
+            device=str(device), dtype="float32", input_hw=f"{hw[0]}x{hw[1]}", backend="torch eager",
+            val_images=min(len(val), eval_images or len(val))).items()},
+    }
+    atomic_torch_save(out_path, payload)
+    log(f"wrote teacher {out_path}: {point.code}, val mIoU {100 * score.miou:.1f} on {payload['provenance']['val_images']} images of {val.spec}")
+    return TeacherRun(path=Path(out_path), arch=point.code, miou=float(score.miou), steps=int(steps_done), start_step=start,
+                      seconds=time.perf_counter() - t0, state_path=Path(state_path) if state_path else None)
+
+
+def _native_hw(dataset) -> tuple[int, int]:
+    size = getattr(dataset, "size_hw", None)
+    if size:
+        return tuple(size)
+    image, _ = dataset[0]
+    return tuple(image.shape[-2:])
