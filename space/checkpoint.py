@@ -25,6 +25,7 @@ from space.io import atomic_torch_save, provenance
 
 WRAPPER_KEYS = ("state_dict", "model", "model_state_dict")
 STRIP_PREFIXES = ("module.", "_orig_mod.")
+SMOOTHING_PREFIX = "smoothing."  # the fixed Gaussian of pre_down models (a buffer, never trained)
 # How many keys an error message lists per kind before it says "... and N more".
 SHOW = 5
 # The last layer of each task head (segmentation, classification): its output size is the number of classes.
@@ -109,22 +110,53 @@ def _listing(noun: str, items: list[str]) -> str:
     return f"{len(items)} {noun} ({shown}{more})"
 
 
-def load_state_dict_strict(model: nn.Module, state: Mapping[str, torch.Tensor], *, source: str = "state dict") -> nn.Module:
-    problem = mismatch_report(model, state)
+def _without_fixed_smoothing(model: nn.Module, state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Drop `smoothing.weight` where the model has no pre_down smoother.
+
+    The official Cityscapes files of the mobile models are shared by the plain and the
+    `_pre_down` variant, so the plain variant's file carries the fixed (untrained) Gaussian
+    of the smoother; the reference code loads those with strict=False for this one key.
+    The plain model never applies a smoother, so dropping the key loses nothing.
+    """
+    expected = model.state_dict()
+    return {k: v for k, v in state.items() if not (k.startswith(SMOOTHING_PREFIX) and k not in expected)}
+
+
+def load_state_dict_strict(
+    model: nn.Module, state: Mapping[str, torch.Tensor], *, source: str = "state dict", backbone_only: bool = False
+) -> nn.Module:
+    """Load `state` into `model` if it fits key for key and shape for shape; otherwise raise, loading nothing.
+
+    backbone_only: load only the `backbone_model.*` (and pre_down) weights, all of which must be
+    present, leaving the heads as they are (the reference's ImageNet -> segmentation initialisation).
+    """
+    state = _without_fixed_smoothing(model, state)
+    target = model
+    if backbone_only:
+        if not hasattr(model, "backbone_model"):
+            raise InvalidInput(f"{source}: backbone_only needs an FFNet (a model with .backbone_model)")
+        prefix = "backbone_model."
+        state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        target = model.backbone_model
+    problem = mismatch_report(target, state)
     if problem is not None:
         what = f" ({model.arch.code})" if isinstance(getattr(model, "arch", None), Arch) else ""
-        raise InvalidInput(f"{source} does not fit the model{what}: {problem}; nothing was loaded")
-    model.load_state_dict(state, strict=True)
+        part = "backbone of the model" if backbone_only else "model"
+        raise InvalidInput(f"{source} does not fit the {part}{what}: {problem}; nothing was loaded")
+    target.load_state_dict(state, strict=True)
     return model
 
 
-def load_checkpoint(model: nn.Module, path: str | Path) -> nn.Module:
+def load_checkpoint(model: nn.Module, path: str | Path, *, backbone_only: bool = False) -> nn.Module:
     """Load a checkpoint into `model` strictly (all keys, all shapes) and return the model.
 
     On any mismatch nothing is loaded and `InvalidInput` lists the first missing/unexpected
-    keys and shape mismatches with their counts.
+    keys and shape mismatches with their counts. One key is tolerated: the fixed pre_down
+    Gaussian (`smoothing.weight`) in a file loaded into a model without pre_down, as the
+    official mobile files are. `backbone_only=True` loads just the backbone (e.g. ImageNet
+    classification weights into a segmentation model), still strictly within the backbone.
     """
-    return load_state_dict_strict(model, read_state_dict(path), source=f"checkpoint {str(path)!r}")
+    return load_state_dict_strict(model, read_state_dict(path), source=f"checkpoint {str(path)!r}", backbone_only=backbone_only)
 
 
 def save_checkpoint(path: str | Path, model: nn.Module, *, arch: "Arch | str | None" = None, **extra: Any) -> Path:

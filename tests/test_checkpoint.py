@@ -149,3 +149,34 @@ def test_load_model_from_plain_state_dict_needs_arch(tmp_path):
         load_model(tmp_path / "plain.pth")
     loaded = load_model(tmp_path / "plain.pth", arch=TINY)  # classes read from the head
     assert loaded.num_classes == 3 and _same(loaded, model)
+
+
+def test_official_mobile_file_with_pre_down_smoother_loads_into_plain_variant(tmp_path):
+    # The official ffnet*_mobile files are shared with the _pre_down variant: they carry smoothing.weight.
+    pre = _randomised("stemB-basic-d1.1.1.1-w8.16.24.32-s1-upB-segB-nearest-predown")
+    torch.save(pre.state_dict(), tmp_path / "shared.pth")
+    plain = load_checkpoint(build_model(TINY), tmp_path / "shared.pth")
+    sp, sq = plain.state_dict(), pre.state_dict()
+    assert "smoothing.weight" not in sp and all(torch.equal(v, sq[k]) for k, v in sp.items())
+    # any other extra key is still refused
+    state = dict(sq, **{"head.extra": torch.zeros(1)})
+    torch.save(state, tmp_path / "extra.pth")
+    with pytest.raises(InvalidInput, match=r"1 unexpected key \(head.extra\)"):
+        load_checkpoint(build_model(TINY), tmp_path / "extra.pth")
+
+
+def test_backbone_only_loads_classification_backbone_into_segmentation_model(tmp_path):
+    cls = _randomised("stemB-basic-d1.1.1.1-w8.16.24.32-s1-upB-segX-nearest")  # ImageNet-style classifier
+    torch.save(cls.state_dict(), tmp_path / "imagenet.pth")
+    seg = build_model(TINY)
+    head_before = {k: v.clone() for k, v in seg.state_dict().items() if k.startswith("head.")}
+    with pytest.raises(InvalidInput, match="unexpected key"):
+        load_checkpoint(seg, tmp_path / "imagenet.pth")  # the heads differ: strict refuses
+    load_checkpoint(seg, tmp_path / "imagenet.pth", backbone_only=True)
+    s, c = seg.state_dict(), cls.state_dict()
+    assert all(torch.equal(s[k], c[k]) for k in s if k.startswith("backbone_model."))
+    assert all(torch.equal(s[k], v) for k, v in head_before.items())
+    other = "stemB-basic-d1.1.1.1-w8.16.24.40-s1-upB-segX-nearest"
+    torch.save(build_model(other).state_dict(), tmp_path / "other.pth")
+    with pytest.raises(InvalidInput, match="backbone of the model"):
+        load_checkpoint(build_model(TINY), tmp_path / "other.pth", backbone_only=True)

@@ -68,3 +68,9 @@ def test_channels_last_same_outputs():
         out = fast(x.contiguous(memory_format=torch.channels_last))
         assert rel_err(out, ref) < 1e-5
         assert rel_err(to_channels_last(model)(x), ref) < 1e-5
+
+
+def test_batchnorm_without_a_conv_before_it_is_reported_not_folded():
+    model = nn.Sequential(nn.Conv2d(3, 4, 1), nn.ReLU(), nn.BatchNorm2d(4), nn.Conv2d(4, 4, 1), nn.BatchNorm2d(4))
+    result = fold_batchnorm(model)
+    assert result.folded == 1 and result.unfolded == ("2",)

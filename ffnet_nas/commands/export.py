@@ -40,7 +40,8 @@ def run(args: argparse.Namespace) -> int:
     state = None
     if args.checkpoint:
         state = read_state_dict(args.checkpoint)
-        num_classes = num_classes or infer_num_classes(state)
+        if num_classes is None:
+            num_classes = infer_num_classes(state)
     model = build_model(args.name, num_classes=num_classes)
     if state is not None:
         load_state_dict_strict(model, state, source=f"checkpoint {args.checkpoint!r}")

@@ -15,11 +15,13 @@ def register(subparsers) -> None:
         help="list, show and sample points of the FFNet search space",
         description="Browse the FFNet search space: its domains, the published variants, one point's structure.",
     )
-    p.add_argument("--workdir", default="runs/default", help="run folder (unused here; accepted like every command)")
     sub = p.add_subparsers(dest="space_command", metavar="{list,show,sample}", parser_class=type(p))
     sub.required = True
+    # every command takes --workdir; these read nothing from it
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--workdir", default="runs/default", help="run folder (not used by 'space')")
 
-    ls = sub.add_parser("list", help="the space's domains and size, or the published variants (--published)")
+    ls = sub.add_parser("list", parents=[common], help="the space's domains and size, or the published variants (--published)")
     ls.add_argument("--space", default="all", help=SPACE_HELP)
     ls.add_argument("--published", action="store_true", help="table of published variants: family, params, GMACs, mIoU, latencies")
     ls.add_argument("--task", choices=("segmentation", "classification", "all"), default="segmentation",
@@ -27,14 +29,14 @@ def register(subparsers) -> None:
     ls.add_argument("--include-train", action="store_true", help="with --published: also the _train entry points")
     ls.set_defaults(func=run_list)
 
-    show = sub.add_parser("show", help="structure, params and MACs of one point (published name or arch code)")
+    show = sub.add_parser("show", parents=[common], help="structure, params and MACs of one point (published name or arch code)")
     show.add_argument("name", metavar="NAME_OR_CODE", help="e.g. segmentation_ffnet40S_BBB_mobile or stemB-basic-d4.5.6.4-...")
     show.add_argument("--input-size", metavar="HxW", default=None,
                       help="network input for MACs (default: the published input, else 512x1024, 2x for pre_down)")
     show.add_argument("--num-classes", type=int, default=None, help="classes of the task head (default: 19, 1000 for classifiers)")
     show.set_defaults(func=run_show)
 
-    sample = sub.add_parser("sample", help="uniformly sampled points of a space: code and params, one per line")
+    sample = sub.add_parser("sample", parents=[common], help="uniformly sampled points of a space: code and params, one per line")
     sample.add_argument("--space", default="all", help=SPACE_HELP)
     sample.add_argument("-n", type=int, default=10, help="how many distinct points (default 10)")
     sample.add_argument("--seed", type=int, default=0, help="random seed (same seed, same points)")
