@@ -30,7 +30,7 @@ def make_tree(root, n=3, hw=(12, 20)):
 def test_reduce_zero_label(tmp_path, use_parent):
     base, anns = make_tree(tmp_path)
     ds = make_dataset(f"ade20k:{tmp_path if use_parent else base}", "val")
-    assert len(ds) == 3 and ds.num_classes == 150 and len(ds.class_names) == 150
+    assert len(ds) == 3 and ds.num_classes == 150 and ds.class_names[0] == "wall" and ds.class_names[149] == "flag"
     _, mask = ds[0]
     ann = torch.from_numpy(anns[("validation", "ADE_valid_00000000")].astype(np.int64))
     expected = torch.where(ann == 0, torch.tensor(255), ann - 1)

@@ -55,6 +55,7 @@ def train_id_to_label_id() -> np.ndarray:
 
 
 def find_pairs(root: Path, split: str) -> list[tuple[Path, Path]]:
+    require_dir(root, layout=LAYOUT, what="cityscapes data root")
     images = require_dir(root / "leftImg8bit" / split, layout=LAYOUT, what="cityscapes")
     gt = require_dir(root / "gtFine" / split, layout=LAYOUT, what="cityscapes")
     pairs = []

@@ -40,7 +40,7 @@ def _pairs_in(folder: Path) -> list[tuple[Path, Path]]:
 
 
 def find_pairs(root: Path, split: str) -> list[tuple[Path, Path]]:
-    require_dir(root, layout=LAYOUT, what="folder")
+    require_dir(root, layout=LAYOUT, what="folder data root")
     if (root / split / "images").is_dir():
         return _pairs_in(root / split)
     pairs = _pairs_in(root)
