@@ -51,7 +51,7 @@ def paper_report_figures() -> list[ReportFigure]:
             title=f"Paper Fig. {spec.number}: {spec.title}",
             figure=render_paper_figure(points, spec),
             produced_by={"source": f"paper {spec.table} (Mehta et al. 2022, arXiv 2206.08236)",
-                         "latency": "; ".join(label for _, label in spec.latency_columns) + " (as published)",
+                         "latency": " and ".join(label.removeprefix("latency on ").removesuffix(" (ms)") for _, label in spec.latency_columns) + ", as published",
                          "input size": ", ".join(hw), "points": f"{(points['kind'] == 'ffnet').sum()} FFNet + {(points['kind'] == 'baseline').sum()} baselines"},
         ))
     return out
@@ -155,12 +155,16 @@ def build_report(*, inputs: inp.ReportInputs, out_dir: str | Path, paper: bool =
     static = export_static(figures, out_dir, formats=formats) if {"png", "svg"} & set(formats) else None
     written = [p for paths in (static.written.values() if static else []) for p in paths]
     notes = tuple(static.skipped) if static else ()
-    written += write_html(figures, out_dir, static=static.written if static else {}, notes=notes, pages="html" in formats)
+    stamp = provenance(formats=list(formats))
+    index_notes = (f"Generated {stamp['created']} on {stamp['host']} (ffnet-nas {stamp['ffnet_nas']}). "
+                   "Each figure lists what produced it; hover a point in the HTML for its code, params, MACs and sources.",
+                   *notes)
+    written += write_html(figures, out_dir, static=static.written if static else {}, notes=index_notes, pages="html" in formats)
     manifest = {
         "figures": [{"slug": f.slug, "section": f.section, "title": f.title, "drawn": f.drawn, "summary": f.summary,
                      "produced_by": f.produced_by, "missing": [m.sentence() for m in f.missing]} for f in figures],
         "notes": list(notes),
-        "provenance": provenance(formats=list(formats)),
+        "provenance": stamp,
     }
     written.append(atomic_write_json(out_dir / "report.json", manifest))
     return ReportResult(tuple(figures), tuple(written), out_dir / "index.html", notes)

@@ -24,7 +24,7 @@ _CSS = """
 body { font-family: Arial, Helvetica, sans-serif; margin: 24px; color: #222; max-width: 1500px; }
 h1 { font-size: 22px; } h2 { font-size: 18px; margin-top: 32px; }
 table { border-collapse: collapse; font-size: 13px; } td, th { border: 1px solid #ddd; padding: 4px 8px; vertical-align: top; text-align: left; }
-.missing { color: #a00000; } .summary { font-weight: bold; } .meta { color: #555; font-size: 13px; }
+.missing { color: #a00000; margin: 4px 0; } .summary { font-weight: bold; } .meta { color: #555; font-size: 13px; }
 """
 
 
@@ -36,10 +36,10 @@ def _page(title: str, body: str) -> str:
 
 
 def _meta(fig: ReportFigure) -> str:
-    items = "".join(f"<li>{html.escape(str(k))}: {html.escape(str(v))}</li>" for k, v in fig.produced_by.items())
-    missing = "".join(f"<li class=\"missing\">{html.escape(m.sentence())}</li>" for m in fig.missing)
+    items = " · ".join(f"{html.escape(str(k))}: <b>{html.escape(str(v))}</b>" for k, v in fig.produced_by.items())
+    missing = "".join(f"<p class=\"missing\">Missing: {html.escape(m.sentence())}</p>" for m in fig.missing)
     summary = f"<p class=\"summary\">{html.escape(fig.summary)}</p>" if fig.summary else ""
-    return f"{summary}<ul class=\"meta\">{items}{missing}</ul>"
+    return f"{summary}<p class=\"meta\">{items}</p>{missing}"
 
 
 def section_page(section: str, figures: list[ReportFigure]) -> str:
@@ -69,9 +69,11 @@ def index_page(figures: list[ReportFigure], *, static: dict[str, list[Path]], ou
     for fig in figures:
         page, _ = SECTIONS[fig.section]
         links = [f"<a href=\"{page}#{fig.slug}\">HTML</a>"] if fig.drawn and (out_dir / page).is_file() else []
-        links += [f"<a href=\"{p.relative_to(out_dir).as_posix()}\">{p.suffix[1:].upper()}</a>" for p in static.get(fig.slug, [])]
+        files = static.get(fig.slug, [])
+        links += [f"<a href=\"{p.relative_to(out_dir).as_posix()}\">{p.suffix[1:].upper()}</a>" for p in files]
+        thumb = next((f"<br><img src=\"{p.relative_to(out_dir).as_posix()}\" width=\"260\" alt=\"\">" for p in files if p.suffix == ".png"), "")
         rows.append(
-            f"<tr><td>{html.escape(fig.title)}</td><td>{' · '.join(links) or '—'}</td><td>{_meta(fig)}</td></tr>"
+            f"<tr><td>{html.escape(fig.title)}{thumb}</td><td>{' · '.join(links) or '—'}</td><td>{_meta(fig)}</td></tr>"
         )
     note_html = "".join(f"<li>{html.escape(n)}</li>" for n in notes)
     body = (
