@@ -190,3 +190,26 @@ def test_cli_bad_input_is_one_line_exit_2(tmp_path, capsys, extra, expected):
     err = capsys.readouterr().err
     lines = err.strip().splitlines()
     assert len(lines) == 1 and expected in lines[0] and "Traceback" not in err
+
+
+def test_teacher_from_checkpoint_loads_strictly(tmp_path):
+    from ffnet_nas.teacher import train_teacher
+
+    weights = tmp_path / "official.pth"
+    torch.save(_model(seed=3).state_dict(), weights)
+    out = tmp_path / "teacher.pt"
+    run = train_teacher(arch=TINY, data="synthetic", checkpoint=weights, out_path=out, input_hw=HW, eval_images=4,
+                        cache_dir=tmp_path, progress=False, log=lambda s: None)
+    teacher = torch.load(out, weights_only=True)
+    assert teacher["source"] == str(weights) and teacher["steps"] == 0 and run.miou == teacher["miou"]
+    for k, v in _model(seed=3).state_dict().items():
+        assert torch.equal(teacher["state_dict"][k], v), k
+    other = "stemC-basic-d1.1.2-w16.24.32-s2-upC-segC-nearest"  # one more block: keys do not match
+    with pytest.raises(InvalidInput, match="does not fit the model"):
+        train_teacher(arch=other, data="synthetic", checkpoint=weights, out_path=out, input_hw=HW, cache_dir=tmp_path,
+                      progress=False, log=lambda s: None)
+    nineteen = tmp_path / "nineteen.pth"
+    torch.save(build_model(TINY, num_classes=19).state_dict(), nineteen)
+    with pytest.raises(InvalidInput, match="predicts 19 classes but synthetic has 8"):
+        train_teacher(arch=TINY, data="synthetic", checkpoint=nineteen, out_path=out, input_hw=HW, cache_dir=tmp_path,
+                      progress=False, log=lambda s: None)
