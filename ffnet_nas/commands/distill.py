@@ -35,6 +35,8 @@ def register(subparsers) -> None:
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--train-images", type=int, default=256, help="images whose teacher features train the blocks")
     p.add_argument("--val-images", type=int, default=64, help="held-out images for each block's NSR")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads (with --jobs N each worker gets cores/N); on a shared CPU 1 can be much faster")
     p.add_argument("--retry-failed", action="store_true", help="train again the blocks marked failed")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true")
@@ -53,6 +55,10 @@ def run(args: argparse.Namespace) -> int:
         _positive(name.replace("_", "-"), getattr(args, name))
     if not args.lr > 0:
         raise InvalidInput(f"--lr {args.lr}: expected a positive learning rate")
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(_positive("threads", args.threads))
     ws = Workspace(args.workdir)
     space = get_space(args.space)
     teacher_path = args.teacher or ws.teacher_path
