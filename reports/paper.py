@@ -51,7 +51,8 @@ def render_paper_figure(points: pd.DataFrame, spec: PaperFigure) -> go.Figure:
         for family, rows in usable.groupby("family", sort=False):
             is_base = rows["kind"].iloc[0] == "baseline"
             # FFNet lines follow depth (the paper's reading); baselines have no common depth axis.
-            rows = rows.sort_values(column if is_base else ["depth", column])
+            # Deepest first: plotly's legend shows the first point's marker, and the deepest is always released.
+            rows = rows.sort_values(column if is_base else ["depth", column], ascending=is_base)
             fig.add_trace(_trace(rows, column, xa, ya, colour=GREY if is_base else colours[family],
                                  symbol=baseline_symbols.get(family) if is_base else None,
                                  show_legend=i == 0))
@@ -67,6 +68,8 @@ def render_paper_figure(points: pd.DataFrame, spec: PaperFigure) -> go.Figure:
             ("yaxis" if i == 0 else f"yaxis{i + 1}"): dict(axis_style(Y_TITLE if i == 0 else "", y_range), anchor=xa),
         })
     subtitle = spec.note + " Lines join one family by increasing depth; ◆ = 3-stage backbone."
+    if ((points["kind"] == "ffnet") & (points["model_name"] == "")).any():
+        subtitle += "<br>Hollow: paper rows whose model was not released in the reference code."
     if notes:
         subtitle += " " + "; ".join(notes) + "."
     fig.update_layout(**base_layout(frame, title=f"Paper Fig. {spec.number} (re-drawn): {spec.title}", subtitle=subtitle))
@@ -105,7 +108,8 @@ def _trace(rows: pd.DataFrame, column: str, xa: str, ya: str, *, colour: str, sy
         showlegend=show_legend,
         line=dict(color=colour, width=1.5, dash="dot" if is_base else "solid"),
         marker=dict(
-            symbol=symbol or (SYMBOL_3STAGE if three else SYMBOL_4STAGE),
+            # Paper rows whose model was never released (30S/22S, dABB) are hollow.
+            symbol=symbol or [(SYMBOL_3STAGE if three else SYMBOL_4STAGE) + ("" if m else "-open") for m in rows["model_name"]],
             size=10 if three else 9,
             color=colour,
             line=dict(color="white", width=1),

@@ -32,16 +32,19 @@ def test_paper_figures_draw_families_baselines_and_three_stage_apart():
     assert "FP16" in large.layout.xaxis2.title.text and large.layout.yaxis.title.text == "Cityscapes val mIoU (%)"
     first_panel = [t for t in large.data if t.xaxis == "x"]
     by_name = {t.name: t for t in first_panel}
-    assert by_name["FFNet-N CBB (3-stage)"].marker.symbol == "diamond"
-    assert by_name["FFNet AAA"].marker.symbol == "circle" and by_name["FFNet AAA"].mode == "lines+markers"
+    assert set(by_name["FFNet-N CBB (3-stage)"].marker.symbol) == {"diamond"}
+    assert set(by_name["FFNet AAA"].marker.symbol) == {"circle"} and by_name["FFNet AAA"].mode == "lines+markers"
     # A family line runs by increasing depth: AAA 34 < 56 < 86 < 134 < 150 have increasing fp32 latency.
-    assert list(by_name["FFNet AAA"].x) == [67.0, 82.0, 105.0, 135.0, 152.0]
+    assert list(by_name["FFNet AAA"].x) == [152.0, 135.0, 105.0, 82.0, 67.0]
     hrnet = by_name["HRNetv2 — baseline"]
     assert hrnet.marker.color == GREY and hrnet.mode == "markers"
     assert len({t.marker.color for t in first_panel if "baseline" not in t.name}) == len([t for t in first_panel if "baseline" not in t.name])
     mobile = figs["paper_mobile"].figure
     assert "S21" in mobile.layout.xaxis.title.text and "INT8" in mobile.layout.xaxis.title.text
     assert sum(len(t.x) for t in mobile.data) == 19
+    bbb = next(t for t in mobile.data if t.name == "FFNet-S BBB")
+    # 22S and 30S are in the paper's table but were never released: hollow.
+    assert list(bbb.marker.symbol) == ["circle", "circle", "circle", "circle-open", "circle-open"]
     for f in figs.values():
         assert f.figure.layout.annotations  # point labels were placed (non-overlap: test_report_compute)
 
