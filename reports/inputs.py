@@ -8,8 +8,8 @@ The formats read here are those the other layers write (columns named in each fu
     LUT           lut/<slug>.json (spec, provenance), lut/<slug>.validation.csv + .validation.json
     block library library/blocks.csv (position, choice, status, nsr_val, ...), library/library.json
     search        search/pareto.csv, search/published.csv, search/summary.json (+ the Optuna storage)
-    evaluated     evaluated.csv (code, miou, ...): points fine-tuned and evaluated in full
-    predictor     predictor/*.json (validation.loo_predictions, codes)
+    evaluated     evaluated.csv (code, init, measured_miou, measured_latency_ms, predicted_*, params, macs)
+    predictor     predictor/loo.csv (code, measured_miou, loo_predicted_miou) + predictor/accuracy.json
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ CMD_PREDICTOR = "ffnet-nas fit-predictor"
 VALIDATION_COLUMNS = ("code", "source", "predicted_ms", "measured_ms")
 LIBRARY_COLUMNS = ("position", "choice", "status", "nsr_val")
 PARETO_COLUMNS = ("code", "latency_ms", "miou")
-EVALUATED_COLUMNS = ("code", "miou")
+EVALUATED_COLUMNS = ("code", "measured_miou")
 
 
 @dataclass(frozen=True)
@@ -218,30 +218,46 @@ def drawable_targets(texts) -> list[tuple[str, str, float]]:
 # ---- full evaluation and the accuracy predictor ------------------------------------------------
 
 def evaluated(inputs: ReportInputs) -> tuple[pd.DataFrame | None, Missing | None]:
+    """Points fine-tuned and evaluated in full, with the mIoU in column `miou`.
+
+    Rows fine-tuned from random initialisation (`init` = random, a comparison run) are left
+    out: the figures show what the distilled pipeline delivers.
+    """
     path = inputs.evaluated_path or Path("evaluated.csv")
-    return _read_csv(path, EVALUATED_COLUMNS, what="table of fully evaluated points", command=CMD_EVALUATE)
+    frame, missing = _read_csv(path, ("code",), what="table of fully evaluated points", command=CMD_EVALUATE)
+    if frame is None:
+        return None, missing
+    column = next((c for c in ("measured_miou", "miou") if c in frame.columns), None)
+    if column is None:
+        return None, Missing("table of fully evaluated points without column measured_miou", str(path), CMD_EVALUATE, EVALUATED_COLUMNS)
+    if "init" in frame.columns:
+        frame = frame[frame["init"].fillna("distilled") == "distilled"]
+    frame = frame.assign(miou=frame[column]).dropna(subset=["miou"])
+    return frame.reset_index(drop=True), None
 
 
 def predictor(inputs: ReportInputs) -> tuple[Loaded | None, Missing | None]:
-    """The accuracy predictor's leave-one-out predictions joined with the measured mIoU.
+    """The accuracy predictor's leave-one-out predictions next to the measured mIoU.
 
-    frame: code, predicted (LOO), measured. Measured values come from the predictor file when it
-    stores them ('targets'), else from evaluated.csv by code.
+    frame: code, predicted (LOO), measured. From predictor/loo.csv when it is there; else from the
+    predictor JSON's `validation.loo_predictions` joined with evaluated.csv by code.
     """
     base = inputs.predictor_dir or Path("predictor")
+    meta = _read_json(base / "accuracy.json")
+    loo, _ = _read_csv(base / "loo.csv", ("code", "measured_miou", "loo_predicted_miou"), what="", command="")
+    if loo is not None:
+        frame = pd.DataFrame({"code": loo["code"], "predicted": loo["loo_predicted_miou"], "measured": loo["measured_miou"]})
+        return Loaded(frame.dropna(), meta, base / "loo.csv"), None
     files = sorted(base.glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True) if base.is_dir() else []
     found = [(p, d) for p in files for d in [_read_json(p)] if "validation" in d and "codes" in d]
     if not found:
-        return None, Missing("accuracy predictor (JSON with validation + codes)", str(base), CMD_PREDICTOR)
+        return None, Missing("accuracy predictor (loo.csv or accuracy.json)", str(base), CMD_PREDICTOR)
     path, d = found[0]
     codes = list(d["codes"])
-    loo = list(d["validation"].get("loo_predictions", []))
-    measured = d.get("targets") or d["validation"].get("targets")
-    if measured is None:
-        ev, missing = evaluated(inputs)
-        if ev is None:
-            return None, missing
-        by_code = dict(zip(ev["code"], ev["miou"]))
-        measured = [by_code.get(c, math.nan) for c in codes]
-    frame = pd.DataFrame({"code": codes, "predicted": loo, "measured": measured}).dropna()
-    return Loaded(frame, d, path), None
+    ev, missing = evaluated(inputs)
+    if ev is None:
+        return None, missing
+    by_code = dict(zip(ev["code"], ev["miou"]))
+    frame = pd.DataFrame({"code": codes, "predicted": list(d["validation"].get("loo_predictions", [])),
+                          "measured": [by_code.get(c, math.nan) for c in codes]})
+    return Loaded(frame.dropna(), d, path), None

@@ -106,7 +106,7 @@ def pareto_data(inputs: inp.ReportInputs) -> ParetoData:
                                  predicted_latency_ms=r["latency_ms"], predicted_miou=r["miou"],
                                  measured_latency_ms=measured_lat[r["code"]]))
     if evaluated is not None:
-        lat_col = next((c for c in ("measured_latency_ms", "latency_ms") if c in evaluated.columns), None)
+        lat_col = "measured_latency_ms" if "measured_latency_ms" in evaluated.columns else None
         predicted = {r["code"]: r for r in rows}
         for r in evaluated.to_dict("records"):
             lat = r.get(lat_col) if lat_col else None
@@ -116,10 +116,15 @@ def pareto_data(inputs: inp.ReportInputs) -> ParetoData:
                 source = "LUT prediction" if r["code"] not in measured_lat else source
             if lat is None or pd.isna(lat):
                 continue
+            pred_miou = r.get("predicted_miou")
+            if pred_miou is None or pd.isna(pred_miou):
+                pred_miou = (predicted.get(r["code"]) or {}).get("predicted_miou")
+            pred_lat = r.get("predicted_latency_ms")
             rows.append(_row(r["code"], role="evaluated", measured=True, latency_ms=lat, miou=r["miou"],
                              latency_source=source, miou_source="measured (full fine-tune + evaluation)",
                              measured_latency_ms=lat if source != "LUT prediction" else None, measured_miou=r["miou"],
-                             predicted_miou=(predicted.get(r["code"]) or {}).get("predicted_miou")))
+                             predicted_miou=pred_miou, predicted_latency_ms=None if pred_lat is None or pd.isna(pred_lat) else pred_lat,
+                             params=r.get("params"), macs=r.get("macs")))
     targets = summary.get("targets") or []
     produced = {**produced, "search study": summary.get("study"), "trials": summary.get("complete_trials"),
                 "search run": (summary.get("provenance") or {}).get("created")}

@@ -163,3 +163,20 @@ def test_trials_come_back_from_the_optuna_journal(tmp_path):
 def test_drawable_targets():
     assert inp.drawable_targets(["latency<25ms", "miou>=75", "params<10M"]) == [("latency", "<", 25.0), ("miou", ">=", 75.0)]
     assert json.dumps(inp.drawable_targets(None)) == "[]"
+
+
+def test_evaluated_and_predictor_tables(tmp_path):
+    from helpers_report import write_evaluated_and_predictor
+
+    write_evaluated_and_predictor(tmp_path, n=6)
+    inputs = inp.ReportInputs(evaluated_path=tmp_path / "evaluated.csv", predictor_dir=tmp_path / "predictor")
+    ev, missing = inp.evaluated(inputs)
+    assert missing is None and len(ev) == 6 and (ev["init"] == "distilled").all()  # the random-init row is left out
+    assert (ev["miou"] == ev["measured_miou"]).all()
+    from_loo, _ = inp.predictor(inputs)
+    assert from_loo.path.name == "loo.csv" and len(from_loo.frame) == 6
+    (tmp_path / "predictor" / "loo.csv").unlink()  # older runs: accuracy.json + evaluated.csv
+    from_json, _ = inp.predictor(inputs)
+    assert from_json.path.name == "accuracy.json"
+    merged = from_loo.frame.merge(from_json.frame, on="code")
+    assert np.allclose(merged["predicted_x"], merged["predicted_y"]) and np.allclose(merged["measured_x"], merged["measured_y"])
