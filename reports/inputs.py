@@ -7,7 +7,8 @@ Figures draw what exists and list what does not, instead of failing.
 The formats read here are those the other layers write (columns named in each function):
     LUT           lut/<slug>.json (spec, provenance), lut/<slug>.validation.csv + .validation.json
     block library library/blocks.csv (position, choice, status, nsr_val, ...), library/library.json
-    search        search/pareto.csv, search/published.csv, search/summary.json (+ the Optuna storage)
+    search        search/<study>/pareto.csv, published.csv, summary.json (+ the Optuna storage, by
+                  default search/studies.journal)
     evaluated     evaluated.csv (code, init, measured_miou, measured_latency_ms, predicted_*, params, macs)
     predictor     predictor/loo.csv (code, measured_miou, loo_predicted_miou) + predictor/accuracy.json
 """
@@ -47,6 +48,7 @@ class ReportInputs:
     evaluated_path: Path | None = None
     predictor_dir: Path | None = None
     lut: str | None = None  # a table slug, when the LUT folder holds several
+    study: str | None = None  # a study name, when the search folder holds several
 
 
 @dataclass(frozen=True)
@@ -154,15 +156,37 @@ def library(inputs: ReportInputs) -> tuple[Loaded | None, Missing | None]:
 
 # ---- search ----------------------------------------------------------------------------------
 
+def study_dirs(search_dir: Path | None) -> list[Path]:
+    """Folders holding a study's tables (search/<study>/pareto.csv, or search/ itself), newest first."""
+    if search_dir is None or not search_dir.is_dir():
+        return []
+    found = [p.parent for p in [search_dir / "pareto.csv", *search_dir.glob("*/pareto.csv")] if p.is_file()]
+    return sorted(found, key=lambda d: (d / "pareto.csv").stat().st_mtime, reverse=True)
+
+
 def search(inputs: ReportInputs) -> tuple[Loaded | None, Missing | None]:
-    """The Pareto table; meta = summary.json, plus 'published' (DataFrame or None)."""
+    """The Pareto table of the study asked for, else of the newest study.
+
+    meta = summary.json, plus 'published' (DataFrame or None) and 'dir' (the study's folder).
+    """
     base = inputs.search_dir or Path("search")
-    frame, missing = _read_csv(base / "pareto.csv", PARETO_COLUMNS, what="search Pareto table", command=CMD_SEARCH)
+    dirs = study_dirs(inputs.search_dir)
+    if inputs.study:
+        named = [d for d in dirs if d.name == inputs.study or _read_json(d / "summary.json").get("study") == inputs.study]
+        if not named:
+            have = ", ".join(d.name for d in dirs) or "none"
+            return None, Missing(f"search study {inputs.study!r}", str(base), f"{CMD_SEARCH} (studies here: {have})")
+        dirs = named
+    if not dirs:
+        return None, Missing("search Pareto table", str(base / "<study>" / "pareto.csv"), CMD_SEARCH, PARETO_COLUMNS)
+    study_dir = dirs[0]
+    frame, missing = _read_csv(study_dir / "pareto.csv", PARETO_COLUMNS, what="search Pareto table", command=CMD_SEARCH)
     if frame is None:
         return None, missing
-    published, _ = _read_csv(base / "published.csv", ("name", "code", "latency_ms", "miou"), what="", command="")
-    meta = {"summary": _read_json(base / "summary.json"), "published": published}
-    return Loaded(frame, meta, base / "pareto.csv"), None
+    published, _ = _read_csv(study_dir / "published.csv", ("name", "code", "latency_ms", "miou"), what="", command="")
+    meta = {"summary": _read_json(study_dir / "summary.json"), "published": published, "dir": study_dir,
+            "others": [d.name for d in dirs[1:]]}
+    return Loaded(frame, meta, study_dir / "pareto.csv"), None
 
 
 def search_trials(inputs: ReportInputs, summary: dict[str, Any]) -> tuple[pd.DataFrame | None, Missing | None]:
@@ -182,8 +206,8 @@ def search_trials(inputs: ReportInputs, summary: dict[str, Any]) -> tuple[pd.Dat
             store = storage
         else:
             path = Path(storage)
-            if not path.is_absolute() and not path.exists():
-                path = base / path.name
+            if not path.is_file():  # a relative path saved from another working directory
+                path = next((p for p in (base / path.name, base.parent / path.name) if p.is_file()), path)
             if not path.is_file():
                 return None, Missing("Optuna journal", str(path), CMD_SEARCH)
             from optuna.storages.journal import JournalFileBackend, JournalStorage

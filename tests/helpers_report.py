@@ -84,10 +84,10 @@ def write_search(root: Path, *, n_trials: int = 30, seed: int = 0, target: float
     from optuna.storages.journal import JournalFileBackend, JournalStorage
 
     rng = np.random.default_rng(seed)
-    search = root / "search"
+    search = root / "search" / "mobile.latency_lt_20"  # the search command writes one folder per study
     search.mkdir(parents=True, exist_ok=True)
     pubs = _mobile_published()
-    journal = search / "study.journal"
+    journal = root / "search" / "studies.journal"
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(study_name="mobile.latency_lt_20", directions=["maximize", "minimize"],
                                 storage=JournalStorage(JournalFileBackend(str(journal))))
@@ -109,7 +109,8 @@ def write_search(root: Path, *, n_trials: int = 30, seed: int = 0, target: float
     pub_rows = [{"name": v.name, "code": v.arch.code, "miou": 70 + 3 * math.log(v.arch.nominal_depth),
                  "latency_ms": _fake_ms(v.macs) * 1.05, "meets_target": True, "dominated_by": 0} for v in pubs]
     pd.DataFrame(pub_rows).to_csv(search / "published.csv", index=False)
-    summary = {"study": "mobile.latency_lt_20", "storage": str(journal), "space": "mobile", "targets": [f"latency<{target:g}ms", "params<30M"],
+    # Saved as the command saw it: a path relative to where it ran, which the report must still find.
+    summary = {"study": "mobile.latency_lt_20", "storage": "runs/elsewhere/search/studies.journal", "space": "mobile", "targets": [f"latency<{target:g}ms", "params<30M"],
                "complete_trials": n_trials, "provenance": {"created": "2026-01-02T06:00:00+00:00"}}
     (search / "summary.json").write_text(json.dumps(summary))
     return search

@@ -156,8 +156,11 @@ def test_trials_come_back_from_the_optuna_journal(tmp_path):
     trials, missing = inp.search_trials(inputs, loaded.meta["summary"])
     assert missing is None and len(trials) == 12 and list(trials["trial"]) == list(range(12))
     assert trials["feasible"].dtype == bool and (trials["latency_ms"] > 0).all()
+    assert loaded.meta["dir"].name == "mobile.latency_lt_20"
     summary = dict(loaded.meta["summary"], storage="memory")
     assert inp.search_trials(inputs, summary)[0] is None
+    _, missing = inp.search(inp.ReportInputs(search_dir=tmp_path / "search", study="other"))
+    assert "mobile.latency_lt_20" in missing.command
 
 
 def test_drawable_targets():

@@ -25,6 +25,8 @@ def register(subparsers) -> None:
     p.add_argument("--out", default=None, metavar="DIR", help="output folder (default WORKDIR/report)")
     p.add_argument("--lut", default=None, metavar="SLUG",
                    help="which latency table of WORKDIR/lut to report on (default: the newest validated one)")
+    p.add_argument("--study", default=None, metavar="NAME",
+                   help="which search study of WORKDIR/search to report on (default: the newest)")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--workdir", default=str(DEFAULT_WORKDIR))
     p.set_defaults(func=run)
@@ -37,7 +39,8 @@ def run(args: argparse.Namespace) -> int:
     formats = parse_formats(args.format)
     ws = Workspace(Path(args.workdir))
     inputs = ReportInputs(lut_dir=ws.lut_dir, library_dir=ws.library_dir, search_dir=ws.search_dir,
-                          evaluated_path=ws.evaluated_path, predictor_dir=ws.predictor_dir, lut=args.lut)
+                          evaluated_path=ws.evaluated_path, predictor_dir=ws.predictor_dir, lut=args.lut,
+                          study=args.study)
     both = not args.paper and not args.pareto
     out = Path(args.out) if args.out else ws.report_dir
     result = build_report(inputs=inputs, out_dir=out, paper=args.paper or both, pareto=args.pareto or both,
