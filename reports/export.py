@@ -16,6 +16,7 @@ from pathlib import Path
 
 from reports import browser
 from reports.model import ReportFigure
+from space.errors import InvalidInput
 
 FORMATS = ("html", "png", "svg")
 PNG_SCALE = 1  # 1 px per layout px: the PNG looks like the HTML (and stays small for docs/)
@@ -37,14 +38,18 @@ def kaleido_available() -> bool:
 
 def export_static(figures: list[ReportFigure], out_dir: str | Path, *, formats: tuple[str, ...]) -> StaticResult:
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     drawn = [f for f in figures if f.drawn]
     wanted = [fmt for fmt in ("png", "svg") if fmt in formats]
     written: dict[str, list[Path]] = {}
     skipped: list[str] = []
     if not drawn or not wanted:
         return StaticResult(written, ())
-    with tempfile.TemporaryDirectory(prefix=".export-", dir=out_dir) as tmp:
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        tmp_dir = tempfile.TemporaryDirectory(prefix=".export-", dir=out_dir)
+    except OSError as e:
+        raise InvalidInput(f"cannot write the report to {str(out_dir)!r}: {e.strerror or e}; expected a writable folder (--out)") from None
+    with tmp_dir as tmp:
         tmp = Path(tmp)
         kaleido_error = None
         if kaleido_available():

@@ -60,3 +60,12 @@ def test_unknown_lut_slug_is_reported_not_fatal(tmp_path, capsys):
     rc = main(["report", "--pareto", "--workdir", str(root), "--lut", "nope", "--format", "html", "--no-progress"])
     out = capsys.readouterr().out
     assert rc == 0 and "latency table 'nope'" in out and "cpu-fp32-eager-b1-256x512-t2" in out
+
+
+def test_unwritable_output_is_one_line_and_exit_2(tmp_path, capsys):
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("not a folder")
+    for fmt in ("html", "png"):
+        rc = main(["report", "--paper", "--workdir", str(tmp_path), "--out", str(blocker / "sub"), "--format", fmt, "--no-progress"])
+        err = capsys.readouterr().err.strip()
+        assert rc == 2 and len(err.splitlines()) == 1 and "file.txt" in err and "expected" in err
