@@ -1,0 +1,74 @@
+"""ffnet-nas evaluate: build, fine-tune and measure points in full."""
+
+from __future__ import annotations
+
+import argparse
+
+from space.errors import InvalidInput
+
+
+def add_finetune_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--steps", type=int, default=300, help="fine-tuning steps per point (default 300)")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--lr", type=float, default=0.01)
+    p.add_argument("--kd-weight", type=float, default=1.0, help="weight of the KD term from the teacher (default 1)")
+    p.add_argument("--val-images", type=int, default=None, help="evaluate on the first N validation images only")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (training device)")
+    p.add_argument("--workdir", default="runs/default")
+
+
+def finetune_settings(args: argparse.Namespace):
+    from ffnet_nas.evaluate import FinetuneSettings
+
+    return FinetuneSettings(steps=args.steps, batch_size=args.batch_size, lr=args.lr, kd_weight=args.kd_weight,
+                            val_images=args.val_images)
+
+
+def register(sub) -> None:
+    p = sub.add_parser("evaluate", help="assemble, fine-tune and measure points in full",
+                       description="For each point: assemble it from the block library, fine-tune it with the task "
+                                   "loss plus KD from the teacher, evaluate mIoU on the validation split and time it "
+                                   "with the workdir's latency-table settings. One row per point in evaluated.csv.")
+    p.add_argument("points", nargs="*", metavar="NAME_OR_CODE")
+    p.add_argument("--from-search", action="store_true", help="evaluate the search's best points (search/top.csv)")
+    p.add_argument("--top", type=int, default=3, help="with --from-search: how many (default 3)")
+    p.add_argument("--init", choices=("distilled", "random"), default="distilled",
+                   help="distilled blocks (default) or random initialisation (for comparison)")
+    p.add_argument("--redo", action="store_true", help="evaluate again even if the point is in the table")
+    add_finetune_args(p)
+    p.set_defaults(func=run)
+
+
+def _from_search(workspace, top: int) -> list[str]:
+    import pandas as pd
+
+    path = workspace.search_dir / "top.csv"
+    if not path.exists():
+        path = workspace.search_dir / "pareto.csv"
+    if not path.exists():
+        raise InvalidInput(f"no search result in {str(workspace.search_dir)!r}: run 'ffnet-nas search --target ...' first")
+    frame = pd.read_csv(path)
+    if "code" not in frame.columns:
+        raise InvalidInput(f"{str(path)!r} has no 'code' column; expected a table written by 'ffnet-nas search'")
+    return list(frame["code"])[:top]
+
+
+def run(args: argparse.Namespace) -> int:
+    from ffnet_nas.evaluate import evaluate_points
+    from ffnet_nas.workspace import Workspace
+    from space.arch import resolve
+
+    workspace = Workspace(args.workdir)
+    points = list(args.points)
+    if args.from_search:
+        points += _from_search(workspace, args.top)
+    if not points:
+        raise InvalidInput("no point given: expected NAME_OR_CODE... or --from-search")
+    archs = [resolve(p) for p in points]  # every name/code checked before any training starts
+    frame = evaluate_points(archs, workspace=workspace, settings=finetune_settings(args), init=args.init,
+                            redo=args.redo, device=args.device)
+    cols = [c for c in ("code", "name", "init", "measured_miou", "predicted_miou", "measured_latency_ms",
+                        "predicted_latency_ms", "params") if c in frame.columns]
+    print(frame[cols].to_string(index=False))
+    print(f"wrote {workspace.evaluated_path}")
+    return 0

@@ -1,0 +1,202 @@
+"""Full evaluation of points: assemble, fine-tune with KD, measure mIoU and latency.
+
+    rows = evaluate_points(archs, workspace=Workspace("runs/default"), settings=FinetuneSettings())
+
+For each point: build it from the block library (distilled initialisation; `init="random"` for
+the from-scratch comparison), fine-tune with the task loss plus KD from the teacher, evaluate
+mIoU on the validation split, and time it end to end with the same protocol, backend and
+settings as the workdir's latency table. One row per (point, init) in `evaluated.csv`.
+
+Kill and resume: fine-tuning checkpoints into `evaluated/<hash>-<init>/finetune_state.pt`
+(the training loop resumes from it); the row is written (atomically) only when the point is
+finished, and a finished point is skipped unless `redo=True`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import pandas as pd
+
+from ffnet_nas.workspace import Workspace
+from space.arch import Arch, resolve
+from space.catalogue import name_of
+from space.complexity import complexity
+from space.errors import InvalidInput
+from space.io import atomic_write_csv
+
+INITS = ("distilled", "random")
+COLUMNS = (
+    "code", "name", "init", "params", "macs", "input_hw",
+    "predicted_latency_ms", "measured_latency_ms", "latency_table",
+    "predicted_miou", "measured_miou", "steps", "seconds", "checkpoint",
+)
+
+
+@dataclass(frozen=True)
+class FinetuneSettings:
+    steps: int = 300
+    batch_size: int = 8
+    lr: float = 0.01
+    kd_weight: float = 1.0
+    kd_temperature: float = 1.0
+    checkpoint_every: int = 50
+    seed: int = 0
+    val_images: int | None = None  # None: the whole validation split
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.batch_size < 1:
+            raise InvalidInput(f"steps={self.steps}, batch_size={self.batch_size}: expected positive integers")
+
+
+def read_evaluated(path: str | Path) -> pd.DataFrame:
+    path = Path(path)
+    if not path.exists():
+        return pd.DataFrame(columns=list(COLUMNS))
+    try:
+        frame = pd.read_csv(path)
+    except Exception as e:
+        raise InvalidInput(f"evaluated table {str(path)!r} is corrupt ({type(e).__name__}); "
+                           "expected a CSV written by 'ffnet-nas evaluate' — move it away to start over") from None
+    missing = {"code", "init", "measured_miou"} - set(frame.columns)
+    if missing:
+        raise InvalidInput(f"evaluated table {str(path)!r} lacks columns {sorted(missing)}; "
+                           "expected a CSV written by 'ffnet-nas evaluate'")
+    return frame
+
+
+def _upsert(path: Path, row: dict) -> pd.DataFrame:
+    frame = read_evaluated(path)
+    keep = ~((frame["code"] == row["code"]) & (frame["init"] == row["init"])) if len(frame) else slice(None)
+    frame = pd.concat([frame[keep], pd.DataFrame([row])], ignore_index=True)
+    atomic_write_csv(path, frame[[c for c in COLUMNS if c in frame.columns]])
+    return frame
+
+
+def point_dir(workspace: Workspace, arch: Arch, init: str) -> Path:
+    return workspace.root / "evaluated" / f"{arch.stable_hash}-{init}"
+
+
+def _latency_table(workspace: Workspace):
+    """The workdir's newest latency table, or None (then latency columns stay empty)."""
+    from predictors.latency import load_table
+
+    tables = sorted(workspace.lut_dir.glob("*.csv"), key=lambda p: p.stat().st_mtime) if workspace.lut_dir.exists() else []
+    tables = [p for p in tables if not p.name.endswith(".e2e.csv") and not p.name.endswith(".validation.csv")]
+    return load_table(tables[-1]) if tables else None
+
+
+def _predicted_miou(workspace: Workspace, arch: Arch) -> float | None:
+    from predictors.accuracy import AccuracyPredictor, nsr_table
+
+    path = workspace.predictor_dir / "accuracy.json"
+    library_table = workspace.library_dir / "blocks.csv"
+    if not (path.exists() and library_table.exists()):
+        return None
+    nsr = nsr_table(pd.read_csv(library_table).to_dict("records"))
+    try:
+        return AccuracyPredictor.load(path).predict(arch, nsr)
+    except InvalidInput:
+        return None  # a block of this point is not in the library: no prediction, not an error here
+
+
+def evaluate_point(arch: "Arch | str", *, workspace: Workspace, settings: FinetuneSettings, init: str = "distilled",
+                   device: str = "cpu", progress: bool = True) -> dict:
+    """Fine-tune and measure one point; returns its row (does not write the table)."""
+    from distill.assemble import assemble
+    from distill.teacher import load_teacher, read_teacher_file
+    from ffnet_nas.data import make_dataset
+    from ffnet_nas.training import TrainConfig, evaluate, train
+    from space.builder import build_model
+    from space.checkpoint import save_checkpoint
+
+    if init not in INITS:
+        raise InvalidInput(f"init={init!r}: expected one of {', '.join(INITS)}")
+    arch = resolve(arch)
+    meta = read_teacher_file(workspace.teacher_path)
+    teacher = load_teacher(workspace.teacher_path)
+    data, input_hw = meta.get("data", "synthetic"), tuple(meta.get("input_hw") or (128, 256))
+    model = assemble(arch, workspace.library_dir) if init == "distilled" else build_model(arch, num_classes=int(meta["num_classes"]))
+    cache = workspace.data_dir
+    train_ds = make_dataset(data, "train", size_hw=input_hw, augment=True, cache_dir=cache)
+    val_ds = make_dataset(data, "val", size_hw=input_hw, cache_dir=cache)
+    config = TrainConfig(steps=settings.steps, batch_size=settings.batch_size, lr=settings.lr, kd_weight=settings.kd_weight,
+                         kd_temperature=settings.kd_temperature, checkpoint_every=settings.checkpoint_every, seed=settings.seed)
+    folder = point_dir(workspace, arch, init)
+    t0 = time.perf_counter()
+    train(model, train_ds, config=config, checkpoint_path=folder / "finetune_state.pt", teacher=teacher, device=device,
+          progress=progress, desc=f"fine-tune {arch.stable_hash} ({init})", fingerprint={"init": init, "data": data})
+    score = evaluate(model.eval(), val_ds, device=device, limit=settings.val_images, progress=progress)
+    seconds = time.perf_counter() - t0
+    checkpoint = save_checkpoint(folder / "model.pt", model.cpu(), data=data, init=init, steps=settings.steps)
+
+    table = _latency_table(workspace)
+    predicted_ms = measured_ms = None
+    if table is not None:
+        from predictors.latency import predict_latency
+        from predictors.latency.protocol import default_protocol
+        from predictors.latency.validate import time_arch
+
+        predicted_ms = predict_latency(arch, table)
+        measured_ms = time_arch(arch, table, default_protocol(table.spec.device)).estimate_ms
+    cx = complexity(arch, input_hw, num_classes=int(meta["num_classes"]))
+    return {
+        "code": arch.code, "name": name_of(arch), "init": init, "params": cx.params, "macs": cx.macs,
+        "input_hw": f"{input_hw[0]}x{input_hw[1]}",
+        "predicted_latency_ms": predicted_ms, "measured_latency_ms": measured_ms,
+        "latency_table": table.path.name if table is not None else None,
+        "predicted_miou": _predicted_miou(workspace, arch), "measured_miou": 100 * score.miou,
+        "steps": settings.steps, "seconds": round(seconds, 2), "checkpoint": str(checkpoint),
+    }
+
+
+def evaluate_points(archs: Iterable["Arch | str"], *, workspace: Workspace, settings: FinetuneSettings,
+                    init: str = "distilled", redo: bool = False, device: str = "cpu", progress: bool = True) -> pd.DataFrame:
+    """Evaluate each point not yet in the table (or all with `redo`); each row lands when its point is done."""
+    archs = [resolve(a) for a in archs]
+    done = read_evaluated(workspace.evaluated_path)
+    finished = set(zip(done["code"], done["init"])) if len(done) else set()
+    for arch in archs:
+        if (arch.code, init) in finished and not redo:
+            if progress:
+                print(f"{arch.code} ({init}): already evaluated, skipped (--redo to repeat)")
+            continue
+        row = evaluate_point(arch, workspace=workspace, settings=settings, init=init, device=device, progress=progress)
+        _upsert(workspace.evaluated_path, row)
+        if progress:
+            print(f"{arch.code} ({init}): mIoU {row['measured_miou']:.2f}"
+                  + (f", {row['measured_latency_ms']:.2f} ms" if row["measured_latency_ms"] is not None else "")
+                  + f" -> {workspace.evaluated_path}")
+    frame = read_evaluated(workspace.evaluated_path)
+    codes = {a.code for a in archs}
+    return frame[frame["code"].isin(codes) & (frame["init"] == init)]
+
+
+def select_points(space, n: int, *, seed: int = 0, published: Sequence[Arch] = ()) -> list[Arch]:
+    """N points that spread over the space: up to half of them published variants, the rest from
+    a random pool, each picked greedily to maximise its smallest Hamming distance (in the
+    fixed-length encoding) to the points already picked — a space-filling design."""
+    published = [a for a in dict.fromkeys(published) if a in space]
+    encoded: dict[Arch, tuple] = {}
+
+    def code(a: Arch) -> tuple:
+        if a not in encoded:
+            encoded[a] = tuple(space.encode(a).values())
+        return encoded[a]
+
+    chosen: list[Arch] = []
+
+    def pick(candidates: list[Arch], k: int) -> None:
+        candidates = [a for a in candidates if a not in chosen]
+        for _ in range(min(k, len(candidates))):
+            best = max(candidates, key=lambda a: min((sum(x != y for x, y in zip(code(a), code(c))) for c in chosen),
+                                                     default=0))
+            candidates.remove(best)
+            chosen.append(best)
+
+    pick(published, min(len(published), (n + 1) // 2))
+    pick(space.sample_many(max(50 * n, 500), seed=seed), n - len(chosen))
+    return chosen

@@ -1,0 +1,67 @@
+"""Fit the accuracy predictor from evaluated points (evaluating the missing ones first).
+
+    predictor = fit_predictor(workspace=ws, space=get_space("mobile"), n=20, settings=FinetuneSettings())
+
+Training data: every row of `evaluated.csv` with distilled initialisation whose blocks are all
+in the library (so the predictor refits on everything evaluated so far, not only the N picked
+now). Writes `predictor/accuracy.json` and `predictor/loo.csv` (measured vs leave-one-out
+predicted mIoU per point, for the report).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ffnet_nas.evaluate import FinetuneSettings, evaluate_points, read_evaluated, select_points
+from ffnet_nas.workspace import Workspace
+from predictors.accuracy import AccuracyPredictor, features, fit_accuracy_predictor, missing_blocks, nsr_table
+from space.arch import Arch
+from space.catalogue import variants
+from space.errors import InvalidInput
+from space.io import atomic_write_csv
+
+
+def library_nsr(workspace: Workspace) -> dict[tuple[str, str], float]:
+    table = workspace.library_dir / "blocks.csv"
+    if not table.exists():
+        raise InvalidInput(f"no block library table at {str(table)!r}: run 'ffnet-nas distill' first")
+    return nsr_table(pd.read_csv(table).to_dict("records"))
+
+
+def fit_from_table(workspace: Workspace, *, num_classes: int = 19) -> AccuracyPredictor:
+    """Refit on every usable evaluated row; saves the predictor and its LOO table."""
+    nsr = library_nsr(workspace)
+    frame = read_evaluated(workspace.evaluated_path)
+    frame = frame[frame["init"] == "distilled"] if len(frame) else frame
+    usable = [(Arch.parse(c), m) for c, m in zip(frame["code"], frame["measured_miou"])
+              if not missing_blocks(Arch.parse(c), nsr)]
+    if not usable:
+        raise InvalidInput(f"no evaluated point in {str(workspace.evaluated_path)!r} has all its blocks in the library: "
+                           "run 'ffnet-nas fit-predictor --n N' (it evaluates points) or 'ffnet-nas evaluate CODE...'")
+    x = np.stack([features(a, nsr, num_classes=num_classes) for a, _ in usable])
+    y = np.array([m for _, m in usable], dtype=float)
+    predictor = fit_accuracy_predictor(x, y, codes=[a.code for a, _ in usable],
+                                       meta={"library": str(workspace.library_dir), "n_evaluated": len(usable)})
+    predictor.save(workspace.predictor_dir / "accuracy.json")
+    atomic_write_csv(workspace.predictor_dir / "loo.csv", pd.DataFrame({
+        "code": [a.code for a, _ in usable], "measured_miou": y,
+        "loo_predicted_miou": predictor.validation.loo_predictions,
+    }))
+    return predictor
+
+
+def fit_predictor(*, workspace: Workspace, space, n: int, settings: FinetuneSettings, seed: int = 0,
+                  device: str = "cpu", progress: bool = True) -> AccuracyPredictor:
+    if n < 4:
+        raise InvalidInput(f"--n {n}: expected at least 4 points (the predictor is validated leave-one-out)")
+    published = [v.arch for v in variants()]
+    points = select_points(space, n, seed=seed, published=published)
+    nsr = library_nsr(workspace)
+    lacking = {a.code: missing_blocks(a, nsr) for a in points if missing_blocks(a, nsr)}
+    if lacking:
+        code, blocks = next(iter(lacking.items()))
+        raise InvalidInput(f"{len(lacking)} selected point(s) need blocks the library lacks, e.g. {code}: "
+                           f"{', '.join(blocks)}; run 'ffnet-nas distill --space {space.name}' first")
+    evaluate_points(points, workspace=workspace, settings=settings, device=device, progress=progress)
+    return fit_from_table(workspace)
