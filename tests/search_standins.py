@@ -28,3 +28,49 @@ def standin_miou(arch: Arch) -> float:
     resolution_penalty = 3.0 if arch.pre_down else 0.0
     return (55.0 + 20.0 * (1.0 - math.exp(-_budget(arch) / 4000.0)) + _HEAD_BONUS[arch.seg_head]
             + 0.3 * "ABC".index(arch.up_head) - resolution_penalty + 0.1 * "ABC".index(arch.stem))
+
+
+# A small space (512 points, input 64x128) that contains several published mobile variants,
+# so searches in tests finish in seconds and parts of the complexity cache recur.
+TINY_SPACE = {
+    "base": "mobile",
+    "name": "tiny",
+    "stems": ["B", "C"],
+    "up_heads": ["B", "C"],
+    "seg_heads": ["B", "C"],
+    "stages": {4: {"depths": [[4, 5], [5, 8], [6, 8], [4, 5]], "widths": [[64], [128], [192], [320]]}},
+    "input_size": "64x128",
+}
+
+
+def tiny_space():
+    from space.searchspace import from_dict
+
+    return from_dict(TINY_SPACE)
+
+
+def write_tiny_space(path) -> str:
+    import yaml
+
+    with open(path, "w") as f:
+        yaml.safe_dump(TINY_SPACE, f)
+    return str(path)
+
+
+def cli_with_standins(argv: list[str]) -> int:
+    """Run `ffnet-nas` with the workdir predictors replaced by the stand-ins above (tests only)."""
+    from ffnet_nas import cli
+    from ffnet_nas.search import predictors
+
+    def load(**_kw):
+        return predictors.Predictors(latency_ms=standin_latency_ms, miou=standin_miou,
+                                     objective_id="standin-v1", description="STAND-IN objectives (tests)")
+
+    predictors.load = load
+    return cli.main(argv)
+
+
+if __name__ == "__main__":  # python tests/search_standins.py search --workdir ... (used by tests)
+    import sys
+
+    sys.exit(cli_with_standins(sys.argv[1:]))

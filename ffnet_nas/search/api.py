@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 from ffnet_nas.search import study as st
 from ffnet_nas.search import tables
-from ffnet_nas.search.complexity_cache import ComplexityCache
+from ffnet_nas.search.complexity_cache import ComplexityCache, shared_cache
 from ffnet_nas.search.targets import Target, parse_targets
 from space.arch import Arch
 from space.errors import InvalidInput
@@ -91,7 +91,7 @@ def run_search(
     if not isinstance(n_trials, int) or n_trials < 1:
         raise InvalidInput(f"n_trials={n_trials!r}: expected a positive integer")
     study_name = study_name or default_study_name(space, targets)
-    cache = complexity_cache or ComplexityCache(space.input_hw, num_classes)
+    cache = complexity_cache or shared_cache(space.input_hw, num_classes)
     with _quiet_optuna():
         storage_obj = st.open_storage(storage, durable=durable)
         sampler_obj = st.make_sampler(sampler, seed=seed)

@@ -13,6 +13,7 @@ power cut can lose the last lines (at worst the last trials, which a re-run redo
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -59,19 +60,40 @@ def open_storage(storage: "str | Path | None", *, durable: bool = False):
         raise InvalidInput(f"cannot open journal {text!r}: {e.strerror or e}; expected a writable path") from None
 
 
+def _postgres_driver(url: str) -> str:
+    """SQLAlchemy 2.1 reads a bare postgresql:// as psycopg 3; use psycopg2 when only that is installed."""
+    import importlib.util
+
+    if url.startswith("postgresql://") and importlib.util.find_spec("psycopg") is None \
+            and importlib.util.find_spec("psycopg2") is not None:
+        return "postgresql+psycopg2://" + url.removeprefix("postgresql://")
+    return url
+
+
 def _rdb(url: str):
     import optuna
 
+    given, url = url, _postgres_driver(url)
     try:
-        # the heartbeat lets Optuna fail the RUNNING trials of a worker that died on another machine
-        return optuna.storages.RDBStorage(url, heartbeat_interval=30, grace_period=90,
-                                          engine_kwargs={"pool_pre_ping": True})
-    except ModuleNotFoundError as e:
-        raise InvalidInput(f"storage {redact(url)!r} needs the Python driver {e.name!r}: expected it installed "
+        for attempt in range(5):
+            try:
+                # the heartbeat lets Optuna fail the RUNNING trials of a worker that died elsewhere
+                return optuna.storages.RDBStorage(url, heartbeat_interval=30, grace_period=90,
+                                                  engine_kwargs={"pool_pre_ping": True})
+            except Exception as e:
+                # workers starting together on an empty database race to create Optuna's tables;
+                # the loser sees a duplicate-key error and finds the tables there on a retry
+                if attempt == 4 or type(e).__name__ not in ("IntegrityError", "ProgrammingError"):
+                    raise
+                time.sleep(0.2 * (attempt + 1))
+    except ImportError as e:  # Optuna wraps the driver's ModuleNotFoundError
+        cause = e.__cause__ if isinstance(e.__cause__, ModuleNotFoundError) else e
+        name = getattr(cause, "name", None) or "for this URL"
+        raise InvalidInput(f"storage {redact(given)!r} needs the database driver {name!r}: expected it installed "
                            f"(PostgreSQL: pip install psycopg2-binary)") from None
     except Exception as e:  # sqlalchemy's errors: bad URL, server down, authentication
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise InvalidInput(f"cannot open storage {redact(url)!r}: {first}; expected a reachable SQLAlchemy URL "
+        raise InvalidInput(f"cannot open storage {redact(given)!r}: {first}; expected a reachable SQLAlchemy URL "
                            "such as postgresql://user:pass@host:5432/db") from None
 
 
