@@ -90,15 +90,14 @@ def _latency_table(workspace: Workspace):
 
 
 def _predicted_miou(workspace: Workspace, arch: Arch) -> float | None:
-    from predictors.accuracy import AccuracyPredictor, nsr_table
+    from predictors.accuracy import PREDICTOR_FILE, AccuracyPredictor
 
-    path = workspace.predictor_dir / "accuracy.json"
-    library_table = workspace.library_dir / "blocks.csv"
-    if not (path.exists() and library_table.exists()):
+    path = workspace.predictor_dir / PREDICTOR_FILE
+    if not path.exists():
         return None
-    nsr = nsr_table(pd.read_csv(library_table).to_dict("records"))
+    predictor = AccuracyPredictor.load(path)
     try:
-        return AccuracyPredictor.load(path).predict(arch, nsr)
+        return predictor.predict(arch, predictor.nsr)
     except InvalidInput:
         return None  # a block of this point is not in the library: no prediction, not an error here
 

@@ -15,7 +15,7 @@ import pandas as pd
 
 from ffnet_nas.evaluate import FinetuneSettings, evaluate_points, read_evaluated, select_points
 from ffnet_nas.workspace import Workspace
-from predictors.accuracy import AccuracyPredictor, features, fit_accuracy_predictor, missing_blocks, nsr_table
+from predictors.accuracy import PREDICTOR_FILE, AccuracyPredictor, features, fit_accuracy_predictor, missing_blocks, nsr_table
 from space.arch import Arch
 from space.catalogue import variants
 from space.errors import InvalidInput
@@ -41,9 +41,9 @@ def fit_from_table(workspace: Workspace, *, num_classes: int = 19) -> AccuracyPr
                            "run 'ffnet-nas fit-predictor --n N' (it evaluates points) or 'ffnet-nas evaluate CODE...'")
     x = np.stack([features(a, nsr, num_classes=num_classes) for a, _ in usable])
     y = np.array([m for _, m in usable], dtype=float)
-    predictor = fit_accuracy_predictor(x, y, codes=[a.code for a, _ in usable],
+    predictor = fit_accuracy_predictor(x, y, codes=[a.code for a, _ in usable], nsr=nsr,
                                        meta={"library": str(workspace.library_dir), "n_evaluated": len(usable)})
-    predictor.save(workspace.predictor_dir / "accuracy.json")
+    predictor.save(workspace.predictor_dir / PREDICTOR_FILE)
     atomic_write_csv(workspace.predictor_dir / "loo.csv", pd.DataFrame({
         "code": [a.code for a, _ in usable], "measured_miou": y,
         "loo_predicted_miou": predictor.validation.loo_predictions,

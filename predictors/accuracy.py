@@ -74,7 +74,14 @@ class AccuracyPredictor:
     alpha: float
     validation: Validation
     codes: tuple[str, ...]  # the evaluated points it was fitted on
+    # the library's held-out NSR per (position, choice) at fit time: predictions stay consistent
+    # with the fit even if the library grows afterwards (refit to use new blocks)
+    block_nsr: tuple[tuple[str, str, float], ...] = ()
     meta: dict = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def nsr(self) -> dict[tuple[str, str], float]:
+        return {(p, c): v for p, c, v in self.block_nsr}
 
     def predict_features(self, x: np.ndarray) -> np.ndarray:
         z = (np.atleast_2d(x) - np.array(self.mean)) / np.array(self.scale)
@@ -86,6 +93,7 @@ class AccuracyPredictor:
     def save(self, path: str | Path) -> Path:
         d = asdict(self)
         d["validation"]["loo_predictions"] = list(self.validation.loo_predictions)
+        d["block_nsr"] = [list(t) for t in self.block_nsr]
         return atomic_write_json(path, d)
 
     @classmethod
@@ -98,7 +106,8 @@ class AccuracyPredictor:
                 coef=tuple(d["coef"]), intercept=float(d["intercept"]), alpha=float(d["alpha"]),
                 validation=Validation(int(v["n"]), float(v["kendall_tau"]), float(v["spearman"]), float(v["mae"]),
                                       tuple(v["loo_predictions"])),
-                codes=tuple(d["codes"]), meta=d.get("meta", {}),
+                codes=tuple(d["codes"]), block_nsr=tuple((p, c, float(v)) for p, c, v in d.get("block_nsr", ())),
+                meta=d.get("meta", {}),
             )
         except (KeyError, TypeError, ValueError) as e:
             raise InvalidInput(f"accuracy predictor {str(path)!r} is malformed (missing {e}); "
@@ -125,7 +134,8 @@ def _loo(x: np.ndarray, y: np.ndarray, alpha: float) -> np.ndarray:
 
 
 def fit_accuracy_predictor(
-    x: np.ndarray, y: np.ndarray, *, codes: Sequence[str], alphas: Sequence[float] = ALPHAS, meta: dict | None = None
+    x: np.ndarray, y: np.ndarray, *, codes: Sequence[str], alphas: Sequence[float] = ALPHAS, meta: dict | None = None,
+    nsr: Mapping[tuple[str, str], float] | None = None,
 ) -> AccuracyPredictor:
     """Ridge fit with the strength picked by leave-one-out squared error; LOO ranks reported."""
     from scipy.stats import kendalltau, spearmanr
@@ -141,5 +151,26 @@ def fit_accuracy_predictor(
     rho = spearmanr(loo, y).statistic
     validation = Validation(len(y), float(np.nan_to_num(tau)), float(np.nan_to_num(rho)),
                             float(np.mean(np.abs(loo - y))), tuple(float(p) for p in loo))
+    block_nsr = tuple(sorted((p, c, float(v)) for (p, c), v in (nsr or {}).items()))
     return AccuracyPredictor(FEATURES, tuple(mean), tuple(scale), tuple(coef), float(y0), float(best), validation,
-                             tuple(codes), meta=provenance(**(meta or {})))
+                             tuple(codes), block_nsr=block_nsr, meta=provenance(**(meta or {})))
+
+
+PREDICTOR_FILE = "accuracy.json"
+
+
+def load_predictor(predictor_dir: str | Path, *, num_classes: int = 19):
+    """`arch -> predicted mIoU` from `predictor_dir/accuracy.json` (what the search calls).
+
+    A point using a block the fit never saw raises InvalidInput naming the missing blocks.
+    """
+    predictor = AccuracyPredictor.load(Path(predictor_dir) / PREDICTOR_FILE)
+    nsr = predictor.nsr
+    if not nsr:
+        raise InvalidInput(f"accuracy predictor in {str(predictor_dir)!r} holds no block NSR table; "
+                           "re-run 'ffnet-nas fit-predictor --refit-only'")
+
+    def predict(arch: "Arch | str") -> float:
+        return predictor.predict(arch, nsr, num_classes=num_classes)
+
+    return predict

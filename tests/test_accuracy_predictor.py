@@ -69,3 +69,21 @@ def test_too_few_points_and_corrupt_files_are_clear(tmp_path):
     bad.write_text('{"coef": [1]}')
     with pytest.raises(InvalidInput, match="malformed"):
         AccuracyPredictor.load(bad)
+
+
+def test_load_predictor_is_self_contained_and_names_unseen_blocks(tmp_path):
+    from predictors.accuracy import PREDICTOR_FILE, load_predictor
+
+    rng = random.Random(0)
+    space = get_space("mobile")
+    points = space.sample_many(6, seed=2)
+    nsr = nsr_table(_library_for(points, rng))
+    x = np.stack([features(a, nsr) for a in points])
+    y = np.array([60.0 + i for i in range(6)])
+    fit_accuracy_predictor(x, y, codes=[a.code for a in points], nsr=nsr).save(tmp_path / PREDICTOR_FILE)
+    predict = load_predictor(tmp_path)
+    direct = fit_accuracy_predictor(x, y, codes=[a.code for a in points], nsr=nsr)
+    assert predict(points[0]) == pytest.approx(direct.predict(points[0], nsr))
+    unseen = next(a for a in space.sample_many(200, seed=9) if missing_blocks(a, nsr))
+    with pytest.raises(InvalidInput, match="no usable block"):
+        predict(unseen)

@@ -30,7 +30,7 @@ def register(sub) -> None:
                                    "loss plus KD from the teacher, evaluate mIoU on the validation split and time it "
                                    "with the workdir's latency-table settings. One row per point in evaluated.csv.")
     p.add_argument("points", nargs="*", metavar="NAME_OR_CODE")
-    p.add_argument("--from-search", action="store_true", help="evaluate the search's best points (search/top.csv)")
+    p.add_argument("--from-search", action="store_true", help="evaluate the search's best points (search/to_evaluate.csv, else pareto.csv)")
     p.add_argument("--top", type=int, default=3, help="with --from-search: how many (default 3)")
     p.add_argument("--init", choices=("distilled", "random"), default="distilled",
                    help="distilled blocks (default) or random initialisation (for comparison)")
@@ -42,7 +42,8 @@ def register(sub) -> None:
 def _from_search(workspace, top: int) -> list[str]:
     import pandas as pd
 
-    path = workspace.search_dir / "top.csv"
+    # to_evaluate.csv: the best feasible points (search --evaluate-top); else the Pareto table
+    path = workspace.search_dir / "to_evaluate.csv"
     if not path.exists():
         path = workspace.search_dir / "pareto.csv"
     if not path.exists():
