@@ -15,7 +15,7 @@ import plotly.graph_objects as go
 
 from reports.labels import annotations, place_labels
 from reports.metrics import Fidelity, fidelity, hypervolume_curve
-from reports.style import FRONT_COLOUR, GREY, PALETTE, Frame, axis_style, base_layout, padded_range
+from reports.style import FRONT_COLOUR, GREY, PALETTE, Frame, axis_style, base_layout, log_ticks, padded_range
 
 SOURCE_COLOURS = {"random": PALETTE[0], "published": PALETTE[1]}
 
@@ -83,9 +83,10 @@ def lut_fidelity_figure(frame: pd.DataFrame, *, device: str, summary: dict | Non
     fig.update_layout(**base_layout(frame_px, title=f"LUT fidelity on {device}: {fid.headline()}",
                                     subtitle=ruler + cal_text))
     kind = "log" if log else "linear"
+    ticks = log_ticks(*rng) if log else {}
     fig.update_layout(
-        xaxis=dict(axis_style("measured end-to-end latency (ms, mean of 2 passes)", rng), type=kind),
-        yaxis=dict(axis_style("predicted latency (ms, calibrated LUT sum)", rng), type=kind),
+        xaxis=dict(axis_style("measured end-to-end latency (ms, mean of 2 passes)", rng), type=kind, **ticks),
+        yaxis=dict(axis_style("predicted latency (ms, calibrated LUT sum)", rng), type=kind, **ticks),
         annotations=annotations(placed, font_size=10, x_log=log, y_log=log),
         legend_title_text="Points",
     )

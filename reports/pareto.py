@@ -23,6 +23,7 @@ from reports.style import (
     base_layout,
     family_colours,
     fmt_count,
+    log_ticks,
     padded_range,
 )
 
@@ -116,7 +117,8 @@ def render_pareto(data: ParetoData) -> go.Figure | None:
                                      f"{dropped} label(s) hidden to avoid overlap (hover shows every point)." if dropped else "") if x)
     fig.update_layout(**base_layout(frame, title=f"Latency on {data.device} vs mIoU", subtitle=subtitle))
     fig.update_layout(
-        xaxis=dict(axis_style(f"latency on {data.device} (ms, batch 1)", x_range), type="log" if log else "linear"),
+        xaxis=dict(axis_style(f"latency on {data.device} (ms, batch 1)", x_range), type="log" if log else "linear",
+                   **(log_ticks(*x_range) if log else {})),
         yaxis=axis_style(data.y_title, y_range),
         shapes=shapes,
         annotations=annotations(placed, font_size=10, x_log=log) + _target_labels(data, x_log=log),

@@ -128,3 +128,19 @@ def fmt_count(n) -> str:
         if abs(n) >= scale:
             return f"{n / scale:.1f}{unit}"
     return f"{n:.0f}"
+
+
+def log_ticks(lo_log10: float, hi_log10: float) -> dict:
+    """Plain-number ticks (1-2-5 per decade) for a log axis whose range is given in log10 units.
+
+    Plotly's default labels a short log range with bare digits ('2 3 4 … 100 2 3'), which reads
+    as nonsense in a PNG.
+    """
+    vals = [m * 10.0 ** e for e in range(int(np.floor(lo_log10)) - 1, int(np.ceil(hi_log10)) + 1) for m in (1, 2, 5)]
+    vals = [v for v in vals if lo_log10 <= np.log10(v) <= hi_log10]
+    if len(vals) < 3:  # less than a 1-2-5 step in range: every integer mantissa instead
+        vals = [m * 10.0 ** e for e in range(int(np.floor(lo_log10)) - 1, int(np.ceil(hi_log10)) + 1) for m in range(1, 10)]
+        vals = [v for v in vals if lo_log10 <= np.log10(v) <= hi_log10]
+    if len(vals) < 2:  # a range this narrow reads fine with plotly's own ticks
+        return {}
+    return dict(tickmode="array", tickvals=vals, ticktext=[f"{v:g}" for v in vals])

@@ -183,3 +183,12 @@ def test_evaluated_and_predictor_tables(tmp_path):
     assert from_json.path.name == "accuracy.json"
     merged = from_loo.frame.merge(from_json.frame, on="code")
     assert np.allclose(merged["predicted_x"], merged["predicted_y"]) and np.allclose(merged["measured_x"], merged["measured_y"])
+
+
+def test_log_ticks_are_plain_numbers_inside_the_range():
+    from reports.style import log_ticks
+
+    t = log_ticks(np.log10(18), np.log10(900))
+    assert t["tickvals"] == [20, 50, 100, 200, 500] and t["ticktext"] == ["20", "50", "100", "200", "500"]
+    assert log_ticks(np.log10(15), np.log10(45))["tickvals"] == [20, 30, 40]  # too few 1-2-5 steps: every mantissa
+    assert log_ticks(np.log10(11), np.log10(19)) == {}  # narrower still: plotly's own ticks
