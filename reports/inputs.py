@@ -220,10 +220,17 @@ def search_trials(inputs: ReportInputs, summary: dict[str, Any]) -> tuple[pd.Dat
     for t in trials:
         if t.values is None or len(t.values) < 2:
             continue
-        v = t.user_attrs.get("violations", t.system_attrs.get("constraints", []))
         rows.append({"trial": t.number, "miou": float(t.values[0]), "latency_ms": float(t.values[1]),
-                     "feasible": all(x <= 0 for x in v or []), "code": t.user_attrs.get("code", "")})
+                     "feasible": all(x <= 0 for x in _violations(t)), "code": t.user_attrs.get("code", "")})
     return pd.DataFrame(rows, columns=["trial", "miou", "latency_ms", "feasible", "code"]).sort_values("trial"), None
+
+
+def _violations(trial) -> list[float]:
+    """Constraint values (<= 0: met): Optuna >= 5 `trial.constraints`, else older attributes."""
+    constraints = getattr(trial, "constraints", None)
+    if constraints:
+        return [float(x) for x in constraints.values()]
+    return [float(x) for x in trial.user_attrs.get("violations", trial.system_attrs.get("constraints", [])) or []]
 
 
 _TARGET = re.compile(r"^\s*(latency|miou)\s*(<=|>=|<|>)\s*([0-9.]+)\s*(ms|%)?\s*$", re.I)

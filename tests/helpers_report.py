@@ -3,7 +3,7 @@
 The numbers are made up (seeded), the formats are not: column names follow
 predictors/latency/validate.py, distill/library.py, ffnet_nas/search/api.py and
 predictors/accuracy.py, ffnet_nas/evaluate.py and ffnet_nas/fit_predictor.py. The journal is a real Optuna journal with trials carrying the same
-user attributes the search sets ('code', 'violations').
+user attribute and constraints the search sets ('code', one constraint per target).
 """
 
 from __future__ import annotations
@@ -97,7 +97,8 @@ def write_search(root: Path, *, n_trials: int = 30, seed: int = 0, target: float
         lat = _fake_ms(v.macs) * rng.uniform(0.7, 1.3)
         miou = 70 + 3 * math.log(v.arch.nominal_depth) * rng.uniform(0.95, 1.05)
         code = v.arch.code if i < len(pubs) else v.arch.replace(depths=tuple(max(1, d - i % 3) for d in v.arch.depths)).code
-        t = optuna.trial.create_trial(values=[miou, lat], user_attrs={"code": code, "violations": [lat - target]})
+        # As the search records them: one constraint per target, <= 0 when met (Trial.set_constraint).
+        t = optuna.trial.create_trial(values=[miou, lat], user_attrs={"code": code}, constraints={f"latency<{target:g}ms": lat / target - 1})
         study.add_trial(t)
         trials.append({"code": code, "latency_ms": lat, "miou": miou, "feasible": lat < target, "trial": i})
     frame = pd.DataFrame(trials).drop_duplicates("code")

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
+
+import pytest
 
 from ffnet_nas.cli import main
 
@@ -69,3 +72,20 @@ def test_unwritable_output_is_one_line_and_exit_2(tmp_path, capsys):
         rc = main(["report", "--paper", "--workdir", str(tmp_path), "--out", str(blocker / "sub"), "--format", fmt, "--no-progress"])
         err = capsys.readouterr().err.strip()
         assert rc == 2 and len(err.splitlines()) == 1 and "file.txt" in err and "expected" in err
+
+
+@pytest.mark.slow
+def test_report_reads_what_the_real_search_writes(tmp_path):
+    """The search's own writer (not a copy of its format): the report finds the study and its trials."""
+    from ffnet_nas.search.api import run_search, write_outputs
+    from ffnet_nas.workspace import Workspace
+
+    ws = Workspace(tmp_path / "w")
+    result = run_search(space="mobile", predict_latency_ms=lambda a: 0.05 * a.nominal_depth * (1 + a.widths[-1] / 256),
+                        predict_miou=lambda a: 60 + 5 * math.log(a.nominal_depth), targets="latency<6ms", n_trials=25,
+                        storage=ws.search_dir / "studies.journal", seed=0, progress=False)
+    write_outputs(result, ws.search_dir / result.study_name)
+    rc = main(["report", "--pareto", "--workdir", str(ws.root), "--format", "html", "--no-progress"])
+    figures = {f["slug"]: f for f in json.loads((ws.report_dir / "report.json").read_text())["figures"]}
+    assert rc == 0 and figures["pareto"]["drawn"] and figures["search_progress"]["drawn"]
+    assert figures["search_progress"]["summary"].startswith("25 trials")

@@ -156,6 +156,7 @@ def test_trials_come_back_from_the_optuna_journal(tmp_path):
     trials, missing = inp.search_trials(inputs, loaded.meta["summary"])
     assert missing is None and len(trials) == 12 and list(trials["trial"]) == list(range(12))
     assert trials["feasible"].dtype == bool and (trials["latency_ms"] > 0).all()
+    assert (trials["feasible"] == (trials["latency_ms"] < 20)).all() and trials["feasible"].nunique() == 2
     assert loaded.meta["dir"].name == "mobile.latency_lt_20"
     summary = dict(loaded.meta["summary"], storage="memory")
     assert inp.search_trials(inputs, summary)[0] is None
