@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from reports import evidence, inputs as inp
+from reports import compare, evidence, inputs as inp
 from reports.export import FORMATS, export_static
 from reports.html import write_html
-from reports.model import ReportFigure
+from reports.model import Missing, ReportFigure
 from reports.paper import render_paper_figure
 from reports.pareto import render_pareto
 from reports.pareto_data import pareto_data
@@ -64,6 +64,25 @@ def pareto_report_figure(inputs: inp.ReportInputs) -> ReportFigure:
     summary = {"search": f"{n_front} Pareto points", "published": f"{data.points['code'].nunique()} published variants with latency measured on {data.device}"}.get(data.mode, "")
     return ReportFigure(slug="pareto", section="pareto", title=f"Latency on {data.device} vs mIoU", figure=fig,
                         produced_by=data.produced_by, missing=data.missing, summary=summary)
+
+
+def device_vs_paper_report_figure(inputs: inp.ReportInputs) -> ReportFigure:
+    title = "Latency on this device vs as published in the paper"
+    slug, missing = inp.pick_lut(inputs)
+    if slug is None:
+        return ReportFigure("device_vs_paper", "pareto", title, None, missing=(missing,))
+    loaded, missing = inp.lut_validation(inputs, slug)
+    meta = inp.lut_meta(inputs, slug)
+    if loaded is None:
+        return ReportFigure("device_vs_paper", "pareto", title, None, produced_by=inp.describe_lut(meta), missing=(missing,))
+    frame = compare.device_vs_paper(loaded.frame)
+    if len(frame) < 2:
+        return ReportFigure("device_vs_paper", "pareto", title, None, produced_by=inp.describe_lut(meta), missing=(
+            Missing("published variants with a published latency in the LUT validation", str(loaded.path),
+                    "ffnet-nas measure-latency --validate N --space mobile (or gpu_large, gpu_small)"),))
+    fig, headline = compare.device_vs_paper_figure(frame, device=inp.device_label(meta))
+    return ReportFigure("device_vs_paper", "pareto", title, fig, produced_by={**inp.describe_lut(meta), "table": slug},
+                        summary=headline)
 
 
 def lut_report_figure(inputs: inp.ReportInputs) -> ReportFigure:
@@ -141,6 +160,7 @@ def build_report(*, inputs: inp.ReportInputs, out_dir: str | Path, paper: bool =
     if pareto:
         steps += [
             ("Pareto figure", lambda: [pareto_report_figure(inputs)]),
+            ("device vs paper", lambda: [device_vs_paper_report_figure(inputs)]),
             ("LUT fidelity", lambda: [lut_report_figure(inputs)]),
             ("predictor fidelity", lambda: [predictor_report_figure(inputs)]),
             ("search progress", lambda: [search_report_figure(inputs)]),

@@ -48,7 +48,7 @@ def report(tmp_path_factory):
 
 def test_every_page_renders_offline_without_errors(report):
     out = report.index.parent
-    expected = {"paper.html": 3, "pareto.html": 1, "evidence.html": 4}
+    expected = {"paper.html": 3, "pareto.html": 2, "evidence.html": 4}
     for page, n_plots in expected.items():
         check = browser.check_page(out / page)
         assert check.errors == () and check.fetches == (), (page, check.errors, check.fetches)

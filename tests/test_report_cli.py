@@ -24,7 +24,7 @@ def test_report_on_an_empty_workdir_draws_the_paper_and_names_what_is_missing(tm
     manifest = json.loads((report / "report.json").read_text())
     drawn = {f["slug"]: f["drawn"] for f in manifest["figures"]}
     assert drawn == {"paper_gpu_large": True, "paper_gpu_small": True, "paper_mobile": True, "pareto": False,
-                     "lut_fidelity": False, "predictor_fidelity": False, "search_progress": False, "block_library": False}
+                     "device_vs_paper": False, "lut_fidelity": False, "predictor_fidelity": False, "search_progress": False, "block_library": False}
     index = (report / "index.html").read_text()
     for command in ("ffnet-nas measure-latency", "ffnet-nas search", "ffnet-nas distill", "ffnet-nas fit-predictor"):
         assert command in index and command in out
@@ -38,7 +38,8 @@ def test_report_pareto_only_on_a_full_workdir(tmp_path, capsys):
     rc = main(["report", "--pareto", "--workdir", str(root), "--out", str(out_dir), "--format", "html", "--no-progress"])
     assert rc == 0
     manifest = json.loads((out_dir / "report.json").read_text())
-    assert [f["slug"] for f in manifest["figures"]] == ["pareto", "lut_fidelity", "predictor_fidelity", "search_progress", "block_library"]
+    assert [f["slug"] for f in manifest["figures"]] == ["pareto", "device_vs_paper", "lut_fidelity", "predictor_fidelity",
+                                                        "search_progress", "block_library"]
     assert all(f["drawn"] and not f["missing"] for f in manifest["figures"])
     lut = next(f for f in manifest["figures"] if f["slug"] == "lut_fidelity")
     assert lut["produced_by"]["device"] == "cpu (Test CPU)" and lut["produced_by"]["input size"] == "256x512"

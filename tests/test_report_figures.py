@@ -108,3 +108,19 @@ def test_predictor_search_and_library_figures(tmp_path):
     assert "1 block(s) not usable" in fig.layout.title.subtitle.text
     xs, ys, z = evidence.nsr_grid(lib.frame, "s8")
     assert xs == sorted(xs, key=lambda s: int(s[1:])) and np.isfinite(z).sum() == ((lib.frame["position"] == "s8") & (lib.frame["status"] == "ok")).sum()
+
+
+def test_device_vs_paper_pairs_published_latencies(tmp_path):
+    from reports.compare import device_vs_paper, device_vs_paper_figure
+    from space.catalogue import get_variant
+
+    write_lut(tmp_path)
+    loaded, _ = inp.lut_validation(_inputs(tmp_path), "cpu-fp32-eager-b1-256x512-t2")
+    frame = device_vs_paper(loaded.frame)
+    # 20 non-pre_down mobile variants in the LUT; the 5 with depth 150S/86S are README-only (no paper latency).
+    assert len(frame) == 15 and set(frame["paper_device"]) == {"paper S21 DSP int8"}
+    row = frame[frame["name"] == "segmentation_ffnet46NS_CCC_mobile"].iloc[0]
+    assert row["paper_ms"] == 12.0 and row["paper_ms"] == get_variant(row["name"]).latency_ms["paper S21 DSP int8"]
+    fig, headline = device_vs_paper_figure(frame, device="Test CPU")
+    assert headline.startswith("paper S21 DSP int8: Spearman") and "(n=15)" in headline
+    assert "Test CPU" in fig.layout.yaxis.title.text and "(ms" in fig.layout.xaxis.title.text
