@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from reports.evidence import _short_name
+from reports.evidence import short_name
 from reports.labels import annotations, place_labels
 from reports.metrics import fidelity
 from reports.style import PALETTE, Frame, axis_style, base_layout, log_ticks
@@ -71,7 +71,7 @@ def device_vs_paper_figure(frame: pd.DataFrame, *, device: str) -> tuple[go.Figu
             marker=dict(color=colour, size=10, line=dict(color="white", width=1)),
             hovertext=[f"<b>{r['name']}</b><br>{r['code']}<br>{r['paper_device']}: {r['paper_ms']:.1f} ms<br>here: {r['here_ms']:.2f} ms"
                        for _, r in rows.iterrows()], hoverinfo="text"))
-        label_pts += [(r["paper_ms"], r["here_ms"], _short_name(r["name"]), colour) for _, r in rows.iterrows()]
+        label_pts += [(r["paper_ms"], r["here_ms"], short_name(r["name"]), colour) for _, r in rows.iterrows()]
     placed, dropped = place_labels(label_pts, panel, font_size=10)
     fig.update_layout(**base_layout(
         frame_px, title=f"Latency here vs as published: {'; '.join(headlines)}",

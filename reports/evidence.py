@@ -72,7 +72,7 @@ def lut_fidelity_figure(frame: pd.DataFrame, *, device: str, summary: dict | Non
                                  marker=dict(symbol="circle-open", color=GREY, size=8), visible="legendonly", hoverinfo="skip"))
     panel = frame_px.panel((0, 1), rng, rng, x_log=log, y_log=log)
     pub = frame[frame["source"] == "published"]
-    pts = [(r["measured_ms"], r["predicted_ms"], _short_name(r.get("name", "")), SOURCE_COLOURS["published"]) for _, r in pub.iterrows()]
+    pts = [(r["measured_ms"], r["predicted_ms"], short_name(r.get("name", "")), SOURCE_COLOURS["published"]) for _, r in pub.iterrows()]
     placed, _ = place_labels(pts, panel, obstacles=list(zip(frame["measured_ms"], frame["predicted_ms"])), font_size=10)
     ruler = ""
     if summary and summary.get("repeatability"):
@@ -93,7 +93,7 @@ def lut_fidelity_figure(frame: pd.DataFrame, *, device: str, summary: dict | Non
     return fig, fid
 
 
-def _short_name(name) -> str:
+def short_name(name) -> str:
     """'segmentation_ffnet40S_BBB_mobile' -> '40S BBB m'."""
     if not isinstance(name, str) or not name:
         return ""
