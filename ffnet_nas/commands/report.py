@@ -14,12 +14,12 @@ def register(subparsers) -> None:
         help="draw the Pareto figure for this device, the paper's figures and the evidence (offline HTML, PNG, SVG)",
         description="Reads the workdir's tables (latency LUT + validation, block library, search, evaluated points, "
                     "accuracy predictor) and draws: --paper, the paper's Fig. 3/5/6 re-drawn from its tables; --pareto, "
-                    "latency on this device vs mIoU with the search's front, plus the evidence (LUT fidelity, predictor "
-                    "fidelity, hypervolume over trials, block-library NSR). Neither flag: both. Missing inputs are listed "
+                    "latency on this device vs mIoU with the search's front, this device's latency vs the paper's, plus the "
+                    "evidence (LUT fidelity, predictor fidelity, hypervolume over trials, block-library NSR). Neither flag: both. Missing inputs are listed "
                     "in index.html with the command that makes them. Writes OUT/index.html (open it offline).",
     )
     p.add_argument("--paper", action="store_true", help="the paper's Fig. 3 (GPU-large), 5 (GPU-small), 6 (mobile)")
-    p.add_argument("--pareto", action="store_true", help="the device Pareto figure and the evidence figures")
+    p.add_argument("--pareto", action="store_true", help="the device Pareto figure, device vs paper, and the evidence figures")
     p.add_argument("--format", default="html,png", metavar="LIST",
                    help="comma-separated: html, png, svg (default html,png; PNG/SVG use kaleido or headless Chromium)")
     p.add_argument("--out", default=None, metavar="DIR", help="output folder (default WORKDIR/report)")
