@@ -115,3 +115,28 @@ def test_bad_arguments():
 def test_nan_prediction_is_a_clear_error():
     with pytest.raises(InvalidInput, match="no trial completed"):
         _search(predict_miou=lambda a: float("nan"), n_trials=5)
+
+
+def test_two_workers_share_one_journal_without_loss_or_duplicates(tmp_path):
+    """Two workers (threads, each with its own storage object, like two processes) on one journal.
+
+    The same check with two real `ffnet-nas search` processes, and with PostgreSQL, is in
+    tests/test_search_cli.py (marked slow: process start-up dominates)."""
+    import threading
+
+    journal = tmp_path / "s.journal"
+    results = {}
+
+    def work(i):
+        results[i] = _search(storage=journal, study_name="shared", n_trials=30, seed=i)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in (1, 2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    trials = _load(journal, "shared").get_trials()
+    assert [t.number for t in trials] == list(range(len(trials)))
+    assert all(t.state == TrialState.COMPLETE for t in trials)
+    assert sum(r.n_run for r in results.values()) == len(trials)
+    assert 30 <= len(trials) <= 31 and all(r.n_run > 0 for r in results.values())

@@ -33,7 +33,8 @@ def register(subparsers) -> None:
     p.add_argument("--study", default=None, help="study name (default: SPACE.TARGETS)")
     p.add_argument("--lut", default=None, help="latency table name in WORKDIR/lut when several fit the space")
     p.add_argument("--evaluate-top", type=int, default=0, metavar="K",
-                   help="write the best K feasible points to WORKDIR/search/<study>/to_evaluate.csv for full evaluation")
+                   help="list the best K feasible points in WORKDIR/search/to_evaluate.csv (and the study's folder) "
+                        "for 'ffnet-nas evaluate --from-search'")
     p.add_argument("--seed", type=int, default=None, help="sampler seed (give each parallel worker its own)")
     p.add_argument("--durable", action="store_true", help="fsync every journal write (survives power loss; slower)")
     p.add_argument("--no-progress", action="store_true")
@@ -42,8 +43,8 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ffnet_nas.search import predictors, summary
-    from ffnet_nas.search.api import run_search, write_outputs
+    from ffnet_nas.search import predictors
+    from ffnet_nas.search.api import run_search
     from ffnet_nas.search.targets import parse_targets
     from space.searchspace import get_space
 
@@ -70,7 +71,7 @@ def report(result, *, ws: Workspace, storage, evaluate_top: int, predictors: str
     from ffnet_nas.search.storage import redact
 
     out_dir = ws.search_dir / result.study_name
-    paths = write_outputs(result, out_dir, evaluate_top=evaluate_top, predictors=predictors)
+    paths = write_outputs(result, out_dir, evaluate_top=evaluate_top, latest_dir=ws.search_dir, predictors=predictors)
     print(f"study {result.study_name!r}: {result.n_complete} complete trials ({result.n_run} this run, "
           f"{result.own_ms_per_trial:.3f} ms of our own time per trial); storage {redact(str(storage))}")
     if not result.feasible:
@@ -85,8 +86,8 @@ def report(result, *, ws: Workspace, storage, evaluate_top: int, predictors: str
     for name, path in paths.items():
         print(f"wrote {path}")
     if "to_evaluate" in paths:
-        print(f"the top {evaluate_top} points are listed for full evaluation in {paths['to_evaluate']} "
-              "(the evaluate command, issue 5, reads that file; it is not available in this version yet)")
+        print(f"the top {evaluate_top} points are listed for full evaluation; evaluate them with: "
+              f"ffnet-nas evaluate --from-search --top {evaluate_top} --workdir {ws.root}")
     if "://" not in str(storage):
         print(f"dashboard: optuna-dashboard {storage}")
     return 0

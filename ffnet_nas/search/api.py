@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -100,14 +101,19 @@ def run_search(
         stale = st.fail_stale_trials(study)
         st.enqueue_published(study, space)
         objective = st.Objective(space, predict_latency_ms, predict_miou, targets, cache)
+        t0 = time.perf_counter()
         ran = st.run_trials(study, objective, n_trials=n_trials, progress=progress)
+        search_seconds = time.perf_counter() - t0
         trials = study.get_trials(deepcopy=False, states=(_complete(),))
+    t0 = time.perf_counter()
     result = summarise(space=space, trials=trials, targets=targets, objective=objective, cache=cache)
     rows = result.pop("extra_rows")
     return SearchResult(study_name=study_name, storage=st.redact(str(storage)) if storage else "memory",
                         space=space.name, targets=targets, n_complete=len(trials), n_run=ran,
                         own_ms_per_trial=1e3 * objective.own_seconds / max(1, objective.calls),
                         extra={"stale_trials_failed": stale, "complexity_full_passes": cache.full_passes,
+                               "search_seconds": search_seconds, "tables_seconds": time.perf_counter() - t0,
+                               "own_ms_median": 1e3 * objective.median_seconds(),
                                "rows": rows, "complexity": cache.get}, **result)
 
 
@@ -148,16 +154,17 @@ def _frame(rows: list[dict[str, Any]], columns: list[str]):
 
 
 def write_outputs(result: SearchResult, out_dir: "str | Path", *, evaluate_top: int = 0,
-                  **provenance_extra: Any) -> dict[str, Path]:
+                  latest_dir: "str | Path | None" = None, **provenance_extra: Any) -> dict[str, Path]:
     """Write the tables (atomically) into `out_dir`; returns name -> path.
 
     pareto.csv, published.csv, summary.json always; closest.csv when no point met the targets;
-    to_evaluate.csv (the best `evaluate_top` feasible points) when asked: the full-evaluation
-    command reads that list.
+    to_evaluate.csv (the best `evaluate_top` feasible points) when asked. With `latest_dir`, the
+    Pareto table (and to_evaluate.csv) are also written there as the latest search's: that is
+    where `ffnet-nas evaluate --from-search` looks.
     """
     import pandas as pd
 
-    from space.io import atomic_write_csv, atomic_write_json, provenance
+    from space.io import atomic_write_csv, atomic_write_json, atomic_write_text, provenance
 
     out_dir = Path(out_dir)
     paths = {"pareto": atomic_write_csv(out_dir / "pareto.csv", result.pareto),
@@ -171,6 +178,14 @@ def write_outputs(result: SearchResult, out_dir: "str | Path", *, evaluate_top: 
         frame = pd.DataFrame([{"rank": i + 1, **{c: r.get(c) for c in ("code", "latency_ms", "miou", "params", "macs", "trial")}}
                               for i, r in enumerate(picked)], columns=["rank", "code", "latency_ms", "miou", "params", "macs", "trial"])
         paths["to_evaluate"] = atomic_write_csv(out_dir / "to_evaluate.csv", frame)
+    if latest_dir is not None:
+        latest_dir = Path(latest_dir)
+        paths["latest_pareto"] = atomic_write_csv(latest_dir / "pareto.csv", result.pareto)
+        stale = latest_dir / "to_evaluate.csv"
+        if "to_evaluate" in paths:
+            paths["latest_to_evaluate"] = atomic_write_text(stale, paths["to_evaluate"].read_text())
+        elif stale.exists():
+            stale.unlink()  # an older search's list must not be evaluated as this one's
     summary = {
         "study": result.study_name, "storage": result.storage, "space": result.space,
         "targets": [t.text for t in result.targets], "complete_trials": result.n_complete,

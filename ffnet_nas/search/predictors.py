@@ -3,8 +3,10 @@
 * latency: a table made by `ffnet-nas measure-latency` in `Workspace.lut_dir` (`<slug>.csv` +
   `<slug>.json`), measured at the space's input size, used through
   `predictors.latency.predict_latency` with its calibration loaded once;
-* accuracy: a predictor made by `ffnet-nas fit-predictor` in `Workspace.predictor_dir`, loaded
-  through `predictors.accuracy.load_predictor(dir)` (a callable Arch -> predicted mIoU).
+* accuracy: the predictor made by `ffnet-nas fit-predictor` (`Workspace.predictor_dir/accuracy.json`),
+  loaded through `predictors.accuracy.load_predictor(dir)` (a callable Arch -> predicted mIoU).
+
+Both are memoised per arch code: NSGA-II proposes the same points again and again.
 
 When either is missing the error is one line naming the command that makes it. The objective id
 (which tables/predictor files, by content hash) is stored with the study so a resumed study
@@ -87,22 +89,32 @@ def load_latency(csv_path: Path) -> tuple[Callable[[Arch], float], str]:
     return latency_ms, f"lut:{csv_path.stem}:{_digest(files)}"
 
 
+def accuracy_file(predictor_dir: Path) -> Path:
+    from predictors.accuracy import PREDICTOR_FILE
+
+    return Path(predictor_dir) / PREDICTOR_FILE
+
+
 def load_accuracy(predictor_dir: Path) -> tuple[Callable[[Arch], float], str]:
-    try:
-        from predictors.accuracy import load_predictor  # issue 5
-    except ImportError:
-        raise InvalidInput("the accuracy predictor is not available yet in this version (ffnet-nas fit-predictor, "
-                           "issue 5): expected predictors.accuracy.load_predictor") from None
+    from predictors.accuracy import load_predictor
+
     predict = load_predictor(predictor_dir)
-    files = [p for p in predictor_dir.rglob("*") if p.is_file()]
-    return predict, f"acc:{_digest(files)}"
+    memo: dict[str, float] = {}
+
+    def miou(arch: Arch) -> float:
+        code = arch.code
+        if code not in memo:
+            memo[code] = predict(arch)
+        return memo[code]
+
+    return miou, f"acc:{_digest([accuracy_file(predictor_dir)])}"
 
 
 def load(*, lut_dir: Path, predictor_dir: Path, space: SearchSpace, lut: str | None = None) -> Predictors:
     """Both predictors for `space`, or one InvalidInput line naming what is missing and how to make it."""
     lut_path = find_lut(Path(lut_dir), space, lut=lut)
     predictor_dir = Path(predictor_dir)
-    has_acc = predictor_dir.is_dir() and any(predictor_dir.iterdir())
+    has_acc = accuracy_file(predictor_dir).is_file()
     missing = []
     if lut_path is None:
         missing.append(f"a latency table in {str(lut_dir)!r} (run: ffnet-nas measure-latency --space {space.name})")

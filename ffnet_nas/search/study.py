@@ -177,6 +177,7 @@ class Objective:
     cache: ComplexityCache
     own_seconds: float = 0.0  # time spent in our code, predictors included (not Optuna's)
     calls: int = 0
+    samples: list = field(default_factory=list, repr=False)  # per-call seconds (for a robust median)
     _distributions: dict[str, tuple] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -188,14 +189,19 @@ class Objective:
         params = {name: trial.suggest_categorical(name, choices) for name, choices in self._distributions.items()}
         t0 = time.perf_counter()
         values = self.score(self.space.decode(params))
-        self.own_seconds += time.perf_counter() - t0
+        spent = time.perf_counter() - t0
+        self.own_seconds += spent
         self.calls += 1
+        self.samples.append(spent)
         for key in ("code", "params", "macs"):
             if key in values:
                 trial.set_user_attr(key, values[key])
         for target, violation in zip(self.targets, values.get("violations", ())):
             trial.set_constraint(target.text, violation)
         return values["miou"], values["latency"]
+
+    def median_seconds(self) -> float:
+        return float(sorted(self.samples)[len(self.samples) // 2]) if self.samples else 0.0
 
     def score(self, arch: Arch) -> dict[str, Any]:
         values: dict[str, Any] = {"code": arch.code, "miou": float(self.predict_miou(arch)),

@@ -1,0 +1,67 @@
+import pytest
+
+from ffnet_nas.search.predictors import find_lut, load
+from space.errors import InvalidInput
+from space.searchspace import get_space
+
+
+def _table(lut_dir, stem):
+    lut_dir.mkdir(exist_ok=True)
+    (lut_dir / f"{stem}.csv").write_text("key\n")
+    (lut_dir / f"{stem}.json").write_text("{}")
+    return lut_dir / f"{stem}.csv"
+
+
+def test_find_lut_picks_the_table_measured_at_the_space_size(tmp_path):
+    space = get_space("mobile")  # 512x1024
+    lut = tmp_path / "lut"
+    assert find_lut(lut, space) is None  # no folder: nothing (the caller names the command)
+    want = _table(lut, "cpu-fp32-eager-b1-512x1024-t2")
+    _table(lut, "cpu-fp32-eager-b1-1024x2048-t2")
+    (lut / "cpu-fp32-eager-b1-512x1024-t2.calibration.json").write_text("{}")
+    assert find_lut(lut, space) == want
+    _table(lut, "cpu-fp16-eager-b1-512x1024-t2")
+    with pytest.raises(InvalidInput, match="several latency tables.*--lut NAME"):
+        find_lut(lut, space)
+    assert find_lut(lut, space, lut="cpu-fp32-eager-b1-512x1024-t2") == want
+    with pytest.raises(InvalidInput, match="no latency table 'cpu-fp32'.*did you mean"):
+        find_lut(lut, space, lut="cpu-fp32")
+
+
+def test_table_at_another_size_is_refused_with_the_fix(tmp_path):
+    _table(tmp_path / "lut", "cpu-fp32-eager-b1-64x128-t2")
+    with pytest.raises(InvalidInput, match="measured at 512x1024.*measure-latency --space mobile"):
+        find_lut(tmp_path / "lut", get_space("mobile"))
+
+
+def test_load_names_every_missing_piece(tmp_path):
+    with pytest.raises(InvalidInput) as e:
+        load(lut_dir=tmp_path / "lut", predictor_dir=tmp_path / "predictor", space=get_space("mobile"))
+    msg = str(e.value)
+    assert "ffnet-nas measure-latency --space mobile" in msg and "ffnet-nas fit-predictor" in msg and "\n" not in msg
+
+
+def test_latency_table_is_wired_to_the_latency_predictor(tmp_path):
+    """A table whose every unit takes 1 ms (written in the latency package's format): the search's
+    latency callable must give each point its number of unit runs, through the real predictor."""
+    import pandas as pd
+
+    from predictors.latency.keys import units_of
+    from predictors.latency.lut import COLUMNS, LutSpec
+    from ffnet_nas.search.predictors import load_latency
+    from search_standins import tiny_space
+    from space.io import atomic_write_csv, atomic_write_json
+
+    space = tiny_space()
+    archs = space.sample_many(3, seed=0)
+    keys = sorted({u.key for a in archs for u in units_of(a, space.input_hw, num_classes=19)})
+    spec = LutSpec(device="cpu", device_name="cpu", dtype="fp32", backend="eager", batch=1,
+                   input_hw=space.input_hw, threads=1)
+    csv = tmp_path / "lut" / f"{spec.slug}.csv"
+    rows = [{c: None for c in COLUMNS} | {"key": k, "kind": "x", "estimate_ms": 1.0} for k in keys]
+    atomic_write_csv(csv, pd.DataFrame(rows, columns=list(COLUMNS)))
+    atomic_write_json(csv.with_suffix(".json"), {"spec": spec.to_dict()})
+    latency_ms, ident = load_latency(csv)
+    for a in archs:
+        assert latency_ms(a) == pytest.approx(sum(units_of(a, space.input_hw, num_classes=19).values()))
+    assert ident.startswith(f"lut:{spec.slug}:")
