@@ -45,3 +45,14 @@ def test_bad_export_arguments(model, tmp_path):
         export_onnx(model, tmp_path / "x.onnx", input_hw=HW, exporter="tflite")
     with pytest.raises(InvalidInput, match="opset"):
         export_onnx(model, tmp_path / "x.onnx", input_hw=HW, opset=3)
+
+
+@pytest.mark.slow
+def test_cli_export_published_at_full_mobile_resolution(tmp_path, capsys):
+    """The issue's exact command at 512x1024 (slow: about a minute on 2 cores)."""
+    from ffnet_nas.cli import main
+
+    code = main(["export", "segmentation_ffnet40S_BBB_mobile", "--onnx", str(tmp_path / "m.onnx"),
+                 "--input-size", "512x1024", "--fold-bn", "--check"])
+    out = capsys.readouterr().out
+    assert code == 0 and "output 1x19x128x256" in out and ": OK" in out
