@@ -239,15 +239,17 @@ def default_threads() -> int:
 
 
 def steady_allocator() -> bool:
-    """Keep glibc from handing big tensors back to the kernel between runs (Linux only).
+    """Keep glibc from handing tensors back to the kernel between runs (Linux only).
 
-    By default glibc serves blocks above a *moving* threshold with fresh mmap()s, so every
-    forward pays page faults for its large activations, or not, depending on what was freed
-    before. Measured here: stem C at 256x512 took 24 ms with 5,088 page faults per run in one
-    process state and 12.7 ms with none in another. Fixing the mmap threshold at its maximum
-    (32 MiB) and never trimming the heap gives every unit and network the steady state a
-    long-lived inference process reaches. Process-wide and permanent, so only measuring
-    processes should call it; returns whether it took effect.
+    By default glibc serves big blocks with fresh mmap()s (above a threshold that moves with
+    what was freed before, and always above 32 MiB), so a forward pass pays page faults for
+    its large activations, or not, depending on history. Measured here at 256x512: stem C
+    took 24 ms with 5,088 faults per run in one process state and 12.7 ms with none in
+    another; the pre_down Gaussian (a 39 MB im2col buffer) 20 ms vs 6 ms. Turning mmap off
+    for the heap and never trimming it gives every unit and network the steady state of a
+    long-lived inference process (what jemalloc/tcmalloc, the usual advice for PyTorch CPU
+    inference, give too). Process-wide and permanent, so only measuring processes should
+    call it; returns whether it took effect.
     """
     import ctypes
     import ctypes.util
@@ -257,8 +259,8 @@ def steady_allocator() -> bool:
         return False
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        m_trim_threshold, m_mmap_threshold = -1, -3  # from <malloc.h>
-        return bool(libc.mallopt(m_mmap_threshold, 32 << 20)) and bool(libc.mallopt(m_trim_threshold, 1 << 30))
+        m_trim_threshold, m_mmap_max = -1, -4  # from <malloc.h>
+        return bool(libc.mallopt(m_mmap_max, 0)) and bool(libc.mallopt(m_trim_threshold, 1 << 30))
     except (OSError, AttributeError):  # not glibc (musl, ...): nothing to pin
         return False
 
