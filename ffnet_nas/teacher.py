@@ -59,7 +59,8 @@ def train_teacher(*, arch: str = DEFAULT_TEACHER, data: str = "synthetic", out_p
     point = resolve(arch)
     if point.is_classifier:
         raise InvalidInput(f"arch {point.code} is a classifier (seg head X): expected a segmentation arch for the teacher")
-    val = make_dataset(data, "val", size_hw=input_hw, cache_dir=cache_dir)
+    val = make_dataset(data, "val", size_hw=input_hw, cache_dir=cache_dir, progress=progress)
+    _say_data(val, log)
     t0 = time.perf_counter()
     start = 0
     if checkpoint is not None:
@@ -75,7 +76,8 @@ def train_teacher(*, arch: str = DEFAULT_TEACHER, data: str = "synthetic", out_p
         if lr is None:
             lr = 2e-3 if optimizer == "adamw" else 0.01
         train_set = make_dataset(data, "train", size_hw=input_hw, augment=True, cache_dir=cache_dir,
-                                 scale_range=(0.75, 1.5) if data.startswith("synthetic") else (0.5, 2.0))
+                                 scale_range=(0.75, 1.5) if data.startswith("synthetic") else (0.5, 2.0), progress=progress)
+        _say_data(train_set, log)
         config = TrainConfig(steps=steps, batch_size=batch_size, optimizer=optimizer, lr=lr,
                              weight_decay=1e-2 if optimizer == "adamw" else 1e-4, warmup_steps=WARMUP_STEPS,
                              checkpoint_every=checkpoint_every, seed=seed, num_workers=num_workers)
@@ -110,6 +112,15 @@ def train_teacher(*, arch: str = DEFAULT_TEACHER, data: str = "synthetic", out_p
     log(f"wrote teacher {out_path}: {point.code}, val mIoU {100 * score.miou:.1f} on {payload['provenance']['val_images']} images of {val.spec}")
     return TeacherRun(path=Path(out_path), arch=point.code, miou=float(score.miou), steps=int(steps_done), start_step=start,
                       seconds=time.perf_counter() - t0, state_path=Path(state_path) if state_path else None)
+
+
+def _say_data(dataset, log: Callable[[str], None]) -> None:
+    cache = getattr(dataset, "cache_path", None)
+    if cache is not None:
+        verb = "generated and wrote" if dataset.generated else "read"
+        log(f"{dataset.split}: {verb} {len(dataset)} scenes {cache}")
+    else:
+        log(f"{dataset.split}: {len(dataset)} images from {dataset.spec}")
 
 
 def _native_hw(dataset) -> tuple[int, int]:

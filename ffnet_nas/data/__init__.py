@@ -43,9 +43,10 @@ def parse_spec(spec: str) -> tuple[str, str | None]:
 
 def make_dataset(spec: str, split: str = "train", *, size_hw: tuple[int, int] | None = None, augment: bool = False,
                  cache_dir: str | Path | None = None, scale_range: tuple[float, float] = (0.5, 2.0),
-                 num_images: int | None = None) -> SegmentationDataset:
+                 num_images: int | None = None, progress: bool = False) -> SegmentationDataset:
     """A data set by spec (see module doc). `cache_dir` keeps generated synthetic scenes;
-    `num_images` overrides the synthetic split size (train 512, val 128)."""
+    `num_images` overrides the synthetic split size (train 512, val 128); `progress` shows a
+    bar while scenes are generated."""
     if split not in SPLITS:
         raise InvalidInput(f"split {split!r}: expected one of {', '.join(SPLITS)}")
     if size_hw is not None:
@@ -58,7 +59,7 @@ def make_dataset(spec: str, split: str = "train", *, size_hw: tuple[int, int] | 
         hw = size_hw or DEFAULT_HW
         return SyntheticStreets(seed=int(arg), split=split, size_hw=hw,
                                 transform=TrainTransform(hw, scale_range=scale_range) if augment else EvalTransform(None),
-                                cache_dir=Path(cache_dir) if cache_dir else None, n=num_images)
+                                cache_dir=Path(cache_dir) if cache_dir else None, n=num_images, progress=progress)
     root = Path(arg).expanduser()
     if kind == "cityscapes":
         from .cityscapes import cityscapes as build

@@ -23,7 +23,6 @@ Generation is vectorised over a chunk of images (torch, CPU): about a second per
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import torch
@@ -58,15 +57,17 @@ def _paint(img: torch.Tensor, lbl: torch.Tensor, mask: torch.Tensor, colour: tor
     return torch.where(mask[:, None], colour, img)
 
 
-def generate(n: int, *, seed: int, size_hw: tuple[int, int] = DEFAULT_HW) -> tuple[torch.Tensor, torch.Tensor]:
+def generate(n: int, *, seed: int, size_hw: tuple[int, int] = DEFAULT_HW, progress: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """`n` scenes: images uint8 (n, 3, H, W), masks uint8 (n, H, W) with ids in CLASS_NAMES order."""
+    from tqdm.auto import tqdm
+
     g = torch.Generator().manual_seed(int(seed))
     images, masks = [], []
     threads = torch.get_num_threads()
     # Small element-wise ops: one thread is faster than two, and much faster on a shared CPU.
     torch.set_num_threads(1)
     try:
-        for start in range(0, n, _CHUNK):
+        for start in tqdm(range(0, n, _CHUNK), desc="generating scenes", unit="chunk", disable=not progress, dynamic_ncols=True):
             img, lbl = _scenes(g, min(_CHUNK, n - start), size_hw)
             images.append(img)
             masks.append(lbl)
@@ -195,7 +196,7 @@ class SyntheticStreets(SegmentationDataset):
     """Generated scenes held in memory as uint8; transforms applied on access."""
 
     def __init__(self, *, seed: int, split: str, size_hw: tuple[int, int], transform: Transform,
-                 cache_dir: Path | None = None, n: int | None = None):
+                 cache_dir: Path | None = None, n: int | None = None, progress: bool = False):
         self.spec = f"synthetic:{seed}"
         self.split = split
         self.seed = seed
@@ -204,7 +205,8 @@ class SyntheticStreets(SegmentationDataset):
         self.num_classes = len(CLASS_NAMES)
         self.transform = transform
         n = SPLIT_SIZES[split] if n is None else n
-        self.images, self.masks = _load_or_generate(seed=seed, split=split, size_hw=self.size_hw, n=n, cache_dir=cache_dir)
+        self.images, self.masks, self.cache_path, self.generated = _load_or_generate(
+            seed=seed, split=split, size_hw=self.size_hw, n=n, cache_dir=cache_dir, progress=progress)
 
     def __len__(self) -> int:
         return len(self.images)
@@ -218,22 +220,23 @@ def split_seed(seed: int, split: str) -> int:
     return (int(seed) * 1_000_003 + {"train": 0, "val": 1}[split]) % (2**63)
 
 
-def _load_or_generate(*, seed: int, split: str, size_hw: tuple[int, int], n: int, cache_dir: Path | None):
+def _load_or_generate(*, seed: int, split: str, size_hw: tuple[int, int], n: int, cache_dir: Path | None, progress: bool):
+    """(images, masks, cache file or None, whether they were generated now)."""
     path = None
     if cache_dir is not None:
         path = Path(cache_dir) / f"synthetic-v{VERSION}-seed{seed}-{split}-{size_hw[0]}x{size_hw[1]}-n{n}.pt"
         if path.is_file():
             try:
                 data = torch.load(path, weights_only=True)
-                return data["images"], data["masks"]
+                return data["images"], data["masks"], path, False
             except Exception:  # a corrupt cache is only a cache: regenerate it
                 pass
-    images, masks = generate(n, seed=split_seed(seed, split), size_hw=size_hw)
+    images, masks = generate(n, seed=split_seed(seed, split), size_hw=size_hw, progress=progress)
     if path is not None:
         from space.io import atomic_torch_save
 
         atomic_torch_save(path, {"images": images, "masks": masks})
-    return images, masks
+    return images, masks, path, True
 
 
 def preview(n: int = 4, *, seed: int = 0, size_hw: tuple[int, int] = DEFAULT_HW) -> torch.Tensor:
@@ -245,4 +248,4 @@ def preview(n: int = 4, *, seed: int = 0, size_hw: tuple[int, int] = DEFAULT_HW)
     return torch.cat([torch.cat(list(images), -1), torch.cat(list(coloured), -1)], -2)
 
 
-__all__ = ["CLASS_NAMES", "DEFAULT_HW", "SyntheticStreets", "generate", "preview", "math"]
+__all__ = ["CLASS_NAMES", "DEFAULT_HW", "SyntheticStreets", "generate", "preview"]
