@@ -83,6 +83,8 @@ def train_teacher(*, arch: str = DEFAULT_TEACHER, data: str = "synthetic", out_p
                              checkpoint_every=checkpoint_every, seed=seed, num_workers=num_workers)
         torch.manual_seed(seed)
         model = build_model(point, num_classes=train_set.num_classes)
+        where = f", checkpoint every {checkpoint_every} steps to {state_path}" if state_path is not None else ""
+        log(f"training {point.code} on {train_set.spec} ({len(train_set)} images): {steps} steps x batch {batch_size}{where}")
         result = train(model, train_set, config=config, checkpoint_path=state_path, device=device, progress=progress,
                        desc="teacher", fingerprint={"data": train_set.spec, "input_hw": list(input_hw or ())})
         start, steps_done = result.start_step, result.steps

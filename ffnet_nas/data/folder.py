@@ -7,7 +7,8 @@
 Masks are single-channel PNGs holding class ids 0..K-1 and 255 for ignore. With a single
 pool, every 10th file in sorted stem order goes to `val` and the rest to `train` (fixed, so
 the split never changes between runs). Without classes.txt the class count is 1 + the
-largest id found in the masks (all of them are scanned once).
+largest id found in the masks (all of them are scanned once); with it, mask values past the
+listed classes are treated as ignore (255).
 """
 
 from __future__ import annotations
