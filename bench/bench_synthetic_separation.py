@@ -15,10 +15,8 @@ per step than one (measured here: 5.9 s vs 0.6 s for 40S_BBB at 64x128, batch 8)
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
-from pathlib import Path
 
 import torch
 

@@ -279,8 +279,6 @@ def train(model: nn.Module, dataset, *, config: TrainConfig, checkpoint_path: st
                 on_step(step + 1, loss_value)
     finally:
         bar.close()
-    if start >= config.steps:  # already finished: nothing ran, the checkpoint is the result
-        pass
     return TrainResult(steps=config.steps, start_step=start, final_loss=loss_value, seconds=time.perf_counter() - t0,
                        losses=tuple(losses), checkpoint_path=checkpoint_path)
 
