@@ -46,6 +46,10 @@ def main(argv: list[str] | None = None) -> int:
     except InvalidInput as e:
         print(f"ffnet-nas {args.command}: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except BrokenPipeError:
+        # `ffnet-nas space list | head`: the reader left; not an error worth a traceback
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print(f"ffnet-nas {args.command}: interrupted; finished work is saved, re-run to continue", file=sys.stderr)
         return 130

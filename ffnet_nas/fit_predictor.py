@@ -43,7 +43,11 @@ def fit_from_table(workspace: Workspace, *, num_classes: int = 19) -> AccuracyPr
     y = np.array([m for _, m in usable], dtype=float)
     predictor = fit_accuracy_predictor(x, y, codes=[a.code for a, _ in usable], nsr=nsr,
                                        meta={"library": str(workspace.library_dir), "n_evaluated": len(usable)})
-    predictor.save(workspace.predictor_dir / PREDICTOR_FILE)
+    path = workspace.predictor_dir / PREDICTOR_FILE
+    if path.exists() and AccuracyPredictor.load(path) == predictor:
+        # same data, same fit: keep the file (and its digest, which identifies the search study)
+        return AccuracyPredictor.load(path)
+    predictor.save(path)
     atomic_write_csv(workspace.predictor_dir / "loo.csv", pd.DataFrame({
         "code": [a.code for a, _ in usable], "measured_miou": y,
         "loo_predicted_miou": predictor.validation.loo_predictions,

@@ -28,6 +28,10 @@ def _atomic(path: str | Path, write: Callable[[str], None]) -> Path:
         raise InvalidInput(f"cannot write {str(path)!r}: {e.strerror or e}; expected a writable folder") from None
     try:
         write(tmp)
+        # mkstemp creates 0600; give the file the mode a plain open() would (0666 minus umask)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except OSError as e:
         Path(tmp).unlink(missing_ok=True)
@@ -85,7 +89,7 @@ def provenance(**extra: Any) -> dict[str, Any]:
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "host": platform.node(),
         "python": platform.python_version(),
-        "torch": torch.__version__,
+        "torch": str(torch.__version__),  # plain str: weights_only torch.load refuses TorchVersion
         "ffnet_nas": _version(),
     }
     record.update(extra)
