@@ -202,7 +202,8 @@ def run_pipeline(*, workspace: Workspace, space: "str | object" = "mobile", budg
         reference_ms = published_ms or {a.code: predict_latency(a, built.table) for a in space.sample_many(50, seed=0)}
         summary.target = target or default_target(reference_ms)
         targets = parse_targets(summary.target)
-        preds = load_predictors(lut_dir=ws.lut_dir, predictor_dir=ws.predictor_dir, space=space)
+        preds = load_predictors(lut_dir=ws.lut_dir, predictor_dir=ws.predictor_dir, space=space,
+                                lut=built.table.path.stem)  # the table this run measured, not any other
         # one study per (space, target, predictors): new predictors start a new study, the same ones resume it
         study = f"{default_study_name(space, targets)}.{hashlib.sha1(preds.objective_id.encode()).hexdigest()[:8]}"
         found = run_search(space=space, predict_latency_ms=preds.latency_ms, predict_miou=preds.miou, targets=targets,
