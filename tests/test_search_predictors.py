@@ -65,3 +65,35 @@ def test_latency_table_is_wired_to_the_latency_predictor(tmp_path):
     for a in archs:
         assert latency_ms(a) == pytest.approx(sum(units_of(a, space.input_hw, num_classes=19).values()))
     assert ident.startswith(f"lut:{spec.slug}:")
+
+
+def test_cli_runs_on_the_real_predictor_files(tmp_path, capsys):
+    """`ffnet-nas search` end to end through the real loaders: a latency table whose every unit takes
+    1 ms and an accuracy predictor with made-up coefficients, both in the formats their packages write."""
+    import pandas as pd
+
+    from ffnet_nas import cli
+    from predictors.accuracy import FEATURES, PREDICTOR_FILE, AccuracyPredictor, Validation
+    from predictors.latency.keys import space_units
+    from predictors.latency.lut import COLUMNS, LutSpec
+    from search_standins import tiny_space, write_tiny_space
+    from space.io import atomic_write_csv, atomic_write_json
+
+    space = tiny_space()
+    spec = LutSpec(device="cpu", device_name="cpu", dtype="fp32", backend="eager", batch=1,
+                   input_hw=space.input_hw, threads=1)
+    csv = tmp_path / "lut" / f"{spec.slug}.csv"
+    rows = [{c: None for c in COLUMNS} | {"key": u.key, "kind": "x", "estimate_ms": 1.0}
+            for u in space_units(space, space.input_hw, num_classes=19)]
+    atomic_write_csv(csv, pd.DataFrame(rows, columns=list(COLUMNS)))
+    atomic_write_json(csv.with_suffix(".json"), {"spec": spec.to_dict()})
+    blocks = {(b.position, b.choice) for a in space for b in a.blocks()}
+    AccuracyPredictor(feature_names=FEATURES, mean=(0.0,) * 6, scale=(1.0,) * 6, coef=(-1, -1, -1, -1, -1, 2),
+                      intercept=50.0, alpha=1.0, validation=Validation(4, 0.5, 0.5, 1.0, (0.0,) * 4), codes=(),
+                      block_nsr=tuple((p, c, 0.1) for p, c in sorted(blocks))).save(tmp_path / "predictor" / PREDICTOR_FILE)
+    code = cli.main(["search", "--space", write_tiny_space(tmp_path / "tiny.yaml"), "--target", "latency<60ms",
+                     "--trials", "15", "--no-progress", "--workdir", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    front = pd.read_csv(tmp_path / "search" / "tiny.latency_lt_60" / "pareto.csv")
+    assert len(front) and (front["latency_ms"] < 60).all() and (front["latency_ms"] == front["latency_ms"].round()).all()
