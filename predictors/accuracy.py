@@ -20,13 +20,14 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from space.arch import POSITIONS, Arch, resolve
-from space.complexity import count_params
+from space.complexity_cache import shared_cache
 from space.errors import InvalidInput
 from space.io import atomic_write_json, provenance, read_json
 
 ALPHAS = (1e-3, 1e-2, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
 FEATURES = tuple(f"log_nsr_{p}" for p in POSITIONS) + ("log_params",)
 NSR_FLOOR = 1e-6  # a perfect block (NSR 0) would give -inf
+PARAMS_HW = (64, 128)  # any size: only the parameter count of the part cache is read
 
 
 def nsr_table(library_rows: Sequence[Mapping[str, Any]]) -> dict[tuple[str, str], float]:
@@ -52,7 +53,9 @@ def features(arch: "Arch | str", nsr: Mapping[tuple[str, str], float], *, num_cl
             "expected every block distilled (run 'ffnet-nas distill' on a space that contains this point)"
         )
     logs = [math.log10(max(nsr[(b.position, b.choice)], NSR_FLOOR)) for b in arch.blocks()]
-    return np.array(logs + [math.log10(count_params(arch, num_classes=num_classes))])
+    # params do not depend on the input size; the part cache makes a known point cost microseconds
+    params, _ = shared_cache(PARAMS_HW, num_classes).get(arch)
+    return np.array(logs + [math.log10(params)])
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 import dataclasses
 
-from ffnet_nas.search.complexity_cache import ComplexityCache
+from space.complexity_cache import ComplexityCache
 from space.arch import Arch
 from space.complexity import complexity
 from space.searchspace import get_space

@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 from ffnet_nas.search import study as st
 from ffnet_nas.search import tables
-from ffnet_nas.search.complexity_cache import ComplexityCache, shared_cache
+from space.complexity_cache import ComplexityCache, shared_cache
 from ffnet_nas.search.targets import Target, parse_targets
 from space.arch import Arch
 from space.errors import InvalidInput

@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from ffnet_nas.search.complexity_cache import ComplexityCache
+from space.complexity_cache import ComplexityCache
 from ffnet_nas.search.storage import open_storage, redact  # noqa: F401  (re-exported)
 from ffnet_nas.search.targets import Target, canonical, violations
 from space.arch import Arch
