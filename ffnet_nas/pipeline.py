@@ -50,9 +50,9 @@ BUDGETS = {
     # Seconds, for the end-to-end test: a tiny space and tiny images.
     "micro": Budget("micro", (32, 64), "stemB-basic-d1.1.1.1-w16.32.48.64-s1-upB-segB-nearest", 10, 3, 8, 8, 2, 4, 2, 8,
                     30, 1, batch_size=4, latency_repeats=(3, 5), latency_seconds=0.2),
-    "quick": Budget("quick", (64, 128), "segmentation_ffnet40S_BBB_mobile", 300, 40, 128, 32, 4, 8, 60, 64,
+    "quick": Budget("quick", (64, 128), "segmentation_ffnet46NS_CCC_mobile", 300, 40, 128, 32, 4, 8, 60, 64,
                     300, 2),
-    "full": Budget("full", (128, 256), "segmentation_ffnet40S_BBB_mobile", 1500, 300, 256, 64, 8, 20, 300, None,
+    "full": Budget("full", (128, 256), "segmentation_ffnet46NS_CCC_mobile", 1500, 300, 256, 64, 8, 20, 300, None,
                    2000, 3),
 }
 STEPS = ("teacher", "distill", "latency", "predictor", "search", "evaluate", "report")
