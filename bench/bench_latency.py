@@ -94,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"validation ({val_s:.0f} s): {result.table_path}")
     print(f"{'':>22} {'n':>4} {'median|err|':>12} {'within±10%':>11} {'Spearman':>9} {'Kendall':>8}")
     for label, a in (("predictor (calibrated)", result.predictor), ("raw sum", result.raw_sum),
+                     ("predictor vs pass 1", result.per_pass[0]), ("predictor vs pass 2", result.per_pass[1]),
                      ("repeatability (ruler)", result.repeatability)):
         print(f"{label:>22} {a.n:>4} {a.median_abs_pct:>11.1f}% {a.within_10pct * 100:>10.0f}% "
               f"{a.spearman:>9.3f} {a.kendall:>8.3f}")

@@ -90,7 +90,8 @@ def run(args: argparse.Namespace) -> int:
               f"(fit rms {c.rel_rmse * 100:.1f}%) -> {table.path.with_suffix('.calibration.json')}")
     v = result.validation
     if v is not None:
-        for label, a in (("predictor", v.predictor), ("raw sum", v.raw_sum), ("repeatability", v.repeatability)):
+        for label, a in (("predictor", v.predictor), ("raw sum", v.raw_sum), ("vs pass 1", v.per_pass[0]),
+                         ("vs pass 2", v.per_pass[1]), ("repeatability", v.repeatability)):
             print(f"{label:>13}: n={a.n} median |err| {a.median_abs_pct:.1f}%  within ±10% {a.within_10pct * 100:.0f}%  "
                   f"Spearman {a.spearman:.3f}  Kendall {a.kendall:.3f}")
         print(f"validation: {v.table_path} + {v.summary_path}")

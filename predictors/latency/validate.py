@@ -140,6 +140,7 @@ class ValidationResult:
     predictor: Agreement  # calibrated prediction vs the lower of the two passes
     raw_sum: Agreement  # uncalibrated sum vs the same
     repeatability: Agreement  # pass 2 vs pass 1: the ruler itself
+    per_pass: tuple[Agreement, Agreement]  # calibrated prediction vs pass 1 alone, vs pass 2 alone
     calibration: Calibration
     table_path: Path
     summary_path: Path
@@ -194,6 +195,8 @@ def validate(table: LatencyTable, space, *, n: int, calibration: Calibration, pr
         predictor=agreement(frame["predicted_ms"], meas),
         raw_sum=agreement(frame["raw_sum_ms"], meas),
         repeatability=agreement(frame["measured_2_ms"], frame["measured_1_ms"]),
+        per_pass=(agreement(frame["predicted_ms"], frame["measured_1_ms"]),
+                  agreement(frame["predicted_ms"], frame["measured_2_ms"])),
         calibration=calibration,
         table_path=table_path,
         summary_path=base.with_name(base.name + ".validation.json"),
@@ -204,6 +207,7 @@ def validate(table: LatencyTable, space, *, n: int, calibration: Calibration, pr
         "n_published": int(published.sum()), "seed": seed, "protocol": protocol.to_dict(),
         "predictor": result.predictor.to_dict(), "raw_sum": result.raw_sum.to_dict(),
         "repeatability": result.repeatability.to_dict(), "calibration": calibration.to_dict(),
+        "predictor_vs_pass_1": result.per_pass[0].to_dict(), "predictor_vs_pass_2": result.per_pass[1].to_dict(),
         "published_only": agreement(frame.loc[published, "predicted_ms"], meas[published.to_numpy()]).to_dict()
         if published.any() else None,
         "provenance": provenance(device=table.spec.device, device_name=table.spec.device_name),
