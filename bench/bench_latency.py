@@ -89,8 +89,8 @@ def main(argv: list[str] | None = None) -> int:
           f"clock={args.clock}, estimator={protocol.estimator}")
     print(f"LUT: {len(units)} keys, built in {measured_s:.0f} s of measurement ({build_s:.0f} s in this run), "
           f"{measured_s / len(units):.1f} s per key")
-    print(f"calibration: measured = {cal.a:.3f} * sum + {cal.b:.2f} ms on {cal.n_points} networks "
-          f"(fit rms {cal.rel_rmse * 100:.1f}%), {cal_s:.0f} s")
+    print(f"calibration ({cal.model}): measured = {cal.a:.3f} * sum + {cal.b:.2f} ms on {cal.n_points} networks "
+          f"(fit rms {cal.rel_rmse * 100:.1f}%, leave-one-out {cal.loo_rel_rmse * 100:.1f}%), {cal_s:.0f} s")
     print(f"validation ({val_s:.0f} s): {result.table_path}")
     print(f"{'':>22} {'n':>4} {'median|err|':>12} {'within±10%':>11} {'Spearman':>9} {'Kendall':>8}")
     for label, a in (("predictor (calibrated)", result.predictor), ("raw sum", result.raw_sum),

@@ -77,7 +77,7 @@ def test_tiny_run_writes_table_calibration_and_validation(capsys, tmp_path, tiny
     summary = json.loads((lut / f"{slug}.validation.json").read_text())
     assert set(summary["predictor"]) == {"n", "median_abs_pct", "within_10pct", "spearman", "kendall"}
     assert summary["predictor_vs_pass_1"]["n"] == summary["predictor_vs_pass_2"]["n"] == 1
-    for word in ("latency table:", "calibration:", "predictor", "repeatability", "validation:"):
+    for word in ("latency table:", "calibration (", "predictor", "repeatability", "validation:"):
         assert word in out
     # a second run measures nothing new and reuses the saved end-to-end figures
     e2e = pd.read_csv(lut / f"{slug}.e2e.csv")

@@ -65,9 +65,10 @@ def test_point_outside_the_table_is_refused(tmp_path):
 
 def test_calibration_recovers_a_line_and_is_saved(tmp_path):
     raw = np.array([10.0, 20.0, 35.0, 50.0, 80.0])
-    cal = fit_calibration(raw, 1.3 * raw + 4.0, codes=list("abcde"))
+    cal = fit_calibration(raw, 1.3 * raw + 4.0, codes=list("abcde"), model="line")
     assert cal.a == pytest.approx(1.3) and cal.b == pytest.approx(4.0) and cal.rel_rmse < 1e-9
     assert fit_calibration([10.0], [12.0]).a == pytest.approx(1.2)
+    assert fit_calibration(raw, 1.3 * raw + 4.0, model="line").b == pytest.approx(4.0)
     assert fit_calibration([], []).apply(7.0) == 7.0
     table = _synthetic_table(tmp_path, get_space("mobile"))
     table.frame().to_csv(table.path, index=False)
@@ -107,3 +108,17 @@ def test_prediction_from_a_path_follows_refits(tmp_path):
     later = time.time() + 5  # the cache is keyed on mtimes: make sure this one differs
     os.utime(table.path.with_suffix(".calibration.json"), (later, later))
     assert predict_latency(arch, str(table.path)) == pytest.approx(2 * raw)
+
+
+def test_calibration_model_is_chosen_out_of_sample():
+    rng = np.random.default_rng(0)
+    raw = np.array([50.0, 80.0, 120.0, 200.0, 260.0, 300.0])
+    noise = 1 + rng.normal(0, 0.01, raw.size)
+    assert fit_calibration(raw, raw * noise).model == "identity"  # nothing to correct
+    assert fit_calibration(raw, 1.3 * raw * noise).model == "scale"
+    line = fit_calibration(raw, (1.1 * raw + 25) * noise)
+    assert line.model == "line" and line.loo_rel_rmse < 0.03
+    assert fit_calibration(raw, raw, model="line").model == "line"
+    restored = Calibration.from_dict(line.to_dict())
+    assert restored == line
+    assert Calibration.from_dict({"a": 2.0, "b": 1.0, "n_points": 3, "rel_rmse": 0.1, "codes": []}).model == "identity"

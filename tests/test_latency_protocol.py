@@ -144,4 +144,7 @@ def test_steady_allocator_removes_page_faults_from_repeated_runs():
         for _ in range(5):
             x + 1  # with the default allocator: a fresh mmap and ~10,000 page faults per run
         faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
-    assert faults < 200
+    pages = x.numel() * 4 // 4096
+    # Default glibc: a fresh mmap per run, 5 x ~10,250 faults. Steady: the block is reused
+    # (a single re-fault can happen when another arena served it first in a long test session).
+    assert faults < 2 * pages

@@ -86,8 +86,8 @@ def run(args: argparse.Namespace) -> int:
           f"{result.n_new} measured now) + {table.path.with_suffix('.json')}")
     if result.calibration is not None:
         c = result.calibration
-        print(f"calibration: measured = {c.a:.4f} * sum + {c.b:.3f} ms on {c.n_points} networks "
-              f"(fit rms {c.rel_rmse * 100:.1f}%) -> {table.path.with_suffix('.calibration.json')}")
+        print(f"calibration ({c.model}): measured = {c.a:.4f} * sum + {c.b:.3f} ms on {c.n_points} networks "
+              f"(fit rms {c.rel_rmse * 100:.1f}%, leave-one-out {c.loo_rel_rmse * 100:.1f}%) -> {table.path.with_suffix('.calibration.json')}")
     v = result.validation
     if v is not None:
         for label, a in (("predictor", v.predictor), ("raw sum", v.raw_sum), ("vs pass 1", v.per_pass[0]),

@@ -10,7 +10,8 @@ allocation), so the calibration is the line
     measured = a * sum + b
 
 fitted on a handful of end-to-end measurements, by least squares on *relative* residuals
-(every point counts the same whatever its size). The interpolations, adds and concatenation
+(every point counts the same whatever its size). Leave-one-out decides whether the line,
+a scale alone, or no correction generalises best (see `fit_calibration`). The interpolations, adds and concatenation
 of the head are inside the `head` unit, so no separate term is needed for them.
 """
 
@@ -29,6 +30,9 @@ from space.errors import InvalidInput
 from space.io import atomic_write_json, read_json
 
 
+MODELS = ("identity", "scale", "line")
+
+
 @dataclass(frozen=True)
 class Calibration:
     a: float = 1.0
@@ -36,6 +40,8 @@ class Calibration:
     n_points: int = 0
     rel_rmse: float = float("nan")  # of the fit on its own points
     codes: tuple[str, ...] = ()
+    model: str = "identity"  # which of MODELS leave-one-out chose
+    loo_rel_rmse: float = float("nan")  # its leave-one-out error: what to expect on new points
 
     def apply(self, raw_ms: float) -> float:
         return self.a * raw_ms + self.b
@@ -45,22 +51,66 @@ class Calibration:
         d["codes"] = list(self.codes)
         return d
 
+    @classmethod
+    def from_dict(cls, d: dict) -> "Calibration":
+        d = dict(d)
+        d["codes"] = tuple(d.get("codes", ()))
+        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
 
-def fit_calibration(raw_ms: Sequence[float], measured_ms: Sequence[float], *, codes: Sequence[str] = ()) -> Calibration:
-    """Least squares of (a*raw + b - m)/m. With one point only the scale is fitted."""
+
+def _fit(model: str, raw, meas) -> tuple[float, float]:
+    """Least squares of the relative residual (a*raw + b - m)/m for one model."""
+    import numpy as np
+
+    if model == "identity" or len(raw) == 0:
+        return 1.0, 0.0
+    if model == "scale" or len(raw) == 1:
+        r = raw / meas
+        return float(np.dot(r, np.ones_like(r)) / np.dot(r, r)), 0.0
+    design = np.stack([raw / meas, 1.0 / meas], axis=1)
+    (a, b), *_ = np.linalg.lstsq(design, np.ones_like(meas), rcond=None)
+    return float(a), float(b)
+
+
+def _rel_rmse(a: float, b: float, raw, meas) -> float:
+    import numpy as np
+
+    return float(np.sqrt(np.mean(((a * raw + b - meas) / meas) ** 2))) if len(raw) else float("nan")
+
+
+def fit_calibration(raw_ms: Sequence[float], measured_ms: Sequence[float], *, codes: Sequence[str] = (),
+                    model: str = "auto") -> Calibration:
+    """Fit measured ~ a*raw + b; `auto` picks identity, scale or line by leave-one-out error.
+
+    With a handful of points a two-parameter line can fit them well and still extrapolate
+    badly (an offset fitted on large networks over-predicts small ones), so each model is
+    judged on the points it did not see; the simpler one wins ties within 0.5%.
+    """
     import numpy as np
 
     raw, meas = np.asarray(raw_ms, float), np.asarray(measured_ms, float)
-    if len(raw) == 0:
-        return Calibration()
-    if len(raw) == 1:
-        a, b = float(meas[0] / raw[0]), 0.0
-    else:
-        design = np.stack([raw / meas, 1.0 / meas], axis=1)
-        (a, b), *_ = np.linalg.lstsq(design, np.ones_like(meas), rcond=None)
-        a, b = float(a), float(b)
-    resid = (a * raw + b - meas) / meas
-    return Calibration(a=a, b=b, n_points=len(raw), rel_rmse=float(np.sqrt(np.mean(resid ** 2))), codes=tuple(codes))
+    if model not in MODELS + ("auto",):
+        raise ValueError(f"unknown calibration model {model!r}")
+    candidates = MODELS if model == "auto" else (model,)
+    n = len(raw)
+    scores = {}
+    for m in candidates:
+        if n < 3:  # too few points to judge out of sample: in-sample error
+            scores[m] = _rel_rmse(*_fit(m, raw, meas), raw, meas) if n else 0.0
+            continue
+        errs = []
+        for i in range(n):
+            keep = np.arange(n) != i
+            a, b = _fit(m, raw[keep], meas[keep])
+            errs.append((a * raw[i] + b - meas[i]) / meas[i])
+        scores[m] = float(np.sqrt(np.mean(np.square(errs))))
+    best = min(scores.values())
+    chosen = next(m for m in candidates if scores[m] <= best + 0.005)
+    if model == "auto" and n < 3:
+        chosen = "scale" if n else "identity"
+    a, b = _fit(chosen, raw, meas)
+    return Calibration(a=a, b=b, n_points=n, rel_rmse=_rel_rmse(a, b, raw, meas), codes=tuple(codes),
+                       model=chosen, loo_rel_rmse=scores.get(chosen, float("nan")) if n >= 3 else float("nan"))
 
 
 def calibration_path(table: LatencyTable) -> Path:
@@ -78,8 +128,7 @@ def load_calibration(table: LatencyTable) -> Calibration | None:
     data = read_json(path, what="latency calibration")
     if data.get("spec") != table.spec.to_dict():
         raise InvalidInput(f"calibration {str(path)!r} belongs to another table; delete it and re-run measure-latency")
-    c = data["calibration"]
-    return Calibration(a=c["a"], b=c["b"], n_points=c["n_points"], rel_rmse=c["rel_rmse"], codes=tuple(c["codes"]))
+    return Calibration.from_dict(data["calibration"])
 
 
 def _as_table(lut: "LatencyTable | str | Path") -> LatencyTable:
