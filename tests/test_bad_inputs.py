@@ -52,6 +52,13 @@ def setup_truncated_lut(tmp_path):
     return [csv]
 
 
+def setup_lut_cut_mid_row(tmp_path):
+    csv = _lut(tmp_path / "w")
+    text = csv.read_text()
+    csv.write_text(text[: text.index("\n") + 15])  # header + the start of the first row
+    return [csv]
+
+
 def setup_corrupt_evaluated(tmp_path):
     path = tmp_path / "w" / "evaluated.csv"
     path.parent.mkdir(parents=True)
@@ -97,6 +104,8 @@ ROWS = [
     ("truncated teacher file", ["distill", "--space", "mobile", "--workdir", "{tmp}/w"], setup_truncated_teacher, "corrupt"),
     ("truncated latency table", ["measure-latency", "--device", "cpu", "--input-size", "64x128", "--threads", "1",
                                  "--workdir", "{tmp}/w"], setup_truncated_lut, "latency table"),
+    ("latency table cut mid-row", ["measure-latency", "--device", "cpu", "--input-size", "64x128", "--threads", "1",
+                                   "--workdir", "{tmp}/w"], setup_lut_cut_mid_row, "truncated or corrupt (line 2"),
     ("corrupt evaluated table", ["evaluate", TINY_CODE, "--workdir", "{tmp}/w"], setup_corrupt_evaluated, "corrupt"),
     ("corrupt accuracy predictor", ["search", "--target", "latency<25ms", "--lut", "cpu-fp32-eager-b1-64x128-t1",
                                     "--workdir", "{tmp}/w"], setup_corrupt_predictor, "corrupt or truncated"),

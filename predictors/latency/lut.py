@@ -111,6 +111,13 @@ def load_table(csv_path: str | Path) -> LatencyTable:
         lacking = [c for c in COLUMNS if c not in frame.columns]
         if lacking:
             raise InvalidInput(f"latency table {str(csv_path)!r} lacks columns {lacking}; expected {list(COLUMNS)}")
+        # Our writes are atomic, so a row without a key or estimate means the file was damaged
+        # (cut by a copy, edited): refuse it rather than treat the remains as measurements.
+        broken = frame.index[frame["key"].isna() | frame["estimate_ms"].isna()]
+        if len(broken) or frame["key"].duplicated().any():
+            where = f"line {broken[0] + 2} has no key or estimate" if len(broken) else "a key appears twice"
+            raise InvalidInput(f"latency table {str(csv_path)!r} is truncated or corrupt ({where}); "
+                               "expected one complete row per key: delete it and re-run measure-latency")
         rows = {r["key"]: r for r in frame[list(COLUMNS)].to_dict("records")}
     return LatencyTable(spec=spec, rows=rows, meta=meta, path=csv_path)
 
