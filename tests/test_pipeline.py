@@ -70,7 +70,6 @@ def test_run_micro_end_to_end_then_skips_everything(tmp_path, space_file):
     assert (workdir / "evaluated.csv").read_text() == evaluated_before  # nothing finished was redone
 
 
-@pytest.mark.slow
 def test_run_survives_sigkill_at_every_step(tmp_path, space_file):
     workdir = tmp_path / "run"
     # kill shortly after each of these steps starts, then re-run; the last run finishes

@@ -132,7 +132,6 @@ def _run_workers(args_per_worker, timeout=240):
     return outs
 
 
-@pytest.mark.slow  # separate processes: ~10 s of imports each on a loaded 2-core machine
 def test_two_processes_share_one_journal_study(tmp_path):
     space = write_tiny_space(tmp_path / "tiny.yaml")
     work = tmp_path / "w"
@@ -142,7 +141,6 @@ def test_two_processes_share_one_journal_study(tmp_path):
     _check_shared_study(work / "search" / "studies.journal", "shared", outs, budget=40, workers=2)
 
 
-@pytest.mark.slow  # separate processes: ~10 s of imports each on a loaded 2-core machine
 def test_killed_search_resumes_without_losing_trials(tmp_path):
     from ffnet_nas.search.storage import open_storage
 
@@ -215,7 +213,6 @@ def postgres_url():
         shutil.rmtree(root, ignore_errors=True)
 
 
-@pytest.mark.slow  # separate processes: ~10 s of imports each on a loaded 2-core machine
 def test_two_processes_share_one_postgresql_study(tmp_path, postgres_url):
     space = write_tiny_space(tmp_path / "tiny.yaml")
     common = ["search", "--space", space, "--trials", "24", "--study", "pg", "--storage", postgres_url,
