@@ -28,7 +28,8 @@ def test_features_use_each_positions_nsr_and_params():
     assert f.shape == (len(FEATURES),)
     blocks = points[0].blocks()
     assert f[0] == pytest.approx(math.log10(nsr[(blocks[0].position, blocks[0].choice)]))
-    assert 6 < f[-1] < 8  # log10 params of a mobile FFNet: 10M-100M
+    assert 6 < f[-2] < 8  # log10 params of a mobile FFNet: 10M-100M
+    assert f[-1] == math.log2(points[0].output_stride)
 
 
 def test_missing_or_failed_blocks_are_named():
