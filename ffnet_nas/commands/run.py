@@ -16,7 +16,7 @@ def register(sub) -> None:
                    help='e.g. "latency<25ms" (default: the median predicted latency of the space\'s published '
                         "variants on this device)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads for latency measurement")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads for every step (default: torch's)")
     p.add_argument("--budget", default="quick", help="micro (seconds, for tests), quick (minutes), full")
     p.add_argument("--format", default="html", help="report formats: html,png,svg (default html)")
     p.add_argument("--no-progress", action="store_true")
