@@ -169,7 +169,12 @@ def test_killed_search_resumes_without_losing_trials(tmp_path):
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     assert [t.number for t in complete[: len(before)]] == [t.number for t in before]  # finished work kept
     assert len(complete) == len(before) + 5 and _ran(out) == 5
-    assert not [t for t in trials if t.state == TrialState.RUNNING]  # the killed worker's trial was failed
+    # The killed worker's claimed trial is failed. A kill between Optuna creating a trial and the
+    # worker claiming it (a few ms) leaves an unclaimed stub with no params: it is failed once it
+    # is older than the grace period (a live worker could be claiming it right now), never blocks,
+    # and holds no work.
+    running = [t for t in trials if t.state == TrialState.RUNNING]
+    assert all("worker" not in t.user_attrs and not t.params for t in running), running
 
 
 def _free_port() -> int:

@@ -88,7 +88,8 @@ def test_cli_runs_on_the_real_predictor_files(tmp_path, capsys):
     atomic_write_csv(csv, pd.DataFrame(rows, columns=list(COLUMNS)))
     atomic_write_json(csv.with_suffix(".json"), {"spec": spec.to_dict()})
     blocks = {(b.position, b.choice) for a in space for b in a.blocks()}
-    AccuracyPredictor(feature_names=FEATURES, mean=(0.0,) * 6, scale=(1.0,) * 6, coef=(-1, -1, -1, -1, -1, 2),
+    n = len(FEATURES)
+    AccuracyPredictor(feature_names=FEATURES, mean=(0.0,) * n, scale=(1.0,) * n, coef=(-1,) * (n - 2) + (2, -1),
                       intercept=50.0, alpha=1.0, validation=Validation(4, 0.5, 0.5, 1.0, (0.0,) * 4), codes=(),
                       block_nsr=tuple((p, c, 0.1) for p, c in sorted(blocks))).save(tmp_path / "predictor" / PREDICTOR_FILE)
     code = cli.main(["search", "--space", write_tiny_space(tmp_path / "tiny.yaml"), "--target", "latency<60ms",
