@@ -22,7 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ffnet_nas.evaluate import FinetuneSettings, evaluate_points, select_points  # noqa: E402
 from ffnet_nas.workspace import Workspace  # noqa: E402
-from predictors.accuracy import missing_blocks, nsr_table  # noqa: E402
+from ffnet_nas.fit_predictor import library_nsr  # noqa: E402
+from predictors.accuracy import missing_blocks  # noqa: E402
 from space.catalogue import variants  # noqa: E402
 from space.searchspace import get_space  # noqa: E402
 
@@ -54,7 +55,7 @@ def main() -> int:
     if not (ws.teacher_path.exists() and (ws.library_dir / "blocks.csv").exists()):
         print(f"{workdir} has no teacher or block library: run 'ffnet-nas run --budget quick --workdir {workdir}' first")
         return 2
-    nsr = nsr_table(pd.read_csv(ws.library_dir / "blocks.csv").to_dict("records"))
+    nsr = library_nsr(ws)
     space = get_space(args.space)
     points = [a for a in select_points(space, 4 * args.points, seed=1, published=[v.arch for v in variants()])
               if not missing_blocks(a, nsr)][: args.points]

@@ -82,24 +82,54 @@ def point_dir(workspace: Workspace, arch: Arch, init: str) -> Path:
 
 def _latency_table(workspace: Workspace):
     """The workdir's newest latency table, or None (then latency columns stay empty)."""
+    from ffnet_nas.search.predictors import lut_candidates
     from predictors.latency import load_table
 
-    tables = sorted(workspace.lut_dir.glob("*.csv"), key=lambda p: p.stat().st_mtime) if workspace.lut_dir.exists() else []
-    tables = [p for p in tables if not p.name.endswith(".e2e.csv") and not p.name.endswith(".validation.csv")]
+    tables = sorted(lut_candidates(workspace.lut_dir), key=lambda p: p.stat().st_mtime)
     return load_table(tables[-1]) if tables else None
 
 
-def _predicted_miou(workspace: Workspace, arch: Arch) -> float | None:
+def _accuracy_predictor(workspace: Workspace):
     from predictors.accuracy import PREDICTOR_FILE, AccuracyPredictor
 
     path = workspace.predictor_dir / PREDICTOR_FILE
-    if not path.exists():
-        return None
-    predictor = AccuracyPredictor.load(path)
-    try:
-        return predictor.predict(arch, predictor.nsr)
-    except InvalidInput:
-        return None  # a block of this point is not in the library: no prediction, not an error here
+    return AccuracyPredictor.load(path) if path.exists() else None
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What every point of one `evaluate_points` call shares, loaded once: the teacher (read
+    from its file once, metadata included), the data splits, the latency table, the predictor."""
+
+    teacher: object
+    data: str
+    input_hw: tuple[int, int]
+    num_classes: int
+    train_ds: object
+    val_ds: object
+    table: object | None
+    predictor: object | None
+
+    @classmethod
+    def load(cls, workspace: Workspace) -> "Resources":
+        from distill.teacher import load_teacher
+        from ffnet_nas.data import make_dataset
+
+        teacher = load_teacher(workspace.teacher_path)
+        meta = teacher.teacher_info
+        data, input_hw = meta.get("data", "synthetic"), tuple(meta.get("input_hw") or (128, 256))
+        return cls(teacher=teacher, data=data, input_hw=input_hw, num_classes=int(meta["num_classes"]),
+                   train_ds=make_dataset(data, "train", size_hw=input_hw, augment=True, cache_dir=workspace.data_dir),
+                   val_ds=make_dataset(data, "val", size_hw=input_hw, cache_dir=workspace.data_dir),
+                   table=_latency_table(workspace), predictor=_accuracy_predictor(workspace))
+
+    def predicted_miou(self, arch: Arch) -> float | None:
+        if self.predictor is None:
+            return None
+        try:
+            return self.predictor.predict(arch, self.predictor.nsr)
+        except InvalidInput:
+            return None  # a block of this point is not in the library: no prediction, not an error here
 
 
 def _latency(arch: Arch, table) -> tuple[float, float]:
@@ -119,11 +149,12 @@ def _latency(arch: Arch, table) -> tuple[float, float]:
 
 
 def evaluate_point(arch: "Arch | str", *, workspace: Workspace, settings: FinetuneSettings, init: str = "distilled",
-                   device: str = "cpu", progress: bool = True) -> dict:
-    """Fine-tune and measure one point; returns its row (does not write the table)."""
+                   device: str = "cpu", progress: bool = True, resources: Resources | None = None) -> dict:
+    """Fine-tune and measure one point; returns its row (does not write the table).
+
+    `resources` (from `Resources.load(workspace)`) lets a caller evaluating several points load
+    the teacher, data, table and predictor once; without it they are loaded here."""
     from distill.assemble import assemble
-    from distill.teacher import load_teacher, read_teacher_file
-    from ffnet_nas.data import make_dataset
     from ffnet_nas.training import TrainConfig, evaluate, train
     from space.builder import build_model
     from space.checkpoint import save_checkpoint
@@ -131,34 +162,29 @@ def evaluate_point(arch: "Arch | str", *, workspace: Workspace, settings: Finetu
     if init not in INITS:
         raise InvalidInput(f"init={init!r}: expected one of {', '.join(INITS)}")
     arch = resolve(arch)
-    meta = read_teacher_file(workspace.teacher_path)
-    teacher = load_teacher(workspace.teacher_path)
-    data, input_hw = meta.get("data", "synthetic"), tuple(meta.get("input_hw") or (128, 256))
-    model = assemble(arch, workspace.library_dir) if init == "distilled" else build_model(arch, num_classes=int(meta["num_classes"]))
-    cache = workspace.data_dir
-    train_ds = make_dataset(data, "train", size_hw=input_hw, augment=True, cache_dir=cache)
-    val_ds = make_dataset(data, "val", size_hw=input_hw, cache_dir=cache)
+    r = resources or Resources.load(workspace)
+    model = assemble(arch, workspace.library_dir) if init == "distilled" else build_model(arch, num_classes=r.num_classes)
     config = TrainConfig(steps=settings.steps, batch_size=settings.batch_size, lr=settings.lr, kd_weight=settings.kd_weight,
                          kd_temperature=settings.kd_temperature, checkpoint_every=settings.checkpoint_every, seed=settings.seed)
     folder = point_dir(workspace, arch, init)
     t0 = time.perf_counter()
-    train(model, train_ds, config=config, checkpoint_path=folder / "finetune_state.pt", teacher=teacher, device=device,
-          progress=progress, desc=f"fine-tune {arch.stable_hash} ({init})", fingerprint={"init": init, "data": data})
-    score = evaluate(model.eval(), val_ds, device=device, limit=settings.val_images, progress=progress)
+    train(model, r.train_ds, config=config, checkpoint_path=folder / "finetune_state.pt", teacher=r.teacher,
+          device=device, progress=progress, desc=f"fine-tune {arch.stable_hash} ({init})",
+          fingerprint={"init": init, "data": r.data})
+    score = evaluate(model.eval(), r.val_ds, device=device, limit=settings.val_images, progress=progress)
     seconds = time.perf_counter() - t0
-    checkpoint = save_checkpoint(folder / "model.pt", model.cpu(), data=data, init=init, steps=settings.steps)
+    checkpoint = save_checkpoint(folder / "model.pt", model.cpu(), data=r.data, init=init, steps=settings.steps)
 
-    table = _latency_table(workspace)
     predicted_ms = measured_ms = None
-    if table is not None:
-        predicted_ms, measured_ms = _latency(arch, table)
-    cx = complexity(arch, input_hw, num_classes=int(meta["num_classes"]))
+    if r.table is not None:
+        predicted_ms, measured_ms = _latency(arch, r.table)
+    cx = complexity(arch, r.input_hw, num_classes=r.num_classes)
     return {
         "code": arch.code, "name": name_of(arch), "init": init, "params": cx.params, "macs": cx.macs,
-        "input_hw": f"{input_hw[0]}x{input_hw[1]}",
+        "input_hw": f"{r.input_hw[0]}x{r.input_hw[1]}",
         "predicted_latency_ms": predicted_ms, "measured_latency_ms": measured_ms,
-        "latency_table": table.path.name if table is not None else None,
-        "predicted_miou": _predicted_miou(workspace, arch), "measured_miou": 100 * score.miou,
+        "latency_table": r.table.path.name if r.table is not None else None,
+        "predicted_miou": r.predicted_miou(arch), "measured_miou": 100 * score.miou,
         "steps": settings.steps, "seconds": round(seconds, 2), "checkpoint": str(checkpoint),
     }
 
@@ -169,12 +195,15 @@ def evaluate_points(archs: Iterable["Arch | str"], *, workspace: Workspace, sett
     archs = [resolve(a) for a in archs]
     done = read_evaluated(workspace.evaluated_path)
     finished = set(zip(done["code"], done["init"])) if len(done) else set()
+    resources = None
     for arch in archs:
         if (arch.code, init) in finished and not redo:
             if progress:
                 print(f"{arch.code} ({init}): already evaluated, skipped (--redo to repeat)")
             continue
-        row = evaluate_point(arch, workspace=workspace, settings=settings, init=init, device=device, progress=progress)
+        resources = resources or Resources.load(workspace)  # loaded on the first point that needs work
+        row = evaluate_point(arch, workspace=workspace, settings=settings, init=init, device=device, progress=progress,
+                             resources=resources)
         _upsert(workspace.evaluated_path, row)
         if progress:
             print(f"{arch.code} ({init}): mIoU {row['measured_miou']:.2f}"

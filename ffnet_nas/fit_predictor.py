@@ -44,9 +44,10 @@ def fit_from_table(workspace: Workspace, *, num_classes: int = 19) -> AccuracyPr
     predictor = fit_accuracy_predictor(x, y, codes=[a.code for a, _ in usable], nsr=nsr,
                                        meta={"library": str(workspace.library_dir), "n_evaluated": len(usable)})
     path = workspace.predictor_dir / PREDICTOR_FILE
-    if path.exists() and AccuracyPredictor.load(path) == predictor:
+    stored = AccuracyPredictor.load(path) if path.exists() else None
+    if stored == predictor:
         # same data, same fit: keep the file (and its digest, which identifies the search study)
-        return AccuracyPredictor.load(path)
+        return stored
     predictor.save(path)
     atomic_write_csv(workspace.predictor_dir / "loo.csv", pd.DataFrame({
         "code": [a.code for a, _ in usable], "measured_miou": y,
