@@ -15,6 +15,7 @@ finished, and a finished point is skipped unless `redo=True`.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -89,10 +90,10 @@ def _latency_table(workspace: Workspace):
     return load_table(tables[-1]) if tables else None
 
 
-def _accuracy_predictor(workspace: Workspace):
+def _accuracy_predictor(predictor_dir: Path):
     from predictors.accuracy import PREDICTOR_FILE, AccuracyPredictor
 
-    path = workspace.predictor_dir / PREDICTOR_FILE
+    path = Path(predictor_dir) / PREDICTOR_FILE
     return AccuracyPredictor.load(path) if path.exists() else None
 
 
@@ -111,7 +112,7 @@ class Resources:
     predictor: object | None
 
     @classmethod
-    def load(cls, workspace: Workspace) -> "Resources":
+    def load(cls, workspace: Workspace, *, predictor_dir: Path | None = None) -> "Resources":
         from distill.teacher import load_teacher
         from ffnet_nas.data import make_dataset
 
@@ -121,7 +122,8 @@ class Resources:
         return cls(teacher=teacher, data=data, input_hw=input_hw, num_classes=int(meta["num_classes"]),
                    train_ds=make_dataset(data, "train", size_hw=input_hw, augment=True, cache_dir=workspace.data_dir),
                    val_ds=make_dataset(data, "val", size_hw=input_hw, cache_dir=workspace.data_dir),
-                   table=_latency_table(workspace), predictor=_accuracy_predictor(workspace))
+                   table=_latency_table(workspace),
+                   predictor=_accuracy_predictor(predictor_dir or workspace.predictor_dir))
 
     def predicted_miou(self, arch: Arch) -> float | None:
         if self.predictor is None:
@@ -190,8 +192,12 @@ def evaluate_point(arch: "Arch | str", *, workspace: Workspace, settings: Finetu
 
 
 def evaluate_points(archs: Iterable["Arch | str"], *, workspace: Workspace, settings: FinetuneSettings,
-                    init: str = "distilled", redo: bool = False, device: str = "cpu", progress: bool = True) -> pd.DataFrame:
-    """Evaluate each point not yet in the table (or all with `redo`); each row lands when its point is done."""
+                    init: str = "distilled", redo: bool = False, device: str = "cpu", progress: bool = True,
+                    predictor_dir: Path | None = None) -> pd.DataFrame:
+    """Evaluate each point not yet in the table (or all with `redo`); each row lands when its point is done.
+
+    `predicted_miou` comes from the predictor in `predictor_dir` (default: the workdir's), the one
+    that picked the points."""
     archs = [resolve(a) for a in archs]
     done = read_evaluated(workspace.evaluated_path)
     finished = set(zip(done["code"], done["init"])) if len(done) else set()
@@ -201,7 +207,7 @@ def evaluate_points(archs: Iterable["Arch | str"], *, workspace: Workspace, sett
             if progress:
                 print(f"{arch.code} ({init}): already evaluated, skipped (--redo to repeat)")
             continue
-        resources = resources or Resources.load(workspace)  # loaded on the first point that needs work
+        resources = resources or Resources.load(workspace, predictor_dir=predictor_dir)  # loaded on the first point that needs work
         row = evaluate_point(arch, workspace=workspace, settings=settings, init=init, device=device, progress=progress,
                              resources=resources)
         _upsert(workspace.evaluated_path, row)
@@ -214,25 +220,41 @@ def evaluate_points(archs: Iterable["Arch | str"], *, workspace: Workspace, sett
     return frame[frame["code"].isin(codes) & (frame["init"] == init)]
 
 
+def structure_class(arch: Arch) -> tuple[int, int, bool]:
+    """(stages, first-stage stride, pre_down): the choices that set the output stride, the largest
+    single effect on mIoU (see predictors/accuracy.py); a design must see every class."""
+    return arch.num_stages, arch.first_stride if arch.num_stages == 4 else 2, arch.pre_down
+
+
 def select_points(space, n: int, *, seed: int = 0, published: Sequence[Arch] = ()) -> list[Arch]:
     """N points that spread over the space: up to half of them published variants, the rest from
-    a random pool, each picked greedily to maximise its smallest Hamming distance (in the
-    fixed-length encoding) to the points already picked — a space-filling design."""
+    a random pool. Each pick comes from the structure class (`structure_class`) with the fewest
+    points so far, and within it maximises the smallest Hamming distance (over the fields the
+    point uses) to the points already picked — a stratified space-filling design, so the
+    predictor's output-stride term is fitted on every class, not on whichever the pool favoured."""
     published = [a for a in dict.fromkeys(published) if a in space]
     encoded: dict[Arch, tuple] = {}
 
     def code(a: Arch) -> tuple:
         if a not in encoded:
-            encoded[a] = tuple(space.encode(a).values())
+            # the other stage count's slots hold placeholders: leave them out of the distance
+            encoded[a] = tuple((k, v) for k, v in space.encode(a).items()
+                               if not k[0].isdigit() or k.startswith(f"{a.num_stages}stage"))
         return encoded[a]
+
+    def distance(a: Arch, b: Arch) -> int:
+        x, y = dict(code(a)), dict(code(b))
+        return sum(x.get(k) != y.get(k) for k in x.keys() | y.keys())
 
     chosen: list[Arch] = []
 
     def pick(candidates: list[Arch], k: int) -> None:
         candidates = [a for a in candidates if a not in chosen]
         for _ in range(min(k, len(candidates))):
-            best = max(candidates, key=lambda a: min((sum(x != y for x, y in zip(code(a), code(c))) for c in chosen),
-                                                     default=0))
+            counts = Counter(structure_class(a) for a in chosen)
+            fewest = min(counts[structure_class(a)] for a in candidates)
+            pool = [a for a in candidates if counts[structure_class(a)] == fewest]
+            best = max(pool, key=lambda a: min((distance(a, c) for c in chosen), default=0))
             candidates.remove(best)
             chosen.append(best)
 

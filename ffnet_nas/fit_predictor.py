@@ -10,6 +10,8 @@ predicted mIoU per point, for the report).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
@@ -29,8 +31,9 @@ def library_nsr(workspace: Workspace) -> dict[tuple[str, str], float]:
     return nsr_table(pd.read_csv(table).to_dict("records"))
 
 
-def fit_from_table(workspace: Workspace, *, num_classes: int = 19) -> AccuracyPredictor:
-    """Refit on every usable evaluated row; saves the predictor and its LOO table."""
+def fit_from_table(workspace: Workspace, *, num_classes: int = 19, out_dir=None) -> AccuracyPredictor:
+    """Refit on every usable evaluated row; saves the predictor and its LOO table in `out_dir`
+    (default: the workdir's predictor folder)."""
     nsr = library_nsr(workspace)
     frame = read_evaluated(workspace.evaluated_path)
     frame = frame[frame["init"] == "distilled"] if len(frame) else frame
@@ -43,13 +46,14 @@ def fit_from_table(workspace: Workspace, *, num_classes: int = 19) -> AccuracyPr
     y = np.array([m for _, m in usable], dtype=float)
     predictor = fit_accuracy_predictor(x, y, codes=[a.code for a, _ in usable], nsr=nsr,
                                        meta={"library": str(workspace.library_dir), "n_evaluated": len(usable)})
-    path = workspace.predictor_dir / PREDICTOR_FILE
+    out_dir = Path(out_dir) if out_dir is not None else workspace.predictor_dir
+    path = out_dir / PREDICTOR_FILE
     stored = AccuracyPredictor.load(path) if path.exists() else None
     if stored == predictor:
         # same data, same fit: keep the file (and its digest, which identifies the search study)
         return stored
     predictor.save(path)
-    atomic_write_csv(workspace.predictor_dir / "loo.csv", pd.DataFrame({
+    atomic_write_csv(out_dir / "loo.csv", pd.DataFrame({
         "code": [a.code for a, _ in usable], "measured_miou": y,
         "loo_predicted_miou": predictor.validation.loo_predictions,
     }))

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from ffnet_nas.pipeline import challengers, default_target, get_budget, nearest_published
+from ffnet_nas.pipeline import default_target, get_budget, nearest_published
 from space import InvalidInput
 
 TINY = {"base": "mobile", "name": "tiny", "stems": ["B"], "up_heads": ["B"], "seg_heads": ["B", "C"],
@@ -109,13 +109,6 @@ def test_default_target_and_reference_choice():
         default_target({})
     with pytest.raises(InvalidInput, match="did you mean: quick"):
         get_budget("quik")
-
-
-def test_challengers_are_the_most_accurate_clearly_faster_front_points():
-    front = pd.DataFrame({"code": ["a", "b", "c", "d"], "latency_ms": [5.0, 9.0, 9.6, 12.0], "miou": [30, 40, 45, 50]})
-    assert challengers(front, 10.0, k=2) == ["b", "a"]  # c is within the 5% margin, d is slower
-    assert challengers(front, 10.0, k=2, exclude=["b"]) == ["a"]
-    assert challengers(front, 4.0, k=2) == []
 
 
 def test_run_rejects_bad_input_before_any_work(tmp_path, space_file, capsys):
