@@ -71,6 +71,8 @@ class RunSummary:
     best: dict | None = None  # the best evaluated search point
     reference_row: dict | None = None
     beats_reference: bool | None = None
+    # the best point is also more accurate than the reference on validation images no choice was made on
+    held_out_confirms: bool | None = None
     rounds: list = field(default_factory=list)  # refine rounds run after the first evaluation
     seconds: dict = field(default_factory=dict)
     files: dict = field(default_factory=dict)
@@ -127,7 +129,7 @@ def run_pipeline(*, workspace: Workspace, space: "str | object" = "mobile", budg
     from distill.run import distill_space
     from distill.train import TrainConfig as BlockConfig
     from ffnet_nas.data import make_dataset
-    from ffnet_nas.evaluate import FinetuneSettings, evaluate_points, read_evaluated
+    from ffnet_nas.evaluate import FinetuneSettings, evaluate_points, held_out_miou
     from ffnet_nas.fit_predictor import fit_predictor
     from ffnet_nas.search.api import default_study_name, run_search, write_outputs
     from ffnet_nas.search.predictors import load as load_predictors
@@ -254,6 +256,14 @@ def run_pipeline(*, workspace: Workspace, space: "str | object" = "mobile", budg
         else:
             summary.beats_reference = None
         summary.best = _plain(best)
+        if summary.best and summary.reference_row:
+            # the verdict was picked on the scoring images; say whether it holds on the rest
+            held = held_out_miou([summary.best["code"], summary.reference_row["code"]], workspace=ws,
+                                 settings=settings, device=device)
+            for row in (summary.best, summary.reference_row):
+                row["held_out_miou"] = held.get(row["code"])
+            if len(held) == 2:
+                summary.held_out_confirms = held[summary.best["code"]] > held[summary.reference_row["code"]]
         summary.files["evaluated"] = str(ws.evaluated_path)
 
     with _step(summary, "report", 7, log):
@@ -291,6 +301,15 @@ def describe(summary: RunSummary) -> list[str]:
                      f"{_ms(r.get('measured_latency_ms'))}")
         verdict = "yes" if summary.beats_reference else "no"
         lines.append(f"beats it (higher measured mIoU at lower measured latency, same device and data): {verdict}")
+        if summary.held_out_confirms is not None and summary.best:
+            held = "holds" if summary.held_out_confirms else "does NOT hold"
+            lines.append(f"on the held-out validation images (not used to pick it): mIoU "
+                         f"{summary.best['held_out_miou']:.2f} vs {r['held_out_miou']:.2f}; the accuracy gain {held}")
+    if summary.rounds:
+        n = sum(len(r["points"]) for r in summary.rounds)
+        last = summary.rounds[-1]
+        lines.append(f"refine rounds: {len(summary.rounds)}, {n} more point(s) evaluated; last predictor fitted on "
+                     f"{last['fitted_on']} points (LOO Kendall tau {last['kendall_tau']:.2f})")
     lines.append("time per step (s): " + ", ".join(f"{k} {v}" for k, v in summary.seconds.items()))
     lines += [f"wrote {k}: {v}" for k, v in summary.files.items()]
     return lines

@@ -301,15 +301,17 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 @torch.inference_mode()
 def evaluate(model: nn.Module, dataset, *, batch_size: int = 8, device: str | torch.device = "cpu",
-             num_workers: int = 0, limit: int | None = None, progress: bool = True, desc: str = "eval") -> SegmentationScore:
+             num_workers: int = 0, limit: int | None = None, start: int = 0, progress: bool = True,
+             desc: str = "eval") -> SegmentationScore:
     """mIoU of `model` on `dataset` (eval mode; logits resized bilinearly to the label size,
-    as the Cityscapes evaluation does). `limit` evaluates the first N images only."""
+    as the Cityscapes evaluation does). `start` and `limit` evaluate images start..start+limit only."""
     from tqdm.auto import tqdm
 
     device = torch.device(device)
     was_training = model.training
     model.to(device).eval()
-    indices: Sequence[int] = range(len(dataset) if limit is None else min(limit, len(dataset)))
+    end = len(dataset) if limit is None else min(start + limit, len(dataset))
+    indices: Sequence[int] = range(min(start, end), end)
     subset = torch.utils.data.Subset(dataset, list(indices))
     loader = torch.utils.data.DataLoader(subset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
     meter = ConfusionMeter(num_classes=dataset.num_classes, ignore_index=getattr(dataset, "ignore_index", IGNORE_INDEX),

@@ -9,7 +9,7 @@ from distill.teacher import save_teacher
 from distill.train import TrainConfig as BlockConfig
 from ffnet_nas.cli import main
 from ffnet_nas.data import make_dataset
-from ffnet_nas.evaluate import FinetuneSettings, evaluate_points, read_evaluated, select_points
+from ffnet_nas.evaluate import FinetuneSettings, evaluate_points, point_dir, read_evaluated, select_points
 from ffnet_nas.fit_predictor import fit_from_table
 from ffnet_nas.workspace import Workspace
 from space import Arch, InvalidInput, build_model
@@ -43,6 +43,8 @@ def test_evaluate_writes_one_row_per_point_and_skips_finished(workdir, capsys):
     row = frame.iloc[0]
     assert 0 <= row["measured_miou"] <= 100 and row["steps"] == 2 and row["init"] == "distilled"
     assert row["params"] == sum(p.numel() for p in build_model(arch, num_classes=8).parameters())
+    folder = point_dir(workdir, arch, "distilled")
+    assert (folder / "model.pt").exists() and not (folder / "finetune_state.pt").exists()  # no resume state left
     mtime = workdir.evaluated_path.stat().st_mtime_ns
     evaluate_points([arch], workspace=workdir, settings=SETTINGS, progress=True)  # finished: skipped
     assert "already evaluated" in capsys.readouterr().out
@@ -91,3 +93,28 @@ def test_evaluate_cli_rejects_bad_points_before_training(workdir, capsys):
     err = capsys.readouterr().err
     assert "segmentation_ffnet40S_BBB_mobile" in err and err.count("\n") == 1
     assert main(["evaluate", "--workdir", str(workdir.root)]) == 2
+
+
+def test_held_out_miou_scores_only_the_images_the_scores_did_not_use(workdir):
+    import dataclasses
+
+    from ffnet_nas.evaluate import held_out_miou
+    from ffnet_nas.training import evaluate
+    from space.checkpoint import load_model
+
+    arch = from_dict(TINY).sample(0)
+    evaluate_points([arch], workspace=workdir, settings=SETTINGS, progress=False)
+    held = held_out_miou([arch.code, "stemB-never-evaluated"], workspace=workdir, settings=SETTINGS)
+    assert set(held) == {arch.code}
+    table = read_evaluated(workdir.evaluated_path)
+    row = table[(table["code"] == arch.code) & (table["init"] == "distilled")].iloc[0]
+    model = load_model(row["checkpoint"]).eval()
+    val = make_dataset("synthetic", "val", size_hw=HW, cache_dir=workdir.data_dir)
+    rest = torch.utils.data.Subset(val, range(SETTINGS.val_images, len(val)))
+    rest.num_classes, rest.ignore_index = val.num_classes, val.ignore_index
+    after = evaluate(model, rest, progress=False)
+    first = evaluate(model, val, limit=SETTINGS.val_images, progress=False)
+    assert held[arch.code] == pytest.approx(100 * after.miou)
+    assert first.miou == pytest.approx(row["measured_miou"] / 100)  # the scoring images are the first ones
+    everything = dataclasses.replace(SETTINGS, val_images=None)
+    assert held_out_miou([arch.code], workspace=workdir, settings=everything) == {}  # nothing held out

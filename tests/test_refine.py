@@ -117,6 +117,14 @@ def test_refine_rounds_refit_search_and_evaluate_then_resume_without_redoing(wor
     again = _refine(ws, space, reference)
     assert again == rounds and ws.evaluated_path.read_text() == text
 
+    # killed in round 2 before its point finished: the re-run evaluates that point, and only it
+    cut = after[after["code"] != new[1]]
+    cut.to_csv(ws.evaluated_path, index=False)
+    assert _refine(ws, space, reference) == rounds
+    resumed = read_evaluated(ws.evaluated_path)
+    assert sorted(resumed["code"]) == sorted(after["code"]) and not resumed.duplicated(["code", "init"]).any()
+    assert resumed.set_index("code").loc[new[0], "seconds"] == after.set_index("code").loc[new[0], "seconds"]
+
 
 def test_refine_stops_when_the_reference_is_already_beaten(workdir):
     ws, space = workdir
