@@ -244,7 +244,8 @@ def run_pipeline(*, workspace: Workspace, space: "str | object" = "mobile", budg
         evaluate_points(points, workspace=ws, settings=settings, device=device, progress=progress)
         if ref_arch is not None and budget.rounds:
             rounds = refine(workspace=ws, space=space, targets=targets, reference=ref_arch,
-                            reference_ms=published_ms[summary.reference], settings=settings, rounds=budget.rounds,
+                            reference_ms=published_ms[summary.reference], candidates=top, settings=settings,
+                            rounds=budget.rounds,
                             points=budget.round_points, trials=budget.trials, num_classes=num_classes,
                             lut=built.table.path.stem, device=device, progress=progress, log=log)
             summary.rounds = [asdict(r) for r in rounds]
@@ -302,9 +303,9 @@ def describe(summary: RunSummary) -> list[str]:
         verdict = "yes" if summary.beats_reference else "no"
         lines.append(f"beats it (higher measured mIoU at lower measured latency, same device and data): {verdict}")
         if summary.held_out_confirms is not None and summary.best:
-            held = "holds" if summary.held_out_confirms else "does NOT hold"
+            held = "more" if summary.held_out_confirms else "NOT more"
             lines.append(f"on the held-out validation images (not used to pick it): mIoU "
-                         f"{summary.best['held_out_miou']:.2f} vs {r['held_out_miou']:.2f}; the accuracy gain {held}")
+                         f"{summary.best['held_out_miou']:.2f} vs {r['held_out_miou']:.2f}, {held} accurate there too")
     if summary.rounds:
         n = sum(len(r["points"]) for r in summary.rounds)
         last = summary.rounds[-1]

@@ -72,16 +72,19 @@ def evaluated_rows(workspace: Workspace) -> dict[str, dict]:
     return {r["code"]: r for r in table.to_dict("records")}
 
 
-def refine(*, workspace: Workspace, space, targets, reference: Arch, reference_ms: float, settings, rounds: int,
-           points: int, trials: int, num_classes: int, lut: str | None = None, device: str = "cpu",
-           progress: bool = True, log: Callable[[str], None] = print) -> list[Round]:
+def refine(*, workspace: Workspace, space, targets, reference: Arch, reference_ms: float, candidates: Sequence[str],
+           settings, rounds: int, points: int, trials: int, num_classes: int, lut: str | None = None,
+           device: str = "cpu", progress: bool = True, log: Callable[[str], None] = print) -> list[Round]:
     """Up to `rounds` refit-search-evaluate rounds, each evaluating up to `points` new points;
-    stops when an evaluated non-reference point beats `reference` (which must be evaluated)."""
+    stops when one of the `candidates` (the search's points already evaluated) or of the rounds'
+    points beats `reference` (which must be evaluated). Other evaluated points (the predictor's
+    design, published variants) teach the predictor but are not finds."""
     done: list[Round] = []
     for index in range(1, rounds + 1):
         rows = evaluated_rows(workspace)
         ref = rows.get(reference.code)
-        if any(beats(r, ref) for code, r in rows.items() if code != reference.code):
+        finds = [*candidates, *(c for r in done for c in r.points)]
+        if any(beats(rows[c], ref) for c in finds if c in rows and c != reference.code):
             break
         done.append(_round(index, workspace=workspace, space=space, targets=targets, reference_ms=reference_ms,
                            settings=settings, points=points, trials=trials, num_classes=num_classes, lut=lut,

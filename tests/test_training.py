@@ -83,6 +83,19 @@ def test_kill_and_resume_reproduces_the_uninterrupted_run(data, tmp_path):
         assert torch.equal(a, b), k
 
 
+def test_a_run_does_not_depend_on_what_the_process_ran_before(data):
+    train_ds, _ = data  # augmented: random scale, crop and flip from the global RNG
+    config = TrainConfig(steps=4, batch_size=2)
+    results = []
+    for history in (1, 1000):
+        model = _model()
+        torch.rand(history)  # e.g. other points built or trained earlier in the same process
+        train(model, train_ds, config=config, progress=False)
+        results.append(model.state_dict())
+    for k, a in results[0].items():
+        assert torch.equal(a, results[1][k]), k
+
+
 def test_checkpoint_from_another_run_is_refused(data, tmp_path):
     train_ds, _ = data
     ckpt = tmp_path / "state.pt"
