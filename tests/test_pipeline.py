@@ -1,5 +1,6 @@
 """`ffnet-nas run` end to end on a micro setting, and killed (SIGKILL) at several steps."""
 
+import dataclasses
 import json
 import os
 import signal
@@ -124,3 +125,24 @@ def test_run_rejects_bad_input_before_any_work(tmp_path, space_file, capsys):
         err = capsys.readouterr().err
         assert fragment in err and err.count("\n") == 1, err
     assert not (tmp_path / "w").exists() or not any((tmp_path / "w").rglob("*.pt"))
+
+
+def test_closing_lines_give_verdict_held_out_check_and_rounds():
+    from ffnet_nas.pipeline import RunSummary, describe
+
+    best = {"code": "stemC-basic-d8.24.8-w64.128.256-s2-upC-segC-nearest", "measured_miou": 47.36,
+            "measured_latency_ms": 15.52, "predicted_latency_ms": 15.56, "held_out_miou": 45.82}
+    ref = {"code": "stemC-basic-d8.12.16-w64.128.256-s2-upB-segB-nearest", "measured_miou": 46.17,
+           "measured_latency_ms": 19.40, "held_out_miou": 46.0}
+    summary = RunSummary(budget="quick", space="mobile", device="cpu", target="latency<=20.5ms",
+                         reference="segmentation_ffnet74NS_CBB_mobile", best=best, reference_row=ref,
+                         beats_reference=True, held_out_confirms=False,
+                         rounds=[{"index": 1, "fitted_on": 15, "kendall_tau": 0.61, "points": ["a", "b", "c"]}])
+    text = "\n".join(describe(summary))
+    assert "best found: stemC-basic-d8.24.8" in text and "mIoU 47.36  15.52 ms" in text
+    assert "beats it (higher measured mIoU at lower measured latency, same device and data): yes" in text
+    assert "45.82 vs 46.00, NOT more accurate there too" in text
+    assert "refine rounds: 1, 3 more point(s) evaluated; last predictor fitted on 15 points" in text
+    summary = dataclasses.replace(summary, beats_reference=False, held_out_confirms=None, rounds=[])
+    text = "\n".join(describe(summary))
+    assert "same device and data): no" in text and "held-out" not in text and "refine rounds" not in text
