@@ -140,3 +140,9 @@ def test_refine_stops_when_the_reference_is_already_beaten(workdir):
     # a point the search did not propose (the predictor's design, a published variant) is not a find:
     # beating the reference with it does not stop the rounds
     assert [r.index for r in _refine(ws, space, Arch.parse(weakest["code"]), rounds=1, candidates=[])] == [1]
+
+
+def test_challengers_margin_can_be_relaxed():
+    rows = pd.DataFrame({"code": ["a", "b", "c"], "latency_ms": [9.0, 9.8, 10.2], "miou": [30, 40, 50]})
+    assert challengers(rows, 10.0, k=3) == ["a"]
+    assert challengers(rows, 10.0, k=3, margin=1.0) == ["b", "a"]  # never slower than the reference
