@@ -245,8 +245,7 @@ def run_pipeline(*, workspace: Workspace, space: "str | object" = "mobile", budg
         if ref_arch is not None and budget.rounds:
             rounds = refine(workspace=ws, space=space, targets=targets, reference=ref_arch,
                             reference_ms=published_ms[summary.reference], candidates=top, settings=settings,
-                            rounds=budget.rounds,
-                            points=budget.round_points, trials=budget.trials, num_classes=num_classes,
+                            rounds=budget.rounds, points=budget.round_points, trials=budget.trials, num_classes=num_classes,
                             lut=built.table.path.stem, device=device, progress=progress, log=log)
             summary.rounds = [asdict(r) for r in rounds]
             top += [c for r in rounds for c in r.points]
