@@ -98,6 +98,11 @@ def _accuracy_predictor(predictor_dir: Path):
     return AccuracyPredictor.load(path) if path.exists() else None
 
 
+def data_of(teacher_meta: dict) -> tuple[str, tuple[int, int]]:
+    """The data set and input size a teacher file was trained on: every evaluation uses them."""
+    return teacher_meta.get("data", "synthetic"), tuple(teacher_meta.get("input_hw") or (128, 256))
+
+
 @dataclass(frozen=True)
 class Resources:
     """What every point of one `evaluate_points` call shares, loaded once: the teacher (read
@@ -119,7 +124,7 @@ class Resources:
 
         teacher = load_teacher(workspace.teacher_path)
         meta = teacher.teacher_info
-        data, input_hw = meta.get("data", "synthetic"), tuple(meta.get("input_hw") or (128, 256))
+        data, input_hw = data_of(meta)
         return cls(teacher=teacher, data=data, input_hw=input_hw, num_classes=int(meta["num_classes"]),
                    train_ds=make_dataset(data, "train", size_hw=input_hw, augment=True, cache_dir=workspace.data_dir),
                    val_ds=make_dataset(data, "val", size_hw=input_hw, cache_dir=workspace.data_dir),
@@ -282,8 +287,7 @@ def held_out_miou(codes: Iterable[str], *, workspace: Workspace, settings: Finet
 
     if settings.val_images is None:
         return {}
-    meta = read_teacher_file(workspace.teacher_path)
-    data, input_hw = meta.get("data", "synthetic"), tuple(meta.get("input_hw") or (128, 256))
+    data, input_hw = data_of(read_teacher_file(workspace.teacher_path))
     val = make_dataset(data, "val", size_hw=input_hw, cache_dir=workspace.data_dir)
     if len(val) <= settings.val_images:
         return {}
