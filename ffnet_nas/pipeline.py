@@ -12,7 +12,6 @@ the code path is the same for `micro` (tests), `quick` (minutes on a laptop CPU)
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -131,7 +130,7 @@ def run_pipeline(*, workspace: Workspace, space: "str | object" = "mobile", budg
     from ffnet_nas.data import make_dataset
     from ffnet_nas.evaluate import FinetuneSettings, evaluate_points, held_out_miou
     from ffnet_nas.fit_predictor import fit_predictor
-    from ffnet_nas.search.api import default_study_name, run_search, write_outputs
+    from ffnet_nas.search.api import predictor_study_name, run_search, write_outputs
     from ffnet_nas.search.predictors import load as load_predictors
     from ffnet_nas.search.targets import parse_targets
     from ffnet_nas.teacher import train_teacher
@@ -214,8 +213,7 @@ def run_pipeline(*, workspace: Workspace, space: "str | object" = "mobile", budg
         targets = parse_targets(summary.target)
         preds = load_predictors(lut_dir=ws.lut_dir, predictor_dir=ws.predictor_dir, space=space,
                                 lut=built.table.path.stem)  # the table this run measured, not any other
-        # one study per (space, target, predictors): new predictors start a new study, the same ones resume it
-        study = f"{default_study_name(space, targets)}.{hashlib.sha1(preds.objective_id.encode()).hexdigest()[:8]}"
+        study = predictor_study_name(space, targets, preds.objective_id)
         found = run_search(space=space, predict_latency_ms=preds.latency_ms, predict_miou=preds.miou, targets=targets,
                            n_trials=budget.trials, storage=ws.search_dir / "journal.log", seed=0, study_name=study,
                            objective_id=preds.objective_id, num_classes=num_classes, progress=progress)

@@ -19,7 +19,6 @@ round — and finished evaluations are skipped.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -101,7 +100,7 @@ def _round(index: int, *, workspace: Workspace, space, targets, reference_ms: fl
            log: Callable[[str], None]) -> Round:
     from ffnet_nas.evaluate import evaluate_points
     from ffnet_nas.fit_predictor import fit_from_table
-    from ffnet_nas.search.api import default_study_name, run_search
+    from ffnet_nas.search.api import predictor_study_name, run_search
     from ffnet_nas.search.predictors import load as load_predictors
     from predictors.accuracy import PREDICTOR_FILE, AccuracyPredictor
 
@@ -121,7 +120,7 @@ def _round(index: int, *, workspace: Workspace, space, targets, reference_ms: fl
         codes = list(pd.read_csv(listed)["code"])
     else:
         preds = load_predictors(lut_dir=ws.lut_dir, predictor_dir=predictor_dir, space=space, lut=lut)
-        study = f"{default_study_name(space, targets)}.{hashlib.sha1(preds.objective_id.encode()).hexdigest()[:8]}"
+        study = predictor_study_name(space, targets, preds.objective_id)
         found = run_search(space=space, predict_latency_ms=preds.latency_ms, predict_miou=preds.miou, targets=targets,
                            n_trials=trials, storage=ws.search_dir / "journal.log", seed=index, study_name=study,
                            objective_id=preds.objective_id, num_classes=num_classes, progress=progress)

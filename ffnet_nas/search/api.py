@@ -8,6 +8,7 @@ stand-ins in tests and benchmarks.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import re
 import time
 import warnings
@@ -48,6 +49,12 @@ def default_study_name(space: SearchSpace, targets: tuple[Target, ...]) -> str:
     ops = {"<": "lt", "<=": "le", ">": "gt", ">=": "ge"}
     slug = "_".join(f"{t.metric}_{ops[t.op]}_{t.bound:g}" for t in targets) or "front"
     return re.sub(r"[^A-Za-z0-9_.+-]", "_", f"{space.name}.{slug}")
+
+
+def predictor_study_name(space: SearchSpace, targets: tuple[Target, ...], objective_id: str) -> str:
+    """One study per (space, targets, predictors): refitted predictors start a new study, the same
+    ones resume theirs (the journal holds them all)."""
+    return f"{default_study_name(space, targets)}.{hashlib.sha1(objective_id.encode()).hexdigest()[:8]}"
 
 
 @contextlib.contextmanager
