@@ -28,11 +28,10 @@ from pathlib import Path
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
-from space.builder import build_model  # noqa: E402
-from space.complexity import parse_hw  # noqa: E402
-from space.deploy import fold_bn, to_channels_last  # noqa: E402
+from ffnet_nas.space.builder import build_model  # noqa: E402
+from ffnet_nas.space.complexity import parse_hw  # noqa: E402
+from ffnet_nas.space.deploy import fold_bn, to_channels_last  # noqa: E402
 
 DEFAULT_VARIANTS = (
     "segmentation_ffnet40S_BBB_mobile",

@@ -31,22 +31,21 @@ import torch
 import torch.nn.functional as F
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
-from distill.blocks import StudentBlock, block_io, nsr  # noqa: E402
-from distill.choices import space_choices  # noqa: E402
-from distill.features import FeatureSet, compute_features, file_digest, load_features, save_features  # noqa: E402
-from distill.library import BlockLibrary, TeacherInfo, distill_library  # noqa: E402
-from distill.teacher import load_teacher  # noqa: E402
-from distill.train import TrainConfig  # noqa: E402
-from space.builder import build_model  # noqa: E402
-from space.complexity import parse_hw  # noqa: E402
-from space.searchspace import get_space  # noqa: E402
+from ffnet_nas.distill.blocks import StudentBlock, block_io, nsr  # noqa: E402
+from ffnet_nas.distill.choices import space_choices  # noqa: E402
+from ffnet_nas.distill.features import FeatureSet, compute_features, file_digest, load_features, save_features  # noqa: E402
+from ffnet_nas.distill.library import BlockLibrary, TeacherInfo, distill_library  # noqa: E402
+from ffnet_nas.distill.teacher import load_teacher  # noqa: E402
+from ffnet_nas.distill.train import TrainConfig  # noqa: E402
+from ffnet_nas.space.builder import build_model  # noqa: E402
+from ffnet_nas.space.complexity import parse_hw  # noqa: E402
+from ffnet_nas.space.searchspace import get_space  # noqa: E402
 
 
 def random_features(teacher, batch: int, hw: tuple[int, int]) -> dict[str, torch.Tensor]:
     """Teacher-shaped tensors (cost does not depend on values): one real teacher pass on noise."""
-    from distill.features import teacher_features
+    from ffnet_nas.distill.features import teacher_features
 
     return {k: v.detach() for k, v in teacher_features(teacher.eval(), torch.randn(batch, 3, *hw)).items()}
 

@@ -18,14 +18,13 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ffnet_nas.evaluate import FinetuneSettings, evaluate_points, select_points  # noqa: E402
 from ffnet_nas.workspace import Workspace  # noqa: E402
 from ffnet_nas.fit_predictor import library_nsr  # noqa: E402
-from predictors.accuracy import missing_blocks  # noqa: E402
-from space.catalogue import variants  # noqa: E402
-from space.searchspace import get_space  # noqa: E402
+from ffnet_nas.predictors.accuracy import missing_blocks  # noqa: E402
+from ffnet_nas.space.catalogue import variants  # noqa: E402
+from ffnet_nas.space.searchspace import get_space  # noqa: E402
 
 
 def scratch(workdir: Path, steps: int) -> Workspace:

@@ -25,14 +25,13 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 
 def unit_macs(unit) -> int:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from predictors.latency.modules import unit_module
+    from ffnet_nas.predictors.latency.modules import unit_module
 
     with torch.device("meta"):
         module = unit_module(unit)
@@ -55,14 +54,14 @@ def main(argv: list[str] | None = None) -> int:
 
     import numpy as np
 
-    from predictors.latency.build import make_spec
-    from predictors.latency.keys import space_units
-    from predictors.latency.lut import measure_units, open_table
-    from predictors.latency.predict import predict_latency
-    from predictors.latency.protocol import default_protocol, measurement_context
-    from predictors.latency.validate import calibrate, time_arch, validate
-    from space.complexity import parse_hw
-    from space.searchspace import PAPER_INPUT_HW, get_space
+    from ffnet_nas.predictors.latency.build import make_spec
+    from ffnet_nas.predictors.latency.keys import space_units
+    from ffnet_nas.predictors.latency.lut import measure_units, open_table
+    from ffnet_nas.predictors.latency.predict import predict_latency
+    from ffnet_nas.predictors.latency.protocol import default_protocol, measurement_context
+    from ffnet_nas.predictors.latency.validate import calibrate, time_arch, validate
+    from ffnet_nas.space.complexity import parse_hw
+    from ffnet_nas.space.searchspace import PAPER_INPUT_HW, get_space
 
     load0 = os.getloadavg()
     print(f"load average before: {load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f} on {os.cpu_count()} CPUs")

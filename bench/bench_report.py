@@ -21,12 +21,11 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
-from reports import export  # noqa: E402
-from reports.browser import find_chromium  # noqa: E402
-from reports.build import paper_report_figures  # noqa: E402
-from reports.html import write_html  # noqa: E402
+from ffnet_nas.reports import export  # noqa: E402
+from ffnet_nas.reports.browser import find_chromium  # noqa: E402
+from ffnet_nas.reports.build import paper_report_figures  # noqa: E402
+from ffnet_nas.reports.html import write_html  # noqa: E402
 
 
 def main() -> int:

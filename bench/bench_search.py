@@ -1,6 +1,6 @@
 """Search throughput and front quality, with STAND-IN objectives (tests/search_standins.py).
 
-    .venv/bin/python bench/bench_search.py [--space mobile] [--trials 10000] [--side-trials 500]
+    .venv/bin/python -m bench.bench_search [--space mobile] [--trials 10000] [--side-trials 500]
 
 The objectives here are cheap deterministic stand-ins, NOT predictions: these figures measure the
 search machinery (Optuna + our objective + storage), not any model's accuracy or latency.
@@ -28,14 +28,13 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))
 
-from search_standins import standin_latency_ms, standin_miou  # noqa: E402
+from tests.helpers.search_standins import standin_latency_ms, standin_miou
 
 from ffnet_nas.search.api import run_search  # noqa: E402
 from ffnet_nas.search.pareto import hypervolume  # noqa: E402
 from ffnet_nas.search.storage import open_storage  # noqa: E402
-from space.searchspace import get_space  # noqa: E402
+from ffnet_nas.space.searchspace import get_space  # noqa: E402
 
 
 def timed_search(space, *, storage, durable=False, n, sampler="nsga2", targets=None, seed=0, progress=False):

@@ -45,8 +45,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from ffnet_nas.data import make_dataset
     from ffnet_nas.training import TrainConfig, evaluate, train
-    from space.builder import build_model
-    from space.complexity import complexity, parse_hw
+    from ffnet_nas.space.builder import build_model
+    from ffnet_nas.space.complexity import complexity, parse_hw
 
     torch.set_num_threads(args.threads)
     hw = parse_hw(args.size)
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     spread = max(r["miou"] for r in rows) - min(r["miou"] for r in rows)
     print(f"mIoU spread (best - worst): {100 * spread:.1f} points")
     if args.out:
-        from space.io import atomic_write_json, provenance
+        from ffnet_nas.space.io import atomic_write_json, provenance
 
         atomic_write_json(args.out, {"rows": rows, "args": vars(args), "provenance": provenance(threads=args.threads)})
         print(f"wrote {args.out}")

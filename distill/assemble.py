@@ -21,13 +21,13 @@ from pathlib import Path
 
 import torch
 
-from distill.blocks import StudentBlock
-from distill.choices import BACKBONE_POSITIONS, arch_choices
-from distill.library import BlockLibrary
-from distill.train import OK
-from space.arch import Arch, resolve
-from space.builder import FFNet, build_model
-from space.errors import InvalidInput
+from ffnet_nas.distill.blocks import StudentBlock
+from ffnet_nas.distill.choices import BACKBONE_POSITIONS, arch_choices
+from ffnet_nas.distill.library import BlockLibrary
+from ffnet_nas.distill.train import OK
+from ffnet_nas.space.arch import Arch, resolve
+from ffnet_nas.space.builder import FFNet, build_model
+from ffnet_nas.space.errors import InvalidInput
 
 
 def fold(weight: torch.Tensor, adapter: torch.Tensor) -> torch.Tensor:

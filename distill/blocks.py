@@ -23,9 +23,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from distill.choices import BACKBONE_POSITIONS, ChoiceSpec
-from space.arch import STEM_CHANNELS, Arch
-from space.builder import BN_MOMENTUM, STEM_CONVS, FFNetHead, GaussianDownsample, init_weights, make_stage
+from ffnet_nas.distill.choices import BACKBONE_POSITIONS, ChoiceSpec
+from ffnet_nas.space.arch import STEM_CHANNELS, Arch
+from ffnet_nas.space.builder import BN_MOMENTUM, STEM_CONVS, FFNetHead, GaussianDownsample, init_weights, make_stage
 
 
 class Stem(nn.Module):
@@ -103,7 +103,7 @@ def zero_init_last(module: nn.Module) -> None:
     one. Measured on the embedded data (bench_distill, 100 steps): without it, NSR rose with
     depth in every stage group (Spearman +0.5..+1.0), an artefact of under-training.
     """
-    from space.builder import BasicBlock, Bottleneck
+    from ffnet_nas.space.builder import BasicBlock, Bottleneck
 
     for m in module.modules():
         if isinstance(m, BasicBlock):

@@ -13,8 +13,8 @@ import re
 from dataclasses import dataclass
 from typing import Iterator
 
-from space.arch import EXPANSION, POSITIONS, STEM_CHANNELS, STEMS, Arch
-from space.errors import InvalidInput
+from ffnet_nas.space.arch import EXPANSION, POSITIONS, STEM_CHANNELS, STEMS, Arch
+from ffnet_nas.space.errors import InvalidInput
 
 BACKBONE_POSITIONS = POSITIONS[:4]  # s4 s8 s16 s32: their outputs are the four up-head inputs
 _STAGE = re.compile(r"^(basic|bottleneck)\.d(\d+)\.w(\d+)\.s([12])$")

@@ -19,8 +19,8 @@ from typing import Any, Sequence
 
 import torch
 
-from space.errors import InvalidInput
-from space.io import atomic_torch_save, provenance
+from ffnet_nas.space.errors import InvalidInput
+from ffnet_nas.space.io import atomic_torch_save, provenance
 
 FEATURE_KEYS = ("image", "s4", "s8", "s16", "s32", "logits")
 CACHE_FORMAT = 1

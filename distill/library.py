@@ -24,12 +24,12 @@ from typing import Iterable
 
 import torch
 
-from distill.blocks import StudentBlock
-from distill.choices import ChoiceSpec
-from distill.features import FeatureSet, load_features, plain_provenance
-from distill.train import FAILED, OK, BlockResult, TrainConfig, train_block
-from space.errors import InvalidInput
-from space.io import atomic_torch_save, atomic_write_csv, atomic_write_json, read_json
+from ffnet_nas.distill.blocks import StudentBlock
+from ffnet_nas.distill.choices import ChoiceSpec
+from ffnet_nas.distill.features import FeatureSet, load_features, plain_provenance
+from ffnet_nas.distill.train import FAILED, OK, BlockResult, TrainConfig, train_block
+from ffnet_nas.space.errors import InvalidInput
+from ffnet_nas.space.io import atomic_torch_save, atomic_write_csv, atomic_write_json, read_json
 
 COLUMNS = ("position", "choice", "status", "nsr_val", "nsr_train", "steps", "seconds", "params", "file", "message")
 WEIGHT_FORMAT = 1
@@ -104,7 +104,7 @@ class BlockLibrary:
     def _write(self, rows: dict[tuple[str, str], dict]) -> None:
         import pandas as pd
 
-        from space.arch import POSITIONS
+        from ffnet_nas.space.arch import POSITIONS
 
         ordered = sorted(rows.values(), key=lambda r: (POSITIONS.index(r["position"]), r["choice"]))
         atomic_write_csv(self.table_path, pd.DataFrame(ordered, columns=list(COLUMNS)))

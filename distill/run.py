@@ -13,11 +13,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from distill.choices import space_choices
-from distill.features import cached_features, compute_features, file_digest
-from distill.library import BlockLibrary, TeacherInfo, distill_library
-from distill.teacher import load_teacher
-from distill.train import FAILED, OK, TrainConfig
+from ffnet_nas.distill.choices import space_choices
+from ffnet_nas.distill.features import cached_features, compute_features, file_digest
+from ffnet_nas.distill.library import BlockLibrary, TeacherInfo, distill_library
+from ffnet_nas.distill.teacher import load_teacher
+from ffnet_nas.distill.train import FAILED, OK, TrainConfig
 
 
 @dataclass(frozen=True)

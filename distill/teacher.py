@@ -11,9 +11,9 @@ from pathlib import Path
 
 import torch
 
-from space.arch import Arch
-from space.builder import FFNet, build_model
-from space.errors import InvalidInput
+from ffnet_nas.space.arch import Arch
+from ffnet_nas.space.builder import FFNet, build_model
+from ffnet_nas.space.errors import InvalidInput
 
 REQUIRED = ("arch", "num_classes", "state_dict")
 
@@ -56,8 +56,8 @@ def load_teacher(path: str | Path) -> FFNet:
 
 def save_teacher(path: str | Path, model: FFNet, **info) -> Path:
     """Write a teacher in the same format (used by tests and benchmarks with a random-init teacher)."""
-    from distill.features import plain_provenance
-    from space.io import atomic_torch_save
+    from ffnet_nas.distill.features import plain_provenance
+    from ffnet_nas.space.io import atomic_torch_save
 
     obj = {"arch": model.arch.code, "num_classes": model.num_classes, "state_dict": model.state_dict(),
            "provenance": plain_provenance(), **info}

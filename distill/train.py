@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 
 import torch
 
-from distill.blocks import StudentBlock, block_io, nsr, nsr_terms
-from distill.choices import ChoiceSpec
-from distill.features import FeatureSet
+from ffnet_nas.distill.blocks import StudentBlock, block_io, nsr, nsr_terms
+from ffnet_nas.distill.choices import ChoiceSpec
+from ffnet_nas.distill.features import FeatureSet
 
 OK, FAILED = "ok", "failed"
 

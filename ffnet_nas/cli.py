@@ -13,7 +13,7 @@ import importlib
 import pkgutil
 import sys
 
-from space.errors import InvalidInput
+from ffnet_nas.space.errors import InvalidInput
 
 EXIT_BAD_INPUT = 2
 

@@ -24,11 +24,11 @@ from typing import Iterable, Sequence
 import pandas as pd
 
 from ffnet_nas.workspace import Workspace
-from space.arch import Arch, resolve
-from space.catalogue import name_of
-from space.complexity import complexity
-from space.errors import InvalidInput
-from space.io import atomic_write_csv
+from ffnet_nas.space.arch import Arch, resolve
+from ffnet_nas.space.catalogue import name_of
+from ffnet_nas.space.complexity import complexity
+from ffnet_nas.space.errors import InvalidInput
+from ffnet_nas.space.io import atomic_write_csv
 
 INITS = ("distilled", "random")
 COLUMNS = (
@@ -85,14 +85,14 @@ def point_dir(workspace: Workspace, arch: Arch, init: str) -> Path:
 def _latency_table(workspace: Workspace):
     """The workdir's newest latency table, or None (then latency columns stay empty)."""
     from ffnet_nas.search.predictors import lut_candidates
-    from predictors.latency import load_table
+    from ffnet_nas.predictors.latency import load_table
 
     tables = sorted(lut_candidates(workspace.lut_dir), key=lambda p: p.stat().st_mtime)
     return load_table(tables[-1]) if tables else None
 
 
 def _accuracy_predictor(predictor_dir: Path):
-    from predictors.accuracy import PREDICTOR_FILE, AccuracyPredictor
+    from ffnet_nas.predictors.accuracy import PREDICTOR_FILE, AccuracyPredictor
 
     path = Path(predictor_dir) / PREDICTOR_FILE
     return AccuracyPredictor.load(path) if path.exists() else None
@@ -119,7 +119,7 @@ class Resources:
 
     @classmethod
     def load(cls, workspace: Workspace, *, predictor_dir: Path | None = None) -> "Resources":
-        from distill.teacher import load_teacher
+        from ffnet_nas.distill.teacher import load_teacher
         from ffnet_nas.data import make_dataset
 
         teacher = load_teacher(workspace.teacher_path)
@@ -145,9 +145,9 @@ def _latency(arch: Arch, table) -> tuple[float, float]:
     threads and measurement context (steady allocator, flushed denormals), lowest of its rounds —
     the rules its keys and its calibration were measured by. Timed outside that context, right
     after fine-tuning, the same network measured ~25% slower here."""
-    from predictors.latency import predict_latency
-    from predictors.latency.protocol import Protocol, default_protocol, measurement_context
-    from predictors.latency.validate import time_arch
+    from ffnet_nas.predictors.latency import predict_latency
+    from ffnet_nas.predictors.latency.protocol import Protocol, default_protocol, measurement_context
+    from ffnet_nas.predictors.latency.validate import time_arch
 
     stored = table.meta.get("protocol")
     protocol = Protocol(**stored) if stored else default_protocol(table.spec.device)
@@ -162,10 +162,10 @@ def evaluate_point(arch: "Arch | str", *, workspace: Workspace, settings: Finetu
 
     `resources` (from `Resources.load(workspace)`) lets a caller evaluating several points load
     the teacher, data, table and predictor once; without it they are loaded here."""
-    from distill.assemble import assemble
+    from ffnet_nas.distill.assemble import assemble
     from ffnet_nas.training import TrainConfig, evaluate, train
-    from space.builder import build_model
-    from space.checkpoint import save_checkpoint
+    from ffnet_nas.space.builder import build_model
+    from ffnet_nas.space.checkpoint import save_checkpoint
 
     if init not in INITS:
         raise InvalidInput(f"init={init!r}: expected one of {', '.join(INITS)}")
@@ -282,8 +282,8 @@ def held_out_miou(codes: Iterable[str], *, workspace: Workspace, settings: Finet
     Empty when the scores used the whole validation split."""
     from ffnet_nas.data import make_dataset
     from ffnet_nas.training import evaluate
-    from space.checkpoint import load_model
-    from distill.teacher import read_teacher_file
+    from ffnet_nas.space.checkpoint import load_model
+    from ffnet_nas.distill.teacher import read_teacher_file
 
     if settings.val_images is None:
         return {}

@@ -17,11 +17,11 @@ import pandas as pd
 
 from ffnet_nas.evaluate import FinetuneSettings, evaluate_points, read_evaluated, select_points
 from ffnet_nas.workspace import Workspace
-from predictors.accuracy import PREDICTOR_FILE, AccuracyPredictor, features, fit_accuracy_predictor, missing_blocks, nsr_table
-from space.arch import Arch
-from space.catalogue import variants
-from space.errors import InvalidInput
-from space.io import atomic_write_csv
+from ffnet_nas.predictors.accuracy import PREDICTOR_FILE, AccuracyPredictor, features, fit_accuracy_predictor, missing_blocks, nsr_table
+from ffnet_nas.space.arch import Arch
+from ffnet_nas.space.catalogue import variants
+from ffnet_nas.space.errors import InvalidInput
+from ffnet_nas.space.io import atomic_write_csv
 
 
 def library_nsr(workspace: Workspace) -> dict[tuple[str, str], float]:

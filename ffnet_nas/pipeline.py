@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Callable
 
 from ffnet_nas.workspace import Workspace
-from space.arch import Arch
-from space.catalogue import name_of, variants
-from space.errors import InvalidInput, closest
-from space.io import atomic_write_json, provenance
+from ffnet_nas.space.arch import Arch
+from ffnet_nas.space.catalogue import name_of, variants
+from ffnet_nas.space.errors import InvalidInput, closest
+from ffnet_nas.space.io import atomic_write_json, provenance
 
 
 @dataclass(frozen=True)
@@ -125,8 +125,8 @@ def run_pipeline(*, workspace: Workspace, space: "str | object" = "mobile", budg
                  target: str | None = None, device: str = "cpu", threads: int | None = None,
                  report_formats: tuple[str, ...] = ("html",), progress: bool = True,
                  log: Callable[[str], None] = print) -> RunSummary:
-    from distill.run import distill_space
-    from distill.train import TrainConfig as BlockConfig
+    from ffnet_nas.distill.run import distill_space
+    from ffnet_nas.distill.train import TrainConfig as BlockConfig
     from ffnet_nas.data import make_dataset
     from ffnet_nas.evaluate import FinetuneSettings, evaluate_points, held_out_miou
     from ffnet_nas.fit_predictor import fit_predictor
@@ -134,10 +134,10 @@ def run_pipeline(*, workspace: Workspace, space: "str | object" = "mobile", budg
     from ffnet_nas.search.predictors import load as load_predictors
     from ffnet_nas.search.targets import parse_targets
     from ffnet_nas.teacher import train_teacher
-    from predictors.latency import predict_latency
-    from predictors.latency.build import build, make_spec
-    from predictors.latency.protocol import Protocol
-    from space.searchspace import get_space
+    from ffnet_nas.predictors.latency import predict_latency
+    from ffnet_nas.predictors.latency.build import build, make_spec
+    from ffnet_nas.predictors.latency.protocol import Protocol
+    from ffnet_nas.space.searchspace import get_space
 
     budget = get_budget(budget) if isinstance(budget, str) else budget
     if threads is not None:
@@ -165,7 +165,7 @@ def run_pipeline(*, workspace: Workspace, space: "str | object" = "mobile", budg
         summary.files["teacher"] = str(ws.teacher_path)
 
     with _step(summary, "distill", 2, log):
-        from distill.teacher import read_teacher_file
+        from ffnet_nas.distill.teacher import read_teacher_file
 
         num_classes = int(read_teacher_file(ws.teacher_path)["num_classes"])
         train = make_dataset("synthetic", "train", size_hw=budget.input_hw, cache_dir=ws.data_dir)
@@ -193,7 +193,7 @@ def run_pipeline(*, workspace: Workspace, space: "str | object" = "mobile", budg
         published_ms = {name: predict_latency(a, built.table) for name, a in published.items()}
 
     with _step(summary, "predictor", 4, log):
-        from predictors.accuracy import PREDICTOR_FILE, AccuracyPredictor
+        from ffnet_nas.predictors.accuracy import PREDICTOR_FILE, AccuracyPredictor
 
         path = ws.predictor_dir / PREDICTOR_FILE
         if path.exists():
@@ -215,7 +215,7 @@ def run_pipeline(*, workspace: Workspace, space: "str | object" = "mobile", budg
                                 lut=built.table.path.stem)  # the table this run measured, not any other
         study = predictor_study_name(space, targets, preds.objective_id)
         found = run_search(space=space, predict_latency_ms=preds.latency_ms, predict_miou=preds.miou, targets=targets,
-                           n_trials=budget.trials, storage=ws.search_dir / "journal.log", seed=0, study_name=study,
+                           n_trials=budget.trials, storage=ws.adopt_legacy_journal(), seed=0, study_name=study,
                            objective_id=preds.objective_id, num_classes=num_classes, progress=progress)
         paths = write_outputs(found, ws.search_dir, evaluate_top=budget.evaluate_top)
         log(f"  {found.n_complete} trials; Pareto table -> {paths['pareto']}")
@@ -265,8 +265,8 @@ def run_pipeline(*, workspace: Workspace, space: "str | object" = "mobile", budg
         summary.files["evaluated"] = str(ws.evaluated_path)
 
     with _step(summary, "report", 7, log):
-        from reports.build import build_report
-        from reports.inputs import ReportInputs
+        from ffnet_nas.reports.build import build_report
+        from ffnet_nas.reports.inputs import ReportInputs
 
         inputs = ReportInputs(lut_dir=ws.lut_dir, library_dir=ws.library_dir, search_dir=ws.search_dir,
                               evaluated_path=ws.evaluated_path, predictor_dir=ws.predictor_dir)

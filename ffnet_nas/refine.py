@@ -26,8 +26,8 @@ from typing import Callable, Sequence
 import pandas as pd
 
 from ffnet_nas.workspace import Workspace
-from space.arch import Arch
-from space.io import atomic_write_csv
+from ffnet_nas.space.arch import Arch
+from ffnet_nas.space.io import atomic_write_csv
 
 CHALLENGER_MARGIN = 0.95  # predicted latency at most 95% of the reference's: the LUT's error is a few %
 
@@ -102,7 +102,7 @@ def _round(index: int, *, workspace: Workspace, space, targets, reference_ms: fl
     from ffnet_nas.fit_predictor import fit_from_table
     from ffnet_nas.search.api import predictor_study_name, run_search
     from ffnet_nas.search.predictors import load as load_predictors
-    from predictors.accuracy import PREDICTOR_FILE, AccuracyPredictor
+    from ffnet_nas.predictors.accuracy import PREDICTOR_FILE, AccuracyPredictor
 
     ws = workspace
     predictor_dir = ws.predictor_dir / f"round{index}"
@@ -122,7 +122,7 @@ def _round(index: int, *, workspace: Workspace, space, targets, reference_ms: fl
         preds = load_predictors(lut_dir=ws.lut_dir, predictor_dir=predictor_dir, space=space, lut=lut)
         study = predictor_study_name(space, targets, preds.objective_id)
         found = run_search(space=space, predict_latency_ms=preds.latency_ms, predict_miou=preds.miou, targets=targets,
-                           n_trials=trials, storage=ws.search_dir / "journal.log", seed=index, study_name=study,
+                           n_trials=trials, storage=ws.adopt_legacy_journal(), seed=index, study_name=study,
                            objective_id=preds.objective_id, num_classes=num_classes, progress=progress)
         every = pd.DataFrame(found.extra["rows"])
         seen = list(evaluated_rows(ws))

@@ -16,8 +16,8 @@ from typing import Callable
 
 import torch
 
-from space.arch import resolve
-from space.errors import InvalidInput
+from ffnet_nas.space.arch import resolve
+from ffnet_nas.space.errors import InvalidInput
 
 # 46NS_CCC_mobile: in bench/bench_synthetic_separation.py (same 400-step budget, 64x128) it
 # reached the best val mIoU of the four published points tried (53.8 vs 50.2 for 40S_BBB_mobile,
@@ -53,8 +53,8 @@ def train_teacher(*, arch: str = DEFAULT_TEACHER, data: str = "synthetic", out_p
     `checkpoint` (strict), evaluate on the val split, and write the teacher file to `out_path`."""
     from ffnet_nas.data import make_dataset
     from ffnet_nas.training import TrainConfig, evaluate, train
-    from space.builder import build_model
-    from space.io import atomic_torch_save, provenance
+    from ffnet_nas.space.builder import build_model
+    from ffnet_nas.space.io import atomic_torch_save, provenance
 
     point = resolve(arch)
     if point.is_classifier:
@@ -64,7 +64,7 @@ def train_teacher(*, arch: str = DEFAULT_TEACHER, data: str = "synthetic", out_p
     t0 = time.perf_counter()
     start = 0
     if checkpoint is not None:
-        from space.checkpoint import load_model
+        from ffnet_nas.space.checkpoint import load_model
 
         model = load_model(checkpoint, arch=point)
         if model.num_classes != val.num_classes:

@@ -25,10 +25,10 @@ from timm.models._builder import resolve_pretrained_cfg
 from timm.models._features import FeatureInfo
 from torch import nn
 
-from space.builder import FFNet, build_model
-from space.catalogue import PublishedVariant, get_variant, published_variants
-from space.checkpoint import extract_state_dict, infer_num_classes, load_state_dict_strict, read_state_dict
-from space.errors import InvalidInput
+from ffnet_nas.space.builder import FFNet, build_model
+from ffnet_nas.space.catalogue import PublishedVariant, get_variant, published_variants
+from ffnet_nas.space.checkpoint import extract_state_dict, infer_num_classes, load_state_dict_strict, read_state_dict
+from ffnet_nas.space.errors import InvalidInput
 
 __all__ = ["FFNetFeatures", "create_ffnet", "registered_names"]
 

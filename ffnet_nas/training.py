@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ffnet_nas.metrics import IGNORE_INDEX, ConfusionMeter, SegmentationScore
-from space.errors import InvalidInput
+from ffnet_nas.space.errors import InvalidInput
 
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("poly", "cosine", "constant")
@@ -238,7 +238,7 @@ def train(model: nn.Module, dataset, *, config: TrainConfig, checkpoint_path: st
     def save(step: int) -> None:
         if checkpoint_path is None:
             return
-        from space.io import atomic_torch_save
+        from ffnet_nas.space.io import atomic_torch_save
 
         atomic_torch_save(checkpoint_path, {"step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                                             "rng": _rng_state(), "losses": losses, "fingerprint": fp})

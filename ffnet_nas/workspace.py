@@ -6,10 +6,17 @@ layer knows this layout, so a notebook can point the library anywhere.
 
 from __future__ import annotations
 
+import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_WORKDIR = Path("runs/default")
+JOURNAL_NAME = "study.journal"
+# names older versions gave the journal: `run` wrote journal.log, `search` studies.journal
+LEGACY_JOURNAL_NAMES = ("journal.log", "studies.journal")
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -54,3 +61,25 @@ class Workspace:
     @property
     def report_dir(self) -> Path:
         return self.root / "report"
+
+    @property
+    def journal_path(self) -> Path:
+        """The Optuna journal every search in this workdir shares (`search`, `run` and its refine rounds).
+
+        Older workdirs named it `search/journal.log` (`run`) or `search/studies.journal` (`search`);
+        `adopt_legacy_journal` renames such a file here so that their studies resume."""
+        return self.search_dir / JOURNAL_NAME
+
+    def adopt_legacy_journal(self) -> Path:
+        """`journal_path`, after renaming a journal written under an older name to it (once, atomically)."""
+        target = self.journal_path
+        if target.exists():
+            return target
+        legacy = [self.search_dir / name for name in LEGACY_JOURNAL_NAMES if (self.search_dir / name).is_file()]
+        if legacy:
+            os.replace(legacy[0], target)
+            logger.info("renamed the Optuna journal %s -> %s (one journal per workdir)", legacy[0], target)
+            for other in legacy[1:]:
+                logger.warning("%s is another journal from an older version; it is left in place "
+                               "(read it with --storage %s)", other, other)
+        return target

@@ -22,10 +22,10 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from space.arch import POSITIONS, Arch, resolve
-from space.complexity_cache import shared_cache
-from space.errors import InvalidInput
-from space.io import atomic_write_json, provenance, read_json
+from ffnet_nas.space.arch import POSITIONS, Arch, resolve
+from ffnet_nas.space.complexity_cache import shared_cache
+from ffnet_nas.space.errors import InvalidInput
+from ffnet_nas.space.io import atomic_write_json, provenance, read_json
 
 ALPHAS = (1e-3, 1e-2, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
 FEATURES = tuple(f"log_nsr_{p}" for p in POSITIONS) + ("log_params", "log2_output_stride")

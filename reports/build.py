@@ -10,16 +10,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from reports import compare, evidence, inputs as inp
-from reports.export import FORMATS, export_static
-from reports.html import write_html
-from reports.model import Missing, ReportFigure
-from reports.paper import render_paper_figure
-from reports.pareto import render_pareto
-from reports.pareto_data import pareto_data
-from reports.published import PAPER_FIGURES, paper_points
-from space.errors import InvalidInput
-from space.io import atomic_write_json, provenance
+from ffnet_nas.reports import compare, evidence, inputs as inp
+from ffnet_nas.reports.export import FORMATS, export_static
+from ffnet_nas.reports.html import write_html
+from ffnet_nas.reports.model import Missing, ReportFigure
+from ffnet_nas.reports.paper import render_paper_figure
+from ffnet_nas.reports.pareto import render_pareto
+from ffnet_nas.reports.pareto_data import pareto_data
+from ffnet_nas.reports.published import PAPER_FIGURES, paper_points
+from ffnet_nas.space.errors import InvalidInput
+from ffnet_nas.space.io import atomic_write_json, provenance
 
 
 @dataclass(frozen=True)

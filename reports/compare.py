@@ -13,11 +13,11 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from reports.evidence import short_name
-from reports.labels import annotations, place_labels
-from reports.metrics import fidelity
-from reports.style import PALETTE, Frame, axis_style, base_layout, log_ticks
-from space.catalogue import get_variant
+from ffnet_nas.reports.evidence import short_name
+from ffnet_nas.reports.labels import annotations, place_labels
+from ffnet_nas.reports.metrics import fidelity
+from ffnet_nas.reports.style import PALETTE, Frame, axis_style, base_layout, log_ticks
+from ffnet_nas.space.catalogue import get_variant
 
 # Which published latency stands for each family's paper device (first one present wins).
 PAPER_DEVICE = {

@@ -13,9 +13,9 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from reports.labels import annotations, place_labels
-from reports.metrics import Fidelity, fidelity, hypervolume_curve
-from reports.style import FRONT_COLOUR, GREY, PALETTE, Frame, axis_style, base_layout, log_ticks, padded_range
+from ffnet_nas.reports.labels import annotations, place_labels
+from ffnet_nas.reports.metrics import Fidelity, fidelity, hypervolume_curve
+from ffnet_nas.reports.style import FRONT_COLOUR, GREY, PALETTE, Frame, axis_style, base_layout, log_ticks, padded_range
 
 SOURCE_COLOURS = {"random": PALETTE[0], "published": PALETTE[1]}
 

@@ -14,9 +14,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from reports import browser
-from reports.model import ReportFigure
-from space.errors import InvalidInput
+from ffnet_nas.reports import browser
+from ffnet_nas.reports.model import ReportFigure
+from ffnet_nas.space.errors import InvalidInput
 
 FORMATS = ("html", "png", "svg")
 PNG_SCALE = 1  # 1 px per layout px: the PNG looks like the HTML (and stays small for docs/)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from space.arch import Arch
+from ffnet_nas.space.arch import Arch
 
 # Stage widths (planes) of the published backbone kinds; the suffix the paper writes after the depth.
 _KIND_OF_WIDTHS = {

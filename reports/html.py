@@ -11,8 +11,8 @@ import html
 from pathlib import Path
 from typing import Iterable
 
-from reports.model import ReportFigure
-from space.io import atomic_write_text
+from ffnet_nas.reports.model import ReportFigure
+from ffnet_nas.space.io import atomic_write_text
 
 SECTIONS = {
     "paper": ("paper.html", "The paper's figures, re-drawn from its tables"),

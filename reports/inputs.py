@@ -8,7 +8,7 @@ The formats read here are those the other layers write (columns named in each fu
     LUT           lut/<slug>.json (spec, provenance), lut/<slug>.validation.csv + .validation.json
     block library library/blocks.csv (position, choice, status, nsr_val, ...), library/library.json
     search        search/<study>/pareto.csv, published.csv, summary.json (+ the Optuna storage, by
-                  default search/studies.journal)
+                  default search/study.journal)
     evaluated     evaluated.csv (code, init, measured_miou, measured_latency_ms, predicted_*, params, macs)
     predictor     predictor/loo.csv (code, measured_miou, loo_predicted_miou) + predictor/accuracy.json
 """
@@ -24,7 +24,7 @@ from typing import Any
 
 import pandas as pd
 
-from reports.model import Missing
+from ffnet_nas.reports.model import Missing
 
 CMD_LUT = "ffnet-nas measure-latency"
 CMD_LIBRARY = "ffnet-nas distill"
@@ -194,7 +194,7 @@ def search_trials(inputs: ReportInputs, summary: dict[str, Any]) -> tuple[pd.Dat
     storage, study = summary.get("storage"), summary.get("study")
     base = inputs.search_dir or Path("search")
     if not storage or not study or storage == "memory":
-        return None, Missing("Optuna study storage (the search ran in memory)", str(base), f"{CMD_SEARCH} --storage {base}/study.journal")
+        return None, Missing("Optuna study storage (the search ran in memory)", str(base), CMD_SEARCH)
     if "://" in storage and "***" in storage:
         return None, Missing("Optuna study storage (its URL was saved without the password)", storage, f"{CMD_SEARCH}")
     try:

@@ -10,9 +10,9 @@ from __future__ import annotations
 import pandas as pd
 import plotly.graph_objects as go
 
-from reports.labels import annotations, place_labels
-from reports.published import PaperFigure, paper_figure, paper_points
-from reports.style import (
+from ffnet_nas.reports.labels import annotations, place_labels
+from ffnet_nas.reports.published import PaperFigure, paper_figure, paper_points
+from ffnet_nas.reports.style import (
     BASELINE_SYMBOLS,
     GREY,
     SYMBOL_3STAGE,

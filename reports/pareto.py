@@ -11,9 +11,9 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from reports.labels import annotations, place_labels
-from reports.pareto_data import ParetoData
-from reports.style import (
+from ffnet_nas.reports.labels import annotations, place_labels
+from ffnet_nas.reports.pareto_data import ParetoData
+from ffnet_nas.reports.style import (
     FRONT_COLOUR,
     GREY,
     SYMBOL_3STAGE,

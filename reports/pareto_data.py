@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from reports import inputs as inp
-from reports.families import family_of_arch
-from reports.model import Missing
-from space.arch import Arch
-from space.catalogue import get_variant, name_of
-from space.errors import InvalidInput
+from ffnet_nas.reports import inputs as inp
+from ffnet_nas.reports.families import family_of_arch
+from ffnet_nas.reports.model import Missing
+from ffnet_nas.space.arch import Arch
+from ffnet_nas.space.catalogue import get_variant, name_of
+from ffnet_nas.space.errors import InvalidInput
 
 POINT_COLUMNS = (
     "code", "name", "family", "family_label", "three_stage", "depth", "label", "role", "measured",

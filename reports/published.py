@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from reports.families import backbone_kind, make_family
-from space.catalogue import get_variant, published_variants, reference_data
-from space.errors import InvalidInput
+from ffnet_nas.reports.families import backbone_kind, make_family
+from ffnet_nas.space.catalogue import get_variant, published_variants, reference_data
+from ffnet_nas.space.errors import InvalidInput
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from reports.labels import Panel
+from ffnet_nas.reports.labels import Panel
 
 FONT = dict(family="Arial, Helvetica, sans-serif", size=13, color="#222")
 GREY = "#8c8c8c"

@@ -1,9 +1,9 @@
 """The FFNet search space: points (`Arch`), domains (`SearchSpace`), published variants, builder."""
 
-from space.arch import Arch, Block, parse_code, resolve
-from space.builder import build_model
-from space.catalogue import PublishedVariant, get_variant, published_variants, variants
-from space.errors import InvalidInput
+from ffnet_nas.space.arch import Arch, Block, parse_code, resolve
+from ffnet_nas.space.builder import build_model
+from ffnet_nas.space.catalogue import PublishedVariant, get_variant, published_variants, variants
+from ffnet_nas.space.errors import InvalidInput
 
 __all__ = [
     "Arch",

@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from space.errors import InvalidInput
+from ffnet_nas.space.errors import InvalidInput
 
 STEMS = ("A", "B", "C")
 BLOCK_TYPES = ("basic", "bottleneck")
@@ -155,7 +155,7 @@ class Arch:
 
     @classmethod
     def from_name(cls, name: str) -> "Arch":
-        from space.catalogue import get_variant
+        from ffnet_nas.space.catalogue import get_variant
 
         return get_variant(name).arch
 
@@ -286,6 +286,6 @@ def resolve(name_or_code: "str | Arch") -> Arch:
     text = str(name_or_code).strip()
     if text.startswith("stem"):
         return parse_code(text)
-    from space.catalogue import get_variant
+    from ffnet_nas.space.catalogue import get_variant
 
     return get_variant(text).arch

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from space.arch import EXPANSION, STEM_CHANNELS, Arch, resolve
+from ffnet_nas.space.arch import EXPANSION, STEM_CHANNELS, Arch, resolve
 
 BN_MOMENTUM = 0.1
 CLS_HEAD_WIDTHS = (128, 256, 512, 1024)
@@ -317,7 +317,7 @@ def build_model(arch_or_name: "Arch | str", *, num_classes: int | None = None) -
     if num_classes is None:
         num_classes = 1000 if arch.is_classifier else 19
     if not isinstance(num_classes, int) or num_classes < 1:
-        from space.errors import InvalidInput
+        from ffnet_nas.space.errors import InvalidInput
 
         raise InvalidInput(f"num_classes={num_classes!r}: expected a positive integer")
     model = FFNet(arch, num_classes)

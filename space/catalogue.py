@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
-from space.arch import Arch
-from space.errors import InvalidInput, closest
+from ffnet_nas.space.arch import Arch
+from ffnet_nas.space.errors import InvalidInput, closest
 
 # The reference repo's model files, grouped into the paper's families (Fig. 3, 5, 6).
 _FAMILY_OF_FILE = {
@@ -109,7 +109,7 @@ def _variant_from_record(rec: dict[str, Any]) -> PublishedVariant:
 
 @functools.cache
 def reference_data() -> dict[str, Any]:
-    with resources.files("space").joinpath("data/ffnet_variants.json").open() as f:
+    with resources.files("ffnet_nas.space").joinpath("data/ffnet_variants.json").open() as f:
         return json.load(f)
 
 

@@ -19,9 +19,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from space.arch import Arch, resolve
-from space.errors import InvalidInput
-from space.io import atomic_torch_save, provenance
+from ffnet_nas.space.arch import Arch, resolve
+from ffnet_nas.space.errors import InvalidInput
+from ffnet_nas.space.io import atomic_torch_save, provenance
 
 WRAPPER_KEYS = ("state_dict", "model", "model_state_dict")
 STRIP_PREFIXES = ("module.", "_orig_mod.")
@@ -189,7 +189,7 @@ def load_model(path: str | Path, *, arch: "Arch | str | None" = None, num_classe
     read from the head's last layer unless given. The model is returned in train mode, as
     `build_model` makes it; call `.eval()` for inference.
     """
-    from space.builder import build_model
+    from ffnet_nas.space.builder import build_model
 
     obj = read_checkpoint(path)
     source = f"checkpoint {str(path)!r}"

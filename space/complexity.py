@@ -12,9 +12,9 @@ from dataclasses import dataclass
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from space.arch import Arch, resolve
-from space.builder import build_model
-from space.errors import InvalidInput
+from ffnet_nas.space.arch import Arch, resolve
+from ffnet_nas.space.builder import build_model
+from ffnet_nas.space.errors import InvalidInput
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from space.arch import STEM_CHANNELS, Arch
-from space.builder import STEM_CONVS, UP_HEAD_BASE
+from ffnet_nas.space.arch import STEM_CHANNELS, Arch
+from ffnet_nas.space.builder import STEM_CONVS, UP_HEAD_BASE
 
 
 def _half(hw: tuple[int, int]) -> tuple[int, int]:
@@ -95,7 +95,7 @@ class ComplexityCache:
         """The whole network once (filling every part's counts)."""
         import torch
 
-        from space.builder import build_model
+        from ffnet_nas.space.builder import build_model
 
         self.full_passes += 1
         with torch.device("meta"):
@@ -119,7 +119,7 @@ class ComplexityCache:
         import torch
         from torch import nn
 
-        from space.builder import UP_HEAD_OUT, ConvBNReLU, SegmentationHead, UpBranch, UpsampleCat, make_stage
+        from ffnet_nas.space.builder import UP_HEAD_OUT, ConvBNReLU, SegmentationHead, UpBranch, UpsampleCat, make_stage
 
         self.part_passes += 1
         kind = key[0]
@@ -150,7 +150,7 @@ def _measure(model, x) -> tuple[list[tuple[str, int]], dict[str, int]]:
     import torch
     from torch import nn
 
-    from space.builder import GaussianDownsample
+    from ffnet_nas.space.builder import GaussianDownsample
 
     named_params = [(n, t.numel()) for n, t in model.named_parameters()]
     # BatchNorm keeps shapes and costs no MACs, but on the meta device it runs through a slow

@@ -23,8 +23,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from space.errors import InvalidInput
-from space.io import atomic_write_bytes
+from ffnet_nas.space.errors import InvalidInput
+from ffnet_nas.space.io import atomic_write_bytes
 
 DEFAULT_OPSET = 18  # the dynamo exporter's lowest native opset in torch >= 2.9
 ONNX_PROTOBUF_LIMIT = 2**31 - 1

@@ -11,11 +11,11 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from space.arch import EXPANSION, STEM_CHANNELS, Arch, resolve
-from space.builder import SEG_HEAD, STEM_CONVS, UP_HEAD_BASE, UP_HEAD_OUT
-from space.catalogue import PublishedVariant, get_variant, name_of, variants
-from space.complexity import complexity
-from space.searchspace import SearchSpace
+from ffnet_nas.space.arch import EXPANSION, STEM_CHANNELS, Arch, resolve
+from ffnet_nas.space.builder import SEG_HEAD, STEM_CONVS, UP_HEAD_BASE, UP_HEAD_OUT
+from ffnet_nas.space.catalogue import PublishedVariant, get_variant, name_of, variants
+from ffnet_nas.space.complexity import complexity
+from ffnet_nas.space.searchspace import SearchSpace
 
 DEFAULT_INPUT_HW = (512, 1024)  # the mobile paper resolution; GPU figures use 1024x2048
 # The catalogue keeps README and paper latencies apart; the README repeats the paper's 2080Ti
@@ -208,7 +208,7 @@ def format_point(r: PointReport) -> str:
 
 
 def sample_table(space: SearchSpace, n: int, *, seed: int = 0) -> pd.DataFrame:
-    from space.complexity import count_params
+    from ffnet_nas.space.complexity import count_params
 
     archs = space.sample_many(n, seed=seed)
     return pd.DataFrame([{"code": a.code, "params (M)": round(count_params(a) / 1e6, 2), "published name": name_of(a) or ""} for a in archs])

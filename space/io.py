@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
-from space.errors import InvalidInput
+from ffnet_nas.space.errors import InvalidInput
 
 
 def _atomic(path: str | Path, write: Callable[[str], None]) -> Path:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from space.arch import (
+from ffnet_nas.space.arch import (
     BLOCK_TYPES,
     SEG_HEADS,
     STEMS,
@@ -28,7 +28,7 @@ from space.arch import (
     UPSAMPLE_MODES,
     Arch,
 )
-from space.errors import InvalidInput, closest
+from ffnet_nas.space.errors import InvalidInput, closest
 
 FAMILIES = ("gpu_large", "gpu_small", "mobile")
 BUILTIN = FAMILIES + ("all",)
@@ -249,7 +249,7 @@ def _union(values) -> tuple:
 
 @functools.cache
 def builtin_space(name: str) -> SearchSpace:
-    from space.catalogue import variants
+    from ffnet_nas.space.catalogue import variants
 
     if name not in BUILTIN:
         raise InvalidInput(f"unknown space {name!r}: expected one of {', '.join(BUILTIN)} or a YAML file{closest(name, BUILTIN)}")
@@ -282,7 +282,7 @@ _YAML_KEYS = {"name", "base", "stems", "blocks", "stages", "first_strides", "up_
 
 def from_dict(data: Mapping[str, Any], *, default_name: str = "custom") -> SearchSpace:
     """A space from a mapping like `SearchSpace.to_dict()`; `base: mobile` fills missing fields."""
-    from space.complexity import parse_hw
+    from ffnet_nas.space.complexity import parse_hw
 
     if not isinstance(data, Mapping):
         raise InvalidInput(f"a space file must hold a mapping of fields ({', '.join(sorted(_YAML_KEYS))}); got {type(data).__name__}")

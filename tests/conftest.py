@@ -2,8 +2,6 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-REFERENCE_KEYS = REPO / "tests" / "data" / "state_dict_keys"
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ffnet_nas.workspace import DEFAULT_WORKDIR, Workspace
-from space.errors import InvalidInput
+from ffnet_nas.space.errors import InvalidInput
 
 
 def _positive(name: str, value: int, minimum: int = 1) -> int:
@@ -45,11 +45,11 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from distill.run import distill_space
-    from distill.teacher import read_teacher_file
-    from distill.train import TrainConfig
+    from ffnet_nas.distill.run import distill_space
+    from ffnet_nas.distill.teacher import read_teacher_file
+    from ffnet_nas.distill.train import TrainConfig
     from ffnet_nas.data import make_dataset
-    from space.searchspace import get_space
+    from ffnet_nas.space.searchspace import get_space
 
     for name in ("jobs", "steps", "batch_size", "train_images", "val_images"):
         _positive(name.replace("_", "-"), getattr(args, name))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from space.errors import InvalidInput
+from ffnet_nas.space.errors import InvalidInput
 
 
 def add_finetune_args(p: argparse.ArgumentParser) -> None:
@@ -57,7 +57,7 @@ def _from_search(workspace, top: int) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     from ffnet_nas.evaluate import evaluate_points
     from ffnet_nas.workspace import Workspace
-    from space.arch import resolve
+    from ffnet_nas.space.arch import resolve
 
     workspace = Workspace(args.workdir)
     points = list(args.points)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from space.deploy import DEFAULT_OPSET
+from ffnet_nas.space.deploy import DEFAULT_OPSET
 
 
 def register(subparsers) -> None:
@@ -30,10 +30,10 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from space.builder import build_model
-    from space.checkpoint import infer_num_classes, load_state_dict_strict, read_state_dict
-    from space.complexity import parse_hw
-    from space.deploy import check_onnx, export_onnx, fold_bn
+    from ffnet_nas.space.builder import build_model
+    from ffnet_nas.space.checkpoint import infer_num_classes, load_state_dict_strict, read_state_dict
+    from ffnet_nas.space.complexity import parse_hw
+    from ffnet_nas.space.deploy import check_onnx, export_onnx, fold_bn
 
     input_hw = parse_hw(args.input_size)
     num_classes = args.num_classes

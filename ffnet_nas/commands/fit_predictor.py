@@ -23,7 +23,7 @@ def register(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from ffnet_nas.fit_predictor import fit_from_table, fit_predictor
     from ffnet_nas.workspace import Workspace
-    from space.searchspace import get_space
+    from ffnet_nas.space.searchspace import get_space
 
     workspace = Workspace(args.workdir)
     if args.refit_only:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ffnet_nas.workspace import DEFAULT_WORKDIR, Workspace
-from space.errors import InvalidInput
+from ffnet_nas.space.errors import InvalidInput
 
 
 def _repeats(text: str) -> tuple[int, int]:
@@ -59,10 +59,10 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from predictors.latency.build import build, make_spec
-    from predictors.latency.protocol import default_protocol
-    from space.complexity import parse_hw
-    from space.searchspace import get_space
+    from ffnet_nas.predictors.latency.build import build, make_spec
+    from ffnet_nas.predictors.latency.protocol import default_protocol
+    from ffnet_nas.space.complexity import parse_hw
+    from ffnet_nas.space.searchspace import get_space
 
     space = get_space(args.space)
     input_hw = parse_hw(args.input_size) if args.input_size else space.input_hw

@@ -33,8 +33,8 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from reports.build import build_report, parse_formats
-    from reports.inputs import ReportInputs
+    from ffnet_nas.reports.build import build_report, parse_formats
+    from ffnet_nas.reports.inputs import ReportInputs
 
     formats = parse_formats(args.format)
     ws = Workspace(Path(args.workdir))

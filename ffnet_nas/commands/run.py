@@ -27,7 +27,7 @@ def register(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from ffnet_nas.pipeline import describe, run_pipeline
     from ffnet_nas.workspace import Workspace
-    from reports.build import parse_formats
+    from ffnet_nas.reports.build import parse_formats
 
     summary = run_pipeline(workspace=Workspace(args.workdir), space=args.space, budget=args.budget, target=args.target,
                            device=args.device, threads=args.threads, report_formats=parse_formats(args.format),

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from ffnet_nas.workspace import DEFAULT_WORKDIR, Workspace
-from space.errors import InvalidInput
-
-JOURNAL_NAME = "studies.journal"
+from ffnet_nas.workspace import DEFAULT_WORKDIR, JOURNAL_NAME, Workspace
+from ffnet_nas.space.errors import InvalidInput
 
 
 def register(subparsers) -> None:
@@ -18,7 +16,8 @@ def register(subparsers) -> None:
         help="search the space for Pareto points under a target (e.g. --target 'latency<25ms')",
         description="Multi-objective Optuna search: maximise predicted mIoU, minimise predicted latency (from the "
                     "workdir's latency table and accuracy predictor), with --target bounds as constraints. Published "
-                    "variants are evaluated first. The study is stored in WORKDIR/search/studies.journal (or "
+                    "variants are evaluated first. The study is stored in "
+                    f"WORKDIR/search/{JOURNAL_NAME} (or "
                     "--storage URL); re-running continues it until it holds --trials complete trials, and several "
                     "processes may run it at once. Writes WORKDIR/search/<study>/pareto.csv, published.csv, "
                     "summary.json (+ closest.csv when nothing meets the target, to_evaluate.csv with --evaluate-top).",
@@ -46,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     from ffnet_nas.search import predictors
     from ffnet_nas.search.api import run_search
     from ffnet_nas.search.targets import parse_targets
-    from space.searchspace import get_space
+    from ffnet_nas.space.searchspace import get_space
 
     if args.trials < 1:
         raise InvalidInput(f"--trials {args.trials}: expected a positive number of complete trials")
@@ -56,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     space = get_space(args.space)
     ws = Workspace(args.workdir)
     preds = predictors.load(lut_dir=ws.lut_dir, predictor_dir=ws.predictor_dir, space=space, lut=args.lut)
-    storage = args.storage or ws.search_dir / JOURNAL_NAME
+    storage = args.storage or ws.adopt_legacy_journal()
     result = run_search(space=space, predict_latency_ms=preds.latency_ms, predict_miou=preds.miou, targets=targets,
                         n_trials=args.trials, sampler=args.sampler, storage=storage, study_name=args.study,
                         seed=args.seed, objective_id=preds.objective_id, progress=not args.no_progress,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from space.errors import InvalidInput
+from ffnet_nas.space.errors import InvalidInput
 
 SPACE_HELP = "mobile, gpu_large, gpu_small, all, or a YAML space file (default: all)"
 
@@ -44,8 +44,8 @@ def register(subparsers) -> None:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    from space.describe import format_table, published_table, space_summary
-    from space.searchspace import BUILTIN, FAMILIES, get_space
+    from ffnet_nas.space.describe import format_table, published_table, space_summary
+    from ffnet_nas.space.searchspace import BUILTIN, FAMILIES, get_space
 
     space = get_space(args.space)
     if args.published:
@@ -60,8 +60,8 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_show(args: argparse.Namespace) -> int:
-    from space.complexity import parse_hw
-    from space.describe import describe, format_point
+    from ffnet_nas.space.complexity import parse_hw
+    from ffnet_nas.space.describe import describe, format_point
 
     input_hw = parse_hw(args.input_size) if args.input_size else None
     print(format_point(describe(args.name, input_hw=input_hw, num_classes=args.num_classes)))
@@ -69,8 +69,8 @@ def run_show(args: argparse.Namespace) -> int:
 
 
 def run_sample(args: argparse.Namespace) -> int:
-    from space.describe import sample_table
-    from space.searchspace import get_space
+    from ffnet_nas.space.describe import sample_table
+    from ffnet_nas.space.searchspace import get_space
 
     if args.n < 1:
         raise InvalidInput(f"-n {args.n}: expected a positive number of points")

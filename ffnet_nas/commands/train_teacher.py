@@ -39,8 +39,8 @@ def run(args: argparse.Namespace) -> int:
 
     from ffnet_nas.teacher import train_teacher
     from ffnet_nas.workspace import Workspace
-    from space.complexity import parse_hw
-    from space.errors import InvalidInput
+    from ffnet_nas.space.complexity import parse_hw
+    from ffnet_nas.space.errors import InvalidInput
 
     if args.steps < 1 or args.batch_size < 1 or args.checkpoint_every < 1:
         raise InvalidInput("--steps, --batch-size and --checkpoint-every: expected positive integers")

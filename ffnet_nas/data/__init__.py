@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from space.errors import InvalidInput, closest
+from ffnet_nas.space.errors import InvalidInput, closest
 
 from .base import IGNORE_INDEX, SegmentationDataset
 from .transforms import EvalTransform, TrainTransform

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from space.errors import InvalidInput
+from ffnet_nas.space.errors import InvalidInput
 
 from .base import PairedFiles, Transform, require_dir
 

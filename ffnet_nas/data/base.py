@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from space.errors import InvalidInput
+from ffnet_nas.space.errors import InvalidInput
 
 IGNORE_INDEX = 255
 Transform = Callable[[torch.Tensor, torch.Tensor], "tuple[torch.Tensor, torch.Tensor]"]

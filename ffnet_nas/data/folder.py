@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from space.errors import InvalidInput
+from ffnet_nas.space.errors import InvalidInput
 
 from .base import IGNORE_INDEX, PairedFiles, Transform, read_mask, require_dir
 

@@ -233,7 +233,7 @@ def _load_or_generate(*, seed: int, split: str, size_hw: tuple[int, int], n: int
                 pass
     images, masks = generate(n, seed=split_seed(seed, split), size_hw=size_hw, progress=progress)
     if path is not None:
-        from space.io import atomic_torch_save
+        from ffnet_nas.space.io import atomic_torch_save
 
         atomic_torch_save(path, {"images": images, "masks": masks})
     return images, masks, path, True

@@ -18,11 +18,11 @@ from typing import Any, Callable
 
 from ffnet_nas.search import study as st
 from ffnet_nas.search import tables
-from space.complexity_cache import ComplexityCache, shared_cache
+from ffnet_nas.space.complexity_cache import ComplexityCache, shared_cache
 from ffnet_nas.search.targets import Target, parse_targets
-from space.arch import Arch
-from space.errors import InvalidInput
-from space.searchspace import SearchSpace, get_space
+from ffnet_nas.space.arch import Arch
+from ffnet_nas.space.errors import InvalidInput
+from ffnet_nas.space.searchspace import SearchSpace, get_space
 
 
 @dataclass(frozen=True)
@@ -171,7 +171,7 @@ def write_outputs(result: SearchResult, out_dir: "str | Path", *, evaluate_top: 
     """
     import pandas as pd
 
-    from space.io import atomic_write_csv, atomic_write_json, atomic_write_text, provenance
+    from ffnet_nas.space.io import atomic_write_csv, atomic_write_json, atomic_write_text, provenance
 
     out_dir = Path(out_dir)
     paths = {"pareto": atomic_write_csv(out_dir / "pareto.csv", result.pareto),

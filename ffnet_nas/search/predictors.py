@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from space.arch import Arch
-from space.errors import InvalidInput, closest
-from space.searchspace import SearchSpace
+from ffnet_nas.space.arch import Arch
+from ffnet_nas.space.errors import InvalidInput, closest
+from ffnet_nas.space.searchspace import SearchSpace
 
 
 @dataclass(frozen=True)
@@ -70,9 +70,9 @@ def find_lut(lut_dir: Path, space: SearchSpace, *, lut: str | None = None) -> Pa
 
 
 def load_latency(csv_path: Path) -> tuple[Callable[[Arch], float], str]:
-    from predictors.latency import predict_latency
-    from predictors.latency.lut import load_table
-    from predictors.latency.predict import Calibration, calibration_path, load_calibration
+    from ffnet_nas.predictors.latency import predict_latency
+    from ffnet_nas.predictors.latency.lut import load_table
+    from ffnet_nas.predictors.latency.predict import Calibration, calibration_path, load_calibration
 
     table = load_table(csv_path)
     calibration = load_calibration(table) or Calibration()
@@ -90,13 +90,13 @@ def load_latency(csv_path: Path) -> tuple[Callable[[Arch], float], str]:
 
 
 def accuracy_file(predictor_dir: Path) -> Path:
-    from predictors.accuracy import PREDICTOR_FILE
+    from ffnet_nas.predictors.accuracy import PREDICTOR_FILE
 
     return Path(predictor_dir) / PREDICTOR_FILE
 
 
 def load_accuracy(predictor_dir: Path) -> tuple[Callable[[Arch], float], str]:
-    from predictors.accuracy import load_predictor
+    from ffnet_nas.predictors.accuracy import load_predictor
 
     predict = load_predictor(predictor_dir)
     memo: dict[str, float] = {}

@@ -18,7 +18,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from space.errors import InvalidInput
+from ffnet_nas.space.errors import InvalidInput
 
 
 def _backend_class():
@@ -50,7 +50,7 @@ def open_storage(storage: "str | Path | None", *, durable: bool = False):
         return _rdb(text)
     path = Path(text)
     if path.is_dir():
-        raise InvalidInput(f"storage {text!r} is a folder: expected a journal file path (e.g. search/studies.journal) or a URL")
+        raise InvalidInput(f"storage {text!r} is a folder: expected a journal file path (e.g. search/study.journal) or a URL")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         from optuna.storages.journal import JournalFileBackend, JournalStorage

@@ -23,12 +23,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from space.complexity_cache import ComplexityCache
+from ffnet_nas.space.complexity_cache import ComplexityCache
 from ffnet_nas.search.storage import open_storage, redact  # noqa: F401  (re-exported)
 from ffnet_nas.search.targets import Target, canonical, violations
-from space.arch import Arch
-from space.errors import InvalidInput, closest
-from space.searchspace import SearchSpace
+from ffnet_nas.space.arch import Arch
+from ffnet_nas.space.errors import InvalidInput, closest
+from ffnet_nas.space.searchspace import SearchSpace
 
 SAMPLERS = ("nsga2", "tpe", "random")
 DIRECTIONS = ("maximize", "minimize")
@@ -106,7 +106,7 @@ def open_study(*, storage, study_name: str, sampler, ident: StudyIdentity):
 
 def published_in(space: SearchSpace) -> dict[str, Arch]:
     """Published segmentation variants that are points of `space`, one name per distinct arch."""
-    from space.catalogue import variants
+    from ffnet_nas.space.catalogue import variants
 
     out: dict[str, Arch] = {}
     seen: set[Arch] = set()

@@ -17,8 +17,8 @@ import numpy as np
 
 from ffnet_nas.search.pareto import dominates, pareto_mask
 from ffnet_nas.search.targets import Target
-from space.arch import Arch
-from space.searchspace import SearchSpace
+from ffnet_nas.space.arch import Arch
+from ffnet_nas.space.searchspace import SearchSpace
 
 _CATEGORICAL = ("stem", "block", "up_head", "seg_head", "upsample", "pre_down", "first_stride")
 

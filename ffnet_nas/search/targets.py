@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass
 from typing import Mapping
 
-from space.errors import InvalidInput, closest
+from ffnet_nas.space.errors import InvalidInput, closest
 
 GRAMMAR = ("accepted: METRIC OP NUMBER[UNIT], comma-separated, e.g. 'latency<25ms,params<10M,macs<50G,miou>75' "
            "(metrics latency/params/macs/miou; ops < <= > >=; units latency us/ms/s, params K/M/G, macs M/G/T)")

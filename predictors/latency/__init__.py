@@ -10,10 +10,10 @@
     build.py     the whole pipeline the CLI runs
 """
 
-from predictors.latency.keys import Unit, space_units, units_of
-from predictors.latency.lut import LatencyTable, LutSpec, load_table
-from predictors.latency.predict import Calibration, predict_latency
-from predictors.latency.protocol import Protocol
+from ffnet_nas.predictors.latency.keys import Unit, space_units, units_of
+from ffnet_nas.predictors.latency.lut import LatencyTable, LutSpec, load_table
+from ffnet_nas.predictors.latency.predict import Calibration, predict_latency
+from ffnet_nas.predictors.latency.protocol import Protocol
 
 __all__ = ["Calibration", "LatencyTable", "LutSpec", "Protocol", "Unit", "load_table", "predict_latency",
            "space_units", "units_of"]

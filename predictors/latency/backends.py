@@ -20,8 +20,8 @@ from typing import Callable
 import torch
 from torch import nn
 
-from predictors.latency.protocol import torch_dtype
-from space.errors import InvalidInput, closest
+from ffnet_nas.predictors.latency.protocol import torch_dtype
+from ffnet_nas.space.errors import InvalidInput, closest
 
 BACKENDS = ("eager", "compile", "onnxruntime")
 

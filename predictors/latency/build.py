@@ -9,12 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from predictors.latency.backends import check_backend
-from predictors.latency.keys import space_units
-from predictors.latency.lut import LatencyTable, LutSpec, measure_units, open_table
-from predictors.latency.predict import Calibration
-from predictors.latency.protocol import Protocol, check_clock, check_dtype, default_threads, device_name, parse_device
-from space.errors import InvalidInput
+from ffnet_nas.predictors.latency.backends import check_backend
+from ffnet_nas.predictors.latency.keys import space_units
+from ffnet_nas.predictors.latency.lut import LatencyTable, LutSpec, measure_units, open_table
+from ffnet_nas.predictors.latency.predict import Calibration
+from ffnet_nas.predictors.latency.protocol import Protocol, check_clock, check_dtype, default_threads, device_name, parse_device
+from ffnet_nas.space.errors import InvalidInput
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ def make_spec(*, device: str, dtype: str = "fp32", backend: str = "eager", batch
 
 def build(*, lut_dir: str | Path, space, spec: LutSpec, protocol: Protocol, calibrate_n: int = 6,
           validate_n: int = 0, seed: int = 0, progress: bool = True, limit: int | None = None) -> BuildResult:
-    from predictors.latency.validate import calibrate, validate
+    from ffnet_nas.predictors.latency.validate import calibrate, validate
 
     check_clock(protocol, spec.device, spec.threads)
     if validate_n > 0 and space.size <= calibrate_n and not _has_published(space):
@@ -64,6 +64,6 @@ def build(*, lut_dir: str | Path, space, spec: LutSpec, protocol: Protocol, cali
 
 
 def _has_published(space) -> bool:
-    from space.catalogue import variants
+    from ffnet_nas.space.catalogue import variants
 
     return any(v.arch in space for v in variants(task="segmentation"))

@@ -28,7 +28,7 @@ import itertools
 from collections import Counter
 from dataclasses import dataclass
 
-from space.arch import EXPANSION, STEM_CHANNELS, Arch
+from ffnet_nas.space.arch import EXPANSION, STEM_CHANNELS, Arch
 
 KINDS = ("predown", "stem", "block", "head")
 

@@ -18,10 +18,10 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Iterable
 
-from predictors.latency.keys import Unit
-from predictors.latency.protocol import Protocol, Timing, measurement_context, time_callable
-from space.errors import InvalidInput
-from space.io import atomic_write_csv, atomic_write_json, provenance, read_json
+from ffnet_nas.predictors.latency.keys import Unit
+from ffnet_nas.predictors.latency.protocol import Protocol, Timing, measurement_context, time_callable
+from ffnet_nas.space.errors import InvalidInput
+from ffnet_nas.space.io import atomic_write_csv, atomic_write_json, provenance, read_json
 
 COLUMNS = ("key", "kind", "estimate_ms", "median_ms", "p25_ms", "min_ms", "max_ms", "iqr_ms", "n", "stable", "seconds",
            "rounds", "round_ms")
@@ -147,7 +147,7 @@ def open_table(lut_dir: str | Path, spec: LutSpec, protocol: Protocol, *, space:
         meta = {}
         table = LatencyTable(spec=spec, path=csv_path)
     spaces = sorted(set(meta.get("spaces", [])) | ({space} if space else set()))
-    from predictors.latency.backends import backend_versions
+    from ffnet_nas.predictors.latency.backends import backend_versions
 
     meta.update(
         spec=spec.to_dict(),
@@ -164,8 +164,8 @@ def open_table(lut_dir: str | Path, spec: LutSpec, protocol: Protocol, *, space:
 
 
 def time_unit(unit: Unit, spec: LutSpec, protocol: Protocol) -> Timing:
-    from predictors.latency.backends import prepare
-    from predictors.latency.modules import unit_inputs, unit_module
+    from ffnet_nas.predictors.latency.backends import prepare
+    from ffnet_nas.predictors.latency.modules import unit_inputs, unit_module
 
     fn = prepare(unit_module(unit), unit_inputs(unit, spec.batch), backend=spec.backend, device=spec.device,
                  dtype=spec.dtype, threads=spec.threads)

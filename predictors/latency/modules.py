@@ -9,9 +9,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from predictors.latency.keys import Unit, network_hw_for
-from space.arch import Arch
-from space.builder import BLOCKS, Backbone, FFNetHead, GaussianDownsample, build_model, init_weights
+from ffnet_nas.predictors.latency.keys import Unit, network_hw_for
+from ffnet_nas.space.arch import Arch
+from ffnet_nas.space.builder import BLOCKS, Backbone, FFNetHead, GaussianDownsample, build_model, init_weights
 
 
 class _Stem(nn.Module):

@@ -23,11 +23,11 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
-from predictors.latency.keys import units_of
-from predictors.latency.lut import LatencyTable, load_table
-from space.arch import Arch, resolve
-from space.errors import InvalidInput
-from space.io import atomic_write_json, read_json
+from ffnet_nas.predictors.latency.keys import units_of
+from ffnet_nas.predictors.latency.lut import LatencyTable, load_table
+from ffnet_nas.space.arch import Arch, resolve
+from ffnet_nas.space.errors import InvalidInput
+from ffnet_nas.space.io import atomic_write_json, read_json
 
 
 MODELS = ("identity", "scale", "line")

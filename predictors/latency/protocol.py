@@ -24,7 +24,7 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Callable, Iterator
 
-from space.errors import InvalidInput, closest
+from ffnet_nas.space.errors import InvalidInput, closest
 
 DTYPES = ("fp32", "fp16", "bf16")
 ESTIMATORS = ("p25", "p10", "median", "mean", "min", "trimmed")

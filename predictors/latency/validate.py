@@ -17,12 +17,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from predictors.latency.lut import LatencyTable, timing_device
-from predictors.latency.predict import Calibration, fit_calibration, raw_sum, save_calibration
-from predictors.latency.protocol import Protocol, Timing, measurement_context, time_callable
-from space.arch import Arch
-from space.errors import InvalidInput
-from space.io import atomic_write_csv, atomic_write_json, provenance
+from ffnet_nas.predictors.latency.lut import LatencyTable, timing_device
+from ffnet_nas.predictors.latency.predict import Calibration, fit_calibration, raw_sum, save_calibration
+from ffnet_nas.predictors.latency.protocol import Protocol, Timing, measurement_context, time_callable
+from ffnet_nas.space.arch import Arch
+from ffnet_nas.space.errors import InvalidInput
+from ffnet_nas.space.io import atomic_write_csv, atomic_write_json, provenance
 
 E2E_COLUMNS = ("code", "pass", "estimate_ms", "median_ms", "p25_ms", "min_ms", "iqr_ms", "n", "stable", "seconds")
 CALIBRATION_PASS0 = 10  # calibration passes are 10, 11, ... (one per protocol round); validation 1 and 2
@@ -49,8 +49,8 @@ def _save_e2e(path: Path, rows: dict) -> None:
 
 
 def time_arch(arch: Arch, table: LatencyTable, protocol: Protocol) -> Timing:
-    from predictors.latency.backends import prepare
-    from predictors.latency.modules import network
+    from ffnet_nas.predictors.latency.backends import prepare
+    from ffnet_nas.predictors.latency.modules import network
 
     spec = table.spec
     model, inputs = network(arch, spec.input_hw, spec.batch, num_classes=spec.num_classes)
@@ -148,7 +148,7 @@ class ValidationResult:
 
 def validation_points(space, n: int, *, seed: int, exclude: Iterable[str] = ()) -> list[tuple[Arch, str, str]]:
     """(arch, source, published name) for n random points (not in `exclude`) + every published one in the space."""
-    from space.catalogue import name_of, variants
+    from ffnet_nas.space.catalogue import name_of, variants
 
     skip = set(exclude)
     points: list[tuple[Arch, str, str]] = []

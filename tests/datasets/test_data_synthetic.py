@@ -1,0 +1,88 @@
+"""The embedded synthetic street scenes: deterministic, well-formed, and built as documented."""
+
+import numpy as np
+import pytest
+import torch
+
+from ffnet_nas.data import make_dataset
+from ffnet_nas.data.synthetic import (CLASS_NAMES, POLE, ROAD, SIDEWALK, SIGN, SKY, generate)
+from ffnet_nas.space.errors import InvalidInput
+
+HW = (64, 128)
+
+
+@pytest.fixture(scope="module")
+def scenes():
+    return generate(16, seed=3, size_hw=HW)
+
+
+def test_deterministic_from_seed_and_different_across_seeds(scenes):
+    again = generate(16, seed=3, size_hw=HW)
+    assert torch.equal(scenes[0], again[0]) and torch.equal(scenes[1], again[1])
+    other = generate(16, seed=4, size_hw=HW)
+    assert not torch.equal(scenes[0], other[0])
+
+
+def test_shapes_dtypes_and_every_class_present(scenes):
+    images, masks = scenes
+    assert images.shape == (16, 3, *HW) and images.dtype == torch.uint8
+    assert masks.shape == (16, *HW) and int(masks.max()) < len(CLASS_NAMES)
+    counts = torch.bincount(masks.flatten().long(), minlength=len(CLASS_NAMES))
+    assert (counts > 0).all(), dict(zip(CLASS_NAMES, counts.tolist()))
+    # Thin structures and small objects stay a small share of pixels, as in street scenes.
+    share = counts.float() / counts.sum()
+    assert share[POLE] < 0.03 and share[SIGN] < 0.02
+    assert share[ROAD] > 0.08 and share[SIDEWALK] > 0.08 and share[SKY] > 0.05
+
+
+def test_road_and_sidewalk_are_not_separable_by_colour(scenes):
+    """Within an image both share one texture: their mean colours differ by less than the
+    texture's own spread, so only context can tell them apart."""
+    images, masks = scenes
+    gaps = []
+    for img, m in zip(images.float(), masks):
+        road, side = m == ROAD, m == SIDEWALK
+        if road.sum() < 50 or side.sum() < 50:
+            continue
+        road_px, side_px = img[:, road], img[:, side]
+        gap = (road_px.mean(1) - side_px.mean(1)).abs().max()
+        spread = side_px.std(1).mean()
+        gaps.append(float(gap / spread))
+    assert len(gaps) >= 8
+    assert np.median(gaps) < 0.5, gaps
+
+
+def test_splits_differ_and_dataset_items_are_normalised(tmp_path):
+    train = make_dataset("synthetic:5", "train", size_hw=HW, num_images=4, cache_dir=tmp_path)
+    val = make_dataset("synthetic:5", "val", size_hw=HW, num_images=4, cache_dir=tmp_path)
+    assert not torch.equal(train.images, val.images)
+    image, mask = val[0]
+    assert image.dtype == torch.float32 and image.shape == (3, *HW)
+    assert -3 < float(image.mean()) < 3 and mask.dtype == torch.int64
+    assert val.num_classes == 8 and val.ignore_index == 255 and val.class_names == CLASS_NAMES
+    # the cache is reused: same tensors come back from the file
+    assert len(list(tmp_path.glob("synthetic-*.pt"))) == 2
+    again = make_dataset("synthetic:5", "val", size_hw=HW, num_images=4, cache_dir=tmp_path)
+    assert torch.equal(again.images, val.images)
+
+
+def test_augmented_items_have_crop_size_and_ignore_padding():
+    torch.manual_seed(0)
+    ds = make_dataset("synthetic", "train", size_hw=HW, num_images=2, augment=True, scale_range=(0.5, 0.5))
+    image, mask = ds[0]
+    assert image.shape == (3, *HW) and mask.shape == HW
+    assert (mask == 255).any()  # a half-size image padded to the crop: padding is ignored
+
+
+@pytest.mark.parametrize("spec", ["synthetic:abc", "synth", "", "cityscapes"])
+def test_bad_specs_are_one_clear_line(spec):
+    with pytest.raises(InvalidInput) as e:
+        make_dataset(spec)
+    assert "\n" not in str(e.value) and "expected" in str(e.value)
+
+
+def test_bad_split_and_size():
+    with pytest.raises(InvalidInput, match="expected one of train, val"):
+        make_dataset("synthetic", "test")
+    with pytest.raises(InvalidInput, match="at least 8x8"):
+        make_dataset("synthetic", size_hw=(4, 4))

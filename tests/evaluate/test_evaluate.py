@@ -1,0 +1,120 @@
+"""Full evaluation and the accuracy predictor on a micro workdir (tiny teacher, tiny space)."""
+
+import pandas as pd
+import pytest
+import torch
+
+from ffnet_nas.distill.run import distill_space
+from ffnet_nas.distill.teacher import save_teacher
+from ffnet_nas.distill.train import TrainConfig as BlockConfig
+from ffnet_nas.cli import main
+from ffnet_nas.data import make_dataset
+from ffnet_nas.evaluate import FinetuneSettings, evaluate_points, point_dir, read_evaluated, select_points
+from ffnet_nas.fit_predictor import fit_from_table
+from ffnet_nas.workspace import Workspace
+from ffnet_nas.space import Arch, InvalidInput, build_model
+from ffnet_nas.space.searchspace import from_dict, get_space
+
+HW = (32, 64)
+TINY = {"base": "mobile", "name": "tiny", "stems": ["B"], "up_heads": ["B"], "seg_heads": ["B", "C"],
+        "stages": {4: {"depths": [[1, 2], [1], [1], [1]], "widths": [[16], [32], [48], [64]]}},
+        "first_strides": [1, 2], "pre_downs": [False], "input_size": "32x64"}
+SETTINGS = FinetuneSettings(steps=2, batch_size=2, checkpoint_every=1, val_images=4)
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    torch.manual_seed(0)
+    ws = Workspace(tmp_path_factory.mktemp("micro"))
+    train = make_dataset("synthetic", "train", size_hw=HW, cache_dir=ws.data_dir)
+    teacher = build_model("stemB-basic-d1.1.1.1-w16.32.48.64-s1-upB-segB-nearest", num_classes=train.num_classes).eval()
+    save_teacher(ws.teacher_path, teacher, data="synthetic", input_hw=list(HW), miou=0.0)
+    val = make_dataset("synthetic", "val", size_hw=HW, cache_dir=ws.data_dir)
+    distill_space(from_dict(TINY), teacher_path=ws.teacher_path, train_data=train, val_data=val,
+                  library_dir=ws.library_dir, data_spec="synthetic", config=BlockConfig(steps=2, batch_size=4),
+                  train_images=8, val_images=4, progress=False)
+    return ws
+
+
+def test_evaluate_writes_one_row_per_point_and_skips_finished(workdir, capsys):
+    arch = from_dict(TINY).sample(0)
+    frame = evaluate_points([arch], workspace=workdir, settings=SETTINGS, progress=False)
+    assert list(frame["code"]) == [arch.code]
+    row = frame.iloc[0]
+    assert 0 <= row["measured_miou"] <= 100 and row["steps"] == 2 and row["init"] == "distilled"
+    assert row["params"] == sum(p.numel() for p in build_model(arch, num_classes=8).parameters())
+    folder = point_dir(workdir, arch, "distilled")
+    assert (folder / "model.pt").exists() and not (folder / "finetune_state.pt").exists()  # no resume state left
+    mtime = workdir.evaluated_path.stat().st_mtime_ns
+    evaluate_points([arch], workspace=workdir, settings=SETTINGS, progress=True)  # finished: skipped
+    assert "already evaluated" in capsys.readouterr().out
+    assert workdir.evaluated_path.stat().st_mtime_ns == mtime
+    # random initialisation is a separate row of the same point
+    evaluate_points([arch], workspace=workdir, settings=SETTINGS, init="random", progress=False)
+    table = read_evaluated(workdir.evaluated_path)
+    assert sorted(table[table["code"] == arch.code]["init"]) == ["distilled", "random"]
+
+
+def test_point_outside_the_library_is_a_clear_error(workdir):
+    outside = Arch.from_name("segmentation_ffnet46NS_CCC_mobile")
+    with pytest.raises(InvalidInput, match="s4"):
+        evaluate_points([outside], workspace=workdir, settings=SETTINGS, progress=False)
+
+
+def test_fit_predictor_cli_reports_loo_ranks(workdir, capsys):
+    code = main(["fit-predictor", "--space", "x.yaml", "--workdir", str(workdir.root)])
+    assert code == 2  # unknown space file: one line, exit 2
+    space_file = workdir.root / "tiny.yaml"
+    import yaml
+
+    space_file.write_text(yaml.safe_dump(TINY))
+    code = main(["fit-predictor", "--space", str(space_file), "--n", "4", "--steps", "2", "--batch-size", "2",
+                 "--val-images", "4", "--workdir", str(workdir.root)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "leave-one-out Kendall tau" in out and "fine-tuned points" in out
+    loo = pd.read_csv(workdir.predictor_dir / "loo.csv")
+    assert len(loo) >= 4 and set(loo.columns) == {"code", "measured_miou", "loo_predicted_miou"}
+    again = fit_from_table(workdir)  # refit on the table alone gives the same model
+    assert again.validation.n == len(loo)
+
+
+def test_select_points_spreads_and_includes_published():
+    space = get_space("mobile")
+    published = [Arch.from_name("segmentation_ffnet40S_BBB_mobile"), Arch.from_name("segmentation_ffnet46NS_CCC_mobile")]
+    points = select_points(space, 8, seed=0, published=published)
+    assert len(set(points)) == 8 and all(p in space for p in points)
+    assert set(published) <= set(points)
+    assert {p.num_stages for p in points} == {3, 4}  # the design covers both backbone kinds
+
+
+def test_evaluate_cli_rejects_bad_points_before_training(workdir, capsys):
+    assert main(["evaluate", "segmentation_ffnet40S_BBB_mobil", "--workdir", str(workdir.root)]) == 2
+    err = capsys.readouterr().err
+    assert "segmentation_ffnet40S_BBB_mobile" in err and err.count("\n") == 1
+    assert main(["evaluate", "--workdir", str(workdir.root)]) == 2
+
+
+def test_held_out_miou_scores_only_the_images_the_scores_did_not_use(workdir):
+    import dataclasses
+
+    from ffnet_nas.evaluate import held_out_miou
+    from ffnet_nas.training import evaluate
+    from ffnet_nas.space.checkpoint import load_model
+
+    arch = from_dict(TINY).sample(0)
+    evaluate_points([arch], workspace=workdir, settings=SETTINGS, progress=False)
+    held = held_out_miou([arch.code, "stemB-never-evaluated"], workspace=workdir, settings=SETTINGS)
+    assert set(held) == {arch.code}
+    table = read_evaluated(workdir.evaluated_path)
+    row = table[(table["code"] == arch.code) & (table["init"] == "distilled")].iloc[0]
+    model = load_model(row["checkpoint"]).eval()
+    val = make_dataset("synthetic", "val", size_hw=HW, cache_dir=workdir.data_dir)
+    rest = torch.utils.data.Subset(val, range(SETTINGS.val_images, len(val)))
+    rest.num_classes, rest.ignore_index = val.num_classes, val.ignore_index
+    after = evaluate(model, rest, progress=False)
+    first = evaluate(model, val, limit=SETTINGS.val_images, progress=False)
+    assert held[arch.code] == pytest.approx(100 * after.miou)
+    assert first.miou == pytest.approx(row["measured_miou"] / 100)  # the scoring images are the first ones
+    everything = dataclasses.replace(SETTINGS, val_images=None)
+    assert held_out_miou([arch.code], workspace=workdir, settings=everything) == {}  # nothing held out

@@ -1,0 +1,148 @@
+"""Refine rounds (refit on evaluated points, search again, evaluate new challengers) on a micro workdir."""
+
+import pandas as pd
+import pytest
+import torch
+
+from ffnet_nas.distill.run import distill_space
+from ffnet_nas.distill.teacher import save_teacher
+from ffnet_nas.distill.train import TrainConfig as BlockConfig
+from ffnet_nas.data import make_dataset
+from ffnet_nas.evaluate import FinetuneSettings, evaluate_points, read_evaluated
+from ffnet_nas.fit_predictor import fit_from_table
+from ffnet_nas.refine import beats, best_candidate, challengers, refine
+from ffnet_nas.search.targets import parse_targets
+from ffnet_nas.workspace import Workspace
+from ffnet_nas.predictors.accuracy import AccuracyPredictor
+from ffnet_nas.predictors.latency.build import build, make_spec
+from ffnet_nas.predictors.latency.protocol import Protocol
+from ffnet_nas.space import Arch, build_model
+from ffnet_nas.space.searchspace import from_dict
+
+HW = (32, 64)
+TINY = {"base": "mobile", "name": "tiny", "stems": ["B"], "up_heads": ["B"], "seg_heads": ["B", "C"],
+        "stages": {4: {"depths": [[1, 2], [1], [1], [2, 1]], "widths": [[16], [32], [48], [64]]}},
+        "first_strides": [1, 2], "pre_downs": [False], "input_size": "32x64"}
+SETTINGS = FinetuneSettings(steps=2, batch_size=2, checkpoint_every=1, val_images=4)
+FAST = Protocol(warmup_runs=1, warmup_s=0.0, min_repeats=3, max_repeats=4, rel_tol=0.5, max_seconds=0.2)
+
+
+def row(miou, ms):
+    return {"measured_miou": miou, "measured_latency_ms": ms}
+
+
+def test_beats_needs_more_accuracy_and_no_more_latency():
+    ref = row(40.0, 10.0)
+    assert beats(row(41.0, 10.0), ref) and beats(row(40.5, 9.0), ref)
+    assert not beats(row(40.0, 9.0), ref)  # equal mIoU is not better
+    assert not beats(row(45.0, 10.5), ref)  # more accurate but slower
+    assert not beats(row(45.0, float("nan")), ref) and not beats(row(45.0, 9.0), None)
+
+
+def test_best_candidate_prefers_a_winner_and_ignores_the_reference():
+    ref = Arch.from_name("segmentation_ffnet40S_BBB_mobile")
+    rows = {ref.code: row(40.0, 10.0), "fast": row(40.5, 8.0), "accurate": row(44.0, 12.0), "meh": row(30.0, 5.0)}
+    best, won = best_candidate(rows, ["accurate", "fast", "meh", ref.code, "never-evaluated"], ref)
+    assert won and best is rows["fast"]  # the slower, more accurate one does not beat the reference
+    best, won = best_candidate(rows, ["accurate", "meh"], ref)
+    assert not won and best is rows["accurate"]
+    assert best_candidate(rows, [], ref) == (None, False)
+
+
+def test_challengers_are_the_most_accurate_clearly_faster_unpublished_points():
+    rows = pd.DataFrame({"code": ["a", "b", "c", "d", "e"], "latency_ms": [5.0, 9.0, 9.6, 12.0, 8.0],
+                         "miou": [30, 40, 45, 50, 60], "published": [None, None, None, None, "segmentation_ffnetX"]})
+    assert challengers(rows, 10.0, k=2) == ["b", "a"]  # c is within the 5% margin, d is slower, e is published
+    assert challengers(rows, 10.0, k=2, exclude=["b"]) == ["a"]
+    assert challengers(rows, 4.0, k=2) == []
+    assert challengers(rows.drop(columns="published"), 10.0, k=1) == ["e"]
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    torch.manual_seed(0)
+    space = from_dict(TINY)
+    ws = Workspace(tmp_path_factory.mktemp("refine"))
+    train = make_dataset("synthetic", "train", size_hw=HW, cache_dir=ws.data_dir)
+    teacher = build_model("stemB-basic-d1.1.1.1-w16.32.48.64-s1-upB-segB-nearest", num_classes=train.num_classes).eval()
+    save_teacher(ws.teacher_path, teacher, data="synthetic", input_hw=list(HW), miou=0.0)
+    val = make_dataset("synthetic", "val", size_hw=HW, cache_dir=ws.data_dir)
+    distill_space(space, teacher_path=ws.teacher_path, train_data=train, val_data=val, library_dir=ws.library_dir,
+                  data_spec="synthetic", config=BlockConfig(steps=2, batch_size=4), train_images=8, val_images=4,
+                  progress=False)
+    build(lut_dir=ws.lut_dir, space=space, spec=make_spec(device="cpu", input_hw=HW, threads=1, num_classes=8),
+          protocol=FAST, calibrate_n=0, progress=False)
+    first = [space.sample(i) for i in range(6)]
+    evaluate_points(list(dict.fromkeys(first))[:4], workspace=ws, settings=SETTINGS, progress=False)
+    fit_from_table(ws)
+    return ws, space
+
+
+def _refine(ws, space, reference, **kw):
+    codes = list(read_evaluated(ws.evaluated_path)["code"])
+    return refine(workspace=ws, space=space, targets=parse_targets("latency<=1000ms"), reference=reference,
+                  reference_ms=1e6, candidates=kw.pop("candidates", codes), settings=SETTINGS, trials=12, num_classes=8, progress=False,
+                  log=lambda m: None, **{"rounds": 2, "points": 1, **kw})
+
+
+def test_refine_rounds_refit_search_and_evaluate_then_resume_without_redoing(workdir):
+    ws, space = workdir
+    table = read_evaluated(ws.evaluated_path)
+    # an unbeatable reference (the most accurate point, and "beating" also needs no more latency)
+    # makes every round run
+    ref_row = table.sort_values("measured_miou").iloc[-1]
+    table.loc[table["code"] == ref_row["code"], "measured_miou"] = 101.0
+    table.to_csv(ws.evaluated_path, index=False)
+    reference = Arch.parse(ref_row["code"])
+    before = set(table["code"])
+
+    rounds = _refine(ws, space, reference)
+    assert [r.index for r in rounds] == [1, 2]
+    assert rounds[0].fitted_on == len(before)
+    for r in rounds:
+        assert (ws.predictor_dir / f"round{r.index}" / "accuracy.json").exists()
+        listed = pd.read_csv(ws.search_dir / f"round{r.index}" / "to_evaluate.csv")
+        assert list(listed["code"]) == list(r.points) and len(r.points) == 1
+    new = [c for r in rounds for c in r.points]
+    assert len(set(new)) == 2 and not set(new) & before  # new points only, none evaluated twice
+    after = read_evaluated(ws.evaluated_path)
+    assert not after.duplicated(["code", "init"]).any() and set(new) <= set(after["code"])
+    assert rounds[1].fitted_on == len(before) + 1  # round 2 learned from round 1's point
+    # each new row carries the prediction of the predictor that picked it
+    picker = AccuracyPredictor.load(ws.predictor_dir / "round1" / "accuracy.json")
+    predicted = after.set_index("code").loc[new[0], "predicted_miou"]
+    assert predicted == pytest.approx(picker.predict(Arch.parse(new[0]), picker.nsr))
+
+    # a re-run (as after a kill) reads the rounds' predictors and lists back: same points, nothing redone
+    text = ws.evaluated_path.read_text()
+    again = _refine(ws, space, reference)
+    assert again == rounds and ws.evaluated_path.read_text() == text
+
+    # killed in round 2 before its point finished: the re-run evaluates that point, and only it
+    cut = after[after["code"] != new[1]]
+    cut.to_csv(ws.evaluated_path, index=False)
+    assert _refine(ws, space, reference) == rounds
+    resumed = read_evaluated(ws.evaluated_path)
+    assert sorted(resumed["code"]) == sorted(after["code"]) and not resumed.duplicated(["code", "init"]).any()
+    assert resumed.set_index("code").loc[new[0], "seconds"] == after.set_index("code").loc[new[0], "seconds"]
+
+
+def test_refine_stops_when_the_reference_is_already_beaten(workdir):
+    ws, space = workdir
+    table = read_evaluated(ws.evaluated_path)
+    table = table[table["init"] == "distilled"]
+    weakest = table.sort_values("measured_miou").iloc[0]
+    slow = weakest["measured_latency_ms"] + 1e3  # every other point is faster and more accurate
+    frame = read_evaluated(ws.evaluated_path)
+    frame.loc[frame["code"] == weakest["code"], ["measured_miou", "measured_latency_ms"]] = [-1.0, slow]
+    frame.to_csv(ws.evaluated_path, index=False)
+    assert _refine(ws, space, Arch.parse(weakest["code"]), rounds=3) == []
+    # a point the search did not propose (the predictor's design, a published variant) is not a find:
+    # beating the reference with it does not stop the rounds
+    assert [r.index for r in _refine(ws, space, Arch.parse(weakest["code"]), rounds=1, candidates=[])] == [1]
+
+
+def test_challengers_margin_can_be_relaxed():
+    rows = pd.DataFrame({"code": ["a", "b", "c"], "latency_ms": [9.0, 9.8, 10.2], "miou": [30, 40, 50]})
+    assert challengers(rows, 10.0, k=3) == ["a"]
+    assert challengers(rows, 10.0, k=3, margin=1.0) == ["b", "a"]  # never slower than the reference

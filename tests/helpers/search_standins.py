@@ -1,0 +1,76 @@
+"""Cheap, deterministic STAND-IN objectives for testing and benchmarking the search.
+
+They are NOT predictions of anything: latency grows with depth x width (halved by pre_down,
+like a smaller input) and mIoU rises smoothly and saturates with the same budget, plus a small
+bonus per head type, so the two objectives conflict and the front is non-trivial.
+"""
+
+from __future__ import annotations
+
+import math
+
+from ffnet_nas.space.arch import Arch
+
+_HEAD_BONUS = {"A": 0.0, "B": 0.4, "C": 0.7}
+
+
+def _budget(arch: Arch) -> float:
+    expansion = 4 if arch.block == "bottleneck" else 1
+    return sum(d * w * expansion for d, w in zip(arch.depths, arch.widths)) / (2.0 if arch.first_stride == 2 else 1.0)
+
+
+def standin_latency_ms(arch: Arch) -> float:
+    scale = 0.25 if arch.pre_down else 1.0
+    return 1.0 + scale * _budget(arch) / 500.0 + 0.3 * "ABC".index(arch.up_head) + (0.2 if arch.upsample == "bilinear" else 0.0)
+
+
+def standin_miou(arch: Arch) -> float:
+    resolution_penalty = 3.0 if arch.pre_down else 0.0
+    return (55.0 + 20.0 * (1.0 - math.exp(-_budget(arch) / 4000.0)) + _HEAD_BONUS[arch.seg_head]
+            + 0.3 * "ABC".index(arch.up_head) - resolution_penalty + 0.1 * "ABC".index(arch.stem))
+
+
+# A small space (512 points, input 64x128) that contains several published mobile variants,
+# so searches in tests finish in seconds and parts of the complexity cache recur.
+TINY_SPACE = {
+    "base": "mobile",
+    "name": "tiny",
+    "stems": ["B", "C"],
+    "up_heads": ["B", "C"],
+    "seg_heads": ["B", "C"],
+    "stages": {4: {"depths": [[4, 5], [5, 8], [6, 8], [4, 5]], "widths": [[64], [128], [192], [320]]}},
+    "input_size": "64x128",
+}
+
+
+def tiny_space():
+    from ffnet_nas.space.searchspace import from_dict
+
+    return from_dict(TINY_SPACE)
+
+
+def write_tiny_space(path) -> str:
+    import yaml
+
+    with open(path, "w") as f:
+        yaml.safe_dump(TINY_SPACE, f)
+    return str(path)
+
+
+def cli_with_standins(argv: list[str]) -> int:
+    """Run `ffnet-nas` with the workdir predictors replaced by the stand-ins above (tests only)."""
+    from ffnet_nas import cli
+    from ffnet_nas.search import predictors
+
+    def load(**_kw):
+        return predictors.Predictors(latency_ms=standin_latency_ms, miou=standin_miou,
+                                     objective_id="standin-v1", description="STAND-IN objectives (tests)")
+
+    predictors.load = load
+    return cli.main(argv)
+
+
+if __name__ == "__main__":  # python tests/search_standins.py search --workdir ... (used by tests)
+    import sys
+
+    sys.exit(cli_with_standins(sys.argv[1:]))

@@ -1,0 +1,172 @@
+"""Bad input, tried as a new user would: one clear line on stderr, exit status 2, no traceback,
+and no file of the user's lost. Each row here is a row of the README's bad-inputs table."""
+
+import errno
+import json
+
+import pytest
+
+from ffnet_nas.cli import main
+from ffnet_nas.space.io import atomic_write_json
+
+TINY_CODE = "stemB-basic-d1.1.1.1-w16.32.48.64-s1-upB-segB-nearest"
+
+
+def _lut(workdir, device="cpu"):
+    """A (tiny) latency table as measure-latency writes it, for a given device in its metadata."""
+    lut = workdir / "lut"
+    lut.mkdir(parents=True)
+    slug = "cpu-fp32-eager-b1-64x128-t1"
+    from ffnet_nas.predictors.latency.lut import COLUMNS
+
+    row = {c: 0 for c in COLUMNS} | {"key": "stem:B:c3:hw64x128", "kind": "stem", "estimate_ms": 0.1, "stable": True}
+    (lut / f"{slug}.csv").write_text(",".join(COLUMNS) + "\n" + ",".join(str(row[c]) for c in COLUMNS) + "\n")
+    from ffnet_nas.predictors.latency.build import make_spec
+
+    spec = make_spec(device="cpu", input_hw=(64, 128), threads=1).to_dict() | {"device": device}
+    atomic_write_json(lut / f"{slug}.json", {"spec": spec, "spaces": ["mobile"]})
+    return lut / f"{slug}.csv"
+
+
+def setup_none(tmp_path):
+    return []
+
+
+def setup_bad_yaml(tmp_path):
+    (tmp_path / "bad.yaml").write_text("stems: [B\n")
+    return [tmp_path / "bad.yaml"]
+
+
+def setup_truncated_teacher(tmp_path):
+    path = tmp_path / "w" / "teacher" / "teacher.pt"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"PK\x03\x04truncated")
+    return [path]
+
+
+def setup_truncated_lut(tmp_path):
+    csv = _lut(tmp_path / "w")
+    csv.write_text(csv.read_text()[:20])  # cut inside the header, as an interrupted copy would
+    (tmp_path / "w" / "predictor").mkdir()
+    (tmp_path / "w" / "predictor" / "accuracy.json").write_text("{}")
+    return [csv]
+
+
+def setup_lut_cut_mid_row(tmp_path):
+    csv = _lut(tmp_path / "w")
+    text = csv.read_text()
+    csv.write_text(text[: text.index("\n") + 15])  # header + the start of the first row
+    return [csv]
+
+
+def setup_corrupt_evaluated(tmp_path):
+    path = tmp_path / "w" / "evaluated.csv"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"\x00\xff\x00garbage\n\x01")
+    return [path]
+
+
+def setup_corrupt_predictor(tmp_path):
+    csv = _lut(tmp_path / "w")
+    path = tmp_path / "w" / "predictor" / "accuracy.json"
+    path.parent.mkdir(parents=True)
+    path.write_text('{"coef": [0.1, ')
+    return [csv, path]
+
+
+def setup_foreign_lut(tmp_path):
+    return [_lut(tmp_path / "w", device="cuda:0")]  # its file name says cpu, its metadata another device
+
+
+def setup_file_as_workdir(tmp_path):
+    (tmp_path / "afile").write_text("not a folder")
+    return [tmp_path / "afile"]
+
+
+ROWS = [
+    # (id, argv, setup, fragment of the one-line message)
+    ("unknown published name", ["space", "show", "segmentation_ffnet40S_BBB_mobil"], setup_none, "did you mean: segmentation_ffnet40S_BBB_mobile"),
+    ("malformed code", ["space", "show", "stemB-basic-d4.5.6-w64.128.192.320-s1-upB-segB-nearest"], setup_none, "widths"),
+    ("code with a bad part", ["space", "show", "stemB-basic-d4.5.6.4-w64.128.192.320-s3-upB-segB-nearest"], setup_none, "'s3'"),
+    ("unknown space", ["space", "list", "--space", "mobil"], setup_none, "did you mean: mobile"),
+    ("missing space file", ["space", "list", "--space", "{tmp}/nope.yaml"], setup_none, "not found"),
+    ("invalid YAML space", ["space", "list", "--space", "{tmp}/bad.yaml"], setup_bad_yaml, "not valid YAML"),
+    ("malformed target", ["search", "--target", "latency<<25ms", "--workdir", "{tmp}/w"], setup_none, "at character 9"),
+    ("unknown target unit", ["search", "--target", "latency<25parsecs", "--workdir", "{tmp}/w"], setup_none, "unit"),
+    ("unknown target metric", ["search", "--target", "speed<25ms", "--workdir", "{tmp}/w"], setup_none, "latency"),
+    ("CUDA without a GPU", ["measure-latency", "--device", "cuda:0", "--workdir", "{tmp}/w"], setup_none, "no CUDA GPU"),
+    ("unknown device", ["measure-latency", "--device", "tpu", "--workdir", "{tmp}/w"], setup_none, "cpu"),
+    ("malformed input size", ["measure-latency", "--input-size", "512by1024", "--workdir", "{tmp}/w"], setup_none, "HxW"),
+    ("unknown backend", ["measure-latency", "--backend", "tensorrt", "--workdir", "{tmp}/w"], setup_none, "backend"),
+    ("fp16 on a CPU without fp16", ["measure-latency", "--dtype", "fp16", "--workdir", "{tmp}/w"], setup_none, "fp16"),
+    ("LUT from another device", ["measure-latency", "--device", "cpu", "--input-size", "64x128", "--threads", "1",
+                                 "--workdir", "{tmp}/w"], setup_foreign_lut, "was measured for"),
+    ("truncated teacher file", ["distill", "--space", "mobile", "--workdir", "{tmp}/w"], setup_truncated_teacher, "corrupt"),
+    ("truncated latency table", ["measure-latency", "--device", "cpu", "--input-size", "64x128", "--threads", "1",
+                                 "--workdir", "{tmp}/w"], setup_truncated_lut, "latency table"),
+    ("latency table cut mid-row", ["measure-latency", "--device", "cpu", "--input-size", "64x128", "--threads", "1",
+                                   "--workdir", "{tmp}/w"], setup_lut_cut_mid_row, "truncated or corrupt (line 2"),
+    ("corrupt evaluated table", ["evaluate", TINY_CODE, "--workdir", "{tmp}/w"], setup_corrupt_evaluated, "corrupt"),
+    ("corrupt accuracy predictor", ["search", "--target", "latency<25ms", "--lut", "cpu-fp32-eager-b1-64x128-t1",
+                                    "--workdir", "{tmp}/w"], setup_corrupt_predictor, "corrupt or truncated"),
+    ("missing data root", ["train-teacher", "--data", "cityscapes:{tmp}/nowhere", "--workdir", "{tmp}/w"], setup_none, "leftImg8bit"),
+    ("unknown data kind", ["train-teacher", "--data", "imagenet:/x", "--workdir", "{tmp}/w"], setup_none, "synthetic"),
+    ("workdir is a file", ["report", "--paper", "--workdir", "{tmp}/afile"], setup_file_as_workdir, "afile"),
+    ("unknown budget", ["run", "--budget", "huge", "--workdir", "{tmp}/w"], setup_none, "expected one of micro, quick, full"),
+]
+
+
+@pytest.mark.parametrize("argv, setup, fragment", [r[1:] for r in ROWS], ids=[r[0] for r in ROWS])
+def test_bad_input_is_one_line_exit_2_and_nothing_lost(tmp_path, capsys, argv, setup, fragment):
+    if "fp16" in argv:
+        from ffnet_nas.predictors.latency.protocol import cpu_flags
+
+        if {"avx512_fp16", "amx_fp16"} & cpu_flags():
+            pytest.skip("this CPU does run fp16 natively")
+    kept = {p: p.read_bytes() for p in setup(tmp_path)}
+    code = main([a.replace("{tmp}", str(tmp_path)) for a in argv])
+    out, err = capsys.readouterr()
+    assert code == 2, (out, err)
+    assert fragment in err, err
+    _one_error_line(err, out)
+    for path, content in kept.items():  # the user's files are untouched
+        assert path.read_bytes() == content, path
+
+
+def test_disk_full_is_one_line_and_keeps_the_old_file(tmp_path, capsys, monkeypatch):
+    from ffnet_nas.space import io as space_io
+
+    out_dir = tmp_path / "report"
+    assert main(["report", "--paper", "--out", str(out_dir), "--workdir", str(tmp_path / "w"), "--format", "html"]) == 0
+    index = out_dir / "index.html"
+    before = index.read_bytes()
+    capsys.readouterr()
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(space_io.os, "fsync", full)
+    code = main(["report", "--paper", "--out", str(out_dir), "--workdir", str(tmp_path / "w"), "--format", "html"])
+    err = capsys.readouterr().err
+    assert code == 2 and "No space left on device" in err, err
+    _one_error_line(err, "")
+    assert index.read_bytes() == before  # the previous report is intact
+    assert not [p for p in out_dir.iterdir() if p.name.endswith(".tmp")]
+
+
+def _one_error_line(err: str, out: str) -> None:
+    """Exactly one error line, and it is the last thing on stderr (progress bars may precede it)."""
+    lines = [line for line in err.replace("\r", "\n").splitlines() if line.strip()]
+    errors = [line for line in lines if ": error: " in line]
+    assert len(errors) == 1 and lines[-1] == errors[0], err
+    assert "Traceback" not in err + out, err
+
+
+def test_the_readme_table_lists_every_row():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    for row_id, *_ in ROWS:
+        assert f"| {row_id} |" in readme, row_id
+    assert "| disk full |" in readme
+    assert json  # noqa: the module is used by setups through atomic_write_json

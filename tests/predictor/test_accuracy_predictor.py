@@ -1,0 +1,90 @@
+import math
+import random
+
+import numpy as np
+import pytest
+
+from ffnet_nas.predictors.accuracy import FEATURES, AccuracyPredictor, features, fit_accuracy_predictor, missing_blocks, nsr_table
+from ffnet_nas.space import InvalidInput
+from ffnet_nas.space.searchspace import get_space
+
+
+def _library_for(points, rng):
+    rows = []
+    seen = set()
+    for a in points:
+        for b in a.blocks():
+            if (b.position, b.choice) not in seen:
+                seen.add((b.position, b.choice))
+                rows.append({"position": b.position, "choice": b.choice, "status": "ok", "nsr_val": rng.uniform(0.05, 0.9)})
+    return rows
+
+
+def test_features_use_each_positions_nsr_and_params():
+    rng = random.Random(0)
+    points = get_space("mobile").sample_many(3, seed=0)
+    nsr = nsr_table(_library_for(points, rng))
+    f = features(points[0], nsr)
+    assert f.shape == (len(FEATURES),)
+    blocks = points[0].blocks()
+    assert f[0] == pytest.approx(math.log10(nsr[(blocks[0].position, blocks[0].choice)]))
+    assert 6 < f[-2] < 8  # log10 params of a mobile FFNet: 10M-100M
+    assert f[-1] == math.log2(points[0].output_stride)
+
+
+def test_missing_or_failed_blocks_are_named():
+    points = get_space("mobile").sample_many(2, seed=1)
+    rows = _library_for(points[:1], random.Random(0))
+    rows[0]["status"] = "failed"
+    nsr = nsr_table(rows)
+    assert missing_blocks(points[0], nsr) == [f"{rows[0]['position']}:{rows[0]['choice']}"]
+    with pytest.raises(InvalidInput, match="no usable block for") as e:
+        features(points[0], nsr)
+    assert rows[0]["choice"] in str(e.value)
+
+
+def test_fit_recovers_a_ranking_it_can_learn(tmp_path):
+    # mIoU that really is a (noisy) linear function of the features: LOO ranks must be high,
+    # and a target made of pure noise must not look predictable.
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(20, len(FEATURES)))
+    y = 70 - 3 * x[:, 1] - 2 * x[:, 4] + rng.normal(scale=0.3, size=20)
+    good = fit_accuracy_predictor(x, y, codes=[f"p{i}" for i in range(20)])
+    assert good.validation.kendall_tau > 0.7 and good.validation.n == 20
+    noise = fit_accuracy_predictor(x, rng.normal(size=20), codes=[f"p{i}" for i in range(20)])
+    assert noise.validation.kendall_tau < 0.5
+
+    path = good.save(tmp_path / "predictor.json")
+    again = AccuracyPredictor.load(path)
+    assert np.allclose(again.predict_features(x), good.predict_features(x))
+    assert again.validation == good.validation
+
+
+def test_too_few_points_and_corrupt_files_are_clear(tmp_path):
+    with pytest.raises(InvalidInput, match="at least 4"):
+        fit_accuracy_predictor(np.zeros((3, 6)), np.zeros(3), codes=["a", "b", "c"])
+    bad = tmp_path / "p.json"
+    bad.write_text('{"coef": [1')
+    with pytest.raises(InvalidInput, match="corrupt or truncated"):
+        AccuracyPredictor.load(bad)
+    bad.write_text('{"coef": [1]}')
+    with pytest.raises(InvalidInput, match="malformed"):
+        AccuracyPredictor.load(bad)
+
+
+def test_load_predictor_is_self_contained_and_names_unseen_blocks(tmp_path):
+    from ffnet_nas.predictors.accuracy import PREDICTOR_FILE, load_predictor
+
+    rng = random.Random(0)
+    space = get_space("mobile")
+    points = space.sample_many(6, seed=2)
+    nsr = nsr_table(_library_for(points, rng))
+    x = np.stack([features(a, nsr) for a in points])
+    y = np.array([60.0 + i for i in range(6)])
+    fit_accuracy_predictor(x, y, codes=[a.code for a in points], nsr=nsr).save(tmp_path / PREDICTOR_FILE)
+    predict = load_predictor(tmp_path)
+    direct = fit_accuracy_predictor(x, y, codes=[a.code for a in points], nsr=nsr)
+    assert predict(points[0]) == pytest.approx(direct.predict(points[0], nsr))
+    unseen = next(a for a in space.sample_many(200, seed=9) if missing_blocks(a, nsr))
+    with pytest.raises(InvalidInput, match="no usable block"):
+        predict(unseen)
