@@ -169,7 +169,7 @@ def test_drawable_targets():
 
 
 def test_evaluated_and_predictor_tables(tmp_path):
-    from helpers_report import write_evaluated_and_predictor
+    from tests.helpers.report import write_evaluated_and_predictor
 
     write_evaluated_and_predictor(tmp_path, n=6)
     inputs = inp.ReportInputs(evaluated_path=tmp_path / "evaluated.csv", predictor_dir=tmp_path / "predictor")

@@ -49,7 +49,7 @@ def test_latency_table_is_wired_to_the_latency_predictor(tmp_path):
     from ffnet_nas.predictors.latency.keys import units_of
     from ffnet_nas.predictors.latency.lut import COLUMNS, LutSpec
     from ffnet_nas.search.predictors import load_latency
-    from search_standins import tiny_space
+    from tests.helpers.search_standins import tiny_space
     from ffnet_nas.space.io import atomic_write_csv, atomic_write_json
 
     space = tiny_space()
@@ -76,7 +76,7 @@ def test_cli_runs_on_the_real_predictor_files(tmp_path, capsys):
     from ffnet_nas.predictors.accuracy import FEATURES, PREDICTOR_FILE, AccuracyPredictor, Validation
     from ffnet_nas.predictors.latency.keys import space_units
     from ffnet_nas.predictors.latency.lut import COLUMNS, LutSpec
-    from search_standins import tiny_space, write_tiny_space
+    from tests.helpers.search_standins import tiny_space, write_tiny_space
     from ffnet_nas.space.io import atomic_write_csv, atomic_write_json
 
     space = tiny_space()
