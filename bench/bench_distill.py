@@ -37,7 +37,7 @@ from ffnet_nas.distill.choices import space_choices  # noqa: E402
 from ffnet_nas.distill.features import FeatureSet, compute_features, file_digest, load_features, save_features  # noqa: E402
 from ffnet_nas.distill.library import BlockLibrary, TeacherInfo, distill_library  # noqa: E402
 from ffnet_nas.distill.teacher import load_teacher  # noqa: E402
-from ffnet_nas.distill.train import TrainConfig  # noqa: E402
+from ffnet_nas.settings import BlockTrainConfig  # noqa: E402
 from ffnet_nas.space.builder import build_model  # noqa: E402
 from ffnet_nas.space.complexity import parse_hw  # noqa: E402
 from ffnet_nas.space.searchspace import get_space  # noqa: E402
@@ -165,7 +165,7 @@ def part_nsr(args, space, teacher_path, train_ds, val_ds, out: Path) -> None:
     lib = BlockLibrary(out / "library")
     t = time.perf_counter()
     distill_library(choices, library=lib, teacher=info, train=train, val=val,
-                    config=TrainConfig(steps=args.nsr_steps, batch_size=args.batch))
+                    config=BlockTrainConfig(steps=args.nsr_steps, batch_size=args.batch))
     table = lib.table()
     table = table[table.choice.isin([c.choice for c in choices])]
     print(f"\n== held-out NSR: teacher {info.arch}, {args.nsr_steps} steps/block, batch {args.batch}, "

@@ -44,7 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     from ffnet_nas.data import make_dataset
-    from ffnet_nas.training import TrainConfig, evaluate, train
+    from ffnet_nas.settings import TrainConfig
+    from ffnet_nas.training import evaluate, train
     from ffnet_nas.space.builder import build_model
     from ffnet_nas.space.complexity import complexity, parse_hw
 

@@ -27,7 +27,8 @@ import torch
 from ffnet_nas.distill.blocks import StudentBlock
 from ffnet_nas.distill.choices import ChoiceSpec
 from ffnet_nas.distill.features import FeatureSet, load_features, plain_provenance
-from ffnet_nas.distill.train import FAILED, OK, BlockResult, TrainConfig, train_block
+from ffnet_nas.distill.train import FAILED, OK, BlockResult, train_block
+from ffnet_nas.settings import BlockTrainConfig
 from ffnet_nas.space.errors import InvalidInput
 from ffnet_nas.space.io import atomic_torch_save, atomic_write_csv, atomic_write_json, read_json
 
@@ -160,7 +161,7 @@ class BlockLibrary:
 
 
 def _train_and_save(spec: ChoiceSpec, train: FeatureSet | str, val: FeatureSet | str, info: TeacherInfo,
-                    config: TrainConfig, out: Path, threads: int | None) -> dict:
+                    config: BlockTrainConfig, out: Path, threads: int | None) -> dict:
     """One unit of work (in a worker process when jobs > 1): train, save the weight file, return its row."""
     if threads:
         torch.set_num_threads(threads)
@@ -174,13 +175,13 @@ def _train_and_save(spec: ChoiceSpec, train: FeatureSet | str, val: FeatureSet |
            "nsr_val": result.nsr_val, "nsr_train": result.nsr_train, "steps": result.steps,
            "seconds": round(result.seconds, 3), "params": int(params), "file": f"blocks/{out.name}",
            "message": result.message}
-    atomic_torch_save(out, {"format": WEIGHT_FORMAT, "row": row, "teacher": info.to_dict(), "config": asdict(config),
+    atomic_torch_save(out, {"format": WEIGHT_FORMAT, "row": row, "teacher": info.to_dict(), "config": config.to_dict(),
                             "state_dict": result.state_dict, "provenance": plain_provenance(threads=torch.get_num_threads())})
     return row
 
 
 def distill_library(choices: Iterable[ChoiceSpec], *, library: BlockLibrary, teacher: TeacherInfo,
-                    train: FeatureSet | str | Path, val: FeatureSet | str | Path, config: TrainConfig = TrainConfig(),
+                    train: FeatureSet | str | Path, val: FeatureSet | str | Path, config: BlockTrainConfig = BlockTrainConfig(),
                     jobs: int = 1, retry_failed: bool = False, progress: bool = True) -> list[dict]:
     """Train every choice not yet in the library; returns the rows trained in this call.
 

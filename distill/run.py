@@ -17,7 +17,8 @@ from ffnet_nas.distill.choices import space_choices
 from ffnet_nas.distill.features import cached_features, compute_features, file_digest
 from ffnet_nas.distill.library import BlockLibrary, TeacherInfo, distill_library
 from ffnet_nas.distill.teacher import load_teacher
-from ffnet_nas.distill.train import FAILED, OK, TrainConfig
+from ffnet_nas.distill.train import FAILED, OK
+from ffnet_nas.settings import BlockTrainConfig
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,7 @@ class DistillSummary:
 
 
 def distill_space(space, *, teacher_path: str | Path, train_data, val_data, library_dir: str | Path,
-                  data_spec: str = "", config: TrainConfig = TrainConfig(), jobs: int = 1,
+                  data_spec: str = "", config: BlockTrainConfig = BlockTrainConfig(), jobs: int = 1,
                   train_images: int | None = 256, val_images: int | None = 64, retry_failed: bool = False,
                   progress: bool = True) -> DistillSummary:
     teacher = load_teacher(teacher_path)

@@ -1,5 +1,7 @@
 """Train one student block on cached teacher features; report its held-out NSR.
 
+Settings: `ffnet_nas.settings.BlockTrainConfig` (`TrainConfig` here is its old name).
+
 Loss: NSR = ||S-T||^2 / ||T||^2 per batch (sums over the batch). Held-out NSR pools the sums
 over the whole validation set (so large and small images weigh by their energy, as in the
 per-batch loss). A loss or a held-out NSR that is NaN/inf marks the block `failed`; its weights
@@ -17,18 +19,12 @@ import torch
 from ffnet_nas.distill.blocks import StudentBlock, block_io, nsr, nsr_terms
 from ffnet_nas.distill.choices import ChoiceSpec
 from ffnet_nas.distill.features import FeatureSet
+from ffnet_nas.settings import BlockTrainConfig
 
 OK, FAILED = "ok", "failed"
 
-
-@dataclass(frozen=True)
-class TrainConfig:
-    steps: int = 300
-    batch_size: int = 8
-    lr: float = 2e-3
-    weight_decay: float = 0.0
-    seed: int = 0
-    eval_batch_size: int = 16
+# The old name of BlockTrainConfig, kept while callers outside distill/ still import it from here.
+TrainConfig = BlockTrainConfig
 
 
 @dataclass(frozen=True)
@@ -48,7 +44,7 @@ def _finite(x: float) -> bool:
 
 
 def train_block(spec: ChoiceSpec, train: FeatureSet, val: FeatureSet, *, teacher_channels: tuple[int, ...],
-                num_classes: int, teacher_input_scale: int, config: TrainConfig = TrainConfig()) -> BlockResult:
+                num_classes: int, teacher_input_scale: int, config: BlockTrainConfig = BlockTrainConfig()) -> BlockResult:
     torch.manual_seed(config.seed)
     student = StudentBlock(spec, teacher_channels=teacher_channels, num_classes=num_classes)
     # Adam + cosine decay: few steps per block, so no warm-up phase to waste them on

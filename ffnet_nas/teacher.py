@@ -52,7 +52,8 @@ def train_teacher(*, arch: str = DEFAULT_TEACHER, data: str = "synthetic", out_p
     """Train `arch` on `data` (resumable via `state_path`), or load official weights from
     `checkpoint` (strict), evaluate on the val split, and write the teacher file to `out_path`."""
     from ffnet_nas.data import make_dataset
-    from ffnet_nas.training import TrainConfig, evaluate, train
+    from ffnet_nas.settings import TrainConfig
+    from ffnet_nas.training import evaluate, train
     from ffnet_nas.space.builder import build_model
     from ffnet_nas.space.io import atomic_torch_save, provenance
 

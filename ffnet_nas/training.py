@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
@@ -32,66 +32,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from ffnet_nas.metrics import IGNORE_INDEX, ConfusionMeter, SegmentationScore
+# TrainConfig lives in ffnet_nas.settings; re-exported here so `from ffnet_nas.training import
+# TrainConfig` keeps working for older callers.
+from ffnet_nas.settings import OPTIMIZERS, SCHEDULES, TrainConfig
 from ffnet_nas.space.errors import InvalidInput
 
-OPTIMIZERS = ("sgd", "adamw")
-SCHEDULES = ("poly", "cosine", "constant")
+__all__ = ["OPTIMIZERS", "SCHEDULES", "TrainConfig", "TrainResult", "TrainingDiverged", "batch_indices", "evaluate",
+           "kd_loss", "load_train_state", "make_optimizer", "segmentation_loss", "train"]
 
 
 class TrainingDiverged(RuntimeError):
     """The loss became NaN/inf: the weights are not usable (nothing is written over the last good checkpoint)."""
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    steps: int = 1000
-    batch_size: int = 8
-    optimizer: str = "sgd"
-    lr: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    schedule: str = "poly"
-    poly_power: float = 0.9
-    warmup_steps: int = 0
-    kd_weight: float = 0.0
-    kd_temperature: float = 1.0
-    checkpoint_every: int = 50
-    seed: int = 0
-    num_workers: int = 0
-    grad_clip: float | None = None
-
-    def __post_init__(self) -> None:
-        def bad(field_: str, expected: str) -> InvalidInput:
-            return InvalidInput(f"{field_}={getattr(self, field_)!r}: expected {expected}")
-
-        if self.steps < 1:
-            raise bad("steps", "a positive number of steps")
-        if self.batch_size < 1:
-            raise bad("batch_size", "a positive integer")
-        if self.optimizer not in OPTIMIZERS:
-            raise bad("optimizer", " or ".join(OPTIMIZERS))
-        if self.schedule not in SCHEDULES:
-            raise bad("schedule", ", ".join(SCHEDULES))
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise bad("lr", "a positive learning rate")
-        if self.kd_weight < 0 or self.kd_temperature <= 0:
-            raise InvalidInput(f"kd_weight={self.kd_weight}, kd_temperature={self.kd_temperature}: expected weight >= 0 and temperature > 0")
-        if self.checkpoint_every < 1:
-            raise bad("checkpoint_every", "a positive number of steps")
-        if self.warmup_steps < 0:
-            raise bad("warmup_steps", "0 or more")
-
-    def lr_at(self, step: int) -> float:
-        """Learning rate for optimisation step `step` (0-based)."""
-        if step < self.warmup_steps:
-            return self.lr * (step + 1) / self.warmup_steps
-        span = max(1, self.steps - self.warmup_steps)
-        t = min(1.0, (step - self.warmup_steps) / span)
-        if self.schedule == "poly":
-            return self.lr * (1 - t) ** self.poly_power
-        if self.schedule == "cosine":
-            return self.lr * 0.5 * (1 + math.cos(math.pi * t))
-        return self.lr
 
 
 @dataclass(frozen=True)
@@ -185,7 +136,7 @@ def _set_rng_state(state: dict[str, Any]) -> None:
 def _fingerprint(model: nn.Module, config: TrainConfig, extra: dict[str, Any]) -> dict[str, Any]:
     """What must not change between a run and its resume (the step count may grow)."""
     arch = getattr(model, "arch", None)
-    cfg = {k: v for k, v in asdict(config).items() if k not in ("steps", "checkpoint_every", "num_workers")}
+    cfg = {k: v for k, v in config.to_dict().items() if k not in ("steps", "checkpoint_every", "num_workers")}
     return {"arch": getattr(arch, "code", type(model).__name__), "config": cfg, **extra}
 
 

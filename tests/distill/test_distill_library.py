@@ -18,13 +18,13 @@ from ffnet_nas.distill.choices import space_choices
 from ffnet_nas.distill.features import FeatureSet, cached_features, compute_features, load_features, save_features
 from ffnet_nas.distill.library import BlockLibrary, TeacherInfo, distill_library
 from ffnet_nas.distill.teacher import load_teacher, save_teacher
-from ffnet_nas.distill.train import TrainConfig
+from ffnet_nas.settings import BlockTrainConfig
 from ffnet_nas.space.builder import build_model
 from ffnet_nas.space.errors import InvalidInput
 from tests.helpers.distill import one_thread, NUM_CLASSES, RandomImages, tiny_space, tiny_teacher
 
 REPO = Path(__file__).resolve().parents[2]
-FAST = TrainConfig(steps=2, batch_size=4)
+FAST = BlockTrainConfig(steps=2, batch_size=4)
 
 
 @pytest.fixture(scope="module")
@@ -185,13 +185,13 @@ KILL_SCRIPT = textwrap.dedent("""
     from ffnet_nas.distill.choices import space_choices
     from ffnet_nas.distill.features import compute_features
     from ffnet_nas.distill.library import BlockLibrary, TeacherInfo, distill_library
-    from ffnet_nas.distill.train import TrainConfig
+    from ffnet_nas.settings import BlockTrainConfig
     torch.set_num_threads(1)
     t = tiny_teacher()
     tr = compute_features(t, RandomImages(8), progress=False)
     va = compute_features(t, RandomImages(4, seed=1), progress=False)
     distill_library(space_choices(tiny_space()), library=BlockLibrary(sys.argv[1]), teacher=TeacherInfo.of(t, digest="t0"),
-                    train=tr, val=va, config=TrainConfig(steps=int(sys.argv[2]), batch_size=4), progress=False)
+                    train=tr, val=va, config=BlockTrainConfig(steps=int(sys.argv[2]), batch_size=4), progress=False)
 """)
 
 
@@ -216,7 +216,7 @@ def test_sigkill_loses_at_most_the_block_in_flight(tmp_path, teacher, feats):
     mtimes = {k: (lib.root / r["file"]).stat().st_mtime_ns for k, r in before.items()}
     # resume (same teacher and features as the script's): only the missing blocks are trained
     rows = distill_library(space_choices(tiny_space()), library=lib, teacher=TeacherInfo.of(teacher, digest="t0"),
-                           train=feats[0], val=feats[1], config=TrainConfig(steps=3, batch_size=4), progress=False)
+                           train=feats[0], val=feats[1], config=BlockTrainConfig(steps=3, batch_size=4), progress=False)
     after = lib.rows()
     assert len(rows) == 17 - len(before)
     assert len(after) == 17 and {r["status"] for r in after.values()} == {"ok"}

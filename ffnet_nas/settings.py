@@ -1,0 +1,163 @@
+"""Training settings, one home: what a training run is told, validated where it is made.
+
+    TrainConfig        full networks: the teacher and the fine-tuning of searched points
+                       (optimiser, LR schedule, KD weight/temperature, checkpointing, seed)
+    BlockTrainConfig   one student block's distillation on cached teacher features
+
+Both are frozen, keyword-only dataclasses. A bad value raises `InvalidInput` in one line that
+names the field, the value and what is expected, at construction time, so nothing fails an
+hour into a run. `to_dict()` / `from_dict()` carry them through YAML or JSON; `from_dict`
+refuses keys it does not know rather than silently dropping a typo'd setting.
+
+This module owns only the values; `ffnet_nas.training` and `ffnet_nas.distill.train` own the
+loops that read them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from numbers import Integral, Real
+from typing import Any, TypeVar
+
+from ffnet_nas.space.errors import InvalidInput
+
+OPTIMIZERS = ("sgd", "adamw")
+SCHEDULES = ("poly", "cosine", "constant")
+# A learning rate above this is a typo (1e2 for 1e-2), not a setting: no recipe here comes near it.
+MAX_LR = 10.0
+
+_T = TypeVar("_T", bound="_Settings")
+
+
+def _is_int(value: Any) -> bool:
+    # bool is an int subclass; True as a step count is a mistake, not 1
+    return isinstance(value, Integral) and not isinstance(value, bool)
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(float(value))
+
+
+class _Settings:
+    """to_dict/from_dict and the one-line error shared by both settings classes."""
+
+    def _bad(self, name: str, expected: str) -> InvalidInput:
+        return InvalidInput(f"{name}={getattr(self, name)!r}: expected {expected}")
+
+    def _need_int(self, name: str, *, minimum: int, expected: str) -> None:
+        value = getattr(self, name)
+        if not _is_int(value) or value < minimum:
+            raise self._bad(name, expected)
+
+    def _need_real(self, name: str, *, low: float, high: float = math.inf, low_open: bool = False,
+                   high_open: bool = False, expected: str) -> None:
+        value = getattr(self, name)
+        if not _is_real(value):
+            raise self._bad(name, expected)
+        above = value > low if low_open else value >= low
+        below = value < high if high_open else value <= high
+        if not (above and below):
+            raise self._bad(name, expected)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain values by field name (what `from_dict` takes back; same as dataclasses.asdict)."""
+        return dataclasses.asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls: type[_T], data: Mapping[str, Any]) -> _T:
+        """The settings in `data`; missing fields take their defaults, unknown keys are an error."""
+        if not isinstance(data, Mapping):
+            raise InvalidInput(f"{cls.__name__} settings {data!r}: expected a mapping of field names to values")
+        names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+        unknown = sorted(str(k) for k in data if k not in names)
+        if unknown:
+            raise InvalidInput(f"{cls.__name__}: unknown keys {unknown}; expected some of: {', '.join(names)}")
+        return cls(**data)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig(_Settings):
+    """Training a whole network (the teacher, or fine-tuning a searched point).
+
+    The field set is part of the resume fingerprint of a training checkpoint
+    (`ffnet_nas.training._fingerprint`): adding a field makes older checkpoints refuse to
+    resume, so add one only with a reason.
+    """
+
+    steps: int = 1000
+    batch_size: int = 8
+    optimizer: str = "sgd"
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    schedule: str = "poly"
+    poly_power: float = 0.9
+    warmup_steps: int = 0
+    kd_weight: float = 0.0
+    kd_temperature: float = 1.0
+    checkpoint_every: int = 50
+    seed: int = 0
+    num_workers: int = 0
+    grad_clip: float | None = None  # None or 0: no clipping
+
+    def __post_init__(self) -> None:
+        self._need_int("steps", minimum=1, expected="a positive number of steps")
+        self._need_int("batch_size", minimum=1, expected="a positive integer")
+        if self.optimizer not in OPTIMIZERS:
+            raise self._bad("optimizer", " or ".join(OPTIMIZERS))
+        if self.schedule not in SCHEDULES:
+            raise self._bad("schedule", ", ".join(SCHEDULES))
+        self._need_real("lr", low=0, high=MAX_LR, low_open=True,
+                        expected=f"a positive learning rate, at most {MAX_LR:g}")
+        self._need_real("momentum", low=0, high=1, high_open=True, expected="a number in [0, 1)")
+        self._need_real("weight_decay", low=0, expected="a finite number >= 0")
+        self._need_real("poly_power", low=0, low_open=True, expected="a finite number > 0")
+        self._need_int("warmup_steps", minimum=0, expected="0 or more")
+        if not (_is_real(self.kd_weight) and _is_real(self.kd_temperature)) or self.kd_weight < 0 or self.kd_temperature <= 0:
+            # one message for the pair (its text predates this module; callers match on it)
+            raise InvalidInput(f"kd_weight={self.kd_weight}, kd_temperature={self.kd_temperature}: "
+                               "expected weight >= 0 and temperature > 0")
+        self._need_int("checkpoint_every", minimum=1, expected="a positive number of steps")
+        self._need_int("seed", minimum=0, expected="an integer >= 0")
+        self._need_int("num_workers", minimum=0, expected="0 or more data-loader workers")
+        if self.grad_clip is not None:
+            self._need_real("grad_clip", low=0, expected="None or a finite gradient norm >= 0 (0: no clipping)")
+
+    def lr_at(self, step: int) -> float:
+        """Learning rate for optimisation step `step` (0-based): linear warm-up, then the schedule."""
+        if step < self.warmup_steps:
+            return self.lr * (step + 1) / self.warmup_steps
+        span = max(1, self.steps - self.warmup_steps)
+        t = min(1.0, (step - self.warmup_steps) / span)
+        if self.schedule == "poly":
+            return self.lr * (1 - t) ** self.poly_power
+        if self.schedule == "cosine":
+            return self.lr * 0.5 * (1 + math.cos(math.pi * t))
+        return self.lr
+
+
+@dataclass(frozen=True, kw_only=True)
+class BlockTrainConfig(_Settings):
+    """Distilling one student block on cached teacher features (AdamW + cosine decay).
+
+    Stored in every block's weight file (`ffnet_nas.distill.library`) as `to_dict()`.
+    """
+
+    steps: int = 300
+    batch_size: int = 8
+    lr: float = 2e-3
+    weight_decay: float = 0.0
+    seed: int = 0
+    eval_batch_size: int = 16
+
+    def __post_init__(self) -> None:
+        self._need_int("steps", minimum=1, expected="a positive number of steps")
+        self._need_int("batch_size", minimum=1, expected="a positive integer")
+        self._need_real("lr", low=0, high=MAX_LR, low_open=True,
+                        expected=f"a positive learning rate, at most {MAX_LR:g}")
+        self._need_real("weight_decay", low=0, expected="a finite number >= 0")
+        self._need_int("seed", minimum=0, expected="an integer >= 0")
+        self._need_int("eval_batch_size", minimum=1, expected="a positive integer")
