@@ -1,4 +1,5 @@
 import os
+import tempfile
 
 import pytest
 
@@ -22,13 +23,49 @@ def test_failed_write_leaves_the_old_file_and_no_temp(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["keep.pt"]
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
 def test_read_only_folder_is_a_clear_error(tmp_path):
     ro = tmp_path / "ro"
     ro.mkdir()
-    ro.chmod(0o500)
-    with pytest.raises(InvalidInput, match="cannot write"):
-        atomic_write_text(ro / "x.txt", "x")
+    ro.chmod(0o555)
+    try:
+        if os.geteuid() != 0:
+            with pytest.raises(InvalidInput, match="cannot write"):
+                atomic_write_text(ro / "x.txt", "x")
+        else:
+            # root ignores folder permissions (and CI runs as root): try the write from a forked child
+            # that has dropped to an unprivileged user; everything it needs is already imported
+            tmp_path.chmod(0o755)
+            for parent in tmp_path.parents:  # pytest's base temp folder is 0700: let the child through
+                if str(parent).startswith(tempfile.gettempdir() + os.sep):
+                    parent.chmod(parent.stat().st_mode | 0o055)
+            assert _unprivileged_write_error(ro / "x.txt") == "InvalidInput"
+        assert not (ro / "x.txt").exists() and list(ro.iterdir()) == []  # nothing left behind
+    finally:
+        ro.chmod(0o755)
+
+
+def _unprivileged_write_error(path) -> str:
+    """Run `atomic_write_text(path)` as user nobody in a forked child; the name of what it raised."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: never returns into pytest
+        os.close(read)
+        outcome = b"no error"
+        try:
+            os.setgid(65534)
+            os.setuid(65534)
+            atomic_write_text(path, "x")
+        except InvalidInput as e:
+            outcome = b"InvalidInput" if "cannot write" in str(e) else b"InvalidInput without 'cannot write'"
+        except BaseException as e:  # noqa: BLE001 - report anything else to the parent
+            outcome = type(e).__name__.encode()
+        os.write(write, outcome)
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as f:
+        outcome = f.read().decode()
+    os.waitpid(pid, 0)
+    return outcome
 
 
 def test_read_json_names_missing_and_corrupt_files(tmp_path):
