@@ -1,13 +1,38 @@
-"""Load the teacher written by `ffnet-nas train-teacher`.
+"""The teacher file: its format, its writer and its readers, in one place.
 
-File format (torch.save): {"arch": code, "num_classes": int, "state_dict": ..., "data": spec,
-"input_hw": [H, W], "miou": float, "provenance": {...}}. The weights must load with
-strict=True: a teacher that does not match its own arch code is a broken file, not a warning.
+`ffnet-nas train-teacher` writes it (through `save_teacher`); distillation, evaluation and
+the pipeline read it. One `torch.save`d dict, loadable with `weights_only=True`:
+
+    "arch"         str              canonical arch code of the teacher (a segmentation arch)
+    "num_classes"  int              classes it predicts (= the data set's)
+    "state_dict"   {str: Tensor}    CPU weights; they must load with strict=True into
+                                    build_model(arch, num_classes): a teacher that does not
+                                    match its own arch code is a broken file, not a warning
+    "data"         str              data spec it was trained/evaluated on ("synthetic:0", ...)
+    "input_hw"     [H, W]           network input size (for a pre_down arch, twice the stem input)
+    "miou"         float            val mIoU in [0, 1] (0.0 for an untrained test teacher)
+    "iou"          {str: float}     optional: per-class val IoU
+    "class_names"  [str]            optional
+    "ignore_index" int              optional: the label that is not scored; absent means 255
+                                    (every data set here uses 255, so writers omit it)
+    "steps"        int              optional: optimisation steps run (0: loaded from a checkpoint)
+    "source"       str              optional: "trained" or the checkpoint path the weights came from
+    "provenance"   {str: plain}     versions, host, time, device, ... (builtin values only)
+
+Readers, cheapest first:
+    read_teacher_info(path) -> TeacherMeta   the metadata and the file's digest, no network
+    read_teacher_file(path) -> dict          the raw dict (state_dict included), checked for keys
+    load_teacher(path)      -> FFNet         the network in eval mode; every key except
+                                             "state_dict" is on `model.teacher_info` (a dict)
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -16,9 +41,44 @@ from ffnet_nas.space.builder import FFNet, build_model
 from ffnet_nas.space.errors import InvalidInput
 
 REQUIRED = ("arch", "num_classes", "state_dict")
+IGNORE_INDEX = 255  # the default of ffnet_nas.data and ffnet_nas.metrics; repeated so this layer needs neither
+
+
+def save_teacher(path: str | Path, model: FFNet, *, data: str, input_hw: Sequence[int], miou: float,
+                 iou: Mapping[str, float] | None = None, class_names: Sequence[str] | None = None,
+                 steps: int | None = None, source: str | None = None,
+                 provenance: Mapping[str, Any] | None = None) -> Path:
+    """Write `model` as a teacher file (atomically); optional fields are left out when None.
+
+    `provenance` adds fields to the standard record (versions, host, time); every value is
+    made a builtin so the file loads with weights_only=True.
+    """
+    from ffnet_nas.distill.features import plain_provenance
+    from ffnet_nas.space.io import atomic_torch_save
+
+    hw = [int(v) for v in input_hw]
+    if len(hw) != 2 or min(hw) < 1:
+        raise InvalidInput(f"input_hw={list(input_hw)!r}: expected [height, width], two positive integers")
+    # the key order is the one train-teacher has always written
+    obj: dict[str, Any] = {
+        "arch": model.arch.code,
+        "num_classes": int(model.num_classes),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "data": str(data),
+        "input_hw": hw,
+        "miou": float(miou),
+    }
+    optional = {"iou": None if iou is None else {str(k): float(v) for k, v in iou.items()},
+                "class_names": None if class_names is None else [str(c) for c in class_names],
+                "steps": None if steps is None else int(steps),
+                "source": None if source is None else str(source)}
+    obj.update({k: v for k, v in optional.items() if v is not None})
+    obj["provenance"] = plain_provenance(**dict(provenance or {}))
+    return atomic_torch_save(path, obj)
 
 
 def read_teacher_file(path: str | Path) -> dict:
+    """The teacher file's dict (weights included), checked to be one; InvalidInput otherwise."""
     path = Path(path)
     if not path.is_file():
         raise InvalidInput(f"teacher file {str(path)!r} not found: expected the output of 'ffnet-nas train-teacher' "
@@ -38,11 +98,9 @@ def read_teacher_file(path: str | Path) -> dict:
 
 
 def load_teacher(path: str | Path) -> FFNet:
-    """The teacher in eval mode. Extra file fields (data, input_hw, miou) are on `.teacher_info`."""
+    """The teacher in eval mode. Extra file fields (data, input_hw, miou, ...) are on `.teacher_info`."""
     obj = read_teacher_file(path)
-    arch = Arch.parse(str(obj["arch"]))
-    if arch.is_classifier:
-        raise InvalidInput(f"teacher {arch.code} is a classifier: expected a segmentation arch (seg head A/B/C)")
+    arch = _segmentation_arch(obj["arch"], path)
     model = build_model(arch, num_classes=int(obj["num_classes"]))
     try:
         model.load_state_dict(obj["state_dict"], strict=True)
@@ -54,11 +112,69 @@ def load_teacher(path: str | Path) -> FFNet:
     return model
 
 
-def save_teacher(path: str | Path, model: FFNet, **info) -> Path:
-    """Write a teacher in the same format (used by tests and benchmarks with a random-init teacher)."""
-    from ffnet_nas.distill.features import plain_provenance
-    from ffnet_nas.space.io import atomic_torch_save
+@dataclass(frozen=True)
+class TeacherMeta:
+    """What callers need to know about a teacher without building it."""
 
-    obj = {"arch": model.arch.code, "num_classes": model.num_classes, "state_dict": model.state_dict(),
-           "provenance": plain_provenance(), **info}
-    return atomic_torch_save(path, obj)
+    path: Path
+    arch: str
+    num_classes: int
+    data: str | None  # None: the file does not say (hand-made files; train-teacher always writes it)
+    input_hw: tuple[int, int] | None
+    ignore_index: int
+    class_names: tuple[str, ...]
+    miou: float | None
+    digest: str  # sha1 prefix of the file: the id the block library and feature caches bind to
+
+    @property
+    def channels(self) -> tuple[int, ...]:
+        """Widths of the teacher's s4..s32 outputs (from the arch code)."""
+        return tuple(Arch.parse(self.arch).feature_channels)
+
+    @property
+    def input_scale(self) -> int:
+        return Arch.parse(self.arch).input_scale
+
+
+# (path, size, mtime, inode) -> TeacherMeta: several steps of one run ask about the same file;
+# a rewritten file changes its stat, so it is read again.
+_META_CACHE: dict[tuple[str, int, int, int], TeacherMeta] = {}
+
+
+def read_teacher_info(path: str | Path) -> TeacherMeta:
+    """The teacher file's metadata and digest; the network is not built (and cached while the file is unchanged)."""
+    from ffnet_nas.distill.features import file_digest
+
+    path = Path(path)
+    try:
+        st = os.stat(path)
+        key = (str(path.resolve()), st.st_size, st.st_mtime_ns, st.st_ino)
+    except OSError:
+        key = None  # read_teacher_file says what is wrong
+    if key is not None and key in _META_CACHE:
+        return _META_CACHE[key]
+    obj = read_teacher_file(path)
+    arch = _segmentation_arch(obj["arch"], path)
+    hw = obj.get("input_hw")
+    miou = obj.get("miou")
+    meta = TeacherMeta(path=path, arch=arch.code, num_classes=int(obj["num_classes"]),
+                       data=None if obj.get("data") is None else str(obj["data"]),
+                       input_hw=(int(hw[0]), int(hw[1])) if hw else None,
+                       ignore_index=int(obj.get("ignore_index", IGNORE_INDEX)),
+                       class_names=tuple(str(c) for c in obj.get("class_names") or ()),
+                       miou=None if miou is None else float(miou), digest=file_digest(path))
+    if key is not None:
+        if len(_META_CACHE) > 16:
+            _META_CACHE.clear()
+        _META_CACHE[key] = meta
+    return meta
+
+
+def _segmentation_arch(code: object, path: str | Path) -> Arch:
+    try:
+        arch = Arch.parse(str(code))
+    except InvalidInput as e:
+        raise InvalidInput(f"teacher file {str(path)!r}: {e}") from None
+    if arch.is_classifier:
+        raise InvalidInput(f"teacher {arch.code} is a classifier: expected a segmentation arch (seg head A/B/C)")
+    return arch

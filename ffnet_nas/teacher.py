@@ -1,14 +1,16 @@
 """Train (or load) the teacher FFNet and write the teacher file that distillation reads.
 
-Teacher file (torch.save, loadable with weights_only=True):
-    {"arch": code, "num_classes": int, "state_dict": ..., "data": spec, "input_hw": [H, W],
-     "miou": float, "iou": {class: IoU}, "steps": int, "source": "trained" | checkpoint path,
-     "provenance": {...}}
-`input_hw` is the network input (for a pre_down arch, twice the stem input).
+This module owns making a teacher: the default arch and step budget, the training recipe
+and the val mIoU it reports. The file itself (keys, types, readers and the writer,
+`save_teacher`) belongs to `ffnet_nas.distill.teacher`.
+
+Progress goes to the `ffnet_nas.teacher` logger (the CLI shows INFO on stdout), or to `log`
+when a caller passes one.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +20,8 @@ import torch
 
 from ffnet_nas.space.arch import resolve
 from ffnet_nas.space.errors import InvalidInput
+
+logger = logging.getLogger(__name__)
 
 # 46NS_CCC_mobile: in bench/bench_synthetic_separation.py (same 400-step budget, 64x128) it
 # reached the best val mIoU of the four published points tried (53.8 vs 50.2 for 40S_BBB_mobile,
@@ -48,15 +52,17 @@ def train_teacher(*, arch: str = DEFAULT_TEACHER, data: str = "synthetic", out_p
                   lr: float | None = None, optimizer: str = "adamw", checkpoint_every: int = 50, seed: int = 0,
                   num_workers: int = 0, cache_dir: str | Path | None = None, device: str = "cpu",
                   eval_images: int | None = None, progress: bool = True,
-                  log: Callable[[str], None] = print) -> TeacherRun:
+                  log: Callable[[str], None] | None = None) -> TeacherRun:
     """Train `arch` on `data` (resumable via `state_path`), or load official weights from
-    `checkpoint` (strict), evaluate on the val split, and write the teacher file to `out_path`."""
+    `checkpoint` (strict), evaluate on the val split, and write the teacher file to `out_path`.
+    Progress lines go to `log` (default: this module's logger at INFO)."""
     from ffnet_nas.data import make_dataset
+    from ffnet_nas.distill.teacher import save_teacher
     from ffnet_nas.settings import TrainConfig
     from ffnet_nas.training import evaluate, train
     from ffnet_nas.space.builder import build_model
-    from ffnet_nas.space.io import atomic_torch_save, provenance
 
+    log = log or logger.info
     point = resolve(arch)
     if point.is_classifier:
         raise InvalidInput(f"arch {point.code} is a classifier (seg head X): expected a segmentation arch for the teacher")
@@ -95,24 +101,13 @@ def train_teacher(*, arch: str = DEFAULT_TEACHER, data: str = "synthetic", out_p
             log(f"wrote training checkpoint {state_path} (step {steps_done})")
     score = evaluate(model, val, device=device, limit=eval_images, progress=progress, desc="val mIoU")
     hw = list(input_hw) if input_hw else list(_native_hw(val))
-    payload = {
-        "arch": point.code,
-        "num_classes": val.num_classes,
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "data": val.spec,
-        "input_hw": hw,
-        "miou": float(score.miou),
-        "iou": {k: float(v) for k, v in score.per_class().items()},
-        "class_names": list(val.class_names),
-        "steps": int(steps_done),
-        "source": "trained" if checkpoint is None else str(checkpoint),
-        # plain values only, so the file loads with weights_only=True
-        "provenance": {k: v if isinstance(v, (int, float, bool, type(None))) else str(v) for k, v in provenance(
-            device=str(device), dtype="float32", input_hw=f"{hw[0]}x{hw[1]}", backend="torch eager",
-            val_images=min(len(val), eval_images or len(val))).items()},
-    }
-    atomic_torch_save(out_path, payload)
-    log(f"wrote teacher {out_path}: {point.code}, val mIoU {100 * score.miou:.1f} on {payload['provenance']['val_images']} images of {val.spec}")
+    val_images = min(len(val), eval_images or len(val))
+    save_teacher(out_path, model, data=val.spec, input_hw=hw, miou=float(score.miou), iou=score.per_class(),
+                 class_names=val.class_names, steps=int(steps_done),
+                 source="trained" if checkpoint is None else str(checkpoint),
+                 provenance={"device": str(device), "dtype": "float32", "input_hw": f"{hw[0]}x{hw[1]}",
+                             "backend": "torch eager", "val_images": val_images})
+    log(f"wrote teacher {out_path}: {point.code}, val mIoU {100 * score.miou:.1f} on {val_images} images of {val.spec}")
     return TeacherRun(path=Path(out_path), arch=point.code, miou=float(score.miou), steps=int(steps_done), start_step=start,
                       seconds=time.perf_counter() - t0, state_path=Path(state_path) if state_path else None)
 
