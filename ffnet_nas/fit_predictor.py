@@ -31,7 +31,7 @@ def library_nsr(workspace: Workspace) -> dict[tuple[str, str], float]:
     return nsr_table(pd.read_csv(table).to_dict("records"))
 
 
-def fit_from_table(workspace: Workspace, *, num_classes: int = 19, out_dir=None) -> AccuracyPredictor:
+def fit_from_table(workspace: Workspace, *, out_dir=None) -> AccuracyPredictor:
     """Refit on every usable evaluated row; saves the predictor and its LOO table in `out_dir`
     (default: the workdir's predictor folder)."""
     nsr = library_nsr(workspace)
@@ -42,7 +42,7 @@ def fit_from_table(workspace: Workspace, *, num_classes: int = 19, out_dir=None)
     if not usable:
         raise InvalidInput(f"no evaluated point in {str(workspace.evaluated_path)!r} has all its blocks in the library: "
                            "run 'ffnet-nas fit-predictor --n N' (it evaluates points) or 'ffnet-nas evaluate CODE...'")
-    x = np.stack([features(a, nsr, num_classes=num_classes) for a, _ in usable])
+    x = np.stack([features(a, nsr) for a, _ in usable])
     y = np.array([m for _, m in usable], dtype=float)
     predictor = fit_accuracy_predictor(x, y, codes=[a.code for a, _ in usable], nsr=nsr,
                                        meta={"library": str(workspace.library_dir), "n_evaluated": len(usable)})

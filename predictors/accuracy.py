@@ -31,6 +31,10 @@ ALPHAS = (1e-3, 1e-2, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
 FEATURES = tuple(f"log_nsr_{p}" for p in POSITIONS) + ("log_params", "log2_output_stride")
 NSR_FLOOR = 1e-6  # a perfect block (NSR 0) would give -inf
 PARAMS_HW = (64, 128)  # any size: only the parameter count of the part cache is read
+# The capacity feature counts parameters with a 19-class head whatever the data's class count: it
+# is part of the feature's definition (every stored predictor was fitted so, and the head's last
+# layer is <0.1% of the parameters), not the data's class count, which the predictor never needs.
+PARAMS_NUM_CLASSES = 19
 
 
 def nsr_table(library_rows: Sequence[Mapping[str, Any]]) -> dict[tuple[str, str], float]:
@@ -47,7 +51,7 @@ def missing_blocks(arch: Arch, nsr: Mapping[tuple[str, str], float]) -> list[str
     return [f"{b.position}:{b.choice}" for b in arch.blocks() if (b.position, b.choice) not in nsr]
 
 
-def features(arch: "Arch | str", nsr: Mapping[tuple[str, str], float], *, num_classes: int = 19) -> np.ndarray:
+def features(arch: "Arch | str", nsr: Mapping[tuple[str, str], float]) -> np.ndarray:
     arch = resolve(arch)
     missing = missing_blocks(arch, nsr)
     if missing:
@@ -57,7 +61,7 @@ def features(arch: "Arch | str", nsr: Mapping[tuple[str, str], float], *, num_cl
         )
     logs = [math.log10(max(nsr[(b.position, b.choice)], NSR_FLOOR)) for b in arch.blocks()]
     # params do not depend on the input size; the part cache makes a known point cost microseconds
-    params, _ = shared_cache(PARAMS_HW, num_classes).get(arch)
+    params, _ = shared_cache(PARAMS_HW, PARAMS_NUM_CLASSES).get(arch)
     return np.array(logs + [math.log10(params), math.log2(arch.output_stride)])
 
 
@@ -93,12 +97,16 @@ class AccuracyPredictor:
         z = (np.atleast_2d(x) - np.array(self.mean)) / np.array(self.scale)
         return z @ np.array(self.coef) + self.intercept
 
-    def predict(self, arch: "Arch | str", nsr: Mapping[tuple[str, str], float], *, num_classes: int = 19) -> float:
-        return float(self.predict_features(features(arch, nsr, num_classes=num_classes))[0])
+    def predict(self, arch: "Arch | str", nsr: Mapping[tuple[str, str], float] | None = None) -> float:
+        """Predicted mIoU of `arch`, from `nsr` (default: the table stored at fit time)."""
+        return float(self.predict_features(features(arch, self.nsr if nsr is None else nsr))[0])
 
     def save(self, path: str | Path) -> Path:
         d = asdict(self)
         d["validation"]["loo_predictions"] = list(self.validation.loo_predictions)
+        # an undefined rank correlation (see ffnet_nas.stats) is NaN: JSON has no NaN, so null
+        for key in ("kendall_tau", "spearman"):
+            d["validation"][key] = _json_number(d["validation"][key])
         d["block_nsr"] = [list(t) for t in self.block_nsr]
         return atomic_write_json(path, d)
 
@@ -110,7 +118,7 @@ class AccuracyPredictor:
             return cls(
                 feature_names=tuple(d["feature_names"]), mean=tuple(d["mean"]), scale=tuple(d["scale"]),
                 coef=tuple(d["coef"]), intercept=float(d["intercept"]), alpha=float(d["alpha"]),
-                validation=Validation(int(v["n"]), float(v["kendall_tau"]), float(v["spearman"]), float(v["mae"]),
+                validation=Validation(int(v["n"]), _number(v["kendall_tau"]), _number(v["spearman"]), float(v["mae"]),
                                       tuple(v["loo_predictions"])),
                 codes=tuple(d["codes"]), block_nsr=tuple((p, c, float(v)) for p, c, v in d.get("block_nsr", ())),
                 meta=d.get("meta", {}),
@@ -118,6 +126,14 @@ class AccuracyPredictor:
         except (KeyError, TypeError, ValueError) as e:
             raise InvalidInput(f"accuracy predictor {str(path)!r} is malformed (missing {e}); "
                                "re-run 'ffnet-nas fit-predictor'") from None
+
+
+def _json_number(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def _number(value) -> float:
+    return float("nan") if value is None else float(value)
 
 
 def _ridge(x: np.ndarray, y: np.ndarray, alpha: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
@@ -143,8 +159,9 @@ def fit_accuracy_predictor(
     x: np.ndarray, y: np.ndarray, *, codes: Sequence[str], alphas: Sequence[float] = ALPHAS, meta: dict | None = None,
     nsr: Mapping[tuple[str, str], float] | None = None,
 ) -> AccuracyPredictor:
-    """Ridge fit with the strength picked by leave-one-out squared error; LOO ranks reported."""
-    from scipy.stats import kendalltau, spearmanr
+    """Ridge fit with the strength picked by leave-one-out squared error; LOO ranks reported
+    (`ffnet_nas.stats.rank_correlations`: NaN when undefined, e.g. constant predictions)."""
+    from ffnet_nas.stats import rank_correlations
 
     x, y = np.asarray(x, float), np.asarray(y, float)
     if len(y) < 4:
@@ -153,9 +170,8 @@ def fit_accuracy_predictor(
     best = min(alphas, key=lambda a: float(np.mean((_loo(x, y, a) - y) ** 2)))
     loo = _loo(x, y, best)
     mean, scale, coef, y0 = _ridge(x, y, best)
-    tau = kendalltau(loo, y).statistic
-    rho = spearmanr(loo, y).statistic
-    validation = Validation(len(y), float(np.nan_to_num(tau)), float(np.nan_to_num(rho)),
+    ranks = rank_correlations(loo, y)
+    validation = Validation(len(y), ranks.kendall, ranks.spearman,
                             float(np.mean(np.abs(loo - y))), tuple(float(p) for p in loo))
     block_nsr = tuple(sorted((p, c, float(v)) for (p, c), v in (nsr or {}).items()))
     return AccuracyPredictor(FEATURES, tuple(mean), tuple(scale), tuple(coef), float(y0), float(best), validation,
@@ -165,7 +181,7 @@ def fit_accuracy_predictor(
 PREDICTOR_FILE = "accuracy.json"
 
 
-def load_predictor(predictor_dir: str | Path, *, num_classes: int = 19):
+def load_predictor(predictor_dir: str | Path):
     """`arch -> predicted mIoU` from `predictor_dir/accuracy.json` (what the search calls).
 
     A point using a block the fit never saw raises InvalidInput naming the missing blocks.
@@ -177,6 +193,6 @@ def load_predictor(predictor_dir: str | Path, *, num_classes: int = 19):
                            "re-run 'ffnet-nas fit-predictor --refit-only'")
 
     def predict(arch: "Arch | str") -> float:
-        return predictor.predict(arch, nsr, num_classes=num_classes)
+        return predictor.predict(arch, nsr)
 
     return predict
