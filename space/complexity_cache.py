@@ -10,11 +10,15 @@ other parts (one full meta-device pass, counted like `space.complexity`); any ot
 is built and measured alone, and a point made of known parts costs a few dictionary look-ups. The parts always add up to the full count
 exactly (convolutions and linear layers are additive); `tests/test_search_complexity.py` checks
 that against `space.complexity` on random points at odd input sizes.
+
+The class count changes the segmentation head's cost, so it is the caller's to give (from the
+data set or the teacher file), never assumed.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 
 from ffnet_nas.space.arch import STEM_CHANNELS, Arch
@@ -59,14 +63,24 @@ def parts(arch: Arch, net_hw: tuple[int, int], num_classes: int) -> list[tuple[t
 
 @dataclass
 class ComplexityCache:
-    """`get(arch) -> (params, macs)` at `input_hw` (the tensor entering the stem; pre_down doubles it)."""
+    """`get(arch) -> (params, macs)` at `input_hw` (the tensor entering the stem; pre_down doubles it)
+    for a head predicting `num_classes` classes."""
 
     input_hw: tuple[int, int]
-    num_classes: int = 19
+    # Keyword-only and meant to be required. None is accepted for now, with a DeprecationWarning
+    # and the old Cityscapes count, only so callers that still omit it keep working until they pass it.
+    num_classes: int | None = field(default=None, kw_only=True)
     _parts: dict[tuple, tuple[int, int]] = field(default_factory=dict, repr=False)
     _whole: dict[str, tuple[int, int]] = field(default_factory=dict, repr=False)
     full_passes: int = 0  # how many whole networks had to be built (the expensive path)
     part_passes: int = 0  # how many single parts had to be built
+
+    def __post_init__(self) -> None:
+        if self.num_classes is None:
+            warnings.warn("ComplexityCache(...) without num_classes= is deprecated: pass the class count of the "
+                          "data or the teacher (assuming 19, Cityscapes, for now)", DeprecationWarning, stacklevel=3)
+            self.num_classes = _LEGACY_NUM_CLASSES
+        _check_num_classes(self.num_classes)
 
     def net_hw(self, arch: Arch) -> tuple[int, int]:
         return (self.input_hw[0] * arch.input_scale, self.input_hw[1] * arch.input_scale)
@@ -183,12 +197,24 @@ def _measure(model, x) -> tuple[list[tuple[str, int]], dict[str, int]]:
     return named_params, macs
 
 
+_LEGACY_NUM_CLASSES = 19
 _SHARED: dict[tuple, ComplexityCache] = {}
 
 
-def shared_cache(input_hw: tuple[int, int], num_classes: int = 19) -> ComplexityCache:
-    """One cache per (input size, classes) for the whole process: parts learnt by one search serve the next."""
+def _check_num_classes(num_classes: object) -> None:
+    from ffnet_nas.space.errors import InvalidInput
+
+    if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
+        raise InvalidInput(f"num_classes={num_classes!r}: expected a positive number of classes "
+                           "(from the data set or the teacher file)")
+
+
+def shared_cache(input_hw: tuple[int, int], num_classes: int) -> ComplexityCache:
+    """One cache per (input size, classes) for the whole process: parts learnt by one search serve the next.
+
+    `num_classes` is required (no default); give it by keyword (positional still works for older callers)."""
+    _check_num_classes(num_classes)
     key = (tuple(input_hw), num_classes)
     if key not in _SHARED:
-        _SHARED[key] = ComplexityCache(tuple(input_hw), num_classes)
+        _SHARED[key] = ComplexityCache(tuple(input_hw), num_classes=num_classes)
     return _SHARED[key]
