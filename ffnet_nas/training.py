@@ -1,5 +1,9 @@
 """A reusable training loop for segmentation models, and `evaluate`.
 
+This module owns the loop, the losses and the training checkpoint; the settings it reads
+(`TrainConfig`) live in `ffnet_nas.settings`. It reports through logging (DEBUG: resumes);
+the per-step progress is a tqdm bar (`progress=False` turns it off).
+
     result = train(model, dataset, config=TrainConfig(steps=2000), checkpoint_path=".../train_state.pt",
                    teacher=None)
     score = evaluate(model, val_dataset)     # -> metrics.SegmentationScore (.miou, .iou, ...)
@@ -19,6 +23,7 @@ resumed run reproduces the uninterrupted run exactly (a test checks it).
 
 from __future__ import annotations
 
+import logging
 import math
 import random
 import time
@@ -36,6 +41,8 @@ from ffnet_nas.metrics import IGNORE_INDEX, ConfusionMeter, SegmentationScore
 # TrainConfig` keeps working for older callers.
 from ffnet_nas.settings import OPTIMIZERS, SCHEDULES, TrainConfig
 from ffnet_nas.space.errors import InvalidInput
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["OPTIMIZERS", "SCHEDULES", "TrainConfig", "TrainResult", "TrainingDiverged", "batch_indices", "evaluate",
            "kd_loss", "load_train_state", "make_optimizer", "segmentation_loss", "train"]
@@ -183,6 +190,7 @@ def train(model: nn.Module, dataset, *, config: TrainConfig, checkpoint_path: st
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         start, losses = int(state["step"]), list(state["losses"])
+        logger.debug("%s: resuming from step %d of %d (%s)", desc, start, config.steps, checkpoint_path)
     if teacher is not None:
         teacher.to(device).eval()
 

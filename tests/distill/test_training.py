@@ -227,3 +227,19 @@ def test_teacher_from_checkpoint_loads_strictly(tmp_path):
     with pytest.raises(InvalidInput, match="predicts 19 classes but synthetic has 8"):
         train_teacher(arch=TINY, data="synthetic", checkpoint=nineteen, out_path=out, input_hw=HW, cache_dir=tmp_path,
                       progress=False, log=lambda s: None)
+
+
+def test_teacher_reports_through_logging_when_no_log_is_given(tmp_path, caplog):
+    import logging
+
+    from ffnet_nas.teacher import train_teacher
+
+    weights = tmp_path / "official.pth"
+    torch.save(_model(seed=3).state_dict(), weights)
+    out = tmp_path / "teacher.pt"
+    with caplog.at_level(logging.INFO, logger="ffnet_nas.teacher"):
+        train_teacher(arch=TINY, data="synthetic", checkpoint=weights, out_path=out, input_hw=HW, eval_images=4,
+                      cache_dir=tmp_path, progress=False)
+    messages = [r.getMessage() for r in caplog.records if r.name == "ffnet_nas.teacher"]
+    assert any(m.startswith(f"wrote teacher {out}: ") for m in messages), messages
+    assert any(m.startswith(f"loaded {weights} into ") for m in messages), messages
