@@ -20,9 +20,9 @@ from __future__ import annotations
 from typing import Any, Callable, Sequence
 
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
-from timm.models import generate_default_cfgs, register_model
-from timm.models._builder import resolve_pretrained_cfg
-from timm.models._features import FeatureInfo
+# timm's public names only (timm.models re-exports them since 0.9); its `_`-prefixed modules
+# are internal and move between releases.
+from timm.models import FeatureInfo, generate_default_cfgs, register_model, resolve_pretrained_cfg
 from torch import nn
 
 from ffnet_nas.space.builder import FFNet, build_model
