@@ -1,21 +1,29 @@
 """`ffnet-nas`: a thin command line over the library.
 
-Each sub-command lives in `ffnet_nas/commands/<name>.py` and defines
-`register(subparsers)`, which adds its parser and sets `func=run`. Commands are found by
-listing that package, so adding one touches no shared file. Any `InvalidInput` raised below
-becomes one line on stderr and exit status 2; nothing prints a traceback for bad input.
+Each sub-command lives in `ffnet_nas/commands/<name>.py` and defines `register(subparsers)`, which adds
+its parser and sets `func=run`. Commands are found by listing that package (modules named `_*` are
+shared helpers, not commands), so adding one touches no shared file. Options several commands take come
+from `ffnet_nas.commands._common.common_options`. Any `InvalidInput` raised below becomes one line on
+stderr and exit status 2; nothing prints a traceback for bad input.
+
+Building the parser imports no torch, numpy or pandas: command modules import the library inside `run`.
+Library code reports through `logging` (loggers under `ffnet_nas`); `main` shows those records while a
+command runs: INFO by default, WARNING with -q, DEBUG with -v.
 """
 
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
+import logging
 import pkgutil
 import sys
-
-from ffnet_nas.space.errors import InvalidInput
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 
 EXIT_BAD_INPUT = 2
+PROG = "ffnet-nas"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -25,34 +33,116 @@ class _Parser(argparse.ArgumentParser):
         print(f"{self.prog}: error: {message} (see '{self.prog} --help')", file=sys.stderr)
         raise SystemExit(EXIT_BAD_INPUT)
 
+    def _check_value(self, action: argparse.Action, value) -> None:
+        # A wrong choice reads as the library words it ("unknown budget 'huge': expected one of micro,
+        # quick, full"), so a typo reads the same whether argparse or the library catches it.
+        if action.choices is not None and value not in action.choices:
+            name = (action.dest or "value").replace("_", " ")
+            expected = ", ".join(map(str, action.choices))
+            raise argparse.ArgumentError(
+                None, f"unknown {name} {value!r}: expected one of {expected}{_did_you_mean(value, action.choices)}")
+
+
+def _did_you_mean(word: str, candidates: Iterable) -> str:
+    # ffnet_nas.space.errors.closest says the same, but importing it loads torch (see commands/_common.py)
+    matches = difflib.get_close_matches(str(word), [str(c) for c in candidates], n=3, cutoff=0.5)
+    return f"; did you mean: {', '.join(matches)}" if matches else ""
+
+
+class _VersionAction(argparse.Action):
+    """--version, with the version looked up only when asked (installed metadata, not a copy in the code)."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"{PROG} {version()}")
+        parser.exit()
+
+
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError, version as dist_version
+
+    try:
+        return dist_version("ffnet-nas")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "0+unknown"
+
 
 def build_parser() -> argparse.ArgumentParser:
     from ffnet_nas import commands
 
-    parser = _Parser(prog="ffnet-nas", description="Blockwise NAS explorer for FFNet segmentation networks.")
+    parser = _Parser(prog=PROG, description="Blockwise NAS explorer for FFNet segmentation networks.")
+    parser.add_argument("--version", action=_VersionAction, help="print the installed version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
+        if info.name.startswith("_"):  # shared helpers (commands/_common.py), not commands
+            continue
         module = importlib.import_module(f"ffnet_nas.commands.{info.name}")
         module.register(sub)
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+class _StdStreamHandler(logging.Handler):
+    """Plain messages; INFO and below to stdout, WARNING and above to stderr.
+
+    Progress narration ("resumed from step 4", "teacher exists: ... (skipped)") sits with the
+    command's results on stdout, where scripts and tests have always read it; warnings join errors
+    on stderr. The stream is looked up at emit time, not bound once: pytest's capsys (and any
+    caller that redirects sys.stdout) swaps it between calls.
+    """
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            stream = sys.stderr if record.levelno >= logging.WARNING else sys.stdout
+            stream.write(self.format(record) + "\n")
+            stream.flush()
+        except RecursionError:
+            raise
+        except Exception:
+            self.handleError(record)
+
+
+@contextmanager
+def _library_logging(level: int) -> Iterator[None]:
+    """Show the `ffnet_nas` loggers' records at `level` and above while a command runs, then undo it
+    (`main` is also called in-process, by tests and notebooks; handlers must not pile up)."""
+    logger = logging.getLogger("ffnet_nas")
+    handler = _StdStreamHandler()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    previous = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(level)
     try:
-        return int(args.func(args) or 0)
-    except InvalidInput as e:
-        print(f"ffnet-nas {args.command}: error: {e}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except BrokenPipeError:
-        # `ffnet-nas space list | head`: the reader left; not an error worth a traceback
-        sys.stderr.close()
-        return 0
-    except KeyboardInterrupt:
-        print(f"ffnet-nas {args.command}: interrupted; finished work is saved, re-run to continue", file=sys.stderr)
-        return 130
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(previous)
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:  # --help, --version, or a usage error (already one line on stderr)
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else EXIT_BAD_INPUT)
+    # imported after parsing: ffnet_nas.space loads torch, which --help must not pay for
+    from ffnet_nas.space.errors import InvalidInput
+
+    # a command whose parser does not use common_options yet has no -q/-v: INFO, as before
+    with _library_logging(getattr(args, "log_level", logging.INFO)):
+        try:
+            return int(args.func(args) or 0)
+        except InvalidInput as e:
+            print(f"{PROG} {args.command}: error: {e}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        except BrokenPipeError:
+            # `ffnet-nas space list | head`: the reader left; not an error worth a traceback
+            sys.stderr.close()
+            return 0
+        except KeyboardInterrupt:
+            print(f"{PROG} {args.command}: interrupted; finished work is saved, re-run to continue", file=sys.stderr)
+            return 130
 
 
 if __name__ == "__main__":

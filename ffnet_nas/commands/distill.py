@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import argparse
 
-from ffnet_nas.workspace import DEFAULT_WORKDIR, Workspace
-from ffnet_nas.space.errors import InvalidInput
+from ffnet_nas.commands._common import common_options
 
 
 def _positive(name: str, value: int, minimum: int = 1) -> int:
     if value < minimum:
+        from ffnet_nas.space.errors import InvalidInput  # not at module level: it loads torch
+
         raise InvalidInput(f"--{name} {value}: expected an integer >= {minimum}")
     return value
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
-        "distill",
+        "distill", parents=[common_options(threads=True, progress=True)],
         help="distil every block choice of a space from the teacher into the block library",
         description="For every (position, choice) of the space, trains the student block alone to reproduce the "
                     "teacher's output at that position from the teacher's input there (loss: NSR = "
@@ -29,18 +30,15 @@ def register(subparsers) -> None:
     p.add_argument("--data", default=None,
                    help="synthetic | synthetic:SEED | cityscapes:PATH | ade20k:PATH | folder:PATH "
                         "(default: the data the teacher was trained on, else synthetic)")
-    p.add_argument("--jobs", type=int, default=1, help="blocks trained in parallel processes (default 1)")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="blocks trained in parallel processes, each with cores/N torch threads (default 1)")
     p.add_argument("--steps", type=int, default=300, help="training steps per block (default 300)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--train-images", type=int, default=256, help="images whose teacher features train the blocks")
     p.add_argument("--val-images", type=int, default=64, help="held-out images for each block's NSR")
-    p.add_argument("--threads", type=int, default=None,
-                   help="torch CPU threads (with --jobs N each worker gets cores/N); on a shared CPU 1 can be much faster")
     p.add_argument("--retry-failed", action="store_true", help="train again the blocks marked failed")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--workdir", default=str(DEFAULT_WORKDIR))
     p.set_defaults(func=run)
 
 
@@ -49,7 +47,9 @@ def run(args: argparse.Namespace) -> int:
     from ffnet_nas.distill.teacher import read_teacher_file
     from ffnet_nas.distill.train import TrainConfig
     from ffnet_nas.data import make_dataset
+    from ffnet_nas.space.errors import InvalidInput
     from ffnet_nas.space.searchspace import get_space
+    from ffnet_nas.workspace import Workspace
 
     for name in ("jobs", "steps", "batch_size", "train_images", "val_images"):
         _positive(name.replace("_", "-"), getattr(args, name))

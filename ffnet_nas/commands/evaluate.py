@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import argparse
 
-from ffnet_nas.space.errors import InvalidInput
+from ffnet_nas.commands._common import INITS, common_options
 
 
 def add_finetune_args(p: argparse.ArgumentParser) -> None:
+    """The fine-tuning options `evaluate` and `fit-predictor` share (with `common_options(device="cpu")`)."""
     p.add_argument("--steps", type=int, default=300, help="fine-tuning steps per point (default 300)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--lr", type=float, default=0.01)
     p.add_argument("--kd-weight", type=float, default=1.0, help="weight of the KD term from the teacher (default 1)")
     p.add_argument("--val-images", type=int, default=None, help="evaluate on the first N validation images only")
-    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (training device)")
-    p.add_argument("--workdir", default="runs/default")
 
 
 def finetune_settings(args: argparse.Namespace):
@@ -25,14 +24,15 @@ def finetune_settings(args: argparse.Namespace):
 
 
 def register(sub) -> None:
-    p = sub.add_parser("evaluate", help="assemble, fine-tune and measure points in full",
+    p = sub.add_parser("evaluate", parents=[common_options(device="cpu")],
+                       help="assemble, fine-tune and measure points in full",
                        description="For each point: assemble it from the block library, fine-tune it with the task "
                                    "loss plus KD from the teacher, evaluate mIoU on the validation split and time it "
                                    "with the workdir's latency-table settings. One row per point in evaluated.csv.")
     p.add_argument("points", nargs="*", metavar="NAME_OR_CODE")
     p.add_argument("--from-search", action="store_true", help="evaluate the search's best points (search/to_evaluate.csv, else pareto.csv)")
     p.add_argument("--top", type=int, default=3, help="with --from-search: how many (default 3)")
-    p.add_argument("--init", choices=("distilled", "random"), default="distilled",
+    p.add_argument("--init", choices=INITS, default="distilled",
                    help="distilled blocks (default) or random initialisation (for comparison)")
     p.add_argument("--redo", action="store_true", help="evaluate again even if the point is in the table")
     add_finetune_args(p)
@@ -41,6 +41,8 @@ def register(sub) -> None:
 
 def _from_search(workspace, top: int) -> list[str]:
     import pandas as pd
+
+    from ffnet_nas.space.errors import InvalidInput
 
     # to_evaluate.csv: the best feasible points (search --evaluate-top); else the Pareto table
     path = workspace.search_dir / "to_evaluate.csv"
@@ -58,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
     from ffnet_nas.evaluate import evaluate_points
     from ffnet_nas.workspace import Workspace
     from ffnet_nas.space.arch import resolve
+    from ffnet_nas.space.errors import InvalidInput
 
     workspace = Workspace(args.workdir)
     points = list(args.points)

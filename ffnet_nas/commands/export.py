@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 
-from ffnet_nas.space.deploy import DEFAULT_OPSET
+from ffnet_nas.commands._common import DEFAULT_EXPORTER, DEFAULT_OPSET, EXPORTERS, common_options
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
-        "export",
+        "export", parents=[common_options()],
         help="export a point (published name or arch code) to ONNX",
         description="Export an FFNet to ONNX (fixed input shape 1x3xHxW, eval mode). Without --checkpoint the "
         "weights are random: useful for latency measurements, not for predictions.",
@@ -23,9 +23,8 @@ def register(subparsers) -> None:
     p.add_argument("--fold-bn", action="store_true", help="fold BatchNorm into the convolutions before export")
     p.add_argument("--check", action="store_true", help="run the file under ONNX Runtime and report the difference to torch")
     p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")
-    p.add_argument("--exporter", choices=("dynamo", "torchscript"), default="dynamo",
+    p.add_argument("--exporter", choices=EXPORTERS, default=DEFAULT_EXPORTER,
                    help="torch.export-based exporter (default) or the legacy TorchScript tracer")
-    p.add_argument("--workdir", default="runs/default", help="run folder (unused here; accepted like every command)")
     p.set_defaults(func=run)
 
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 
+from ffnet_nas.commands._common import common_options
 from ffnet_nas.commands.evaluate import add_finetune_args, finetune_settings
 
 
 def register(sub) -> None:
-    p = sub.add_parser("fit-predictor", help="fit the accuracy predictor (evaluating points as needed)",
+    p = sub.add_parser("fit-predictor", parents=[common_options(device="cpu")],
+                       help="fit the accuracy predictor (evaluating points as needed)",
                        description="Picks N points (published variants of the space plus a space-filling sample), "
                                    "evaluates those not yet evaluated, fits a ridge model from per-block held-out NSR "
                                    "to measured mIoU, and reports leave-one-out Kendall tau and Spearman.")

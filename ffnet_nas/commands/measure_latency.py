@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from ffnet_nas.workspace import DEFAULT_WORKDIR, Workspace
-from ffnet_nas.space.errors import InvalidInput
+from ffnet_nas.commands._common import BACKENDS, CLOCKS, DTYPES, ESTIMATORS, common_options
 
 
 def _repeats(text: str) -> tuple[int, int]:
     """'10' -> (10, 100); '10:50' -> (10, 50)."""
+    from ffnet_nas.space.errors import InvalidInput  # not at module level: it loads torch
+
     try:
         parts = [int(p) for p in text.split(":")]
     except ValueError:
@@ -23,7 +24,7 @@ def _repeats(text: str) -> tuple[int, int]:
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
-        "measure-latency",
+        "measure-latency", parents=[common_options(device="cpu", threads=True, progress=True)],
         help="measure a per-unit latency table on a device, calibrate it, optionally validate it",
         description="Times every distinct unit (stem, residual block, head) the space needs, once, into "
                     "WORKDIR/lut/<slug>.csv (+ .json metadata); fits measured = a*sum + b on a few networks "
@@ -31,30 +32,28 @@ def register(subparsers) -> None:
                     "twice and reports the predictor's error next to the measurement's own repeatability. "
                     "Interrupt at any time: a re-run measures only what is missing.",
     )
-    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     p.add_argument("--space", default="mobile", help="built-in space (mobile, gpu_large, gpu_small, all) or a YAML file")
     p.add_argument("--input-size", default=None, metavar="HxW",
                    help="tensor entering the stem (default: the space's; pre_down points get 2x)")
     p.add_argument("--batch", type=int, default=1)
-    p.add_argument("--dtype", default="fp32", help="fp32, fp16 or bf16")
-    p.add_argument("--backend", default="eager", help="eager, compile or onnxruntime")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: the cores this process may use)")
+    p.add_argument("--dtype", choices=DTYPES, default="fp32", help="arithmetic of the timed networks (default fp32)")
+    p.add_argument("--backend", choices=BACKENDS, default="eager",
+                   help="eager (default), compile (torch.compile) or onnxruntime")
     p.add_argument("--num-classes", type=int, default=19)
     p.add_argument("--repeats", default="10:100", metavar="MIN[:MAX]",
                    help="timed runs per round (rounds repeat until the estimate moves < --tolerance) and the cap")
     p.add_argument("--tolerance", type=float, default=0.02, help="relative change that counts as stable (default 0.02)")
     p.add_argument("--max-seconds", type=float, default=10.0, help="time cap per measured thing, after warm-up")
-    p.add_argument("--estimator", default=None, help="p25 (cpu default), median (gpu default), p10, min, mean, trimmed")
+    p.add_argument("--estimator", choices=ESTIMATORS, default=None,
+                   help="statistic of the timed runs (default: p25 on cpu, median on gpu)")
     p.add_argument("--rounds", type=int, default=None,
                    help="independent interleaved rounds per key, the lowest kept (default 2 on cpu, 1 on gpu)")
-    p.add_argument("--clock", default="wall",
+    p.add_argument("--clock", choices=CLOCKS, default="wall",
                    help="wall (default) or cpu: CPU time of the thread, for --threads 1 on a shared machine")
     p.add_argument("--calibrate", type=int, default=6, metavar="N", help="networks timed end to end for the calibration")
     p.add_argument("--validate", type=int, default=0, metavar="N",
                    help="also time N random points + every published variant of the space twice, and report errors")
     p.add_argument("--seed", type=int, default=0, help="seed of the validation sample")
-    p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--workdir", default=str(DEFAULT_WORKDIR))
     p.set_defaults(func=run)
 
 
@@ -62,7 +61,9 @@ def run(args: argparse.Namespace) -> int:
     from ffnet_nas.predictors.latency.build import build, make_spec
     from ffnet_nas.predictors.latency.protocol import default_protocol
     from ffnet_nas.space.complexity import parse_hw
+    from ffnet_nas.space.errors import InvalidInput
     from ffnet_nas.space.searchspace import get_space
+    from ffnet_nas.workspace import Workspace
 
     space = get_space(args.space)
     input_hw = parse_hw(args.input_size) if args.input_size else space.input_hw

@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ffnet_nas.workspace import DEFAULT_WORKDIR, Workspace
+from ffnet_nas.commands._common import FORMATS, common_options
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
-        "report",
+        "report", parents=[common_options(progress=True)],
         help="draw the Pareto figure for this device, the paper's figures and the evidence (offline HTML, PNG, SVG)",
         description="Reads the workdir's tables (latency LUT + validation, block library, search, evaluated points, "
                     "accuracy predictor) and draws: --paper, the paper's Fig. 3/5/6 re-drawn from its tables; --pareto, "
@@ -21,20 +21,20 @@ def register(subparsers) -> None:
     p.add_argument("--paper", action="store_true", help="the paper's Fig. 3 (GPU-large), 5 (GPU-small), 6 (mobile)")
     p.add_argument("--pareto", action="store_true", help="the device Pareto figure, device vs paper, and the evidence figures")
     p.add_argument("--format", default="html,png", metavar="LIST",
-                   help="comma-separated: html, png, svg (default html,png; PNG/SVG use kaleido or headless Chromium)")
+                   help=f"comma-separated: {', '.join(FORMATS)} "
+                        "(default html,png; PNG/SVG use kaleido or headless Chromium)")
     p.add_argument("--out", default=None, metavar="DIR", help="output folder (default WORKDIR/report)")
     p.add_argument("--lut", default=None, metavar="SLUG",
                    help="which latency table of WORKDIR/lut to report on (default: the newest validated one)")
     p.add_argument("--study", default=None, metavar="NAME",
                    help="which search study of WORKDIR/search to report on (default: the newest)")
-    p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--workdir", default=str(DEFAULT_WORKDIR))
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from ffnet_nas.reports.build import build_report, parse_formats
     from ffnet_nas.reports.inputs import ReportInputs
+    from ffnet_nas.workspace import Workspace
 
     formats = parse_formats(args.format)
     ws = Workspace(Path(args.workdir))

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from ffnet_nas.workspace import DEFAULT_WORKDIR, JOURNAL_NAME, Workspace
-from ffnet_nas.space.errors import InvalidInput
+from ffnet_nas.commands._common import SAMPLERS, TARGET_GRAMMAR, common_options
+from ffnet_nas.workspace import JOURNAL_NAME, Workspace  # stdlib-only module
 
 
 def register(subparsers) -> None:
-    from ffnet_nas.search.targets import GRAMMAR
-
     p = subparsers.add_parser(
-        "search",
+        "search", parents=[common_options(progress=True)],
         help="search the space for Pareto points under a target (e.g. --target 'latency<25ms')",
         description="Multi-objective Optuna search: maximise predicted mIoU, minimise predicted latency (from the "
                     "workdir's latency table and accuracy predictor), with --target bounds as constraints. Published "
@@ -22,10 +20,10 @@ def register(subparsers) -> None:
                     "processes may run it at once. Writes WORKDIR/search/<study>/pareto.csv, published.csv, "
                     "summary.json (+ closest.csv when nothing meets the target, to_evaluate.csv with --evaluate-top).",
     )
-    p.add_argument("--target", default="", help=f"constraints, e.g. 'latency<25ms,params<10M'; {GRAMMAR}")
+    p.add_argument("--target", default="", help=f"constraints, e.g. 'latency<25ms,params<10M'; {TARGET_GRAMMAR}")
     p.add_argument("--space", default="mobile", help="built-in space (mobile, gpu_large, gpu_small, all) or a YAML file")
     p.add_argument("--trials", type=int, default=1000, help="complete trials the study should hold (default 1000)")
-    p.add_argument("--sampler", default="nsga2", help="nsga2 (default), tpe or random")
+    p.add_argument("--sampler", choices=SAMPLERS, default="nsga2", help="nsga2 (default), tpe or random")
     p.add_argument("--storage", default=None,
                    help="journal file path or SQLAlchemy URL (postgresql://user:pass@host/db) shared by several "
                         f"workers (default: WORKDIR/search/{JOURNAL_NAME})")
@@ -36,8 +34,6 @@ def register(subparsers) -> None:
                         "for 'ffnet-nas evaluate --from-search'")
     p.add_argument("--seed", type=int, default=None, help="sampler seed (give each parallel worker its own)")
     p.add_argument("--durable", action="store_true", help="fsync every journal write (survives power loss; slower)")
-    p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--workdir", default=str(DEFAULT_WORKDIR))
     p.set_defaults(func=run)
 
 
@@ -45,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
     from ffnet_nas.search import predictors
     from ffnet_nas.search.api import run_search
     from ffnet_nas.search.targets import parse_targets
+    from ffnet_nas.space.errors import InvalidInput
     from ffnet_nas.space.searchspace import get_space
 
     if args.trials < 1:
@@ -68,6 +65,7 @@ def report(result, *, ws: Workspace, storage, evaluate_top: int, predictors: str
     from ffnet_nas.search import summary
     from ffnet_nas.search.api import write_outputs
     from ffnet_nas.search.storage import redact
+    from ffnet_nas.space.errors import InvalidInput
 
     out_dir = ws.search_dir / result.study_name
     paths = write_outputs(result, out_dir, evaluate_top=evaluate_top, latest_dir=ws.search_dir, predictors=predictors)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ffnet_nas.space.errors import InvalidInput
+from ffnet_nas.commands._common import common_options
 
 SPACE_HELP = "mobile, gpu_large, gpu_small, all, or a YAML space file (default: all)"
 
@@ -17,9 +17,8 @@ def register(subparsers) -> None:
     )
     sub = p.add_subparsers(dest="space_command", metavar="{list,show,sample}", parser_class=type(p))
     sub.required = True
-    # every command takes --workdir; these read nothing from it
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--workdir", default="runs/default", help="run folder (not used by 'space')")
+    # every command takes the common options (--workdir, -q/-v); these read nothing from the workdir
+    common = common_options()
 
     ls = sub.add_parser("list", parents=[common], help="the space's domains and size, or the published variants (--published)")
     ls.add_argument("--space", default="all", help=SPACE_HELP)
@@ -70,6 +69,7 @@ def run_show(args: argparse.Namespace) -> int:
 
 def run_sample(args: argparse.Namespace) -> int:
     from ffnet_nas.space.describe import sample_table
+    from ffnet_nas.space.errors import InvalidInput
     from ffnet_nas.space.searchspace import get_space
 
     if args.n < 1:

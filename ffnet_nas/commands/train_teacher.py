@@ -4,33 +4,30 @@ from __future__ import annotations
 
 import argparse
 
+from ffnet_nas.commands._common import DEFAULT_TEACHER, DEFAULT_TEACHER_STEPS, OPTIMIZERS, common_options
+
 
 def register(subparsers) -> None:
-    from ffnet_nas.teacher import DEFAULT_STEPS, DEFAULT_TEACHER
-
     p = subparsers.add_parser(
-        "train-teacher", help="train (or load) the teacher network on a data set",
+        "train-teacher", parents=[common_options(device="auto", threads=True, progress=True)],
+        help="train (or load) the teacher network on a data set",
         description="Train the teacher FFNet that blockwise distillation copies, or load official weights with "
                     "--checkpoint. Checkpoints periodically to WORKDIR/teacher/; re-running after a kill continues "
                     "from the last checkpoint. Writes WORKDIR/teacher/teacher.pt.")
     p.add_argument("--arch", default=DEFAULT_TEACHER, help=f"published name or arch code (default {DEFAULT_TEACHER})")
     p.add_argument("--data", default="synthetic", help="synthetic[:SEED] | cityscapes:PATH | ade20k:PATH | folder:PATH")
     p.add_argument("--checkpoint", default=None, metavar="FILE", help="official weights to load (strict) instead of training")
-    p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help=f"optimisation steps (default {DEFAULT_STEPS})")
+    p.add_argument("--steps", type=int, default=DEFAULT_TEACHER_STEPS,
+                   help=f"optimisation steps (default {DEFAULT_TEACHER_STEPS})")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--input-size", default=None, metavar="HxW",
                    help="network input size for training crops and evaluation (default: 128x256 for synthetic, native otherwise)")
     p.add_argument("--lr", type=float, default=None, help="peak learning rate (default 2e-3 AdamW, 1e-2 SGD)")
-    p.add_argument("--optimizer", choices=("adamw", "sgd"), default="adamw")
+    p.add_argument("--optimizer", choices=OPTIMIZERS, default="adamw")
     p.add_argument("--checkpoint-every", type=int, default=50, metavar="STEPS")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=0, help="data loader worker processes")
     p.add_argument("--eval-images", type=int, default=None, metavar="N", help="evaluate on the first N val images only")
-    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
-    p.add_argument("--threads", type=int, default=None,
-                   help="torch CPU threads (on a shared CPU, 1 can be several times faster than 2)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--workdir", default="runs/default", help="run folder (default runs/default)")
     p.set_defaults(func=run)
 
 

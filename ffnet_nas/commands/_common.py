@@ -1,0 +1,68 @@
+"""What several commands share: the parent parser of the common options, and the closed sets of choices.
+
+Not a command (its name starts with `_`, so `ffnet_nas.cli` skips it). Building a parser must not import
+torch (`ffnet-nas --help` would take seconds), and today every library module does: each imports
+`ffnet_nas.space.errors`, whose package `__init__` imports the model builder. So the sets and defaults
+below are copies of the library's constants, each named with its home; tests/pipeline/test_cli.py checks
+that they still equal the library's, so a change there fails a test instead of drifting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from ffnet_nas.workspace import DEFAULT_WORKDIR  # stdlib-only module: safe at parser-build time
+
+# ---- closed sets (argparse `choices=`) ----------------------------------------------------------
+BUDGETS = ("micro", "quick", "full")  # ffnet_nas.pipeline.BUDGETS
+SAMPLERS = ("nsga2", "tpe", "random")  # ffnet_nas.search.study.SAMPLERS
+DTYPES = ("fp32", "fp16", "bf16")  # ffnet_nas.predictors.latency.protocol.DTYPES
+BACKENDS = ("eager", "compile", "onnxruntime")  # ffnet_nas.predictors.latency.backends.BACKENDS
+ESTIMATORS = ("p25", "p10", "median", "mean", "min", "trimmed")  # ...latency.protocol.ESTIMATORS
+CLOCKS = ("wall", "cpu")  # ffnet_nas.predictors.latency.protocol.CLOCKS
+INITS = ("distilled", "random")  # ffnet_nas.evaluate.INITS
+OPTIMIZERS = ("adamw", "sgd")  # ffnet_nas.training.OPTIMIZERS (the teacher's default first)
+EXPORTERS = ("dynamo", "torchscript")  # ffnet_nas.space.deploy.EXPORTERS
+# A comma-separated list (html,png), so not an argparse choice: parse_formats checks it when the command runs.
+FORMATS = ("html", "png", "svg")  # ffnet_nas.reports.export.FORMATS
+
+# ---- defaults and help text shown by --help -----------------------------------------------------
+DEFAULT_EXPORTER = "dynamo"  # ffnet_nas.space.deploy.DEFAULT_EXPORTER
+DEFAULT_OPSET = 18  # ffnet_nas.space.deploy.DEFAULT_OPSET
+DEFAULT_TEACHER = "segmentation_ffnet46NS_CCC_mobile"  # ffnet_nas.teacher.DEFAULT_TEACHER
+DEFAULT_TEACHER_STEPS = 600  # ffnet_nas.teacher.DEFAULT_STEPS
+TARGET_GRAMMAR = (  # ffnet_nas.search.targets.GRAMMAR
+    "accepted: METRIC OP NUMBER[UNIT], comma-separated, e.g. 'latency<25ms,params<10M,macs<50G,miou>75' "
+    "(metrics latency/params/macs/miou; ops < <= > >=; units latency us/ms/s, params K/M/G, macs M/G/T)")
+
+
+def common_options(*, device: str | None = None, threads: bool = False,
+                   progress: bool = False) -> argparse.ArgumentParser:
+    """A parent parser (`add_parser(..., parents=[common_options(...)])`) with the options commands share.
+
+    Always --workdir and -q/--quiet | -v/--verbose (`args.log_level`, read by `ffnet_nas.cli.main`);
+    --device when `device` is given (it is the default: "cpu", or "auto" for cuda-if-available),
+    --threads and --no-progress when asked. A new parser per call: argparse shares a parent's actions
+    with every child, so one instance reused would let one command's default leak into the others.
+    """
+    # No titled argument group: Python 3.11 moves an inherited mutually exclusive group (-q | -v) out of
+    # it, which would split these options across two help sections.
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument("--workdir", default=str(DEFAULT_WORKDIR),
+                        help="run folder holding every artifact (default %(default)s)")
+    if device is not None:
+        auto = "; auto: cuda if available" if device == "auto" else ""
+        parent.add_argument("--device", default=device, help=f"cpu, cuda or cuda:N{auto} (default %(default)s)")
+    if threads:
+        parent.add_argument("--threads", type=int, default=None, metavar="N",
+                            help="torch CPU threads (default: torch's, the cores this process may use); "
+                                 "on a shared CPU 1 can be several times faster than 2")
+    if progress:
+        parent.add_argument("--no-progress", action="store_true", help="no progress bars")
+    verbosity = parent.add_mutually_exclusive_group()
+    verbosity.add_argument("-q", "--quiet", dest="log_level", action="store_const", const=logging.WARNING,
+                           default=logging.INFO, help="library messages: warnings and errors only")
+    verbosity.add_argument("-v", "--verbose", dest="log_level", action="store_const", const=logging.DEBUG,
+                           help="library messages: also debug detail")
+    return parent
