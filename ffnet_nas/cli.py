@@ -14,7 +14,6 @@ command runs: INFO by default, WARNING with -q, DEBUG with -v.
 from __future__ import annotations
 
 import argparse
-import difflib
 import importlib
 import logging
 import pkgutil
@@ -44,9 +43,9 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _did_you_mean(word: str, candidates: Iterable) -> str:
-    # ffnet_nas.space.errors.closest says the same, but importing it loads torch (see commands/_common.py)
-    matches = difflib.get_close_matches(str(word), [str(c) for c in candidates], n=3, cutoff=0.5)
-    return f"; did you mean: {', '.join(matches)}" if matches else ""
+    from ffnet_nas.space.errors import closest  # torch-free: ffnet_nas.space imports its modules lazily
+
+    return closest(str(word), [str(c) for c in candidates])
 
 
 class _VersionAction(argparse.Action):

@@ -1,9 +1,8 @@
 """What several commands share: the parent parser of the common options, and the closed sets of choices.
 
 Not a command (its name starts with `_`, so `ffnet_nas.cli` skips it). Building a parser must not import
-torch (`ffnet-nas --help` would take seconds), and today every library module does: each imports
-`ffnet_nas.space.errors`, whose package `__init__` imports the model builder. So the sets and defaults
-below are copies of the library's constants, each named with its home; tests/pipeline/test_cli.py checks
+torch (`ffnet-nas --help` would take seconds), and the modules that own these sets import torch at
+module level (they exist to build, time or train models). So the sets and defaults below are copies of the library's constants, each named with its home; tests/pipeline/test_cli.py checks
 that they still equal the library's, so a change there fails a test instead of drifting.
 """
 

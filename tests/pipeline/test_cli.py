@@ -54,9 +54,7 @@ def test_parser_and_every_command_help_import_no_heavy_library(help_run):
 
 @pytest.mark.parametrize("argv", [
     "distill", "evaluate", "export", "fit-predictor", "measure-latency", "report", "search", "train-teacher",
-    "space list", "space show", "space sample",
-    # strict: once run.py takes its options from common_options this passes, and the mark must go
-    pytest.param("run", marks=pytest.mark.xfail(strict=True, reason="run.py does not use common_options yet")),
+    "space list", "space show", "space sample", "run",
 ])
 def test_every_command_takes_the_common_options(help_run, argv):
     text = help_run["helps"][argv][1]
