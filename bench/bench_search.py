@@ -1,4 +1,4 @@
-"""Search throughput and front quality, with STAND-IN objectives (tests/search_standins.py).
+"""Search throughput and front quality, with STAND-IN objectives (tests/helpers/search_standins.py).
 
     .venv/bin/python -m bench.bench_search [--space mobile] [--trials 10000] [--side-trials 500]
 
@@ -20,21 +20,17 @@ search machinery (Optuna + our objective + storage), not any model's accuracy or
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-
+from ffnet_nas.search.api import run_search
+from ffnet_nas.search.storage import open_storage
+from ffnet_nas.space.searchspace import get_space
+from ffnet_nas.stats import hypervolume, hypervolume_curve, pareto_mask
 from tests.helpers.search_standins import standin_latency_ms, standin_miou
-
-from ffnet_nas.search.api import run_search  # noqa: E402
-from ffnet_nas.search.pareto import hypervolume  # noqa: E402
-from ffnet_nas.search.storage import open_storage  # noqa: E402
-from ffnet_nas.space.searchspace import get_space  # noqa: E402
 
 
 def timed_search(space, *, storage, durable=False, n, sampler="nsga2", targets=None, seed=0, progress=False):
@@ -61,21 +57,15 @@ def reference_set(space, *, n_random: int = 100_000, seed: int = 0) -> tuple[np.
 
 
 def hv_curve(values: np.ndarray, ref_point, checkpoints) -> dict[int, float]:
-    return {n: hypervolume(values[:n], ref_point) for n in checkpoints if n <= len(values)}
+    curve = hypervolume_curve(values, reference=ref_point)
+    return {n: float(curve[n - 1]) for n in checkpoints if n <= len(values)}
 
 
-def trials_to_reach(values: np.ndarray, ref_point, target_hv: float, step: int = 25) -> int | None:
-    # hypervolume only grows with more trials: bisect over prefixes, on a grid of `step`
-    lo, hi = 1, len(values)
-    if hypervolume(values, ref_point) < target_hv:
-        return None
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if hypervolume(values[:mid], ref_point) >= target_hv:
-            hi = mid
-        else:
-            lo = mid + 1
-    return lo
+def trials_to_reach(values: np.ndarray, ref_point, target_hv: float) -> int | None:
+    # the curve never decreases: the first prefix at or above the target
+    curve = hypervolume_curve(values, reference=ref_point)
+    reached = np.flatnonzero(curve >= target_hv)
+    return int(reached[0]) + 1 if len(reached) else None
 
 
 def main() -> None:
@@ -116,15 +106,13 @@ def main() -> None:
     # 3. front quality
     ref_values, what = reference_set(space)
     ref_point = (float(ref_values[:, 0].max()), float(ref_values[:, 1].min()))
-    ref_hv = hypervolume(ref_values, ref_point)
+    ref_hv = hypervolume(ref_values, reference=ref_point)
     values = trial_values(journal)
     checkpoints = [n for n in (50, 100, 200, 500, 1000, 2000, 5000, 10_000, 20_000) if n <= len(values)]
     curve = hv_curve(values, ref_point, checkpoints)
     print(f"\n3. hypervolume share of the reference front ({what}; reference point = worst latency, worst mIoU):")
     print("   NSGA-II: " + ", ".join(f"{n}: {100 * hv / ref_hv:.2f}%" for n, hv in curve.items()))
     if space.size <= 200_000:  # the exact front is known: how much of it was found
-        from ffnet_nas.search.pareto import pareto_mask
-
         exact = {tuple(v) for v in ref_values[pareto_mask(ref_values)]}
         for n in checkpoints:
             found = {tuple(v) for v in values[:n]} & exact
@@ -135,7 +123,7 @@ def main() -> None:
     n_rand = min(2000, args.trials)
     timed_search(space, storage=tmp / "rand.journal", n=n_rand, sampler="random")
     rand_values = trial_values(tmp / "rand.journal")
-    print(f"   random sampling at {n_rand} trials: {100 * hypervolume(rand_values, ref_point) / ref_hv:.2f}% "
+    print(f"   random sampling at {n_rand} trials: {100 * hypervolume(rand_values, reference=ref_point) / ref_hv:.2f}% "
           f"(NSGA-II at {n_rand}: {100 * hv_curve(values, ref_point, [n_rand]).get(n_rand, float('nan')) / ref_hv:.2f}%)")
     print(f"\n(journals left in {tmp}; inspect with: optuna-dashboard {journal})")
 

@@ -6,12 +6,20 @@ Pure functions on arrays; imports nothing from the package, so every layer may u
   whole project: pairs with a non-finite value are dropped, and the statistics of fewer than 3
   pairs or of constant data are undefined, so they are NaN (never 0, which would read as "no
   agreement").
+- Pareto sets of the two objectives, latency down and mIoU up, on points given as
+  (latency_ms, miou) rows: `dominates`, `dominated_by`, `pareto_mask` (a sort and a sweep,
+  O(n log n)), the exact 2-D `hypervolume` (O(n log n)), `hypervolume_reference` and
+  `hypervolume_curve` (the hypervolume after each point of a sequence, with an incremental front).
+  Equal points share one verdict; a point with a non-finite coordinate is never on a front and
+  adds nothing. Optuna's hypervolume lives in a private module (`optuna._hypervolume`), so none
+  of this uses it; tests check these against brute-force oracles.
 """
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -41,3 +49,137 @@ def rank_correlations(predicted: Sequence[float], measured: Sequence[float]) -> 
     if len(p) < MIN_RANKED or np.ptp(p) == 0 or np.ptp(m) == 0:
         return RankCorrelation(int(len(p)), float("nan"), float("nan"))
     return RankCorrelation(int(len(p)), float(stats.spearmanr(p, m).statistic), float(stats.kendalltau(p, m).statistic))
+
+
+# ---- Pareto sets and hypervolume (latency down, mIoU up) ---------------------------------------
+
+Points = "Sequence[Sequence[float]] | np.ndarray"
+
+
+def _points(points: Points, *, what: str = "points") -> np.ndarray:
+    pts = np.asarray(points if isinstance(points, np.ndarray) else list(points), dtype=float)
+    if pts.size == 0:
+        return pts.reshape(0, 2)
+    if pts.ndim != 2 or pts.shape[1] != 2:
+        raise ValueError(f"{what}: got an array of shape {pts.shape}; expected (n, 2) rows of (latency_ms, miou)")
+    return pts
+
+
+def dominates(a: Sequence[float], b: Sequence[float]) -> bool:
+    """`a` dominates `b`: no slower and no less accurate, and strictly better in one."""
+    return a[0] <= b[0] and a[1] >= b[1] and (a[0] < b[0] or a[1] > b[1])
+
+
+def dominated_by(point: Sequence[float], others: Mapping[str, Sequence[float]]) -> list[str]:
+    """Names in `others` that `point` dominates."""
+    return [name for name, q in others.items() if dominates(point, q)]
+
+
+def pareto_mask(points: Points) -> np.ndarray:
+    """Boolean mask of the non-dominated rows of `points` ((latency_ms, miou) each).
+
+    Duplicates of a front point all stay on it; rows with a non-finite value are never on it.
+    """
+    pts = _points(points, what="pareto_mask")
+    mask = np.zeros(len(pts), dtype=bool)
+    finite = np.flatnonzero(np.isfinite(pts).all(axis=1))
+    if len(finite) == 0:
+        return mask
+    lat, acc = pts[finite, 0], pts[finite, 1]
+    # Sort by latency ascending, then mIoU descending: a point is on the front iff its mIoU beats
+    # every point before it (all of them are at least as fast; a faster one at equal mIoU dominates).
+    order = np.lexsort((-acc, lat))
+    lat, acc = lat[order], acc[order]
+    best_before = np.maximum.accumulate(np.concatenate(([-np.inf], acc[:-1])))
+    on = acc > best_before
+    # An exact duplicate sees its twin before it and would lose to it: copies take the verdict of
+    # the first of their run (identical rows are adjacent after the sort).
+    first = np.concatenate(([True], (lat[1:] != lat[:-1]) | (acc[1:] != acc[:-1])))
+    on = on[np.flatnonzero(first)[np.cumsum(first) - 1]]
+    mask[finite[order]] = on
+    return mask
+
+
+def _inside(pts: np.ndarray, reference: Sequence[float]) -> np.ndarray:
+    """Rows strictly better than `reference` in both coordinates (others dominate nothing in the box)."""
+    return pts[(pts[:, 0] < float(reference[0])) & (pts[:, 1] > float(reference[1]))]
+
+
+def _check_reference(reference: Sequence[float]) -> tuple[float, float]:
+    if len(reference) != 2 or not np.all(np.isfinite(np.asarray(reference, float))):
+        raise ValueError(f"reference {tuple(reference)!r}: expected two finite numbers (worst latency_ms, worst miou)")
+    return float(reference[0]), float(reference[1])
+
+
+def hypervolume(points: Points, *, reference: Sequence[float]) -> float:
+    """Exact area dominated by `points` inside the box bounded by `reference` (worst latency, worst mIoU).
+
+    Points not strictly better than the reference in both coordinates add nothing.
+    """
+    ref_lat, ref_acc = _check_reference(reference)
+    pts = _inside(_points(points, what="hypervolume"), (ref_lat, ref_acc))
+    if len(pts) == 0:
+        return 0.0
+    front = pts[pareto_mask(pts)]
+    front = front[np.lexsort((front[:, 1], front[:, 0]))]  # on a front, faster means less accurate
+    # Sweep up in mIoU: between two front points' mIoU levels the fastest point reaching that
+    # level is the upper one, so each point adds a slab (ref_lat - lat) x (its mIoU - previous).
+    steps = np.diff(np.concatenate(([ref_acc], front[:, 1])))
+    return float(np.sum((ref_lat - front[:, 0]) * steps))
+
+
+def hypervolume_reference(points: Points, *, margin: float = 0.05) -> tuple[float, float]:
+    """A reference point a little worse than the worst of `points` in both coordinates, so every point counts.
+
+    The margin is a share of each coordinate's span; a coordinate with no span (one point, or all
+    equal) uses a tenth of its magnitude for latency (at least 1) and 1 mIoU point.
+    """
+    pts = _points(points, what="hypervolume_reference")
+    pts = pts[np.isfinite(pts).all(axis=1)]
+    if len(pts) == 0:
+        raise ValueError("hypervolume_reference: no finite points; expected at least one (latency_ms, miou) row")
+    lat, acc = pts[:, 0], pts[:, 1]
+    lat_span = float(np.ptp(lat)) or max(abs(float(lat.max())), 1.0) * 0.1
+    acc_span = float(np.ptp(acc)) or 1.0
+    return float(lat.max() + margin * lat_span), float(acc.min() - margin * acc_span)
+
+
+def hypervolume_curve(points: Points, *, reference: Sequence[float]) -> np.ndarray:
+    """The hypervolume of the first k points, for every k (same length as `points`; never decreases).
+
+    Keeps the front as two lists sorted by latency (mIoU then rises too) and adds each point's new
+    area directly, so a sequence of n points costs O(n log n) comparisons plus list moves, not n
+    full recomputations. Equals `hypervolume(points[:k], reference=reference)` for every k.
+    """
+    ref_lat, ref_acc = _check_reference(reference)
+    pts = _points(points, what="hypervolume_curve")
+    out = np.zeros(len(pts))
+    front_lat: list[float] = []
+    front_acc: list[float] = []
+    area = 0.0
+    for k, (lat, acc) in enumerate(pts):
+        if lat < ref_lat and acc > ref_acc and np.isfinite(lat) and np.isfinite(acc):
+            area += _add_to_front(front_lat, front_acc, float(lat), float(acc), ref_lat, ref_acc)
+        out[k] = area
+    return out
+
+
+def _add_to_front(front_lat: list[float], front_acc: list[float], lat: float, acc: float,
+                  ref_lat: float, ref_acc: float) -> float:
+    """Insert (lat, acc) into the sorted front in place; returns the area it adds (0 if dominated)."""
+    i = bisect.bisect_right(front_lat, lat)  # front[:i] is at least as fast as the new point
+    acc_left = front_acc[i - 1] if i else ref_acc  # the best mIoU among those (mIoU rises with latency)
+    if acc_left >= acc:
+        return 0.0  # dominated by (or equal to) a point already on the front
+    start = i - 1 if i and front_lat[i - 1] == lat else i  # same latency, less accurate: it leaves too
+    # Between mIoU levels acc_left and acc, the fastest point reaching a level was the first slower
+    # front point at or above it (or none: the reference); the new point now reaches it at `lat`.
+    added, level, j = 0.0, acc_left, i
+    while j < len(front_lat) and front_acc[j] <= acc:  # these the new point dominates: they leave
+        added += (front_lat[j] - lat) * (front_acc[j] - level)
+        level = front_acc[j]
+        j += 1
+    added += ((front_lat[j] if j < len(front_lat) else ref_lat) - lat) * (acc - level)
+    front_lat[start:j] = [lat]
+    front_acc[start:j] = [acc]
+    return added

@@ -15,9 +15,9 @@ import plotly.graph_objects as go
 
 from ffnet_nas.reports.evidence import short_name
 from ffnet_nas.reports.labels import annotations, place_labels
-from ffnet_nas.reports.metrics import fidelity
 from ffnet_nas.reports.style import PALETTE, Frame, axis_style, base_layout, log_ticks
 from ffnet_nas.space.catalogue import get_variant
+from ffnet_nas.stats import rank_correlations
 
 # Which published latency stands for each family's paper device (first one present wins).
 PAPER_DEVICE = {
@@ -64,7 +64,7 @@ def device_vs_paper_figure(frame: pd.DataFrame, *, device: str) -> tuple[go.Figu
     label_pts = []
     for i, (paper_device, rows) in enumerate(frame.groupby("paper_device", sort=True)):
         colour = PALETTE[i % len(PALETTE)]
-        rho = fidelity(rows["here_ms"], rows["paper_ms"]).spearman
+        rho = rank_correlations(rows["here_ms"], rows["paper_ms"]).spearman
         headlines.append(f"{paper_device}: Spearman {rho:.2f} (n={len(rows)})" if np.isfinite(rho) else f"{paper_device}: n={len(rows)}")
         fig.add_trace(go.Scatter(
             x=rows["paper_ms"], y=rows["here_ms"], mode="markers", name=f"vs {paper_device} (n={len(rows)})",

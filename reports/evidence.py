@@ -14,7 +14,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from ffnet_nas.reports.labels import annotations, place_labels
-from ffnet_nas.reports.metrics import Fidelity, fidelity, hypervolume_curve
+from ffnet_nas.reports.metrics import Fidelity, fidelity, hypervolume_history
 from ffnet_nas.reports.style import FRONT_COLOUR, GREY, PALETTE, Frame, axis_style, base_layout, log_ticks, padded_range
 
 SOURCE_COLOURS = {"random": PALETTE[0], "published": PALETTE[1]}
@@ -129,7 +129,9 @@ def predictor_fidelity_figure(frame: pd.DataFrame, *, meta: dict | None = None) 
 
 def hypervolume_figure(trials: pd.DataFrame, *, targets_text: str = "") -> tuple[go.Figure, float]:
     """Hypervolume of the feasible front after each trial (higher = a better front)."""
-    t, hv, ref = hypervolume_curve(trials["trial"], trials["latency_ms"], trials["miou"], trials.get("feasible"))
+    history = hypervolume_history(trial=trials["trial"], latency=trials["latency_ms"], miou=trials["miou"],
+                                  feasible=trials.get("feasible"))
+    t, hv, ref = history.trial, history.hypervolume, history.reference
     frame_px = Frame(width=1000, height=560, right=60)
     fig = go.Figure(go.Scatter(x=t, y=hv, mode="lines", line=dict(color=FRONT_COLOUR, width=2, shape="hv"),
                                name="hypervolume", hovertemplate="trial %{x}<br>hypervolume %{y:.3g}<extra></extra>"))

@@ -2,13 +2,14 @@
 
 Each reader returns `(value, missing)`: the loaded table (or None) and, when something is not
 there, a `Missing` that says which file and columns were expected and which command makes them.
-Figures draw what exists and list what does not, instead of failing.
+Figures draw what exists and list what does not, instead of failing. Stored target texts are
+read with the search's own grammar (`ffnet_nas.search.targets.parse_targets`), not a copy of it.
 
 The formats read here are those the other layers write (columns named in each function):
     LUT           lut/<slug>.json (spec, provenance), lut/<slug>.validation.csv + .validation.json
     block library library/blocks.csv (position, choice, status, nsr_val, ...), library/library.json
     search        search/<study>/pareto.csv, published.csv, summary.json (+ the Optuna storage, by
-                  default search/study.journal)
+                  default search/study.journal: `ffnet_nas.workspace.JOURNAL_NAME`)
     evaluated     evaluated.csv (code, init, measured_miou, measured_latency_ms, predicted_*, params, macs)
     predictor     predictor/loo.csv (code, measured_miou, loo_predicted_miou) + predictor/accuracy.json
 """
@@ -17,7 +18,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,9 @@ from typing import Any
 import pandas as pd
 
 from ffnet_nas.reports.model import Missing
+from ffnet_nas.search.targets import Target, parse_targets
+from ffnet_nas.space.errors import InvalidInput
+from ffnet_nas.workspace import JOURNAL_NAME, LEGACY_JOURNAL_NAMES
 
 CMD_LUT = "ffnet-nas measure-latency"
 CMD_LIBRARY = "ffnet-nas distill"
@@ -206,8 +209,10 @@ def search_trials(inputs: ReportInputs, summary: dict[str, Any]) -> tuple[pd.Dat
             store = storage
         else:
             path = Path(storage)
-            if not path.is_file():  # a relative path saved from another working directory
-                path = next((p for p in (base / path.name, base.parent / path.name) if p.is_file()), path)
+            if not path.is_file():  # a relative path saved from another working directory, or a journal
+                # an older version named journal.log / studies.journal, since renamed to the one name
+                renamed = (base / JOURNAL_NAME,) if path.name in LEGACY_JOURNAL_NAMES else ()
+                path = next((p for p in (base / path.name, base.parent / path.name, *renamed) if p.is_file()), path)
             if not path.is_file():
                 return None, Missing("Optuna journal", str(path), CMD_SEARCH)
             from optuna.storages.journal import JournalFileBackend, JournalStorage
@@ -233,17 +238,35 @@ def _violations(trial) -> list[float]:
     return [float(x) for x in trial.user_attrs.get("violations", trial.system_attrs.get("constraints", [])) or []]
 
 
-_TARGET = re.compile(r"^\s*(latency|miou)\s*(<=|>=|<|>)\s*([0-9.]+)\s*(ms|%)?\s*$", re.I)
+DRAWABLE_METRICS = ("latency", "miou")  # the axes of the Pareto figure; params/MACs targets have none
+
+
+def _parse_each(texts) -> list[tuple[str, tuple[Target, ...]]]:
+    """Each stored target text with what the search's own grammar makes of it (`parse_targets`).
+
+    A text the grammar rejects (written by hand, or by an older version) parses to nothing: the
+    report skips it instead of failing, and lists it as not drawable.
+    """
+    if isinstance(texts, str):  # one comma-separated text instead of a list of them
+        texts = [texts]
+    out = []
+    for text in texts or []:
+        try:
+            out.append((str(text), parse_targets(str(text))))
+        except InvalidInput:
+            out.append((str(text), ()))
+    return out
 
 
 def drawable_targets(texts) -> list[tuple[str, str, float]]:
-    """(metric, op, bound) for targets a latency/mIoU plot can draw; params/MACs targets are not."""
-    out = []
-    for t in texts or []:
-        m = _TARGET.match(str(t))
-        if m:
-            out.append((m.group(1).lower(), m.group(2), float(m.group(3))))
-    return out
+    """(metric, op, bound in ms or %) for the targets a latency/mIoU plot can draw."""
+    return [(t.metric, t.op, t.bound) for _, targets in _parse_each(texts) for t in targets
+            if t.metric in DRAWABLE_METRICS]
+
+
+def undrawable_targets(texts) -> list[str]:
+    """The texts with no target a latency/mIoU plot can draw (params/MACs bounds, or not parseable)."""
+    return [text for text, targets in _parse_each(texts) if not any(t.metric in DRAWABLE_METRICS for t in targets)]
 
 
 # ---- full evaluation and the accuracy predictor ------------------------------------------------

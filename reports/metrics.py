@@ -1,8 +1,9 @@
-"""Numbers the evidence figures state: agreement of predictions with measurements, and
-hypervolume over a study's trials. Pure functions on arrays (compute, no drawing).
+"""Numbers the evidence figures state (compute, no drawing): how well predictions follow
+measurements (`Fidelity`), and a study's hypervolume trial by trial (`hypervolume_history`).
 
-The 2-D hypervolume is written out here rather than imported from the search package because
-`reports` only depends on `space` (DESIGN.md); the test checks it against a brute-force count.
+Only what is report-specific lives here. The statistics themselves have one home,
+`ffnet_nas.stats`: rank correlations with the project's NaN rule, Pareto masks and the exact
+2-D hypervolume (this module used to carry copies of its own; they had drifted).
 """
 
 from __future__ import annotations
@@ -10,6 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
+from ffnet_nas.stats import hypervolume_curve, hypervolume_reference, rank_correlations
+
+EMPTY_REFERENCE = (1.0, 0.0)  # no feasible trial yet: any box will do, the area is 0
 
 
 @dataclass(frozen=True)
@@ -37,8 +42,7 @@ class Fidelity:
 
 
 def fidelity(predicted, measured) -> Fidelity:
-    from scipy import stats
-
+    """Errors and rank agreement over the pairs where both values are finite (`ffnet_nas.stats`'s rule)."""
     p, m = np.asarray(predicted, float), np.asarray(measured, float)
     ok = np.isfinite(p) & np.isfinite(m)
     p, m = p[ok], m[ok]
@@ -46,80 +50,41 @@ def fidelity(predicted, measured) -> Fidelity:
         nan = float("nan")
         return Fidelity(0, nan, nan, nan, nan, nan)
     rel = np.abs(p - m) / np.abs(m) * 100
-    # Rank statistics of fewer than 3 points, or of constant data, are undefined: say NaN, not 0.
-    ranked = len(p) >= 3 and np.ptp(p) > 0 and np.ptp(m) > 0
+    ranks = rank_correlations(p, m)
     return Fidelity(
         n=int(len(p)),
         within_10pct=float(np.mean(rel <= 10.0)),
         median_abs_pct=float(np.median(rel)),
-        spearman=float(stats.spearmanr(p, m).statistic) if ranked else float("nan"),
-        kendall=float(stats.kendalltau(p, m).statistic) if ranked else float("nan"),
+        spearman=ranks.spearman,
+        kendall=ranks.kendall,
         mae=float(np.mean(np.abs(p - m))),
     )
 
 
-def pareto_mask(latency, miou) -> np.ndarray:
-    """Non-dominated points for (latency down, mIoU up); equal points share the verdict."""
-    lat, acc = np.asarray(latency, float), np.asarray(miou, float)
-    n = len(lat)
-    mask = np.ones(n, dtype=bool)
-    for i in range(n):
-        better_or_equal = (lat <= lat[i]) & (acc >= acc[i])
-        strictly = (lat < lat[i]) | (acc > acc[i])
-        if np.any(better_or_equal & strictly):
-            mask[i] = False
-    return mask
+@dataclass(frozen=True)
+class HypervolumeHistory:
+    """The hypervolume of the feasible points seen up to each trial, in trial order."""
+
+    trial: np.ndarray  # trial numbers, ascending
+    hypervolume: np.ndarray  # one value per trial; never decreases
+    reference: tuple[float, float]  # (worst latency_ms, worst miou) bounding the area
 
 
-def hypervolume(latency, miou, reference: tuple[float, float]) -> float:
-    """Area dominated by the points inside the box [lat < ref_lat, miou > ref_miou]."""
-    lat, acc = np.asarray(latency, float), np.asarray(miou, float)
-    ref_lat, ref_acc = reference
-    keep = (lat < ref_lat) & (acc > ref_acc)
-    lat, acc = lat[keep], acc[keep]
-    if len(lat) == 0:
-        return 0.0
-    order = np.argsort(lat, kind="stable")
-    area, best = 0.0, ref_acc
-    # Sweep from fast to slow: each point adds the strip above the best mIoU seen so far.
-    for i in order:
-        if acc[i] > best:
-            area += (ref_lat - lat[i]) * (acc[i] - best)
-            best = acc[i]
-    return float(area)
-
-
-def reference_point(latency, miou, *, margin: float = 0.05) -> tuple[float, float]:
-    """A little worse than the worst point in both objectives, so every point counts."""
-    lat, acc = np.asarray(latency, float), np.asarray(miou, float)
-    lat_span = float(np.ptp(lat)) or max(abs(float(lat.max())), 1.0) * 0.1
-    acc_span = float(np.ptp(acc)) or 1.0
-    return float(lat.max() + margin * lat_span), float(acc.min() - margin * acc_span)
-
-
-def hypervolume_curve(trial, latency, miou, feasible=None, *, reference: tuple[float, float] | None = None):
-    """(trial numbers, hypervolume of the feasible points seen up to each trial, reference used).
-
-    O(n²) in the worst case, fine for the thousands of trials a study holds.
-    """
+def hypervolume_history(*, trial, latency, miou, feasible=None,
+                        reference: tuple[float, float] | None = None) -> HypervolumeHistory:
+    """Sort the trials, skip the infeasible ones (they hold the area where it was), and take the
+    default reference a little worse than the worst feasible point, so every such point counts."""
     t = np.asarray(trial)
-    lat, acc = np.asarray(latency, float), np.asarray(miou, float)
+    pts = np.column_stack([np.asarray(latency, float), np.asarray(miou, float)]) if len(t) else np.zeros((0, 2))
     ok = np.ones(len(t), bool) if feasible is None else np.asarray(feasible, bool)
+    if not (len(pts) == len(t) == len(ok)):
+        raise ValueError(f"hypervolume_history: {len(t)} trials, {len(pts)} points, {len(ok)} feasibility flags; "
+                         "expected one of each per trial")
     order = np.argsort(t, kind="stable")
-    t, lat, acc, ok = t[order], lat[order], acc[order], ok[order]
+    t, pts, ok = t[order], pts[order], ok[order]
     if reference is None:
-        reference = reference_point(lat[ok], acc[ok]) if ok.any() else (1.0, 0.0)
-    hv = np.zeros(len(t))
-    front_lat: list[float] = []
-    front_acc: list[float] = []
-    current = 0.0
-    for i in range(len(t)):
-        if ok[i]:
-            front_lat.append(lat[i])
-            front_acc.append(acc[i])
-            m = pareto_mask(front_lat, front_acc)
-            front_lat = [x for x, k in zip(front_lat, m) if k]
-            front_acc = [x for x, k in zip(front_acc, m) if k]
-            current = hypervolume(front_lat, front_acc, reference)
-        hv[i] = current
-    return t, hv, reference
+        reference = hypervolume_reference(pts[ok]) if ok.any() else EMPTY_REFERENCE
+    feasible_curve = hypervolume_curve(pts[ok], reference=reference)
+    seen = np.cumsum(ok)  # feasible trials up to and including each trial (0: none yet, area 0)
+    hv = np.concatenate(([0.0], feasible_curve))[seen]
+    return HypervolumeHistory(trial=t, hypervolume=hv, reference=(float(reference[0]), float(reference[1])))

@@ -135,7 +135,7 @@ def _targets(data: ParetoData) -> tuple[list[dict], str]:
             shapes.append({**line, "xref": "x", "yref": "paper", "x0": bound, "x1": bound, "y0": 0, "y1": 1})
         else:
             shapes.append({**line, "xref": "paper", "yref": "y", "x0": 0, "x1": 1, "y0": bound, "y1": bound})
-    undrawn = [t for t in data.target_texts if not any(t.strip().lower().startswith(m) for m, _, _ in data.targets)]
+    undrawn = data.undrawn_targets
     note = f"Targets not drawable on these axes: {', '.join(undrawn)}." if undrawn else ""
     return shapes, note
 

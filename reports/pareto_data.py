@@ -35,8 +35,9 @@ class ParetoData:
     mode: str  # "search" | "published" | "empty"
     y_title: str
     device: str  # what the latency axis was measured/predicted on
-    targets: tuple[tuple[str, str, float], ...] = ()
-    target_texts: tuple[str, ...] = ()
+    targets: tuple[tuple[str, str, float], ...] = ()  # (metric, op, bound) the figure draws as dashed lines
+    target_texts: tuple[str, ...] = ()  # as the search stored them
+    undrawn_targets: tuple[str, ...] = ()  # texts with nothing to draw on these axes (params/MACs, unparseable)
     produced_by: dict = field(default_factory=dict)
     missing: tuple[Missing, ...] = ()
 
@@ -135,6 +136,7 @@ def pareto_data(inputs: inp.ReportInputs) -> ParetoData:
         device=device,
         targets=tuple(inp.drawable_targets(targets)),
         target_texts=tuple(targets),
+        undrawn_targets=tuple(inp.undrawable_targets(targets)),
         produced_by={k: v for k, v in produced.items() if v is not None},
         missing=tuple(missing),
     )

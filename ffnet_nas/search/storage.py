@@ -19,22 +19,32 @@ from pathlib import Path
 from typing import Any
 
 from ffnet_nas.space.errors import InvalidInput
+from ffnet_nas.workspace import JOURNAL_NAME
 
 
 def _backend_class():
-    from optuna.storages.journal import JournalFileBackend
+    from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
 
     class FlushedJournalFileBackend(JournalFileBackend):
-        """JournalFileBackend whose appends are flushed but not fsynced (see the module docstring)."""
+        """JournalFileBackend whose appends are flushed but not fsynced (see the module docstring).
+
+        It keeps its own path and lock (the same lock Optuna makes by default, through the public
+        `lock_obj` argument) instead of reaching into the parent's private attributes.
+        """
+
+        def __init__(self, file_path: str) -> None:
+            self._flushed_path = file_path
+            self._flushed_lock = JournalFileSymlinkLock(file_path)
+            super().__init__(file_path, lock_obj=self._flushed_lock)
 
         def append_logs(self, logs: list[dict[str, Any]]) -> None:
             text = "\n".join(json.dumps(log, separators=(",", ":")) for log in logs) + "\n"
-            self._lock.acquire()
+            self._flushed_lock.acquire()
             try:
-                with open(self._file_path, "ab") as f:
+                with open(self._flushed_path, "ab") as f:
                     f.write(text.encode("utf-8"))
             finally:
-                self._lock.release()
+                self._flushed_lock.release()
 
     return FlushedJournalFileBackend
 
@@ -50,7 +60,7 @@ def open_storage(storage: "str | Path | None", *, durable: bool = False):
         return _rdb(text)
     path = Path(text)
     if path.is_dir():
-        raise InvalidInput(f"storage {text!r} is a folder: expected a journal file path (e.g. search/study.journal) or a URL")
+        raise InvalidInput(f"storage {text!r} is a folder: expected a journal file path (e.g. search/{JOURNAL_NAME}) or a URL")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         from optuna.storages.journal import JournalFileBackend, JournalStorage

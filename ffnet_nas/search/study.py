@@ -146,10 +146,10 @@ def fail_stale_trials(study) -> int:
             w_host, _, pid = worker.rpartition(":")
             stale = w_host == host and pid.isdigit() and not _alive(int(pid))
         if stale:
-            try:
-                study._storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
-                failed += 1
-            except Exception:  # another worker finished or failed it first
+            try:  # public API: `tell` by trial number; one another worker finished meanwhile is left as it is
+                told = study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
+                failed += told.state == TrialState.FAIL
+            except Exception:  # another worker finished or failed it between the check and the write
                 pass
     return failed
 

@@ -15,7 +15,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ffnet_nas.search.pareto import dominates, pareto_mask
+from ffnet_nas.stats import dominates, pareto_mask
 from ffnet_nas.search.targets import Target
 from ffnet_nas.space.arch import Arch
 from ffnet_nas.space.searchspace import SearchSpace

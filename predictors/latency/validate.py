@@ -109,7 +109,7 @@ def calibrate(table: LatencyTable, space, *, n: int, protocol: Protocol, progres
 class Agreement:
     """How well `predicted` matches `reference` over a set of points."""
 
-    n: int
+    n: int  # pairs with both values finite
     median_abs_pct: float
     within_10pct: float  # share of points with |error| <= 10%
     spearman: float
@@ -120,18 +120,29 @@ class Agreement:
 
 
 def agreement(predicted: Sequence[float], reference: Sequence[float]) -> Agreement:
+    """Relative error and rank agreement over the pairs where both values are finite.
+
+    The rank statistics follow the project's one rule (`ffnet_nas.stats.rank_correlations`):
+    NaN for fewer than 3 pairs or constant data, never a number scipy made up with a warning.
+    """
     import numpy as np
-    from scipy import stats
+
+    from ffnet_nas.stats import rank_correlations
 
     p, r = np.asarray(predicted, float), np.asarray(reference, float)
+    ok = np.isfinite(p) & np.isfinite(r)
+    p, r = p[ok], r[ok]
+    ranks = rank_correlations(p, r)
+    if len(p) == 0:
+        return Agreement(n=0, median_abs_pct=float("nan"), within_10pct=float("nan"), spearman=ranks.spearman,
+                         kendall=ranks.kendall)
     err = np.abs(p - r) / r * 100
-    many = len(p) >= 3
     return Agreement(
-        n=len(p),
+        n=int(len(p)),
         median_abs_pct=float(np.median(err)),
         within_10pct=float(np.mean(err <= 10.0)),
-        spearman=float(stats.spearmanr(p, r).statistic) if many else float("nan"),
-        kendall=float(stats.kendalltau(p, r).statistic) if many else float("nan"),
+        spearman=ranks.spearman,
+        kendall=ranks.kendall,
     )
 
 

@@ -83,6 +83,12 @@ def test_agreement_metrics():
     off = agreement([11.5, 20.0, 30.0, 30.0], meas)  # +15%, 0, 0, -25%
     assert off.within_10pct == 0.5 and off.median_abs_pct == pytest.approx(7.5)
     assert off.kendall < 1
+    # the project's one rule (ffnet_nas.stats.rank_correlations): non-finite pairs are dropped,
+    # fewer than 3 pairs or constant data have no rank statistic (NaN, not a scipy warning)
+    gappy = agreement([10.0, np.nan, 30.0, 40.0], meas)
+    assert gappy.n == 3 and gappy.median_abs_pct == 0 and gappy.spearman == pytest.approx(1)
+    assert np.isnan(agreement([12.0, 12.0, 12.0], [10.0, 20.0, 30.0]).spearman)
+    assert np.isnan(agreement([1.0, 2.0], [1.0, 2.0]).kendall) and agreement([], []).n == 0
 
 
 def test_validation_points_exclude_calibration_and_add_published():

@@ -13,9 +13,10 @@ import pytest
 from ffnet_nas.reports import inputs as inp
 from ffnet_nas.reports.families import family_of_arch, short_label
 from ffnet_nas.reports.labels import Panel, _crosses, place_labels
-from ffnet_nas.reports.metrics import fidelity, hypervolume, hypervolume_curve, pareto_mask
+from ffnet_nas.reports.metrics import fidelity, hypervolume_history
 from ffnet_nas.reports.published import paper_points
 from ffnet_nas.space.arch import Arch
+from ffnet_nas.stats import hypervolume, pareto_mask
 
 from tests.helpers.report import SLUG, write_lut, write_search
 
@@ -95,6 +96,10 @@ def test_fidelity_numbers():
     assert f.median_abs_pct == pytest.approx((5 + 10) / 2)
     assert f.spearman == pytest.approx(1.0) and f.kendall == pytest.approx(1.0)
     assert np.isnan(fidelity([1.0, 2.0], [1.0, 2.0]).spearman)  # too few points for a rank statistic
+    # the project's one rule (ffnet_nas.stats): non-finite pairs are dropped, constant data has no rank
+    f = fidelity([10.5, np.nan, 29.0, 44.0, 50.0], [10.0, 20.0, 30.0, 40.0, np.inf])
+    assert f.n == 3 and f.spearman == pytest.approx(1.0)
+    assert np.isnan(fidelity([5.0, 5.0, 5.0], [1.0, 2.0, 3.0]).kendall)
 
 
 def test_hypervolume_matches_a_brute_force_count():
@@ -106,8 +111,8 @@ def test_hypervolume_matches_a_brute_force_count():
     for x, y in zip(lat, acc):
         dominated |= (gx >= x) & (gy <= y)
     brute = dominated.mean() * (11 - 1) * (80 - 58)
-    assert hypervolume(lat, acc, ref) == pytest.approx(brute, rel=0.01)
-    assert pareto_mask([1, 2, 3], [5, 4, 6]).tolist() == [True, False, True]
+    assert hypervolume(np.column_stack([lat, acc]), reference=ref) == pytest.approx(brute, rel=0.01)
+    assert pareto_mask([(1, 5), (2, 4), (3, 6)]).tolist() == [True, False, True]
 
 
 def test_hypervolume_curve_is_monotone_and_ignores_infeasible():
@@ -115,10 +120,14 @@ def test_hypervolume_curve_is_monotone_and_ignores_infeasible():
     lat = np.array([5, 4, 3, 1, 2, 6.0])
     acc = np.array([70, 71, 72, 90, 73, 60.0])
     feasible = np.array([True, True, True, False, True, True])
-    t, hv, ref = hypervolume_curve(trial, lat, acc, feasible)
-    assert np.all(np.diff(hv) >= 0)
+    h = hypervolume_history(trial=trial[::-1], latency=lat[::-1], miou=acc[::-1], feasible=feasible[::-1])
+    t, hv, ref = h.trial, h.hypervolume, h.reference
+    assert t.tolist() == list(range(6)) and np.all(np.diff(hv) >= 0)
     assert hv[3] == hv[2]  # the infeasible (very good) trial adds nothing
     assert ref[0] > 6 and ref[1] < 60
+    assert hv[-1] == pytest.approx(hypervolume(np.column_stack([lat, acc])[feasible], reference=ref))
+    none = hypervolume_history(trial=trial, latency=lat, miou=acc, feasible=np.zeros(6, bool))
+    assert none.reference == (1.0, 0.0) and not none.hypervolume.any()  # nothing feasible yet: no area
 
 
 # ---- readers --------------------------------------------------------------------------------------
@@ -157,6 +166,9 @@ def test_trials_come_back_from_the_optuna_journal(tmp_path):
     assert trials["feasible"].dtype == bool and (trials["latency_ms"] > 0).all()
     assert (trials["feasible"] == (trials["latency_ms"] < 20)).all() and trials["feasible"].nunique() == 2
     assert loaded.meta["dir"].name == "mobile.latency_lt_20"
+    # a journal recorded under an older name (run: journal.log) is read where it was renamed to
+    legacy = dict(loaded.meta["summary"], storage="runs/elsewhere/search/journal.log")
+    assert len(inp.search_trials(inputs, legacy)[0]) == 12
     summary = dict(loaded.meta["summary"], storage="memory")
     assert inp.search_trials(inputs, summary)[0] is None
     _, missing = inp.search(inp.ReportInputs(search_dir=tmp_path / "search", study="other"))
@@ -166,6 +178,11 @@ def test_trials_come_back_from_the_optuna_journal(tmp_path):
 def test_drawable_targets():
     assert inp.drawable_targets(["latency<25ms", "miou>=75", "params<10M"]) == [("latency", "<", 25.0), ("miou", ">=", 75.0)]
     assert json.dumps(inp.drawable_targets(None)) == "[]"
+    # the search's own grammar (`parse_targets`) reads them: units convert, a rejected text is skipped
+    texts = ["latency<=0.5s", "latency<banana", "miou>101", "params<10M", "latency<20ms,miou>70"]
+    assert inp.drawable_targets(texts) == [("latency", "<=", 500.0), ("latency", "<", 20.0), ("miou", ">", 70.0)]
+    assert inp.undrawable_targets(texts) == ["latency<banana", "miou>101", "params<10M"]
+    assert inp.drawable_targets("latency<25ms") == [("latency", "<", 25.0)]  # one text, not a list of them
 
 
 def test_evaluated_and_predictor_tables(tmp_path):

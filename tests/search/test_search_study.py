@@ -1,4 +1,4 @@
-"""The search on a small space with STAND-IN objectives (tests/search_standins.py): not predictions."""
+"""The search on a small space with STAND-IN objectives (tests/helpers/search_standins.py): not predictions."""
 
 import subprocess
 import sys
@@ -8,11 +8,11 @@ import pytest
 from optuna.trial import TrialState
 
 from ffnet_nas.search.api import run_search
-from ffnet_nas.search.pareto import dominates
 from ffnet_nas.search.study import WORKER, published_in
-from tests.helpers.search_standins import standin_latency_ms, standin_miou, tiny_space
 from ffnet_nas.space.arch import Arch
 from ffnet_nas.space.errors import InvalidInput
+from ffnet_nas.stats import dominates
+from tests.helpers.search_standins import standin_latency_ms, standin_miou, tiny_space
 
 
 def _search(**kw):
