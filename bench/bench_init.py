@@ -19,7 +19,8 @@ import time
 from pathlib import Path
 
 
-from ffnet_nas.evaluate import FinetuneSettings, evaluate_points, select_points  # noqa: E402
+from ffnet_nas.budgets import finetune_config  # noqa: E402
+from ffnet_nas.evaluate import evaluate_points, select_points  # noqa: E402
 from ffnet_nas.workspace import Workspace  # noqa: E402
 from ffnet_nas.fit_predictor import library_nsr  # noqa: E402
 from ffnet_nas.predictors.accuracy import missing_blocks  # noqa: E402
@@ -63,10 +64,11 @@ def main() -> int:
     t0 = time.perf_counter()
     for steps in budgets:
         bench_ws = scratch(workdir, steps)
-        settings = FinetuneSettings(steps=steps, val_images=args.val_images)
+        config = finetune_config(steps=steps)  # the fine-tuning `evaluate` uses (KD weight 1), this many steps
         for arch in points:  # alternate inits point by point: drift hits both alike
             for init in ("distilled", "random"):
-                frame = evaluate_points([arch], workspace=bench_ws, settings=settings, init=init, progress=False)
+                frame = evaluate_points([arch], workspace=bench_ws, config=config, val_images=args.val_images, init=init,
+                                        progress=False)
                 rows.append({"steps": steps, "code": arch.code, "init": init,
                              "miou": float(frame.iloc[0]["measured_miou"])})
     table = pd.DataFrame(rows).pivot_table(index=["steps", "code"], columns="init", values="miou").reset_index()

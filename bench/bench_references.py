@@ -17,7 +17,6 @@ verdict, the held-out check and the refine rounds used — then the tallies.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import shutil
@@ -28,28 +27,31 @@ from pathlib import Path
 
 import pandas as pd  # noqa: E402
 
-from ffnet_nas.pipeline import nearest_published, run_pipeline  # noqa: E402
+from ffnet_nas.budgets import get_budget  # noqa: E402
+from ffnet_nas.pipeline import nearest_published, read_summary, run_pipeline  # noqa: E402
+from ffnet_nas.run_config import RunConfig  # noqa: E402
 from ffnet_nas.workspace import Workspace  # noqa: E402
 
-SHARED = ("teacher", "data", "library", "lut")  # read only by a run whose steps 1-3 are done
-COPIED = ("predictor", "search", "evaluated.csv")
+# Workspace properties: read only by a run whose steps 1-3 are done, so shared by symlink ...
+SHARED = ("teacher_dir", "data_dir", "library_dir", "lut_dir")
+COPIED = ("predictor_dir", "search_dir", "evaluated_path")  # ... or written by the run, so copied
 
 
 def scratch(workdir: Path, name: str) -> Workspace:
-    root = Path(f"{workdir}-bench-references") / name
-    if root.exists():
-        shutil.rmtree(root)
-    root.mkdir(parents=True)
+    given, ws = Workspace(workdir), Workspace(Path(f"{workdir}-bench-references") / name)
+    if ws.root.exists():
+        shutil.rmtree(ws.root)
+    ws.root.mkdir(parents=True)
     for item in SHARED:
-        os.symlink((workdir / item).resolve(), root / item)
+        os.symlink(getattr(given, item).resolve(), getattr(ws, item))
     for item in COPIED:
-        src = workdir / item
-        (shutil.copytree if src.is_dir() else shutil.copy2)(src, root / item)
+        src = getattr(given, item)
+        (shutil.copytree if src.is_dir() else shutil.copy2)(src, getattr(ws, item))
     # finished points: link their folders (model.pt is read for the held-out check); new points get their own
-    (root / "evaluated").mkdir()
-    for point in (workdir / "evaluated").iterdir():
-        os.symlink(point.resolve(), root / "evaluated" / point.name)
-    return Workspace(root)
+    ws.evaluated_dir.mkdir()
+    for point in given.evaluated_dir.iterdir():
+        os.symlink(point.resolve(), ws.evaluated_dir / point.name)
+    return ws
 
 
 def main() -> None:
@@ -59,9 +61,10 @@ def main() -> None:
     ap.add_argument("--with-pre-down", action="store_true", help="also the pre_down variants")
     args = ap.parse_args()
 
-    done = json.loads((args.workdir / "run_summary.json").read_text())
-    budget, space = done["provenance"]["budget"]["name"], done["space"]
-    published = pd.read_csv(args.workdir / "search" / "published.csv")
+    given = Workspace(args.workdir)
+    done = read_summary(given.run_summary_path)
+    budget, space = done.budget, done.space
+    published = pd.read_csv(given.search_dir / "published.csv")
     published_ms = dict(zip(published["name"], published["latency_ms"]))
     names = [n for n in args.references.split(",") if n] or sorted(
         (n for n in published_ms if args.with_pre_down or "pre_down" not in n), key=published_ms.get)
@@ -76,8 +79,8 @@ def main() -> None:
             continue
         ws = scratch(args.workdir, name)
         t0 = time.perf_counter()
-        s = run_pipeline(workspace=ws, space=space, budget=budget, target=f"latency<={bound}ms", progress=False,
-                         log=lambda m: None)
+        config = RunConfig(budget=get_budget(budget), space=space, target=f"latency<={bound}ms")
+        s = run_pipeline(workspace=ws, config=config, progress=False)  # its log lines go nowhere: no handler here
         best, ref = s.best or {}, s.reference_row or {}
         rows.append({
             "reference": name.replace("segmentation_ffnet", ""), "ref_miou": ref.get("measured_miou"),

@@ -1,28 +1,34 @@
 """Full evaluation of points: assemble, fine-tune with KD, measure mIoU and latency.
 
-    rows = evaluate_points(archs, workspace=Workspace("runs/default"), settings=FinetuneSettings())
+    rows = evaluate_points(archs, workspace=Workspace("runs/default"), config=finetune_config(steps=300),
+                           val_images=64)
 
 For each point: build it from the block library (distilled initialisation; `init="random"` for
-the from-scratch comparison), fine-tune with the task loss plus KD from the teacher, evaluate
-mIoU on the validation split, and time it end to end with the same protocol, backend and
-settings as the workdir's latency table. One row per (point, init) in `evaluated.csv`.
+the from-scratch comparison), fine-tune with the task loss plus KD from the teacher
+(`config`: a `ffnet_nas.settings.TrainConfig`, KD weight 1 by `budgets.finetune_config`),
+evaluate mIoU on the first `val_images` validation images, and time it end to end with the
+same protocol, backend and settings as the workdir's latency table (chosen by the one rule of
+`ffnet_nas.predictors.load.choose_lut`, at the teacher's input size). One row per (point, init)
+in `evaluated.csv`.
 
-Kill and resume: fine-tuning checkpoints into `evaluated/<hash>-<init>/finetune_state.pt`
-(the training loop resumes from it); the row is written (atomically) only when the point is
-finished, the resume state is then deleted (the fine-tuned weights stay in `model.pt`), and a
-finished point is skipped unless `redo=True`.
+Kill and resume: fine-tuning checkpoints into the point's folder (`Workspace.point_dir`,
+`finetune_state.pt`; the training loop resumes from it); the row is written (atomically) only
+when the point is finished, the resume state is then deleted (the fine-tuned weights stay in
+`model.pt`), and a finished point is skipped unless `redo=True`.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import pandas as pd
 
+from ffnet_nas.settings import TrainConfig
 from ffnet_nas.workspace import Workspace
 from ffnet_nas.space.arch import Arch, resolve
 from ffnet_nas.space.catalogue import name_of
@@ -30,28 +36,41 @@ from ffnet_nas.space.complexity import complexity
 from ffnet_nas.space.errors import InvalidInput
 from ffnet_nas.space.io import atomic_write_csv
 
+logger = logging.getLogger(__name__)
+
 INITS = ("distilled", "random")
 COLUMNS = (
     "code", "name", "init", "params", "macs", "input_hw",
     "predicted_latency_ms", "measured_latency_ms", "latency_table",
     "predicted_miou", "measured_miou", "steps", "seconds", "checkpoint",
 )
+RESUME_FILE = "finetune_state.pt"  # inside the point's folder (Workspace.point_dir)
+MODEL_FILE = "model.pt"
 
 
 @dataclass(frozen=True)
 class FinetuneSettings:
+    """Deprecated: what `commands/evaluate.py` builds from its options until it passes
+    `config=finetune_config(...)` and `val_images=` itself (then this class goes)."""
+
     steps: int = 300
     batch_size: int = 8
     lr: float = 0.01
     kd_weight: float = 1.0
-    kd_temperature: float = 1.0
-    checkpoint_every: int = 50
-    seed: int = 0
-    val_images: int | None = None  # None: the whole validation split
+    val_images: int | None = None
 
-    def __post_init__(self) -> None:
-        if self.steps < 1 or self.batch_size < 1:
-            raise InvalidInput(f"steps={self.steps}, batch_size={self.batch_size}: expected positive integers")
+    def config(self) -> TrainConfig:
+        from ffnet_nas.budgets import finetune_config
+
+        return finetune_config(steps=self.steps, batch_size=self.batch_size, lr=self.lr, kd_weight=self.kd_weight)
+
+
+def _finetune(config: TrainConfig | None, val_images: int | None, settings: FinetuneSettings | None):
+    if settings is not None:  # the deprecated form
+        return settings.config(), settings.val_images
+    if config is None:
+        raise TypeError("config (a TrainConfig, e.g. budgets.finetune_config(steps=...)) is required")
+    return config, val_images
 
 
 def read_evaluated(path: str | Path) -> pd.DataFrame:
@@ -79,28 +98,15 @@ def _upsert(path: Path, row: dict) -> pd.DataFrame:
 
 
 def point_dir(workspace: Workspace, arch: Arch, init: str) -> Path:
-    return workspace.root / "evaluated" / f"{arch.stable_hash}-{init}"
+    return workspace.point_dir(arch.stable_hash, init)
 
 
-def _latency_table(workspace: Workspace):
-    """The workdir's newest latency table, or None (then latency columns stay empty)."""
-    from ffnet_nas.search.predictors import lut_candidates
-    from ffnet_nas.predictors.latency import load_table
-
-    tables = sorted(lut_candidates(workspace.lut_dir), key=lambda p: p.stat().st_mtime)
-    return load_table(tables[-1]) if tables else None
-
-
-def _accuracy_predictor(predictor_dir: Path):
-    from ffnet_nas.predictors.accuracy import PREDICTOR_FILE, AccuracyPredictor
-
-    path = Path(predictor_dir) / PREDICTOR_FILE
-    return AccuracyPredictor.load(path) if path.exists() else None
-
-
-def data_of(teacher_meta: dict) -> tuple[str, tuple[int, int]]:
-    """The data set and input size a teacher file was trained on: every evaluation uses them."""
-    return teacher_meta.get("data", "synthetic"), tuple(teacher_meta.get("input_hw") or (128, 256))
+def data_of(teacher_meta: "Mapping | object") -> tuple[str, tuple[int, int]]:
+    """The data set and input size a teacher was trained on (from its file's dict or its
+    `read_teacher_info` record): every evaluation uses them. Files that do not say: the embedded
+    data at its default size, what train-teacher wrote before it recorded them."""
+    get = teacher_meta.get if isinstance(teacher_meta, Mapping) else lambda k: getattr(teacher_meta, k, None)
+    return get("data") or "synthetic", tuple(get("input_hw") or (128, 256))
 
 
 @dataclass(frozen=True)
@@ -118,24 +124,28 @@ class Resources:
     predictor: object | None
 
     @classmethod
-    def load(cls, workspace: Workspace, *, predictor_dir: Path | None = None) -> "Resources":
+    def load(cls, workspace: Workspace, *, predictor_dir: Path | None = None, lut: str | None = None) -> "Resources":
+        """`lut`: the latency table's name when the workdir holds several at the teacher's size
+        (none there: the latency columns stay empty)."""
         from ffnet_nas.distill.teacher import load_teacher
         from ffnet_nas.data import make_dataset
+        from ffnet_nas.predictors.load import choose_lut, load_accuracy_predictor, load_latency_table
 
         teacher = load_teacher(workspace.teacher_path)
         meta = teacher.teacher_info
         data, input_hw = data_of(meta)
+        table_path = choose_lut(lut_dir=workspace.lut_dir, input_hw=input_hw, lut=lut)
         return cls(teacher=teacher, data=data, input_hw=input_hw, num_classes=int(meta["num_classes"]),
                    train_ds=make_dataset(data, "train", size_hw=input_hw, augment=True, cache_dir=workspace.data_dir),
                    val_ds=make_dataset(data, "val", size_hw=input_hw, cache_dir=workspace.data_dir),
-                   table=_latency_table(workspace),
-                   predictor=_accuracy_predictor(predictor_dir or workspace.predictor_dir))
+                   table=load_latency_table(table_path) if table_path is not None else None,
+                   predictor=load_accuracy_predictor(predictor_dir or workspace.predictor_dir))
 
     def predicted_miou(self, arch: Arch) -> float | None:
         if self.predictor is None:
             return None
         try:
-            return self.predictor.predict(arch, self.predictor.nsr)
+            return self.predictor.predict(arch)
         except InvalidInput:
             return None  # a block of this point is not in the library: no prediction, not an error here
 
@@ -156,14 +166,16 @@ def _latency(arch: Arch, table) -> tuple[float, float]:
     return predict_latency(arch, table), measured
 
 
-def evaluate_point(arch: "Arch | str", *, workspace: Workspace, settings: FinetuneSettings, init: str = "distilled",
-                   device: str = "cpu", progress: bool = True, resources: Resources | None = None) -> dict:
-    """Fine-tune and measure one point; returns its row (does not write the table).
+def evaluate_point(arch: "Arch | str", *, workspace: Workspace, config: TrainConfig, val_images: int | None = None,
+                   init: str = "distilled", device: str = "cpu", progress: bool = True,
+                   resources: Resources | None = None) -> dict:
+    """Fine-tune (`config`) and measure one point on the first `val_images` validation images;
+    returns its row (does not write the table).
 
     `resources` (from `Resources.load(workspace)`) lets a caller evaluating several points load
     the teacher, data, table and predictor once; without it they are loaded here."""
     from ffnet_nas.distill.assemble import assemble
-    from ffnet_nas.training import TrainConfig, evaluate, train
+    from ffnet_nas.training import evaluate, train
     from ffnet_nas.space.builder import build_model
     from ffnet_nas.space.checkpoint import save_checkpoint
 
@@ -172,16 +184,14 @@ def evaluate_point(arch: "Arch | str", *, workspace: Workspace, settings: Finetu
     arch = resolve(arch)
     r = resources or Resources.load(workspace)
     model = assemble(arch, workspace.library_dir) if init == "distilled" else build_model(arch, num_classes=r.num_classes)
-    config = TrainConfig(steps=settings.steps, batch_size=settings.batch_size, lr=settings.lr, kd_weight=settings.kd_weight,
-                         kd_temperature=settings.kd_temperature, checkpoint_every=settings.checkpoint_every, seed=settings.seed)
     folder = point_dir(workspace, arch, init)
     t0 = time.perf_counter()
-    train(model, r.train_ds, config=config, checkpoint_path=folder / "finetune_state.pt", teacher=r.teacher,
+    train(model, r.train_ds, config=config, checkpoint_path=folder / RESUME_FILE, teacher=r.teacher,
           device=device, progress=progress, desc=f"fine-tune {arch.stable_hash} ({init})",
           fingerprint={"init": init, "data": r.data})
-    score = evaluate(model.eval(), r.val_ds, device=device, limit=settings.val_images, progress=progress)
+    score = evaluate(model.eval(), r.val_ds, device=device, limit=val_images, progress=progress)
     seconds = time.perf_counter() - t0
-    checkpoint = save_checkpoint(folder / "model.pt", model.cpu(), data=r.data, init=init, steps=settings.steps)
+    checkpoint = save_checkpoint(folder / MODEL_FILE, model.cpu(), data=r.data, init=init, steps=config.steps)
 
     predicted_ms = measured_ms = None
     if r.table is not None:
@@ -193,37 +203,41 @@ def evaluate_point(arch: "Arch | str", *, workspace: Workspace, settings: Finetu
         "predicted_latency_ms": predicted_ms, "measured_latency_ms": measured_ms,
         "latency_table": r.table.path.name if r.table is not None else None,
         "predicted_miou": r.predicted_miou(arch), "measured_miou": 100 * score.miou,
-        "steps": settings.steps, "seconds": round(seconds, 2), "checkpoint": str(checkpoint),
+        "steps": config.steps, "seconds": round(seconds, 2), "checkpoint": str(checkpoint),
     }
 
 
-def evaluate_points(archs: Iterable["Arch | str"], *, workspace: Workspace, settings: FinetuneSettings,
-                    init: str = "distilled", redo: bool = False, device: str = "cpu", progress: bool = True,
-                    predictor_dir: Path | None = None) -> pd.DataFrame:
+def evaluate_points(archs: Iterable["Arch | str"], *, workspace: Workspace, config: TrainConfig | None = None,
+                    val_images: int | None = None, init: str = "distilled", redo: bool = False, device: str = "cpu",
+                    progress: bool = True, predictor_dir: Path | None = None, lut: str | None = None,
+                    settings: FinetuneSettings | None = None) -> pd.DataFrame:
     """Evaluate each point not yet in the table (or all with `redo`); each row lands when its point is done.
 
     `predicted_miou` comes from the predictor in `predictor_dir` (default: the workdir's), the one
-    that picked the points."""
+    that picked the points; latency from the table `lut` (see `Resources.load`). `settings`: the
+    deprecated form of `config` + `val_images`."""
+    config, val_images = _finetune(config, val_images, settings)
     archs = [resolve(a) for a in archs]
     done = read_evaluated(workspace.evaluated_path)
     finished = set(zip(done["code"], done["init"])) if len(done) else set()
+    # per-point lines: INFO with progress on (what the user watches), DEBUG without (a quiet run)
+    level = logging.INFO if progress else logging.DEBUG
     resources = None
     for arch in archs:
         if (arch.code, init) in finished and not redo:
-            if progress:
-                print(f"{arch.code} ({init}): already evaluated, skipped (--redo to repeat)")
+            logger.log(level, "%s (%s): already evaluated, skipped (--redo to repeat)", arch.code, init)
             continue
-        resources = resources or Resources.load(workspace, predictor_dir=predictor_dir)  # loaded on the first point that needs work
-        row = evaluate_point(arch, workspace=workspace, settings=settings, init=init, device=device, progress=progress,
-                             resources=resources)
+        # loaded on the first point that needs work
+        resources = resources or Resources.load(workspace, predictor_dir=predictor_dir, lut=lut)
+        row = evaluate_point(arch, workspace=workspace, config=config, val_images=val_images, init=init, device=device,
+                             progress=progress, resources=resources)
         _upsert(workspace.evaluated_path, row)
         # the row and model.pt are the result; the resume state (weights + optimizer, twice the
         # model's size) only served a kill mid-training and would leave GBs behind per run
-        (point_dir(workspace, arch, init) / "finetune_state.pt").unlink(missing_ok=True)
-        if progress:
-            print(f"{arch.code} ({init}): mIoU {row['measured_miou']:.2f}"
-                  + (f", {row['measured_latency_ms']:.2f} ms" if row["measured_latency_ms"] is not None else "")
-                  + f" -> {workspace.evaluated_path}")
+        (point_dir(workspace, arch, init) / RESUME_FILE).unlink(missing_ok=True)
+        latency = f", {row['measured_latency_ms']:.2f} ms" if row["measured_latency_ms"] is not None else ""
+        logger.log(level, "%s (%s): mIoU %.2f%s -> %s", arch.code, init, row["measured_miou"], latency,
+                   workspace.evaluated_path)
     frame = read_evaluated(workspace.evaluated_path)
     codes = {a.code for a in archs}
     return frame[frame["code"].isin(codes) & (frame["init"] == init)]
@@ -272,10 +286,10 @@ def select_points(space, n: int, *, seed: int = 0, published: Sequence[Arch] = (
     return chosen
 
 
-def held_out_miou(codes: Iterable[str], *, workspace: Workspace, settings: FinetuneSettings, device: str = "cpu",
+def held_out_miou(codes: Iterable[str], *, workspace: Workspace, val_images: int | None, device: str = "cpu",
                   progress: bool = False) -> dict[str, float]:
     """mIoU of evaluated (distilled) points on the validation images their scores did not use
-    (those after the first `settings.val_images`).
+    (those after the first `val_images`).
 
     Picking the best of many points by one noisy score flatters the pick (64 images, a few
     points of noise); a verdict that holds on images no choice was made on is one to trust.
@@ -283,13 +297,13 @@ def held_out_miou(codes: Iterable[str], *, workspace: Workspace, settings: Finet
     from ffnet_nas.data import make_dataset
     from ffnet_nas.training import evaluate
     from ffnet_nas.space.checkpoint import load_model
-    from ffnet_nas.distill.teacher import read_teacher_file
+    from ffnet_nas.distill.teacher import read_teacher_info
 
-    if settings.val_images is None:
+    if val_images is None:
         return {}
-    data, input_hw = data_of(read_teacher_file(workspace.teacher_path))
+    data, input_hw = data_of(read_teacher_info(workspace.teacher_path))
     val = make_dataset(data, "val", size_hw=input_hw, cache_dir=workspace.data_dir)
-    if len(val) <= settings.val_images:
+    if len(val) <= val_images:
         return {}
     table = read_evaluated(workspace.evaluated_path)
     checkpoints = {r["code"]: r["checkpoint"] for r in table[table["init"] == "distilled"].to_dict("records")}
@@ -297,6 +311,6 @@ def held_out_miou(codes: Iterable[str], *, workspace: Workspace, settings: Finet
     for code in dict.fromkeys(codes):
         if code in checkpoints and Path(str(checkpoints[code])).exists():
             model = load_model(checkpoints[code]).eval()
-            score = evaluate(model, val, start=settings.val_images, device=device, progress=progress, desc="held-out")
+            score = evaluate(model, val, start=val_images, device=device, progress=progress, desc="held-out")
             scores[code] = 100 * score.miou
     return scores

@@ -1,11 +1,12 @@
 """Fit the accuracy predictor from evaluated points (evaluating the missing ones first).
 
-    predictor = fit_predictor(workspace=ws, space=get_space("mobile"), n=20, settings=FinetuneSettings())
+    predictor = fit_predictor(workspace=ws, space=get_space("mobile"), n=20, config=finetune_config(steps=300),
+                              val_images=64)
 
 Training data: every row of `evaluated.csv` with distilled initialisation whose blocks are all
 in the library (so the predictor refits on everything evaluated so far, not only the N picked
-now). Writes `predictor/accuracy.json` and `predictor/loo.csv` (measured vs leave-one-out
-predicted mIoU per point, for the report).
+now). Writes the predictor (`PREDICTOR_FILE`) and its leave-one-out table (`LOO_FILE`: measured
+vs leave-one-out predicted mIoU per point, for the report) into the folder it is given.
 """
 
 from __future__ import annotations
@@ -15,9 +16,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ffnet_nas.evaluate import FinetuneSettings, evaluate_points, read_evaluated, select_points
+from ffnet_nas.evaluate import FinetuneSettings, _finetune, evaluate_points, read_evaluated, select_points
+from ffnet_nas.settings import TrainConfig
 from ffnet_nas.workspace import Workspace
-from ffnet_nas.predictors.accuracy import PREDICTOR_FILE, AccuracyPredictor, features, fit_accuracy_predictor, missing_blocks, nsr_table
+from ffnet_nas.predictors.accuracy import (LOO_FILE, PREDICTOR_FILE, AccuracyPredictor, features,
+                                           fit_accuracy_predictor, missing_blocks, nsr_table)
 from ffnet_nas.space.arch import Arch
 from ffnet_nas.space.catalogue import variants
 from ffnet_nas.space.errors import InvalidInput
@@ -25,13 +28,15 @@ from ffnet_nas.space.io import atomic_write_csv
 
 
 def library_nsr(workspace: Workspace) -> dict[tuple[str, str], float]:
-    table = workspace.library_dir / "blocks.csv"
+    from ffnet_nas.distill.library import BlockLibrary
+
+    table = BlockLibrary(workspace.library_dir).table_path
     if not table.exists():
         raise InvalidInput(f"no block library table at {str(table)!r}: run 'ffnet-nas distill' first")
     return nsr_table(pd.read_csv(table).to_dict("records"))
 
 
-def fit_from_table(workspace: Workspace, *, out_dir=None) -> AccuracyPredictor:
+def fit_from_table(workspace: Workspace, *, out_dir: str | Path | None = None) -> AccuracyPredictor:
     """Refit on every usable evaluated row; saves the predictor and its LOO table in `out_dir`
     (default: the workdir's predictor folder)."""
     nsr = library_nsr(workspace)
@@ -53,15 +58,20 @@ def fit_from_table(workspace: Workspace, *, out_dir=None) -> AccuracyPredictor:
         # same data, same fit: keep the file (and its digest, which identifies the search study)
         return stored
     predictor.save(path)
-    atomic_write_csv(out_dir / "loo.csv", pd.DataFrame({
+    atomic_write_csv(out_dir / LOO_FILE, pd.DataFrame({
         "code": [a.code for a, _ in usable], "measured_miou": y,
         "loo_predicted_miou": predictor.validation.loo_predictions,
     }))
     return predictor
 
 
-def fit_predictor(*, workspace: Workspace, space, n: int, settings: FinetuneSettings, seed: int = 0,
-                  device: str = "cpu", progress: bool = True) -> AccuracyPredictor:
+def fit_predictor(*, workspace: Workspace, space, n: int, config: TrainConfig | None = None,
+                  val_images: int | None = None, seed: int = 0, device: str = "cpu", progress: bool = True,
+                  lut: str | None = None, settings: FinetuneSettings | None = None) -> AccuracyPredictor:
+    """Evaluate a space-filling design of `n` points (fine-tuned with `config`, scored on the first
+    `val_images` validation images, timed with the table `lut`), then `fit_from_table`.
+    `settings`: the deprecated form of `config` + `val_images`."""
+    config, val_images = _finetune(config, val_images, settings)
     if n < 4:
         raise InvalidInput(f"--n {n}: expected at least 4 points (the predictor is validated leave-one-out)")
     published = [v.arch for v in variants()]
@@ -72,5 +82,6 @@ def fit_predictor(*, workspace: Workspace, space, n: int, settings: FinetuneSett
         code, blocks = next(iter(lacking.items()))
         raise InvalidInput(f"{len(lacking)} selected point(s) need blocks the library lacks, e.g. {code}: "
                            f"{', '.join(blocks)}; run 'ffnet-nas distill --space {space.name}' first")
-    evaluate_points(points, workspace=workspace, settings=settings, device=device, progress=progress)
+    evaluate_points(points, workspace=workspace, config=config, val_images=val_images, device=device, progress=progress,
+                    lut=lut)
     return fit_from_table(workspace)

@@ -1,62 +1,38 @@
 """The whole pipeline on one workdir: data, teacher, distillation, latency table, accuracy
 predictor, search, full evaluation, report.
 
-    summary = run_pipeline(workspace=Workspace("runs/default"), space="mobile", budget="quick")
+    summary = run_pipeline(workspace=Workspace("runs/default"), config=RunConfig(budget=get_budget("quick")))
 
-Every step is resumable on its own (its outputs are written atomically as they finish), and a
-step whose outputs exist is skipped, so a killed run re-run with the same arguments continues
-where it stopped without redoing finished work. The budget sets sizes and step counts only;
-the code path is the same for `micro` (tests), `quick` (minutes on a laptop CPU) and `full`.
+Every step is one function of `ffnet_nas.steps`, the same its command calls; this module only
+builds their requests from the run's configuration (`ffnet_nas.run_config.RunConfig`: the budget
+of `ffnet_nas.budgets` plus space, target, device, threads) and the run context, and decides
+what the results mean (reference, verdict, held-out check). Every step is resumable on its own
+(its outputs are written atomically as they finish), and a step whose outputs exist is skipped,
+so a killed run re-run with the same arguments continues where it stopped without redoing
+finished work. The budget sets sizes and step counts only; the code path is the same for `micro`
+(tests), `quick` (minutes on a laptop CPU) and `full`.
+
+Progress goes to this module's logger at INFO (the CLI shows it on stdout).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Callable
 
+from ffnet_nas.budgets import BUDGETS, Budget, budget_dict, get_budget  # noqa: F401  (BUDGETS: the CLI's choices)
+from ffnet_nas.run_config import RunConfig
 from ffnet_nas.workspace import Workspace
 from ffnet_nas.space.arch import Arch
 from ffnet_nas.space.catalogue import name_of, variants
-from ffnet_nas.space.errors import InvalidInput, closest
+from ffnet_nas.space.errors import InvalidInput
 from ffnet_nas.space.io import atomic_write_json, provenance
 
+logger = logging.getLogger(__name__)
 
-@dataclass(frozen=True)
-class Budget:
-    name: str
-    input_hw: tuple[int, int]  # data, teacher, distillation, fine-tuning and latency all use it
-    teacher_arch: str
-    teacher_steps: int
-    distill_steps: int
-    distill_train_images: int
-    distill_val_images: int
-    calibrate_n: int
-    predictor_n: int
-    finetune_steps: int
-    val_images: int | None
-    trials: int
-    evaluate_top: int
-    rounds: int = 0  # refine rounds (refit, search, evaluate) while the reference is not beaten
-    round_points: int = 3  # new points evaluated per round
-    batch_size: int = 8
-    latency_repeats: tuple[int, int] = (10, 60)  # min, max timed runs per key
-    latency_seconds: float = 2.0  # per key, after warm-up
-
-
-BUDGETS = {
-    # Seconds, for the end-to-end test: a tiny space and tiny images.
-    "micro": Budget("micro", (32, 64), "stemB-basic-d1.1.1.1-w16.32.48.64-s1-upB-segB-nearest", 10, 3, 8, 8, 2, 4, 2, 8,
-                    30, 1, rounds=1, round_points=1, batch_size=4, latency_repeats=(3, 5), latency_seconds=0.2),
-    # ~6 min measured with 300/40/8/60; spending more of the 15 minutes on quality:
-    "quick": Budget("quick", (64, 128), "segmentation_ffnet46NS_CCC_mobile", 500, 80, 128, 32, 4, 10, 100, 64,
-                    300, 2, rounds=2, round_points=3),
-    "full": Budget("full", (128, 256), "segmentation_ffnet46NS_CCC_mobile", 1500, 300, 256, 64, 8, 20, 300, None,
-                   2000, 3, rounds=3, round_points=3),
-}
 STEPS = ("teacher", "distill", "latency", "predictor", "search", "evaluate", "report")
 
 
@@ -77,10 +53,17 @@ class RunSummary:
     files: dict = field(default_factory=dict)
 
 
-def get_budget(name: str) -> Budget:
-    if name not in BUDGETS:
-        raise InvalidInput(f"unknown budget {name!r}: expected one of {', '.join(BUDGETS)}{closest(name, BUDGETS)}")
-    return BUDGETS[name]
+def read_summary(path) -> RunSummary:
+    """A run_summary.json, from this version or an older one (extra keys such as provenance are
+    ignored); one line saying why and what to do when it cannot be read."""
+    from ffnet_nas.space.io import read_json
+
+    data = read_json(path, what="run summary")
+    if not isinstance(data, dict) or not {"budget", "space", "device"} <= set(data):
+        raise InvalidInput(f"run summary {str(path)!r} lacks budget/space/device; expected a file written by "
+                           "'ffnet-nas run' (re-run it to write a new one)")
+    names = {f.name for f in dataclasses.fields(RunSummary)}
+    return RunSummary(**{k: v for k, v in data.items() if k in names})
 
 
 def default_target(reference_ms: dict[str, float]) -> str:
@@ -108,174 +91,195 @@ def nearest_published(published_ms: dict[str, float], limit_ms: float) -> str | 
     return max(pool, key=pool.get) if under else min(pool, key=pool.get)
 
 
-def _step(summary: RunSummary, name: str, index: int, log: Callable[[str], None]):
-    class _Timer:
-        def __enter__(self):
-            log(f"[{index}/{len(STEPS)}] {name}")
-            self.t0 = time.perf_counter()
+class _Step:
+    """Announce step `index` and time it into `summary.seconds` (the kill tests wait for the announcement)."""
 
-        def __exit__(self, *exc):
-            summary.seconds[name] = round(time.perf_counter() - self.t0, 1)
-            return False
+    def __init__(self, summary: RunSummary, name: str):
+        self.summary, self.name = summary, name
 
-    return _Timer()
+    def __enter__(self):
+        logger.info("[%d/%d] %s", STEPS.index(self.name) + 1, len(STEPS), self.name)
+        self.t0 = time.perf_counter()
+
+    def __exit__(self, *exc):
+        self.summary.seconds[self.name] = round(time.perf_counter() - self.t0, 1)
+        return False
 
 
-def run_pipeline(*, workspace: Workspace, space: "str | object" = "mobile", budget: "str | Budget" = "quick",
-                 target: str | None = None, device: str = "cpu", threads: int | None = None,
-                 report_formats: tuple[str, ...] = ("html",), progress: bool = True,
-                 log: Callable[[str], None] = print) -> RunSummary:
-    from ffnet_nas.distill.run import distill_space
-    from ffnet_nas.distill.train import TrainConfig as BlockConfig
-    from ffnet_nas.data import make_dataset
-    from ffnet_nas.evaluate import FinetuneSettings, evaluate_points, held_out_miou
-    from ffnet_nas.fit_predictor import fit_predictor
-    from ffnet_nas.search.api import predictor_study_name, run_search, write_outputs
-    from ffnet_nas.search.predictors import load as load_predictors
-    from ffnet_nas.search.targets import parse_targets
-    from ffnet_nas.teacher import train_teacher
-    from ffnet_nas.predictors.latency import predict_latency
-    from ffnet_nas.predictors.latency.build import build, make_spec
-    from ffnet_nas.predictors.latency.protocol import Protocol
-    from ffnet_nas.space.searchspace import get_space
+def run_pipeline(*, workspace: Workspace, config: RunConfig, progress: bool = True) -> RunSummary:
+    from ffnet_nas import steps
 
-    budget = get_budget(budget) if isinstance(budget, str) else budget
-    if threads is not None:
+    if config.threads is not None:
         import torch
 
-        torch.set_num_threads(threads)  # training and evaluation too, not only the latency table
-    # The whole run works at the budget's size (the paper's 512x1024 would take hours on a CPU):
-    # the latency table, the search's MACs and every model see the same input.
-    space = dataclasses.replace(get_space(space), input_hw=budget.input_hw)
-    targets = parse_targets(target) if target else None  # a malformed target fails before any work
-    # the latency table and every model share the budget's size; check the device first
-    spec = make_spec(device=device, input_hw=budget.input_hw, threads=threads, num_classes=8)
-    summary = RunSummary(budget=budget.name, space=space.name, device=spec.device_name)
-    ws = workspace
-    settings = FinetuneSettings(steps=budget.finetune_steps, batch_size=budget.batch_size, val_images=budget.val_images)
+        torch.set_num_threads(config.threads)  # training and evaluation too, not only the latency table
+    ctx = steps.open_run(workspace=workspace, config=config, progress=progress)  # every input checked: no work yet
+    summary = RunSummary(budget=config.budget.name, space=ctx.space.name, device=ctx.device_name)
 
-    with _step(summary, "teacher", 1, log):
-        if ws.teacher_path.exists():
-            log(f"  teacher exists: {ws.teacher_path} (skipped)")
-        else:
-            train_teacher(arch=budget.teacher_arch, data="synthetic", out_path=ws.teacher_path,
-                          state_path=ws.teacher_dir / "train_state.pt", steps=budget.teacher_steps,
-                          batch_size=budget.batch_size, input_hw=budget.input_hw, cache_dir=ws.data_dir, device=device,
-                          eval_images=budget.val_images, progress=progress, log=lambda m: log(f"  {m}"))
-        summary.files["teacher"] = str(ws.teacher_path)
+    with _Step(summary, "teacher"):
+        ctx = _teacher(ctx, summary)
+    with _Step(summary, "distill"):
+        _distill(ctx, summary)
+    with _Step(summary, "latency"):
+        table = _latency(ctx, summary)
+        published = {v.name: v.arch for v in variants() if v.arch in ctx.space}
+        published_ms = _predicted_ms(published, table)
+    with _Step(summary, "predictor"):
+        _predictor(ctx, lut=table.path.stem)
+    with _Step(summary, "search"):
+        found, targets = _search(ctx, summary, lut=table.path.stem, published_ms=published_ms, table=table)
+    with _Step(summary, "evaluate"):
+        _evaluate(ctx, summary, found=found, targets=targets, lut=table.path.stem, published=published,
+                  published_ms=published_ms)
+    with _Step(summary, "report"):
+        result = steps.report(workspace=workspace, progress=progress, request=steps.ReportRequest(formats=config.formats))
+        summary.files["report"] = str(result.index)
 
-    with _step(summary, "distill", 2, log):
-        from ffnet_nas.distill.teacher import read_teacher_file
-
-        num_classes = int(read_teacher_file(ws.teacher_path)["num_classes"])
-        train = make_dataset("synthetic", "train", size_hw=budget.input_hw, cache_dir=ws.data_dir)
-        val = make_dataset("synthetic", "val", size_hw=budget.input_hw, cache_dir=ws.data_dir)
-        result = distill_space(space, teacher_path=ws.teacher_path, train_data=train, val_data=val,
-                               library_dir=ws.library_dir, data_spec="synthetic",
-                               config=BlockConfig(steps=budget.distill_steps, batch_size=budget.batch_size),
-                               train_images=budget.distill_train_images, val_images=budget.distill_val_images,
-                               progress=progress)
-        log(f"  block library: {result.choices} choices, {result.trained} trained now, {result.skipped} already there"
-            f" -> {result.table_path}")
-        if result.failed:
-            log(f"  {len(result.failed)} block(s) failed and are not used: {result.failed[0]} ...")
-        summary.files["library"] = str(result.table_path)
-
-    with _step(summary, "latency", 3, log):
-        spec = make_spec(device=device, input_hw=budget.input_hw, threads=threads, num_classes=num_classes)
-        lo, hi = budget.latency_repeats
-        protocol = Protocol(min_repeats=lo, max_repeats=hi, max_seconds=budget.latency_seconds)
-        built = build(lut_dir=ws.lut_dir, space=space, spec=spec, protocol=protocol, calibrate_n=budget.calibrate_n,
-                      progress=progress)
-        log(f"  latency table: {built.n_keys} keys ({built.n_new} measured now) -> {built.table.path}")
-        summary.files["lut"] = str(built.table.path)
-        published = {v.name: v.arch for v in variants() if v.arch in space}
-        published_ms = {name: predict_latency(a, built.table) for name, a in published.items()}
-
-    with _step(summary, "predictor", 4, log):
-        from ffnet_nas.predictors.accuracy import PREDICTOR_FILE, AccuracyPredictor
-
-        path = ws.predictor_dir / PREDICTOR_FILE
-        if path.exists():
-            # Refitting here would fold in the points this run's evaluate step added, silently
-            # changing the objective under a half-finished search: refit explicitly instead.
-            predictor = AccuracyPredictor.load(path)
-            log(f"  accuracy predictor exists: {path} (skipped; 'ffnet-nas fit-predictor --refit-only' refits)")
-        else:
-            predictor = fit_predictor(workspace=ws, space=space, n=budget.predictor_n, settings=settings,
-                                      device=device, progress=progress)
-        v = predictor.validation
-        log(f"  accuracy predictor on {v.n} points: LOO Kendall tau {v.kendall_tau:.2f}, Spearman {v.spearman:.2f}")
-
-    with _step(summary, "search", 5, log):
-        reference_ms = published_ms or {a.code: predict_latency(a, built.table) for a in space.sample_many(50, seed=0)}
-        summary.target = target or default_target(reference_ms)
-        targets = parse_targets(summary.target)
-        preds = load_predictors(lut_dir=ws.lut_dir, predictor_dir=ws.predictor_dir, space=space,
-                                lut=built.table.path.stem)  # the table this run measured, not any other
-        study = predictor_study_name(space, targets, preds.objective_id)
-        found = run_search(space=space, predict_latency_ms=preds.latency_ms, predict_miou=preds.miou, targets=targets,
-                           n_trials=budget.trials, storage=ws.adopt_legacy_journal(), seed=0, study_name=study,
-                           objective_id=preds.objective_id, num_classes=num_classes, progress=progress)
-        paths = write_outputs(found, ws.search_dir, evaluate_top=budget.evaluate_top)
-        log(f"  {found.n_complete} trials; Pareto table -> {paths['pareto']}")
-        summary.files["search"] = str(paths["pareto"])
-        limit = next((t.bound for t in targets if t.metric == "latency" and t.upper), None)
-        summary.reference = nearest_published(published_ms, limit) if limit is not None else None
-
-    with _step(summary, "evaluate", 6, log):
-        import pandas as pd
-
-        from ffnet_nas.refine import best_candidate, challengers, evaluated_rows, refine
-
-        ref_arch = published[summary.reference] if summary.reference else None
-        listed = pd.read_csv(paths["to_evaluate"]) if "to_evaluate" in paths else pd.DataFrame(columns=["code"])
-        published_codes = {a.code for a in published.values()}
-        top = [c for c in listed["code"] if c not in published_codes]  # a published point is not a find
-        if ref_arch is not None:
-            # also the front points predicted to dominate the reference by a margin the latency
-            # predictor's error (a few %) cannot erase: the claim to test is "beats it", so test
-            # the points that could, not only the most accurate ones under the target
-            top += challengers(pd.read_csv(paths["pareto"]), published_ms[summary.reference],
-                               k=budget.evaluate_top, exclude=top)
-        points = [Arch.parse(c) for c in top] + ([ref_arch] if ref_arch is not None else [])
-        evaluate_points(points, workspace=ws, settings=settings, device=device, progress=progress)
-        if ref_arch is not None and budget.rounds:
-            rounds = refine(workspace=ws, space=space, targets=targets, reference=ref_arch,
-                            reference_ms=published_ms[summary.reference], candidates=top, settings=settings,
-                            rounds=budget.rounds, points=budget.round_points, trials=budget.trials, num_classes=num_classes,
-                            lut=built.table.path.stem, device=device, progress=progress, log=log)
-            summary.rounds = [asdict(r) for r in rounds]
-            top += [c for r in rounds for c in r.points]
-        rows = evaluated_rows(ws)
-        best, summary.beats_reference = best_candidate(rows, top, ref_arch)
-        if ref_arch is not None:
-            summary.reference_row = _plain(rows.get(ref_arch.code))
-        else:
-            summary.beats_reference = None
-        summary.best = _plain(best)
-        if summary.best and summary.reference_row:
-            # the verdict was picked on the scoring images; say whether it holds on the rest
-            held = held_out_miou([summary.best["code"], summary.reference_row["code"]], workspace=ws,
-                                 settings=settings, device=device)
-            for row in (summary.best, summary.reference_row):
-                row["held_out_miou"] = held.get(row["code"])
-            if len(held) == 2:
-                summary.held_out_confirms = held[summary.best["code"]] > held[summary.reference_row["code"]]
-        summary.files["evaluated"] = str(ws.evaluated_path)
-
-    with _step(summary, "report", 7, log):
-        from ffnet_nas.reports.build import build_report
-        from ffnet_nas.reports.inputs import ReportInputs
-
-        inputs = ReportInputs(lut_dir=ws.lut_dir, library_dir=ws.library_dir, search_dir=ws.search_dir,
-                              evaluated_path=ws.evaluated_path, predictor_dir=ws.predictor_dir)
-        report = build_report(inputs=inputs, out_dir=ws.report_dir, formats=report_formats, progress=progress)
-        summary.files["report"] = str(report.index)
-
-    path = atomic_write_json(ws.root / "run_summary.json", {**asdict(summary), "provenance": provenance(budget=asdict(budget))})
-    summary.files["summary"] = str(path)
+    record = {**asdict(summary), "provenance": provenance(budget=budget_dict(config.budget), config=_config_record(config))}
+    summary.files["summary"] = str(atomic_write_json(workspace.run_summary_path, record))
     return summary
+
+
+def _config_record(config: RunConfig) -> dict:
+    from ffnet_nas.run_config import config_dict
+
+    return {k: v for k, v in config_dict(config).items() if k != "budget"}  # the budget has its own key
+
+
+def _teacher(ctx, summary: RunSummary):
+    from ffnet_nas import steps
+
+    ws, b = ctx.workspace, ctx.budget.teacher
+    result = steps.train_teacher(workspace=ws, device=ctx.device, progress=ctx.progress, request=steps.TeacherRequest(
+        arch=b.arch, steps=b.steps, data=ctx.config.data, batch_size=b.batch_size, input_hw=ctx.budget.input_hw, lr=b.lr,
+        optimizer=b.optimizer, checkpoint_every=b.checkpoint_every, seed=b.seed, eval_images=b.val_images, reuse=True))
+    if result.run is None:
+        logger.info("  teacher exists: %s (skipped)", ws.teacher_path)
+    summary.files["teacher"] = str(ws.teacher_path)
+    return ctx.with_teacher(result.meta)  # read once; every later step takes it from the context
+
+
+def _distill(ctx, summary: RunSummary) -> None:
+    from ffnet_nas import steps
+
+    b = ctx.budget.distill
+    result = steps.distill(workspace=ctx.workspace, progress=ctx.progress, request=steps.DistillRequest(
+        space=ctx.space, config=b.block, train_images=b.train_images, val_images=b.val_images, data=ctx.config.data,
+        input_hw=ctx.budget.input_hw))
+    s = result.summary
+    logger.info("  block library: %d choices, %d trained now, %d already there -> %s", s.choices, s.trained, s.skipped,
+                s.table_path)
+    if s.failed:
+        logger.info("  %d block(s) failed and are not used: %s ...", len(s.failed), s.failed[0])
+    summary.files["library"] = str(s.table_path)
+
+
+def _latency(ctx, summary: RunSummary):
+    from ffnet_nas import steps
+    from ffnet_nas.predictors.latency.build import make_spec
+
+    b = ctx.budget.latency
+    spec = make_spec(device=ctx.device, dtype=b.dtype, backend=b.backend, batch=b.batch, input_hw=ctx.budget.input_hw,
+                     threads=ctx.threads, num_classes=ctx.num_classes)
+    built = steps.measure_latency(workspace=ctx.workspace, progress=ctx.progress, request=steps.LatencyRequest(
+        space=ctx.space, spec=spec, protocol=b.protocol, calibrate=b.calibrate))
+    logger.info("  latency table: %d keys (%d measured now) -> %s", built.n_keys, built.n_new, built.table.path)
+    summary.files["lut"] = str(built.table.path)
+    return built.table
+
+
+def _predicted_ms(points: dict, table) -> dict[str, float]:
+    from ffnet_nas.predictors.latency import predict_latency
+
+    return {name: predict_latency(arch, table) for name, arch in points.items()}
+
+
+def _finetune(ctx) -> dict:
+    e = ctx.budget.evaluate
+    return {"finetune": e.finetune, "val_images": e.val_images}
+
+
+def _predictor(ctx, *, lut: str) -> None:
+    from ffnet_nas import steps
+
+    b = ctx.budget.predictor
+    # reuse: refitting here would fold in the points this run's evaluate step added, silently
+    # changing the objective under a half-finished search: refit explicitly instead
+    fitted = steps.fit_predictor(workspace=ctx.workspace, progress=ctx.progress, request=steps.PredictorRequest(
+        space=ctx.space, points=b.points, seed=b.seed, reuse=True, lut=lut, device=ctx.device, **_finetune(ctx)))
+    if not fitted.fitted_now:
+        logger.info("  accuracy predictor exists: %s (skipped; 'ffnet-nas fit-predictor --refit-only' refits)",
+                    fitted.folder / _predictor_file())
+    v = fitted.predictor.validation
+    logger.info("  accuracy predictor on %d points: LOO Kendall tau %.2f, Spearman %.2f", v.n, v.kendall_tau, v.spearman)
+
+
+def _predictor_file() -> str:
+    from ffnet_nas.predictors.accuracy import PREDICTOR_FILE
+
+    return PREDICTOR_FILE
+
+
+def _search(ctx, summary: RunSummary, *, lut: str, published_ms: dict[str, float], table):
+    from ffnet_nas import steps
+    from ffnet_nas.search.targets import parse_targets
+
+    # in a space without published variants, the default target comes from a sample of its points
+    reference_ms = published_ms or _predicted_ms({a.code: a for a in ctx.space.sample_many(50, seed=0)}, table)
+    summary.target = ctx.config.target or default_target(reference_ms)
+    targets = parse_targets(summary.target)
+    b = ctx.budget
+    found = steps.search(workspace=ctx.workspace, progress=ctx.progress, request=steps.SearchRequest(
+        space=ctx.space, targets=targets, trials=b.search.trials, num_classes=ctx.num_classes, seed=b.search.seed,
+        study_per_predictors=True, lut=lut,  # the table this run measured, not any other
+        out_dir=ctx.workspace.search_dir, evaluate_top=b.evaluate.top))
+    logger.info("  %d trials; Pareto table -> %s", found.result.n_complete, found.paths["pareto"])
+    summary.files["search"] = str(found.paths["pareto"])
+    limit = next((t.bound for t in targets if t.metric == "latency" and t.upper), None)
+    summary.reference = nearest_published(published_ms, limit) if limit is not None else None
+    return found, targets
+
+
+def _evaluate(ctx, summary: RunSummary, *, found, targets, lut: str, published: dict, published_ms: dict) -> None:
+    from ffnet_nas import steps
+    from ffnet_nas.evaluate import held_out_miou
+    from ffnet_nas.refine import RefineRequest, best_candidate, challengers, evaluated_rows, refine
+
+    ws, b = ctx.workspace, ctx.budget.evaluate
+    ref_arch = published[summary.reference] if summary.reference else None
+    published_codes = {a.code for a in published.values()}
+    top = [c for c in found.to_evaluate if c not in published_codes]  # a published point is not a find
+    if ref_arch is not None:
+        # also the front points predicted to dominate the reference by a margin the latency
+        # predictor's error (a few %) cannot erase: the claim to test is "beats it", so test
+        # the points that could, not only the most accurate ones under the target
+        top += challengers(found.result.pareto, published_ms[summary.reference], k=b.top, exclude=top)
+    points = [Arch.parse(c) for c in top] + ([ref_arch] if ref_arch is not None else [])
+    steps.evaluate(workspace=ws, progress=ctx.progress, request=steps.EvaluateRequest(
+        points=tuple(points), lut=lut, device=ctx.device, **_finetune(ctx)))
+    if ref_arch is not None and b.rounds:
+        rounds = refine(workspace=ws, progress=ctx.progress, request=RefineRequest(
+            space=ctx.space, targets=targets, reference=ref_arch, reference_ms=published_ms[summary.reference],
+            candidates=tuple(top), rounds=b.rounds, points=b.round_points, trials=ctx.budget.search.trials,
+            seed=ctx.budget.search.seed, num_classes=ctx.num_classes, lut=lut, device=ctx.device, **_finetune(ctx)))
+        summary.rounds = [asdict(r) for r in rounds]
+        top += [c for r in rounds for c in r.points]
+    rows = evaluated_rows(ws)
+    best, summary.beats_reference = best_candidate(rows, top, ref_arch)
+    if ref_arch is not None:
+        summary.reference_row = _plain(rows.get(ref_arch.code))
+    else:
+        summary.beats_reference = None
+    summary.best = _plain(best)
+    if summary.best and summary.reference_row:
+        # the verdict was picked on the scoring images; say whether it holds on the rest
+        held = held_out_miou([summary.best["code"], summary.reference_row["code"]], workspace=ws,
+                             val_images=b.val_images, device=ctx.device)
+        for row in (summary.best, summary.reference_row):
+            row["held_out_miou"] = held.get(row["code"])
+        if len(held) == 2:
+            summary.held_out_confirms = held[summary.best["code"]] > held[summary.reference_row["code"]]
+    summary.files["evaluated"] = str(ws.evaluated_path)
 
 
 def _plain(row: dict | None) -> dict | None:
@@ -306,8 +310,9 @@ def describe(summary: RunSummary) -> list[str]:
     if summary.rounds:
         n = sum(len(r["points"]) for r in summary.rounds)
         last = summary.rounds[-1]
+        tau = "undefined" if last["kendall_tau"] is None else f"{last['kendall_tau']:.2f}"
         lines.append(f"refine rounds: {len(summary.rounds)}, {n} more point(s) evaluated; last predictor fitted on "
-                     f"{last['fitted_on']} points (LOO Kendall tau {last['kendall_tau']:.2f})")
+                     f"{last['fitted_on']} points (LOO Kendall tau {tau})")
     lines.append("time per step (s): " + ", ".join(f"{k} {v}" for k, v in summary.seconds.items()))
     lines += [f"wrote {k}: {v}" for k, v in summary.files.items()]
     return lines

@@ -1,8 +1,9 @@
 """Refine rounds: when no evaluated point beats the reference yet, learn from what was measured
 and search again.
 
-    rounds = refine(workspace=ws, space=space, targets=targets, reference=ref_arch, reference_ms=19.2,
-                    settings=settings, rounds=2, points=3, trials=300, num_classes=8)
+    rounds = refine(workspace=ws, request=RefineRequest(space=space, targets=targets, reference=ref_arch,
+                    reference_ms=19.2, candidates=top, finetune=config, val_images=64, rounds=2, points=3,
+                    trials=300, num_classes=8))
 
 The accuracy predictor starts from ~10 fine-tuned points; its leave-one-out error (2-3 mIoU on
 the embedded data) is as large as the gaps it must rank near the target, so its favourites are
@@ -11,23 +12,28 @@ protocol the predictor models. A round refits the predictor on every evaluated p
 again with it, and evaluates the new points that could beat the reference (predicted faster by
 a margin, most accurate first). Rounds stop as soon as an evaluated point beats the reference.
 
-Kill and resume: a round's predictor (`predictor/round<k>/`) and its list of points
-(`search/round<k>/to_evaluate.csv`) are written once and read back on a re-run, so a resumed
+A round calls the same step functions as `fit-predictor`, `search` and `evaluate`
+(`ffnet_nas.steps`): nothing of predictor -> search -> evaluate is copied here.
+
+Kill and resume: a round's predictor (`Workspace.round_predictor_dir(k)`) and its list of points
+(`Workspace.round_to_evaluate_path(k)`) are written once and read back on a re-run, so a resumed
 round evaluates the same points — not new ones picked by a predictor refitted on the half-done
 round — and finished evaluations are skipped.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import pandas as pd
 
 from ffnet_nas.workspace import Workspace
 from ffnet_nas.space.arch import Arch
 from ffnet_nas.space.io import atomic_write_csv
+
+logger = logging.getLogger(__name__)
 
 CHALLENGER_MARGIN = 0.95  # predicted latency at most 95% of the reference's: the LUT's error is a few %
 
@@ -37,7 +43,7 @@ class Round:
     index: int
     predictor: str  # folder of the predictor this round searched with
     fitted_on: int  # evaluated points it was fitted on
-    kendall_tau: float  # its leave-one-out rank correlation
+    kendall_tau: float | None  # its leave-one-out rank correlation (None: undefined)
     points: tuple[str, ...]  # codes this round evaluated
 
 
@@ -72,72 +78,81 @@ def evaluated_rows(workspace: Workspace) -> dict[str, dict]:
     return {r["code"]: r for r in table.to_dict("records")}
 
 
-def refine(*, workspace: Workspace, space, targets, reference: Arch, reference_ms: float, candidates: Sequence[str],
-           settings, rounds: int, points: int, trials: int, num_classes: int, lut: str | None = None,
-           device: str = "cpu", progress: bool = True, log: Callable[[str], None] = print) -> list[Round]:
+@dataclass(frozen=True, kw_only=True)
+class RefineRequest:
+    space: object  # SearchSpace (at the run's input size)
+    targets: tuple
+    reference: Arch  # the published variant to beat (already evaluated)
+    reference_ms: float  # its predicted latency
+    candidates: tuple[str, ...]  # the search's points already evaluated (finds)
+    finetune: object  # settings.TrainConfig of the full evaluations
+    val_images: int | None
+    rounds: int
+    points: int  # new points evaluated per round
+    trials: int
+    num_classes: int
+    seed: int = 0  # round k searches with seed + k
+    lut: str | None = None
+    device: str = "cpu"
+
+
+def refine(*, workspace: Workspace, request: RefineRequest, progress: bool = True) -> list[Round]:
     """Up to `rounds` refit-search-evaluate rounds, each evaluating up to `points` new points;
     stops when one of the `candidates` (the search's points already evaluated) or of the rounds'
     points beats `reference` (which must be evaluated). Other evaluated points (the predictor's
     design, published variants) teach the predictor but are not finds."""
     done: list[Round] = []
-    for index in range(1, rounds + 1):
+    for index in range(1, request.rounds + 1):
         rows = evaluated_rows(workspace)
-        ref = rows.get(reference.code)
-        finds = [*candidates, *(c for r in done for c in r.points)]
-        if any(beats(rows[c], ref) for c in finds if c in rows and c != reference.code):
+        ref = rows.get(request.reference.code)
+        finds = [*request.candidates, *(c for r in done for c in r.points)]
+        if any(beats(rows[c], ref) for c in finds if c in rows and c != request.reference.code):
             break
-        done.append(_round(index, workspace=workspace, space=space, targets=targets, reference_ms=reference_ms,
-                           settings=settings, points=points, trials=trials, num_classes=num_classes, lut=lut,
-                           device=device, progress=progress, log=log))
+        done.append(_round(index, workspace=workspace, request=request, progress=progress))
         if not done[-1].points:
-            log(f"  round {index}: no new point is predicted to beat the reference; stopping")
+            logger.info("  round %d: no new point is predicted to beat the reference; stopping", index)
             break
     return done
 
 
-def _round(index: int, *, workspace: Workspace, space, targets, reference_ms: float, settings, points: int,
-           trials: int, num_classes: int, lut: str | None, device: str, progress: bool,
-           log: Callable[[str], None]) -> Round:
-    from ffnet_nas.evaluate import evaluate_points
-    from ffnet_nas.fit_predictor import fit_from_table
-    from ffnet_nas.search.api import predictor_study_name, run_search
-    from ffnet_nas.search.predictors import load as load_predictors
-    from ffnet_nas.predictors.accuracy import PREDICTOR_FILE, AccuracyPredictor
+def _round(index: int, *, workspace: Workspace, request: RefineRequest, progress: bool) -> Round:
+    """One round through the same step functions as the commands: fit-predictor (refit), search, evaluate."""
+    from ffnet_nas import steps
 
     ws = workspace
-    predictor_dir = ws.predictor_dir / f"round{index}"
-    if (predictor_dir / PREDICTOR_FILE).exists():
-        predictor = AccuracyPredictor.load(predictor_dir / PREDICTOR_FILE)  # fitted before a kill: keep it
-    else:
-        predictor = fit_from_table(ws, out_dir=predictor_dir)  # same feature convention as the first fit
-    v = predictor.validation
-    log(f"  round {index}: predictor refitted on {v.n} evaluated points (LOO Kendall tau {v.kendall_tau:.2f}) "
-        f"-> {predictor_dir}")
+    fitted = steps.fit_predictor(workspace=ws, progress=progress, request=steps.PredictorRequest(
+        refit_only=True, reuse=True, out_dir=ws.round_predictor_dir(index)))  # reuse: fitted before a kill, keep it
+    v = fitted.predictor.validation
+    logger.info("  round %d: predictor refitted on %d evaluated points (LOO Kendall tau %.2f) -> %s",
+                index, v.n, v.kendall_tau, fitted.folder)
 
-    out_dir = ws.search_dir / f"round{index}"
-    listed = out_dir / "to_evaluate.csv"
+    listed = ws.round_to_evaluate_path(index)
     if listed.exists():
         codes = list(pd.read_csv(listed)["code"])
     else:
-        preds = load_predictors(lut_dir=ws.lut_dir, predictor_dir=predictor_dir, space=space, lut=lut)
-        study = predictor_study_name(space, targets, preds.objective_id)
-        found = run_search(space=space, predict_latency_ms=preds.latency_ms, predict_miou=preds.miou, targets=targets,
-                           n_trials=trials, storage=ws.adopt_legacy_journal(), seed=index, study_name=study,
-                           objective_id=preds.objective_id, num_classes=num_classes, progress=progress)
-        every = pd.DataFrame(found.extra["rows"])
+        found = steps.search(workspace=ws, progress=progress, request=steps.SearchRequest(
+            space=request.space, targets=request.targets, trials=request.trials, num_classes=request.num_classes,
+            seed=request.seed + index, study_per_predictors=True, lut=request.lut, predictor_dir=fitted.folder))
+        every = pd.DataFrame(found.result.extra["rows"])
         seen = list(evaluated_rows(ws))
-        codes = challengers(every, reference_ms, k=points, exclude=seen)
+        codes = challengers(every, request.reference_ms, k=request.points, exclude=seen)
         # near the fastest published variants few points are clearly faster: then also try the
         # ones predicted only a little faster (the verdict uses measured latency anyway)
-        codes += challengers(every, reference_ms, k=points - len(codes), exclude=seen + codes, margin=1.0)
+        codes += challengers(every, request.reference_ms, k=request.points - len(codes), exclude=seen + codes, margin=1.0)
         scored = every.set_index("code").loc[codes, ["latency_ms", "miou"]].reset_index() if codes else \
             pd.DataFrame(columns=["code", "latency_ms", "miou"])
         atomic_write_csv(listed, scored)
-    log(f"  round {index}: {len(codes)} point(s) to evaluate -> {listed}")
+    logger.info("  round %d: %d point(s) to evaluate -> %s", index, len(codes), listed)
     if codes:
-        evaluate_points([Arch.parse(c) for c in codes], workspace=ws, settings=settings, device=device,
-                        progress=progress, predictor_dir=predictor_dir)
-    return Round(index, str(predictor_dir), v.n, round(v.kendall_tau, 3), tuple(codes))
+        steps.evaluate(workspace=ws, progress=progress, request=steps.EvaluateRequest(
+            points=tuple(Arch.parse(c) for c in codes), finetune=request.finetune, val_images=request.val_images,
+            lut=request.lut, predictor_dir=fitted.folder, device=request.device))
+    return Round(index, str(fitted.folder), v.n, _plain_tau(v.kendall_tau), tuple(codes))
+
+
+def _plain_tau(tau: float) -> float | None:
+    # rounded for the summary; an undefined tau (NaN, see ffnet_nas.stats) is None so the JSON stays JSON
+    return round(tau, 3) if tau == tau else None
 
 
 def best_candidate(rows: dict[str, dict], candidates: Sequence[str], reference: Arch | None) -> tuple[dict | None, bool]:
@@ -150,4 +165,4 @@ def best_candidate(rows: dict[str, dict], candidates: Sequence[str], reference: 
     return best, bool(winning)
 
 
-__all__ = ["Round", "beats", "best_candidate", "challengers", "refine", "CHALLENGER_MARGIN"]
+__all__ = ["RefineRequest", "Round", "beats", "best_candidate", "challengers", "refine", "CHALLENGER_MARGIN"]

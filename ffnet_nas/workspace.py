@@ -1,7 +1,12 @@
 """The run folder (`--workdir`, default ./runs/default): one place per artifact.
 
-Library code in `predictors/`, `distill/` and `reports/` takes explicit paths; only the CLI
-layer knows this layout, so a notebook can point the library anywhere.
+This class is the one place that knows the workdir's file and folder names. Library code in
+`predictors/`, `distill/` and `reports/` takes explicit paths (and owns the names inside the
+folder it is given: a table's `<slug>.csv`, the predictor's `accuracy.json`, the library's
+`blocks.csv`); the commands and the step functions (`ffnet_nas.steps`) ask this class, so a
+notebook can point the library anywhere.
+
+Stdlib only: the command-line parser imports it to show defaults without loading torch.
 """
 
 from __future__ import annotations
@@ -39,6 +44,10 @@ class Workspace:
         return self.teacher_dir / "teacher.pt"
 
     @property
+    def teacher_state_path(self) -> Path:  # the teacher's training checkpoint (resume state)
+        return self.teacher_dir / "train_state.pt"
+
+    @property
     def lut_dir(self) -> Path:  # one latency table (+ metadata) per device/dtype/backend/size
         return self.root / "lut"
 
@@ -51,16 +60,46 @@ class Workspace:
         return self.root / "evaluated.csv"
 
     @property
-    def predictor_dir(self) -> Path:
+    def evaluated_dir(self) -> Path:  # one folder per evaluated (point, init): model.pt + resume state
+        return self.root / "evaluated"
+
+    def point_dir(self, point_hash: str, init: str) -> Path:
+        return self.evaluated_dir / f"{point_hash}-{init}"
+
+    @property
+    def predictor_dir(self) -> Path:  # the accuracy predictor the first search used
         return self.root / "predictor"
+
+    def round_predictor_dir(self, index: int) -> Path:  # refine round `index`'s refitted predictor
+        return self.predictor_dir / f"round{index}"
 
     @property
     def search_dir(self) -> Path:  # study journal + Pareto table
         return self.root / "search"
 
     @property
+    def to_evaluate_path(self) -> Path:
+        """The latest search's best points, for `evaluate --from-search` (search.api.write_outputs writes it)."""
+        return self.search_dir / "to_evaluate.csv"
+
+    @property
+    def pareto_path(self) -> Path:  # the latest search's front (search.api.write_outputs writes it)
+        return self.search_dir / "pareto.csv"
+
+    def round_search_dir(self, index: int) -> Path:
+        return self.search_dir / f"round{index}"
+
+    def round_to_evaluate_path(self, index: int) -> Path:
+        """The points refine round `index` evaluates, written once so that a resumed round evaluates the same."""
+        return self.round_search_dir(index) / "to_evaluate.csv"
+
+    @property
     def report_dir(self) -> Path:
         return self.root / "report"
+
+    @property
+    def run_summary_path(self) -> Path:  # what `ffnet-nas run` found (RunSummary as JSON)
+        return self.root / "run_summary.json"
 
     @property
     def journal_path(self) -> Path:

@@ -178,7 +178,10 @@ def fit_accuracy_predictor(
                              tuple(codes), block_nsr=block_nsr, meta=provenance(**(meta or {})))
 
 
+# The predictor's folder (the caller picks it: the workdir's predictor/, a refine round's): the
+# fitted model, and its leave-one-out predictions per point (what the report draws).
 PREDICTOR_FILE = "accuracy.json"
+LOO_FILE = "loo.csv"
 
 
 def load_predictor(predictor_dir: str | Path):

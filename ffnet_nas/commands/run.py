@@ -1,37 +1,86 @@
-"""ffnet-nas run: the whole pipeline on the embedded default, one command."""
+"""ffnet-nas run: the whole pipeline on the embedded default, one command.
+
+Settings come from, weakest first: the budget (`ffnet_nas.budgets`), a YAML file (`--config`,
+as `--print-config` writes it), then the flags given on the command line. Flags default to
+None (or an unset marker) so that a flag given explicitly is known, and overrides the file.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
+import sys
+
+
+class _Unset(str):
+    """A default that prints as itself in --help but is known not to have been given."""
 
 
 def register(sub) -> None:
-    p = sub.add_parser("run", help="the whole pipeline: data, teacher, distill, LUT, predictor, search, evaluate, report",
+    from ffnet_nas.commands._common import BUDGETS, common_options
+
+    p = sub.add_parser("run", parents=[common_options(device=_Unset("cpu"), threads=True, progress=True)],
+                       help="the whole pipeline: data, teacher, distill, LUT, predictor, search, evaluate, report",
                        description="Generates the embedded data, trains the teacher, distils the block library, "
                                    "measures the latency table on the device, fits the accuracy predictor, searches "
                                    "under the target, evaluates the best points in full and writes the report. Each "
-                                   "step is skipped when its output exists and resumes when it was interrupted.")
-    p.add_argument("--space", default="mobile", help="built-in space or YAML file (default mobile)")
+                                   "step is skipped when its output exists and resumes when it was interrupted. "
+                                   "--print-config writes every setting as YAML; --config FILE runs with it (flags "
+                                   "given on the command line override the file).")
+    p.add_argument("--space", default=None, help="built-in space or YAML file (default mobile)")
     p.add_argument("--target", default=None,
                    help='e.g. "latency<25ms" (default: the median predicted latency of the space\'s published '
                         "variants on this device)")
-    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads for every step (default: torch's)")
-    p.add_argument("--budget", default="quick", help="micro (seconds, for tests), quick (minutes), full")
-    p.add_argument("--format", default="html", help="report formats: html,png,svg (default html)")
-    p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--workdir", default="runs/default")
+    p.add_argument("--budget", default=None, choices=BUDGETS,
+                   help="micro (seconds, for tests), quick (minutes; default), full")
+    p.add_argument("--format", default=None, help="report formats: html,png,svg (default html)")
+    p.add_argument("--config", default=None, metavar="FILE", help="run with the settings in this YAML file")
+    p.add_argument("--print-config", action="store_true",
+                   help="print every setting this run would use as YAML (for --config) and exit")
     p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    from ffnet_nas.pipeline import describe, run_pipeline
-    from ffnet_nas.workspace import Workspace
-    from ffnet_nas.reports.build import parse_formats
+def _given(value):
+    return None if isinstance(value, _Unset) else value
 
-    summary = run_pipeline(workspace=Workspace(args.workdir), space=args.space, budget=args.budget, target=args.target,
-                           device=args.device, threads=args.threads, report_formats=parse_formats(args.format),
-                           progress=not args.no_progress)
+
+def run(args: argparse.Namespace) -> int:
+    from ffnet_nas.budgets import DEFAULT_BUDGET, get_budget
+    from ffnet_nas.pipeline import describe, run_pipeline
+    from ffnet_nas.reports.build import parse_formats
+    from ffnet_nas.run_config import RunConfig, load_config, to_yaml, with_overrides
+    from ffnet_nas.workspace import Workspace
+
+    config = load_config(args.config) if args.config else RunConfig(budget=get_budget(DEFAULT_BUDGET))
+    config = with_overrides(config, budget=args.budget, space=args.space, target=args.target,
+                            device=_given(args.device), threads=args.threads,
+                            formats=parse_formats(args.format) if args.format is not None else None)
+    if args.print_config:
+        sys.stdout.write(to_yaml(config))
+        return 0
+    with _shown():
+        summary = run_pipeline(workspace=Workspace(args.workdir), config=config, progress=not args.no_progress)
     for line in describe(summary):
         print(line)
     return 0
+
+
+@contextlib.contextmanager
+def _shown():
+    """The pipeline's progress lines reach the user: `ffnet_nas.cli.main` shows the library's
+    records on stdout; when nothing does (run() called without main), show INFO here, the same way."""
+    library = logging.getLogger("ffnet_nas")
+    if library.handlers:
+        yield
+        return
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    previous = library.level
+    library.addHandler(handler)
+    library.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        library.removeHandler(handler)
+        library.setLevel(previous)

@@ -1,5 +1,7 @@
 """Full evaluation and the accuracy predictor on a micro workdir (tiny teacher, tiny space)."""
 
+import logging
+
 import pandas as pd
 import pytest
 import torch
@@ -9,7 +11,8 @@ from ffnet_nas.distill.teacher import save_teacher
 from ffnet_nas.distill.train import TrainConfig as BlockConfig
 from ffnet_nas.cli import main
 from ffnet_nas.data import make_dataset
-from ffnet_nas.evaluate import FinetuneSettings, evaluate_points, point_dir, read_evaluated, select_points
+from ffnet_nas.budgets import finetune_config
+from ffnet_nas.evaluate import evaluate_points, point_dir, read_evaluated, select_points
 from ffnet_nas.fit_predictor import fit_from_table
 from ffnet_nas.workspace import Workspace
 from ffnet_nas.space import Arch, InvalidInput, build_model
@@ -19,7 +22,9 @@ HW = (32, 64)
 TINY = {"base": "mobile", "name": "tiny", "stems": ["B"], "up_heads": ["B"], "seg_heads": ["B", "C"],
         "stages": {4: {"depths": [[1, 2], [1], [1], [1]], "widths": [[16], [32], [48], [64]]}},
         "first_strides": [1, 2], "pre_downs": [False], "input_size": "32x64"}
-SETTINGS = FinetuneSettings(steps=2, batch_size=2, checkpoint_every=1, val_images=4)
+CONFIG = finetune_config(steps=2, batch_size=2, checkpoint_every=1)
+VAL_IMAGES = 4
+SETTINGS = {"config": CONFIG, "val_images": VAL_IMAGES}
 
 
 @pytest.fixture(scope="module")
@@ -36,9 +41,9 @@ def workdir(tmp_path_factory):
     return ws
 
 
-def test_evaluate_writes_one_row_per_point_and_skips_finished(workdir, capsys):
+def test_evaluate_writes_one_row_per_point_and_skips_finished(workdir, caplog):
     arch = from_dict(TINY).sample(0)
-    frame = evaluate_points([arch], workspace=workdir, settings=SETTINGS, progress=False)
+    frame = evaluate_points([arch], workspace=workdir, **SETTINGS, progress=False)
     assert list(frame["code"]) == [arch.code]
     row = frame.iloc[0]
     assert 0 <= row["measured_miou"] <= 100 and row["steps"] == 2 and row["init"] == "distilled"
@@ -46,11 +51,12 @@ def test_evaluate_writes_one_row_per_point_and_skips_finished(workdir, capsys):
     folder = point_dir(workdir, arch, "distilled")
     assert (folder / "model.pt").exists() and not (folder / "finetune_state.pt").exists()  # no resume state left
     mtime = workdir.evaluated_path.stat().st_mtime_ns
-    evaluate_points([arch], workspace=workdir, settings=SETTINGS, progress=True)  # finished: skipped
-    assert "already evaluated" in capsys.readouterr().out
+    with caplog.at_level(logging.INFO, logger="ffnet_nas"):
+        evaluate_points([arch], workspace=workdir, **SETTINGS, progress=True)  # finished: skipped
+    assert "already evaluated" in caplog.text
     assert workdir.evaluated_path.stat().st_mtime_ns == mtime
     # random initialisation is a separate row of the same point
-    evaluate_points([arch], workspace=workdir, settings=SETTINGS, init="random", progress=False)
+    evaluate_points([arch], workspace=workdir, **SETTINGS, init="random", progress=False)
     table = read_evaluated(workdir.evaluated_path)
     assert sorted(table[table["code"] == arch.code]["init"]) == ["distilled", "random"]
 
@@ -58,7 +64,7 @@ def test_evaluate_writes_one_row_per_point_and_skips_finished(workdir, capsys):
 def test_point_outside_the_library_is_a_clear_error(workdir):
     outside = Arch.from_name("segmentation_ffnet46NS_CCC_mobile")
     with pytest.raises(InvalidInput, match="s4"):
-        evaluate_points([outside], workspace=workdir, settings=SETTINGS, progress=False)
+        evaluate_points([outside], workspace=workdir, **SETTINGS, progress=False)
 
 
 def test_fit_predictor_cli_reports_loo_ranks(workdir, capsys):
@@ -96,25 +102,22 @@ def test_evaluate_cli_rejects_bad_points_before_training(workdir, capsys):
 
 
 def test_held_out_miou_scores_only_the_images_the_scores_did_not_use(workdir):
-    import dataclasses
-
     from ffnet_nas.evaluate import held_out_miou
     from ffnet_nas.training import evaluate
     from ffnet_nas.space.checkpoint import load_model
 
     arch = from_dict(TINY).sample(0)
-    evaluate_points([arch], workspace=workdir, settings=SETTINGS, progress=False)
-    held = held_out_miou([arch.code, "stemB-never-evaluated"], workspace=workdir, settings=SETTINGS)
+    evaluate_points([arch], workspace=workdir, **SETTINGS, progress=False)
+    held = held_out_miou([arch.code, "stemB-never-evaluated"], workspace=workdir, val_images=VAL_IMAGES)
     assert set(held) == {arch.code}
     table = read_evaluated(workdir.evaluated_path)
     row = table[(table["code"] == arch.code) & (table["init"] == "distilled")].iloc[0]
     model = load_model(row["checkpoint"]).eval()
     val = make_dataset("synthetic", "val", size_hw=HW, cache_dir=workdir.data_dir)
-    rest = torch.utils.data.Subset(val, range(SETTINGS.val_images, len(val)))
+    rest = torch.utils.data.Subset(val, range(VAL_IMAGES, len(val)))
     rest.num_classes, rest.ignore_index = val.num_classes, val.ignore_index
     after = evaluate(model, rest, progress=False)
-    first = evaluate(model, val, limit=SETTINGS.val_images, progress=False)
+    first = evaluate(model, val, limit=VAL_IMAGES, progress=False)
     assert held[arch.code] == pytest.approx(100 * after.miou)
     assert first.miou == pytest.approx(row["measured_miou"] / 100)  # the scoring images are the first ones
-    everything = dataclasses.replace(SETTINGS, val_images=None)
-    assert held_out_miou([arch.code], workspace=workdir, settings=everything) == {}  # nothing held out
+    assert held_out_miou([arch.code], workspace=workdir, val_images=None) == {}  # nothing held out

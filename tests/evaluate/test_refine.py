@@ -8,9 +8,10 @@ from ffnet_nas.distill.run import distill_space
 from ffnet_nas.distill.teacher import save_teacher
 from ffnet_nas.distill.train import TrainConfig as BlockConfig
 from ffnet_nas.data import make_dataset
-from ffnet_nas.evaluate import FinetuneSettings, evaluate_points, read_evaluated
+from ffnet_nas.budgets import finetune_config
+from ffnet_nas.evaluate import evaluate_points, read_evaluated
 from ffnet_nas.fit_predictor import fit_from_table
-from ffnet_nas.refine import beats, best_candidate, challengers, refine
+from ffnet_nas.refine import RefineRequest, beats, best_candidate, challengers, refine
 from ffnet_nas.search.targets import parse_targets
 from ffnet_nas.workspace import Workspace
 from ffnet_nas.predictors.accuracy import AccuracyPredictor
@@ -23,7 +24,8 @@ HW = (32, 64)
 TINY = {"base": "mobile", "name": "tiny", "stems": ["B"], "up_heads": ["B"], "seg_heads": ["B", "C"],
         "stages": {4: {"depths": [[1, 2], [1], [1], [2, 1]], "widths": [[16], [32], [48], [64]]}},
         "first_strides": [1, 2], "pre_downs": [False], "input_size": "32x64"}
-SETTINGS = FinetuneSettings(steps=2, batch_size=2, checkpoint_every=1, val_images=4)
+CONFIG = finetune_config(steps=2, batch_size=2, checkpoint_every=1)
+VAL_IMAGES = 4
 FAST = Protocol(warmup_runs=1, warmup_s=0.0, min_repeats=3, max_repeats=4, rel_tol=0.5, max_seconds=0.2)
 
 
@@ -73,16 +75,17 @@ def workdir(tmp_path_factory):
     build(lut_dir=ws.lut_dir, space=space, spec=make_spec(device="cpu", input_hw=HW, threads=1, num_classes=8),
           protocol=FAST, calibrate_n=0, progress=False)
     first = [space.sample(i) for i in range(6)]
-    evaluate_points(list(dict.fromkeys(first))[:4], workspace=ws, settings=SETTINGS, progress=False)
+    evaluate_points(list(dict.fromkeys(first))[:4], workspace=ws, config=CONFIG, val_images=VAL_IMAGES, progress=False)
     fit_from_table(ws)
     return ws, space
 
 
 def _refine(ws, space, reference, **kw):
     codes = list(read_evaluated(ws.evaluated_path)["code"])
-    return refine(workspace=ws, space=space, targets=parse_targets("latency<=1000ms"), reference=reference,
-                  reference_ms=1e6, candidates=kw.pop("candidates", codes), settings=SETTINGS, trials=12, num_classes=8, progress=False,
-                  log=lambda m: None, **{"rounds": 2, "points": 1, **kw})
+    request = RefineRequest(space=space, targets=parse_targets("latency<=1000ms"), reference=reference,
+                            reference_ms=1e6, candidates=tuple(kw.pop("candidates", codes)), finetune=CONFIG,
+                            val_images=VAL_IMAGES, trials=12, num_classes=8, **{"rounds": 2, "points": 1, **kw})
+    return refine(workspace=ws, request=request, progress=False)
 
 
 def test_refine_rounds_refit_search_and_evaluate_then_resume_without_redoing(workdir):
@@ -101,6 +104,7 @@ def test_refine_rounds_refit_search_and_evaluate_then_resume_without_redoing(wor
     assert rounds[0].fitted_on == len(before)
     for r in rounds:
         assert (ws.predictor_dir / f"round{r.index}" / "accuracy.json").exists()
+        assert ws.round_predictor_dir(r.index) == ws.predictor_dir / f"round{r.index}"  # the layout older runs wrote
         listed = pd.read_csv(ws.search_dir / f"round{r.index}" / "to_evaluate.csv")
         assert list(listed["code"]) == list(r.points) and len(r.points) == 1
     new = [c for r in rounds for c in r.points]
@@ -111,7 +115,7 @@ def test_refine_rounds_refit_search_and_evaluate_then_resume_without_redoing(wor
     # each new row carries the prediction of the predictor that picked it
     picker = AccuracyPredictor.load(ws.predictor_dir / "round1" / "accuracy.json")
     predicted = after.set_index("code").loc[new[0], "predicted_miou"]
-    assert predicted == pytest.approx(picker.predict(Arch.parse(new[0]), picker.nsr))
+    assert predicted == pytest.approx(picker.predict(Arch.parse(new[0])))
 
     # a re-run (as after a kill) reads the rounds' predictors and lists back: same points, nothing redone
     text = ws.evaluated_path.read_text()

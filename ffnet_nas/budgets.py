@@ -1,0 +1,200 @@
+"""Run budgets: how much work each step of `ffnet-nas run` does. One home for the numbers.
+
+A budget sets sizes, step counts and trials, never which code runs: `micro` (seconds, the
+end-to-end tests), `quick` (minutes on a laptop CPU), `full`. Sections follow the steps:
+
+    teacher    arch, steps, batch, optimiser, seed, images its val mIoU is measured on
+    distill    images whose teacher features train / score the blocks, and the block training
+               settings (`ffnet_nas.settings.BlockTrainConfig`)
+    latency    the table's dtype/backend/batch, the timing protocol, networks timed for calibration
+    predictor  points in its space-filling design, design seed
+    search     trials, sampler seed (refine round k searches with seed + k)
+    evaluate   points evaluated in full, fine-tuning (`ffnet_nas.settings.TrainConfig`, KD weight 1),
+               the validation images the score uses, refine rounds and their points
+
+Every class is a keyword-only frozen dataclass that checks its values where it is made (one
+line naming the field); `ffnet_nas.run_config` reads and writes them as YAML.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from ffnet_nas.predictors.latency.protocol import Protocol
+from ffnet_nas.settings import BlockTrainConfig, TrainConfig
+from ffnet_nas.space.errors import InvalidInput, closest
+
+
+def _need(obj, name: str, ok: bool, expected: str) -> None:
+    if not ok:
+        raise InvalidInput(f"{name}={getattr(obj, name)!r}: expected {expected}")
+
+
+def _positive(obj, *names: str) -> None:
+    for name in names:
+        value = getattr(obj, name)
+        _need(obj, name, isinstance(value, int) and not isinstance(value, bool) and value >= 1, "a positive integer")
+
+
+def _count(obj, *names: str) -> None:
+    for name in names:
+        value = getattr(obj, name)
+        _need(obj, name, isinstance(value, int) and not isinstance(value, bool) and value >= 0, "an integer >= 0")
+
+
+@dataclass(frozen=True, kw_only=True)
+class TeacherBudget:
+    arch: str
+    steps: int
+    batch_size: int = 8
+    optimizer: str = "adamw"
+    lr: float | None = None  # None: 2e-3 for AdamW, 1e-2 for SGD (ffnet_nas.teacher)
+    checkpoint_every: int = 50
+    seed: int = 0
+    val_images: int | None = None  # its val mIoU on the first N images (None: all)
+
+    def __post_init__(self) -> None:
+        _positive(self, "steps", "batch_size", "checkpoint_every")
+        _count(self, "seed")
+        _need(self, "optimizer", self.optimizer in ("adamw", "sgd"), "adamw or sgd")
+        _need(self, "lr", self.lr is None or self.lr > 0, "a positive learning rate or null")
+        if self.val_images is not None:
+            _positive(self, "val_images")
+
+
+@dataclass(frozen=True, kw_only=True)
+class DistillBudget:
+    train_images: int  # images whose teacher features train the blocks
+    val_images: int  # held-out images for each block's NSR
+    block: BlockTrainConfig
+
+    def __post_init__(self) -> None:
+        _positive(self, "train_images", "val_images")
+
+
+@dataclass(frozen=True, kw_only=True)
+class LatencyBudget:
+    calibrate: int  # networks timed end to end for the table's calibration
+    protocol: Protocol
+    dtype: str = "fp32"
+    backend: str = "eager"
+    batch: int = 1
+
+    def __post_init__(self) -> None:
+        _count(self, "calibrate")
+        _positive(self, "batch")
+
+
+@dataclass(frozen=True, kw_only=True)
+class PredictorBudget:
+    points: int  # the space-filling design evaluated in full to fit the accuracy predictor
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _count(self, "seed")
+        _need(self, "points", isinstance(self.points, int) and self.points >= 4,
+              "at least 4 points (the predictor is validated leave-one-out)")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SearchBudget:
+    trials: int
+    seed: int = 0  # the first search's sampler seed; refine round k uses seed + k
+
+    def __post_init__(self) -> None:
+        _positive(self, "trials")
+        _count(self, "seed")
+
+
+@dataclass(frozen=True, kw_only=True)
+class EvaluateBudget:
+    top: int  # the search's best feasible points evaluated in full
+    finetune: TrainConfig
+    val_images: int | None = None  # score on the first N validation images (None: all); the rest are held out
+    rounds: int = 0  # refine rounds (refit, search, evaluate) while the reference is not beaten
+    round_points: int = 3  # new points evaluated per round
+
+    def __post_init__(self) -> None:
+        _count(self, "top", "rounds")
+        _positive(self, "round_points")
+        if self.val_images is not None:
+            _positive(self, "val_images")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Budget:
+    name: str
+    input_hw: tuple[int, int]  # data, teacher, distillation, fine-tuning and latency all use it
+    teacher: TeacherBudget
+    distill: DistillBudget
+    latency: LatencyBudget
+    predictor: PredictorBudget
+    search: SearchBudget
+    evaluate: EvaluateBudget
+
+    def __post_init__(self) -> None:
+        hw = self.input_hw
+        _need(self, "input_hw", isinstance(hw, tuple) and len(hw) == 2 and all(isinstance(v, int) and v >= 8 for v in hw),
+              "[height, width], two integers >= 8")
+
+
+def finetune_config(**changes) -> TrainConfig:
+    """Fine-tuning settings: `TrainConfig` with the KD term from the teacher on (weight 1)."""
+    return TrainConfig(**{"kd_weight": 1.0, **changes})
+
+
+def _budget(name: str, hw: tuple[int, int], *, teacher: str, teacher_steps: int, distill_steps: int, train_images: int,
+            distill_val: int, calibrate: int, points: int, finetune_steps: int, val_images: int | None, trials: int,
+            top: int, rounds: int, round_points: int, batch_size: int = 8, repeats: tuple[int, int] = (10, 60),
+            seconds: float = 2.0) -> Budget:
+    return Budget(
+        name=name, input_hw=hw,
+        teacher=TeacherBudget(arch=teacher, steps=teacher_steps, batch_size=batch_size, val_images=val_images),
+        distill=DistillBudget(train_images=train_images, val_images=distill_val,
+                              block=BlockTrainConfig(steps=distill_steps, batch_size=batch_size)),
+        latency=LatencyBudget(calibrate=calibrate, protocol=Protocol(min_repeats=repeats[0], max_repeats=repeats[1],
+                                                                     max_seconds=seconds)),
+        predictor=PredictorBudget(points=points),
+        search=SearchBudget(trials=trials),
+        evaluate=EvaluateBudget(top=top, val_images=val_images, rounds=rounds, round_points=round_points,
+                                finetune=finetune_config(steps=finetune_steps, batch_size=batch_size)),
+    )
+
+
+BUDGETS: dict[str, Budget] = {
+    # Seconds, for the end-to-end test: a tiny space and tiny images.
+    "micro": _budget("micro", (32, 64), teacher="stemB-basic-d1.1.1.1-w16.32.48.64-s1-upB-segB-nearest", teacher_steps=10,
+                     distill_steps=3, train_images=8, distill_val=8, calibrate=2, points=4, finetune_steps=2, val_images=8,
+                     trials=30, top=1, rounds=1, round_points=1, batch_size=4, repeats=(3, 5), seconds=0.2),
+    # ~6 min measured with 300/40/8/60; spending more of the 15 minutes on quality:
+    "quick": _budget("quick", (64, 128), teacher="segmentation_ffnet46NS_CCC_mobile", teacher_steps=500, distill_steps=80,
+                     train_images=128, distill_val=32, calibrate=4, points=10, finetune_steps=100, val_images=64,
+                     trials=300, top=2, rounds=2, round_points=3),
+    "full": _budget("full", (128, 256), teacher="segmentation_ffnet46NS_CCC_mobile", teacher_steps=1500, distill_steps=300,
+                    train_images=256, distill_val=64, calibrate=8, points=20, finetune_steps=300, val_images=None,
+                    trials=2000, top=3, rounds=3, round_points=3),
+}
+DEFAULT_BUDGET = "quick"
+
+
+def get_budget(name: str) -> Budget:
+    if name not in BUDGETS:
+        raise InvalidInput(f"unknown budget {name!r}: expected one of {', '.join(BUDGETS)}{closest(name, BUDGETS)}")
+    return BUDGETS[name]
+
+
+def budget_dict(budget: Budget) -> dict:
+    """Plain values (lists for tuples): what run_summary.json's provenance and the YAML config hold."""
+    def plain(value):
+        if dataclasses.is_dataclass(value):
+            return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        if isinstance(value, tuple):
+            return [plain(v) for v in value]
+        return value
+
+    return plain(budget)
+
+
+__all__ = ["BUDGETS", "Budget", "DEFAULT_BUDGET", "DistillBudget", "EvaluateBudget", "LatencyBudget", "PredictorBudget",
+           "SearchBudget", "TeacherBudget", "budget_dict", "finetune_config", "get_budget"]

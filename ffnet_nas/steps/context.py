@@ -1,0 +1,80 @@
+"""What every step of one `ffnet-nas run` shares, made once: the run context.
+
+    ctx = open_run(workspace=ws, config=RunConfig(budget=get_budget("quick")))
+    ctx = ctx.with_teacher(read_teacher_info(ws.teacher_path))   # once the teacher exists
+
+Opening checks every setting that can fail on user input (budget, space, target, device,
+threads) before any work, so a typo costs nothing. The teacher's metadata (data set, input
+size, classes) is read once, after the teacher step, and handed to the steps that need it
+instead of each of them reading the teacher file again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from ffnet_nas.budgets import Budget
+from ffnet_nas.run_config import RunConfig
+from ffnet_nas.space.errors import InvalidInput
+from ffnet_nas.workspace import Workspace
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunContext:
+    workspace: Workspace
+    config: RunConfig
+    space: object  # SearchSpace at the budget's input size: the table, the search's MACs and every model see it
+    targets: tuple | None  # parsed config.target (None: derived from the published variants later)
+    device_name: str  # what the latency table records ("cpu" or the GPU's name)
+    progress: bool = True
+    teacher: object | None = None  # distill.teacher.TeacherMeta, once the teacher step ran
+
+    @property
+    def budget(self) -> Budget:
+        return self.config.budget
+
+    @property
+    def device(self) -> str:
+        return self.config.device
+
+    @property
+    def threads(self) -> int | None:
+        return self.config.threads
+
+    @property
+    def num_classes(self) -> int:
+        """The teacher's class count (= the data's): the latency units, MACs and models all use it."""
+        if self.teacher is None:
+            raise InvalidInput("the teacher's class count is asked before the teacher step ran")
+        return int(self.teacher.num_classes)
+
+    def with_teacher(self, meta) -> "RunContext":
+        return dataclasses.replace(self, teacher=meta)
+
+
+def open_run(*, workspace: Workspace, config: RunConfig, progress: bool = True) -> RunContext:
+    """The run's context, every user setting checked (InvalidInput, one line) before any work."""
+    from ffnet_nas.data import parse_spec
+    from ffnet_nas.predictors.latency.build import make_spec
+    from ffnet_nas.reports.export import FORMATS
+    from ffnet_nas.search.targets import parse_targets
+    from ffnet_nas.space.searchspace import get_space
+
+    budget = config.budget
+    # The whole run works at the budget's size (the paper's 512x1024 would take hours on a CPU).
+    space = dataclasses.replace(get_space(config.space), input_hw=budget.input_hw)
+    targets = parse_targets(config.target) if config.target else None  # a malformed target fails here
+    parse_spec(config.data)
+    bad = [f for f in config.formats if f not in FORMATS]
+    if bad:
+        raise InvalidInput(f"formats {list(config.formats)}: expected some of {', '.join(FORMATS)}")
+    # Device, dtype, backend and threads are checked now; the table's spec is made again in the
+    # latency step, when the teacher has said the class count (1 here only fills the field).
+    spec = make_spec(device=config.device, dtype=budget.latency.dtype, backend=budget.latency.backend,
+                     batch=budget.latency.batch, input_hw=budget.input_hw, threads=config.threads, num_classes=1)
+    return RunContext(workspace=workspace, config=config, space=space, targets=targets, device_name=spec.device_name,
+                      progress=progress)
+
+
+__all__ = ["RunContext", "open_run"]

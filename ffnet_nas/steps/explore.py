@@ -1,0 +1,161 @@
+"""The steps that explore the space: fit the accuracy predictor, search, evaluate in full.
+
+    fit_predictor(workspace=ws, request=PredictorRequest(...))   `ffnet-nas fit-predictor`, run step 4, refine rounds
+    search(workspace=ws, request=SearchRequest(...))             `ffnet-nas search`, run step 5, refine rounds
+    evaluate(workspace=ws, request=EvaluateRequest(...))         `ffnet-nas evaluate`, run step 6, refine rounds
+
+Each takes the workspace and one frozen request and returns a frozen result; none prints. The
+latency table and the accuracy predictor are loaded through `ffnet_nas.predictors.load` (one
+rule for which table), so the commands, `run` and its refine rounds score points alike.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+from ffnet_nas.settings import TrainConfig
+from ffnet_nas.space.arch import Arch
+from ffnet_nas.space.errors import InvalidInput
+from ffnet_nas.workspace import Workspace
+
+
+# ---- accuracy predictor -----------------------------------------------------------------------
+
+@dataclass(frozen=True, kw_only=True)
+class PredictorRequest:
+    finetune: TrainConfig | None = None  # fine-tuning of the design points (not needed with refit_only)
+    val_images: int | None = None  # their score uses the first N validation images
+    space: object | None = None  # SearchSpace the design is drawn from (not needed with refit_only)
+    points: int = 12
+    seed: int = 0
+    refit_only: bool = False  # fit on the evaluated rows; evaluate nothing
+    # keep a predictor that exists: `run` must not change the objective under a half-finished
+    # search (refit explicitly instead), and a refine round resumed after a kill keeps its own
+    reuse: bool = False
+    out_dir: Path | None = None  # None: the workdir's predictor folder
+    lut: str | None = None  # the latency table the design's evaluations are timed with
+    device: str = "cpu"
+
+
+@dataclass(frozen=True)
+class PredictorResult:
+    predictor: object  # predictors.accuracy.AccuracyPredictor
+    folder: Path
+    fitted_now: bool
+
+
+def fit_predictor(*, workspace: Workspace, request: PredictorRequest, progress: bool = True) -> PredictorResult:
+    from ffnet_nas.fit_predictor import fit_from_table, fit_predictor as fit_design
+    from ffnet_nas.predictors.load import load_accuracy_predictor
+
+    folder = Path(request.out_dir or workspace.predictor_dir)
+    if request.reuse:
+        stored = load_accuracy_predictor(folder)
+        if stored is not None:
+            return PredictorResult(predictor=stored, folder=folder, fitted_now=False)
+    if request.refit_only:
+        predictor = fit_from_table(workspace, out_dir=folder)
+    else:
+        if request.space is None or request.finetune is None:
+            raise TypeError("PredictorRequest: space and finetune are needed to evaluate a design (or refit_only=True)")
+        if folder != workspace.predictor_dir:
+            raise InvalidInput("a design is fitted into the workdir's predictor folder; expected refit_only with out_dir")
+        predictor = fit_design(workspace=workspace, space=request.space, n=request.points, config=request.finetune,
+                               val_images=request.val_images, seed=request.seed, device=request.device,
+                               progress=progress, lut=request.lut)
+    return PredictorResult(predictor=predictor, folder=folder, fitted_now=True)
+
+
+# ---- search -----------------------------------------------------------------------------------
+
+@dataclass(frozen=True, kw_only=True)
+class SearchRequest:
+    space: object  # SearchSpace
+    targets: tuple  # parsed (search.targets.parse_targets)
+    trials: int  # complete trials the study should hold
+    num_classes: int  # the teacher's: params and MACs of a point depend on it
+    seed: int | None = None
+    sampler: str = "nsga2"
+    storage: str | Path | None = None  # None: the workdir's journal (older names adopted)
+    study: str | None = None  # None: SPACE.TARGETS, or with study_per_predictors SPACE.TARGETS.<predictors' hash>
+    # one study per (space, targets, predictors): refitted predictors start a new study, the same resume theirs
+    study_per_predictors: bool = False
+    lut: str | None = None  # the latency table's name when several fit (predictors.load rule)
+    predictor_dir: Path | None = None  # None: the workdir's predictor folder
+    durable: bool = False
+    out_dir: Path | None = None  # where the tables go (None: nowhere; a refine round keeps only its list)
+    latest_dir: Path | None = None  # also write the front (and list) here as the latest search's
+    evaluate_top: int = 0  # list the best K feasible points (to_evaluate.csv)
+
+
+@dataclass(frozen=True)
+class SearchOutput:
+    result: object  # search.api.SearchResult
+    predictors: object  # predictors.load.Predictors
+    storage: object  # what the study is stored in (path or URL)
+    paths: Mapping[str, Path] = field(default_factory=dict)  # table name -> file written
+    to_evaluate: tuple[str, ...] = ()  # the best `evaluate_top` feasible points, best first
+
+
+def search(*, workspace: Workspace, request: SearchRequest, progress: bool = True) -> SearchOutput:
+    from ffnet_nas.predictors import load as loading
+    from ffnet_nas.search import tables
+    from ffnet_nas.search.api import predictor_study_name, run_search, write_outputs
+
+    if not isinstance(request.trials, int) or request.trials < 1:
+        raise InvalidInput(f"--trials {request.trials}: expected a positive number of complete trials")
+    if request.evaluate_top < 0:
+        raise InvalidInput(f"--evaluate-top {request.evaluate_top}: expected 0 or a positive number of points")
+    preds = loading.load_predictors(lut_dir=workspace.lut_dir, predictor_dir=request.predictor_dir or workspace.predictor_dir,
+                                    space=request.space, lut=request.lut)
+    storage = request.storage or workspace.adopt_legacy_journal()
+    study = request.study
+    if study is None and request.study_per_predictors:
+        study = predictor_study_name(request.space, request.targets, preds.objective_id)
+    result = run_search(space=request.space, predict_latency_ms=preds.latency_ms, predict_miou=preds.miou,
+                        targets=request.targets, n_trials=request.trials, sampler=request.sampler, storage=storage,
+                        study_name=study, seed=request.seed, objective_id=preds.objective_id,
+                        num_classes=request.num_classes, progress=progress, durable=request.durable)
+    paths = {}
+    if request.out_dir is not None:
+        paths = write_outputs(result, request.out_dir, evaluate_top=request.evaluate_top, latest_dir=request.latest_dir,
+                              predictors=preds.description)
+    # the list write_outputs writes to to_evaluate.csv, from the result in hand rather than read back
+    top = tables.top_k(result.extra["rows"], result.pareto.to_dict("records"), request.evaluate_top) \
+        if request.evaluate_top else []
+    return SearchOutput(result=result, predictors=preds, storage=storage, paths=paths,
+                        to_evaluate=tuple(r["code"] for r in top))
+
+
+# ---- full evaluation --------------------------------------------------------------------------
+
+@dataclass(frozen=True, kw_only=True)
+class EvaluateRequest:
+    points: tuple[Arch, ...]
+    finetune: TrainConfig
+    val_images: int | None = None  # score on the first N validation images (None: all)
+    init: str = "distilled"
+    redo: bool = False
+    lut: str | None = None  # the latency table's name when several fit (predictors.load rule)
+    predictor_dir: Path | None = None  # the predictor whose mIoU the rows carry (None: the workdir's)
+    device: str = "cpu"
+
+
+@dataclass(frozen=True)
+class EvaluateResult:
+    rows: object  # DataFrame: one row per point asked (this init), as in evaluated.csv
+
+
+def evaluate(*, workspace: Workspace, request: EvaluateRequest, progress: bool = True) -> EvaluateResult:
+    from ffnet_nas.evaluate import evaluate_points
+
+    rows = evaluate_points(request.points, workspace=workspace, config=request.finetune, val_images=request.val_images,
+                           init=request.init, redo=request.redo, device=request.device, progress=progress,
+                           predictor_dir=request.predictor_dir, lut=request.lut)
+    return EvaluateResult(rows=rows)
+
+
+__all__ = ["EvaluateRequest", "EvaluateResult", "PredictorRequest", "PredictorResult", "SearchOutput", "SearchRequest",
+           "evaluate", "fit_predictor", "search"]

@@ -1,0 +1,36 @@
+"""The last step: the report over whatever the workdir holds.
+
+    report(workspace=ws, request=ReportRequest(formats=("html",)))   `ffnet-nas report`, run step 7
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ffnet_nas.workspace import Workspace
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReportRequest:
+    formats: tuple[str, ...] = ("html",)
+    paper: bool = True  # the paper's figures re-drawn from its tables
+    pareto: bool = True  # this device's Pareto figure and the evidence behind it
+    out_dir: Path | None = None  # None: the workdir's report folder
+    lut: str | None = None  # a table slug when the workdir holds several (None: the report's own choice)
+    study: str | None = None  # a study name when the search folder holds several
+
+
+def report(*, workspace: Workspace, request: ReportRequest, progress: bool = True):
+    """Build the report; returns `reports.build.ReportResult` (figures, notes, files written, index)."""
+    from ffnet_nas.reports.build import build_report
+    from ffnet_nas.reports.inputs import ReportInputs
+
+    inputs = ReportInputs(lut_dir=workspace.lut_dir, library_dir=workspace.library_dir, search_dir=workspace.search_dir,
+                          evaluated_path=workspace.evaluated_path, predictor_dir=workspace.predictor_dir,
+                          lut=request.lut, study=request.study)
+    return build_report(inputs=inputs, out_dir=Path(request.out_dir or workspace.report_dir), paper=request.paper,
+                        pareto=request.pareto, formats=tuple(request.formats), progress=progress)
+
+
+__all__ = ["ReportRequest", "report"]
