@@ -11,10 +11,10 @@ same protocol, backend and settings as the workdir's latency table (chosen by th
 `ffnet_nas.predictors.load.choose_lut`, at the teacher's input size). One row per (point, init)
 in `evaluated.csv`.
 
-Kill and resume: fine-tuning checkpoints into the point's folder (`Workspace.point_dir`,
-`finetune_state.pt`; the training loop resumes from it); the row is written (atomically) only
-when the point is finished, the resume state is then deleted (the fine-tuned weights stay in
-`model.pt`), and a finished point is skipped unless `redo=True`.
+Kill and resume: fine-tuning checkpoints into the point's folder (`Workspace.point_resume_path`;
+the training loop resumes from it); the row is written (atomically) only when the point is
+finished, the resume state is then deleted (the fine-tuned weights stay, `Workspace.point_model_path`),
+and a finished point is skipped unless `redo=True`.
 """
 
 from __future__ import annotations
@@ -44,8 +44,6 @@ COLUMNS = (
     "predicted_latency_ms", "measured_latency_ms", "latency_table",
     "predicted_miou", "measured_miou", "steps", "seconds", "checkpoint",
 )
-RESUME_FILE = "finetune_state.pt"  # inside the point's folder (Workspace.point_dir)
-MODEL_FILE = "model.pt"
 
 
 @dataclass(frozen=True)
@@ -184,14 +182,15 @@ def evaluate_point(arch: "Arch | str", *, workspace: Workspace, config: TrainCon
     arch = resolve(arch)
     r = resources or Resources.load(workspace)
     model = assemble(arch, workspace.library_dir) if init == "distilled" else build_model(arch, num_classes=r.num_classes)
-    folder = point_dir(workspace, arch, init)
     t0 = time.perf_counter()
-    train(model, r.train_ds, config=config, checkpoint_path=folder / RESUME_FILE, teacher=r.teacher,
+    train(model, r.train_ds, config=config, checkpoint_path=workspace.point_resume_path(arch.stable_hash, init),
+          teacher=r.teacher,
           device=device, progress=progress, desc=f"fine-tune {arch.stable_hash} ({init})",
           fingerprint={"init": init, "data": r.data})
     score = evaluate(model.eval(), r.val_ds, device=device, limit=val_images, progress=progress)
     seconds = time.perf_counter() - t0
-    checkpoint = save_checkpoint(folder / MODEL_FILE, model.cpu(), data=r.data, init=init, steps=config.steps)
+    checkpoint = save_checkpoint(workspace.point_model_path(arch.stable_hash, init), model.cpu(), data=r.data, init=init,
+                                 steps=config.steps)
 
     predicted_ms = measured_ms = None
     if r.table is not None:
@@ -234,7 +233,7 @@ def evaluate_points(archs: Iterable["Arch | str"], *, workspace: Workspace, conf
         _upsert(workspace.evaluated_path, row)
         # the row and model.pt are the result; the resume state (weights + optimizer, twice the
         # model's size) only served a kill mid-training and would leave GBs behind per run
-        (point_dir(workspace, arch, init) / RESUME_FILE).unlink(missing_ok=True)
+        workspace.point_resume_path(arch.stable_hash, init).unlink(missing_ok=True)
         latency = f", {row['measured_latency_ms']:.2f} ms" if row["measured_latency_ms"] is not None else ""
         logger.log(level, "%s (%s): mIoU %.2f%s -> %s", arch.code, init, row["measured_miou"], latency,
                    workspace.evaluated_path)

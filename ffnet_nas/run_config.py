@@ -60,7 +60,12 @@ def config_dict(config: RunConfig) -> dict:
 def to_yaml(config: RunConfig) -> str:
     import yaml
 
-    return HEADER + yaml.safe_dump(config_dict(config), sort_keys=False, default_flow_style=None)
+    class Dumper(yaml.SafeDumper):
+        pass
+
+    # one section per block, short lists ([64, 128], [html]) on their key's line
+    Dumper.add_representer(list, lambda d, v: d.represent_sequence("tag:yaml.org,2002:seq", v, flow_style=True))
+    return HEADER + yaml.dump(config_dict(config), Dumper=Dumper, sort_keys=False, default_flow_style=False)
 
 
 def load_config(path: str | Path) -> RunConfig:

@@ -66,6 +66,12 @@ class Workspace:
     def point_dir(self, point_hash: str, init: str) -> Path:
         return self.evaluated_dir / f"{point_hash}-{init}"
 
+    def point_model_path(self, point_hash: str, init: str) -> Path:  # the fine-tuned network (kept)
+        return self.point_dir(point_hash, init) / "model.pt"
+
+    def point_resume_path(self, point_hash: str, init: str) -> Path:  # fine-tuning state (deleted when done)
+        return self.point_dir(point_hash, init) / "finetune_state.pt"
+
     @property
     def predictor_dir(self) -> Path:  # the accuracy predictor the first search used
         return self.root / "predictor"

@@ -114,7 +114,12 @@ def fit_calibration(raw_ms: Sequence[float], measured_ms: Sequence[float], *, co
 
 
 def calibration_path(table: LatencyTable) -> Path:
-    return table.path.with_suffix(".calibration.json")
+    return _calibration_file(table.path)
+
+
+def _calibration_file(csv_path: Path) -> Path:
+    # beside the table: <slug>.calibration.json
+    return Path(csv_path).with_suffix(".calibration.json")
 
 
 def save_calibration(table: LatencyTable, cal: Calibration) -> Path:
@@ -140,7 +145,7 @@ def _stamp(path: Path) -> tuple[str, int, int]:
     def mtime(p: Path) -> int:
         return p.stat().st_mtime_ns if p.exists() else 0
 
-    return str(path.resolve()), mtime(path), mtime(path.with_suffix(".calibration.json"))
+    return str(path.resolve()), mtime(path), mtime(_calibration_file(path))
 
 
 @functools.lru_cache(maxsize=8)
