@@ -120,9 +120,12 @@ def lut_validation(inputs: ReportInputs, slug: str) -> tuple[Loaded | None, Miss
 
 def describe_lut(meta: dict[str, Any]) -> dict[str, Any]:
     """The provenance lines the index shows for figures made from a LUT."""
+    from ffnet_nas.predictors.latency.backends import table_export  # imports torch: only when asked
+
     spec = meta.get("spec", {})
     prov = meta.get("provenance", {})
     hw = spec.get("input_hw")
+    export = table_export(meta)  # onnxruntime tables: which export made the timed graphs
     return {
         k: v
         for k, v in {
@@ -132,6 +135,7 @@ def describe_lut(meta: dict[str, Any]) -> dict[str, Any]:
             "input size": f"{hw[0]}x{hw[1]}" if hw else None,
             "batch": spec.get("batch"),
             "threads": spec.get("threads"),
+            "ONNX export": str(export) if export else None,
             "measured": prov.get("created"),
             "torch": prov.get("torch"),
         }.items()

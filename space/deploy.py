@@ -1,5 +1,8 @@
 """Deployment helpers: BatchNorm folding, channels_last, ONNX export and its check under ONNX Runtime.
 
+This module owns the ONNX export (`onnx_model`, `export_onnx`) and its defaults (`DEFAULT_EXPORTER`,
+`DEFAULT_OPSET`, no folding): `ffnet-nas export` and the onnxruntime latency backend both use them.
+
 Folding rewrites every convolution that is immediately followed by a BatchNorm into one
 convolution with a bias (W' = W * g / sqrt(v + eps), b' = (b - m) * g / sqrt(v + eps) + beta)
 and replaces the BatchNorm by Identity. The fold is computed in float64 and cast back, so
@@ -26,6 +29,8 @@ from torch import nn
 from ffnet_nas.space.errors import InvalidInput
 from ffnet_nas.space.io import atomic_write_bytes
 
+EXPORTERS = ("dynamo", "torchscript")
+DEFAULT_EXPORTER = "dynamo"  # torch's default since 2.9; what `ffnet-nas export` uses unless told otherwise
 DEFAULT_OPSET = 18  # the dynamo exporter's lowest native opset in torch >= 2.9
 ONNX_PROTOBUF_LIMIT = 2**31 - 1
 
@@ -118,6 +123,58 @@ class OnnxCheck:
         return self.max_rel_diff <= 1e-4
 
 
+@dataclass(frozen=True)
+class OnnxExport:
+    """How a graph was exported: the settings a latency table records next to its times."""
+
+    exporter: str = DEFAULT_EXPORTER
+    opset: int = DEFAULT_OPSET
+    fold_bn: bool = False  # `ffnet-nas export` folds only when asked (--fold-bn)
+
+    def __str__(self) -> str:
+        return f"{self.exporter} exporter, opset {self.opset}{', BN folded' if self.fold_bn else ''}"
+
+
+def onnx_model(
+    model: nn.Module,
+    inputs: tuple[torch.Tensor, ...],
+    *,
+    exporter: str = DEFAULT_EXPORTER,
+    opset: int = DEFAULT_OPSET,
+    input_names: list[str] | None = None,
+    output_names: list[str] | None = None,
+):
+    """The ONNX `ModelProto` of `model` (put in eval mode for the export) at the shapes of `inputs`.
+
+    The one exporter call of the project: `export_onnx` (what `ffnet-nas export` ships) and the
+    onnxruntime latency backend both go through it, so a latency table times the graph a user ships.
+    exporter="dynamo" uses torch.export + onnxscript (torch's default since 2.9);
+    exporter="torchscript" the legacy tracer (faster to export, deprecated by torch).
+    """
+    if exporter not in EXPORTERS:
+        raise InvalidInput(f"exporter {exporter!r}: expected one of {', '.join(EXPORTERS)}")
+    if not (isinstance(opset, int) and 7 <= opset <= 30):
+        raise InvalidInput(f"opset {opset!r}: expected an ONNX opset number such as {DEFAULT_OPSET}")
+    was_training = model.training
+    model.eval()
+    names = dict(input_names=input_names, output_names=output_names)
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # deprecation chatter of the exporters, not about the model
+            if exporter == "dynamo":
+                program = torch.onnx.export(model, tuple(inputs), None, dynamo=True, opset_version=opset,
+                                            verbose=False, **names)
+                return program.model_proto
+            buf = io.BytesIO()
+            torch.onnx.export(model, tuple(inputs), buf, dynamo=False, opset_version=opset,
+                              do_constant_folding=True, **names)
+            import onnx
+
+            return onnx.load_from_string(buf.getvalue())
+    finally:
+        model.train(was_training)
+
+
 def export_onnx(
     model: nn.Module,
     path: str | Path,
@@ -125,41 +182,14 @@ def export_onnx(
     input_hw: tuple[int, int],
     opset: int = DEFAULT_OPSET,
     batch: int = 1,
-    exporter: str = "dynamo",
+    exporter: str = DEFAULT_EXPORTER,
 ) -> Path:
     """Export `model` (eval mode, fixed input shape 1x3xHxW) to ONNX at `path`, atomically.
 
-    exporter="dynamo" uses torch.export + onnxscript (torch's default since 2.9);
-    exporter="torchscript" the legacy tracer (faster to export, deprecated by torch).
-    Input and output are named "image" and "logits".
+    See `onnx_model` for the exporters. Input and output are named "image" and "logits".
     """
-    if exporter not in ("dynamo", "torchscript"):
-        raise InvalidInput(f"exporter {exporter!r}: expected 'dynamo' or 'torchscript'")
-    if not (isinstance(opset, int) and 7 <= opset <= 30):
-        raise InvalidInput(f"opset {opset!r}: expected an ONNX opset number such as {DEFAULT_OPSET}")
-    was_training = model.training
-    model.eval()
     x = torch.randn(batch, 3, *input_hw)
-    try:
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # deprecation chatter of the exporters, not about the model
-            if exporter == "dynamo":
-                program = torch.onnx.export(
-                    model, (x,), None, dynamo=True, opset_version=opset, verbose=False,
-                    input_names=["image"], output_names=["logits"],
-                )
-                proto = program.model_proto
-            else:
-                buf = io.BytesIO()
-                torch.onnx.export(
-                    model, (x,), buf, dynamo=False, opset_version=opset,
-                    input_names=["image"], output_names=["logits"], do_constant_folding=True,
-                )
-                import onnx
-
-                proto = onnx.load_from_string(buf.getvalue())
-    finally:
-        model.train(was_training)
+    proto = onnx_model(model, (x,), exporter=exporter, opset=opset, input_names=["image"], output_names=["logits"])
     if proto.ByteSize() > ONNX_PROTOBUF_LIMIT:
         raise InvalidInput(f"model too large for a single ONNX file ({proto.ByteSize() / 2**30:.1f} GiB > 2 GiB)")
     return atomic_write_bytes(path, proto.SerializeToString())

@@ -7,23 +7,29 @@
                    would otherwise exhaust the recompile limit and fall back to eager silently.
 * ``onnxruntime``  exported to ONNX in memory, run by an `InferenceSession` with the same
                    thread count (CPU provider, or CUDA provider with I/O binding on GPU).
+                   The export is `ffnet-nas export`'s own (`space.deploy.onnx_model` with its
+                   defaults, `SHIPPED_EXPORT`): the table times the graph a user ships. A table
+                   records it with its versions (`onnx_exporter`, `onnx_opset`, `onnx_fold_bn`);
+                   tables written before that timed a TorchScript/opset-17 graph (`LEGACY_EXPORT`),
+                   which `table_export` reports for them.
 
 onnxruntime is imported lazily: eager users never pay for it.
 """
 
 from __future__ import annotations
 
-import io
-import warnings
-from typing import Callable
+from typing import Any, Callable, Mapping
 
 import torch
 from torch import nn
 
 from ffnet_nas.predictors.latency.protocol import torch_dtype
+from ffnet_nas.space.deploy import OnnxExport, fold_bn, onnx_model
 from ffnet_nas.space.errors import InvalidInput, closest
 
 BACKENDS = ("eager", "compile", "onnxruntime")
+SHIPPED_EXPORT = OnnxExport()  # what `ffnet-nas export` writes by default: dynamo, opset 18, BN not folded
+LEGACY_EXPORT = OnnxExport(exporter="torchscript", opset=17)  # what this backend timed before it recorded it
 
 
 def check_backend(backend: str, device: str) -> None:
@@ -37,19 +43,52 @@ def check_backend(backend: str, device: str) -> None:
         if device.startswith("cuda") and "CUDAExecutionProvider" not in ort.get_available_providers():
             raise InvalidInput(f"--backend onnxruntime on {device}: this onnxruntime has no CUDAExecutionProvider "
                                f"(has {', '.join(ort.get_available_providers())}); expected onnxruntime-gpu")
+        if SHIPPED_EXPORT.exporter == "dynamo":
+            try:
+                import onnxscript  # noqa: F401  (the dynamo exporter writes the graph with it)
+            except ImportError:
+                raise InvalidInput("--backend onnxruntime exports like `ffnet-nas export` (dynamo exporter), which "
+                                   "needs onnxscript; expected `pip install onnxscript`") from None
 
 
 def backend_versions(backend: str) -> dict[str, str]:
+    """Library versions behind a table's times; for onnxruntime also the export that made the graph."""
     out = {"torch": torch.__version__}
     if backend == "onnxruntime":
         import onnxruntime as ort
 
         out["onnxruntime"] = ort.__version__
+        out.update(export_record(SHIPPED_EXPORT))
+        if SHIPPED_EXPORT.exporter == "dynamo":
+            import onnxscript
+
+            out["onnxscript"] = onnxscript.__version__
     if torch.version.cuda:
         out["cuda"] = torch.version.cuda
     if torch.backends.cudnn.is_available():
         out["cudnn"] = str(torch.backends.cudnn.version())
     return out
+
+
+def export_record(export: OnnxExport) -> dict[str, str]:
+    """The export as the strings a table's `versions` holds."""
+    return {"onnx_exporter": export.exporter, "onnx_opset": str(export.opset),
+            "onnx_fold_bn": str(export.fold_bn).lower()}
+
+
+def table_export(meta: Mapping[str, Any]) -> OnnxExport | None:
+    """The export whose graphs a table's times are of (None: its backend does not export).
+
+    A table written before the export was recorded reads as `LEGACY_EXPORT`, field by field.
+    """
+    if (meta.get("spec") or {}).get("backend") != "onnxruntime":
+        return None
+    versions = meta.get("versions") or {}
+    return OnnxExport(
+        exporter=str(versions.get("onnx_exporter", LEGACY_EXPORT.exporter)),
+        opset=int(versions.get("onnx_opset", LEGACY_EXPORT.opset)),
+        fold_bn=str(versions.get("onnx_fold_bn", str(LEGACY_EXPORT.fold_bn))).lower() == "true",
+    )
 
 
 def prepare(module: nn.Module, inputs: tuple[torch.Tensor, ...], *, backend: str, device: str, dtype: str,
@@ -71,17 +110,10 @@ def prepare(module: nn.Module, inputs: tuple[torch.Tensor, ...], *, backend: str
 
 
 def export_onnx(module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> bytes:
-    """ONNX bytes. The TorchScript exporter is tried first (50x faster per unit here); the
-    torch.export-based one is the fallback for torch versions that dropped it."""
-    buf = io.BytesIO()
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(module, inputs, buf, dynamo=False, opset_version=17)
-        return buf.getvalue()
-    except Exception:  # noqa: BLE001 - any failure of the legacy path means "use the new one"
-        program = torch.onnx.export(module, inputs, dynamo=True)
-        return program.model_proto.SerializeToString()
+    """ONNX bytes of `module` at the shapes of `inputs`, exported as `ffnet-nas export` does (`SHIPPED_EXPORT`)."""
+    if SHIPPED_EXPORT.fold_bn:  # off, as in `ffnet-nas export`; here so the record and the graph cannot disagree
+        module = fold_bn(module)
+    return onnx_model(module, inputs, exporter=SHIPPED_EXPORT.exporter, opset=SHIPPED_EXPORT.opset).SerializeToString()
 
 
 def _onnxruntime(module: nn.Module, inputs: tuple[torch.Tensor, ...], *, device: str, dtype: torch.dtype,

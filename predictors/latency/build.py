@@ -1,7 +1,9 @@
 """The measure-latency pipeline: check settings, fill the table, calibrate, optionally validate.
 
 Every check that can fail on user input runs before anything is measured, so a bad
-`--dtype` or `--device` costs nothing and loses nothing.
+`--dtype` or `--device` costs nothing and loses nothing. That includes an onnxruntime table
+whose graphs came from another ONNX export than the one this version times (the one
+`ffnet-nas export` ships, `backends.SHIPPED_EXPORT`): its keys would not add up with new ones.
 """
 
 from __future__ import annotations
@@ -9,12 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ffnet_nas.predictors.latency.backends import check_backend
+from ffnet_nas.predictors.latency.backends import SHIPPED_EXPORT, check_backend, table_export
 from ffnet_nas.predictors.latency.keys import space_units
-from ffnet_nas.predictors.latency.lut import LatencyTable, LutSpec, measure_units, open_table
+from ffnet_nas.predictors.latency.lut import LatencyTable, LutSpec, measure_units, open_table, table_paths
 from ffnet_nas.predictors.latency.predict import Calibration
 from ffnet_nas.predictors.latency.protocol import Protocol, check_clock, check_dtype, default_threads, device_name, parse_device
 from ffnet_nas.space.errors import InvalidInput
+from ffnet_nas.space.io import read_json
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,7 @@ def build(*, lut_dir: str | Path, space, spec: LutSpec, protocol: Protocol, cali
     from ffnet_nas.predictors.latency.validate import calibrate, validate
 
     check_clock(protocol, spec.device, spec.threads)
+    check_table_export(lut_dir, spec)
     if validate_n > 0 and space.size <= calibrate_n and not _has_published(space):
         raise InvalidInput(f"space {space.name!r} has {space.size} point(s), all used for calibration and none "
                            "published: nothing left to validate on; expected a smaller --calibrate")
@@ -61,6 +65,26 @@ def build(*, lut_dir: str | Path, space, spec: LutSpec, protocol: Protocol, cali
         result = validate(table, space, n=validate_n, calibration=cal or Calibration(), protocol=protocol,
                           seed=seed, progress=progress)
     return BuildResult(table, len(units), n_new, cal, result)
+
+
+def check_table_export(lut_dir: str | Path, spec: LutSpec) -> None:
+    """Refuse to extend an onnxruntime table timed on graphs from another export than `SHIPPED_EXPORT`.
+
+    Tables written before the export was recorded read as `backends.LEGACY_EXPORT` (TorchScript,
+    opset 17). They still load and predict; only measuring more into them is refused.
+    """
+    csv_path, meta_path = table_paths(lut_dir, spec)
+    if spec.backend != "onnxruntime" or not meta_path.exists():
+        return
+    try:
+        meta = read_json(meta_path, what="latency table metadata")
+    except InvalidInput:
+        return  # open_table reports a corrupt file in its own words
+    recorded = table_export(meta)
+    if recorded is not None and recorded != SHIPPED_EXPORT:
+        raise InvalidInput(f"latency table {str(csv_path)!r} timed graphs from the {recorded}; this version times "
+                           f"the graph `ffnet-nas export` ships ({SHIPPED_EXPORT}); expected deleting the table (or "
+                           "another --workdir) so that it is measured again")
 
 
 def _has_published(space) -> bool:

@@ -1,5 +1,6 @@
 """The table: measured, saved after every key, resumable after a kill, never duplicated."""
 
+import json
 import os
 import signal
 import subprocess
@@ -10,10 +11,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from ffnet_nas.predictors.latency.build import make_spec
+from ffnet_nas.predictors.latency.backends import LEGACY_EXPORT, SHIPPED_EXPORT, table_export
+from ffnet_nas.predictors.latency.build import build, make_spec
 from ffnet_nas.predictors.latency.keys import space_units
-from ffnet_nas.predictors.latency.lut import load_table, measure_units, open_table
+from ffnet_nas.predictors.latency.lut import COLUMNS, load_table, measure_units, open_table
 from ffnet_nas.predictors.latency.protocol import Protocol
+from ffnet_nas.space.deploy import DEFAULT_EXPORTER, DEFAULT_OPSET, OnnxExport
 from ffnet_nas.space.errors import InvalidInput
 from ffnet_nas.space.searchspace import from_dict
 
@@ -92,6 +95,43 @@ def test_onnxruntime_backend_times_a_unit(tmp_path):
     done = measure_units(table, units, FAST, progress=False)
     assert len(done) == 2 and "onnxruntime" in done.path.name
     assert all(r["estimate_ms"] > 0 for r in done.rows.values())
+    # the table records the export that made the timed graphs: `ffnet-nas export`'s defaults
+    versions = load_table(done.path).meta["versions"]
+    assert (versions["onnx_exporter"], versions["onnx_opset"], versions["onnx_fold_bn"]) == ("dynamo", "18", "false")
+    assert table_export(load_table(done.path).meta) == SHIPPED_EXPORT == OnnxExport(DEFAULT_EXPORTER, DEFAULT_OPSET, False)
+
+
+def test_the_backend_times_the_graph_export_ships(tmp_path):
+    import onnx
+    import torch
+
+    from ffnet_nas.predictors.latency.backends import export_onnx as backend_export
+    from ffnet_nas.space import build_model
+    from ffnet_nas.space.deploy import export_onnx
+
+    model = build_model("stemC-basic-d1.1.1-w16.24.32-s2-upC-segC-nearest-predown").eval()
+    shipped = onnx.load(str(export_onnx(model, tmp_path / "m.onnx", input_hw=(64, 128))))  # the CLI's defaults
+    timed = onnx.load_from_string(backend_export(model, (torch.randn(1, 3, 64, 128),)))
+    assert [n.op_type for n in timed.graph.node] == [n.op_type for n in shipped.graph.node]
+    assert [o.version for o in timed.opset_import if o.domain == ""] == [DEFAULT_OPSET]
+
+
+def test_a_table_from_before_the_export_was_recorded_loads_and_is_not_extended(tmp_path):
+    space = from_dict(TINY)
+    spec = _spec(backend="onnxruntime")
+    table = open_table(tmp_path, spec, FAST, space="tiny")
+    unit = space_units(space, space.input_hw)[0]
+    table.path.write_text(f"{','.join(COLUMNS)}\n{unit.key},{unit.kind},1.5,1.5,1.5,1.4,1.6,0.1,3,True,0.2,1,1.5\n")
+    meta = json.loads(table.path.with_suffix(".json").read_text())
+    for key in ("onnx_exporter", "onnx_opset", "onnx_fold_bn", "onnxscript"):  # as written before
+        del meta["versions"][key]
+    table.path.with_suffix(".json").write_text(json.dumps(meta))
+    old = load_table(table.path)
+    assert old.ms(unit.key) == 1.5 and table_export(old.meta) == LEGACY_EXPORT  # read as the old default
+    assert LEGACY_EXPORT == OnnxExport("torchscript", 17, False)
+    with pytest.raises(InvalidInput, match="torchscript exporter, opset 17.*dynamo exporter, opset 18.*expected deleting"):
+        build(lut_dir=tmp_path, space=space, spec=spec, protocol=FAST, calibrate_n=0, progress=False)
+    assert table_export({"spec": {"backend": "eager"}}) is None  # eager tables export nothing
 
 
 @pytest.mark.slow

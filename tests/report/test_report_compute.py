@@ -153,6 +153,11 @@ def test_lut_picking_and_description(tmp_path):
     assert inp.pick_lut(inputs) == (SLUG, None)
     desc = inp.describe_lut(inp.lut_meta(inputs, SLUG))
     assert desc["device"] == "cpu (Test CPU)" and desc["input size"] == "256x512" and desc["dtype"] == "fp32"
+    assert "ONNX export" not in desc  # an eager table times no exported graph
+    onnx_meta = {"spec": {**inp.lut_meta(inputs, SLUG)["spec"], "backend": "onnxruntime"}}
+    assert inp.describe_lut(onnx_meta)["ONNX export"] == "torchscript exporter, opset 17"  # written before it was recorded
+    onnx_meta["versions"] = {"onnx_exporter": "dynamo", "onnx_opset": "18", "onnx_fold_bn": "false"}
+    assert inp.describe_lut(onnx_meta)["ONNX export"] == "dynamo exporter, opset 18"
     _, missing = inp.pick_lut(inp.ReportInputs(lut_dir=tmp_path / "lut", lut="nope"))
     assert SLUG in missing.command
 
