@@ -18,8 +18,9 @@ Pure functions on arrays; imports nothing from the package, so every layer may u
 from __future__ import annotations
 
 import bisect
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterable, Mapping, Sequence
+from typing import Mapping, Sequence, Union
 
 import numpy as np
 
@@ -53,11 +54,11 @@ def rank_correlations(predicted: Sequence[float], measured: Sequence[float]) -> 
 
 # ---- Pareto sets and hypervolume (latency down, mIoU up) ---------------------------------------
 
-Points = "Sequence[Sequence[float]] | np.ndarray"
+Points = Union[Sequence[Sequence[float]], np.ndarray]  # rows of (latency_ms, miou); a DataFrame of two columns too
 
 
-def _points(points: Points, *, what: str = "points") -> np.ndarray:
-    pts = np.asarray(points if isinstance(points, np.ndarray) else list(points), dtype=float)
+def _points(points: "Points | Iterator", *, what: str = "points") -> np.ndarray:
+    pts = np.asarray(list(points) if isinstance(points, Iterator) else points, dtype=float)
     if pts.size == 0:
         return pts.reshape(0, 2)
     if pts.ndim != 2 or pts.shape[1] != 2:
