@@ -121,14 +121,29 @@ def test_two_workers_share_one_journal_without_loss_or_duplicates(tmp_path):
     """Two workers (threads, each with its own storage object, like two processes) on one journal.
 
     The same check with two real `ffnet-nas search` processes, and with PostgreSQL, is in
-    tests/test_search_cli.py (marked slow: process start-up dominates)."""
+    tests/search/test_search_cli.py (marked slow: process start-up dominates)."""
     import threading
 
     journal = tmp_path / "s.journal"
     results = {}
+    # Both workers must be inside their first trial before either goes on; otherwise, on a busy machine,
+    # one thread could finish all 30 trials before the other starts (seen once on a fresh clone) and the
+    # test would not be about sharing at all.
+    barrier = threading.Barrier(2, timeout=120)
+
+    def first_call_waits(predict):
+        calls = []
+
+        def wrapped(arch):
+            if not calls:
+                calls.append(arch)
+                barrier.wait()
+            return predict(arch)
+        return wrapped
 
     def work(i):
-        results[i] = _search(storage=journal, study_name="shared", n_trials=30, seed=i)
+        results[i] = _search(storage=journal, study_name="shared", n_trials=30, seed=i,
+                             predict_latency_ms=first_call_waits(standin_latency_ms))
 
     threads = [threading.Thread(target=work, args=(i,)) for i in (1, 2)]
     for t in threads:
