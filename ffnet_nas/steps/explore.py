@@ -86,6 +86,7 @@ class SearchRequest:
     predictor_dir: Path | None = None  # None: the workdir's predictor folder
     durable: bool = False
     out_dir: Path | None = None  # where the tables go (None: nowhere; a refine round keeps only its list)
+    study_subdir: bool = False  # into out_dir/<study name> (`search`), not out_dir itself (`run`)
     latest_dir: Path | None = None  # also write the front (and list) here as the latest search's
     evaluate_top: int = 0  # list the best K feasible points (to_evaluate.csv)
 
@@ -120,7 +121,8 @@ def search(*, workspace: Workspace, request: SearchRequest, progress: bool = Tru
                         num_classes=request.num_classes, progress=progress, durable=request.durable)
     paths = {}
     if request.out_dir is not None:
-        paths = write_outputs(result, request.out_dir, evaluate_top=request.evaluate_top, latest_dir=request.latest_dir,
+        out_dir = Path(request.out_dir) / result.study_name if request.study_subdir else Path(request.out_dir)
+        paths = write_outputs(result, out_dir, evaluate_top=request.evaluate_top, latest_dir=request.latest_dir,
                               predictors=preds.description)
     # the list write_outputs writes to to_evaluate.csv, from the result in hand rather than read back
     top = tables.top_k(result.extra["rows"], result.pareto.to_dict("records"), request.evaluate_top) \
