@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
 from pathlib import Path
 
@@ -34,7 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 from ffnet_nas.distill.blocks import StudentBlock, block_io, nsr  # noqa: E402
 from ffnet_nas.distill.choices import space_choices  # noqa: E402
-from ffnet_nas.distill.features import FeatureSet, compute_features, file_digest, load_features, save_features  # noqa: E402
+from ffnet_nas.distill.features import compute_features, file_digest, load_features, save_features  # noqa: E402
 from ffnet_nas.distill.library import BlockLibrary, TeacherInfo, distill_library  # noqa: E402
 from ffnet_nas.distill.teacher import load_teacher  # noqa: E402
 from ffnet_nas.settings import BlockTrainConfig  # noqa: E402

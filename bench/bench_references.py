@@ -20,7 +20,6 @@ import argparse
 import math
 import os
 import shutil
-import sys
 import time
 from pathlib import Path
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from ffnet_nas.distill.blocks import StudentBlock
-from ffnet_nas.distill.choices import BACKBONE_POSITIONS, arch_choices
+from ffnet_nas.distill.choices import arch_choices
 from ffnet_nas.distill.library import BlockLibrary
 from ffnet_nas.distill.train import OK
 from ffnet_nas.space.arch import Arch, resolve

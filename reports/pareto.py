@@ -15,7 +15,6 @@ from ffnet_nas.reports.labels import annotations, place_labels
 from ffnet_nas.reports.pareto_data import ParetoData
 from ffnet_nas.reports.style import (
     FRONT_COLOUR,
-    GREY,
     SYMBOL_3STAGE,
     SYMBOL_4STAGE,
     Frame,

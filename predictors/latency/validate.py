@@ -180,7 +180,6 @@ def validation_points(space, n: int, *, seed: int, exclude: Iterable[str] = ()) 
 def validate(table: LatencyTable, space, *, n: int, calibration: Calibration, protocol: Protocol, seed: int = 0,
              progress: bool = True) -> ValidationResult:
     """Measure n random + all published points twice; compare with the prediction; write the table."""
-    import numpy as np
     import pandas as pd
 
     points = validation_points(space, n, seed=seed, exclude=calibration.codes)

@@ -8,7 +8,7 @@ import yaml
 
 from ffnet_nas.budgets import BUDGETS, get_budget
 from ffnet_nas.cli import main
-from ffnet_nas.run_config import RunConfig, load_config, to_yaml
+from ffnet_nas.run_config import RunConfig, load_config
 from ffnet_nas.space import InvalidInput
 
 
