@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import math
+import pickle
 import random
 import time
 from dataclasses import dataclass, field
@@ -41,6 +42,7 @@ from ffnet_nas.metrics import IGNORE_INDEX, ConfusionMeter, SegmentationScore
 # TrainConfig` keeps working for older callers.
 from ffnet_nas.settings import OPTIMIZERS, SCHEDULES, TrainConfig
 from ffnet_nas.space.errors import InvalidInput
+from ffnet_nas.space.io import refused_as_code
 
 logger = logging.getLogger(__name__)
 
@@ -125,7 +127,15 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimiz
 
 
 def _rng_state() -> dict[str, Any]:
-    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    """Every RNG the loop draws from, in types `torch.load(weights_only=True)` accepts.
+
+    numpy's state holds an ndarray, which the safe unpickler refuses, so its key goes in a tensor;
+    Python's state is a tuple of ints, which it accepts as is.
+    """
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    numpy_state = {"name": str(name), "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)), "pos": int(pos),
+                   "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}
+    return {"torch": torch.get_rng_state(), "numpy": numpy_state, "python": random.getstate()}
 
 
 def _seed_all(seed: int) -> None:
@@ -136,8 +146,10 @@ def _seed_all(seed: int) -> None:
 
 def _set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
+    n = state["numpy"]
+    np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"]))
+    version, internal, gauss_next = state["python"]
+    random.setstate((version, tuple(internal), gauss_next))
 
 
 def _fingerprint(model: nn.Module, config: TrainConfig, extra: dict[str, Any]) -> dict[str, Any]:
@@ -151,8 +163,15 @@ def load_train_state(path: Path) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     try:
-        # Our own file: it holds numpy RNG state and Python tuples, so full unpickling is needed.
-        return torch.load(path, map_location="cpu", weights_only=False)
+        # A workdir may come from elsewhere (a shared run folder, a download): never unpickle code.
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        if not refused_as_code(e):
+            raise InvalidInput(f"training checkpoint {str(path)!r} is corrupt or truncated ({type(e).__name__}); "
+                               "delete it to start over") from None
+        raise InvalidInput(f"training checkpoint {str(path)!r} holds Python objects that are not loaded because "
+                           "unpickling them could run code (a planted file, or one from an earlier ffnet-nas, which "
+                           "kept numpy objects there); delete it to restart this training from its first step") from None
     except Exception as e:
         raise InvalidInput(f"training checkpoint {str(path)!r} is corrupt or truncated ({type(e).__name__}); "
                            "delete it to start over") from None

@@ -21,7 +21,7 @@ from torch import nn
 
 from ffnet_nas.space.arch import Arch, resolve
 from ffnet_nas.space.errors import InvalidInput
-from ffnet_nas.space.io import atomic_torch_save, provenance
+from ffnet_nas.space.io import atomic_torch_save, provenance, refused_as_code
 
 WRAPPER_KEYS = ("state_dict", "model", "model_state_dict")
 STRIP_PREFIXES = ("module.", "_orig_mod.")
@@ -40,7 +40,7 @@ def read_checkpoint(path: str | Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        if "weights only" in str(e).lower() or "weights_only" in str(e):
+        if refused_as_code(e):
             # Not corrupt, but it pickles arbitrary Python objects; unpickling those can run code.
             raise InvalidInput(
                 f"checkpoint {str(path)!r} holds Python objects other than tensors, which are not loaded for "

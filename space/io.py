@@ -103,3 +103,10 @@ def _version() -> str:
         return version("ffnet-nas")
     except Exception:
         return "unknown"
+
+
+def refused_as_code(error: BaseException) -> bool:
+    """Whether `torch.load(weights_only=True)` refused a file because it pickles code (a class or
+    function to call), as opposed to the file being damaged. Both raise UnpicklingError with the same
+    opening words; only the former names an unsupported global."""
+    return "Unsupported global" in str(error)
