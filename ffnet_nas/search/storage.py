@@ -13,6 +13,8 @@ power cut can lose the last lines (at worst the last trials, which a re-run redo
 from __future__ import annotations
 
 import json
+import logging
+import os
 import time
 import warnings
 from pathlib import Path
@@ -20,6 +22,8 @@ from typing import Any
 
 from ffnet_nas.space.errors import InvalidInput
 from ffnet_nas.workspace import JOURNAL_NAME
+
+logger = logging.getLogger(__name__)
 
 
 def _backend_class():
@@ -65,10 +69,70 @@ def open_storage(storage: "str | Path | None", *, durable: bool = False):
         path.parent.mkdir(parents=True, exist_ok=True)
         from optuna.storages.journal import JournalFileBackend, JournalStorage
 
+        repair_torn_tail(path)
         backend = JournalFileBackend(str(path)) if durable else _backend_class()(str(path))
         return JournalStorage(backend)
     except OSError as e:
         raise InvalidInput(f"cannot open journal {text!r}: {e.strerror or e}; expected a writable path") from None
+
+
+def repair_torn_tail(path: Path) -> int:
+    """Drop an incomplete last record of a journal file; the number of bytes dropped (0: intact).
+
+    A write cut short (disk full, power cut, a kill inside `write`) leaves half a JSON line at the
+    end. Optuna reads past it, but the next append lands on the same line and from then on the
+    study cannot be read at all. So before a journal is opened for writing, a tail that is not a
+    complete JSON line is cut off, under the journal's own lock (no other writer is mid-append),
+    with one truncate call: the records before it are untouched.
+    """
+    from optuna.storages.journal import JournalFileSymlinkLock
+
+    if not path.is_file() or path.stat().st_size == 0:
+        return 0
+    lock = JournalFileSymlinkLock(str(path))
+    lock.acquire()
+    try:
+        with open(path, "rb+") as f:
+            size = f.seek(0, 2)
+            keep = _complete_prefix(f, size)
+            if keep < size:
+                f.truncate(keep)
+                f.flush()
+                os.fsync(f.fileno())
+    finally:
+        lock.release()
+    dropped = size - keep
+    if dropped:
+        logger.warning("journal %s: dropped an incomplete last record (%d bytes, left by an interrupted write); "
+                       "the records before it are intact", path, dropped)
+    return dropped
+
+
+def _complete_prefix(f, size: int) -> int:
+    """Bytes of the file that end in a complete, parseable record: everything after the last newline
+    goes (an unfinished line), and so does the line before it if it is not JSON (a write torn inside
+    the line, then completed by a later newline). Records further up are not this function's to judge."""
+    keep = _after_last_newline(f, size)
+    if keep:
+        start = _after_last_newline(f, keep - 1)
+        f.seek(start)
+        try:
+            json.loads(f.read(keep - start))
+        except ValueError:
+            keep = start
+    return keep
+
+
+def _after_last_newline(f, end: int, *, chunk: int = 1 << 16) -> int:
+    """Position just after the last b"\\n" before `end` (0 when there is none)."""
+    while end > 0:
+        start = max(0, end - chunk)
+        f.seek(start)
+        at = f.read(end - start).rfind(b"\n")
+        if at >= 0:
+            return start + at + 1
+        end = start
+    return 0
 
 
 def _postgres_driver(url: str) -> str:
