@@ -120,6 +120,27 @@ def _library_logging(level: int) -> Iterator[None]:
         logger.setLevel(previous)
 
 
+# Commands that write into --workdir hold its lock (ffnet_nas.lock) while they run. `search` is
+# built for several workers on one study journal and `report` only renders what is there, so they
+# share it with each other; everything else is the only writer. `space` and `export` write nothing there.
+WORKDIR_LOCK = {"train-teacher": "exclusive", "distill": "exclusive", "measure-latency": "exclusive",
+                "fit-predictor": "exclusive", "evaluate": "exclusive", "run": "exclusive",
+                "search": "shared", "report": "shared"}
+
+
+@contextmanager
+def _workdir_lock(args: argparse.Namespace) -> Iterator[None]:
+    mode = WORKDIR_LOCK.get(args.command)
+    if mode is None or getattr(args, "workdir", None) is None or getattr(args, "print_config", False):
+        yield
+        return
+    from ffnet_nas.lock import hold
+    from ffnet_nas.workspace import Workspace
+
+    with hold(Workspace(args.workdir).lock_path, command=args.command, mode=mode):
+        yield
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
@@ -131,7 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     # a command whose parser does not use common_options yet has no -q/-v: INFO, as before
     with _library_logging(getattr(args, "log_level", logging.INFO)):
         try:
-            return int(args.func(args) or 0)
+            with _workdir_lock(args):
+                return int(args.func(args) or 0)
         except InvalidInput as e:
             print(f"{PROG} {args.command}: error: {e}", file=sys.stderr)
             return EXIT_BAD_INPUT

@@ -108,6 +108,10 @@ class Workspace:
         return self.root / "run_summary.json"
 
     @property
+    def lock_path(self) -> Path:  # one writer at a time (ffnet_nas.lock); holds the holder's pid and host
+        return self.root / ".ffnet-nas.lock"
+
+    @property
     def journal_path(self) -> Path:
         """The Optuna journal every search in this workdir shares (`search`, `run` and its refine rounds).
 
