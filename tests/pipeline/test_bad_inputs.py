@@ -83,6 +83,44 @@ def setup_file_as_workdir(tmp_path):
     return [tmp_path / "afile"]
 
 
+class _Planted:
+    """Unpickled, this would create a file (the classic `__reduce__` payload)."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def setup_planted_training_state(tmp_path):
+    import torch
+
+    path = tmp_path / "w" / "teacher" / "train_state.pt"
+    path.parent.mkdir(parents=True)
+    torch.save({"step": 1, "payload": _Planted(tmp_path / "pwned")}, path)
+    return [path]
+
+
+_HELD = []  # open descriptors of locks taken by setups (closed when the test process ends)
+
+
+def setup_workdir_in_use(tmp_path):
+    import fcntl
+    import os
+
+    from ffnet_nas.lock import _write_holder
+    from ffnet_nas.workspace import Workspace
+
+    lock = Workspace(tmp_path / "w").lock_path
+    lock.parent.mkdir(parents=True)
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT)  # flock conflicts across descriptors, even in one process
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    _write_holder(fd, "run")
+    _HELD.append(fd)
+    return []
+
+
 ROWS = [
     # (id, argv, setup, fragment of the one-line message)
     ("unknown published name", ["space", "show", "segmentation_ffnet40S_BBB_mobil"], setup_none, "did you mean: segmentation_ffnet40S_BBB_mobile"),
@@ -113,6 +151,11 @@ ROWS = [
     ("unknown data kind", ["train-teacher", "--data", "imagenet:/x", "--workdir", "{tmp}/w"], setup_none, "synthetic"),
     ("workdir is a file", ["report", "--paper", "--workdir", "{tmp}/afile"], setup_file_as_workdir, "afile"),
     ("unknown budget", ["run", "--budget", "huge", "--workdir", "{tmp}/w"], setup_none, "expected one of micro, quick, full"),
+    ("code planted in a training checkpoint", ["train-teacher", "--steps", "2", "--input-size", "32x64", "--batch-size", "2",
+                                               "--eval-images", "2", "--no-progress", "--device", "cpu", "--workdir", "{tmp}/w"],
+     setup_planted_training_state, "could run code"),
+    ("workdir in use", ["distill", "--space", "mobile", "--workdir", "{tmp}/w"], setup_workdir_in_use,
+     "is in use by 'ffnet-nas run' (pid"),
 ]
 
 
@@ -124,6 +167,7 @@ def test_bad_input_is_one_line_exit_2_and_nothing_lost(tmp_path, capsys, argv, s
         if {"avx512_fp16", "amx_fp16"} & cpu_flags():
             pytest.skip("this CPU does run fp16 natively")
     kept = {p: p.read_bytes() for p in setup(tmp_path)}
+    assert not (tmp_path / "pwned").exists()
     code = main([a.replace("{tmp}", str(tmp_path)) for a in argv])
     out, err = capsys.readouterr()
     assert code == 2, (out, err)
@@ -131,6 +175,7 @@ def test_bad_input_is_one_line_exit_2_and_nothing_lost(tmp_path, capsys, argv, s
     _one_error_line(err, out)
     for path, content in kept.items():  # the user's files are untouched
         assert path.read_bytes() == content, path
+    assert not (tmp_path / "pwned").exists(), "a file read from the workdir executed code"
 
 
 def test_disk_full_is_one_line_and_keeps_the_old_file(tmp_path, capsys, monkeypatch):
