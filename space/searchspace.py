@@ -220,8 +220,16 @@ def _check_domains(s: SearchSpace) -> None:
         if not values:
             raise InvalidInput(f"space {s.name!r}: {field} is empty; expected at least one of {list(allowed)}")
         for v in values:
-            if v not in allowed:
+            if v not in allowed or (isinstance(v, bool) != isinstance(allowed[0], bool)):
                 raise InvalidInput(f"space {s.name!r}: {field} has {v!r}; expected values from {list(allowed)}")
+        once(field, values)
+
+    def once(field: str, values: tuple) -> None:
+        # a repeated value would count its points twice: the size, and sampling "without
+        # replacement" from it, would be wrong (sampling more distinct points than exist never ends)
+        repeated = [v for i, v in enumerate(values) if v in values[:i]]
+        if repeated:
+            raise InvalidInput(f"space {s.name!r}: {field} repeats {repeated[0]!r}; expected each value once")
 
     check("stems", s.stems, STEMS)
     check("blocks", s.blocks, BLOCK_TYPES)
@@ -236,6 +244,12 @@ def _check_domains(s: SearchSpace) -> None:
         if o.num_stages not in (3, 4) or len(o.depths) != o.num_stages or len(o.widths) != o.num_stages:
             raise InvalidInput(f"space {s.name!r}: stages {o.num_stages} needs {o.num_stages} depth lists and "
                                f"{o.num_stages} width lists; got {len(o.depths)} and {len(o.widths)}")
+        for i in range(o.num_stages):
+            for kind, choices in (("depths", o.depths[i]), ("widths", o.widths[i])):
+                if not choices:
+                    raise InvalidInput(f"space {s.name!r}: stages {o.num_stages} {kind}[{i}] is empty; "
+                                       "expected at least one value")
+                once(f"stages {o.num_stages} {kind}[{i}]", choices)
         # Arch validates ranges: the smallest and largest point of each option surface bad values.
         for pick in (min, max):
             Arch(s.stems[0], s.blocks[0], tuple(pick(c) for c in o.depths), tuple(pick(c) for c in o.widths),
@@ -296,27 +310,49 @@ def from_dict(data: Mapping[str, Any], *, default_name: str = "custom") -> Searc
     missing = [k for k in ("stems", "blocks", "stages", "up_heads", "seg_heads", "upsamples", "input_size") if k not in merged]
     if missing:
         raise InvalidInput(f"space {merged['name']!r} is missing {', '.join(missing)} (or give 'base: mobile|gpu_large|gpu_small|all')")
+    name = str(merged["name"])
     try:
         stages = tuple(
-            StageOptions(int(n), tuple(tuple(int(x) for x in c) for c in spec["depths"]),
-                         tuple(tuple(int(x) for x in c) for c in spec["widths"]))
-            for n, spec in sorted(merged["stages"].items())
+            StageOptions(_integer(name, "stages", int(n) if isinstance(n, str) and n.isdigit() else n), tuple(tuple(_integer(name, f"stages {n} depths", x) for x in c)
+                                                            for c in spec["depths"]),
+                         tuple(tuple(_integer(name, f"stages {n} widths", x) for x in c) for c in spec["widths"]))
+            for n, spec in sorted(merged["stages"].items(), key=lambda kv: str(kv[0]))
         )
         return SearchSpace(
             name=str(merged["name"]),
-            stems=tuple(merged["stems"]),
-            blocks=tuple(merged["blocks"]),
+            stems=_values(name, "stems", merged["stems"]),
+            blocks=_values(name, "blocks", merged["blocks"]),
             stage_options=stages,
-            first_strides=tuple(int(x) for x in merged.get("first_strides", (1,))),
-            up_heads=tuple(merged["up_heads"]),
-            seg_heads=tuple(merged["seg_heads"]),
-            upsamples=tuple(merged["upsamples"]),
-            pre_downs=tuple(bool(x) for x in merged.get("pre_downs", (False,))),
+            first_strides=tuple(_integer(name, "first_strides", x)
+                                for x in _values(name, "first_strides", merged.get("first_strides", (1,)))),
+            up_heads=_values(name, "up_heads", merged["up_heads"]),
+            seg_heads=_values(name, "seg_heads", merged["seg_heads"]),
+            upsamples=_values(name, "upsamples", merged["upsamples"]),
+            pre_downs=_values(name, "pre_downs", merged.get("pre_downs", (False,))),  # booleans, never coerced
             input_hw=parse_hw(merged["input_size"]),
         )
     except (KeyError, TypeError, AttributeError) as e:
         raise InvalidInput(f"space {merged['name']!r}: malformed 'stages' ({e}); expected "
                            "stages: {4: {depths: [[..], [..], [..], [..]], widths: [[..], ..]}}") from None
+
+
+def _values(space: str, field: str, value: Any) -> tuple:
+    """A list field of a space file as a tuple; a scalar or a mapping is refused, not iterated."""
+    if not isinstance(value, (list, tuple)):
+        raise InvalidInput(f"space {space!r}: {field} is {value!r} ({type(value).__name__}); expected a list, "
+                           f"e.g. {field}: [{', '.join(map(str, EXAMPLES.get(field, ('...',))))}]")
+    return tuple(value)
+
+
+EXAMPLES = {"stems": STEMS, "blocks": BLOCK_TYPES, "up_heads": UP_HEADS, "seg_heads": SEG_HEADS,
+            "upsamples": UPSAMPLE_MODES, "pre_downs": ("false", "true"), "first_strides": (1, 2)}
+
+
+def _integer(space: str, field: str, value: Any) -> int:
+    """A whole number from a space file; a string, float or boolean is refused, not coerced."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidInput(f"space {space!r}: {field} has {value!r} ({type(value).__name__}); expected whole numbers")
+    return value
 
 
 def from_yaml(path: str | Path) -> SearchSpace:

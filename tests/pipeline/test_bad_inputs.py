@@ -37,6 +37,16 @@ def setup_bad_yaml(tmp_path):
     return [tmp_path / "bad.yaml"]
 
 
+def setup_repeated_value_yaml(tmp_path):
+    (tmp_path / "dup.yaml").write_text("base: mobile\nstems: [B, B]\n")
+    return [tmp_path / "dup.yaml"]
+
+
+def setup_string_boolean_yaml(tmp_path):
+    (tmp_path / "str.yaml").write_text('base: mobile\npre_downs: ["false"]\n')
+    return [tmp_path / "str.yaml"]
+
+
 def setup_truncated_teacher(tmp_path):
     path = tmp_path / "w" / "teacher" / "teacher.pt"
     path.parent.mkdir(parents=True)
@@ -129,6 +139,10 @@ ROWS = [
     ("unknown space", ["space", "list", "--space", "mobil"], setup_none, "did you mean: mobile"),
     ("missing space file", ["space", "list", "--space", "{tmp}/nope.yaml"], setup_none, "not found"),
     ("invalid YAML space", ["space", "list", "--space", "{tmp}/bad.yaml"], setup_bad_yaml, "not valid YAML"),
+    ("YAML space repeats a value", ["space", "sample", "--space", "{tmp}/dup.yaml"], setup_repeated_value_yaml,
+     "stems repeats 'B'"),
+    ("string for a boolean in a YAML space", ["space", "list", "--space", "{tmp}/str.yaml"], setup_string_boolean_yaml,
+     "pre_downs has 'false'"),
     ("malformed target", ["search", "--target", "latency<<25ms", "--workdir", "{tmp}/w"], setup_none, "at character 9"),
     ("unknown target unit", ["search", "--target", "latency<25parsecs", "--workdir", "{tmp}/w"], setup_none, "unit"),
     ("unknown target metric", ["search", "--target", "speed<25ms", "--workdir", "{tmp}/w"], setup_none, "latency"),

@@ -1,4 +1,5 @@
 import random
+import re
 
 import optuna
 import pytest
@@ -124,3 +125,39 @@ def test_bad_yaml_spaces_are_one_line_errors(tmp_path, text, fragment):
 def test_unknown_space_name_suggests():
     with pytest.raises(InvalidInput, match="did you mean: mobile"):
         get_space("mobil")
+
+
+@pytest.mark.parametrize("field, value, fragment", [
+    ("stems", ["B", "B"], "stems repeats 'B'"),
+    ("pre_downs", ["false"], "pre_downs has 'false'"),
+    ("pre_downs", [0], "pre_downs has 0"),
+    ("stems", "B", "stems is 'B' (str); expected a list"),
+    ("first_strides", [True], "first_strides has True"),
+    ("stages", {4: {"depths": [[1, 2], [], [1], [1]], "widths": [[64], [128], [256], [512]]}}, "depths[1] is empty"),
+    ("stages", {4: {"depths": [[1, "a"], [1], [1], [1]], "widths": [[64], [128], [256], [512]]}}, "expected whole numbers"),
+    ("stages", {4: {"depths": [[1, 1], [1], [1], [1]], "widths": [[64], [128], [256], [512]]}}, "depths[0] repeats 1"),
+])
+def test_a_yaml_space_with_a_bad_domain_is_refused_in_one_line(tmp_path, field, value, fragment):
+    """Before: a repeated value overcounted the space and `space sample` looped forever; "false" became True;
+    an empty or non-integer depth list was a traceback."""
+    import yaml
+
+    from ffnet_nas.space.errors import InvalidInput
+    from ffnet_nas.space.searchspace import from_yaml
+
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump({"base": "mobile", field: value}))
+    with pytest.raises(InvalidInput, match=re.escape(fragment)) as err:
+        from_yaml(path)
+    assert "\n" not in str(err.value)
+
+
+def test_space_sample_of_a_repeated_value_space_ends_with_an_error(tmp_path, capsys):
+    import yaml
+
+    from ffnet_nas.cli import main
+
+    path = tmp_path / "dup.yaml"
+    path.write_text(yaml.safe_dump({"base": "mobile", "stems": ["B", "B"]}))
+    assert main(["space", "sample", "--space", str(path), "-n", "5"]) == 2
+    assert "repeats 'B'" in capsys.readouterr().err
