@@ -132,7 +132,9 @@ def run_pipeline(*, workspace: Workspace, config: RunConfig, progress: bool = Tr
         _evaluate(ctx, summary, found=found, targets=targets, lut=table.path.stem, published=published,
                   published_ms=published_ms)
     with _Step(summary, "report"):
-        result = steps.report(workspace=workspace, progress=progress, request=steps.ReportRequest(formats=config.formats))
+        # the table this run measured, as for its other steps (not whichever else the folder holds)
+        result = steps.report(workspace=workspace, progress=progress,
+                              request=steps.ReportRequest(formats=config.formats, lut=table.path.stem))
         summary.files["report"] = str(result.index)
 
     record = {**asdict(summary), "provenance": provenance(budget=budget_dict(config.budget), config=_config_record(config))}

@@ -3,8 +3,9 @@
     preds = load_predictors(lut_dir=ws.lut_dir, predictor_dir=ws.predictor_dir, space=space)
     preds.latency_ms(arch), preds.miou(arch), preds.objective_id
 
-Every caller (`search`, `evaluate`, `fit-predictor`, `run` and its refine rounds) goes through
-`choose_lut`, so a workdir gives the same table to all of them.
+Every caller (`search`, `evaluate`, `fit-predictor`, `report`, `run` and its refine rounds) goes
+through `choose_lut`, so a workdir gives the same table to all of them. No torch at import: the
+report imports this module too.
 
 The rule for choosing a latency table in a folder (`<slug>.csv` + `<slug>.json`, written by
 `ffnet-nas measure-latency`; the slug spells the table's settings: device, dtype, backend, batch,
@@ -12,9 +13,9 @@ input size, threads):
 
 1. a table named explicitly (`--lut NAME`: its slug, or its CSV path) wins; a name that is not
    there is an error listing the tables that are;
-2. otherwise the tables that fit what the caller asks: always the input size (the space's, or the
-   teacher's for a full evaluation), and the device kind, dtype, backend and threads when the
-   caller knows them;
+2. otherwise the tables that fit what the caller asks: the input size (the space's, or the
+   teacher's for a full evaluation and the report; only a report without a teacher leaves it
+   open), and the device kind, dtype, backend and threads when the caller knows them;
 3. exactly one fits: that one. None fits although the folder holds tables: an error naming them
    and how to make or pick one. Several fit: an error listing them and saying `--lut NAME`. An
    empty or missing folder: None (the caller says which command makes one, or runs without).
@@ -79,10 +80,11 @@ def slug_settings(stem: str) -> dict | None:
             "batch": int(m["batch"]), "input_hw": (int(m["h"]), int(m["w"])), "threads": int(m["threads"])}
 
 
-def choose_lut(*, lut_dir: str | Path, input_hw: tuple[int, int], lut: str | None = None, device: str | None = None,
-               dtype: str | None = None, backend: str | None = None, threads: int | None = None,
-               space_name: str | None = None) -> Path | None:
-    """The latency table to use, by the module's rule; None when the folder holds no table."""
+def choose_lut(*, lut_dir: str | Path, input_hw: tuple[int, int] | None, lut: str | None = None,
+               device: str | None = None, dtype: str | None = None, backend: str | None = None,
+               threads: int | None = None, space_name: str | None = None) -> Path | None:
+    """The latency table to use, by the module's rule; None when the folder holds no table.
+    `input_hw` None: any size fits (a report on a workdir without a teacher)."""
     lut_dir = Path(lut_dir)
     found = lut_candidates(lut_dir)
     if lut:
@@ -93,20 +95,20 @@ def choose_lut(*, lut_dir: str | Path, input_hw: tuple[int, int], lut: str | Non
         return named[0]
     if not found:
         return None
-    asked = {"input_hw": tuple(input_hw), "device": device.split(":")[0] if device else None, "dtype": dtype,
-             "backend": backend, "threads": threads}
+    asked = {"input_hw": tuple(input_hw) if input_hw is not None else None,
+             "device": device.split(":")[0] if device else None, "dtype": dtype, "backend": backend, "threads": threads}
     asked = {k: v for k, v in asked.items() if v is not None}
     fitting = [p for p in found if _fits(slug_settings(p.stem), asked)]
     if len(fitting) == 1:
         return fitting[0]
-    h, w = input_hw
     what = f"space {space_name!r}" if space_name else "this run"
     if len(fitting) > 1:
         raise InvalidInput(f"several latency tables fit {what} in {str(lut_dir)!r} "
                            f"({', '.join(p.stem for p in fitting)}): expected --lut NAME to pick one")
     wanted = ", ".join(f"{k}={v}" for k, v in asked.items() if k != "input_hw")
+    at = f" at {input_hw[0]}x{input_hw[1]}" if input_hw is not None else ""
     make = f"ffnet-nas measure-latency --space {space_name}" if space_name else "ffnet-nas measure-latency"
-    raise InvalidInput(f"no latency table in {str(lut_dir)!r} is measured at {h}x{w}" + (f" with {wanted}" if wanted else "")
+    raise InvalidInput(f"no latency table in {str(lut_dir)!r} is measured{at}" + (f" with {wanted}" if wanted else "")
                        + f" ({what}); have {', '.join(p.stem for p in found)}: run {make}, or pass --lut NAME")
 
 

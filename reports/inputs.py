@@ -24,6 +24,7 @@ from typing import Any
 
 import pandas as pd
 
+from ffnet_nas.predictors.load import choose_lut, lut_candidates  # torch-free: the rule search and evaluate use
 from ffnet_nas.reports.model import Missing
 from ffnet_nas.search.targets import Target, parse_targets
 from ffnet_nas.space.errors import InvalidInput
@@ -51,6 +52,9 @@ class ReportInputs:
     evaluated_path: Path | None = None
     predictor_dir: Path | None = None
     lut: str | None = None  # a table slug, when the LUT folder holds several
+    # the size the workdir's points are evaluated at (the teacher's): with it the table is chosen as
+    # evaluate chooses it (ffnet_nas.predictors.load.choose_lut); None: any size
+    input_hw: tuple[int, int] | None = None
     study: str | None = None  # a study name, when the search folder holds several
 
 
@@ -83,26 +87,22 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 # ---- latency table ---------------------------------------------------------------------------
 
-def lut_slugs(lut_dir: Path) -> list[str]:
-    """Tables in the folder (a table is a <slug>.json with a 'spec'), newest first."""
-    if lut_dir is None or not lut_dir.is_dir():
-        return []
-    metas = [p for p in lut_dir.glob("*.json") if p.name.count(".") == 1 and "spec" in _read_json(p)]
-    return [p.stem for p in sorted(metas, key=lambda p: p.stat().st_mtime, reverse=True)]
-
-
 def pick_lut(inputs: ReportInputs) -> tuple[str | None, Missing | None]:
-    """The table to report on: the one asked for, else the newest one that has a validation."""
+    """The table to report on, by the one rule `search` and `evaluate` choose theirs with
+    (`ffnet_nas.predictors.load.choose_lut`: the one named, else the one table at `inputs.input_hw`).
+    Never raises: a table the rule cannot pick is a Missing box that says why."""
     where = str(inputs.lut_dir) if inputs.lut_dir else "lut/"
-    slugs = lut_slugs(inputs.lut_dir) if inputs.lut_dir else []
-    if inputs.lut:
-        if inputs.lut not in slugs:
-            return None, Missing(f"latency table {inputs.lut!r}", where, f"{CMD_LUT} (tables here: {', '.join(slugs) or 'none'})")
-        return inputs.lut, None
-    if not slugs:
+    if inputs.lut_dir is None:
         return None, Missing("latency table (LUT)", where, CMD_LUT)
-    validated = [s for s in slugs if (inputs.lut_dir / f"{s}.validation.csv").is_file()]
-    return (validated or slugs)[0], None
+    try:
+        path = choose_lut(lut_dir=inputs.lut_dir, input_hw=inputs.input_hw, lut=inputs.lut)
+    except InvalidInput as e:  # a name not there, several tables at this size, or none at it
+        have = ", ".join(p.stem for p in lut_candidates(inputs.lut_dir)) or "none"
+        what = f"latency table {inputs.lut!r}" if inputs.lut else f"one latency table for this workdir ({e})"
+        return None, Missing(what, where, f"{CMD_LUT} (tables here: {have}), or report --lut NAME")
+    if path is None:
+        return None, Missing("latency table (LUT)", where, CMD_LUT)
+    return path.stem, None
 
 
 def lut_meta(inputs: ReportInputs, slug: str) -> dict[str, Any]:
