@@ -43,10 +43,8 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ffnet_nas.distill.run import distill_space
-    from ffnet_nas.distill.teacher import read_teacher_file
-    from ffnet_nas.distill.train import TrainConfig
-    from ffnet_nas.data import make_dataset
+    from ffnet_nas import steps
+    from ffnet_nas.settings import BlockTrainConfig
     from ffnet_nas.space.errors import InvalidInput
     from ffnet_nas.space.searchspace import get_space
     from ffnet_nas.workspace import Workspace
@@ -61,21 +59,13 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(_positive("threads", args.threads))
     ws = Workspace(args.workdir)
     space = get_space(args.space)
-    teacher_path = args.teacher or ws.teacher_path
-    info = read_teacher_file(teacher_path)
-    data_spec = args.data or str(info.get("data") or "synthetic")
-    hw = info.get("input_hw")
-    size_hw = tuple(int(v) for v in hw) if hw else None
-    train = make_dataset(data_spec, "train", size_hw=size_hw, cache_dir=ws.data_dir)
-    val = make_dataset(data_spec, "val", size_hw=size_hw, cache_dir=ws.data_dir)
-    if train.num_classes != int(info["num_classes"]):
-        raise InvalidInput(f"data {data_spec!r} has {train.num_classes} classes but the teacher predicts "
-                           f"{info['num_classes']}: expected the data the teacher was trained on")
-    config = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
-    summary = distill_space(space, teacher_path=teacher_path, train_data=train, val_data=val,
-                            library_dir=ws.library_dir, data_spec=data_spec, config=config, jobs=args.jobs,
-                            train_images=args.train_images, val_images=args.val_images,
-                            retry_failed=args.retry_failed, progress=not args.no_progress)
+    config = BlockTrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
+    # the data defaults to the teacher's, and a data set whose class count differs from the
+    # teacher's is refused inside the step
+    result = steps.distill(workspace=ws, progress=not args.no_progress, request=steps.DistillRequest(
+        space=space, config=config, train_images=args.train_images, val_images=args.val_images,
+        teacher_path=args.teacher, data=args.data, jobs=args.jobs, retry_failed=args.retry_failed))
+    summary = result.summary
     for path in summary.feature_paths:
         print(f"teacher features: {path}")
     print(f"block library: {summary.library_dir} ({summary.choices} choices in space {space.name!r}: "

@@ -16,11 +16,18 @@ def add_finetune_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--val-images", type=int, default=None, help="evaluate on the first N validation images only")
 
 
-def finetune_settings(args: argparse.Namespace):
-    from ffnet_nas.evaluate import FinetuneSettings
+def add_lut_arg(p: argparse.ArgumentParser) -> None:
+    """--lut, for the commands that time what they evaluate (`evaluate`, `fit-predictor`)."""
+    p.add_argument("--lut", default=None, metavar="NAME",
+                   help="latency table name in WORKDIR/lut when several fit the teacher's input size "
+                        "(the points are timed with its settings)")
 
-    return FinetuneSettings(steps=args.steps, batch_size=args.batch_size, lr=args.lr, kd_weight=args.kd_weight,
-                            val_images=args.val_images)
+
+def finetune_config(args: argparse.Namespace):
+    """The fine-tuning options as the library's settings (`TrainConfig`, KD from the teacher)."""
+    from ffnet_nas.budgets import finetune_config as config
+
+    return config(steps=args.steps, batch_size=args.batch_size, lr=args.lr, kd_weight=args.kd_weight)
 
 
 def register(sub) -> None:
@@ -35,6 +42,7 @@ def register(sub) -> None:
     p.add_argument("--init", choices=INITS, default="distilled",
                    help="distilled blocks (default) or random initialisation (for comparison)")
     p.add_argument("--redo", action="store_true", help="evaluate again even if the point is in the table")
+    add_lut_arg(p)
     add_finetune_args(p)
     p.set_defaults(func=run)
 
@@ -44,10 +52,10 @@ def _from_search(workspace, top: int) -> list[str]:
 
     from ffnet_nas.space.errors import InvalidInput
 
-    # to_evaluate.csv: the best feasible points (search --evaluate-top); else the Pareto table
-    path = workspace.search_dir / "to_evaluate.csv"
+    # the best feasible points (search --evaluate-top); else the Pareto table
+    path = workspace.to_evaluate_path
     if not path.exists():
-        path = workspace.search_dir / "pareto.csv"
+        path = workspace.pareto_path
     if not path.exists():
         raise InvalidInput(f"no search result in {str(workspace.search_dir)!r}: run 'ffnet-nas search --target ...' first")
     frame = pd.read_csv(path)
@@ -57,7 +65,7 @@ def _from_search(workspace, top: int) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ffnet_nas.evaluate import evaluate_points
+    from ffnet_nas import steps
     from ffnet_nas.workspace import Workspace
     from ffnet_nas.space.arch import resolve
     from ffnet_nas.space.errors import InvalidInput
@@ -68,9 +76,11 @@ def run(args: argparse.Namespace) -> int:
         points += _from_search(workspace, args.top)
     if not points:
         raise InvalidInput("no point given: expected NAME_OR_CODE... or --from-search")
-    archs = [resolve(p) for p in points]  # every name/code checked before any training starts
-    frame = evaluate_points(archs, workspace=workspace, settings=finetune_settings(args), init=args.init,
-                            redo=args.redo, device=args.device)
+    archs = tuple(resolve(p) for p in points)  # every name/code checked before any training starts
+    result = steps.evaluate(workspace=workspace, request=steps.EvaluateRequest(
+        points=archs, finetune=finetune_config(args), val_images=args.val_images, init=args.init, redo=args.redo,
+        device=args.device, lut=args.lut))
+    frame = result.rows
     cols = [c for c in ("code", "name", "init", "measured_miou", "predicted_miou", "measured_latency_ms",
                         "predicted_latency_ms", "params") if c in frame.columns]
     print(frame[cols].to_string(index=False))

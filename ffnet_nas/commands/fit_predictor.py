@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ffnet_nas.commands._common import common_options
-from ffnet_nas.commands.evaluate import add_finetune_args, finetune_settings
+from ffnet_nas.commands.evaluate import add_finetune_args, add_lut_arg, finetune_config
 
 
 def register(sub) -> None:
@@ -18,23 +18,25 @@ def register(sub) -> None:
     p.add_argument("--space", default="mobile", help="built-in space name or YAML file (default mobile)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--refit-only", action="store_true", help="refit on the evaluated rows, evaluate nothing")
+    add_lut_arg(p)
     add_finetune_args(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ffnet_nas.fit_predictor import fit_from_table, fit_predictor
-    from ffnet_nas.workspace import Workspace
+    from ffnet_nas import steps
+    from ffnet_nas.predictors.accuracy import LOO_FILE, PREDICTOR_FILE
     from ffnet_nas.space.searchspace import get_space
+    from ffnet_nas.workspace import Workspace
 
     workspace = Workspace(args.workdir)
-    if args.refit_only:
-        predictor = fit_from_table(workspace)
-    else:
-        predictor = fit_predictor(workspace=workspace, space=get_space(args.space), n=args.n,
-                                  settings=finetune_settings(args), seed=args.seed, device=args.device)
+    request = steps.PredictorRequest(refit_only=True) if args.refit_only else steps.PredictorRequest(
+        space=get_space(args.space), points=args.n, seed=args.seed, finetune=finetune_config(args),
+        val_images=args.val_images, device=args.device, lut=args.lut)
+    fitted = steps.fit_predictor(workspace=workspace, request=request)
+    predictor = fitted.predictor
     v = predictor.validation
     print(f"accuracy predictor: ridge (alpha {predictor.alpha:g}) on {v.n} fine-tuned points; leave-one-out "
           f"Kendall tau {v.kendall_tau:.3f}, Spearman {v.spearman:.3f}, mean abs error {v.mae:.2f} mIoU")
-    print(f"wrote {workspace.predictor_dir / 'accuracy.json'} and {workspace.predictor_dir / 'loo.csv'}")
+    print(f"wrote {fitted.folder / PREDICTOR_FILE} and {fitted.folder / LOO_FILE}")
     return 0

@@ -39,7 +39,12 @@ def register(subparsers) -> None:
     p.add_argument("--dtype", choices=DTYPES, default="fp32", help="arithmetic of the timed networks (default fp32)")
     p.add_argument("--backend", choices=BACKENDS, default="eager",
                    help="eager (default), compile (torch.compile) or onnxruntime")
-    p.add_argument("--num-classes", type=int, default=19)
+    p.add_argument("--num-classes", type=int, default=None, metavar="N",
+                   help="classes the timed head predicts (default: the teacher's, WORKDIR/teacher/teacher.pt; "
+                        "without a teacher, the --data set's)")
+    p.add_argument("--data", default=None, metavar="SPEC",
+                   help="without a teacher: the data set whose class count the head is timed for "
+                        "(synthetic | cityscapes:PATH | ade20k:PATH | folder:PATH; default synthetic)")
     p.add_argument("--repeats", default="10:100", metavar="MIN[:MAX]",
                    help="timed runs per round (rounds repeat until the estimate moves < --tolerance) and the cap")
     p.add_argument("--tolerance", type=float, default=0.02, help="relative change that counts as stable (default 0.02)")
@@ -58,7 +63,8 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ffnet_nas.predictors.latency.build import build, make_spec
+    from ffnet_nas import steps
+    from ffnet_nas.predictors.latency.build import make_spec
     from ffnet_nas.predictors.latency.protocol import default_protocol
     from ffnet_nas.space.complexity import parse_hw
     from ffnet_nas.space.errors import InvalidInput
@@ -66,9 +72,12 @@ def run(args: argparse.Namespace) -> int:
     from ffnet_nas.workspace import Workspace
 
     space = get_space(args.space)
+    ws = Workspace(args.workdir)
     input_hw = parse_hw(args.input_size) if args.input_size else space.input_hw
+    # the head is timed for the classes the workdir's models predict (run: the teacher's), not a fixed 19
+    num_classes = args.num_classes if args.num_classes is not None else steps.workdir_num_classes(ws, data=args.data)
     spec = make_spec(device=args.device, dtype=args.dtype, backend=args.backend, batch=args.batch,
-                     input_hw=input_hw, threads=args.threads, num_classes=args.num_classes)
+                     input_hw=input_hw, threads=args.threads, num_classes=num_classes)
     lo, hi = _repeats(args.repeats)
     changes = dict(min_repeats=lo, max_repeats=hi, rel_tol=args.tolerance, max_seconds=args.max_seconds,
                    clock=args.clock)
@@ -79,12 +88,11 @@ def run(args: argparse.Namespace) -> int:
     protocol = default_protocol(spec.device, **changes)
     if args.calibrate < 0 or args.validate < 0:
         raise InvalidInput("--calibrate and --validate take a count >= 0")
-    ws = Workspace(args.workdir)
-    result = build(lut_dir=ws.lut_dir, space=space, spec=spec, protocol=protocol, calibrate_n=args.calibrate,
-                   validate_n=args.validate, seed=args.seed, progress=not args.no_progress)
+    result = steps.measure_latency(workspace=ws, progress=not args.no_progress, request=steps.LatencyRequest(
+        space=space, spec=spec, protocol=protocol, calibrate=args.calibrate, validate=args.validate, seed=args.seed))
     table = result.table
     print(f"latency table: {table.path} ({len(table)} keys; {result.n_keys} for space {space.name}, "
-          f"{result.n_new} measured now) + {table.path.with_suffix('.json')}")
+          f"{result.n_new} measured now, head of {spec.num_classes} classes) + {table.path.with_suffix('.json')}")
     if result.calibration is not None:
         c = result.calibration
         print(f"calibration ({c.model}): measured = {c.a:.4f} * sum + {c.b:.3f} ms on {c.n_points} networks "

@@ -25,26 +25,24 @@ def register(subparsers) -> None:
                         "(default html,png; PNG/SVG use kaleido or headless Chromium)")
     p.add_argument("--out", default=None, metavar="DIR", help="output folder (default WORKDIR/report)")
     p.add_argument("--lut", default=None, metavar="SLUG",
-                   help="which latency table of WORKDIR/lut to report on (default: the newest validated one)")
+                   help="which latency table of WORKDIR/lut to report on (default: the one at the teacher's input "
+                        "size, the table search and evaluate use; name one when several fit)")
     p.add_argument("--study", default=None, metavar="NAME",
                    help="which search study of WORKDIR/search to report on (default: the newest)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ffnet_nas.reports.build import build_report, parse_formats
-    from ffnet_nas.reports.inputs import ReportInputs
+    from ffnet_nas import steps
+    from ffnet_nas.reports.build import parse_formats
     from ffnet_nas.workspace import Workspace
 
     formats = parse_formats(args.format)
     ws = Workspace(Path(args.workdir))
-    inputs = ReportInputs(lut_dir=ws.lut_dir, library_dir=ws.library_dir, search_dir=ws.search_dir,
-                          evaluated_path=ws.evaluated_path, predictor_dir=ws.predictor_dir, lut=args.lut,
-                          study=args.study)
     both = not args.paper and not args.pareto
-    out = Path(args.out) if args.out else ws.report_dir
-    result = build_report(inputs=inputs, out_dir=out, paper=args.paper or both, pareto=args.pareto or both,
-                          formats=formats, progress=not args.no_progress)
+    result = steps.report(workspace=ws, progress=not args.no_progress, request=steps.ReportRequest(
+        formats=formats, paper=args.paper or both, pareto=args.pareto or both,
+        out_dir=Path(args.out) if args.out else None, lut=args.lut, study=args.study))
     for fig in result.figures:
         state = "drawn" if fig.drawn else "not drawn"
         print(f"{fig.slug}: {state}" + (f" ({fig.summary})" if fig.summary else ""))

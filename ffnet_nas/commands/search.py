@@ -38,8 +38,8 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ffnet_nas.search import predictors
-    from ffnet_nas.search.api import run_search
+    from ffnet_nas import steps
+    from ffnet_nas.predictors.load import find_lut
     from ffnet_nas.search.targets import parse_targets
     from ffnet_nas.space.errors import InvalidInput
     from ffnet_nas.space.searchspace import get_space
@@ -51,24 +51,23 @@ def run(args: argparse.Namespace) -> int:
     targets = parse_targets(args.target)  # fail on a malformed target before touching anything
     space = get_space(args.space)
     ws = Workspace(args.workdir)
-    preds = predictors.load(lut_dir=ws.lut_dir, predictor_dir=ws.predictor_dir, space=space, lut=args.lut)
-    storage = args.storage or ws.adopt_legacy_journal()
-    result = run_search(space=space, predict_latency_ms=preds.latency_ms, predict_miou=preds.miou, targets=targets,
-                        n_trials=args.trials, sampler=args.sampler, storage=storage, study_name=args.study,
-                        seed=args.seed, objective_id=preds.objective_id, progress=not args.no_progress,
-                        durable=args.durable)
-    return report(result, ws=ws, storage=storage, evaluate_top=args.evaluate_top, predictors=preds.description)
+    # params and MACs of a point depend on the head's classes: the teacher's, else those the table
+    # the search scores latency with was timed for (the step picks that table by the same rule)
+    num_classes = steps.workdir_num_classes(ws, lut_path=find_lut(ws.lut_dir, space, lut=args.lut))
+    found = steps.search(workspace=ws, progress=not args.no_progress, request=steps.SearchRequest(
+        space=space, targets=targets, trials=args.trials, num_classes=num_classes, seed=args.seed,
+        sampler=args.sampler, storage=args.storage, study=args.study, lut=args.lut, durable=args.durable,
+        out_dir=ws.search_dir, study_subdir=True, latest_dir=ws.search_dir, evaluate_top=args.evaluate_top))
+    return report(found, ws=ws, evaluate_top=args.evaluate_top)
 
 
-def report(result, *, ws: Workspace, storage, evaluate_top: int, predictors: str) -> int:
-    """Write the tables, print them and where they went; an unmeetable target ends in one error line."""
+def report(found, *, ws: Workspace, evaluate_top: int) -> int:
+    """Print the tables the step wrote and where they went; an unmeetable target ends in one error line."""
     from ffnet_nas.search import summary
-    from ffnet_nas.search.api import write_outputs
     from ffnet_nas.search.storage import redact
     from ffnet_nas.space.errors import InvalidInput
 
-    out_dir = ws.search_dir / result.study_name
-    paths = write_outputs(result, out_dir, evaluate_top=evaluate_top, latest_dir=ws.search_dir, predictors=predictors)
+    result, paths, storage = found.result, found.paths, found.storage
     print(f"study {result.study_name!r}: {result.n_complete} complete trials ({result.n_run} this run, "
           f"{result.own_ms_per_trial:.3f} ms of our own time per trial); storage {redact(str(storage))}")
     if not result.feasible:
@@ -80,11 +79,11 @@ def report(result, *, ws: Workspace, storage, evaluate_top: int, predictors: str
     print(summary.pareto_text(result))
     print(summary.dominance_text(result))
     print(summary.best_text(result))
-    for name, path in paths.items():
-        print(f"wrote {path}")
     if "to_evaluate" in paths:
         print(f"the top {evaluate_top} points are listed for full evaluation; evaluate them with: "
               f"ffnet-nas evaluate --from-search --top {evaluate_top} --workdir {ws.root}")
     if "://" not in str(storage):
         print(f"dashboard: optuna-dashboard {storage}")
+    for path in paths.values():
+        print(f"wrote {path}")
     return 0

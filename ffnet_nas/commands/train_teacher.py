@@ -34,10 +34,10 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from ffnet_nas.teacher import train_teacher
-    from ffnet_nas.workspace import Workspace
+    from ffnet_nas import steps
     from ffnet_nas.space.complexity import parse_hw
     from ffnet_nas.space.errors import InvalidInput
+    from ffnet_nas.workspace import Workspace
 
     if args.steps < 1 or args.batch_size < 1 or args.checkpoint_every < 1:
         raise InvalidInput("--steps, --batch-size and --checkpoint-every: expected positive integers")
@@ -53,10 +53,17 @@ def run(args: argparse.Namespace) -> int:
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise InvalidInput(f"--device {device}: CUDA is not available here; expected --device cpu")
     ws = Workspace(args.workdir)
-    train_teacher(arch=args.arch, data=args.data, out_path=ws.teacher_path,
-                  state_path=ws.teacher_dir / "train_state.pt", checkpoint=args.checkpoint, steps=args.steps,
-                  batch_size=args.batch_size, input_hw=parse_hw(args.input_size) if args.input_size else None,
-                  lr=args.lr, optimizer=args.optimizer, checkpoint_every=args.checkpoint_every, seed=args.seed,
-                  num_workers=args.workers, cache_dir=ws.data_dir, device=device, eval_images=args.eval_images,
-                  progress=not args.no_progress)
+    # reuse=False: re-running trains on (resumes a killed run, or continues to more --steps)
+    result = steps.train_teacher(workspace=ws, device=device, progress=not args.no_progress, request=steps.TeacherRequest(
+        arch=args.arch, steps=args.steps, data=args.data, batch_size=args.batch_size,
+        input_hw=parse_hw(args.input_size) if args.input_size else None, lr=args.lr, optimizer=args.optimizer,
+        checkpoint_every=args.checkpoint_every, seed=args.seed, workers=args.workers, eval_images=args.eval_images,
+        checkpoint=args.checkpoint))
+    meta = result.meta
+    hw = f"{meta.input_hw[0]}x{meta.input_hw[1]}" if meta.input_hw else "native size"
+    miou = "n/a" if meta.miou is None else f"{100 * meta.miou:.1f}"
+    print(f"teacher: {meta.arch} on {meta.data} at {hw}, {meta.num_classes} classes, val mIoU {miou}")
+    if result.run is not None and result.run.state_path is not None and result.run.state_path.exists():
+        print(f"wrote {result.run.state_path}")
+    print(f"wrote {ws.teacher_path}")
     return 0

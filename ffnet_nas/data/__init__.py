@@ -70,6 +70,26 @@ def make_dataset(spec: str, split: str = "train", *, size_hw: tuple[int, int] | 
     return build(root, split, spec=f"{kind}:{root}", transform=transform)
 
 
+def class_count(spec: str) -> int:
+    """How many classes the data set `spec` labels, without loading (or generating) any image:
+    what a head is sized for before a teacher exists."""
+    kind, arg = parse_spec(spec)
+    if kind == "synthetic":
+        from .synthetic import CLASS_NAMES
+    elif kind == "cityscapes":
+        from .cityscapes import CLASS_NAMES
+    elif kind == "ade20k":
+        from .ade20k import CLASS_NAMES
+    else:
+        from .base import require_dir
+        from .folder import LAYOUT, class_names
+
+        root = Path(arg).expanduser()
+        require_dir(root, layout=LAYOUT, what="folder data root")
+        return len(class_names(root))
+    return len(CLASS_NAMES)
+
+
 def _check_hw(size_hw) -> tuple[int, int]:
     try:
         h, w = (int(v) for v in size_hw)
@@ -80,4 +100,4 @@ def _check_hw(size_hw) -> tuple[int, int]:
     return h, w
 
 
-__all__ = ["IGNORE_INDEX", "KINDS", "SegmentationDataset", "make_dataset", "parse_spec"]
+__all__ = ["IGNORE_INDEX", "KINDS", "SegmentationDataset", "class_count", "make_dataset", "parse_spec"]

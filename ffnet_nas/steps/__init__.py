@@ -12,10 +12,11 @@
 Every step is `step(*, workspace, request, progress=True) -> result`: the request and the result
 are frozen dataclasses, the workspace (`ffnet_nas.workspace.Workspace`) is the only thing that
 knows file names. `run` builds the requests from its budget and a `RunContext` (the workspace,
-space, device, data, teacher metadata and config, made once), see `ffnet_nas.pipeline`.
+space, device, data, teacher metadata and config, made once), see `ffnet_nas.pipeline`; a single
+command, which has no context, takes the class count from `workdir_num_classes`.
 """
 
-from ffnet_nas.steps.context import RunContext, open_run
+from ffnet_nas.steps.context import RunContext, open_run, workdir_num_classes
 from ffnet_nas.steps.explore import (EvaluateRequest, EvaluateResult, PredictorRequest, PredictorResult, SearchOutput,
                                      SearchRequest, evaluate, fit_predictor, search)
 from ffnet_nas.steps.prepare import (DistillRequest, DistillResult, LatencyRequest, TeacherRequest, TeacherResult,
@@ -25,4 +26,4 @@ from ffnet_nas.steps.publish import ReportRequest, report
 __all__ = ["DistillRequest", "DistillResult", "EvaluateRequest", "EvaluateResult", "LatencyRequest", "PredictorRequest",
            "PredictorResult", "ReportRequest", "RunContext", "SearchOutput", "SearchRequest", "TeacherRequest",
            "TeacherResult", "distill", "evaluate", "fit_predictor", "measure_latency", "open_run", "report", "search",
-           "train_teacher"]
+           "train_teacher", "workdir_num_classes"]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
 
 from ffnet_nas.budgets import Budget
 from ffnet_nas.run_config import RunConfig
@@ -77,4 +78,24 @@ def open_run(*, workspace: Workspace, config: RunConfig, progress: bool = True) 
                       progress=progress)
 
 
-__all__ = ["RunContext", "open_run"]
+def workdir_num_classes(workspace: Workspace, *, data: str | None = None, lut_path: Path | None = None) -> int:
+    """The class count a single command works with, where `run` has its context's (the teacher's).
+
+    The teacher file's, when the workdir has one: the latency units, MACs and models of a workdir
+    all follow it. Before a teacher exists: the count recorded in the latency table `lut_path`
+    (the head it timed; what a search scores with), else that of the data set `data` (default
+    "synthetic", what `train-teacher` trains on) -- never a fixed 19."""
+    if workspace.teacher_path.exists():
+        from ffnet_nas.distill.teacher import read_teacher_info
+
+        return int(read_teacher_info(workspace.teacher_path).num_classes)
+    if lut_path is not None:
+        from ffnet_nas.predictors.latency.lut import load_table
+
+        return int(load_table(lut_path).spec.num_classes)
+    from ffnet_nas.data import class_count
+
+    return class_count(data or "synthetic")
+
+
+__all__ = ["RunContext", "open_run", "workdir_num_classes"]

@@ -60,13 +60,13 @@ def write_tiny_space(path) -> str:
 def cli_with_standins(argv: list[str]) -> int:
     """Run `ffnet-nas` with the workdir predictors replaced by the stand-ins above (tests only)."""
     from ffnet_nas import cli
-    from ffnet_nas.search import predictors
+    from ffnet_nas.predictors import load as loading
 
     def load(**_kw):
-        return predictors.Predictors(latency_ms=standin_latency_ms, miou=standin_miou,
-                                     objective_id="standin-v1", description="STAND-IN objectives (tests)")
+        return loading.Predictors(latency_ms=standin_latency_ms, miou=standin_miou,
+                                  objective_id="standin-v1", description="STAND-IN objectives (tests)")
 
-    predictors.load = load
+    loading.load_predictors = load  # the one loader the search step calls
     return cli.main(argv)
 
 

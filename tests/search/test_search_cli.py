@@ -19,7 +19,7 @@ from optuna.trial import TrialState
 
 from tests.helpers import search_standins
 from ffnet_nas import cli
-from ffnet_nas.search import predictors
+from ffnet_nas.predictors import load as loading
 from tests.helpers.search_standins import write_tiny_space
 
 WORKER_SCRIPT = str(Path(search_standins.__file__))
@@ -27,7 +27,7 @@ WORKER_SCRIPT = str(Path(search_standins.__file__))
 
 @pytest.fixture
 def standins(monkeypatch):
-    monkeypatch.setattr(predictors, "load", lambda **kw: predictors.Predictors(
+    monkeypatch.setattr(loading, "load_predictors", lambda **kw: loading.Predictors(
         latency_ms=search_standins.standin_latency_ms, miou=search_standins.standin_miou,
         objective_id="standin-v1", description="STAND-IN objectives (tests)"))
 

@@ -1,6 +1,6 @@
 import pytest
 
-from ffnet_nas.search.predictors import find_lut, load
+from ffnet_nas.predictors.load import find_lut, load_predictors
 from ffnet_nas.space.errors import InvalidInput
 from ffnet_nas.space.searchspace import get_space
 
@@ -36,7 +36,7 @@ def test_table_at_another_size_is_refused_with_the_fix(tmp_path):
 
 def test_load_names_every_missing_piece(tmp_path):
     with pytest.raises(InvalidInput) as e:
-        load(lut_dir=tmp_path / "lut", predictor_dir=tmp_path / "predictor", space=get_space("mobile"))
+        load_predictors(lut_dir=tmp_path / "lut", predictor_dir=tmp_path / "predictor", space=get_space("mobile"))
     msg = str(e.value)
     assert "ffnet-nas measure-latency --space mobile" in msg and "ffnet-nas fit-predictor" in msg and "\n" not in msg
 
@@ -48,7 +48,7 @@ def test_latency_table_is_wired_to_the_latency_predictor(tmp_path):
 
     from ffnet_nas.predictors.latency.keys import units_of
     from ffnet_nas.predictors.latency.lut import COLUMNS, LutSpec
-    from ffnet_nas.search.predictors import load_latency
+    from ffnet_nas.predictors.load import load_latency
     from tests.helpers.search_standins import tiny_space
     from ffnet_nas.space.io import atomic_write_csv, atomic_write_json
 
@@ -56,7 +56,7 @@ def test_latency_table_is_wired_to_the_latency_predictor(tmp_path):
     archs = space.sample_many(3, seed=0)
     keys = sorted({u.key for a in archs for u in units_of(a, space.input_hw, num_classes=19)})
     spec = LutSpec(device="cpu", device_name="cpu", dtype="fp32", backend="eager", batch=1,
-                   input_hw=space.input_hw, threads=1)
+                   input_hw=space.input_hw, threads=1, num_classes=19)
     csv = tmp_path / "lut" / f"{spec.slug}.csv"
     rows = [{c: None for c in COLUMNS} | {"key": k, "kind": "x", "estimate_ms": 1.0} for k in keys]
     atomic_write_csv(csv, pd.DataFrame(rows, columns=list(COLUMNS)))
@@ -81,7 +81,7 @@ def test_cli_runs_on_the_real_predictor_files(tmp_path, capsys):
 
     space = tiny_space()
     spec = LutSpec(device="cpu", device_name="cpu", dtype="fp32", backend="eager", batch=1,
-                   input_hw=space.input_hw, threads=1)
+                   input_hw=space.input_hw, threads=1, num_classes=19)
     csv = tmp_path / "lut" / f"{spec.slug}.csv"
     rows = [{c: None for c in COLUMNS} | {"key": u.key, "kind": "x", "estimate_ms": 1.0}
             for u in space_units(space, space.input_hw, num_classes=19)]
