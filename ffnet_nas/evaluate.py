@@ -46,31 +46,6 @@ COLUMNS = (
 )
 
 
-@dataclass(frozen=True)
-class FinetuneSettings:
-    """Deprecated: what `commands/evaluate.py` builds from its options until it passes
-    `config=finetune_config(...)` and `val_images=` itself (then this class goes)."""
-
-    steps: int = 300
-    batch_size: int = 8
-    lr: float = 0.01
-    kd_weight: float = 1.0
-    val_images: int | None = None
-
-    def config(self) -> TrainConfig:
-        from ffnet_nas.budgets import finetune_config
-
-        return finetune_config(steps=self.steps, batch_size=self.batch_size, lr=self.lr, kd_weight=self.kd_weight)
-
-
-def _finetune(config: TrainConfig | None, val_images: int | None, settings: FinetuneSettings | None):
-    if settings is not None:  # the deprecated form
-        return settings.config(), settings.val_images
-    if config is None:
-        raise TypeError("config (a TrainConfig, e.g. budgets.finetune_config(steps=...)) is required")
-    return config, val_images
-
-
 def read_evaluated(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     if not path.exists():
@@ -206,16 +181,13 @@ def evaluate_point(arch: "Arch | str", *, workspace: Workspace, config: TrainCon
     }
 
 
-def evaluate_points(archs: Iterable["Arch | str"], *, workspace: Workspace, config: TrainConfig | None = None,
+def evaluate_points(archs: Iterable["Arch | str"], *, workspace: Workspace, config: TrainConfig,
                     val_images: int | None = None, init: str = "distilled", redo: bool = False, device: str = "cpu",
-                    progress: bool = True, predictor_dir: Path | None = None, lut: str | None = None,
-                    settings: FinetuneSettings | None = None) -> pd.DataFrame:
+                    progress: bool = True, predictor_dir: Path | None = None, lut: str | None = None) -> pd.DataFrame:
     """Evaluate each point not yet in the table (or all with `redo`); each row lands when its point is done.
 
     `predicted_miou` comes from the predictor in `predictor_dir` (default: the workdir's), the one
-    that picked the points; latency from the table `lut` (see `Resources.load`). `settings`: the
-    deprecated form of `config` + `val_images`."""
-    config, val_images = _finetune(config, val_images, settings)
+    that picked the points; latency from the table `lut` (see `Resources.load`)."""
     archs = [resolve(a) for a in archs]
     done = read_evaluated(workspace.evaluated_path)
     finished = set(zip(done["code"], done["init"])) if len(done) else set()

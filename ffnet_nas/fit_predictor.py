@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ffnet_nas.evaluate import FinetuneSettings, _finetune, evaluate_points, read_evaluated, select_points
+from ffnet_nas.evaluate import evaluate_points, read_evaluated, select_points
 from ffnet_nas.settings import TrainConfig
 from ffnet_nas.workspace import Workspace
 from ffnet_nas.predictors.accuracy import (LOO_FILE, PREDICTOR_FILE, AccuracyPredictor, features,
@@ -65,13 +65,10 @@ def fit_from_table(workspace: Workspace, *, out_dir: str | Path | None = None) -
     return predictor
 
 
-def fit_predictor(*, workspace: Workspace, space, n: int, config: TrainConfig | None = None,
-                  val_images: int | None = None, seed: int = 0, device: str = "cpu", progress: bool = True,
-                  lut: str | None = None, settings: FinetuneSettings | None = None) -> AccuracyPredictor:
+def fit_predictor(*, workspace: Workspace, space, n: int, config: TrainConfig, val_images: int | None = None,
+                  seed: int = 0, device: str = "cpu", progress: bool = True, lut: str | None = None) -> AccuracyPredictor:
     """Evaluate a space-filling design of `n` points (fine-tuned with `config`, scored on the first
-    `val_images` validation images, timed with the table `lut`), then `fit_from_table`.
-    `settings`: the deprecated form of `config` + `val_images`."""
-    config, val_images = _finetune(config, val_images, settings)
+    `val_images` validation images, timed with the table `lut`), then `fit_from_table`."""
     if n < 4:
         raise InvalidInput(f"--n {n}: expected at least 4 points (the predictor is validated leave-one-out)")
     published = [v.arch for v in variants()]
