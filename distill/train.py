@@ -1,6 +1,6 @@
 """Train one student block on cached teacher features; report its held-out NSR.
 
-Settings: `ffnet_nas.settings.BlockTrainConfig` (`TrainConfig` here is its old name).
+Settings: `ffnet_nas.settings.BlockTrainConfig`.
 
 Loss: NSR = ||S-T||^2 / ||T||^2 per batch (sums over the batch). Held-out NSR pools the sums
 over the whole validation set (so large and small images weigh by their energy, as in the
@@ -22,9 +22,6 @@ from ffnet_nas.distill.features import FeatureSet
 from ffnet_nas.settings import BlockTrainConfig
 
 OK, FAILED = "ok", "failed"
-
-# The old name of BlockTrainConfig, kept while callers outside distill/ still import it from here.
-TrainConfig = BlockTrainConfig
 
 
 @dataclass(frozen=True)

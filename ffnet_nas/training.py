@@ -38,15 +38,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from ffnet_nas.metrics import IGNORE_INDEX, ConfusionMeter, SegmentationScore
-# TrainConfig lives in ffnet_nas.settings; re-exported here so `from ffnet_nas.training import
-# TrainConfig` keeps working for older callers.
+# OPTIMIZERS and SCHEDULES are re-exported (the CLI's copy is checked against them); the settings
+# class itself is imported from its one home, ffnet_nas.settings.
 from ffnet_nas.settings import OPTIMIZERS, SCHEDULES, TrainConfig
 from ffnet_nas.space.errors import InvalidInput
 from ffnet_nas.space.io import refused_as_code
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["OPTIMIZERS", "SCHEDULES", "TrainConfig", "TrainResult", "TrainingDiverged", "batch_indices", "evaluate",
+__all__ = ["OPTIMIZERS", "SCHEDULES", "TrainResult", "TrainingDiverged", "batch_indices", "evaluate",
            "kd_loss", "load_train_state", "make_optimizer", "segmentation_loss", "train"]
 
 

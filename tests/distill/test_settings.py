@@ -11,13 +11,6 @@ from ffnet_nas.settings import BlockTrainConfig, TrainConfig
 from ffnet_nas.space.errors import InvalidInput
 
 
-def test_old_import_paths_still_work():
-    from ffnet_nas.distill.train import TrainConfig as OldBlock
-    from ffnet_nas.training import TrainConfig as OldFull
-
-    assert OldFull is TrainConfig and OldBlock is BlockTrainConfig
-
-
 def test_defaults_are_unchanged():
     # the defaults are part of existing runs' resume fingerprints and the block weight files
     assert BlockTrainConfig().to_dict() == {"steps": 300, "batch_size": 8, "lr": 2e-3, "weight_decay": 0.0, "seed": 0,

@@ -6,7 +6,7 @@ import torch
 
 from ffnet_nas.distill.run import distill_space
 from ffnet_nas.distill.teacher import save_teacher
-from ffnet_nas.distill.train import TrainConfig as BlockConfig
+from ffnet_nas.settings import BlockTrainConfig
 from ffnet_nas.data import make_dataset
 from ffnet_nas.budgets import finetune_config
 from ffnet_nas.evaluate import evaluate_points, read_evaluated
@@ -70,7 +70,7 @@ def workdir(tmp_path_factory):
     save_teacher(ws.teacher_path, teacher, data="synthetic", input_hw=list(HW), miou=0.0)
     val = make_dataset("synthetic", "val", size_hw=HW, cache_dir=ws.data_dir)
     distill_space(space, teacher_path=ws.teacher_path, train_data=train, val_data=val, library_dir=ws.library_dir,
-                  data_spec="synthetic", config=BlockConfig(steps=2, batch_size=4), train_images=8, val_images=4,
+                  data_spec="synthetic", config=BlockTrainConfig(steps=2, batch_size=4), train_images=8, val_images=4,
                   progress=False)
     build(lut_dir=ws.lut_dir, space=space, spec=make_spec(device="cpu", input_hw=HW, threads=1, num_classes=8),
           protocol=FAST, calibrate_n=0, progress=False)
