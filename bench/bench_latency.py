@@ -49,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--validate", type=int, default=20, help="random points (plus every published variant)")
     ap.add_argument("--calibrate", type=int, default=6)
     ap.add_argument("--workdir", default="runs/bench_latency")
+    ap.add_argument("--num-classes", type=int, default=19, help="classes of the timed head (default 19: Cityscapes, the paper's)")
     args = ap.parse_args(argv)
 
     import numpy as np
@@ -66,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"load average before: {load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f} on {os.cpu_count()} CPUs")
     space = get_space(args.space)
     hw = parse_hw(args.input_size)
-    spec = make_spec(device="cpu", input_hw=hw, threads=args.threads)
+    spec = make_spec(device="cpu", input_hw=hw, threads=args.threads, num_classes=args.num_classes)
     protocol = default_protocol("cpu", clock=args.clock)
     lut_dir = Path(args.workdir) / "lut"
     table = open_table(lut_dir, spec, protocol, space=space.name)

@@ -18,7 +18,6 @@ data set or the teacher file), never assumed.
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass, field
 
 from ffnet_nas.space.arch import STEM_CHANNELS, Arch
@@ -67,19 +66,14 @@ class ComplexityCache:
     for a head predicting `num_classes` classes."""
 
     input_hw: tuple[int, int]
-    # Keyword-only and meant to be required. None is accepted for now, with a DeprecationWarning
-    # and the old Cityscapes count, only so callers that still omit it keep working until they pass it.
-    num_classes: int | None = field(default=None, kw_only=True)
+    # Keyword-only and required: the head's cost depends on it (the data's, from the teacher file).
+    num_classes: int = field(kw_only=True)
     _parts: dict[tuple, tuple[int, int]] = field(default_factory=dict, repr=False)
     _whole: dict[str, tuple[int, int]] = field(default_factory=dict, repr=False)
     full_passes: int = 0  # how many whole networks had to be built (the expensive path)
     part_passes: int = 0  # how many single parts had to be built
 
     def __post_init__(self) -> None:
-        if self.num_classes is None:
-            warnings.warn("ComplexityCache(...) without num_classes= is deprecated: pass the class count of the "
-                          "data or the teacher (assuming 19, Cityscapes, for now)", DeprecationWarning, stacklevel=3)
-            self.num_classes = _LEGACY_NUM_CLASSES
         _check_num_classes(self.num_classes)
 
     def net_hw(self, arch: Arch) -> tuple[int, int]:
@@ -197,7 +191,6 @@ def _measure(model, x) -> tuple[list[tuple[str, int]], dict[str, int]]:
     return named_params, macs
 
 
-_LEGACY_NUM_CLASSES = 19
 _SHARED: dict[tuple, ComplexityCache] = {}
 
 

@@ -2,7 +2,7 @@
 
     from ffnet_nas.search import run_search
     result = run_search(space="mobile", predict_latency_ms=f, predict_miou=g, targets="latency<25ms",
-                        n_trials=2000, storage="runs/default/search/study.journal")
+                        n_trials=2000, num_classes=19, storage="runs/default/search/study.journal")
     result.pareto, result.best, result.published
 
     targets.py           the target grammar -> Optuna constraints (relative violations)

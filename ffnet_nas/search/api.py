@@ -83,7 +83,7 @@ def run_search(
     study_name: str | None = None,
     seed: int | None = None,
     objective_id: str | None = None,
-    num_classes: int = 19,
+    num_classes: int,  # the head's (the teacher's): params and MACs of a point depend on it
     progress: bool = True,
     durable: bool = False,
     complexity_cache: ComplexityCache | None = None,

@@ -30,13 +30,16 @@ class BuildResult:
 
 
 def make_spec(*, device: str, dtype: str = "fp32", backend: str = "eager", batch: int = 1,
-              input_hw: tuple[int, int], threads: int | None = None, num_classes: int = 19) -> LutSpec:
-    """Parse and check the settings; raises InvalidInput with one clear line."""
+              input_hw: tuple[int, int], num_classes: int, threads: int | None = None) -> LutSpec:
+    """Parse and check the settings; raises InvalidInput with one clear line. `num_classes`: the
+    head's, the teacher's (or, before a teacher exists, the data's)."""
     device = parse_device(device)
     check_backend(backend, device)
     check_dtype(device, dtype, backend)
     if not isinstance(batch, int) or batch < 1:
         raise InvalidInput(f"--batch {batch!r}: expected a positive integer")
+    if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
+        raise InvalidInput(f"--num-classes {num_classes!r}: expected a positive number of classes")
     threads = default_threads() if threads is None else threads
     if not isinstance(threads, int) or threads < 1:
         raise InvalidInput(f"--threads {threads!r}: expected a positive integer")

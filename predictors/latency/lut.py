@@ -38,17 +38,9 @@ class LutSpec:
     batch: int
     input_hw: tuple[int, int]  # the tensor entering the stem (pre_down points take 2x)
     threads: int
-    # The class count of the head timed (the data's, from the teacher). Every stored table records it;
-    # a spec made without it gets Cityscapes' 19 with a DeprecationWarning until its callers pass it.
-    num_classes: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.num_classes is None:
-            import warnings
-
-            warnings.warn("LutSpec without num_classes: assuming 19 (Cityscapes); pass the teacher's class count",
-                          DeprecationWarning, stacklevel=3)
-            object.__setattr__(self, "num_classes", 19)
+    # The class count of the head timed: the data's, from the teacher (every stored table records it).
+    # No default: a table for the wrong count times the wrong head without saying so.
+    num_classes: int
 
     @property
     def slug(self) -> str:

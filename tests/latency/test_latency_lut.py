@@ -31,7 +31,7 @@ KILLABLE = dict(TINY, name="killable", stems=["B", "C"], first_strides=[1, 2], u
 
 
 def _spec(hw=(64, 128), **kw):
-    return make_spec(device="cpu", input_hw=hw, threads=1, **kw)
+    return make_spec(device="cpu", input_hw=hw, threads=1, num_classes=19, **kw)  # space_units' head: 19 classes
 
 
 def test_measure_save_reload_and_resume(tmp_path):

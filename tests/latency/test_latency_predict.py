@@ -20,7 +20,7 @@ from ffnet_nas.space.errors import InvalidInput
 from ffnet_nas.space.searchspace import get_space
 
 SPEC = LutSpec(device="cpu", device_name="test cpu", dtype="fp32", backend="eager", batch=1, input_hw=(64, 128),
-               threads=1)
+               threads=1, num_classes=19)
 
 
 def _synthetic_table(tmp_path, space) -> LatencyTable:

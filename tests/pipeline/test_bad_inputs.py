@@ -23,7 +23,8 @@ def _lut(workdir, device="cpu"):
     (lut / f"{slug}.csv").write_text(",".join(COLUMNS) + "\n" + ",".join(str(row[c]) for c in COLUMNS) + "\n")
     from ffnet_nas.predictors.latency.build import make_spec
 
-    spec = make_spec(device="cpu", input_hw=(64, 128), threads=1).to_dict() | {"device": device}
+    # 8 classes: the embedded data's, what measure-latency times in a workdir without a teacher
+    spec = make_spec(device="cpu", input_hw=(64, 128), threads=1, num_classes=8).to_dict() | {"device": device}
     atomic_write_json(lut / f"{slug}.json", {"spec": spec, "spaces": ["mobile"]})
     return lut / f"{slug}.csv"
 

@@ -81,7 +81,7 @@ def test_report_reads_what_the_real_search_writes(tmp_path):
     ws = Workspace(tmp_path / "w")
     result = run_search(space="mobile", predict_latency_ms=lambda a: 0.05 * a.nominal_depth * (1 + a.widths[-1] / 256),
                         predict_miou=lambda a: 60 + 5 * math.log(a.nominal_depth), targets="latency<6ms", n_trials=25,
-                        storage=ws.search_dir / "study.journal", seed=0, progress=False)
+                        storage=ws.search_dir / "study.journal", seed=0, progress=False, num_classes=19)
     write_outputs(result, ws.search_dir / result.study_name)
     rc = main(["report", "--pareto", "--workdir", str(ws.root), "--format", "html", "--no-progress"])
     figures = {f["slug"]: f for f in json.loads((ws.report_dir / "report.json").read_text())["figures"]}

@@ -17,7 +17,7 @@ from tests.helpers.search_standins import standin_latency_ms, standin_miou, tiny
 
 def _search(**kw):
     args = dict(space=tiny_space(), predict_latency_ms=standin_latency_ms, predict_miou=standin_miou,
-                n_trials=40, seed=0, progress=False)
+                n_trials=40, seed=0, progress=False, num_classes=19)
     args.update(kw)
     return run_search(**args)
 

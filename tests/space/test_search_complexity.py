@@ -6,8 +6,11 @@ from ffnet_nas.space.complexity import complexity
 from ffnet_nas.space.searchspace import get_space
 
 
+NUM_CLASSES = 19  # Cityscapes' head: the published variants' reference counts are for it
+
+
 def _reference(cache, arch):
-    c = complexity(arch, cache.net_hw(arch))
+    c = complexity(arch, cache.net_hw(arch), num_classes=cache.num_classes)
     return c.params, c.macs
 
 
@@ -15,7 +18,7 @@ def test_full_pass_and_composed_parts_equal_space_complexity_at_odd_sizes():
     # odd sizes exercise every rounding rule (stride-2 ceil, the pre_down Gaussian's floor)
     for name, hw in (("all", (100, 202)),):
         space = get_space(name)
-        cache = ComplexityCache(hw)
+        cache = ComplexityCache(hw, num_classes=NUM_CLASSES)
         # a 3-stage pre_down point and a 4-stage stride-64 point, both small (fast to build)
         arches = [Arch.from_name("segmentation_ffnet46NS_CCC_mobile_pre_down"),
                   Arch.from_name("segmentation_ffnet40S_dBBB_mobile")]
@@ -41,13 +44,14 @@ def test_published_variant_matches_reference_macs():
     from ffnet_nas.space.catalogue import get_variant
 
     v = get_variant("segmentation_ffnet40S_BBB_mobile_pre_down")
-    cache = ComplexityCache((v.macs_input_hw[0] // v.arch.input_scale, v.macs_input_hw[1] // v.arch.input_scale))
+    cache = ComplexityCache((v.macs_input_hw[0] // v.arch.input_scale, v.macs_input_hw[1] // v.arch.input_scale),
+                            num_classes=NUM_CLASSES)
     assert cache.get(v.arch) == (v.n_params, v.macs)
 
 
 def test_parts_built_alone_add_up_to_the_whole():
     space = get_space("mobile")
-    cache = ComplexityCache((98, 130))
+    cache = ComplexityCache((98, 130), num_classes=NUM_CLASSES)
     a, b = space.sample_many(2, seed=11)
     cache.get(a)
     full = cache.full_passes
