@@ -62,12 +62,42 @@ def cli_with_standins(argv: list[str]) -> int:
     from ffnet_nas import cli
     from ffnet_nas.predictors import load as loading
 
+    import os
+
+    latency = standin_latency_ms
+    barrier = os.environ.get("FFNET_TEST_START_BARRIER")  # "FOLDER:PARTIES", set by multi-worker tests
+    if barrier:
+        folder, parties = barrier.rsplit(":", 1)
+        latency = start_barrier(folder, int(parties))
+
     def load(**_kw):
-        return loading.Predictors(latency_ms=standin_latency_ms, miou=standin_miou,
+        return loading.Predictors(latency_ms=latency, miou=standin_miou,
                                   objective_id="standin-v1", description="STAND-IN objectives (tests)")
 
     loading.load_predictors = load  # the one loader the search step calls
     return cli.main(argv)
+
+
+def start_barrier(folder: str, parties: int, *, timeout: float = 120.0):
+    """Wrap the latency stand-in so that each worker process, in its first trial, waits until `parties`
+    workers have reached theirs: on a busy machine one process could otherwise run every trial before
+    the other has started, and a test of sharing would test nothing."""
+    import os
+    import time
+    from pathlib import Path
+
+    here, waited = Path(folder), []
+
+    def latency_ms(arch):
+        if not waited:
+            waited.append(True)
+            here.mkdir(parents=True, exist_ok=True)
+            (here / str(os.getpid())).touch()
+            deadline = time.monotonic() + timeout
+            while len(list(here.iterdir())) < parties and time.monotonic() < deadline:
+                time.sleep(0.02)
+        return standin_latency_ms(arch)
+    return latency_ms
 
 
 if __name__ == "__main__":  # python tests/search_standins.py search --workdir ... (used by tests)

@@ -121,8 +121,11 @@ def _check_shared_study(storage, study_name: str, outs: list[str], budget: int, 
     assert budget <= len(complete) <= budget + workers - 1  # they shared the budget
 
 
-def _run_workers(args_per_worker, timeout=240):
-    procs = [_worker(a) for a in args_per_worker]
+def _run_workers(args_per_worker, timeout=240, *, meet_in=None):
+    """Run worker processes to the end; with `meet_in` (a folder), they all enter their first trial
+    before any goes on (tests.helpers.search_standins.start_barrier)."""
+    env = dict(os.environ, FFNET_TEST_START_BARRIER=f"{meet_in}:{len(args_per_worker)}") if meet_in else None
+    procs = [_worker(a, env=env) for a in args_per_worker]
     outs = []
     for p in procs:
         out, err = p.communicate(timeout=timeout)
@@ -135,7 +138,7 @@ def test_two_processes_share_one_journal_study(tmp_path):
     space = write_tiny_space(tmp_path / "tiny.yaml")
     work = tmp_path / "w"
     common = ["search", "--space", space, "--trials", "40", "--study", "shared", "--no-progress", "--workdir", str(work)]
-    outs = _run_workers([common + ["--seed", "1"], common + ["--seed", "2"]])
+    outs = _run_workers([common + ["--seed", "1"], common + ["--seed", "2"]], meet_in=tmp_path / "barrier")
     assert all(_ran(o) > 0 for o in outs), outs  # both did work
     _check_shared_study(work / "search" / "study.journal", "shared", outs, budget=40, workers=2)
 
@@ -221,7 +224,7 @@ def test_two_processes_share_one_postgresql_study(tmp_path, postgres_url):
     space = write_tiny_space(tmp_path / "tiny.yaml")
     common = ["search", "--space", space, "--trials", "24", "--study", "pg", "--storage", postgres_url,
               "--no-progress", "--workdir", str(tmp_path / "w")]
-    outs = _run_workers([common + ["--seed", "1"], common + ["--seed", "2"]])
+    outs = _run_workers([common + ["--seed", "1"], common + ["--seed", "2"]], meet_in=tmp_path / "barrier")
     assert all(_ran(o) > 0 for o in outs), outs
     _check_shared_study(postgres_url, "pg", outs, budget=24, workers=2)
     assert "dashboard" not in outs[0]  # the dashboard hint is for journal files
