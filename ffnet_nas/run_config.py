@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass
@@ -169,14 +170,20 @@ def _value(kind: Any, value: Any, *, base: Any, path: str) -> Any:
             raise InvalidInput(f"{path}: expected an integer, got {value!r}")
         return value
     if kind is float:
+        if isinstance(value, str) and _YAML11_EXPONENT.match(value.strip()):
+            # PyYAML reads YAML 1.1, where `1e-3` (no dot) is a string; everyone means a number
+            value = float(value)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise InvalidInput(f"{path}: expected a number, got {value!r}")
+            raise InvalidInput(f"{path}: expected a finite number, got {value!r}")
         return float(value)
     if kind is str:
         if not isinstance(value, str):
             raise InvalidInput(f"{path}: expected a string, got {value!r}")
         return value
     raise TypeError(f"{path}: no YAML reading for {kind!r}")  # a new field type: teach _value about it
+
+
+_YAML11_EXPONENT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
 
 
 def _join(path: str, key: str) -> str:

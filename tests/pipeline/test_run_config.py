@@ -66,6 +66,8 @@ def test_flags_given_explicitly_override_the_file(tmp_path, capsys):
     ("threads: 0", "threads=0: expected a positive integer"),
     ("- a list", "expected a mapping"),
     ("budget: {search: [1, 2", "not valid YAML"),
+    ("budget: {distill: {block: {lr: 1e999}}}", "budget.distill.block.lr: expected a finite number"),
+    ("budget: {distill: {block: {lr: fast}}}", "budget.distill.block.lr: expected a finite number, got 'fast'"),
 ])
 def test_a_bad_file_is_one_line_naming_the_key_and_exit_2(tmp_path, capsys, text, fragment):
     path = tmp_path / "run.yaml"
@@ -127,3 +129,12 @@ def test_a_run_summary_from_before_the_change_still_reads(tmp_path):
     path.write_text(json.dumps({"space": "mobile"}))
     with pytest.raises(InvalidInput, match="re-run it"):
         read_summary(path)
+
+
+def test_an_exponent_without_a_dot_is_a_number(tmp_path, capsys):
+    """PyYAML reads YAML 1.1, where `1e-3` is a string; a learning rate written so is still a number."""
+    path = tmp_path / "run.yaml"
+    path.write_text("budget: {name: quick, distill: {block: {lr: 1e-3}}, evaluate: {finetune: {lr: 5E-3}}}\n")
+    assert main(["run", "--config", str(path), "--print-config"]) == 0
+    text = capsys.readouterr().out
+    assert "lr: 0.001" in text and "lr: 0.005" in text
