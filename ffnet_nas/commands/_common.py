@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 
 from ffnet_nas.workspace import DEFAULT_WORKDIR  # stdlib-only module: safe at parser-build time
 
@@ -36,6 +37,18 @@ TARGET_GRAMMAR = (  # ffnet_nas.search.targets.GRAMMAR
     "(metrics latency/params/macs/miou; ops < <= > >=; units latency us/ms/s, params K/M/G, macs M/G/T)")
 
 
+def thread_count(text: str) -> int:
+    """--threads: a whole number from 1 to the cores this machine has (torch crashes far beyond that)."""
+    cores = os.cpu_count() or 1
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number of threads, 1 to {cores}") from None
+    if not 1 <= n <= cores:
+        raise argparse.ArgumentTypeError(f"{n}: expected 1 to {cores} (the cores this machine has)")
+    return n
+
+
 def common_options(*, device: str | None = None, threads: bool = False,
                    progress: bool = False) -> argparse.ArgumentParser:
     """A parent parser (`add_parser(..., parents=[common_options(...)])`) with the options commands share.
@@ -54,7 +67,7 @@ def common_options(*, device: str | None = None, threads: bool = False,
         auto = "; auto: cuda if available" if device == "auto" else ""
         parent.add_argument("--device", default=device, help=f"cpu, cuda or cuda:N{auto} (default %(default)s)")
     if threads:
-        parent.add_argument("--threads", type=int, default=None, metavar="N",
+        parent.add_argument("--threads", type=thread_count, default=None, metavar="N",
                             help="torch CPU threads (default: torch's, the cores this process may use); "
                                  "on a shared CPU 1 can be several times faster than 2")
     if progress:

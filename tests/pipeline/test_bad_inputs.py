@@ -166,6 +166,8 @@ ROWS = [
     ("unknown data kind", ["train-teacher", "--data", "imagenet:/x", "--workdir", "{tmp}/w"], setup_none, "synthetic"),
     ("workdir is a file", ["report", "--paper", "--workdir", "{tmp}/afile"], setup_file_as_workdir, "afile"),
     ("unknown budget", ["run", "--budget", "huge", "--workdir", "{tmp}/w"], setup_none, "expected one of micro, quick, full"),
+    ("thread count beyond the machine", ["measure-latency", "--threads", "100000", "--workdir", "{tmp}/w"], setup_none,
+     "(the cores this machine has)"),
     ("code planted in a training checkpoint", ["train-teacher", "--steps", "2", "--input-size", "32x64", "--batch-size", "2",
                                                "--eval-images", "2", "--no-progress", "--device", "cpu", "--workdir", "{tmp}/w"],
      setup_planted_training_state, "could run code"),
