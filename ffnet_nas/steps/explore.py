@@ -21,6 +21,12 @@ from ffnet_nas.space.errors import InvalidInput
 from ffnet_nas.workspace import Workspace
 
 
+def _check_val_images(n: int | None) -> None:
+    # 0 images would score every point NaN and write that over a valid row (and NaN into the predictor)
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+        raise InvalidInput(f"--val-images {n!r}: expected a positive number of validation images (or none: all)")
+
+
 # ---- accuracy predictor -----------------------------------------------------------------------
 
 @dataclass(frozen=True, kw_only=True)
@@ -37,6 +43,9 @@ class PredictorRequest:
     out_dir: Path | None = None  # None: the workdir's predictor folder
     lut: str | None = None  # the latency table the design's evaluations are timed with
     device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        _check_val_images(self.val_images)
 
 
 @dataclass(frozen=True)
@@ -143,6 +152,9 @@ class EvaluateRequest:
     lut: str | None = None  # the latency table's name when several fit (predictors.load rule)
     predictor_dir: Path | None = None  # the predictor whose mIoU the rows carry (None: the workdir's)
     device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        _check_val_images(self.val_images)
 
 
 @dataclass(frozen=True)

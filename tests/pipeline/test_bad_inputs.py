@@ -168,6 +168,8 @@ ROWS = [
     ("unknown budget", ["run", "--budget", "huge", "--workdir", "{tmp}/w"], setup_none, "expected one of micro, quick, full"),
     ("thread count beyond the machine", ["measure-latency", "--threads", "100000", "--workdir", "{tmp}/w"], setup_none,
      "(the cores this machine has)"),
+    ("no validation images", ["evaluate", TINY_CODE, "--val-images", "0", "--redo", "--workdir", "{tmp}/w"], setup_none,
+     "expected a positive number of validation images"),
     ("code planted in a training checkpoint", ["train-teacher", "--steps", "2", "--input-size", "32x64", "--batch-size", "2",
                                                "--eval-images", "2", "--no-progress", "--device", "cpu", "--workdir", "{tmp}/w"],
      setup_planted_training_state, "could run code"),
