@@ -15,6 +15,8 @@ and the "closest points" to an unmeetable target are the ones with the smallest 
 
 from __future__ import annotations
 
+import math
+
 import re
 from dataclasses import dataclass
 from typing import Mapping
@@ -96,6 +98,8 @@ def _parse_one(whole: str, start: int, end: int) -> Target:
     if not m:
         _fail(whole, pos, "a non-negative number")
     number, pos = float(m.group()), m.end()
+    if not math.isfinite(number):
+        _fail(whole, pos, "a finite number")
     units, required, _ = _UNITS[metric]
     m = _UNIT_RE.match(whole, pos, end)
     unit = m.group() if m else ""

@@ -118,6 +118,10 @@ def search(*, workspace: Workspace, request: SearchRequest, progress: bool = Tru
         raise InvalidInput(f"--trials {request.trials}: expected a positive number of complete trials")
     if request.evaluate_top < 0:
         raise InvalidInput(f"--evaluate-top {request.evaluate_top}: expected 0 or a positive number of points")
+    if request.study is not None and (not request.study.strip() or any(c in request.study for c in "/\\")
+                                      or request.study.strip(".") == ""):
+        # the study name becomes a folder under search/: `../../x` would write outside the workdir
+        raise InvalidInput(f"--study {request.study!r}: expected a name without path separators, e.g. mobile-25ms")
     preds = loading.load_predictors(lut_dir=workspace.lut_dir, predictor_dir=request.predictor_dir or workspace.predictor_dir,
                                     space=request.space, lut=request.lut)
     storage = request.storage or workspace.adopt_legacy_journal()
