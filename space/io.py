@@ -8,6 +8,7 @@ and every one of those writes must survive a kill (temp file in the same folder 
 from __future__ import annotations
 
 import datetime as _dt
+import io
 import json
 import os
 import platform
@@ -68,7 +69,20 @@ def atomic_write_csv(path: str | Path, frame: "Any") -> Path:
 def atomic_torch_save(path: str | Path, obj: Any) -> Path:
     import torch
 
-    return _atomic(path, lambda tmp: torch.save(obj, tmp))
+    def write(tmp: str) -> None:
+        # Serialise in memory, then write with Python: torch's own writer reports a full disk as a
+        # RuntimeError ("unexpected pos ..."), whether given a path or a file; Python's write raises
+        # OSError(ENOSPC), which `_atomic` turns into one line. The files saved here (weights, resume
+        # states) are at most a few hundred MB, which a training process holds anyway.
+        # fsync: the bytes are on disk before the rename.
+        buffer = io.BytesIO()
+        torch.save(obj, buffer)
+        with open(tmp, "wb") as f:
+            f.write(buffer.getbuffer())
+            f.flush()
+            os.fsync(f.fileno())
+
+    return _atomic(path, write)
 
 
 def read_json(path: str | Path, *, what: str = "file") -> Any:

@@ -85,3 +85,31 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+@pytest.fixture
+def tiny_filesystem(tmp_path):
+    """A real 256 KiB filesystem (tmpfs), where the platform lets this process mount one."""
+    import subprocess
+
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here ({done.stderr.decode().strip()[:80]})")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], capture_output=True)
+
+
+def test_a_full_disk_during_torch_save_is_one_line_and_keeps_the_old_file(tiny_filesystem):
+    import torch
+
+    path = atomic_torch_save(tiny_filesystem / "model.pt", {"w": torch.zeros(10)})
+    before = path.read_bytes()
+    with pytest.raises(InvalidInput, match="No space left on device.*nothing was replaced") as err:
+        atomic_torch_save(path, {"w": torch.randn(256, 1024)})  # 1 MiB into 256 KiB
+    assert "\n" not in str(err.value)
+    assert path.read_bytes() == before
+    assert [p.name for p in tiny_filesystem.iterdir()] == ["model.pt"]  # no temp file left
