@@ -38,7 +38,10 @@ TARGET_GRAMMAR = (  # ffnet_nas.search.targets.GRAMMAR
 
 
 def thread_count(text: str) -> int:
-    """--threads: a whole number from 1 to the cores this machine has (torch crashes far beyond that)."""
+    """--threads: a whole number from 1 to the cores this machine has (torch crashes far beyond that).
+
+    Checked here, where the command runs; a run config file's `threads:` is only checked positive,
+    because a file written on one machine may be run on another."""
     cores = os.cpu_count() or 1
     try:
         n = int(text)

@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     if args.threads is not None:
         import torch
 
-        torch.set_num_threads(_positive("threads", args.threads))
+        torch.set_num_threads(args.threads)  # checked by the parser (commands._common.thread_count)
     ws = Workspace(args.workdir)
     space = get_space(args.space)
     config = BlockTrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed)

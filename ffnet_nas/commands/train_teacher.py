@@ -41,9 +41,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.steps < 1 or args.batch_size < 1 or args.checkpoint_every < 1:
         raise InvalidInput("--steps, --batch-size and --checkpoint-every: expected positive integers")
-    if args.threads is not None:
-        if args.threads < 1:
-            raise InvalidInput(f"--threads {args.threads}: expected a positive integer")
+    if args.threads is not None:  # checked by the parser (commands._common.thread_count)
         torch.set_num_threads(args.threads)
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     try:
