@@ -245,26 +245,17 @@ def test_teacher_reports_through_logging_when_no_log_is_given(tmp_path, caplog):
     assert any(m.startswith(f"loaded {weights} into ") for m in messages), messages
 
 
-class _Planted:
-    """A pickle that would create a file when unpickled (the classic `__reduce__` payload)."""
-
-    def __init__(self, marker):
-        self.marker = str(marker)
-
-    def __reduce__(self):
-        return (open, (self.marker, "w"))
-
-
 def test_a_planted_pickle_in_the_training_checkpoint_runs_nothing(tmp_path):
     import pickle
 
     from ffnet_nas.space.errors import InvalidInput
     from ffnet_nas.training import load_train_state
+    from tests.helpers.hostile import Planted
 
     marker = tmp_path / "pwned"
     state = tmp_path / "train_state.pt"
-    torch.save({"step": 1, "payload": _Planted(marker)}, state)
-    assert pickle.loads(pickle.dumps(_Planted(marker))) is not None and marker.exists()  # the payload is live
+    torch.save({"step": 1, "payload": Planted(marker)}, state)
+    assert pickle.loads(pickle.dumps(Planted(marker))) is not None and marker.exists()  # the payload is live
     marker.unlink()
     with pytest.raises(InvalidInput, match="could run code") as err:
         load_train_state(state)

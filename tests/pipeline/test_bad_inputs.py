@@ -94,41 +94,27 @@ def setup_file_as_workdir(tmp_path):
     return [tmp_path / "afile"]
 
 
-class _Planted:
-    """Unpickled, this would create a file (the classic `__reduce__` payload)."""
-
-    def __init__(self, marker):
-        self.marker = str(marker)
-
-    def __reduce__(self):
-        return (open, (self.marker, "w"))
-
-
 def setup_planted_training_state(tmp_path):
     import torch
 
+    from tests.helpers.hostile import Planted
+
     path = tmp_path / "w" / "teacher" / "train_state.pt"
     path.parent.mkdir(parents=True)
-    torch.save({"step": 1, "payload": _Planted(tmp_path / "pwned")}, path)
+    torch.save({"step": 1, "payload": Planted(tmp_path / "pwned")}, path)
     return [path]
 
 
-_HELD = []  # open descriptors of locks taken by setups (closed when the test process ends)
+_HELD = []  # locks taken by setups, held until the test process ends
 
 
 def setup_workdir_in_use(tmp_path):
-    import fcntl
-    import os
-
-    from ffnet_nas.lock import _write_holder
+    from ffnet_nas.lock import hold
     from ffnet_nas.workspace import Workspace
 
-    lock = Workspace(tmp_path / "w").lock_path
-    lock.parent.mkdir(parents=True)
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT)  # flock conflicts across descriptors, even in one process
-    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    _write_holder(fd, "run")
-    _HELD.append(fd)
+    held = hold(Workspace(tmp_path / "w").lock_path, command="run")
+    held.__enter__()  # flock conflicts across descriptors, even within one process
+    _HELD.append(held)
     return []
 
 

@@ -10,30 +10,16 @@ import pytest
 from ffnet_nas import steps
 from ffnet_nas.search.targets import parse_targets
 from ffnet_nas.workspace import Workspace
+from tests.helpers.predictor_files import write_made_up_predictor, write_unit_latency_table
 from tests.helpers.search_standins import tiny_space, write_tiny_space
 
 
 @pytest.fixture()
 def workdir(tmp_path):
-    from ffnet_nas.predictors.accuracy import FEATURES, PREDICTOR_FILE, AccuracyPredictor, Validation
-    from ffnet_nas.predictors.latency.keys import space_units
-    from ffnet_nas.predictors.latency.lut import COLUMNS, LutSpec
-    from ffnet_nas.space.io import atomic_write_csv, atomic_write_json
-
     ws = Workspace(tmp_path / "w")
     space = tiny_space()
-    spec = LutSpec(device="cpu", device_name="cpu", dtype="fp32", backend="eager", batch=1, input_hw=space.input_hw,
-                   threads=1, num_classes=19)
-    csv = ws.lut_dir / f"{spec.slug}.csv"
-    rows = [{c: None for c in COLUMNS} | {"key": u.key, "kind": "x", "estimate_ms": 1.0}
-            for u in space_units(space, space.input_hw, num_classes=19)]
-    atomic_write_csv(csv, pd.DataFrame(rows, columns=list(COLUMNS)))
-    atomic_write_json(csv.with_suffix(".json"), {"spec": spec.to_dict()})
-    blocks = {(b.position, b.choice) for a in space for b in a.blocks()}
-    n = len(FEATURES)
-    AccuracyPredictor(feature_names=FEATURES, mean=(0.0,) * n, scale=(1.0,) * n, coef=(-1,) * (n - 2) + (2, -1),
-                      intercept=50.0, alpha=1.0, validation=Validation(4, 0.5, 0.5, 1.0, (0.0,) * 4), codes=(),
-                      block_nsr=tuple((p, c, 0.1) for p, c in sorted(blocks))).save(ws.predictor_dir / PREDICTOR_FILE)
+    csv = write_unit_latency_table(ws.lut_dir, space)
+    write_made_up_predictor(ws.predictor_dir, space)
     return ws, space, csv
 
 

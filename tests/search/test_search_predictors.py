@@ -44,27 +44,18 @@ def test_load_names_every_missing_piece(tmp_path):
 def test_latency_table_is_wired_to_the_latency_predictor(tmp_path):
     """A table whose every unit takes 1 ms (written in the latency package's format): the search's
     latency callable must give each point its number of unit runs, through the real predictor."""
-    import pandas as pd
-
     from ffnet_nas.predictors.latency.keys import units_of
-    from ffnet_nas.predictors.latency.lut import COLUMNS, LutSpec
     from ffnet_nas.predictors.load import load_latency
+    from tests.helpers.predictor_files import write_unit_latency_table
     from tests.helpers.search_standins import tiny_space
-    from ffnet_nas.space.io import atomic_write_csv, atomic_write_json
 
     space = tiny_space()
     archs = space.sample_many(3, seed=0)
-    keys = sorted({u.key for a in archs for u in units_of(a, space.input_hw, num_classes=19)})
-    spec = LutSpec(device="cpu", device_name="cpu", dtype="fp32", backend="eager", batch=1,
-                   input_hw=space.input_hw, threads=1, num_classes=19)
-    csv = tmp_path / "lut" / f"{spec.slug}.csv"
-    rows = [{c: None for c in COLUMNS} | {"key": k, "kind": "x", "estimate_ms": 1.0} for k in keys]
-    atomic_write_csv(csv, pd.DataFrame(rows, columns=list(COLUMNS)))
-    atomic_write_json(csv.with_suffix(".json"), {"spec": spec.to_dict()})
+    csv = write_unit_latency_table(tmp_path / "lut", space)
     latency_ms, ident = load_latency(csv)
     for a in archs:
         assert latency_ms(a) == pytest.approx(sum(units_of(a, space.input_hw, num_classes=19).values()))
-    assert ident.startswith(f"lut:{spec.slug}:")
+    assert ident.startswith(f"lut:{csv.stem}:")
 
 
 def test_cli_runs_on_the_real_predictor_files(tmp_path, capsys):
@@ -73,25 +64,12 @@ def test_cli_runs_on_the_real_predictor_files(tmp_path, capsys):
     import pandas as pd
 
     from ffnet_nas import cli
-    from ffnet_nas.predictors.accuracy import FEATURES, PREDICTOR_FILE, AccuracyPredictor, Validation
-    from ffnet_nas.predictors.latency.keys import space_units
-    from ffnet_nas.predictors.latency.lut import COLUMNS, LutSpec
+    from tests.helpers.predictor_files import write_made_up_predictor, write_unit_latency_table
     from tests.helpers.search_standins import tiny_space, write_tiny_space
-    from ffnet_nas.space.io import atomic_write_csv, atomic_write_json
 
     space = tiny_space()
-    spec = LutSpec(device="cpu", device_name="cpu", dtype="fp32", backend="eager", batch=1,
-                   input_hw=space.input_hw, threads=1, num_classes=19)
-    csv = tmp_path / "lut" / f"{spec.slug}.csv"
-    rows = [{c: None for c in COLUMNS} | {"key": u.key, "kind": "x", "estimate_ms": 1.0}
-            for u in space_units(space, space.input_hw, num_classes=19)]
-    atomic_write_csv(csv, pd.DataFrame(rows, columns=list(COLUMNS)))
-    atomic_write_json(csv.with_suffix(".json"), {"spec": spec.to_dict()})
-    blocks = {(b.position, b.choice) for a in space for b in a.blocks()}
-    n = len(FEATURES)
-    AccuracyPredictor(feature_names=FEATURES, mean=(0.0,) * n, scale=(1.0,) * n, coef=(-1,) * (n - 2) + (2, -1),
-                      intercept=50.0, alpha=1.0, validation=Validation(4, 0.5, 0.5, 1.0, (0.0,) * 4), codes=(),
-                      block_nsr=tuple((p, c, 0.1) for p, c in sorted(blocks))).save(tmp_path / "predictor" / PREDICTOR_FILE)
+    write_unit_latency_table(tmp_path / "lut", space)
+    write_made_up_predictor(tmp_path / "predictor", space)
     code = cli.main(["search", "--space", write_tiny_space(tmp_path / "tiny.yaml"), "--target", "latency<60ms",
                      "--trials", "15", "--no-progress", "--workdir", str(tmp_path)])
     out = capsys.readouterr().out
