@@ -33,7 +33,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 from ffnet_nas.distill.blocks import StudentBlock, block_io, nsr  # noqa: E402
 from ffnet_nas.distill.choices import space_choices  # noqa: E402
-from ffnet_nas.distill.features import compute_features, file_digest, load_features, save_features  # noqa: E402
+from ffnet_nas.distill.features import compute_features, load_features, save_features  # noqa: E402
+from ffnet_nas.distill.teacher import weights_digest  # noqa: E402
 from ffnet_nas.distill.library import BlockLibrary, TeacherInfo, distill_library  # noqa: E402
 from ffnet_nas.distill.teacher import load_teacher  # noqa: E402
 from ffnet_nas.settings import BlockTrainConfig  # noqa: E402
@@ -152,7 +153,7 @@ def spearman(xs, ys) -> float:
 
 def part_nsr(args, space, teacher_path, train_ds, val_ds, out: Path) -> None:
     teacher = load_teacher(teacher_path)
-    info = TeacherInfo.of(teacher, digest=file_digest(teacher_path))
+    info = TeacherInfo.of(teacher, digest=weights_digest(teacher.arch.code, teacher.num_classes, teacher.state_dict()))
     positions = args.nsr_positions.split(",")
     choices = [c for c in space_choices(space) if c.position in positions]
     if args.nsr_s4:

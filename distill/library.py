@@ -42,7 +42,7 @@ class TeacherInfo:
     num_classes: int
     channels: tuple[int, ...]  # widths of the teacher's s4..s32 outputs
     input_scale: int
-    digest: str  # sha1 of the teacher file (or any id that changes with the weights)
+    digest: str  # the teacher's weights_digest (ffnet_nas.distill.teacher): changes with the weights only
 
     @classmethod
     def of(cls, model, *, digest: str) -> "TeacherInfo":
@@ -77,7 +77,28 @@ class BlockLibrary:
             raise InvalidInput(f"no block library in {str(self.root)!r}: expected {self.meta_path.name} there "
                                "(run 'ffnet-nas distill' first)")
         d = read_json(self.meta_path, what="block library metadata")
-        return TeacherInfo(d["arch"], d["num_classes"], tuple(d["channels"]), d["input_scale"], d["digest"])
+        try:
+            return TeacherInfo(str(d["arch"]), int(d["num_classes"]), tuple(int(c) for c in d["channels"]),
+                               int(d["input_scale"]), str(d["digest"]))
+        except (KeyError, TypeError, ValueError) as e:
+            raise InvalidInput(f"block library metadata {str(self.meta_path)!r} is incomplete or corrupt "
+                               f"({type(e).__name__}: {e}); expected arch, num_classes, channels, input_scale, "
+                               "digest: delete the library folder and re-run distill") from None
+
+    def adopt_file_digest(self, info: TeacherInfo, *, file_digest) -> None:
+        """Rebind a library that recorded its teacher by the file's digest (before the weights digest).
+
+        Such a library was distilled from exactly this teacher when its digest is the file's;
+        `file_digest` is only called in that case (it reads the whole teacher file).
+        """
+        if not self.meta_path.is_file():
+            return
+        have = self.teacher()
+        if have.digest != info.digest and have == TeacherInfo(info.arch, info.num_classes, info.channels,
+                                                               info.input_scale, have.digest) \
+                and have.digest == file_digest():
+            atomic_write_json(self.meta_path, {**info.to_dict(), "provenance": plain_provenance(),
+                                               "adopted_from_file_digest": have.digest})
 
     def bind(self, info: TeacherInfo) -> None:
         if self.meta_path.is_file():

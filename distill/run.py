@@ -16,7 +16,7 @@ from pathlib import Path
 from ffnet_nas.distill.choices import space_choices
 from ffnet_nas.distill.features import cached_features, compute_features, file_digest
 from ffnet_nas.distill.library import BlockLibrary, TeacherInfo, distill_library
-from ffnet_nas.distill.teacher import load_teacher
+from ffnet_nas.distill.teacher import load_teacher, weights_digest
 from ffnet_nas.distill.train import FAILED, OK
 from ffnet_nas.settings import BlockTrainConfig
 
@@ -38,8 +38,9 @@ def distill_space(space, *, teacher_path: str | Path, train_data, val_data, libr
                   train_images: int | None = 256, val_images: int | None = 64, retry_failed: bool = False,
                   progress: bool = True) -> DistillSummary:
     teacher = load_teacher(teacher_path)
-    info = TeacherInfo.of(teacher, digest=file_digest(teacher_path))
+    info = TeacherInfo.of(teacher, digest=weights_digest(teacher.arch.code, teacher.num_classes, teacher.state_dict()))
     library = BlockLibrary(library_dir)
+    library.adopt_file_digest(info, file_digest=lambda: file_digest(teacher_path))
     library.bind(info)  # refuse a foreign library before spending minutes on features
     choices = space_choices(space)
     done = library.rows()

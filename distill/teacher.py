@@ -20,14 +20,19 @@ the pipeline read it. One `torch.save`d dict, loadable with `weights_only=True`:
     "provenance"   {str: plain}     versions, host, time, device, ... (builtin values only)
 
 Readers, cheapest first:
-    read_teacher_info(path) -> TeacherMeta   the metadata and the file's digest, no network
+    read_teacher_info(path) -> TeacherMeta   the metadata and the weights' digest, no network
     read_teacher_file(path) -> dict          the raw dict (state_dict included), checked for keys
     load_teacher(path)      -> FFNet         the network in eval mode; every key except
                                              "state_dict" is on `model.teacher_info` (a dict)
+
+The teacher's identity (`weights_digest`, what the block library and the feature caches bind
+to) covers the arch, the class count and the weights, not the file: two runs that train the
+same teacher get the same digest although their files differ in provenance (time, host).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -124,7 +129,7 @@ class TeacherMeta:
     ignore_index: int
     class_names: tuple[str, ...]
     miou: float | None
-    digest: str  # sha1 prefix of the file: the id the block library and feature caches bind to
+    digest: str  # weights_digest: the id the block library and feature caches bind to
 
     @property
     def channels(self) -> tuple[int, ...]:
@@ -142,9 +147,7 @@ _META_CACHE: dict[tuple[str, int, int, int], TeacherMeta] = {}
 
 
 def read_teacher_info(path: str | Path) -> TeacherMeta:
-    """The teacher file's metadata and digest; the network is not built (and cached while the file is unchanged)."""
-    from ffnet_nas.distill.features import file_digest
-
+    """The teacher file's metadata and weights digest; the network is not built (cached while the file is unchanged)."""
     path = Path(path)
     try:
         st = os.stat(path)
@@ -162,12 +165,27 @@ def read_teacher_info(path: str | Path) -> TeacherMeta:
                        input_hw=(int(hw[0]), int(hw[1])) if hw else None,
                        ignore_index=int(obj.get("ignore_index", IGNORE_INDEX)),
                        class_names=tuple(str(c) for c in obj.get("class_names") or ()),
-                       miou=None if miou is None else float(miou), digest=file_digest(path))
+                       miou=None if miou is None else float(miou),
+                       digest=weights_digest(arch.code, int(obj["num_classes"]), obj["state_dict"]))
     if key is not None:
         if len(_META_CACHE) > 16:
             _META_CACHE.clear()
         _META_CACHE[key] = meta
     return meta
+
+
+def weights_digest(arch: str, num_classes: int, state_dict: Mapping[str, torch.Tensor]) -> str:
+    """sha1 prefix of what makes a teacher this teacher: arch code, class count, every weight and buffer.
+
+    Names, dtypes, shapes and bytes enter in sorted key order, so the digest does not depend on
+    how the dict was built or on anything else in the file.
+    """
+    h = hashlib.sha1(f"{arch}|{int(num_classes)}".encode())
+    for name in sorted(state_dict):
+        t = state_dict[name].detach().cpu().contiguous()
+        h.update(f"|{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:16]
 
 
 def _segmentation_arch(code: object, path: str | Path) -> Arch:

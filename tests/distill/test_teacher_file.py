@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from ffnet_nas.distill.features import file_digest
-from ffnet_nas.distill.library import TeacherInfo
-from ffnet_nas.distill.teacher import TeacherMeta, load_teacher, read_teacher_file, read_teacher_info, save_teacher
+from ffnet_nas.distill.library import BlockLibrary, TeacherInfo
+from ffnet_nas.distill.teacher import (TeacherMeta, load_teacher, read_teacher_file, read_teacher_info, save_teacher,
+                                       weights_digest)
 from ffnet_nas.space.builder import build_model
 from ffnet_nas.space.errors import InvalidInput
 from tests.helpers.distill import NUM_CLASSES, TEACHER_CODE, tiny_teacher
@@ -53,7 +54,7 @@ def test_files_in_the_older_layouts_still_load(tmp_path):
         meta = read_teacher_info(tmp_path / name)
         assert (meta.arch, meta.num_classes, meta.data, meta.input_hw, meta.miou) == \
             (TEACHER_CODE, NUM_CLASSES, obj["data"], (32, 64), obj["miou"])
-        assert meta.ignore_index == 255 and meta.digest == file_digest(tmp_path / name)
+        assert meta.ignore_index == 255 and meta.digest == weights_digest(TEACHER_CODE, NUM_CLASSES, sd)
     assert read_teacher_info(tmp_path / "cli.pt").class_names == ("road",)
     assert read_teacher_info(tmp_path / "helper.pt").class_names == ()
 
@@ -63,7 +64,8 @@ def test_read_teacher_info_matches_the_library_binding_and_is_frozen(tmp_path):
     path = save_teacher(tmp_path / "t.pt", teacher, data="synthetic", input_hw=[32, 64], miou=0.0)
     meta = read_teacher_info(path)
     assert isinstance(meta, TeacherMeta)
-    info = TeacherInfo.of(load_teacher(path), digest=file_digest(path))
+    loaded = load_teacher(path)
+    info = TeacherInfo.of(loaded, digest=weights_digest(loaded.arch.code, loaded.num_classes, loaded.state_dict()))
     assert (meta.arch, meta.num_classes, meta.channels, meta.input_scale, meta.digest) == \
         (info.arch, info.num_classes, info.channels, info.input_scale, info.digest)
     with pytest.raises(dataclasses.FrozenInstanceError):
@@ -92,3 +94,45 @@ def test_bad_teacher_files_are_one_line_errors(tmp_path):
         with pytest.raises(InvalidInput, match="is a classifier") as err:
             reader(tmp_path / "cls.pt")
         assert "\n" not in str(err.value)
+
+
+def test_the_teacher_digest_covers_the_weights_not_the_file(tmp_path):
+    """Two runs that train the same teacher write different files (time, host) but one teacher."""
+    teacher = tiny_teacher()
+    a = save_teacher(tmp_path / "a.pt", teacher, data="synthetic", input_hw=[32, 64], miou=0.1,
+                     provenance={"created": "2026-01-01T00:00:00"})
+    b = save_teacher(tmp_path / "b.pt", teacher, data="synthetic", input_hw=[32, 64], miou=0.1,
+                     provenance={"created": "2026-06-01T12:00:00", "host": "elsewhere"})
+    assert file_digest(a) != file_digest(b)
+    assert read_teacher_info(a).digest == read_teacher_info(b).digest
+    other = tiny_teacher(seed=1)
+    c = save_teacher(tmp_path / "c.pt", other, data="synthetic", input_hw=[32, 64], miou=0.1)
+    assert read_teacher_info(c).digest != read_teacher_info(a).digest
+    # one weight changed by one ulp is another teacher
+    sd = {k: v.clone() for k, v in teacher.state_dict().items()}
+    name = next(k for k, v in sd.items() if v.is_floating_point())
+    sd[name].view(-1)[0] = torch.nextafter(sd[name].view(-1)[0], torch.tensor(float("inf")))
+    assert weights_digest(TEACHER_CODE, NUM_CLASSES, sd) != read_teacher_info(a).digest
+
+
+def test_a_library_bound_by_the_old_file_digest_is_adopted_only_for_its_own_teacher(tmp_path):
+    path = save_teacher(tmp_path / "t.pt", tiny_teacher(), data="synthetic", input_hw=[32, 64], miou=0.0)
+    loaded = load_teacher(path)
+    info = TeacherInfo.of(loaded, digest=read_teacher_info(path).digest)
+    legacy = dataclasses.replace(info, digest=file_digest(path))
+    library = BlockLibrary(tmp_path / "lib")
+    library.bind(legacy)  # what an older version wrote
+    library.adopt_file_digest(info, file_digest=lambda: "0123456789abcdef")  # another file: left alone
+    with pytest.raises(InvalidInput, match="was distilled from teacher"):
+        library.bind(info)
+    library.adopt_file_digest(info, file_digest=lambda: file_digest(path))
+    library.bind(info)  # now accepted
+    assert library.teacher() == info
+
+
+def test_corrupt_library_metadata_is_one_line(tmp_path):
+    library = BlockLibrary(tmp_path / "lib")
+    library.root.mkdir()
+    library.meta_path.write_text('{"arch": "x"}')
+    with pytest.raises(InvalidInput, match="incomplete or corrupt.*delete the library folder"):
+        library.teacher()
