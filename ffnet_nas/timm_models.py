@@ -13,6 +13,16 @@ catalogue), and one builder (`create_ffnet`) that does the work. The entry point
 in a loop because there are 94 of them and the catalogue already holds their structure.
 No weights are downloadable from here: `pretrained=True` needs a file (the official state
 dicts load unchanged, wrappers and `module.` prefixes included).
+
+Any other point of the space (a search result, a peer design such as an `upFAM` head or
+`metamixer` blocks) is registered by its code on request:
+
+    name = ffnet_nas.timm_models.register_point("stemB-metamixer-d2.2.6.2-w64.128.192.320-s1-upB-segB-nearest")
+    timm.create_model(name, num_classes=19)
+
+timm reads a dot in a model name as a pretrained tag, so the name is the code with its dots as
+underscores, prefixed: `ffnet_nas_stemB-metamixer-d2_2_6_2-...` (`code_model_name`). The peer
+reference points of the catalogue (`peer_sfnet_r18`, ...; `space.peers`) are registered by name.
 """
 
 from __future__ import annotations
@@ -25,20 +35,61 @@ from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.models import FeatureInfo, generate_default_cfgs, register_model, resolve_pretrained_cfg
 from torch import nn
 
+from dataclasses import dataclass
+
+from ffnet_nas.space.arch import Arch, resolve
 from ffnet_nas.space.builder import FFNet, build_model
 from ffnet_nas.space.catalogue import PublishedVariant, get_variant, published_variants
+from ffnet_nas.space.peers import get_peer, peer_points
 from ffnet_nas.space.checkpoint import extract_state_dict, infer_num_classes, load_state_dict_strict, read_state_dict
 from ffnet_nas.space.errors import InvalidInput
 
-__all__ = ["FFNetFeatures", "create_ffnet", "registered_names"]
+__all__ = ["FFNetFeatures", "code_model_name", "create_ffnet", "register_point", "registered_names"]
 
 ORIGIN_URL = "https://github.com/Qualcomm-AI-research/FFNet"
 PAPER = "Simple and Efficient Architectures for Semantic Segmentation"
 # Where a task head's class scores come from (timm's `classifier` field).
 _CLASSIFIER = {"segmentation": "head.layers.3.last_layer.3", "classification": "head.layers.2.classifier"}
+CODE_PREFIX = "ffnet_nas_"
+CODE_INPUT_HW = (512, 1024)  # the default input of a point registered by code (the mobile resolution)
 
 
-def _cfg(v: PublishedVariant) -> dict[str, Any]:
+@dataclass(frozen=True)
+class _Entry:
+    """What one registered name stands for: a published variant, a peer point, or a code."""
+
+    name: str
+    arch: Arch
+    task: str
+    num_classes: int
+    input_hw: tuple[int, int]
+    description: str
+    weights_file: str | None = None
+
+
+def _entry(name: str) -> _Entry:
+    if name.startswith(CODE_PREFIX):
+        arch = resolve(name[len(CODE_PREFIX):].replace("_", "."))
+        task = "classification" if arch.is_classifier else "segmentation"
+        return _Entry(name, arch, task, 1000 if arch.is_classifier else 19,
+                      tuple(h * arch.input_scale for h in CODE_INPUT_HW), f"point {arch.code}")
+    if name.startswith("peer_"):
+        p = get_peer(name)
+        return _Entry(name, p.arch, "segmentation", 19, p.input_hw,
+                      f"{p.system} reference point (NOT an FFNet; {p.source}); arch {p.arch.code}")
+    v = get_variant(name)
+    return _Entry(name, v.arch, v.task, v.num_classes, v.input_hw,
+                  f"{v.display_name or v.name} ({v.task}, {v.family}); arch {v.arch.code}", v.weights_file)
+
+
+def _classifier(arch: Arch) -> str:
+    if arch.up_head == "JPU":  # the JPU head is the JPU then the seg head (space.peer_heads)
+        return "head.layers.1.last_layer.3"
+    return _CLASSIFIER["classification" if arch.is_classifier else "segmentation"]
+
+
+def _cfg(v: "PublishedVariant | _Entry") -> dict[str, Any]:
+    v = v if isinstance(v, _Entry) else _entry(v.name)
     first_conv = "backbone_model.conv1" if v.arch.stem == "A" else "backbone_model.conv0"
     return {
         "url": "",
@@ -50,12 +101,12 @@ def _cfg(v: PublishedVariant) -> dict[str, Any]:
         "mean": IMAGENET_DEFAULT_MEAN,
         "std": IMAGENET_DEFAULT_STD,
         "first_conv": first_conv,
-        "classifier": _CLASSIFIER[v.task],
+        "classifier": _classifier(v.arch),
         "license": "bsd-3-clause-clear",
         "origin_url": ORIGIN_URL,
         "paper_name": PAPER,
         "paper_ids": "arXiv:2206.08236",
-        "description": f"{v.display_name or v.name} ({v.task}, {v.family}); arch {v.arch.code}",
+        "description": v.description,
         "notes": (f"official weights file: {v.weights_file}",) if v.weights_file else (),
     }
 
@@ -111,7 +162,7 @@ def _reset_classes(model: FFNet, num_classes: int) -> None:
     model.num_classes = num_classes
 
 
-def _pretrained_state(cfg: Any, variant: PublishedVariant) -> dict[str, Any]:
+def _pretrained_state(cfg: Any, variant: _Entry) -> dict[str, Any]:
     if cfg.state_dict:
         return extract_state_dict(cfg.state_dict, source="pretrained_cfg state_dict")
     if cfg.file:
@@ -143,7 +194,7 @@ def create_ffnet(
                            "num_classes, features_only, out_indices, pretrained, pretrained_cfg(_overlay)")
     if in_chans != 3:
         raise InvalidInput(f"{variant}: in_chans={in_chans}; FFNet takes RGB input (in_chans=3)")
-    v = get_variant(variant)
+    v = _entry(variant)
     cfg = resolve_pretrained_cfg(variant, pretrained_cfg=pretrained_cfg, pretrained_cfg_overlay=pretrained_cfg_overlay)
     wanted = num_classes if num_classes is not None else v.num_classes
     if pretrained:
@@ -167,15 +218,39 @@ def _entrypoint(name: str) -> Callable[..., nn.Module]:
 
     entry.__name__ = entry.__qualname__ = name
     entry.__module__ = __name__
-    entry.__doc__ = f"FFNet {name} ({get_variant(name).arch.code})."
+    entry.__doc__ = f"FFNet-space point {name} ({_entry(name).arch.code})."
     return entry
 
 
-default_cfgs = generate_default_cfgs({v.name: _cfg(v) for v in published_variants()})
+default_cfgs = generate_default_cfgs({v.name: _cfg(v) for v in published_variants()}
+                                     | {p.name: _cfg(_entry(p.name)) for p in peer_points()})
 
 
 def registered_names() -> tuple[str, ...]:
-    return tuple(v.name for v in published_variants())
+    """The names registered at import: the published variants, then the peer reference points."""
+    return tuple(v.name for v in published_variants()) + tuple(p.name for p in peer_points())
+
+
+def code_model_name(arch_or_code: "Arch | str") -> str:
+    """The timm name of a point: its code with dots as underscores (timm reads a dot as a tag)."""
+    return CODE_PREFIX + resolve(arch_or_code).code.replace(".", "_")
+
+
+def register_point(arch_or_code: "Arch | str") -> str:
+    """Register any point (a code, an Arch or a published/peer name) with timm; returns its timm name.
+
+    A published or peer name is already registered and comes back unchanged; registering the
+    same code twice is a no-op.
+    """
+    text = arch_or_code if isinstance(arch_or_code, str) else None
+    if text is not None and text.strip() in globals() and text.strip() in registered_names():
+        return text.strip()
+    name = code_model_name(arch_or_code)
+    if name not in globals():
+        # timm's register_model reads the cfg from this module's default_cfgs when it registers
+        default_cfgs.update(generate_default_cfgs({name: _cfg(_entry(name))}))
+        globals()[name] = register_model(_entrypoint(name))
+    return name
 
 
 for _name in registered_names():

@@ -8,6 +8,11 @@ stem letter, residual block type, blocks per stage, stage widths (planes; a bott
 stage outputs 4x), stride of the first residual stage, up-head letter, task-head letter
 (A/B/C segmentation heads, X the ImageNet classification head), upsampling mode, and the
 optional Gaussian pre-downsampler. Only characters that need no quoting in a shell.
+
+Beyond FFNet, the space holds the "fussier" designs the FFNet paper argues against, so a search
+can pick them where they win on the device (`space/peer_heads.py`, `space/metamixer.py`): the
+up-heads FAM / FAM2 (SFNet / SFNet-Lite flow alignment) and JPU (FastFCN), and the block type
+`metamixer` (MetaMixer's FFNet block, a different network that shares the name).
 """
 
 from __future__ import annotations
@@ -21,17 +26,28 @@ from typing import Any
 from ffnet_nas.space.errors import InvalidInput
 
 STEMS = ("A", "B", "C")
-BLOCK_TYPES = ("basic", "bottleneck")
-UP_HEADS = ("A", "B", "C")
+FFNET_BLOCK_TYPES = ("basic", "bottleneck")
+PEER_BLOCK_TYPES = ("metamixer",)  # MetaMixer's FFNet block (Yun et al. 2024): space/metamixer.py
+BLOCK_TYPES = FFNET_BLOCK_TYPES + PEER_BLOCK_TYPES
+FFNET_UP_HEADS = ("A", "B", "C")
+PEER_UP_HEADS = ("FAM", "FAM2", "JPU")  # SFNet, SFNet-Lite, FastFCN: space/peer_heads.py
+UP_HEADS = FFNET_UP_HEADS + PEER_UP_HEADS
 SEG_HEADS = ("A", "B", "C")
 TASK_HEADS = SEG_HEADS + ("X",)  # X: the ImageNet classification head of the published backbones
 UPSAMPLE_MODES = ("bilinear", "nearest")
-EXPANSION = {"basic": 1, "bottleneck": 4}
+EXPANSION = {"basic": 1, "bottleneck": 4, "metamixer": 1}
+# Convolutions per block, for the number in the published names (a metamixer block has two
+# mixers, each of two depthwise-or-pointwise convs on its main path; counted like basic)
+_CONVS_PER_BLOCK = {"basic": 2, "bottleneck": 3, "metamixer": 2}
+# JPU (FastFCN) reads only the stride-8/16/32 features: its output, and the model's, is at the
+# second-finest feature's stride
+_HEAD_FIRST_FEATURE = {"JPU": 1}
 STEM_CHANNELS = 64  # every stem ends in 64 channels at stride 4
 STEM_STRIDE = 4
 POSITIONS = ("s4", "s8", "s16", "s32", "head")
 
-_CODE_GRAMMAR = "stem{A|B|C}-{basic|bottleneck}-dD1.D2.D3[.D4]-wW1.W2.W3[.W4]-s{1|2}-up{A|B|C}-seg{A|B|C|X}-{bilinear|nearest}[-predown]"
+_CODE_GRAMMAR = ("stem{A|B|C}-{basic|bottleneck|metamixer}-dD1.D2.D3[.D4]-wW1.W2.W3[.W4]-s{1|2}-"
+                 "up{A|B|C|FAM|FAM2|JPU}-seg{A|B|C|X}-{bilinear|nearest}[-predown]")
 CODE_EXAMPLE = "stemB-basic-d4.5.6.4-w64.128.192.320-s1-upB-segB-nearest"
 
 
@@ -116,13 +132,17 @@ class Arch:
 
     @property
     def output_stride(self) -> int:
-        return self.feature_strides[0]
+        return self.feature_strides[_HEAD_FIRST_FEATURE.get(self.up_head, 0)]
+
+    @property
+    def is_ffnet(self) -> bool:
+        """False for a point with a peer design (a FAM/JPU head or metamixer blocks): not an FFNet."""
+        return self.block in FFNET_BLOCK_TYPES and self.up_head in FFNET_UP_HEADS
 
     @property
     def nominal_depth(self) -> int:
         """The number in the published names: convs per block x blocks + 2."""
-        convs = 2 if self.block == "basic" else 3
-        return convs * sum(self.depths) + 2
+        return _CONVS_PER_BLOCK[self.block] * sum(self.depths) + 2
 
     # ---- code ------------------------------------------------------------------------------
     @property
@@ -155,9 +175,11 @@ class Arch:
 
     @classmethod
     def from_name(cls, name: str) -> "Arch":
+        """A published FFNet name, or a peer reference point's name (`space.peers`, not FFNets)."""
         from ffnet_nas.space.catalogue import get_variant
+        from ffnet_nas.space.peers import get_peer, is_peer_name
 
-        return get_variant(name).arch
+        return get_peer(name).arch if is_peer_name(name) else get_variant(name).arch
 
     def replace(self, **changes: Any) -> "Arch":
         return dataclasses.replace(self, **changes)
@@ -227,6 +249,8 @@ def _validate(a: Arch) -> None:
         _fail("up_head", a.up_head, "one of " + "/".join(UP_HEADS))
     if a.seg_head not in TASK_HEADS:
         _fail("seg_head", a.seg_head, "one of A/B/C (segmentation) or X (classification)")
+    if a.seg_head == "X" and a.up_head in PEER_UP_HEADS:
+        _fail("seg_head", a.seg_head, f"A/B/C with up-head {a.up_head} (the classifier reads FFNet's up-heads only)")
     if a.upsample not in UPSAMPLE_MODES:
         _fail("upsample", a.upsample, "one of " + "/".join(UPSAMPLE_MODES))
     if not isinstance(a.pre_down, bool):
@@ -262,8 +286,8 @@ def parse_code(code: str) -> Arch:
         raise bad(widths, "w followed by 3 or 4 dot-separated stage widths, e.g. w64.128.192.320")
     if stride not in ("s1", "s2"):
         raise bad(stride, "s1 or s2 (stride of the first residual stage)")
-    if not (up.startswith("up") and len(up) == 3):
-        raise bad(up, "upA, upB or upC")
+    if not (up.startswith("up") and up[2:] in UP_HEADS):
+        raise bad(up, "upA, upB, upC (FFNet) or upFAM, upFAM2, upJPU (peer heads)")
     if not (seg.startswith("seg") and len(seg) == 4):
         raise bad(seg, "segA, segB, segC or segX")
     return Arch(
@@ -286,6 +310,4 @@ def resolve(name_or_code: "str | Arch") -> Arch:
     text = str(name_or_code).strip()
     if text.startswith("stem"):
         return parse_code(text)
-    from ffnet_nas.space.catalogue import get_variant
-
-    return get_variant(text).arch
+    return Arch.from_name(text)

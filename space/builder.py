@@ -14,7 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ffnet_nas.space.arch import EXPANSION, STEM_CHANNELS, Arch, resolve
+from ffnet_nas.space.arch import EXPANSION, PEER_UP_HEADS, STEM_CHANNELS, Arch, resolve
+from ffnet_nas.space.metamixer import MetaMixerBlock
 
 BN_MOMENTUM = 0.1
 CLS_HEAD_WIDTHS = (128, 256, 512, 1024)
@@ -49,6 +50,7 @@ def _projection(cin: int, cout: int, stride: int) -> nn.Sequential:
 
 class BasicBlock(nn.Module):
     expansion = 1
+    INPUT_CONVS = ("conv1", "downsample.0")  # the convs that read the block's input (assemble.py folds into them)
 
     def __init__(self, cin: int, planes: int, stride: int = 1):
         super().__init__()
@@ -70,6 +72,7 @@ class Bottleneck(nn.Module):
     """torchvision v1.5 bottleneck (stride on the 3x3)."""
 
     expansion = 4
+    INPUT_CONVS = ("conv1", "downsample.0")
 
     def __init__(self, cin: int, planes: int, stride: int = 1, *, projection_first: bool = False):
         super().__init__()
@@ -95,7 +98,7 @@ class Bottleneck(nn.Module):
         return self.relu(out + shortcut)
 
 
-BLOCKS = {"basic": BasicBlock, "bottleneck": Bottleneck}
+BLOCKS = {"basic": BasicBlock, "bottleneck": Bottleneck, "metamixer": MetaMixerBlock}
 
 
 def make_stage(block: str, cin: int, planes: int, depth: int, stride: int) -> nn.Sequential:
@@ -244,8 +247,16 @@ class ClassificationHead(nn.Module):
 
 
 class FFNetHead(nn.Module):
+    """The up-head + task head. A peer up-head (FAM, FAM2, JPU) comes from `space.peer_heads`."""
+
     def __init__(self, arch: Arch, in_channels: Sequence[int], num_classes: int):
         super().__init__()
+        if arch.up_head in PEER_UP_HEADS:
+            from ffnet_nas.space.peer_heads import peer_head_layers
+
+            self.layers = nn.Sequential(*peer_head_layers(arch.up_head, arch.upsample, in_channels, arch.seg_head,
+                                                          num_classes))
+            return
         base, outs = UP_HEAD_BASE[arch.up_head], UP_HEAD_OUT[arch.up_head]
         layers: list[nn.Module] = [AdapterConv(in_channels, base), UpBranch(base, outs, arch.upsample)]
         if arch.is_classifier:
@@ -256,6 +267,18 @@ class FFNetHead(nn.Module):
 
     def forward(self, feats: Sequence[torch.Tensor]) -> torch.Tensor:
         return self.layers(feats)
+
+
+def head_input_convs(up_head: str) -> tuple[str | None, ...]:
+    """Per up-head input (finest first): the name in `FFNetHead` of the conv reading it (None: unread).
+
+    What assembly folds each backbone block's output adapter into.
+    """
+    if up_head in PEER_UP_HEADS:
+        from ffnet_nas.space.peer_heads import head_input_convs as peer
+
+        return peer(up_head)
+    return tuple(f"layers.0.adapter_conv.{i}.layers.0" for i in range(4))
 
 
 def gaussian_kernel(size: int = 5, sigma: float = 0.7) -> np.ndarray:
@@ -306,6 +329,11 @@ def init_weights(model: nn.Module) -> None:
         elif isinstance(m, nn.BatchNorm2d):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
+    for m in model.modules():
+        # modules whose start matters beyond kaiming (a peer head's flow convs start at zero)
+        after_init = getattr(m, "after_init", None)
+        if callable(after_init):
+            after_init()
 
 
 def build_model(arch_or_name: "Arch | str", *, num_classes: int | None = None) -> FFNet:

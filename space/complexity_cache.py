@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from ffnet_nas.space.arch import STEM_CHANNELS, Arch
+from ffnet_nas.space.arch import PEER_UP_HEADS, STEM_CHANNELS, Arch
 from ffnet_nas.space.builder import STEM_CONVS, UP_HEAD_BASE
 
 
@@ -52,6 +52,11 @@ def parts(arch: Arch, net_hw: tuple[int, int], num_classes: int) -> list[tuple[t
         hw = _half(hw) if s == 2 else hw
         feats.append(hw)
         cin = cout
+    if arch.up_head in PEER_UP_HEADS:
+        # a peer head (space.peer_heads) is one part: its adapters are not FFNet's 1x1 convs
+        out.append((("peer_head", arch.up_head, arch.seg_head, arch.upsample, arch.feature_channels,
+                     tuple(map(tuple, feats)), num_classes), ("head",)))
+        return out
     base = UP_HEAD_BASE[arch.up_head]
     for i, (c, f) in enumerate(zip(arch.feature_channels, feats)):
         out.append((("adapter", c, base[i], tuple(f)), (f"head.layers.0.adapter_conv.{i}",)))
@@ -135,6 +140,12 @@ class ComplexityCache:
             if kind == "stage":
                 _, block, cin, w, d, s, hw = key
                 module, x = make_stage(block, cin, w, d, s), torch.empty(1, cin, *hw)
+            elif kind == "peer_head":
+                from ffnet_nas.space.builder import FFNetHead
+
+                _, up, seg, upsample, chans, feats, classes = key
+                placeholder = Arch("B", "basic", (1, 1, 1, 1), (8, 8, 8, 8), 1, up, seg, upsample)
+                module, x = FFNetHead(placeholder, chans, classes), [torch.empty(1, c, *f) for c, f in zip(chans, feats)]
             elif kind == "adapter":
                 _, cin, cout, hw = key
                 module, x = ConvBNReLU(cin, cout, 1), torch.empty(1, cin, *hw)

@@ -13,6 +13,10 @@ Which convolution feeds which BatchNorm is read from the module structure, not g
 inside an `nn.Sequential` (ConvBNReLU, projections, seg head) adjacent children run in
 order; elsewhere (residual blocks, the stem) the torchvision naming `convK` -> `bnK` is the
 pairing the forward passes use. `fold_batchnorm` reports any BatchNorm it could not fold.
+
+Folding also re-parameterises the metamixer block's depthwise convs (`space.metamixer`): each
+kxk + 3x3 pair of branches with their BNs becomes one kxk conv, the deployment form the paper
+describes. Both are inference-only rewrites of the same eval-mode function.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from torch import nn
 
 from ffnet_nas.space.errors import InvalidInput
 from ffnet_nas.space.io import atomic_write_bytes
+from ffnet_nas.space.metamixer import reparameterize
 
 EXPORTERS = ("dynamo", "torchscript")
 DEFAULT_EXPORTER = "dynamo"  # torch's default since 2.9; what `ffnet-nas export` uses unless told otherwise
@@ -78,11 +83,13 @@ class FoldResult:
     model: nn.Module
     folded: int  # conv+BN pairs fused
     unfolded: tuple[str, ...]  # BatchNorms left as they were (no preceding conv)
+    reparameterized: int = 0  # metamixer branch pairs merged into one conv each
 
 
 def fold_batchnorm(model: nn.Module) -> FoldResult:
     """An eval-mode copy of `model` with every conv+BN pair fused; the input is left untouched."""
     folded_model = copy.deepcopy(model).eval()
+    merged = reparameterize(folded_model)
     count = 0
     for module in list(folded_model.modules()):
         for conv_name, bn_name in _fusable_pairs(module):
@@ -93,7 +100,7 @@ def fold_batchnorm(model: nn.Module) -> FoldResult:
             setattr(module, bn_name, nn.Identity())
             count += 1
     left = tuple(n for n, m in folded_model.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm))
-    return FoldResult(model=folded_model, folded=count, unfolded=left)
+    return FoldResult(model=folded_model, folded=count, unfolded=left, reparameterized=merged)
 
 
 def fold_bn(model: nn.Module) -> nn.Module:

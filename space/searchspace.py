@@ -3,7 +3,9 @@
 Built-in spaces are derived from the published catalogue (the union, per dimension, of the
 published variants of a family), so each one contains every published point of its family
 by construction, and mirrors the paper's Fig. 3 (gpu_large), Fig. 5 (gpu_small) and Fig. 6
-(mobile). `all` is their union. User spaces come from YAML (see `from_yaml`).
+(mobile). `all` is their union. `mobile_peers` is the mobile space plus the peer designs the
+FFNet paper argues against (the up-heads FAM, FAM2, JPU and the block `metamixer`: `space.peers`),
+so a search can pick them where they win on the device. User spaces come from YAML (see `from_yaml`).
 
 Depth and width choices are per stage and per stage count: a 3-stage point's first stage is
 not a 4-stage point's first stage. The Optuna encoding therefore keeps separate parameters
@@ -13,6 +15,7 @@ and only the slots of the chosen stage count are read.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import random
@@ -22,6 +25,8 @@ from typing import Any, Iterator, Mapping
 
 from ffnet_nas.space.arch import (
     BLOCK_TYPES,
+    PEER_BLOCK_TYPES,
+    PEER_UP_HEADS,
     SEG_HEADS,
     STEMS,
     UP_HEADS,
@@ -31,9 +36,12 @@ from ffnet_nas.space.arch import (
 from ffnet_nas.space.errors import InvalidInput, closest
 
 FAMILIES = ("gpu_large", "gpu_small", "mobile")
-BUILTIN = FAMILIES + ("all",)
+# built-in spaces that are a family plus the peer designs (the family's published FFNets stay members)
+WITH_PEERS = {"mobile_peers": "mobile"}
+BUILTIN = FAMILIES + ("all",) + tuple(WITH_PEERS)
 # The paper's resolution of the tensor that enters the stem (pre_down points take 2x that).
-PAPER_INPUT_HW = {"gpu_large": (1024, 2048), "gpu_small": (1024, 2048), "mobile": (512, 1024), "all": (1024, 2048)}
+PAPER_INPUT_HW = {"gpu_large": (1024, 2048), "gpu_small": (1024, 2048), "mobile": (512, 1024), "all": (1024, 2048),
+                  "mobile_peers": (512, 1024)}
 
 
 @dataclass(frozen=True)
@@ -267,6 +275,10 @@ def builtin_space(name: str) -> SearchSpace:
 
     if name not in BUILTIN:
         raise InvalidInput(f"unknown space {name!r}: expected one of {', '.join(BUILTIN)} or a YAML file{closest(name, BUILTIN)}")
+    if name in WITH_PEERS:
+        base = builtin_space(WITH_PEERS[name])
+        return dataclasses.replace(base, name=name, blocks=base.blocks + PEER_BLOCK_TYPES,
+                                   up_heads=base.up_heads + PEER_UP_HEADS)
     members = [v.arch for v in variants(task="segmentation", family=None if name == "all" else name)]
     options = []
     for n in (3, 4):
@@ -309,7 +321,7 @@ def from_dict(data: Mapping[str, Any], *, default_name: str = "custom") -> Searc
     merged["name"] = data.get("name", default_name)  # a derived space is not the base space
     missing = [k for k in ("stems", "blocks", "stages", "up_heads", "seg_heads", "upsamples", "input_size") if k not in merged]
     if missing:
-        raise InvalidInput(f"space {merged['name']!r} is missing {', '.join(missing)} (or give 'base: mobile|gpu_large|gpu_small|all')")
+        raise InvalidInput(f"space {merged['name']!r} is missing {', '.join(missing)} (or give 'base: {'|'.join(BUILTIN)}')")
     name = str(merged["name"])
     try:
         stages = tuple(
