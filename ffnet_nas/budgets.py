@@ -7,6 +7,8 @@ end-to-end tests), `quick` (minutes on a laptop CPU), `full`. Sections follow th
     distill    images whose teacher features train / score the blocks, and the block training
                settings (`ffnet_nas.settings.BlockTrainConfig`)
     latency    the table's dtype/backend/batch, the timing protocol, networks timed for calibration
+               and for validation (random points + an even spread of published variants: what
+               the report's LUT-fidelity and device-vs-paper figures are drawn from)
     predictor  points in its space-filling design, design seed
     search     trials, sampler seed (refine round k searches with seed + k)
     evaluate   points evaluated in full, fine-tuning (`ffnet_nas.settings.TrainConfig`, KD weight 1),
@@ -80,10 +82,17 @@ class LatencyBudget:
     dtype: str = "fp32"
     backend: str = "eager"
     batch: int = 1
+    # networks timed twice end to end to validate the table: random points, plus this many published
+    # variants of the space (an even spread by predicted latency; None: all of them). Every budget
+    # validates, so a run's report draws its LUT-fidelity and device-vs-paper figures.
+    validate: int = 0
+    validate_published: int | None = None
 
     def __post_init__(self) -> None:
-        _count(self, "calibrate")
+        _count(self, "calibrate", "validate")
         _positive(self, "batch")
+        if self.validate_published is not None:
+            _count(self, "validate_published")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -146,15 +155,15 @@ def finetune_config(**changes) -> TrainConfig:
 
 def _budget(name: str, hw: tuple[int, int], *, teacher: str, teacher_steps: int, distill_steps: int, train_images: int,
             distill_val: int, calibrate: int, points: int, finetune_steps: int, val_images: int | None, trials: int,
-            top: int, rounds: int, round_points: int, batch_size: int = 8, repeats: tuple[int, int] = (10, 60),
-            seconds: float = 2.0) -> Budget:
+            top: int, rounds: int, round_points: int, validate: int, validate_published: int | None,
+            batch_size: int = 8, repeats: tuple[int, int] = (10, 60), seconds: float = 2.0) -> Budget:
     return Budget(
         name=name, input_hw=hw,
         teacher=TeacherBudget(arch=teacher, steps=teacher_steps, batch_size=batch_size, val_images=val_images),
         distill=DistillBudget(train_images=train_images, val_images=distill_val,
                               block=BlockTrainConfig(steps=distill_steps, batch_size=batch_size)),
-        latency=LatencyBudget(calibrate=calibrate, protocol=Protocol(min_repeats=repeats[0], max_repeats=repeats[1],
-                                                                     max_seconds=seconds)),
+        latency=LatencyBudget(calibrate=calibrate, validate=validate, validate_published=validate_published,
+                              protocol=Protocol(min_repeats=repeats[0], max_repeats=repeats[1], max_seconds=seconds)),
         predictor=PredictorBudget(points=points),
         search=SearchBudget(trials=trials),
         evaluate=EvaluateBudget(top=top, val_images=val_images, rounds=rounds, round_points=round_points,
@@ -166,14 +175,17 @@ BUDGETS: dict[str, Budget] = {
     # Seconds, for the end-to-end test: a tiny space and tiny images.
     "micro": _budget("micro", (32, 64), teacher="stemB-basic-d1.1.1.1-w16.32.48.64-s1-upB-segB-nearest", teacher_steps=10,
                      distill_steps=3, train_images=8, distill_val=8, calibrate=2, points=4, finetune_steps=2, val_images=8,
-                     trials=30, top=1, rounds=1, round_points=1, batch_size=4, repeats=(3, 5), seconds=0.2),
+                     trials=30, top=1, rounds=1, round_points=1, validate=2, validate_published=2, batch_size=4,
+                     repeats=(3, 5), seconds=0.2),
     # ~6 min measured with 300/40/8/60; spending more of the 15 minutes on quality:
     "quick": _budget("quick", (64, 128), teacher="segmentation_ffnet46NS_CCC_mobile", teacher_steps=500, distill_steps=80,
                      train_images=128, distill_val=32, calibrate=4, points=10, finetune_steps=100, val_images=64,
-                     trials=300, top=2, rounds=2, round_points=3),
+                     trials=300, top=2, rounds=2, round_points=3,
+                     # 2 random + 8 published networks, 2 passes each: about a minute at 64x128 on 2 cores
+                     validate=2, validate_published=8),
     "full": _budget("full", (128, 256), teacher="segmentation_ffnet46NS_CCC_mobile", teacher_steps=1500, distill_steps=300,
                     train_images=256, distill_val=64, calibrate=8, points=20, finetune_steps=300, val_images=None,
-                    trials=2000, top=3, rounds=3, round_points=3),
+                    trials=2000, top=3, rounds=3, round_points=3, validate=8, validate_published=16),
 }
 DEFAULT_BUDGET = "quick"
 

@@ -134,7 +134,8 @@ def run_pipeline(*, workspace: Workspace, config: RunConfig, progress: bool = Tr
     with _Step(summary, "report"):
         # the table this run measured, as for its other steps (not whichever else the folder holds)
         result = steps.report(workspace=workspace, progress=progress,
-                              request=steps.ReportRequest(formats=config.formats, lut=table.path.stem))
+                              request=steps.ReportRequest(formats=config.formats, lut=table.path.stem,
+                                                          run_summary={**asdict(summary), "closing": describe(summary)}))
         summary.files["report"] = str(result.index)
 
     record = {**asdict(summary), "provenance": provenance(budget=budget_dict(config.budget), config=_config_record(config))}
@@ -184,7 +185,8 @@ def _latency(ctx, summary: RunSummary):
     spec = make_spec(device=ctx.device, dtype=b.dtype, backend=b.backend, batch=b.batch, input_hw=ctx.budget.input_hw,
                      threads=ctx.threads, num_classes=ctx.num_classes)
     built = steps.measure_latency(workspace=ctx.workspace, progress=ctx.progress, request=steps.LatencyRequest(
-        space=ctx.space, spec=spec, protocol=b.protocol, calibrate=b.calibrate))
+        space=ctx.space, spec=spec, protocol=b.protocol, calibrate=b.calibrate, validate=b.validate,
+        validate_published=b.validate_published))
     logger.info("  latency table: %d keys (%d measured now) -> %s", built.n_keys, built.n_new, built.table.path)
     summary.files["lut"] = str(built.table.path)
     return built.table

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from ffnet_nas.reports import compare, evidence, inputs as inp
+from ffnet_nas.reports import claims, compare, evidence, inputs as inp, verdict
 from ffnet_nas.reports.export import FORMATS, export_static
-from ffnet_nas.reports.html import write_html
+from ffnet_nas.reports.html import claims_html, write_html
 from ffnet_nas.reports.model import Missing, ReportFigure
 from ffnet_nas.reports.paper import render_paper_figure
 from ffnet_nas.reports.pareto import render_pareto
@@ -28,6 +28,8 @@ class ReportResult:
     written: tuple[Path, ...]
     index: Path
     notes: tuple[str, ...]  # formats skipped and why
+    verdict: "verdict.Verdict | None" = None  # the run's, when the workdir has one
+    claims: tuple = ()  # claims.ClaimResult, one per claim
 
 
 def parse_formats(text: str) -> tuple[str, ...]:
@@ -57,8 +59,8 @@ def paper_report_figures() -> list[ReportFigure]:
     return out
 
 
-def pareto_report_figure(inputs: inp.ReportInputs) -> ReportFigure:
-    data = pareto_data(inputs)
+def pareto_report_figure(inputs: inp.ReportInputs, *, verdict: dict | None = None) -> ReportFigure:
+    data = pareto_data(inputs, verdict=verdict)
     fig = render_pareto(data)
     n_front = int((data.points["role"] == "front").sum()) if not data.points.empty else 0
     summary = {"search": f"{n_front} Pareto points", "published": f"{data.points['code'].nunique()} published variants with latency measured on {data.device}"}.get(data.mode, "")
@@ -77,10 +79,15 @@ def device_vs_paper_report_figure(inputs: inp.ReportInputs) -> ReportFigure:
         return ReportFigure("device_vs_paper", "pareto", title, None, produced_by=inp.describe_lut(meta), missing=(missing,))
     frame = compare.device_vs_paper(loaded.frame)
     if len(frame) < 2:
+        if not (loaded.frame["source"] == "published").any():  # the space holds none: nothing is missing
+            return ReportFigure("device_vs_paper", "pareto", title, None, produced_by=inp.describe_lut(meta),
+                                summary="not applicable: the validated space holds no published variant to set against the paper")
         return ReportFigure("device_vs_paper", "pareto", title, None, produced_by=inp.describe_lut(meta), missing=(
             Missing("published variants with a published latency in the LUT validation", str(loaded.path),
                     "ffnet-nas measure-latency --validate N --space mobile (or gpu_large, gpu_small)"),))
-    fig, headline = compare.device_vs_paper_figure(frame, device=inp.device_label(meta))
+    spec = meta.get("spec", {})
+    fig, headline = compare.device_vs_paper_figure(frame, device=spec.get("device_name") or spec.get("device") or "this device",
+                                                   dtype=spec.get("dtype"), backend=spec.get("backend"))
     return ReportFigure("device_vs_paper", "pareto", title, fig, produced_by={**inp.describe_lut(meta), "table": slug},
                         summary=headline)
 
@@ -109,11 +116,19 @@ def predictor_report_figure(inputs: inp.ReportInputs) -> ReportFigure:
     if len(loaded.frame) < 2:
         return ReportFigure("predictor_fidelity", "evidence", title, None,
                             summary=f"only {len(loaded.frame)} evaluated point(s) match the predictor's codes")
-    fig, fid = evidence.predictor_fidelity_figure(loaded.frame, meta=loaded.meta)
+    oos = inp.out_of_sample(inputs)
+    oos = oos[~oos["code"].isin(loaded.frame["code"])]  # a design point is scored by its LOO value, once
+    bench = inp.predictor_benchmark(inputs)
+    fig, fid = evidence.predictor_fidelity_figure(loaded.frame, meta=loaded.meta, out_of_sample=oos,
+                                                  benchmark=bench.frame if bench else None)
     produced = {"predictor": str(loaded.path), "fitted": (loaded.meta.get("meta") or {}).get("created", ""),
-                "fine-tuned points used": len(loaded.frame)}
-    return ReportFigure("predictor_fidelity", "evidence", title, fig, produced_by=produced,
-                        summary=fid.headline(unit="mIoU points", relative=False))
+                "fine-tuned points used": len(loaded.frame), "out-of-sample points": len(oos),
+                "held-out benchmark": str(bench.path) if bench else "none in this workdir"}
+    summary = "LOO " + fid.headline(unit="mIoU points", relative=False)
+    if len(oos):
+        summary += (f"; out of sample n={len(oos)}: MAE {(oos['predicted'] - oos['measured']).abs().mean():.2f}, "
+                    f"bias {(oos['predicted'] - oos['measured']).mean():+.2f} mIoU points")
+    return ReportFigure("predictor_fidelity", "evidence", title, fig, produced_by=produced, summary=summary)
 
 
 def search_report_figure(inputs: inp.ReportInputs) -> ReportFigure:
@@ -154,12 +169,13 @@ def build_report(*, inputs: inp.ReportInputs, out_dir: str | Path, paper: bool =
                  formats: tuple[str, ...] = ("html",), progress: bool = True) -> ReportResult:
     from tqdm import tqdm
 
+    run = inp.run_summary(inputs)
     steps: list[tuple[str, Callable[[], list[ReportFigure]]]] = []
     if paper:
         steps.append(("paper figures", paper_report_figures))
     if pareto:
         steps += [
-            ("Pareto figure", lambda: [pareto_report_figure(inputs)]),
+            ("Pareto figure", lambda: [pareto_report_figure(inputs, verdict=run)]),
             ("device vs paper", lambda: [device_vs_paper_report_figure(inputs)]),
             ("LUT fidelity", lambda: [lut_report_figure(inputs)]),
             ("predictor fidelity", lambda: [predictor_report_figure(inputs)]),
@@ -179,12 +195,40 @@ def build_report(*, inputs: inp.ReportInputs, out_dir: str | Path, paper: bool =
     index_notes = (f"Generated {stamp['created']} on {stamp['host']} (ffnet-nas {stamp['ffnet_nas']}). "
                    "Each figure lists what produced it; hover a point in the HTML for its code, params, MACs and sources.",
                    *notes)
-    written += write_html(figures, out_dir, static=static.written if static else {}, notes=index_notes, pages="html" in formats)
+    the_verdict = verdict.verdict(run) if run else None
+    results = claims.check_claims(**claim_inputs(inputs, run)) if pareto else ()
+    verdict_section = verdict.verdict_html(the_verdict) if the_verdict else (
+        "<section id=\"verdict\"><h2>Verdict</h2><p class=\"meta\">No <code>ffnet-nas run</code> verdict in this "
+        "workdir (it writes run_summary.json): the figures below show what its steps made.</p></section>")
+    written += write_html(figures, out_dir, static=static.written if static else {}, notes=index_notes, pages="html" in formats,
+                          verdict=verdict_section, claims=claims_html(results))
     manifest = {
+        "verdict": {"headline": the_verdict.headline, "closing": list(the_verdict.closing)} if the_verdict else None,
+        "claims": [{"claim": r.claim.key, "status": r.status, "sentence": r.sentence} for r in results],
         "figures": [{"slug": f.slug, "section": f.section, "title": f.title, "drawn": f.drawn, "summary": f.summary,
                      "produced_by": f.produced_by, "missing": [m.sentence() for m in f.missing]} for f in figures],
         "notes": list(notes),
         "provenance": stamp,
     }
     written.append(atomic_write_json(out_dir / "report.json", manifest))
-    return ReportResult(tuple(figures), tuple(written), out_dir / "index.html", notes)
+    return ReportResult(tuple(figures), tuple(written), out_dir / "index.html", notes, the_verdict, results)
+
+
+def claim_inputs(inputs: inp.ReportInputs, run: dict | None) -> dict:
+    """What the claims are checked on: the evaluated points (measured), the search's trials (predicted),
+    and the paper figure of the workdir's space."""
+    import pandas as pd
+
+    ev, _ = inp.evaluated(inputs)
+    measured = pd.DataFrame(columns=["code", "latency_ms", "miou"])
+    if ev is not None and "measured_latency_ms" in ev.columns:
+        measured = pd.DataFrame({"code": ev["code"], "latency_ms": pd.to_numeric(ev["measured_latency_ms"], errors="coerce"),
+                                 "miou": ev["miou"]}).dropna()
+    predicted = None
+    search, _ = inp.search(inputs)
+    summary = (search.meta.get("summary") or {}) if search else {}
+    if search is not None:
+        trials, _ = inp.search_trials(inputs, summary)
+        predicted = trials[["code", "latency_ms", "miou"]] if trials is not None and not trials.empty else None
+    space = (run or {}).get("space") or summary.get("space")
+    return {"measured": measured, "predicted": predicted, "family": space if space in PAPER_FIGURES else None}

@@ -19,6 +19,13 @@ from ffnet_nas.reports.style import PALETTE, Frame, axis_style, base_layout, log
 from ffnet_nas.space.catalogue import get_variant
 from ffnet_nas.stats import rank_correlations
 
+# How each published latency was measured: device, precision, runtime (as the paper's tables say).
+PAPER_SETTINGS = {
+    "paper S21 DSP int8": ("Samsung S21 DSP", "int8", "8-bit quantized, BN folded (paper Table 4)"),
+    "paper 2080Ti fp16": ("RTX 2080Ti GPU", "fp16", "runtime as in the paper's Tables 2-3"),
+    "README fp16 (2080Ti)": ("RTX 2080Ti GPU", "fp16", "runtime as in the FFNet README"),
+}
+
 # Which published latency stands for each family's paper device (first one present wins).
 PAPER_DEVICE = {
     "mobile": ("paper S21 DSP int8",),
@@ -52,8 +59,20 @@ def _range(values: pd.Series, log: bool) -> tuple[float, float]:
     return max(0.0, lo - pad), hi + pad
 
 
-def device_vs_paper_figure(frame: pd.DataFrame, *, device: str) -> tuple[go.Figure, str]:
-    frame_px = Frame(width=1000, height=680, right=260)
+def like_for_like(paper_devices, *, dtype: str | None, backend: str | None, device: str) -> str:
+    """Precision and runtime on both sides, and what differs (plotly subtitle text, <br> between lines)."""
+    lines = [f"Here: {device}, {(dtype or '?').upper()}, {backend or '?'} runtime."]
+    for label in sorted(set(paper_devices)):
+        name, precision, runtime = PAPER_SETTINGS.get(label, (label, "?", "as published"))
+        differs = ["device"] + (["precision"] if precision != (dtype or "").lower() else []) + ["runtime"]
+        lines.append(f"Paper: {name}, {precision.upper()}, {runtime}.")
+        lines.append(f"They differ in {', '.join(differs)}: compare the ranking (Spearman), not the milliseconds.")
+    return "<br>".join(lines)
+
+
+def device_vs_paper_figure(frame: pd.DataFrame, *, device: str, dtype: str | None = None,
+                           backend: str | None = None) -> tuple[go.Figure, str]:
+    frame_px = Frame(width=1000, height=720, right=260, top=165)
     fig = go.Figure()
     headlines = []
     # Log axes only where the values span a wide range; a narrow one reads better linear.
@@ -75,13 +94,17 @@ def device_vs_paper_figure(frame: pd.DataFrame, *, device: str) -> tuple[go.Figu
     placed, dropped = place_labels(label_pts, panel, font_size=10)
     fig.update_layout(**base_layout(
         frame_px, title=f"Latency here vs as published: {'; '.join(headlines)}",
-        subtitle="Each point is a published variant timed on this device (LUT validation, mean of 2 passes) against the "
-                 "latency the paper published on its device.<br>Spearman near 1: the paper's ranking holds here; low: "
-                 "this device has its own Pareto front." + (f" {dropped} label(s) hidden to avoid overlap." if dropped else "")))
+        subtitle="Each point: a published variant timed here (LUT validation, lower of 2 passes) against the latency the "
+                 "paper published.<br>Spearman near 1: the paper's ranking holds here.<br>"
+                 + like_for_like(frame["paper_device"], dtype=dtype, backend=backend, device=device)
+                 + (f" {dropped} label(s) hidden to avoid overlap." if dropped else "")))
     fig.update_layout(
-        xaxis=dict(axis_style("latency published in the paper (ms, its device)", xr), type="log" if x_log else "linear",
+        xaxis=dict(axis_style("latency published in the paper (ms; " + ", ".join(
+            f"{PAPER_SETTINGS.get(d, (d, '?', ''))[0]} {PAPER_SETTINGS.get(d, (d, '?', ''))[1].upper()}"
+            for d in sorted(set(frame["paper_device"]))) + ")", xr), type="log" if x_log else "linear",
                    **(log_ticks(*xr) if x_log else {})),
-        yaxis=dict(axis_style(f"latency measured on {device} (ms)", yr), type="log" if y_log else "linear",
+        yaxis=dict(axis_style(f"latency measured here (ms; {device}, {(dtype or '?').upper()}, {backend or '?'})", yr),
+                   type="log" if y_log else "linear",
                    **(log_ticks(*yr) if y_log else {})),
         annotations=annotations(placed, font_size=10, x_log=x_log, y_log=y_log),
         legend_title_text="Paper device",

@@ -103,26 +103,42 @@ def short_name(name) -> str:
     return f"{m.group(1)} {m.group(2)}" + (" m" if m.group(3) else "") + (" pd" if m.group(4) else "")
 
 
-def predictor_fidelity_figure(frame: pd.DataFrame, *, meta: dict | None = None) -> tuple[go.Figure, Fidelity]:
-    """Leave-one-out predicted vs measured mIoU of the fully evaluated points."""
+def predictor_fidelity_figure(frame: pd.DataFrame, *, meta: dict | None = None, out_of_sample: pd.DataFrame | None = None,
+                              benchmark: pd.DataFrame | None = None) -> tuple[go.Figure, Fidelity]:
+    """Predicted vs measured mIoU: leave-one-out on the predictor's design points (circles), and
+    out of sample (squares): the evaluated points, predicted before they were measured; plus
+    the held-out benchmark (diamonds) when the workdir has one. Returns the LOO fidelity."""
     fid = fidelity(frame["predicted"], frame["measured"])
-    frame_px = Frame(width=900, height=650, right=200)
-    both = pd.concat([frame["predicted"], frame["measured"]])
+    sets = [("leave-one-out (design points)", frame, "circle", PALETTE[0], "predicted (LOO)")]
+    if out_of_sample is not None and len(out_of_sample):
+        sets.append(("out of sample (evaluated after the fit)", out_of_sample, "square", PALETTE[1], "predicted before measuring"))
+    if benchmark is not None and len(benchmark):
+        sets.append(("held-out benchmark", benchmark, "diamond", PALETTE[2], "predicted (held out)"))
+    frame_px = Frame(width=1000, height=700, right=300, top=140)
+    both = pd.concat([pd.concat([f["predicted"], f["measured"]]) for _, f, *_ in sets])
     rng = padded_range(both, min_span=1.0)
     fig = go.Figure(_identity_and_band(rng[0], rng[1], None))
-    fig.add_trace(go.Scatter(
-        x=frame["measured"], y=frame["predicted"], mode="markers", name=f"evaluated points (n={len(frame)})",
-        marker=dict(color=PALETTE[0], size=10, line=dict(color="white", width=1)),
-        hovertext=[f"{c}<br>measured {m:.2f}% · predicted (LOO) {p:.2f}%" for c, m, p in zip(frame["code"], frame["measured"], frame["predicted"])],
-        hoverinfo="text"))
+    headlines = [f"LOO {fid.headline(unit='mIoU points', relative=False)}"]
+    for name, f, symbol, colour, said in sets:
+        fig.add_trace(go.Scatter(
+            x=f["measured"], y=f["predicted"], mode="markers", name=f"{name} (n={len(f)})",
+            marker=dict(symbol=symbol, color=colour, size=11, line=dict(color="white", width=1)),
+            hovertext=[f"{c}<br>measured {m:.2f}% · {said} {p:.2f}%" for c, m, p in zip(f["code"], f["measured"], f["predicted"])],
+            hoverinfo="text"))
+        if f is not frame:
+            oos = fidelity(f["predicted"], f["measured"])
+            bias = float(np.mean(f["predicted"] - f["measured"]))
+            headlines.append(f"{name.split(' (')[0]}: n={oos.n}, MAE {oos.mae:.2f}, bias {bias:+.2f} points")
     alpha = (meta or {}).get("alpha")
     fig.update_layout(**base_layout(
         frame_px,
-        title=f"Accuracy predictor: {fid.headline(unit='mIoU points', relative=False)}",
-        subtitle="Leave-one-out: each point predicted by a model fitted without it."
-        + (f" Ridge strength α={alpha:g}." if alpha is not None else "")))
+        title=f"Accuracy predictor: {headlines[0]}",
+        subtitle="<br>".join([*(f"<b>{h}</b>" for h in headlines[1:]),
+                              "Leave-one-out: each design point predicted by a model fitted without it.",
+                              "Out of sample: points predicted when the search or a refine round chose them, measured "
+                              "afterwards (the real test)." + (f" Ridge strength α={alpha:g}." if alpha is not None else "")])))
     fig.update_layout(xaxis=axis_style("measured mIoU (%, full fine-tune + evaluation)", rng),
-                      yaxis=axis_style("predicted mIoU (%, leave-one-out)", rng),
+                      yaxis=axis_style("predicted mIoU (%)", rng),
                       legend_title_text="Points")
     return fig, fid
 

@@ -25,6 +25,8 @@ body { font-family: Arial, Helvetica, sans-serif; margin: 24px; color: #222; max
 h1 { font-size: 22px; } h2 { font-size: 18px; margin-top: 32px; }
 table { border-collapse: collapse; font-size: 13px; } td, th { border: 1px solid #ddd; padding: 4px 8px; vertical-align: top; text-align: left; }
 .missing { color: #a00000; margin: 4px 0; } .summary { font-weight: bold; } .meta { color: #555; font-size: 13px; }
+.headline { font-size: 16px; font-weight: bold; } table.verdict td { min-width: 320px; } pre { background: #f6f6f6; padding: 8px; font-size: 12px; white-space: pre-wrap; }
+.holds { color: #0a6b2a; font-weight: bold; } .fails { color: #a00000; font-weight: bold; } .open { color: #6b5a00; font-weight: bold; }
 """
 
 
@@ -64,7 +66,30 @@ def section_page(section: str, figures: list[ReportFigure]) -> str:
     return _page(heading, "\n".join(parts))
 
 
-def index_page(figures: list[ReportFigure], *, static: dict[str, list[Path]], out_dir: Path, title: str, notes: Iterable[str] = ()) -> str:
+_STATUS_CLASS = {"holds": "holds", "does not hold": "fails"}
+
+
+def claims_html(results) -> str:
+    """The paper's claims checked here (`claims.check_claims` results) as a table with their numbers."""
+    if not results:
+        return ""
+    rows = []
+    for r in results:
+        numbers = [c.sentence(r.claim.sides) for c in (*r.paper, r.measured, r.predicted) if c is not None]
+        detail = "".join(f"<li>{html.escape(n)}</li>" for n in numbers)
+        css = _STATUS_CLASS.get(r.status, "open")
+        rows.append(f"<tr><td><b>{html.escape(r.claim.title)}</b></td><td><span class=\"{css}\">{html.escape(r.status)}</span>"
+                    f"<br>{html.escape(r.sentence)}" + (f"<ul class=\"meta\">{detail}</ul>" if detail else "") + "</td></tr>")
+    return ("<section id=\"claims\"><h2>The paper's claims, checked on this device and data</h2>"
+            "<p class=\"meta\">For each design choice: over the latencies both sides reach, which side's best mIoU within "
+            "a latency is higher on most of the range, in the paper's tables (its device) and here. 'Measured' uses the "
+            "points evaluated in full; 'predicted' the search's trials (LUT latency, predictor mIoU), used only where one "
+            "side has no measured point.</p><table>" + "".join(rows) + "</table></section>")
+
+
+def index_page(figures: list[ReportFigure], *, static: dict[str, list[Path]], out_dir: Path, title: str, notes: Iterable[str] = (),
+               verdict: str = "", claims: str = "") -> str:
+    """`verdict` and `claims`: HTML sections shown above the figures (verdict.verdict_html, claims_html)."""
     rows = []
     for fig in figures:
         page, _ = SECTIONS[fig.section]
@@ -78,6 +103,9 @@ def index_page(figures: list[ReportFigure], *, static: dict[str, list[Path]], ou
     note_html = "".join(f"<li>{html.escape(n)}</li>" for n in notes)
     body = (
         f"<h1>{html.escape(title)}</h1>"
+        + verdict
+        + claims
+        + "<h2>Figures</h2>"
         + (f"<ul>{note_html}</ul>" if note_html else "")
         + "<table><tr><th>figure</th><th>files</th><th>what produced it</th></tr>"
         + "".join(rows)
@@ -87,7 +115,8 @@ def index_page(figures: list[ReportFigure], *, static: dict[str, list[Path]], ou
 
 
 def write_html(figures: list[ReportFigure], out_dir: str | Path, *, static: dict[str, list[Path]] | None = None,
-               title: str = "ffnet-nas report", notes: Iterable[str] = (), pages: bool = True) -> list[Path]:
+               title: str = "ffnet-nas report", notes: Iterable[str] = (), pages: bool = True, verdict: str = "",
+               claims: str = "") -> list[Path]:
     """Write the section pages (when `pages`) and index.html under `out_dir`; returns the paths written."""
     out_dir = Path(out_dir)
     written = []
@@ -95,5 +124,6 @@ def write_html(figures: list[ReportFigure], out_dir: str | Path, *, static: dict
         members = [f for f in figures if f.section == section]
         if members and pages:
             written.append(atomic_write_text(out_dir / filename, section_page(section, members)))
-    written.append(atomic_write_text(out_dir / "index.html", index_page(figures, static=static or {}, out_dir=out_dir, title=title, notes=notes)))
+    written.append(atomic_write_text(out_dir / "index.html", index_page(figures, static=static or {}, out_dir=out_dir, title=title, notes=notes,
+                                                                          verdict=verdict, claims=claims)))
     return written

@@ -11,7 +11,9 @@ The formats read here are those the other layers write (columns named in each fu
     search        search/<study>/pareto.csv, published.csv, summary.json (+ the Optuna storage, by
                   default search/study.journal: `ffnet_nas.workspace.JOURNAL_NAME`)
     evaluated     evaluated.csv (code, init, measured_miou, measured_latency_ms, predicted_*, params, macs)
-    predictor     predictor/loo.csv (code, measured_miou, loo_predicted_miou) + predictor/accuracy.json
+    predictor     predictor/loo.csv (code, measured_miou, loo_predicted_miou) + predictor/accuracy.json;
+                  predictor/benchmark.csv (code, predicted_miou, measured_miou), a held-out benchmark, if any
+    run verdict   run_summary.json (RunSummary: best, reference_row, reference, beats_reference, ...)
 """
 
 from __future__ import annotations
@@ -56,6 +58,10 @@ class ReportInputs:
     # evaluate chooses it (ffnet_nas.predictors.load.choose_lut); None: any size
     input_hw: tuple[int, int] | None = None
     study: str | None = None  # a study name, when the search folder holds several
+    # what `ffnet-nas run` concluded (its RunSummary as a dict, plus 'closing': the lines it printed);
+    # None: read run_summary_path, the copy the last run wrote (absent: no verdict to show)
+    run_summary: dict | None = None
+    run_summary_path: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -319,3 +325,39 @@ def predictor(inputs: ReportInputs) -> tuple[Loaded | None, Missing | None]:
     frame = pd.DataFrame({"code": codes, "predicted": list(d["validation"].get("loo_predictions", [])),
                           "measured": [by_code.get(c, math.nan) for c in codes]})
     return Loaded(frame.dropna(), d, path), None
+
+
+def out_of_sample(inputs: ReportInputs) -> pd.DataFrame:
+    """Evaluated points whose mIoU was predicted before they were measured (evaluate records the
+    prediction of the predictor in use then): code, predicted, measured. Empty when none."""
+    ev, _ = evaluated(inputs)
+    if ev is None or "predicted_miou" not in ev.columns:
+        return pd.DataFrame(columns=["code", "predicted", "measured"])
+    frame = pd.DataFrame({"code": ev["code"], "predicted": pd.to_numeric(ev["predicted_miou"], errors="coerce"),
+                          "measured": ev["miou"]})
+    return frame.dropna().reset_index(drop=True)
+
+
+BENCHMARK_COLUMNS = ("code", "predicted_miou", "measured_miou")
+
+
+def predictor_benchmark(inputs: ReportInputs) -> Loaded | None:
+    """The predictor's held-out benchmark (predictor/benchmark.csv), when one was made: points kept
+    out of every fit, predicted and then measured. None when the workdir has none (not an error)."""
+    base = inputs.predictor_dir or Path("predictor")
+    frame, _ = _read_csv(base / "benchmark.csv", BENCHMARK_COLUMNS, what="", command="")
+    if frame is None:
+        return None
+    frame = pd.DataFrame({"code": frame["code"], "predicted": pd.to_numeric(frame["predicted_miou"], errors="coerce"),
+                          "measured": pd.to_numeric(frame["measured_miou"], errors="coerce")}).dropna()
+    return Loaded(frame.reset_index(drop=True), {}, base / "benchmark.csv") if len(frame) else None
+
+
+def run_summary(inputs: ReportInputs) -> dict | None:
+    """The run's verdict: the one `run` hands over, else run_summary.json; None when neither is there."""
+    if inputs.run_summary is not None:
+        return dict(inputs.run_summary)
+    if inputs.run_summary_path is None or not inputs.run_summary_path.is_file():
+        return None
+    data = _read_json(inputs.run_summary_path)
+    return data if isinstance(data, dict) and "budget" in data else None

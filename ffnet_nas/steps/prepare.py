@@ -115,7 +115,8 @@ class LatencyRequest:
     spec: object  # predictors.latency.lut.LutSpec, from build.make_spec (which checks the settings)
     protocol: object  # predictors.latency.protocol.Protocol
     calibrate: int = 6  # networks timed end to end for the calibration
-    validate: int = 0  # random points (+ every published variant) timed to validate the table
+    validate: int = 0  # random points (+ the published variants) timed to validate the table
+    validate_published: int | None = None  # published variants among them: an even spread of this many (None: all)
     seed: int = 0  # of the validation sample
 
 
@@ -125,7 +126,8 @@ def measure_latency(*, workspace: Workspace, request: LatencyRequest, progress: 
     from ffnet_nas.predictors.latency.build import build
 
     return build(lut_dir=workspace.lut_dir, space=request.space, spec=request.spec, protocol=request.protocol,
-                 calibrate_n=request.calibrate, validate_n=request.validate, seed=request.seed, progress=progress)
+                 calibrate_n=request.calibrate, validate_n=request.validate, validate_published=request.validate_published,
+                 seed=request.seed, progress=progress)
 
 
 __all__ = ["DistillRequest", "DistillResult", "LatencyRequest", "TeacherRequest", "TeacherResult", "distill",

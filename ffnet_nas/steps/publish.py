@@ -19,6 +19,9 @@ class ReportRequest:
     out_dir: Path | None = None  # None: the workdir's report folder
     lut: str | None = None  # a table slug when several fit (None: predictors.load rule, at the teacher's size)
     study: str | None = None  # a study name when the search folder holds several
+    # the run's verdict for the report's first section (RunSummary as a dict + 'closing', the lines the
+    # CLI prints); None: the workdir's run_summary.json, if a run wrote one
+    run_summary: dict | None = None
 
 
 def report(*, workspace: Workspace, request: ReportRequest, progress: bool = True):
@@ -28,7 +31,8 @@ def report(*, workspace: Workspace, request: ReportRequest, progress: bool = Tru
 
     inputs = ReportInputs(lut_dir=workspace.lut_dir, library_dir=workspace.library_dir, search_dir=workspace.search_dir,
                           evaluated_path=workspace.evaluated_path, predictor_dir=workspace.predictor_dir,
-                          lut=request.lut, study=request.study, input_hw=_evaluated_hw(workspace))
+                          lut=request.lut, study=request.study, input_hw=_evaluated_hw(workspace),
+                          run_summary=request.run_summary, run_summary_path=workspace.run_summary_path)
     return build_report(inputs=inputs, out_dir=Path(request.out_dir or workspace.report_dir), paper=request.paper,
                         pareto=request.pareto, formats=tuple(request.formats), progress=progress)
 

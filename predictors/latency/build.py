@@ -48,7 +48,8 @@ def make_spec(*, device: str, dtype: str = "fp32", backend: str = "eager", batch
 
 
 def build(*, lut_dir: str | Path, space, spec: LutSpec, protocol: Protocol, calibrate_n: int = 6,
-          validate_n: int = 0, seed: int = 0, progress: bool = True, limit: int | None = None) -> BuildResult:
+          validate_n: int = 0, seed: int = 0, progress: bool = True, limit: int | None = None,
+          validate_published: int | None = None) -> BuildResult:
     from ffnet_nas.predictors.latency.validate import calibrate, validate
 
     check_clock(protocol, spec.device, spec.threads)
@@ -66,7 +67,7 @@ def build(*, lut_dir: str | Path, space, spec: LutSpec, protocol: Protocol, cali
     result = None
     if validate_n > 0:
         result = validate(table, space, n=validate_n, calibration=cal or Calibration(), protocol=protocol,
-                          seed=seed, progress=progress)
+                          seed=seed, published=validate_published, progress=progress)
     return BuildResult(table, len(units), n_new, cal, result)
 
 

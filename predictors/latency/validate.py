@@ -157,8 +157,14 @@ class ValidationResult:
     summary_path: Path
 
 
-def validation_points(space, n: int, *, seed: int, exclude: Iterable[str] = ()) -> list[tuple[Arch, str, str]]:
-    """(arch, source, published name) for n random points (not in `exclude`) + every published one in the space."""
+def validation_points(space, n: int, *, seed: int, exclude: Iterable[str] = (), published: int | None = None,
+                      spread_key=None) -> list[tuple[Arch, str, str]]:
+    """(arch, source, published name) for n random points (not in `exclude`) + the published ones in the space.
+
+    `published` caps the published variants at an even spread of that many along `spread_key`
+    (default: nominal depth), so a run budget can validate on a few networks that still span
+    the space's latency range; None: every one (what `measure-latency --validate` does).
+    """
     from ffnet_nas.space.catalogue import name_of, variants
 
     skip = set(exclude)
@@ -170,19 +176,26 @@ def validation_points(space, n: int, *, seed: int, exclude: Iterable[str] = ()) 
         if arch.code not in skip:
             points.append((arch, "random", name_of(arch) or ""))
             seen.add(arch.code)
-    for v in variants(task="segmentation"):
-        if v.arch in space and v.arch.code not in seen:
-            points.append((v.arch, "published", v.name))
-            seen.add(v.arch.code)
+    pubs = [v for v in variants(task="segmentation") if v.arch in space and v.arch.code not in seen]
+    pubs = list({v.arch.code: v for v in pubs}.values())  # one per network (aliases share a code)
+    if published is not None and len(pubs) > published:
+        key = spread_key or (lambda a: a.nominal_depth)
+        ranked = sorted(pubs, key=lambda v: (key(v.arch), v.name))
+        # evenly spaced ranks, both ends included: the fastest and the slowest are always timed
+        picks = sorted({round(i * (len(ranked) - 1) / max(published - 1, 1)) for i in range(published)}) if published else []
+        pubs = [ranked[i] for i in picks]
+    points += [(v.arch, "published", v.name) for v in pubs]
     return points
 
 
 def validate(table: LatencyTable, space, *, n: int, calibration: Calibration, protocol: Protocol, seed: int = 0,
-             progress: bool = True) -> ValidationResult:
-    """Measure n random + all published points twice; compare with the prediction; write the table."""
+             published: int | None = None, progress: bool = True) -> ValidationResult:
+    """Measure n random + the published points (all, or an even spread of `published` of them by
+    predicted latency) twice; compare with the prediction; write the table."""
     import pandas as pd
 
-    points = validation_points(space, n, seed=seed, exclude=calibration.codes)
+    points = validation_points(space, n, seed=seed, exclude=calibration.codes, published=published,
+                               spread_key=lambda a: raw_sum(a, table))
     if not points:
         raise InvalidInput(f"space {space.name!r} has {space.size} point(s), all used for calibration and none "
                            "published: nothing left to validate on; expected a smaller --calibrate")

@@ -52,7 +52,7 @@ def test_pareto_with_search_front_target_and_filled_vs_hollow(tmp_path):
     data = pareto_data(_inputs(root))
     assert data.mode == "search" and data.targets == (("latency", "<", 20.0),) and not data.missing
     fig = render_pareto(data)
-    front = [t for t in fig.data if t.name and t.name.startswith("search Pareto front")]
+    front = [t for t in fig.data if t.name and t.name.startswith("search front (predicted)")]
     assert len(front) == 1 and front[0].line.shape == "hv"
     assert all(s.endswith("-open") for s in front[0].marker.symbol)  # predicted: hollow
     symbols = [t.marker.symbol for t in fig.data if t.x is not None and t.x[0] is not None and t.legendgroup not in ("front", "key")]
