@@ -7,8 +7,12 @@ of students, the next convolution W therefore sees A·x: conv(A·x; W) = conv(x;
 commutes with a per-pixel linear map. Folding A into W is exact, and the result has exactly
 the arch's shapes and state-dict keys.
 
-Where A is folded: into the first residual block of the next stage (its conv1 AND its
-projection shortcut, which both read the same input) and into the head's 1x1 adapter convs.
+Where A is folded: into the convs of the next stage's first block that read its input (its
+`INPUT_CONVS`: conv1 AND the projection shortcut of a basic or bottleneck block; the strided
+`downsample` conv of a metamixer block, which nothing else reads past) and into the head's convs
+that read each feature (`space.builder.head_input_convs`: FFNet's 1x1 adapters, a FAM head's
+1x1 adapters, a JPU head's 3x3 convs; JPU reads no stride-4 feature, so the s4 adapter is folded
+only into the s8 stage).
 This needs that first block to HAVE a projection: an identity shortcut would add the raw A·x.
 Stages at s8, s16, s32 always start with stride 2 (only the first stage may have stride 1,
 and it sits inside the s4 block, after no adapter), so they always have one; `fold_into`
@@ -26,7 +30,7 @@ from ffnet_nas.distill.choices import arch_choices
 from ffnet_nas.distill.library import BlockLibrary
 from ffnet_nas.distill.train import OK
 from ffnet_nas.space.arch import Arch, resolve
-from ffnet_nas.space.builder import FFNet, build_model
+from ffnet_nas.space.builder import FFNet, build_model, head_input_convs
 from ffnet_nas.space.errors import InvalidInput
 
 
@@ -81,13 +85,13 @@ def assemble(arch: Arch | str, library: BlockLibrary | str | Path) -> FFNet:
             raise InvalidInput(f"{arch.code}: stage {k} starts without a projection shortcut, so the adapter "
                                "in front of it cannot be folded exactly")
         sd = dict(stage.state_dict())
-        sd["0.conv1.weight"] = fold(sd["0.conv1.weight"], adapter)
-        sd["0.downsample.0.weight"] = fold(sd["0.downsample.0.weight"], adapter)
+        for conv in type(stage[0]).INPUT_CONVS:
+            sd[f"0.{conv}.weight"] = fold(sd[f"0.{conv}.weight"], adapter)
         state.update({f"backbone_model.layer{k}.{key}": v for key, v in sd.items()})
     head = dict(chain[4].body.state_dict())
-    for i, adapter in enumerate(adapters):
-        key = f"layers.0.adapter_conv.{i}.layers.0.weight"
-        head[key] = fold(head[key], adapter)
+    for conv, adapter in zip(head_input_convs(arch.up_head), adapters):
+        if conv is not None:  # None: the head does not read this feature
+            head[f"{conv}.weight"] = fold(head[f"{conv}.weight"], adapter)
     state.update({f"head.{k}": v for k, v in head.items()})
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:  # a bug here, not bad input: the keys are derived from the arch

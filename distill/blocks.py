@@ -104,12 +104,16 @@ def zero_init_last(module: nn.Module) -> None:
     depth in every stage group (Spearman +0.5..+1.0), an artefact of under-training.
     """
     from ffnet_nas.space.builder import BasicBlock, Bottleneck
+    from ffnet_nas.space.metamixer import MetaMixerBlock
 
     for m in module.modules():
         if isinstance(m, BasicBlock):
             nn.init.zeros_(m.bn2.weight)
         elif isinstance(m, Bottleneck):
             nn.init.zeros_(m.bn3.weight)
+        elif isinstance(m, MetaMixerBlock):  # two residual branches (token and channel mixer)
+            for bn in m.last_bns():
+                nn.init.zeros_(bn.weight)
 
 
 def block_io(spec: ChoiceSpec, feats: dict[str, torch.Tensor], *, teacher_input_scale: int):

@@ -13,12 +13,14 @@ import re
 from dataclasses import dataclass
 from typing import Iterator
 
-from ffnet_nas.space.arch import EXPANSION, POSITIONS, STEM_CHANNELS, STEMS, Arch
+from ffnet_nas.space.arch import BLOCK_TYPES, EXPANSION, POSITIONS, STEM_CHANNELS, STEMS, UP_HEADS, Arch
 from ffnet_nas.space.errors import InvalidInput
 
 BACKBONE_POSITIONS = POSITIONS[:4]  # s4 s8 s16 s32: their outputs are the four up-head inputs
-_STAGE = re.compile(r"^(basic|bottleneck)\.d(\d+)\.w(\d+)\.s([12])$")
-_HEAD = re.compile(r"^up([ABC])-seg([ABC])-(bilinear|nearest)$")
+# block types and up-heads from the space (the peer designs metamixer, FAM, FAM2, JPU included);
+# longest first so FAM2 is not read as FAM
+_STAGE = re.compile(rf"^({'|'.join(BLOCK_TYPES)})\.d(\d+)\.w(\d+)\.s([12])$")
+_HEAD = re.compile(rf"^up({'|'.join(sorted(UP_HEADS, key=len, reverse=True))})-seg([ABC])-(bilinear|nearest)$")
 
 
 @dataclass(frozen=True)

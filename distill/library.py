@@ -17,11 +17,14 @@ different teacher is refused.
 
 from __future__ import annotations
 
+import logging
 import os
+import pickle
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterable
 
+import numpy as np
 import torch
 
 from ffnet_nas.distill.blocks import StudentBlock
@@ -30,8 +33,10 @@ from ffnet_nas.distill.features import FeatureSet, load_features, plain_provenan
 from ffnet_nas.distill.train import FAILED, OK, BlockResult, train_block
 from ffnet_nas.settings import BlockTrainConfig
 from ffnet_nas.space.errors import InvalidInput
-from ffnet_nas.space.io import atomic_torch_save, atomic_write_csv, atomic_write_json, read_json
+from ffnet_nas.space.io import (DIGEST_KEY, atomic_torch_save, atomic_write_csv, atomic_write_json, check_digest,
+                                read_checked_csv, read_json, tensor_digest)
 
+logger = logging.getLogger(__name__)
 COLUMNS = ("position", "choice", "status", "nsr_val", "nsr_train", "steps", "seconds", "params", "file", "message")
 WEIGHT_FORMAT = 1
 
@@ -116,12 +121,17 @@ class BlockLibrary:
 
         if not self.table_path.is_file():
             return pd.DataFrame(columns=list(COLUMNS))
-        try:
-            return pd.read_csv(self.table_path, keep_default_na=False, na_values=[""],
-                               dtype={"position": str, "choice": str, "status": str, "message": str})
-        except Exception as e:
-            raise InvalidInput(f"block table {str(self.table_path)!r} is unreadable ({type(e).__name__}); "
-                               "delete it: it is rebuilt from the weight files on the next run") from None
+        fix = "delete it: 'ffnet-nas distill' (or run) rebuilds it from the weight files"
+        frame = read_checked_csv(self.table_path, what="block table", required=COLUMNS, key=("position", "choice"),
+                                 fix=fix, keep_default_na=False, na_values=[""],
+                                 dtype={"position": str, "choice": str, "status": str, "message": str})
+        nsr = pd.to_numeric(frame["nsr_val"], errors="coerce")
+        bad = frame[(frame["status"] == OK) & ~np.isfinite(nsr.astype(float))]
+        if len(bad):
+            r = bad.iloc[0]
+            raise InvalidInput(f"block table {str(self.table_path)!r}: block {r['position']}:{r['choice']} has status ok "
+                               f"but nsr_val {r['nsr_val']!r}, expected a finite number; {fix}")
+        return frame
 
     def _write(self, rows: dict[tuple[str, str], dict]) -> None:
         import pandas as pd
@@ -136,21 +146,39 @@ class BlockLibrary:
         return {(r["position"], r["choice"]): r for r in frame.to_dict("records")}
 
     def recover(self) -> int:
-        """Add table rows for weight files written after the last table update (a kill in between)."""
-        rows, added = self.rows(), 0
+        """Make the table agree with the weight files: add rows for files written after the last
+        table update (a kill in between), and drop rows whose weight file is missing or damaged
+        (so their choices are trained again). A damaged table is rebuilt from the files.
+        Returns the number of rows changed."""
+        try:
+            rows = self.rows()
+        except InvalidInput as e:
+            logger.warning("%s; rebuilding it from the weight files", e)
+            rows = {}
+            self.table_path.unlink(missing_ok=True)
+        intact: set[tuple[str, str]] = set()
         folder = self.root / "blocks"
+        added = 0
         for path in sorted(folder.glob("*.pt")) if folder.is_dir() else []:
             try:
                 obj = torch.load(path, map_location="cpu", weights_only=True)
+                check_digest(obj, path=path, what="block weights", hint="")
                 row = obj["row"]
+                key = (str(row["position"]), str(row["choice"]))
             except Exception:
                 continue  # unreadable: its choice is simply trained again
-            if (row["position"], row["choice"]) not in rows:
-                rows[(row["position"], row["choice"])] = row
+            intact.add(key)
+            if key not in rows:
+                rows[key] = row
                 added += 1
-        if added:
+        lost = [k for k, r in rows.items() if r["status"] == OK and k not in intact]
+        for key in lost:
+            logger.warning("block library %s: the weights of %s:%s are missing or damaged; that block is trained again",
+                           self.root, *key)
+            del rows[key]
+        if added or lost or not self.table_path.is_file() and rows:
             self._write(rows)
-        return added
+        return added + len(lost)
 
     def record(self, row: dict) -> None:
         rows = self.rows()
@@ -174,10 +202,12 @@ class BlockLibrary:
         student = StudentBlock(spec, teacher_channels=info.channels, num_classes=info.num_classes)
         try:
             obj = torch.load(self.weight_path(spec), map_location="cpu", weights_only=True)
+            check_digest(obj, path=self.weight_path(spec), what="weights of block", hint="")
             student.load_state_dict(obj["state_dict"], strict=True)
-        except (OSError, RuntimeError, KeyError) as e:
+        except (OSError, RuntimeError, KeyError, TypeError, InvalidInput, pickle.UnpicklingError) as e:
+            why = str(e).split(" is damaged: ")[-1].split(";")[0] if isinstance(e, InvalidInput) else type(e).__name__
             raise InvalidInput(f"weights of block {position}:{choice} in {str(self.weight_path(spec))!r} are missing "
-                               f"or corrupt ({type(e).__name__}); delete its row in blocks.csv and re-run distill") from None
+                               f"or corrupt ({why}); re-run 'ffnet-nas distill' (or run): it trains such blocks again") from None
         return student.eval()
 
 
@@ -197,7 +227,8 @@ def _train_and_save(spec: ChoiceSpec, train: FeatureSet | str, val: FeatureSet |
            "seconds": round(result.seconds, 3), "params": int(params), "file": f"blocks/{out.name}",
            "message": result.message}
     atomic_torch_save(out, {"format": WEIGHT_FORMAT, "row": row, "teacher": info.to_dict(), "config": config.to_dict(),
-                            "state_dict": result.state_dict, "provenance": plain_provenance(threads=torch.get_num_threads())})
+                            "state_dict": result.state_dict, "provenance": plain_provenance(threads=torch.get_num_threads()),
+                            DIGEST_KEY: tensor_digest(result.state_dict)})
     return row
 
 

@@ -42,6 +42,7 @@ def distill_space(space, *, teacher_path: str | Path, train_data, val_data, libr
     library = BlockLibrary(library_dir)
     library.adopt_file_digest(info, file_digest=lambda: file_digest(teacher_path))
     library.bind(info)  # refuse a foreign library before spending minutes on features
+    library.recover()  # rows for files a kill left unrecorded; damaged or missing files are trained again
     choices = space_choices(space)
     done = library.rows()
     pending = [c for c in choices if (c.position, c.choice) not in done

@@ -18,6 +18,8 @@ the pipeline read it. One `torch.save`d dict, loadable with `weights_only=True`:
     "steps"        int              optional: optimisation steps run (0: loaded from a checkpoint)
     "source"       str              optional: "trained" or the checkpoint path the weights came from
     "provenance"   {str: plain}     versions, host, time, device, ... (builtin values only)
+    "weights_sha1" str              optional: space.io.tensor_digest of state_dict, verified on
+                                    every read (a file damaged inside its tensors still unpickles)
 
 Readers, cheapest first:
     read_teacher_info(path) -> TeacherMeta   the metadata and the weights' digest, no network
@@ -32,7 +34,6 @@ same teacher get the same digest although their files differ in provenance (time
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -59,7 +60,7 @@ def save_teacher(path: str | Path, model: FFNet, *, data: str, input_hw: Sequenc
     made a builtin so the file loads with weights_only=True.
     """
     from ffnet_nas.distill.features import plain_provenance
-    from ffnet_nas.space.io import atomic_torch_save
+    from ffnet_nas.space.io import DIGEST_KEY, atomic_torch_save, tensor_digest
 
     hw = [int(v) for v in input_hw]
     if len(hw) != 2 or min(hw) < 1:
@@ -79,6 +80,7 @@ def save_teacher(path: str | Path, model: FFNet, *, data: str, input_hw: Sequenc
                 "source": None if source is None else str(source)}
     obj.update({k: v for k, v in optional.items() if v is not None})
     obj["provenance"] = plain_provenance(**dict(provenance or {}))
+    obj[DIGEST_KEY] = tensor_digest(obj["state_dict"])
     return atomic_torch_save(path, obj)
 
 
@@ -99,6 +101,10 @@ def read_teacher_file(path: str | Path) -> dict:
         have = sorted(obj) if isinstance(obj, dict) else type(obj).__name__
         raise InvalidInput(f"teacher file {str(path)!r} lacks {', '.join(REQUIRED)} (has {have}); "
                            "expected the output of 'ffnet-nas train-teacher'")
+    from ffnet_nas.space.io import check_digest
+
+    check_digest(obj, path=path, what="teacher file",
+                 hint="expected the output of 'ffnet-nas train-teacher': delete it and train the teacher again")
     return obj
 
 
@@ -175,17 +181,10 @@ def read_teacher_info(path: str | Path) -> TeacherMeta:
 
 
 def weights_digest(arch: str, num_classes: int, state_dict: Mapping[str, torch.Tensor]) -> str:
-    """sha1 prefix of what makes a teacher this teacher: arch code, class count, every weight and buffer.
+    """What makes a teacher this teacher: arch code, class count, every weight and buffer (not the file)."""
+    from ffnet_nas.space.io import tensor_digest
 
-    Names, dtypes, shapes and bytes enter in sorted key order, so the digest does not depend on
-    how the dict was built or on anything else in the file.
-    """
-    h = hashlib.sha1(f"{arch}|{int(num_classes)}".encode())
-    for name in sorted(state_dict):
-        t = state_dict[name].detach().cpu().contiguous()
-        h.update(f"|{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()[:16]
+    return tensor_digest(state_dict, salt=f"{arch}|{int(num_classes)}")
 
 
 def _segmentation_arch(code: object, path: str | Path) -> Arch:

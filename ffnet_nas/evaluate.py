@@ -34,7 +34,7 @@ from ffnet_nas.space.arch import Arch, resolve
 from ffnet_nas.space.catalogue import name_of
 from ffnet_nas.space.complexity import complexity
 from ffnet_nas.space.errors import InvalidInput
-from ffnet_nas.space.io import atomic_write_csv
+from ffnet_nas.space.io import atomic_write_csv, read_checked_csv
 
 logger = logging.getLogger(__name__)
 
@@ -50,16 +50,10 @@ def read_evaluated(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     if not path.exists():
         return pd.DataFrame(columns=list(COLUMNS))
-    try:
-        frame = pd.read_csv(path)
-    except Exception as e:
-        raise InvalidInput(f"evaluated table {str(path)!r} is corrupt ({type(e).__name__}); "
-                           "expected a CSV written by 'ffnet-nas evaluate' — move it away to start over") from None
-    missing = {"code", "init", "measured_miou"} - set(frame.columns)
-    if missing:
-        raise InvalidInput(f"evaluated table {str(path)!r} lacks columns {sorted(missing)}; "
-                           "expected a CSV written by 'ffnet-nas evaluate'")
-    return frame
+    return read_checked_csv(path, what="evaluated table", required=("code", "init", "measured_miou"),
+                            key=("code", "init"), finite=("measured_miou",),
+                            fix="expected a CSV written by 'ffnet-nas evaluate': fix or delete that row (the point is "
+                                "evaluated again), or move the file away to start over")
 
 
 def _upsert(path: Path, row: dict) -> pd.DataFrame:

@@ -30,10 +30,10 @@ from ffnet_nas.space.io import atomic_write_csv
 def library_nsr(workspace: Workspace) -> dict[tuple[str, str], float]:
     from ffnet_nas.distill.library import BlockLibrary
 
-    table = BlockLibrary(workspace.library_dir).table_path
-    if not table.exists():
-        raise InvalidInput(f"no block library table at {str(table)!r}: run 'ffnet-nas distill' first")
-    return nsr_table(pd.read_csv(table).to_dict("records"))
+    library = BlockLibrary(workspace.library_dir)
+    if not library.table_path.exists():
+        raise InvalidInput(f"no block library table at {str(library.table_path)!r}: run 'ffnet-nas distill' first")
+    return nsr_table(library.table().to_dict("records"))
 
 
 def fit_from_table(workspace: Workspace, *, out_dir: str | Path | None = None) -> AccuracyPredictor:

@@ -42,7 +42,7 @@ from ffnet_nas.metrics import IGNORE_INDEX, ConfusionMeter, SegmentationScore
 # class itself is imported from its one home, ffnet_nas.settings.
 from ffnet_nas.settings import OPTIMIZERS, SCHEDULES, TrainConfig
 from ffnet_nas.space.errors import InvalidInput
-from ffnet_nas.space.io import refused_as_code
+from ffnet_nas.space.io import check_digest, refused_as_code
 
 logger = logging.getLogger(__name__)
 
@@ -164,7 +164,7 @@ def load_train_state(path: Path) -> dict[str, Any] | None:
         return None
     try:
         # A workdir may come from elsewhere (a shared run folder, a download): never unpickle code.
-        return torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         if not refused_as_code(e):
             raise InvalidInput(f"training checkpoint {str(path)!r} is corrupt or truncated ({type(e).__name__}); "
@@ -175,6 +175,11 @@ def load_train_state(path: Path) -> dict[str, Any] | None:
     except Exception as e:
         raise InvalidInput(f"training checkpoint {str(path)!r} is corrupt or truncated ({type(e).__name__}); "
                            "delete it to start over") from None
+    if not isinstance(state, dict) or not {"step", "model", "optimizer", "rng", "fingerprint"} <= set(state):
+        raise InvalidInput(f"training checkpoint {str(path)!r} is not one this tool writes (expected step, model, "
+                           "optimizer, rng, fingerprint); delete it to start over")
+    check_digest(state, path=path, what="training checkpoint", hint="delete it to start over", key="model")
+    return state
 
 
 def train(model: nn.Module, dataset, *, config: TrainConfig, checkpoint_path: str | Path | None = None,
@@ -216,10 +221,12 @@ def train(model: nn.Module, dataset, *, config: TrainConfig, checkpoint_path: st
     def save(step: int) -> None:
         if checkpoint_path is None:
             return
-        from ffnet_nas.space.io import atomic_torch_save
+        from ffnet_nas.space.io import DIGEST_KEY, atomic_torch_save, tensor_digest
 
-        atomic_torch_save(checkpoint_path, {"step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                                            "rng": _rng_state(), "losses": losses, "fingerprint": fp})
+        weights = model.state_dict()
+        atomic_torch_save(checkpoint_path, {"step": step, "model": weights, "optimizer": optimizer.state_dict(),
+                                            "rng": _rng_state(), "losses": losses, "fingerprint": fp,
+                                            DIGEST_KEY: tensor_digest(weights)})
 
     loader = torch.utils.data.DataLoader(
         dataset, batch_sampler=_StepBatches(start=start, stop=config.steps, batch_size=config.batch_size, n=len(dataset), seed=config.seed),

@@ -21,13 +21,14 @@ from torch import nn
 
 from ffnet_nas.space.arch import Arch, resolve
 from ffnet_nas.space.errors import InvalidInput
-from ffnet_nas.space.io import atomic_torch_save, provenance, refused_as_code
+from ffnet_nas.space.io import DIGEST_KEY, atomic_torch_save, check_digest, provenance, refused_as_code, tensor_digest
 
 WRAPPER_KEYS = ("state_dict", "model", "model_state_dict")
 STRIP_PREFIXES = ("module.", "_orig_mod.")
 SMOOTHING_PREFIX = "smoothing."  # the fixed Gaussian of pre_down models (a buffer, never trained)
 # How many keys an error message lists per kind before it says "... and N more".
 SHOW = 5
+REWRITE_HINT = "expected the file as it was saved: restore it or write it again (e.g. 'ffnet-nas evaluate CODE --redo')"
 # The last layer of each task head (segmentation, classification): its output size is the number of classes.
 _CLASS_LAYERS = ("head.layers.3.last_layer.3.", "head.layers.2.classifier.")
 
@@ -75,7 +76,9 @@ def extract_state_dict(obj: Any, *, source: str = "checkpoint") -> dict[str, tor
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    return extract_state_dict(read_checkpoint(path), source=f"checkpoint {str(path)!r}")
+    obj = read_checkpoint(path)
+    check_digest(obj, path=path, what="checkpoint", hint=REWRITE_HINT)
+    return extract_state_dict(obj, source=f"checkpoint {str(path)!r}")
 
 
 def infer_num_classes(state: Mapping[str, torch.Tensor]) -> int | None:
@@ -177,6 +180,7 @@ def save_checkpoint(path: str | Path, model: nn.Module, *, arch: "Arch | str | N
         "state_dict": state,
         # plain str values: provenance() holds torch's TorchVersion, which weights_only loading refuses
         "provenance": {k: v if isinstance(v, (int, float, bool, type(None))) else str(v) for k, v in provenance(**extra).items()},
+        DIGEST_KEY: tensor_digest(state),
     }
     return atomic_torch_save(path, payload)
 
@@ -192,6 +196,7 @@ def load_model(path: str | Path, *, arch: "Arch | str | None" = None, num_classe
     from ffnet_nas.space.builder import build_model
 
     obj = read_checkpoint(path)
+    check_digest(obj, path=path, what="checkpoint", hint=REWRITE_HINT)
     source = f"checkpoint {str(path)!r}"
     stored_arch = obj.get("arch") if isinstance(obj, Mapping) else None
     if arch is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -126,6 +127,37 @@ def test_weight_files_without_rows_are_recovered(tmp_path, library):
     copy.table_path.unlink()  # as if killed between saving the weights and rewriting the table
     assert copy.recover() == 17
     assert set(copy.table().status) == {"ok"}
+
+
+def test_damaged_or_missing_block_files_are_trained_again_and_a_damaged_table_is_rebuilt(tmp_path, library, teacher,
+                                                                                         feats, caplog):
+    import shutil
+
+    from tests.helpers.hostile import flip_a_weight_byte
+
+    copy = BlockLibrary(tmp_path / "copy")
+    shutil.copytree(library.root, copy.root)
+    rows = copy.table().to_dict("records")
+    damaged, missing = rows[0], rows[1]
+    weights = torch.load(copy.root / damaged["file"], weights_only=True)["state_dict"]
+    flip_a_weight_byte(copy.root / damaged["file"], max(weights.values(), key=lambda t: t.numel()))
+    (copy.root / missing["file"]).unlink()
+    with pytest.raises(InvalidInput, match=re.escape(f"{damaged['position']}:{damaged['choice']} ") + r".* are missing or corrupt "
+                                           r"\(its weights hash to .*re-run 'ffnet-nas distill'"):
+        copy.load_block(damaged["position"], damaged["choice"])
+    assert copy.recover() == 2  # the two rows dropped...
+    assert "damaged" in caplog.text
+    retrained = distill_library(space_choices(tiny_space()), library=copy, teacher=TeacherInfo.of(teacher, digest="t0"),
+                                train=feats[0], val=feats[1], config=FAST, progress=False)
+    assert {(r["position"], r["choice"]) for r in retrained} == {(damaged["position"], damaged["choice"]),
+                                                                 (missing["position"], missing["choice"])}
+    copy.load_block(damaged["position"], damaged["choice"])  # ...and trained again
+    # a torn table: read as an error naming the file; the writer rebuilds it from the files
+    text = copy.table_path.read_text()
+    copy.table_path.write_text(text.replace("\n" + text.splitlines()[3] + "\n", "\n" + text.splitlines()[3][:12] + "\n"))
+    with pytest.raises(InvalidInput, match=r"blocks.csv' line 4 has \d+ fields.*rebuilds it from the weight files"):
+        copy.table()
+    assert copy.recover() >= 1 and len(copy.table()) == 17 and set(copy.table().status) == {"ok"}
 
 
 @pytest.mark.slow  # loky starts 2 worker processes that import torch: ~25 s on the shared CI box

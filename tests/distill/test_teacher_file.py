@@ -23,14 +23,14 @@ def test_save_writes_the_documented_keys(tmp_path):
                         provenance={"device": "cpu", "val_images": 4})
     obj = torch.load(path, weights_only=True)  # plain values only
     assert list(obj) == ["arch", "num_classes", "state_dict", "data", "input_hw", "miou", "iou", "class_names",
-                         "steps", "source", "provenance"]
+                         "steps", "source", "provenance", "weights_sha1"]
     assert obj["arch"] == TEACHER_CODE and obj["num_classes"] == NUM_CLASSES and obj["input_hw"] == [32, 64]
     assert obj["iou"] == {"a": 0.5} and obj["class_names"] == ["a", "b"] and obj["steps"] == 3
     assert obj["provenance"]["device"] == "cpu" and obj["provenance"]["val_images"] == 4
     assert "torch" in obj["provenance"]
     bare = torch.load(save_teacher(tmp_path / "b.pt", teacher, data="synthetic", input_hw=[32, 64], miou=0.0),
                       weights_only=True)
-    assert set(bare) == {"arch", "num_classes", "state_dict", "data", "input_hw", "miou", "provenance"}
+    assert set(bare) == {"arch", "num_classes", "state_dict", "data", "input_hw", "miou", "provenance", "weights_sha1"}
     with pytest.raises(InvalidInput, match=r"input_hw=\[32\]: expected \[height, width\]"):
         save_teacher(tmp_path / "c.pt", teacher, data="synthetic", input_hw=[32], miou=0.0)
 

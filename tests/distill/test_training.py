@@ -108,6 +108,23 @@ def test_checkpoint_from_another_run_is_refused(data, tmp_path):
         train(_model(), train_ds, config=TrainConfig(steps=2, batch_size=2), checkpoint_path=ckpt, progress=False)
 
 
+def test_a_training_checkpoint_damaged_inside_its_weights_is_refused(data, tmp_path):
+    from tests.helpers.hostile import flip_a_weight_byte
+
+    train_ds, _ = data
+    ckpt = tmp_path / "state.pt"
+    model = _model()
+    train(model, train_ds, config=TrainConfig(steps=1, batch_size=2), checkpoint_path=ckpt, progress=False)
+    weights = torch.load(ckpt, weights_only=True)["model"]
+    flip_a_weight_byte(ckpt, max(weights.values(), key=lambda t: t.numel()))
+    with pytest.raises(InvalidInput, match=r"training checkpoint .*state.pt' is damaged: its weights hash to .*"
+                                           "delete it to start over"):
+        train(_model(), train_ds, config=TrainConfig(steps=2, batch_size=2), checkpoint_path=ckpt, progress=False)
+    torch.save({"step": 1}, ckpt)  # a torch file, but not a training state
+    with pytest.raises(InvalidInput, match="is not one this tool writes"):
+        train(_model(), train_ds, config=TrainConfig(steps=2, batch_size=2), checkpoint_path=ckpt, progress=False)
+
+
 def test_non_finite_loss_raises_and_keeps_last_checkpoint(data, tmp_path):
     train_ds, _ = data
 

@@ -113,3 +113,73 @@ def test_a_full_disk_during_torch_save_is_one_line_and_keeps_the_old_file(tiny_f
     assert "\n" not in str(err.value)
     assert path.read_bytes() == before
     assert [p.name for p in tiny_filesystem.iterdir()] == ["model.pt"]  # no temp file left
+
+
+# ---- checked tables and weight digests ---------------------------------------------------------
+
+def _table(tmp_path, text: str):
+    path = tmp_path / "t.csv"
+    path.write_text(text)
+    return path
+
+
+def _read(path, **kw):
+    from ffnet_nas.space.io import read_checked_csv
+
+    return read_checked_csv(path, what="test table", required=("code", "init", "miou"), key=("code", "init"),
+                            finite=("miou",), fix="delete it", **kw)
+
+
+def test_a_checked_table_reads_rows_with_quoted_newlines(tmp_path):
+    frame = _read(_table(tmp_path, 'code,init,miou,message\na,d,15.94,"two\nlines"\nb,d,3.5,\n'))
+    assert list(frame["code"]) == ["a", "b"] and list(frame["miou"]) == [15.94, 3.5]
+    assert frame["message"][0] == "two\nlines"
+
+
+def test_a_torn_last_row_is_dropped_with_a_warning_not_read_as_a_number(tmp_path, caplog):
+    # "15.94" cut to "1": read as 1.0 before; now the whole row is dropped (the step remakes it)
+    path = _table(tmp_path, "code,init,miou,seconds\na,d,3.5,2\nb,d,1")
+    frame = _read(path)
+    assert list(frame["code"]) == ["a"]
+    assert "line 3 is torn" in caplog.text or "(line 3) is torn" in caplog.text
+    assert path.read_text().endswith("b,d,1")  # reading never writes: the user's file is untouched
+
+
+@pytest.mark.parametrize("text, match", [
+    ("code,init,miou\na,d,3.5\nb,d\n", r"line 3 has 2 fields, not the header's 3"),
+    ("code,init,miou\na,d,3.5\na,d,4.0\n", r"two different rows for code/init a/d \(lines 2 and 3\)"),
+    ("code,init,miou\na,d,nan\n", r"line 2: miou is 'nan', expected a finite number"),
+    ("code,init,miou\na,d,\n", r"line 2: miou is '', expected a finite number"),
+    ("code,init\na,d\n", r"lacks columns \['miou'\]"),
+    ("", r"is empty"),
+])
+def test_damaged_tables_are_one_line_naming_file_and_line(tmp_path, text, match):
+    with pytest.raises(InvalidInput, match=match) as e:
+        _read(_table(tmp_path, text))
+    assert "t.csv" in str(e.value) and str(e.value).endswith("delete it") and "\n" not in str(e.value)
+
+
+def test_binary_garbage_is_not_a_table(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_bytes(b"code,init,miou\n\xff\xfe\x00garbage")
+    with pytest.raises(InvalidInput, match="is not text"):
+        _read(path)
+
+
+def test_an_identical_repeated_row_is_dropped(tmp_path):
+    frame = _read(_table(tmp_path, "code,init,miou\na,d,3.5\na,d,3.5\n"))
+    assert len(frame) == 1
+
+
+def test_a_weight_file_damaged_inside_a_tensor_is_refused_not_loaded(tmp_path):
+    from ffnet_nas.space.builder import build_model
+    from ffnet_nas.space.checkpoint import load_model, save_checkpoint
+    from tests.helpers.hostile import flip_a_weight_byte
+
+    model = build_model("stemB-basic-d1.1.1.1-w16.32.48.64-s1-upB-segB-nearest", num_classes=3)
+    path = save_checkpoint(tmp_path / "model.pt", model)
+    load_model(path)  # intact: loads
+    weight = model.state_dict()["head.layers.3.last_layer.3.weight"]
+    flip_a_weight_byte(path, weight)
+    with pytest.raises(InvalidInput, match=r"model.pt' is damaged: its weights hash to \w+, not the \w+ recorded"):
+        load_model(path)
