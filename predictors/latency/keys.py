@@ -15,6 +15,9 @@ A point's latency is predicted as a sum over units. The units are finer than `Ar
   It is one unit because its six interpolations, adds and the concatenation are cheap
   individually but interleaved with the convs; timing them as one module keeps those
   costs (and their memory traffic) inside the table instead of in the calibration.
+  A peer head (`upFAM`, `upFAM2`, `upJPU`: space.peer_heads) is one head unit the same way,
+  so its `grid_sample` gathers are timed inside it; a `metamixer` block is a block key
+  (`block:metamixer:p64-s2:...`) like a basic or bottleneck one.
 
 Keys are plain strings a person can read in the CSV; batch, dtype, device, backend and
 threads are properties of the whole table (its metadata), not of the key.
