@@ -11,11 +11,19 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from ffnet_nas.space.arch import EXPANSION, STEM_CHANNELS, Arch, resolve
+from ffnet_nas.space.arch import EXPANSION, PEER_UP_HEADS, STEM_CHANNELS, Arch, resolve
 from ffnet_nas.space.builder import SEG_HEAD, STEM_CONVS, UP_HEAD_BASE, UP_HEAD_OUT
 from ffnet_nas.space.catalogue import PublishedVariant, get_variant, name_of, variants
 from ffnet_nas.space.complexity import complexity
+from ffnet_nas.space.peers import PeerPoint, ffnet_twins, get_peer, is_peer_name, peer_of, peer_points
 from ffnet_nas.space.searchspace import SearchSpace
+
+# how `space show` describes the peer up-heads (space.peer_heads) and blocks (space.metamixer)
+_PEER_UP_TEXT = {
+    "FAM": "FAM (SFNet): 1x1 adapters to 128, flow-aligned top-down fusion (grid_sample), outputs 128 each",
+    "FAM2": "FAM2 (SFNet-Lite): as FAM with a 4-channel flow warping both inputs and a sigmoid gate",
+    "JPU": "JPU (FastFCN): 3x3 convs on strides 8/16/32 to 128, dilated separable convs 1/2/4/8 -> 512 ch at stride 8",
+}
 
 DEFAULT_INPUT_HW = (512, 1024)  # the mobile paper resolution; GPU figures use 1024x2048
 # The catalogue keeps README and paper latencies apart; the README repeats the paper's 2080Ti
@@ -67,6 +75,27 @@ def published_table(
     return frame
 
 
+def peer_table(*, space: SearchSpace | None = None) -> pd.DataFrame:
+    """One row per peer reference point (NOT FFNets; `space.peers`), inside `space` if given:
+    its design, params and GMACs at its input, and the figures its paper publishes (their hardware)."""
+    rows = []
+    for p in peer_points():
+        if space is not None and p.arch not in space:
+            continue
+        c = complexity(p.arch, p.input_hw)
+        rows.append({
+            "name": p.name,
+            "family": "peer (not FFNet)",
+            "design": p.design,
+            "input": _hw(p.input_hw),
+            "params (M)": round(c.params / 1e6, 2),
+            "GMACs": round(c.macs / 1e9, 1),
+            "Cityscapes mIoU (published)": p.miou,
+            "published figures (their hardware and data)": "; ".join(f"{k}: {v}" for k, v in p.figures),
+        })
+    return pd.DataFrame(rows)
+
+
 def format_table(frame: pd.DataFrame) -> str:
     if frame.empty:
         return "(none)"
@@ -91,6 +120,9 @@ def space_summary(space: SearchSpace) -> str:
     lines += [f"{k:<{width}}  {', '.join(map(str, v))}" for k, v in dims.items()]
     members = published_table(space=space)
     lines += ["", f"published variants in this space: {len(members)}", format_table(members)]
+    peers = [p.name for p in peer_points() if p.arch in space]
+    if peers:
+        lines += ["", f"peer reference points in this space (NOT FFNets): {', '.join(peers)}"]
     return "\n".join(lines)
 
 
@@ -106,12 +138,17 @@ class PointReport:
     params: int
     macs: int
     output_hw: tuple[int, int] | None
+    peer: PeerPoint | None = None  # a peer reference point (not an FFNet) with this structure
 
 
 def describe(name_or_code: "str | Arch", *, input_hw: tuple[int, int] | None = None, num_classes: int | None = None) -> PointReport:
     arch = resolve(name_or_code)
     published = None
-    if isinstance(name_or_code, str) and not name_or_code.strip().startswith("stem"):
+    peer = get_peer(name_or_code.strip()) if isinstance(name_or_code, str) and is_peer_name(name_or_code.strip()) \
+        else peer_of(arch)
+    if peer is not None:
+        pass  # a peer point is no published FFNet (a peer never shares a published code: FAM/JPU/metamixer)
+    elif isinstance(name_or_code, str) and not name_or_code.strip().startswith("stem"):
         published = get_variant(name_or_code.strip())
     else:
         name = name_of(arch)
@@ -122,12 +159,14 @@ def describe(name_or_code: "str | Arch", *, input_hw: tuple[int, int] | None = N
         source = "given"
     elif published is not None:
         input_hw, source = published.input_hw, "published input"
+    elif peer is not None:
+        input_hw, source = peer.input_hw, "the peer point's input"
     else:
         scale = arch.input_scale
         input_hw = (DEFAULT_INPUT_HW[0] * scale, DEFAULT_INPUT_HW[1] * scale)
         source = "default" + (", doubled for pre_down" if scale > 1 else "")
     c = complexity(arch, input_hw, num_classes=num_classes)
-    return PointReport(arch, published, num_classes, tuple(input_hw), source, c.params, c.macs, c.output_hw)
+    return PointReport(arch, published, num_classes, tuple(input_hw), source, c.params, c.macs, c.output_hw, peer)
 
 
 def _stem_text(arch: Arch) -> str:
@@ -166,6 +205,10 @@ def format_point(r: PointReport) -> str:
     title = v.name if v else (name_of(a) or "(not a published variant)")
     if v and v.display_name:
         title += f"  ({v.display_name}, {v.family} family)"
+    if r.peer is not None:
+        title = f"{r.peer.name}  ({r.peer.system}; NOT an FFNet: a peer reference point)"
+    elif not a.is_ffnet:
+        title += "  (with a peer design: not an FFNet)"
     if a.is_classifier:
         head = "X: ImageNet classification head (bottleneck fusion, 2048-d pooled features, linear)"
     else:
@@ -178,7 +221,8 @@ def format_point(r: PointReport) -> str:
         ("stem", _stem_text(a)),
         ("blocks", f"{a.block} (output = {EXPANSION[a.block]}x width)"),
         ("first stride", f"{a.first_stride}" + (" (stride-64 head)" if a.first_stride == 2 and a.num_stages == 4 else "")),
-        ("up head", f"{a.up_head}: adapters to {_dots(UP_HEAD_BASE[a.up_head])}, outputs {_dots(UP_HEAD_OUT[a.up_head])}"),
+        ("up head", _PEER_UP_TEXT[a.up_head] if a.up_head in PEER_UP_HEADS else
+         f"{a.up_head}: adapters to {_dots(UP_HEAD_BASE[a.up_head])}, outputs {_dots(UP_HEAD_OUT[a.up_head])}"),
         ("task head", head),
         ("upsampling", a.upsample),
         ("pre_down", "yes (5x5 Gaussian, stride 2, before the stem)" if a.pre_down else "no"),
@@ -203,6 +247,13 @@ def format_point(r: PointReport) -> str:
         pub += [(f"latency {label}", f"{ms:g} ms") for label, ms in v.latency_ms.items()]
         pub += [("weights file", v.weights_file or "-")]
         w2 = max(len(k) for k, _ in pub)
+        lines += [f"  {k:<{w2}}  {val}" for k, val in pub]
+    if r.peer is not None:
+        p = r.peer
+        pub = list(p.figures) + [("source", p.source), ("departs from the paper", p.note),
+                                 ("FFNet with this backbone", ", ".join(ffnet_twins(p)) or "none published")]
+        w2 = max(len(k) for k, _ in pub)
+        lines += ["", "published figures (their hardware and data, not measured here)"]
         lines += [f"  {k:<{w2}}  {val}" for k, val in pub]
     return "\n".join(lines)
 

@@ -6,7 +6,7 @@ import argparse
 
 from ffnet_nas.commands._common import common_options
 
-SPACE_HELP = "mobile, gpu_large, gpu_small, all, or a YAML space file (default: all)"
+SPACE_HELP = "mobile, gpu_large, gpu_small, all, mobile_peers, or a YAML space file (default: all)"
 
 
 def register(subparsers) -> None:
@@ -22,7 +22,8 @@ def register(subparsers) -> None:
 
     ls = sub.add_parser("list", parents=[common], help="the space's domains and size, or the published variants (--published)")
     ls.add_argument("--space", default="all", help=SPACE_HELP)
-    ls.add_argument("--published", action="store_true", help="table of published variants: family, params, GMACs, mIoU, latencies")
+    ls.add_argument("--published", action="store_true", help="table of published variants: family, params, GMACs, mIoU, "
+                    "latencies; then the peer reference points (not FFNets) with their papers' figures")
     ls.add_argument("--task", choices=("segmentation", "classification", "all"), default="segmentation",
                     help="with --published: which published models (default: segmentation)")
     ls.add_argument("--include-train", action="store_true", help="with --published: also the _train entry points")
@@ -43,16 +44,23 @@ def register(subparsers) -> None:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    from ffnet_nas.space.describe import format_table, published_table, space_summary
-    from ffnet_nas.space.searchspace import BUILTIN, FAMILIES, get_space
+    from ffnet_nas.space.describe import format_table, peer_table, published_table, space_summary
+    from ffnet_nas.space.searchspace import BUILTIN, FAMILIES, WITH_PEERS, get_space
 
     space = get_space(args.space)
     if args.published:
         task = None if args.task == "all" else args.task
         # built-in spaces select by family (so the family's classifiers show too); a YAML space by membership
-        family = args.space if args.space in FAMILIES else None
+        family = WITH_PEERS.get(args.space, args.space if args.space in FAMILIES else None)
         in_space = None if args.space in BUILTIN else space
         print(format_table(published_table(space=in_space, family=family, task=task, include_train=args.include_train)))
+        if task != "classification" and (args.space == "all" or args.space in WITH_PEERS or in_space is not None):
+            # `all` and the peer spaces list every peer point (paper-shaped ones are outside mobile_peers)
+            peers = peer_table(space=in_space)
+            if not peers.empty:
+                print("\npeer reference points: NOT FFNets (the designs the FFNet paper argues against); "
+                      "figures as their papers publish them, on their hardware and data")
+                print(format_table(peers))
     else:
         print(space_summary(space))
     return 0
