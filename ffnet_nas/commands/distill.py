@@ -25,7 +25,7 @@ def register(subparsers) -> None:
                     "are cached in WORKDIR/library/features/. Each block is saved when it finishes: interrupt at "
                     "any time, a re-run trains only what is missing.",
     )
-    p.add_argument("--space", default="mobile", help="built-in space (mobile, gpu_large, gpu_small, all) or a YAML file")
+    p.add_argument("--space", default="mobile", help="built-in space (mobile, gpu_large, gpu_small, all, mobile_peers) or a YAML file")
     p.add_argument("--teacher", default=None, metavar="FILE", help="teacher file (default: WORKDIR/teacher/teacher.pt)")
     p.add_argument("--data", default=None,
                    help="synthetic | synthetic:SEED | cityscapes:PATH | ade20k:PATH | folder:PATH "

@@ -21,7 +21,7 @@ def register(subparsers) -> None:
                     "summary.json (+ closest.csv when nothing meets the target, to_evaluate.csv with --evaluate-top).",
     )
     p.add_argument("--target", default="", help=f"constraints, e.g. 'latency<25ms,params<10M'; {TARGET_GRAMMAR}")
-    p.add_argument("--space", default="mobile", help="built-in space (mobile, gpu_large, gpu_small, all) or a YAML file")
+    p.add_argument("--space", default="mobile", help="built-in space (mobile, gpu_large, gpu_small, all, mobile_peers) or a YAML file")
     p.add_argument("--trials", type=int, default=1000, help="complete trials the study should hold (default 1000)")
     p.add_argument("--sampler", choices=SAMPLERS, default="nsga2", help="nsga2 (default), tpe or random")
     p.add_argument("--storage", default=None,
