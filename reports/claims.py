@@ -25,7 +25,7 @@ from ffnet_nas.space.arch import Arch
 from ffnet_nas.space.catalogue import get_variant
 from ffnet_nas.space.errors import InvalidInput
 
-FFNET_HEADS = ("A", "B", "C")  # the up-heads of the paper; any other is a peer's (SFNet, FastFCN, MetaMixer...)
+FFNET_HEADS = ("A", "B", "C")  # the up-heads of the paper; any other is a peer's (SFNet, FastFCN, ...)
 # Which published latency stands for each paper figure (the one its device is known by).
 PAPER_LATENCY = {"gpu_large": "t2080ti_fp16_ms", "gpu_small": "t2080ti_fp16_ms", "mobile": "s21_dsp_int8_ms"}
 PAPER_DEVICE = {"gpu_large": "RTX 2080Ti FP16", "gpu_small": "RTX 2080Ti FP16", "mobile": "Samsung S21 DSP INT8"}
@@ -58,10 +58,12 @@ CLAIMS: tuple[Claim, ...] = (
           lambda a: {3: "a", 4: "b"}.get(a.num_stages)),
     Claim("heads", "Narrower vs wider heads", ("narrower heads (seg head C)", "wider heads (seg head A/B)"), _head_width),
     Claim("stride", "Stride-4 vs stride-8 outputs", ("output stride 4", "output stride 8"), _stride),
-    # The paper's tables hold no peer head: its side is the one the paper argues for.
-    Claim("peers", "Fussier heads vs FFNet's", ("fussier heads (peers)", "FFNet's heads"),
-          lambda a: "b" if a.up_head in FFNET_HEADS else "a",
-          paper="the paper argues FFNet's simple heads match fussier ones (its tables hold no peer)", paper_winner="b"),
+    # The paper's tables hold no peer design: its side is the one the paper argues for. A peer is any
+    # point that is not plain FFNet (Arch.is_ffnet: a peer head such as SFNet's or FastFCN's, or a
+    # MetaMixer block).
+    Claim("peers", "Fussier heads vs FFNet's", ("peer designs (SFNet/FastFCN heads, MetaMixer blocks)", "plain FFNet"),
+          lambda a: "b" if a.is_ffnet else "a",
+          paper="the paper argues FFNet's simple design matches fussier ones (its tables hold no peer)", paper_winner="b"),
 )
 LEAD = 0.6  # a side "wins" where it is the more accurate over at least this share of the latency range
 
