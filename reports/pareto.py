@@ -136,7 +136,7 @@ def render_pareto(data: ParetoData) -> go.Figure | None:
             name=group, legendgroup=group, showlegend=group not in shown,
             opacity=1.0 if measured else PREDICTED_OPACITY,
             marker=dict(symbol=_symbol(bool(three), own=own, measured=bool(measured)), size=(15 if own else 12) if measured else 9,
-                        color=colour, line=dict(width=1.5 if measured else 1.5, color="#111" if measured else colour)),
+                        color=colour, line=dict(width=1.5, color="#111" if measured else colour)),
             hovertext=[_hover(r) for _, r in sub.iterrows()], hoverinfo="text"))
         shown.add(group)
     front = pts[pts["role"] == "front"].sort_values("latency_ms")

@@ -15,6 +15,7 @@ points (search, refine and predictor design), and the published variants by back
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -175,7 +176,7 @@ def _finite(value) -> float | None:
         v = float(value)
     except (TypeError, ValueError):
         return None
-    return v if v == v and v not in (float("inf"), float("-inf")) else None
+    return v if math.isfinite(v) else None
 
 
 def _verdict_codes(verdict: dict | None) -> tuple[str | None, str | None, str | None]:
