@@ -63,7 +63,11 @@ def pareto_report_figure(inputs: inp.ReportInputs, *, verdict: dict | None = Non
     data = pareto_data(inputs, verdict=verdict)
     fig = render_pareto(data)
     n_front = int((data.points["role"] == "front").sum()) if not data.points.empty else 0
-    summary = {"search": f"{n_front} Pareto points", "published": f"{data.points['code'].nunique()} published variants with latency measured on {data.device}"}.get(data.mode, "")
+    n_measured = int((data.points["role"] == "evaluated").sum()) if not data.points.empty else 0
+    bias = (f"; the predictor {'overrates' if data.miou_bias > 0 else 'underrates'} the measured mIoU by "
+            f"{abs(data.miou_bias):.1f} points on average (n={data.n_bias})" if data.miou_bias is not None else "")
+    summary = {"search": f"{n_front} Pareto points (predicted), {n_measured} points measured in full{bias}",
+               "published": f"{data.points['code'].nunique()} published variants with latency measured on {data.device}"}.get(data.mode, "")
     return ReportFigure(slug="pareto", section="pareto", title=f"Latency on {data.device} vs mIoU", figure=fig,
                         produced_by=data.produced_by, missing=data.missing, summary=summary)
 
