@@ -21,6 +21,9 @@ _EXPORTS = {
     "published_variants": "catalogue",
     "variants": "catalogue",
     "InvalidInput": "errors",
+    "PeerPoint": "peers",
+    "get_peer": "peers",
+    "peer_points": "peers",
 }
 
 __all__ = sorted(_EXPORTS)
