@@ -211,10 +211,38 @@ class BlockLibrary:
         return student.eval()
 
 
+_WATCHED_PARENT: int | None = None
+
+
+def die_with_parent(poll_seconds: float = 0.5) -> None:
+    """In a worker process: exit as soon as the process that started it is gone.
+
+    A SIGKILLed `distill --jobs N` cannot tell its workers to stop, and each would finish (and
+    hold ~0.75 GB for) its block and then idle until the pool's timeout. A daemon thread watches
+    the parent pid (a dead parent's children are re-parented, so getppid() changes) and ends the
+    worker at once; what it was training is trained again on resume. Idempotent.
+    """
+    global _WATCHED_PARENT
+    if _WATCHED_PARENT is not None:
+        return
+    import threading
+    import time
+
+    _WATCHED_PARENT = parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll_seconds)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="die-with-parent", daemon=True).start()
+
+
 def _train_and_save(spec: ChoiceSpec, train: FeatureSet | str, val: FeatureSet | str, info: TeacherInfo,
                     config: BlockTrainConfig, out: Path, threads: int | None) -> dict:
     """One unit of work (in a worker process when jobs > 1): train, save the weight file, return its row."""
-    if threads:
+    if threads:  # a worker process of distill_library's pool
+        die_with_parent()
         torch.set_num_threads(threads)
     train = load_features(train) if isinstance(train, (str, Path)) else train
     val = load_features(val) if isinstance(val, (str, Path)) else val

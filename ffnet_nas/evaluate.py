@@ -171,7 +171,7 @@ def evaluate_point(arch: "Arch | str", *, workspace: Workspace, config: TrainCon
         "predicted_latency_ms": predicted_ms, "measured_latency_ms": measured_ms,
         "latency_table": r.table.path.name if r.table is not None else None,
         "predicted_miou": r.predicted_miou(arch), "measured_miou": 100 * score.miou,
-        "steps": config.steps, "seconds": round(seconds, 2), "checkpoint": str(checkpoint),
+        "steps": config.steps, "seconds": round(seconds, 2), "checkpoint": workspace.relative(checkpoint),
     }
 
 
@@ -271,11 +271,14 @@ def held_out_miou(codes: Iterable[str], *, workspace: Workspace, val_images: int
     if len(val) <= val_images:
         return {}
     table = read_evaluated(workspace.evaluated_path)
-    checkpoints = {r["code"]: r["checkpoint"] for r in table[table["init"] == "distilled"].to_dict("records")}
+    evaluated = set(table[table["init"] == "distilled"]["code"])
     scores = {}
     for code in dict.fromkeys(codes):
-        if code in checkpoints and Path(str(checkpoints[code])).exists():
-            model = load_model(checkpoints[code]).eval()
+        # the weights of this workdir's point, wherever the table says they were written (an older
+        # table holds absolute paths: in a copied workdir those are the original's files)
+        checkpoint = workspace.point_model_path(Arch.parse(code).stable_hash, "distilled")
+        if code in evaluated and checkpoint.exists():
+            model = load_model(checkpoint).eval()
             score = evaluate(model, val, start=val_images, device=device, progress=progress, desc="held-out")
             scores[code] = 100 * score.miou
     return scores

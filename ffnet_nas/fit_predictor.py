@@ -50,7 +50,8 @@ def fit_from_table(workspace: Workspace, *, out_dir: str | Path | None = None) -
     x = np.stack([features(a, nsr) for a, _ in usable])
     y = np.array([m for _, m in usable], dtype=float)
     predictor = fit_accuracy_predictor(x, y, codes=[a.code for a, _ in usable], nsr=nsr,
-                                       meta={"library": str(workspace.library_dir), "n_evaluated": len(usable)})
+                                       meta={"library": workspace.relative(workspace.library_dir),
+                                             "n_evaluated": len(usable)})
     out_dir = Path(out_dir) if out_dir is not None else workspace.predictor_dir
     path = out_dir / PREDICTOR_FILE
     stored = AccuracyPredictor.load(path) if path.exists() else None

@@ -139,6 +139,8 @@ def run_pipeline(*, workspace: Workspace, config: RunConfig, progress: bool = Tr
         summary.files["report"] = str(result.index)
 
     record = {**asdict(summary), "provenance": provenance(budget=budget_dict(config.budget), config=_config_record(config))}
+    # relative to the workdir: a copied or moved workdir names its own files
+    record["files"] = {k: workspace.relative(v) for k, v in summary.files.items()}
     summary.files["summary"] = str(atomic_write_json(workspace.run_summary_path, record))
     return summary
 

@@ -31,6 +31,24 @@ class Workspace:
     def __post_init__(self) -> None:
         object.__setattr__(self, "root", Path(self.root))
 
+    def relative(self, path: str | Path) -> str:
+        """`path` as it is recorded in the workdir's own tables and summaries: relative to the
+        workdir when inside it (so a copied or moved workdir reads its own files, never the
+        original's), else as given (a URL, a file the user keeps elsewhere)."""
+        text = str(path)
+        if "://" in text:
+            return text
+        try:
+            return Path(os.path.relpath(Path(text).resolve(), self.root.resolve())).as_posix() \
+                if Path(text).resolve().is_relative_to(self.root.resolve()) else text
+        except (OSError, ValueError):
+            return text
+
+    def resolve(self, recorded: str | Path) -> Path:
+        """A path recorded by `relative`, as a path to open: relative ones are inside this workdir."""
+        path = Path(recorded)
+        return path if path.is_absolute() else self.root / path
+
     @property
     def data_dir(self) -> Path:  # generated embedded data set (cached)
         return self.root / "data"

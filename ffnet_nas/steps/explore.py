@@ -11,6 +11,8 @@ rule for which table), so the commands, `run` and its refine rounds score points
 
 from __future__ import annotations
 
+import dataclasses
+
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
@@ -135,7 +137,10 @@ def search(*, workspace: Workspace, request: SearchRequest, progress: bool = Tru
     paths = {}
     if request.out_dir is not None:
         out_dir = Path(request.out_dir) / result.study_name if request.study_subdir else Path(request.out_dir)
-        paths = write_outputs(result, out_dir, evaluate_top=request.evaluate_top, latest_dir=request.latest_dir,
+        # summary.json records the journal relative to the workdir: a copied workdir reads its own
+        recorded = dataclasses.replace(result, storage=workspace.relative(result.storage)) \
+            if result.storage != "memory" else result
+        paths = write_outputs(recorded, out_dir, evaluate_top=request.evaluate_top, latest_dir=request.latest_dir,
                               predictors=preds.description)
     # the list write_outputs writes to to_evaluate.csv, from the result in hand rather than read back
     top = tables.top_k(result.extra["rows"], result.pareto.to_dict("records"), request.evaluate_top) \

@@ -273,3 +273,88 @@ def _keys_of_weight_files(lib: BlockLibrary) -> set[tuple[str, str]]:
             continue
         keys.add((row["position"], row["choice"]))
     return keys
+
+
+JOBS_SCRIPT = textwrap.dedent("""
+    import sys, torch
+    from tests.helpers.distill import RandomImages, tiny_space, tiny_teacher
+    from ffnet_nas.distill.choices import space_choices
+    from ffnet_nas.distill.features import compute_features, save_features
+    from ffnet_nas.distill.library import BlockLibrary, TeacherInfo, distill_library
+    from ffnet_nas.settings import BlockTrainConfig
+    torch.set_num_threads(1)
+    t = tiny_teacher()
+    tr = save_features(sys.argv[1] + "/train.pt", compute_features(t, RandomImages(8), progress=False))
+    va = save_features(sys.argv[1] + "/val.pt", compute_features(t, RandomImages(4, seed=1), progress=False))
+    distill_library(space_choices(tiny_space()), library=BlockLibrary(sys.argv[1] + "/lib"),
+                    teacher=TeacherInfo.of(t, digest="t0"), train=tr, val=va,
+                    config=BlockTrainConfig(steps=100000, batch_size=4), jobs=2, progress=False)
+""")
+
+
+def _children(pid: int) -> set[int]:
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.add(int(entry.name))
+    return found
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return (Path("/proc") / str(pid) / "cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def _maps(pid: int, path: Path) -> bool:
+    try:
+        return str(path) in (Path("/proc") / str(pid) / "maps").read_text()
+    except OSError:
+        return False
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process parents from /proc (Linux)")
+def test_workers_of_a_killed_distill_jobs_end_with_it(tmp_path):
+    """kill -9 of `distill --jobs N` used to leave its workers training (0.75 GB each)."""
+    script = tmp_path / "run.py"
+    script.write_text(JOBS_SCRIPT)
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.Popen([sys.executable, str(script), str(tmp_path)], env=env, cwd=REPO)
+    workers: set[int] = set()
+    try:
+        deadline = time.time() + 180
+        # both workers are busy once each holds a block: their CPU time grows past their start-up
+        while time.time() < deadline and len(workers) < 2:
+            workers = {c for c in _children(proc.pid) if b"LokyProcess" in _cmdline(c)}  # not the resource trackers
+            time.sleep(0.5)
+        assert len(workers) >= 2, f"no pool workers seen under pid {proc.pid}: {_children(proc.pid)}"
+        # each worker is training once it has memory-mapped the feature cache (inside its task)
+        while time.time() < deadline and not all(_maps(w, tmp_path / "train.pt") for w in workers):
+            time.sleep(0.5)
+        assert all(_maps(w, tmp_path / "train.pt") for w in workers), "the workers never started their blocks"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+        deadline = time.time() + 15
+        while time.time() < deadline and any(_alive(w) for w in workers):
+            time.sleep(0.2)
+        assert not any(_alive(w) for w in workers), "pool workers outlived the killed parent"
+    finally:
+        for pid in [proc.pid, *workers]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
