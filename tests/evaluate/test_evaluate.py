@@ -83,6 +83,36 @@ def test_fit_predictor_cli_reports_loo_ranks(workdir, capsys):
     assert len(loo) >= 4 and set(loo.columns) == {"code", "measured_miou", "loo_predicted_miou"}
     again = fit_from_table(workdir)  # refit on the table alone gives the same model
     assert again.validation.n == len(loo)
+    # leave-one-out means it: each point's figure is the prediction of a fit on all the other points
+    # (same ridge strength), and differs from the fit that saw it
+    import re
+
+    import numpy as np
+    from scipy.stats import kendalltau
+
+    from ffnet_nas.fit_predictor import library_nsr
+    from ffnet_nas.predictors.accuracy import AccuracyPredictor, features
+
+    nsr = library_nsr(workdir)
+    x = np.stack([features(Arch.parse(c), nsr) for c in loo["code"]])
+    y = loo["measured_miou"].to_numpy(float)
+    alpha = again.alpha
+    for i in range(len(y)):
+        keep = np.arange(len(y)) != i
+        # ridge on standardised features, written out here rather than taken from the predictor
+        mean, scale = x[keep].mean(axis=0), x[keep].std(axis=0)
+        scale[scale < 1e-12] = 1.0
+        z = (x[keep] - mean) / scale
+        coef = np.linalg.solve(z.T @ z + alpha * np.eye(z.shape[1]), z.T @ (y[keep] - y[keep].mean()))
+        held_out = ((x[i] - mean) / scale) @ coef + y[keep].mean()
+        assert loo["loo_predicted_miou"][i] == pytest.approx(held_out, abs=1e-6)
+    in_sample = again.predict_features(x)
+    assert np.abs(in_sample - loo["loo_predicted_miou"].to_numpy()).max() > 1e-6
+    # and the reported rank figure is the one of those leave-one-out predictions
+    printed = float(re.search(r"Kendall tau (-?[\d.]+|nan)", out).group(1))
+    expected = kendalltau(loo["loo_predicted_miou"], y).statistic
+    assert printed == pytest.approx(expected, abs=1e-3, nan_ok=True)
+    assert isinstance(AccuracyPredictor.load(workdir.predictor_dir / "accuracy.json"), AccuracyPredictor)
 
 
 def test_select_points_spreads_and_includes_published():
