@@ -179,7 +179,8 @@ class Arch:
         from ffnet_nas.space.catalogue import get_variant
         from ffnet_nas.space.peers import get_peer, is_peer_name
 
-        return get_peer(name).arch if is_peer_name(name) else get_variant(name).arch
+        # a mistyped peer name gets the peer names as suggestions, not the published ones
+        return get_peer(name).arch if is_peer_name(name) or name.startswith("peer_") else get_variant(name).arch
 
     def replace(self, **changes: Any) -> "Arch":
         return dataclasses.replace(self, **changes)

@@ -37,6 +37,8 @@ def test_peer_points_resolve_by_name_and_build():
     build_model("peer_metamixer_mobile", num_classes=3)
     with pytest.raises(InvalidInput, match="unknown peer point 'peer_sfnet_r19'.*peer_sfnet_r18"):
         get_peer("peer_sfnet_r19")
+    with pytest.raises(InvalidInput, match="unknown peer point 'peer_sfnet_r18x'.*did you mean: peer_sfnet_r18"):
+        Arch.from_name("peer_sfnet_r18x")
 
 
 @pytest.mark.skipif(not ANCHORS.is_file(), reason="the shared reference file is not on this machine")
