@@ -181,7 +181,8 @@ BUDGETS: dict[str, Budget] = {
     "quick": _budget("quick", (64, 128), teacher="segmentation_ffnet46NS_CCC_mobile", teacher_steps=500, distill_steps=80,
                      train_images=128, distill_val=32, calibrate=4, points=10, finetune_steps=100, val_images=64,
                      trials=300, top=2, rounds=2, round_points=3,
-                     # 2 random + 8 published networks, 2 passes each: about a minute at 64x128 on 2 cores
+                     # 2 random + 8 published networks, 2 passes each: 164 s of timing on a 2-core VM under a load
+                     # of ~6 (2026-12-02; every timing 5-10x its quiet value), so well under that on a quiet one
                      validate=2, validate_published=8),
     "full": _budget("full", (128, 256), teacher="segmentation_ffnet46NS_CCC_mobile", teacher_steps=1500, distill_steps=300,
                     train_images=256, distill_val=64, calibrate=8, points=20, finetune_steps=300, val_images=None,

@@ -140,7 +140,7 @@ class ClaimResult:
     paper_winner: str | None
     here_winner: str | None
     here_source: str  # "measured" | "predicted" | ""
-    status: str  # holds | does not hold | undecided here | no paper answer | cannot be checked here
+    status: str  # holds | does not hold | undecided here | paper undecided | cannot be checked here
     sentence: str
 
 
@@ -196,11 +196,13 @@ def check_claim(claim: Claim, *, measured: pd.DataFrame, predicted: pd.DataFrame
         if here_winner is None:
             status = "undecided here"
         elif paper_winner is None:
-            status = "no paper answer"
+            status = "paper undecided"
         else:
             status = "holds" if here_winner == paper_winner else "does not hold"
         verdict = {"holds": "the paper's claim holds on this device and data",
-                   "does not hold": "the paper's claim does NOT hold on this device and data"}.get(status, status)
+                   "does not hold": "the paper's claim does NOT hold on this device and data",
+                   "paper undecided": "the paper's figure does not decide it, so there is no claim to confirm",
+                   "undecided here": "undecided here"}[status]
         sentence = f"{paper_part}; {here_part}: {verdict}."
     return ClaimResult(claim, paper, m, p, paper_winner, here_winner, source, status, sentence)
 
