@@ -52,7 +52,7 @@ def read_evaluated(path: str | Path) -> pd.DataFrame:
         return pd.DataFrame(columns=list(COLUMNS))
     return read_checked_csv(path, what="evaluated table", required=("code", "init", "measured_miou"),
                             key=("code", "init"), finite=("measured_miou",),
-                            fix="expected a CSV written by 'ffnet-nas evaluate': fix or delete that row (the point is "
+                            fix="expected a CSV written by 'ffnet-nas evaluate': repair or delete the damaged row (that point is "
                                 "evaluated again), or move the file away to start over")
 
 

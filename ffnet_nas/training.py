@@ -198,6 +198,10 @@ def train(model: nn.Module, dataset, *, config: TrainConfig, checkpoint_path: st
     device = torch.device(device)
     if len(dataset) == 0:
         raise InvalidInput("the training set is empty: expected at least one image")
+    if config.batch_size > len(dataset):
+        # a batch draws distinct images; a larger one would only allocate (100000000 took 13 GB before failing)
+        raise InvalidInput(f"batch size {config.batch_size} is larger than the training set ({len(dataset)} images): "
+                           f"expected at most {len(dataset)}")
     if config.kd_weight > 0 and teacher is None:
         raise InvalidInput(f"kd_weight={config.kd_weight} needs a teacher model")
     model.to(device)

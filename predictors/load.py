@@ -198,11 +198,27 @@ def load_predictors(*, lut_dir: str | Path, predictor_dir: str | Path, space, lu
         missing.append(f"an accuracy predictor in {str(predictor_dir)!r} (run: ffnet-nas fit-predictor)")
     if missing:
         raise InvalidInput("search needs " + " and ".join(missing))
-    latency_ms, lat_id = load_latency(lut_path)
     miou, acc_id = load_accuracy(predictor_dir)
+    _check_covers(lut_path, space)
+    latency_ms, lat_id = load_latency(lut_path)
     return Predictors(latency_ms=latency_ms, miou=miou, objective_id=f"{lat_id}+{acc_id}",
                       description=f"latency from {lut_path.name}, mIoU from {predictor_dir}", lut_path=lut_path,
                       predictor_dir=predictor_dir)
+
+
+def _check_covers(lut_path: Path, space) -> None:
+    """Refuse, before any trial runs, a table that lacks keys the space needs (a table measured
+    for another space, or one whose torn last row was dropped): otherwise the first trial that
+    needs one fails inside Optuna, which logs a traceback."""
+    from ffnet_nas.predictors.latency.keys import space_units
+
+    table = load_latency_table(lut_path)
+    needed = space_units(space, table.spec.input_hw, num_classes=table.spec.num_classes)
+    missing = [u.key for u in needed if u.key not in table]
+    if missing:
+        raise InvalidInput(f"latency table {str(lut_path)!r} lacks {len(missing)} of the {len(needed)} keys space "
+                           f"{space.name!r} needs (first: {missing[0]}); expected a table measured for it: run "
+                           f"'ffnet-nas measure-latency --space {space.name}' (it measures only the missing keys)")
 
 
 __all__ = ["Predictors", "accuracy_file", "choose_lut", "find_lut", "load_accuracy", "load_accuracy_predictor",

@@ -375,6 +375,9 @@ def from_yaml(path: str | Path) -> SearchSpace:
         raise InvalidInput(f"space file {str(path)!r} not found: expected a built-in name ({', '.join(BUILTIN)}) or a YAML file")
     try:
         data = yaml.safe_load(path.read_text())
+    except UnicodeDecodeError as e:
+        raise InvalidInput(f"space file {str(path)!r} is not text (byte {e.start} is not UTF-8): expected a YAML "
+                           "space file as described in docs/space.md") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""

@@ -21,7 +21,7 @@ from typing import Iterable
 from ffnet_nas.predictors.latency.keys import Unit
 from ffnet_nas.predictors.latency.protocol import Protocol, Timing, measurement_context, time_callable
 from ffnet_nas.space.errors import InvalidInput
-from ffnet_nas.space.io import atomic_write_csv, atomic_write_json, provenance, read_json
+from ffnet_nas.space.io import atomic_write_csv, atomic_write_json, provenance, read_checked_csv, read_json
 
 COLUMNS = ("key", "kind", "estimate_ms", "median_ms", "p25_ms", "min_ms", "max_ms", "iqr_ms", "n", "stable", "seconds",
            "rounds", "round_ms")
@@ -106,20 +106,12 @@ def load_table(csv_path: str | Path) -> LatencyTable:
     spec = LutSpec.from_dict(meta["spec"])
     rows: dict = {}
     if csv_path.exists():
-        try:
-            frame = pd.read_csv(csv_path, dtype={"round_ms": str, "key": str})
-        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
-            raise InvalidInput(f"latency table {str(csv_path)!r} is corrupt ({e}); delete it and re-run measure-latency") from None
-        lacking = [c for c in COLUMNS if c not in frame.columns]
-        if lacking:
-            raise InvalidInput(f"latency table {str(csv_path)!r} lacks columns {lacking}; expected {list(COLUMNS)}")
-        # Our writes are atomic, so a row without a key or estimate means the file was damaged
-        # (cut by a copy, edited): refuse it rather than treat the remains as measurements.
-        broken = frame.index[frame["key"].isna() | frame["estimate_ms"].isna()]
-        if len(broken) or frame["key"].duplicated().any():
-            where = f"line {broken[0] + 2} has no key or estimate" if len(broken) else "a key appears twice"
-            raise InvalidInput(f"latency table {str(csv_path)!r} is truncated or corrupt ({where}); "
-                               "expected one complete row per key: delete it and re-run measure-latency")
+        # Our writes are atomic, so a short row, a repeated key or a missing estimate means the file
+        # was damaged (cut by a copy, edited): refuse it rather than treat the remains as measurements.
+        # A torn last row is dropped (with a warning): measure-latency measures that key again.
+        frame = read_checked_csv(csv_path, what="latency table", required=COLUMNS, key=("key",),
+                                 finite=("estimate_ms",), dtype={"round_ms": str, "key": str},
+                                 fix="expected one complete row per key: delete it and re-run measure-latency")
         rows = {r["key"]: r for r in frame[list(COLUMNS)].to_dict("records")}
     return LatencyTable(spec=spec, rows=rows, meta=meta, path=csv_path)
 

@@ -65,9 +65,49 @@ def setup_truncated_lut(tmp_path):
 
 def setup_lut_cut_mid_row(tmp_path):
     csv = _lut(tmp_path / "w")
-    text = csv.read_text()
-    csv.write_text(text[: text.index("\n") + 15])  # header + the start of the first row
+    header, row = csv.read_text().splitlines()
+    # a row cut after its estimate, followed by a whole one (a torn *last* row is dropped and measured again)
+    csv.write_text(f"{header}\n{','.join(row.split(',')[:3])}\n{row.replace('hw64x128', 'hw32x64')}\n")
     return [csv]
+
+
+def setup_binary_yaml(tmp_path):
+    (tmp_path / "bin.yaml").write_bytes(b"name: x\n\x00\x01\xff\xfe binary")
+    return [tmp_path / "bin.yaml"]
+
+
+def _evaluated(tmp_path, rows: str):
+    path = tmp_path / "w" / "evaluated.csv"
+    path.parent.mkdir(parents=True)
+    path.write_text("code,name,init,params,macs,input_hw,measured_miou,checkpoint\n" + rows)
+    return [path]
+
+
+def setup_conflicting_evaluated_rows(tmp_path):
+    return _evaluated(tmp_path, f"{TINY_CODE},,distilled,1,1,32x64,15.94,m.pt\n{TINY_CODE},,distilled,1,1,32x64,1.0,m.pt\n")
+
+
+def setup_nan_evaluated_miou(tmp_path):
+    return _evaluated(tmp_path, f"{TINY_CODE},,distilled,1,1,32x64,nan,m.pt\n")
+
+
+def setup_damaged_training_state(tmp_path):
+    import torch
+
+    path = tmp_path / "w" / "teacher" / "train_state.pt"
+    path.parent.mkdir(parents=True)
+    # a digest that does not match the weights: what a flipped byte inside a tensor gives
+    torch.save({"step": 1, "model": {"w": torch.ones(8)}, "optimizer": {}, "rng": {}, "fingerprint": {},
+                "weights_sha1": "0" * 16}, path)
+    return [path]
+
+
+def setup_lut_lacking_keys(tmp_path):
+    from ffnet_nas.space.searchspace import get_space
+    from tests.helpers.predictor_files import write_made_up_predictor
+
+    csv = _lut(tmp_path / "w")  # one stem key: far from what the mobile space needs
+    return [csv, write_made_up_predictor(tmp_path / "w" / "predictor", get_space("mobile"))]
 
 
 def setup_corrupt_evaluated(tmp_path):
@@ -144,8 +184,8 @@ ROWS = [
     ("truncated latency table", ["measure-latency", "--device", "cpu", "--input-size", "64x128", "--threads", "1",
                                  "--workdir", "{tmp}/w"], setup_truncated_lut, "latency table"),
     ("latency table cut mid-row", ["measure-latency", "--device", "cpu", "--input-size", "64x128", "--threads", "1",
-                                   "--workdir", "{tmp}/w"], setup_lut_cut_mid_row, "truncated or corrupt (line 2"),
-    ("corrupt evaluated table", ["evaluate", TINY_CODE, "--workdir", "{tmp}/w"], setup_corrupt_evaluated, "corrupt"),
+                                   "--workdir", "{tmp}/w"], setup_lut_cut_mid_row, "line 2 has 3 fields, not the header's 13"),
+    ("corrupt evaluated table", ["evaluate", TINY_CODE, "--workdir", "{tmp}/w"], setup_corrupt_evaluated, "is not text"),
     ("corrupt accuracy predictor", ["search", "--target", "latency<25ms", "--lut", "cpu-fp32-eager-b1-64x128-t1",
                                     "--workdir", "{tmp}/w"], setup_corrupt_predictor, "corrupt or truncated"),
     ("missing data root", ["train-teacher", "--data", "cityscapes:{tmp}/nowhere", "--workdir", "{tmp}/w"], setup_none, "leftImg8bit"),
@@ -164,6 +204,21 @@ ROWS = [
      setup_planted_training_state, "could run code"),
     ("workdir in use", ["distill", "--space", "mobile", "--workdir", "{tmp}/w"], setup_workdir_in_use,
      "is in use by 'ffnet-nas run' (pid"),
+    ("binary file as a YAML space", ["space", "list", "--space", "{tmp}/bin.yaml"], setup_binary_yaml,
+     "is not text (byte 10 is not UTF-8)"),
+    ("batch larger than the data", ["train-teacher", "--steps", "1", "--input-size", "32x64", "--batch-size", "100000000",
+                                    "--no-progress", "--device", "cpu", "--workdir", "{tmp}/w"], setup_none,
+     "batch size 100000000 is larger than the training set (512 images)"),
+    ("two different rows for one point", ["evaluate", TINY_CODE, "--workdir", "{tmp}/w"],
+     setup_conflicting_evaluated_rows, "two different rows for code/init"),
+    ("NaN where a measurement belongs", ["evaluate", TINY_CODE, "--workdir", "{tmp}/w"], setup_nan_evaluated_miou,
+     "line 2: measured_miou is 'nan', expected a finite number"),
+    ("weights damaged inside a tensor", ["train-teacher", "--steps", "2", "--input-size", "32x64", "--batch-size", "2",
+                                         "--eval-images", "2", "--no-progress", "--device", "cpu", "--workdir", "{tmp}/w"],
+     setup_damaged_training_state, "is damaged: its weights hash to"),
+    ("latency table lacks keys the space needs", ["search", "--target", "latency<25ms", "--lut", "cpu-fp32-eager-b1-64x128-t1",
+                                                  "--workdir", "{tmp}/w"], setup_lut_lacking_keys,
+     "keys space 'mobile' needs (first:"),
 ]
 
 
