@@ -276,8 +276,10 @@ def held_out_miou(codes: Iterable[str], *, workspace: Workspace, val_images: int
     for code in dict.fromkeys(codes):
         # the weights of this workdir's point, wherever the table says they were written (an older
         # table holds absolute paths: in a copied workdir those are the original's files)
+        if code not in evaluated:
+            continue
         checkpoint = workspace.point_model_path(Arch.parse(code).stable_hash, "distilled")
-        if code in evaluated and checkpoint.exists():
+        if checkpoint.exists():
             model = load_model(checkpoint).eval()
             score = evaluate(model, val, start=val_images, device=device, progress=progress, desc="held-out")
             scores[code] = 100 * score.miou

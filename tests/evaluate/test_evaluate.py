@@ -142,7 +142,8 @@ def test_held_out_miou_scores_only_the_images_the_scores_did_not_use(workdir):
     assert set(held) == {arch.code}
     table = read_evaluated(workdir.evaluated_path)
     row = table[(table["code"] == arch.code) & (table["init"] == "distilled")].iloc[0]
-    model = load_model(row["checkpoint"]).eval()
+    assert row["checkpoint"] == f"evaluated/{arch.stable_hash}-distilled/model.pt"  # relative to the workdir
+    model = load_model(workdir.resolve(row["checkpoint"])).eval()
     val = make_dataset("synthetic", "val", size_hw=HW, cache_dir=workdir.data_dir)
     rest = torch.utils.data.Subset(val, range(VAL_IMAGES, len(val)))
     rest.num_classes, rest.ignore_index = val.num_classes, val.ignore_index
