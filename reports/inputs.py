@@ -18,7 +18,6 @@ The formats read here are those the other layers write (columns named in each fu
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +29,7 @@ from ffnet_nas.predictors.load import choose_lut, lut_candidates  # torch-free: 
 from ffnet_nas.reports.model import Missing
 from ffnet_nas.search.targets import Target, parse_targets
 from ffnet_nas.space.errors import InvalidInput
+from ffnet_nas.space.io import read_checked_csv, read_json
 from ffnet_nas.workspace import JOURNAL_NAME, LEGACY_JOURNAL_NAMES
 
 CMD_LUT = "ffnet-nas measure-latency"
@@ -72,23 +72,24 @@ class Loaded:
 
 
 def _read_csv(path: Path, columns: tuple[str, ...], *, what: str, command: str) -> tuple[pd.DataFrame | None, Missing | None]:
+    """An input table: absent is a Missing box (its step has not run); present but damaged is an
+    InvalidInput naming the file (a report drawn from damaged data would look like a result)."""
     if not path.is_file():
         return None, Missing(what, str(path), command, columns)
-    try:
-        frame = pd.read_csv(path)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
-        return None, Missing(f"{what} (unreadable: {type(e).__name__})", str(path), command, columns)
-    lacking = [c for c in columns if c not in frame.columns]
-    if lacking:
-        return None, Missing(f"{what} without columns {', '.join(lacking)}", str(path), command, columns)
-    return frame, None
+    redo = f"re-run '{command}' to write it again" if command else "delete it and re-run the step that writes it"
+    return read_checked_csv(path, what=what or "report input", required=columns,
+                            fix=f"expected a table this tool wrote: {redo}"), None
 
 
 def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
+    """An optional JSON input: {} when absent, InvalidInput naming it when damaged."""
+    if not path.is_file():
         return {}
+    data = read_json(path, what="report input")
+    if not isinstance(data, dict):
+        raise InvalidInput(f"report input {str(path)!r} holds {type(data).__name__}, not an object; "
+                           "delete it and re-run the step that writes it")
+    return data
 
 
 # ---- latency table ---------------------------------------------------------------------------

@@ -8,6 +8,8 @@ import json
 import numpy as np
 import pytest
 
+from ffnet_nas.space.errors import InvalidInput
+
 from ffnet_nas.reports import inputs as inp
 from ffnet_nas.reports.families import family_of_arch, short_label
 from ffnet_nas.reports.labels import Panel, _crosses, place_labels
@@ -140,9 +142,13 @@ def test_readers_report_what_is_missing(tmp_path):
     _, missing = inp.search(inputs)
     assert missing.command == "ffnet-nas search"
     (tmp_path / "library").mkdir()
+    # a table that is there but damaged is not "missing": the report refuses it, naming the file
     (tmp_path / "library" / "blocks.csv").write_text("position,choice\ns8,x\n")
-    _, missing = inp.library(inputs)
-    assert "without columns status, nsr_val" in missing.what
+    with pytest.raises(InvalidInput, match=r"blocks.csv' lacks columns \['status', 'nsr_val'"):
+        inp.library(inputs)
+    (tmp_path / "library" / "blocks.csv").write_text("position,choice,status,nsr_val\ns8,x,ok,0.1\ns16,y,ok\n")
+    with pytest.raises(InvalidInput, match=r"blocks.csv' line 3 has 3 fields"):
+        inp.library(inputs)
 
 
 def test_lut_picking_and_description(tmp_path):
