@@ -197,7 +197,11 @@ def search(inputs: ReportInputs) -> tuple[Loaded | None, Missing | None]:
     frame, missing = _read_csv(study_dir / "pareto.csv", PARETO_COLUMNS, what="search Pareto table", command=CMD_SEARCH)
     if frame is None:
         return None, missing
-    published, _ = _read_csv(study_dir / "published.csv", ("name", "code", "latency_ms", "miou"), what="", command="")
+    published_csv = study_dir / "published.csv"
+    # an older search wrote a blank file when no published variant is a point of the space
+    blank = published_csv.is_file() and not published_csv.read_text(errors="replace").strip()
+    published, _ = (None, None) if blank else _read_csv(published_csv, ("name", "code", "latency_ms", "miou"),
+                                                        what="", command="")
     meta = {"summary": _read_json(study_dir / "summary.json"), "published": published, "dir": study_dir,
             "others": [d.name for d in dirs[1:]]}
     return Loaded(frame, meta, study_dir / "pareto.csv"), None

@@ -23,12 +23,15 @@ Generation is vectorised over a chunk of images (torch, CPU): about a second per
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from .base import SegmentationDataset, Transform
+
+logger = logging.getLogger(__name__)
 
 CLASS_NAMES = ("sky", "building", "vegetation", "road", "sidewalk", "pole", "sign", "car")
 SKY, BUILDING, VEGETATION, ROAD, SIDEWALK, POLE, SIGN, CAR = range(8)
@@ -226,16 +229,23 @@ def _load_or_generate(*, seed: int, split: str, size_hw: tuple[int, int], n: int
     if cache_dir is not None:
         path = Path(cache_dir) / f"synthetic-v{VERSION}-seed{seed}-{split}-{size_hw[0]}x{size_hw[1]}-n{n}.pt"
         if path.is_file():
+            from ffnet_nas.space.io import DIGEST_KEY, tensor_digest
+
             try:
                 data = torch.load(path, weights_only=True)
-                return data["images"], data["masks"], path, False
-            except Exception:  # a corrupt cache is only a cache: regenerate it
+                tensors = {"images": data["images"], "masks": data["masks"]}
+                # bytes changed inside a tensor still load: only the recorded digest tells
+                if data.get(DIGEST_KEY) in (None, tensor_digest(tensors)):
+                    return data["images"], data["masks"], path, False
+            except Exception:  # noqa: BLE001 - a corrupt cache is only a cache: regenerate it
                 pass
+            logger.warning("data cache %s is damaged; generating it again", path)
     images, masks = generate(n, seed=split_seed(seed, split), size_hw=size_hw, progress=progress)
     if path is not None:
-        from ffnet_nas.space.io import atomic_torch_save
+        from ffnet_nas.space.io import DIGEST_KEY, atomic_torch_save, tensor_digest
 
-        atomic_torch_save(path, {"images": images, "masks": masks})
+        atomic_torch_save(path, {"images": images, "masks": masks,
+                                 DIGEST_KEY: tensor_digest({"images": images, "masks": masks})})
     return images, masks, path, True
 
 

@@ -147,7 +147,8 @@ def summarise(*, space: SearchSpace, trials, targets: tuple[Target, ...], object
     return {
         "pareto": _frame(front, ["code", "latency_ms", "miou", "params", "macs", "nearest_published",
                                  "nearest_distance", "dominates", "published", "trial"]),
-        "published": pd.DataFrame(tables.published_rows(front, published, targets)),
+        # with its columns even when no published variant is a point of the space (a header-only table)
+        "published": pd.DataFrame(tables.published_rows(front, published, targets), columns=list(tables.PUBLISHED_COLUMNS)),
         "closest": _frame(closest, ["code", "latency_ms", "miou", "params", "macs", "violation", "trial"]),
         "best": tables.best_row(front),
         "extra_rows": rows,

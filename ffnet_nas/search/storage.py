@@ -70,10 +70,29 @@ def open_storage(storage: "str | Path | None", *, durable: bool = False):
         from optuna.storages.journal import JournalFileBackend, JournalStorage
 
         repair_torn_tail(path)
+        check_records(path)
         backend = JournalFileBackend(str(path)) if durable else _backend_class()(str(path))
         return JournalStorage(backend)
     except OSError as e:
         raise InvalidInput(f"cannot open journal {text!r}: {e.strerror or e}; expected a writable path") from None
+
+
+def check_records(path: Path) -> None:
+    """Refuse a journal damaged inside (not at its tail): Optuna would fail on it with a traceback.
+
+    Every line must be one JSON record. Such damage comes from outside (a disk error, an edit), and
+    the trials after it cannot be trusted, so nothing is repaired: the user chooses.
+    """
+    if not path.is_file():
+        return
+    with open(path, "rb") as f:
+        for number, line in enumerate(f, start=1):
+            try:
+                json.loads(line)
+            except (UnicodeDecodeError, ValueError):
+                raise InvalidInput(f"Optuna journal {str(path)!r} is damaged at line {number} (not a JSON record): "
+                                   "expected the journal as the search wrote it; restore it, or move it away to start "
+                                   "the search over (its trials are then lost)") from None
 
 
 def repair_torn_tail(path: Path) -> int:

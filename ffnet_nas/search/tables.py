@@ -84,6 +84,10 @@ def annotate_front(space: SearchSpace, front: list[dict[str, Any]], published: d
         r["dominates"] = ";".join(n for n, q in published.items() if dominates(p, (q["latency_ms"], q["miou"])))
 
 
+PUBLISHED_COLUMNS = ("name", "code", "miou", "latency_ms", "meets_target", "dominated_by", "faster_by_pct",
+                     "faster_point", "miou_gain", "more_accurate_point")
+
+
 def published_rows(front: list[dict[str, Any]], published: dict[str, dict[str, Any]], targets: tuple[Target, ...]) -> list[dict[str, Any]]:
     """Each published variant: its predictions and by how much the front beats it (if it does).
 

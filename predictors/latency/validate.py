@@ -34,11 +34,14 @@ def e2e_path(table: LatencyTable) -> Path:
 
 
 def _load_e2e(path: Path) -> dict[tuple[str, int], dict]:
-    import pandas as pd
 
     if not path.exists():
         return {}
-    frame = pd.read_csv(path)
+    from ffnet_nas.space.io import read_checked_csv
+
+    # a torn last row is dropped (that network is timed again); other damage is one line
+    frame = read_checked_csv(path, what="end-to-end timing table", required=E2E_COLUMNS, key=("code", "pass"),
+                             fix="delete it: 'ffnet-nas measure-latency --validate N' (or run) times those networks again")
     return {(r["code"], int(r["pass"])): r for r in frame.to_dict("records")}
 
 
