@@ -88,8 +88,9 @@ def read_teacher_file(path: str | Path) -> dict:
     """The teacher file's dict (weights included), checked to be one; InvalidInput otherwise."""
     path = Path(path)
     if not path.is_file():
+        # (only `distill` takes --teacher FILE; the other commands read the workdir's teacher)
         raise InvalidInput(f"teacher file {str(path)!r} not found: expected the output of 'ffnet-nas train-teacher' "
-                           "(or pass --teacher FILE)")
+                           "in this workdir (run it first, or use the --workdir that holds the teacher)")
     try:
         # provenance may hold torch's version object (a str subclass): allow just that class
         with torch.serialization.safe_globals([torch.torch_version.TorchVersion]):

@@ -102,6 +102,19 @@ def setup_damaged_training_state(tmp_path):
     return [path]
 
 
+def setup_journal_damaged_inside(tmp_path):
+    from ffnet_nas.space.searchspace import get_space
+    from tests.helpers.predictor_files import write_made_up_predictor, write_unit_latency_table
+
+    space = get_space("mobile")
+    files = [write_unit_latency_table(tmp_path / "w" / "lut", space, num_classes=8),
+             write_made_up_predictor(tmp_path / "w" / "predictor", space)]
+    journal = tmp_path / "w" / "search" / "study.journal"
+    journal.parent.mkdir(parents=True)
+    journal.write_bytes(b'{"op_code": 0, "worker_id": "a"}\n\xff\xfe garbled \x00\n{"op_code": 0}\n')
+    return [*files, journal]
+
+
 def setup_lut_lacking_keys(tmp_path):
     from ffnet_nas.space.searchspace import get_space
     from tests.helpers.predictor_files import write_made_up_predictor
@@ -216,6 +229,13 @@ ROWS = [
     ("weights damaged inside a tensor", ["train-teacher", "--steps", "2", "--input-size", "32x64", "--batch-size", "2",
                                          "--eval-images", "2", "--no-progress", "--device", "cpu", "--workdir", "{tmp}/w"],
      setup_damaged_training_state, "is damaged: its weights hash to"),
+    ("no teacher in the workdir", ["evaluate", TINY_CODE, "--workdir", "{tmp}/w"], setup_none,
+     "in this workdir (run it first, or use the --workdir that holds the teacher)"),
+    ("learning rate out of range", ["train-teacher", "--steps", "1", "--input-size", "32x64", "--lr", "1e308",
+                                    "--no-progress", "--device", "cpu", "--workdir", "{tmp}/w"], setup_none,
+     "expected a positive learning rate, at most 10"),
+    ("journal damaged inside", ["search", "--target", "latency<25ms", "--workdir", "{tmp}/w"],
+     setup_journal_damaged_inside, "is damaged at line 2 (not a JSON record)"),
     ("latency table lacks keys the space needs", ["search", "--target", "latency<25ms", "--lut", "cpu-fp32-eager-b1-64x128-t1",
                                                   "--workdir", "{tmp}/w"], setup_lut_lacking_keys,
      "keys space 'mobile' needs (first:"),
