@@ -17,6 +17,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from ffnet_nas.space.errors import InvalidInput
+
 _NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
 _CONSOLE = re.compile(r":CONSOLE(?::\d+)?\]\s*\"(.*)\", source: (.*)$")
 # A console line is an error when a script threw, logged an Error object, or a fetch was refused.
@@ -77,7 +79,11 @@ def _run(chromium: str, args: list[str], *, timeout: float, net_log: bool = Fals
     with tempfile.TemporaryDirectory(prefix="ffnet-nas-chromium-") as profile:
         log = Path(profile) / "net-log.json"
         extra = [f"--log-net-log={log}"] if net_log else []
-        proc = subprocess.run([chromium, *offline_flags(profile), *extra, *args], capture_output=True, text=True, timeout=timeout)
+        # Chromium writes its own temporary files under TMPDIR and dies ("zygote ... Broken pipe") when
+        # that is unusable; Python's tempfile has already found a usable one (it made `profile` there)
+        env = {**os.environ, "TMPDIR": tempfile.gettempdir()}
+        proc = subprocess.run([chromium, *offline_flags(profile), *extra, *args], capture_output=True, text=True,
+                              timeout=timeout, env=env)
         return proc, page_fetches(log) if net_log else ()
 
 
@@ -137,5 +143,7 @@ def screenshot(html: str | Path, png: str | Path, *, width: int, height: int, ch
         timeout=timeout,
     )
     if proc.returncode != 0 or not png.is_file():
-        raise RuntimeError(f"chromium could not screenshot {html}: {proc.stderr.strip().splitlines()[-1:]}")
+        last = (proc.stderr.strip().splitlines() or ["no output"])[-1][-200:]
+        raise InvalidInput(f"chromium could not screenshot {html} (exit {proc.returncode}: {last}); expected a working "
+                           "headless Chromium and a writable TMPDIR, or ask for --format html")
     return png

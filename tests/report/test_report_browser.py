@@ -99,3 +99,18 @@ def test_png_by_screenshot_when_kaleido_is_missing(tmp_path, monkeypatch):
     _assert_not_blank(img)
     assert any("SVG skipped" in s and "kaleido" in s for s in result.skipped)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["paper_mobile.png"]
+
+
+def test_png_by_screenshot_with_an_unusable_tmpdir(tmp_path, monkeypatch):
+    """Chromium died ("zygote ... Broken pipe") when TMPDIR pointed nowhere; Python's tempfile
+    falls back to a usable folder, and Chromium is now given that one."""
+    import tempfile
+
+    from ffnet_nas.reports.build import paper_report_figures
+
+    monkeypatch.setattr(export, "kaleido_available", lambda: False)
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "nowhere"))
+    monkeypatch.setattr(tempfile, "tempdir", None)  # recompute from the environment, as a fresh process would
+    fig = [f for f in paper_report_figures() if f.slug == "paper_mobile"]
+    result = export.export_static(fig, tmp_path / "out", formats=("png",))
+    _assert_not_blank(_png(result.written["paper_mobile"][0]))
