@@ -3,7 +3,8 @@
 to do. Never a traceback, never another exit status.
 
 The whole matrix (20 artifacts x 5 damages x 3 commands, ~10 min here) is marked slow; the default
-run takes one damage per kind of file through `run`."""
+run takes one damage per kind of file through `run`, and plants a code-running pickle at every torch
+file the tool reads."""
 
 from __future__ import annotations
 
@@ -113,3 +114,31 @@ def test_run_after_damage_repairs_or_names_the_file(finished, tmp_path, artifact
 @pytest.mark.parametrize("artifact", list(ARTIFACTS))
 def test_every_damage_of_every_artifact(finished, tmp_path, artifact, kind, command):
     _check(finished, tmp_path, artifact, kind, command)
+
+
+PICKLED = [a for a, pattern in ARTIFACTS.items() if pattern.endswith(".pt")]
+
+
+@pytest.mark.parametrize("command", ("run", "report"))
+@pytest.mark.parametrize("artifact", PICKLED)
+def test_a_pickle_planted_at_any_weight_path_never_runs(finished, tmp_path, artifact, command):
+    """Every torch file the tool reads from a workdir, replaced by a pickle whose loading would
+    create a file: nothing is created, and the command repairs or names the file."""
+    import torch
+
+    from ffnet_nas.cli import main
+    from tests.helpers.hostile import Planted
+
+    base, space = finished
+    workdir = tmp_path / "w"
+    shutil.copytree(base, workdir)
+    target = sorted(workdir.glob(ARTIFACTS[artifact]))[0]
+    marker = tmp_path / "pwned"
+    torch.save({"state_dict": {}, "payload": Planted(marker)}, target)
+    err = io.StringIO()
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
+        code = main(_commands(space)[command] + ["--workdir", str(workdir)])
+    assert not marker.exists(), f"loading {target.name} ran code"
+    assert code in (0, 2) and "Traceback" not in err.getvalue(), err.getvalue()[-2000:]
+    if code == 2:
+        assert target.name in err.getvalue().splitlines()[-1]
