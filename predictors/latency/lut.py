@@ -96,8 +96,6 @@ def table_paths(lut_dir: str | Path, spec: LutSpec) -> tuple[Path, Path]:
 
 def load_table(csv_path: str | Path) -> LatencyTable:
     """A table and its metadata; clear errors for missing, corrupt or mismatched files."""
-    import pandas as pd
-
     csv_path = Path(csv_path)
     meta_path = csv_path.with_suffix(".json")
     meta = read_json(meta_path, what="latency table metadata")

@@ -34,7 +34,6 @@ def e2e_path(table: LatencyTable) -> Path:
 
 
 def _load_e2e(path: Path) -> dict[tuple[str, int], dict]:
-
     if not path.exists():
         return {}
     from ffnet_nas.space.io import read_checked_csv
