@@ -15,7 +15,6 @@ points (search, refine and predictor design), and the published variants by back
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -23,6 +22,7 @@ import pandas as pd
 from ffnet_nas.reports import inputs as inp
 from ffnet_nas.reports.families import backbone_kind, family_of_arch
 from ffnet_nas.reports.model import Missing
+from ffnet_nas.reports.style import finite_or_none
 from ffnet_nas.space.arch import Arch
 from ffnet_nas.space.catalogue import get_variant, name_of
 from ffnet_nas.space.errors import InvalidInput
@@ -141,12 +141,12 @@ def pareto_data(inputs: inp.ReportInputs, *, verdict: dict | None = None) -> Par
                 continue
             # What was predicted before this point was measured (evaluate records it); for the
             # predictor's own design points nothing was, and the search's value is in-sample.
-            pred_miou = _finite(r.get("predicted_miou"))
+            pred_miou = finite_or_none(r.get("predicted_miou"))
             if pred_miou is not None:
                 biases.append(pred_miou - float(r["miou"]))
-            pred_lat = _finite(r.get("predicted_latency_ms"))
+            pred_lat = finite_or_none(r.get("predicted_latency_ms"))
             if pred_lat is None:
-                pred_lat = _finite((predicted.get(r["code"]) or {}).get("predicted_latency_ms"))
+                pred_lat = finite_or_none((predicted.get(r["code"]) or {}).get("predicted_latency_ms"))
             rows.append(_row(r["code"], role="evaluated", measured=True, latency_ms=lat, miou=r["miou"],
                              latency_source=source, miou_source="measured (full fine-tune + evaluation)",
                              measured_latency_ms=lat if source != "LUT prediction" else None, measured_miou=r["miou"],
@@ -170,13 +170,6 @@ def pareto_data(inputs: inp.ReportInputs, *, verdict: dict | None = None) -> Par
         miou_bias=float(sum(biases) / len(biases)) if biases else None, n_bias=len(biases),
     )
 
-
-def _finite(value) -> float | None:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        return None
-    return v if math.isfinite(v) else None
 
 
 def _verdict_codes(verdict: dict | None) -> tuple[str | None, str | None, str | None]:

@@ -10,11 +10,10 @@ terminal cannot disagree.
 from __future__ import annotations
 
 import html
-import math
 from dataclasses import dataclass
 
 from ffnet_nas.reports.sketch import arch_caption, sketch, sketch_svg
-from ffnet_nas.reports.style import fmt_count
+from ffnet_nas.reports.style import finite_or_none, fmt_count
 from ffnet_nas.space.arch import Arch
 from ffnet_nas.space.errors import InvalidInput
 
@@ -47,23 +46,17 @@ class Verdict:
     context: str  # space, budget, device, target
 
 
-def _num(value) -> float | None:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        return None
-    return v if math.isfinite(v) else None
-
 
 def _side(role: str, row: dict | None, name: str | None = None) -> Side | None:
     if not row or not row.get("code"):
         return None
     return Side(role=role, code=str(row["code"]), name=str(name or row.get("name") or ""),
-                measured_miou=_num(row.get("measured_miou")), held_out_miou=_num(row.get("held_out_miou")),
-                predicted_miou=_num(row.get("predicted_miou")),
-                measured_latency_ms=_num(row.get("measured_latency_ms")),
-                predicted_latency_ms=_num(row.get("predicted_latency_ms")),
-                params=_num(row.get("params")), macs=_num(row.get("macs")))
+                measured_miou=finite_or_none(row.get("measured_miou")),
+                held_out_miou=finite_or_none(row.get("held_out_miou")),
+                predicted_miou=finite_or_none(row.get("predicted_miou")),
+                measured_latency_ms=finite_or_none(row.get("measured_latency_ms")),
+                predicted_latency_ms=finite_or_none(row.get("predicted_latency_ms")),
+                params=finite_or_none(row.get("params")), macs=finite_or_none(row.get("macs")))
 
 
 def _pct(v: float | None) -> str:
