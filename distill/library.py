@@ -31,6 +31,7 @@ from ffnet_nas.distill.blocks import StudentBlock
 from ffnet_nas.distill.choices import ChoiceSpec
 from ffnet_nas.distill.features import FeatureSet, load_features, plain_provenance
 from ffnet_nas.distill.train import FAILED, OK, BlockResult, train_block
+from ffnet_nas.claims import table_lock
 from ffnet_nas.settings import BlockTrainConfig
 from ffnet_nas.space.errors import InvalidInput
 from ffnet_nas.space.io import (DIGEST_KEY, atomic_torch_save, atomic_write_csv, atomic_write_json, check_digest,
@@ -75,6 +76,10 @@ class BlockLibrary:
 
     def weight_path(self, spec: ChoiceSpec) -> Path:
         return self.root / "blocks" / f"{spec.file_stem}.pt"
+
+    def claim_path(self, spec: ChoiceSpec) -> Path:
+        """Held (flock) by the process distilling this block: see ffnet_nas.claims."""
+        return self.root / "claims" / f"{spec.file_stem}.lock"
 
     # ---- teacher binding -------------------------------------------------------------------
     def teacher(self) -> TeacherInfo:
@@ -150,6 +155,10 @@ class BlockLibrary:
         table update (a kill in between), and drop rows whose weight file is missing or damaged
         (so their choices are trained again). A damaged table is rebuilt from the files.
         Returns the number of rows changed."""
+        with table_lock(self.table_path):
+            return self._recover()
+
+    def _recover(self) -> int:
         try:
             rows = self.rows()
         except InvalidInput as e:
@@ -181,9 +190,42 @@ class BlockLibrary:
         return added + len(lost)
 
     def record(self, row: dict) -> None:
-        rows = self.rows()
-        rows[(row["position"], row["choice"])] = row
-        self._write(rows)
+        with table_lock(self.table_path):
+            rows = self.rows()
+            rows[(row["position"], row["choice"])] = row
+            self._write(rows)
+
+    def ensure_recorded(self, row: dict) -> dict:
+        """Add `row` to the table unless the table has it already (a block's row is written once)."""
+        with table_lock(self.table_path):
+            rows = self.rows()
+            key = (row["position"], row["choice"])
+            if key not in rows:
+                rows[key] = row
+                self._write(rows)
+        return row
+
+    def forget(self, keys: Iterable[tuple[str, str]]) -> None:
+        """Drop these rows (and their weight files), so they are trained again."""
+        keys = set(keys)
+        with table_lock(self.table_path):
+            rows = self.rows()
+            for key in keys & set(rows):
+                del rows[key]
+                self.weight_path(ChoiceSpec.parse(*key)).unlink(missing_ok=True)
+            self._write(rows)
+
+    def intact_row(self, spec: ChoiceSpec) -> dict | None:
+        """The row stored in this block's weight file when the file is there and intact, else None."""
+        path = self.weight_path(spec)
+        if not path.is_file():
+            return None
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+            check_digest(obj, path=path, what="block weights", hint="")
+            return dict(obj["row"])
+        except Exception:
+            return None  # damaged: trained again
 
     # ---- blocks ----------------------------------------------------------------------------
     def status(self, position: str, choice: str) -> str | None:
@@ -238,14 +280,65 @@ def die_with_parent(poll_seconds: float = 0.5) -> None:
     threading.Thread(target=watch, name="die-with-parent", daemon=True).start()
 
 
-def _train_and_save(spec: ChoiceSpec, train: FeatureSet | str, val: FeatureSet | str, info: TeacherInfo,
-                    config: BlockTrainConfig, out: Path, threads: int | None) -> dict:
-    """One unit of work (in a worker process when jobs > 1): train, save the weight file, return its row."""
-    if threads:  # a worker process of distill_library's pool
+@dataclass(frozen=True)
+class BlockTask:
+    """One block to distil, as handed to a worker (a joblib process or a Dask worker): paths, not
+    data, so the features are read (memory-mapped) by the worker from the shared cache."""
+
+    spec: ChoiceSpec
+    library: str  # the library folder, absolute: a Dask worker's working directory is its own
+    train: str | None  # feature cache files (None: in-memory sets, serial only)
+    val: str | None
+    teacher: TeacherInfo
+    config: BlockTrainConfig
+    threads: int | None = None  # torch threads in the worker (None: leave the process's setting)
+    watch_parent: bool = False  # a joblib worker: exit when the distill process dies
+    wait: bool = False  # when another process holds the block's claim: wait for it (else skip at once)
+
+
+CLAIMED = "claimed"  # a task's answer when another process holds the block (not a table status)
+
+_FEATURES: dict[tuple[str, int, int], FeatureSet] = {}
+
+
+def _features(path: str) -> FeatureSet:
+    """A worker process reads each cache once, not once per block (memory-mapped: pages are shared)."""
+    st = os.stat(path)
+    key = (path, st.st_mtime_ns, st.st_size)
+    if key not in _FEATURES:
+        if len(_FEATURES) >= 4:
+            _FEATURES.clear()
+        _FEATURES[key] = load_features(path)
+    return _FEATURES[key]
+
+
+def distil_block(task: BlockTask, *, train: FeatureSet | None = None, val: FeatureSet | None = None) -> dict:
+    """Claim, train, save and record one block; returns its row (`status` CLAIMED when another
+    process holds it, `reused` True when whoever held it before finished it)."""
+    from ffnet_nas.claims import claim, holder
+
+    if task.watch_parent:
         die_with_parent()
-        torch.set_num_threads(threads)
-    train = load_features(train) if isinstance(train, (str, Path)) else train
-    val = load_features(val) if isinstance(val, (str, Path)) else val
+    if task.threads:
+        torch.set_num_threads(task.threads)
+    spec, library = task.spec, BlockLibrary(task.library)
+    claim_path = library.claim_path(spec)
+    with claim(claim_path, wait=task.wait) as mine:
+        if not mine:
+            return {"position": spec.position, "choice": spec.choice, "status": CLAIMED, "holder": holder(claim_path)}
+        done = library.intact_row(spec)
+        if done is not None:  # finished by the process that held the claim before us
+            return {**library.ensure_recorded(done), "reused": True}
+        train = train if train is not None else _features(task.train)
+        val = val if val is not None else _features(task.val)
+        row = _train_and_save(spec, train, val, task.teacher, task.config, library.weight_path(spec))
+        library.ensure_recorded(row)
+        return row
+
+
+def _train_and_save(spec: ChoiceSpec, train: FeatureSet, val: FeatureSet, info: TeacherInfo,
+                    config: BlockTrainConfig, out: Path) -> dict:
+    """Train, save the weight file (atomically), return its row."""
     result: BlockResult = train_block(spec, train, val, teacher_channels=info.channels, num_classes=info.num_classes,
                                       teacher_input_scale=info.input_scale, config=config)
     params = sum(v.numel() for k, v in result.state_dict.items()
@@ -262,11 +355,17 @@ def _train_and_save(spec: ChoiceSpec, train: FeatureSet | str, val: FeatureSet |
 
 def distill_library(choices: Iterable[ChoiceSpec], *, library: BlockLibrary, teacher: TeacherInfo,
                     train: FeatureSet | str | Path, val: FeatureSet | str | Path, config: BlockTrainConfig = BlockTrainConfig(),
-                    jobs: int = 1, retry_failed: bool = False, progress: bool = True) -> list[dict]:
+                    jobs: int = 1, scheduler: str | None = None, threads: int | None = None, retry_failed: bool = False,
+                    progress: bool = True) -> list[dict]:
     """Train every choice not yet in the library; returns the rows trained in this call.
 
-    With jobs > 1, `train`/`val` must be cache file paths: workers memory-map them rather
-    than receive pickled copies. Each worker gets cpu_count // jobs torch threads.
+    Where the blocks are trained: in this process (jobs 1), in `jobs` local processes (each with
+    cpu_count // jobs torch threads), or on the Dask cluster at `scheduler` (each task with
+    `threads` torch threads, default 1). With jobs > 1 or a scheduler, `train`/`val` must be cache
+    file paths on a filesystem the workers share: they memory-map them rather than receive copies.
+    Each block is claimed (ffnet_nas.claims) by whoever trains it, so other processes on the
+    same library (another cluster, a local run) skip it; once every other block is done, the
+    blocks claimed elsewhere are waited for and trained here if their holder died.
     """
     from tqdm.auto import tqdm
 
@@ -277,26 +376,62 @@ def distill_library(choices: Iterable[ChoiceSpec], *, library: BlockLibrary, tea
             if (s.position, s.choice) not in done or (retry_failed and done[(s.position, s.choice)]["status"] == FAILED)]
     if not todo:
         return []
-    jobs = max(1, min(jobs, len(todo)))
-    threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None
-    if jobs > 1 and not all(isinstance(f, (str, Path)) for f in (train, val)):
-        raise InvalidInput("jobs > 1 needs the teacher features as cache files (paths), not in-memory sets")
+    if retry_failed:  # their rows must go, or a worker would find them "done" and reuse the failure
+        library.forget([(s.position, s.choice) for s in todo])
+    jobs = 1 if scheduler else max(1, min(jobs, len(todo)))
+    parallel = jobs > 1 or scheduler is not None
+    if parallel and not all(isinstance(f, (str, Path)) for f in (train, val)):
+        raise InvalidInput("jobs > 1 or a Dask scheduler needs the teacher features as cache files (paths), "
+                           "not in-memory sets")
+    paths = (str(Path(train).resolve()), str(Path(val).resolve())) if parallel else (None, None)
+    worker_threads = (threads or 1) if scheduler else max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None
+    tasks = [BlockTask(spec=s, library=str(library.root.resolve()), train=paths[0], val=paths[1], teacher=teacher,
+                       config=config, threads=worker_threads, watch_parent=jobs > 1) for s in todo]
+    if not parallel:  # in-memory sets (or files read once here), not one load per block
+        train = load_features(train) if isinstance(train, (str, Path)) else train
+        val = load_features(val) if isinstance(val, (str, Path)) else val
+
+    def execute(batch: list[BlockTask]) -> Iterable[dict]:
+        if scheduler:
+            from ffnet_nas.cluster import map_unordered
+
+            return map_unordered(distil_block, batch, address=scheduler, name="distill",
+                                 describe=lambda t: f"block {t.spec.position}:{t.spec.choice}")
+        if jobs == 1:
+            return (distil_block(t, train=train, val=val) for t in batch)
+        from joblib import Parallel, delayed
+
+        return Parallel(n_jobs=min(jobs, len(batch)), return_as="generator_unordered")(delayed(distil_block)(t)
+                                                                                       for t in batch)
+
     trained: list[dict] = []
     bar = tqdm(total=len(todo), desc="distilling blocks", unit="block", disable=not progress)
     try:
-        if jobs == 1:
-            rows = (_train_and_save(s, train, val, teacher, config, library.weight_path(s), None) for s in todo)
-        else:
-            from joblib import Parallel, delayed
-
-            rows = Parallel(n_jobs=jobs, return_as="generator_unordered")(
-                delayed(_train_and_save)(s, str(train), str(val), teacher, config, library.weight_path(s), threads)
-                for s in todo)
-        for row in rows:
-            library.record(row)
-            trained.append(row)
-            bar.set_postfix_str(f"{row['position']}:{row['choice']} nsr={row['nsr_val']:.3f} {row['status']}")
-            bar.update()
+        pending = tasks
+        while pending:
+            claimed = []
+            for row in execute(pending):
+                key = (row["position"], row["choice"])
+                if row["status"] == CLAIMED:
+                    logger.info("block %s:%s is being distilled by %s: taken up again at the end", *key, row["holder"])
+                    claimed.append(next(t for t in pending if (t.spec.position, t.spec.choice) == key))
+                    continue
+                if not row.pop("reused", False):
+                    trained.append(row)
+                bar.set_postfix_str(f"{key[0]}:{key[1]} nsr={row['nsr_val']:.3f} {row['status']}")
+                bar.update()
+            # the blocks other processes hold: wait until each is released (finished, or its
+            # holder died), then hand them out again; finished ones come back as `reused`
+            for task in claimed:
+                wait_for_claim(library.claim_path(task.spec))
+            pending = claimed
     finally:
         bar.close()
     return trained
+
+
+def wait_for_claim(path: Path) -> None:
+    from ffnet_nas.claims import claim
+
+    with claim(path, wait=True):
+        pass

@@ -35,6 +35,7 @@ class DistillSummary:
 
 def distill_space(space, *, teacher_path: str | Path, train_data, val_data, library_dir: str | Path,
                   data_spec: str = "", config: BlockTrainConfig = BlockTrainConfig(), jobs: int = 1,
+                  scheduler: str | None = None, threads: int | None = None,
                   train_images: int | None = 256, val_images: int | None = 64, retry_failed: bool = False,
                   progress: bool = True) -> DistillSummary:
     teacher = load_teacher(teacher_path)
@@ -58,7 +59,8 @@ def distill_space(space, *, teacher_path: str | Path, train_data, val_data, libr
             paths.append(path)
     rows = distill_library(pending, library=library, teacher=info,
                            train=paths[0] if paths else None, val=paths[1] if paths else None,
-                           config=config, jobs=jobs, retry_failed=retry_failed, progress=progress)
+                           config=config, jobs=jobs, scheduler=scheduler, threads=threads, retry_failed=retry_failed,
+                           progress=progress)
     wanted = {(c.position, c.choice) for c in choices}
     all_rows = library.rows()
     failed = tuple(f"{p}:{c}: {r['message']}" for (p, c), r in all_rows.items()

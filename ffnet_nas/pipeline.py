@@ -106,14 +106,18 @@ class _Step:
         return False
 
 
-def run_pipeline(*, workspace: Workspace, config: RunConfig, progress: bool = True) -> RunSummary:
+def run_pipeline(*, workspace: Workspace, config: RunConfig, progress: bool = True,
+                 scheduler: str | None = None) -> RunSummary:
+    """The whole run; `scheduler`: a Dask scheduler's address, whose workers then distil the blocks
+    and fine-tune the candidates (docs/scale.md)."""
     from ffnet_nas import steps
 
     if config.threads is not None:
         import torch
 
         torch.set_num_threads(config.threads)  # training and evaluation too, not only the latency table
-    ctx = steps.open_run(workspace=workspace, config=config, progress=progress)  # every input checked: no work yet
+    # every input checked: no work yet
+    ctx = steps.open_run(workspace=workspace, config=config, progress=progress, scheduler=scheduler)
     summary = RunSummary(budget=config.budget.name, space=ctx.space.name, device=ctx.device_name)
 
     with _Step(summary, "teacher"):
@@ -170,7 +174,7 @@ def _distill(ctx, summary: RunSummary) -> None:
     b = ctx.budget.distill
     result = steps.distill(workspace=ctx.workspace, progress=ctx.progress, request=steps.DistillRequest(
         space=ctx.space, config=b.block, train_images=b.train_images, val_images=b.val_images, data=ctx.config.data,
-        input_hw=ctx.budget.input_hw))
+        input_hw=ctx.budget.input_hw, scheduler=ctx.scheduler, threads=ctx.threads))
     s = result.summary
     logger.info("  block library: %d choices, %d trained now, %d already there -> %s", s.choices, s.trained, s.skipped,
                 s.table_path)

@@ -32,6 +32,10 @@ def register(subparsers) -> None:
                         "(default: the data the teacher was trained on, else synthetic)")
     p.add_argument("--jobs", type=int, default=1,
                    help="blocks trained in parallel processes, each with cores/N torch threads (default 1)")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="train the blocks on the Dask cluster at this address (tcp://HOST:8786; default "
+                        "$DASK_SCHEDULER_ADDRESS when set); the workdir must be on a filesystem the workers share "
+                        "(docs/scale.md). --threads then sets the torch threads of each block (default 1)")
     p.add_argument("--steps", type=int, default=300, help="training steps per block (default 300)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--lr", type=float, default=2e-3)
@@ -57,6 +61,12 @@ def run(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.threads)  # checked by the parser (commands._common.thread_count)
+    from ffnet_nas.cluster import scheduler_address
+
+    scheduler = scheduler_address(args.scheduler)
+    if scheduler and args.jobs > 1:
+        raise InvalidInput(f"--jobs {args.jobs} with a Dask scheduler ({scheduler}): expected one of them "
+                           "(the cluster's workers are the jobs)")
     ws = Workspace(args.workdir)
     space = get_space(args.space)
     config = BlockTrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
@@ -64,7 +74,8 @@ def run(args: argparse.Namespace) -> int:
     # teacher's is refused inside the step
     result = steps.distill(workspace=ws, progress=not args.no_progress, request=steps.DistillRequest(
         space=space, config=config, train_images=args.train_images, val_images=args.val_images,
-        teacher_path=args.teacher, data=args.data, jobs=args.jobs, retry_failed=args.retry_failed))
+        teacher_path=args.teacher, data=args.data, jobs=args.jobs, scheduler=scheduler, threads=args.threads,
+        retry_failed=args.retry_failed))
     summary = result.summary
     for path in summary.feature_paths:
         print(f"teacher features: {path}")

@@ -36,6 +36,10 @@ def register(sub) -> None:
                    help="micro (seconds, for tests), quick (minutes; default), full")
     p.add_argument("--format", default=None, help="report formats: html,png,svg (default html)")
     p.add_argument("--config", default=None, metavar="FILE", help="run with the settings in this YAML file")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="distil blocks and fine-tune candidates on the Dask cluster at this address "
+                        "(tcp://HOST:8786; default $DASK_SCHEDULER_ADDRESS when set); the workdir must be on a "
+                        "filesystem the workers share (docs/scale.md)")
     p.add_argument("--print-config", action="store_true",
                    help="print every setting this run would use as YAML (for --config) and exit")
     p.set_defaults(func=run)
@@ -59,8 +63,11 @@ def run(args: argparse.Namespace) -> int:
     if args.print_config:
         sys.stdout.write(to_yaml(config))
         return 0
+    from ffnet_nas.cluster import scheduler_address
+
     with _shown():
-        summary = run_pipeline(workspace=Workspace(args.workdir), config=config, progress=not args.no_progress)
+        summary = run_pipeline(workspace=Workspace(args.workdir), config=config, progress=not args.no_progress,
+                               scheduler=scheduler_address(args.scheduler))
     for line in describe(summary):
         print(line)
     return 0

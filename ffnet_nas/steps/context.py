@@ -30,6 +30,9 @@ class RunContext:
     device_name: str  # what the latency table records ("cpu" or the GPU's name)
     progress: bool = True
     teacher: object | None = None  # distill.teacher.TeacherMeta, once the teacher step ran
+    # a Dask scheduler's address: blocks and candidate fine-tunes go to its workers (how the run
+    # is carried out, not what it computes: not part of the config file)
+    scheduler: str | None = None
 
     @property
     def budget(self) -> Budget:
@@ -54,7 +57,8 @@ class RunContext:
         return dataclasses.replace(self, teacher=meta)
 
 
-def open_run(*, workspace: Workspace, config: RunConfig, progress: bool = True) -> RunContext:
+def open_run(*, workspace: Workspace, config: RunConfig, progress: bool = True,
+             scheduler: str | None = None) -> RunContext:
     """The run's context, every user setting checked (InvalidInput, one line) before any work."""
     from ffnet_nas.data import parse_spec
     from ffnet_nas.predictors.latency.build import make_spec
@@ -74,8 +78,12 @@ def open_run(*, workspace: Workspace, config: RunConfig, progress: bool = True) 
     # latency step, when the teacher has said the class count (1 here only fills the field).
     spec = make_spec(device=config.device, dtype=budget.latency.dtype, backend=budget.latency.backend,
                      batch=budget.latency.batch, input_hw=budget.input_hw, threads=config.threads, num_classes=1)
+    if scheduler:  # a wrong address fails here, not after the teacher's minutes
+        from ffnet_nas.cluster import connect
+
+        connect(scheduler).close()
     return RunContext(workspace=workspace, config=config, space=space, targets=targets, device_name=spec.device_name,
-                      progress=progress)
+                      progress=progress, scheduler=scheduler)
 
 
 def workdir_num_classes(workspace: Workspace, *, data: str | None = None, lut_path: Path | None = None) -> int:

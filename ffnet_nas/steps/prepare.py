@@ -76,6 +76,8 @@ class DistillRequest:
     data: str | None = None  # None: the data the teacher was trained on (else synthetic)
     input_hw: tuple[int, int] | None = None  # None: the teacher's input size
     jobs: int = 1
+    scheduler: str | None = None  # a Dask scheduler's address: blocks are trained on its workers
+    threads: int | None = None  # torch threads per block on the Dask workers (default 1)
     retry_failed: bool = False
 
 
@@ -102,6 +104,7 @@ def distill(*, workspace: Workspace, request: DistillRequest, progress: bool = T
                            f"{meta.num_classes}: expected the data the teacher was trained on")
     summary = distill_space(request.space, teacher_path=teacher_path, train_data=train, val_data=val,
                             library_dir=workspace.library_dir, data_spec=data, config=request.config, jobs=request.jobs,
+                            scheduler=request.scheduler, threads=request.threads,
                             train_images=request.train_images, val_images=request.val_images,
                             retry_failed=request.retry_failed, progress=progress)
     return DistillResult(summary=summary, teacher=meta, data=data)
