@@ -3,12 +3,12 @@
 from collections import Counter
 
 import pytest
-import torch
 
 from ffnet_nas.predictors.latency.keys import space_units, units_of
 from ffnet_nas.space.arch import Arch
-from ffnet_nas.space.builder import BasicBlock, Bottleneck, build_model
 from ffnet_nas.space.searchspace import from_dict, get_space
+
+from tests.helpers.lut_keys import traced_keys
 
 ARCHS = [
     "segmentation_ffnet40S_BBB_mobile",
@@ -19,48 +19,12 @@ ARCHS = [
 ]
 
 
-def _traced_units(arch: Arch, stem_hw, num_classes=19) -> Counter:
-    """Input shapes seen by the real model's blocks, stem and head (meta device, hooks)."""
-    with torch.device("meta"):
-        model = build_model(arch, num_classes=num_classes).eval()
-    seen = Counter()
-    stem_in = []
-
-    def block_hook(module, args):
-        x = args[0]
-        planes = module.conv1.out_channels
-        stride = module.conv2.stride[0] if isinstance(module, Bottleneck) else module.conv1.stride[0]
-        kind = "bottleneck" if isinstance(module, Bottleneck) else "basic"
-        seen[f"block:{kind}:p{planes}-s{stride}:c{x.shape[1]}:hw{x.shape[2]}x{x.shape[3]}"] += 1
-
-    def head_hook(module, args):
-        feats = args[0]
-        chans = ".".join(str(f.shape[1]) for f in feats)
-        sizes = ".".join(f"{f.shape[2]}x{f.shape[3]}" for f in feats)
-        seen[f"head:up{arch.up_head}-seg{arch.seg_head}-{arch.upsample}:c{chans}:hw{sizes}:k{num_classes}"] += 1
-
-    for m in model.backbone_model.modules():
-        if isinstance(m, (BasicBlock, Bottleneck)):
-            m.register_forward_pre_hook(block_hook)
-    model.head.register_forward_pre_hook(head_hook)
-    first = model.backbone_model.conv1 if arch.stem == "A" else model.backbone_model.conv0
-    first.register_forward_pre_hook(lambda m, a: stem_in.append(tuple(a[0].shape[2:])))
-    net_hw = (stem_hw[0] * arch.input_scale, stem_hw[1] * arch.input_scale)
-    with torch.no_grad():
-        model(torch.empty(1, 3, *net_hw, device="meta"))
-    h, w = stem_in[0]
-    seen[f"stem:{arch.stem}:c3:hw{h}x{w}"] += 1
-    if arch.pre_down:
-        seen[f"predown:gauss5:c3:hw{net_hw[0]}x{net_hw[1]}"] += 1
-    return seen
-
-
 @pytest.mark.parametrize("name", ARCHS)
 @pytest.mark.parametrize("stem_hw", [(64, 128), (100, 150)])
 def test_units_match_the_real_network(name, stem_hw):
     arch = Arch.from_name(name)
     ours = Counter({u.key: n for u, n in units_of(arch, stem_hw).items()})
-    assert ours == _traced_units(arch, stem_hw)
+    assert ours == traced_keys(arch, stem_hw)
 
 
 def test_pre_down_stem_sees_the_published_size():
