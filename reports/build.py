@@ -20,6 +20,7 @@ from ffnet_nas.reports.pareto_data import pareto_data
 from ffnet_nas.reports.published import PAPER_FIGURES, paper_points
 from ffnet_nas.space.errors import InvalidInput
 from ffnet_nas.space.io import atomic_write_json, provenance
+from ffnet_nas.space.searchspace import WITH_PEERS
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,8 @@ def pareto_report_figure(inputs: inp.ReportInputs, *, verdict: dict | None = Non
     bias = (f"; the predictor {'overrates' if data.miou_bias > 0 else 'underrates'} the measured mIoU by "
             f"{abs(data.miou_bias):.1f} points on average (n={data.n_bias})" if data.miou_bias is not None else "")
     summary = {"search": f"{n_front} Pareto points (predicted), {n_measured} points measured in full{bias}",
-               "published": f"{data.points['code'].nunique()} published variants with latency measured on {data.device}"}.get(data.mode, "")
+               "published": f"{data.points.loc[~data.points['peer'].fillna(False).astype(bool), 'code'].nunique()} published "
+                            f"variants with latency measured on {data.device}"}.get(data.mode, "")
     return ReportFigure(slug="pareto", section="pareto", title=f"Latency on {data.device} vs mIoU", figure=fig,
                         produced_by=data.produced_by, missing=data.missing, summary=summary)
 
@@ -235,4 +237,6 @@ def claim_inputs(inputs: inp.ReportInputs, run: dict | None) -> dict:
         trials, _ = inp.search_trials(inputs, summary)
         predicted = trials[["code", "latency_ms", "miou"]] if trials is not None and not trials.empty else None
     space = (run or {}).get("space") or summary.get("space")
+    # a family-plus-peers space (mobile_peers) answers with its family's paper figure (Fig. 6)
+    space = WITH_PEERS.get(space, space)
     return {"measured": measured, "predicted": predicted, "family": space if space in PAPER_FIGURES else None}

@@ -6,7 +6,12 @@ answer is computed from its own tables (`published.paper_points`): which side's 
 latency is higher over most of the latencies both reach (`Comparison`). The same is done here, from what
 this workdir measured (full evaluations: measured mIoU and latency) and, marked as such, from
 predictions (the search's trials: LUT latency, predictor mIoU) when nothing was measured on one
-side. A claim with no point on one side here says so instead of guessing.
+side. A claim with no point on one side here says so instead of guessing, and so does one whose
+sides were only measured on one side and only predicted on the other: a prediction set against a
+measurement would compare the predictor's bias, not the designs.
+
+The peers claim is the paper's "a plain design matches fussier ones": FFNet ahead or neither side
+ahead both confirm it (`Claim.tie_holds`); only the peers leading at equal latency refutes it.
 
 New claims are one `Claim` in `CLAIMS`: a name per side and a function that puts a point on a
 side (or on neither).
@@ -39,6 +44,8 @@ class Claim:
     side: Callable[[Arch], str | None]  # "a", "b" or None (the point takes no part)
     paper: str = ""  # for a claim the paper's tables cannot answer: what the paper argues ...
     paper_winner: str | None = None  # ... and for which side
+    # the paper claims "no worse" (matches): neither side leading here confirms it as well
+    tie_holds: bool = False
 
 
 def _head_width(a: Arch) -> str | None:
@@ -63,7 +70,8 @@ CLAIMS: tuple[Claim, ...] = (
     # MetaMixer block).
     Claim("peers", "Fussier heads vs FFNet's", ("peer designs (SFNet/FastFCN heads, MetaMixer blocks)", "plain FFNet"),
           lambda a: "b" if a.is_ffnet else "a",
-          paper="the paper argues FFNet's simple design matches fussier ones (its tables hold no peer)", paper_winner="b"),
+          paper="the paper argues FFNet's simple design matches fussier ones (its tables hold no peer)", paper_winner="b",
+          tie_holds=True),
 )
 LEAD = 0.6  # a side "wins" where it is the more accurate over at least this share of the latency range
 
@@ -187,19 +195,31 @@ def check_claim(claim: Claim, *, measured: pd.DataFrame, predicted: pd.DataFrame
         paper_part = "Paper: its figures do not agree on it" if paper else "Paper: its tables hold no such pair"
     here_winner = here.winner if here else None
     if here is None:
-        absent = [s for s in claim.sides if not _has_side(measured, predicted, claim, s)]
-        what = "peer points" if claim.key == "peers" else f"points with {' or '.join(absent) or 'both sides'}"
-        status, sentence = "cannot be checked here", f"{paper_part}. No {what} in this workdir: cannot be checked here."
+        in_m, in_p = _sides_in(measured, claim), _sides_in(predicted, claim)
+        absent = [n for k, n in name.items() if k not in in_m | in_p]
+        if absent:
+            what = "peer points" if claim.key == "peers" and absent == [claim.sides[0]] else f"points with {' or '.join(absent)}"
+            sentence = f"{paper_part}. No {what} in this workdir: cannot be checked here."
+        elif len(in_m) == 1 and len(in_p) == 1 and in_m != in_p:  # one side only measured, the other only predicted
+            (mk,), (pk,) = in_m, in_p
+            sentence = (f"{paper_part}. Here {name[mk]} are only measured and {name[pk]} only predicted: a prediction "
+                        "set against a measurement would compare the predictor's bias, not the designs; cannot be "
+                        "checked here (evaluate points of both sides).")
+        else:  # both sides are there, but without a usable latency and mIoU on one of them
+            sentence = f"{paper_part}. No point of one side has a positive latency and an mIoU here: cannot be checked here."
+        status = "cannot be checked here"
     else:
         basis = "measured" if source == "measured" else "PREDICTED only (nothing measured on one side)"
         here_part = f"here ({basis}): {name[here_winner] + ' ahead' if here_winner else f'neither side leads on {LEAD:.0%} of the range'}"
         if here_winner is None:
-            status = "undecided here"
+            status = "holds" if claim.tie_holds and paper_winner else "undecided here"
         elif paper_winner is None:
             status = "paper undecided"
         else:
             status = "holds" if here_winner == paper_winner else "does not hold"
-        verdict = {"holds": "the paper's claim holds on this device and data",
+        tie = (f" ({name[paper_winner]} keeps up with {name[{'a': 'b', 'b': 'a'}[paper_winner]]} at equal latency)"
+               if status == "holds" and here_winner is None else "")
+        verdict = {"holds": "the paper's claim holds on this device and data" + tie,
                    "does not hold": "the paper's claim does NOT hold on this device and data",
                    "paper undecided": "the paper's figure does not decide it, so there is no claim to confirm",
                    "undecided here": "undecided here"}[status]
@@ -207,18 +227,17 @@ def check_claim(claim: Claim, *, measured: pd.DataFrame, predicted: pd.DataFrame
     return ClaimResult(claim, paper, m, p, paper_winner, here_winner, source, status, sentence)
 
 
-def _has_side(measured: pd.DataFrame, predicted: pd.DataFrame | None, claim: Claim, side_name: str) -> bool:
-    want = "a" if side_name == claim.sides[0] else "b"
-    for frame in (measured, predicted):
-        if frame is None:
+def _sides_in(frame: pd.DataFrame | None, claim: Claim) -> set[str]:
+    """The sides ("a", "b") that have at least one point in `frame`."""
+    found: set[str] = set()
+    for code in [] if frame is None else frame["code"]:
+        try:
+            side = claim.side(Arch.parse(code))
+        except (InvalidInput, ValueError):
             continue
-        for code in frame["code"]:
-            try:
-                if claim.side(Arch.parse(code)) == want:
-                    return True
-            except (InvalidInput, ValueError):
-                continue
-    return False
+        if side:
+            found.add(side)
+    return found
 
 
 def check_claims(*, measured: pd.DataFrame, predicted: pd.DataFrame | None, family: str | None = None,

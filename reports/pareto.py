@@ -5,8 +5,12 @@ measurements on this device; hollow, faint ones are predictions (LUT latency, ac
 mIoU), the search's front among them (a red staircase). An evaluated point that was predicted
 before it was measured gets a grey arrow from the prediction to the measurement, so the
 predictor's optimism is drawn, not only stated. The legend has a few groups (the front, this
-workdir's own points, published variants by backbone kind), 3-stage backbones are diamonds,
-targets dashed lines, and the run's found point and its reference are annotated.
+workdir's own points, published variants by backbone kind, the peer designs), 3-stage backbones are
+diamonds, targets dashed lines, and the run's found point and its reference are annotated.
+
+Peer designs (NOT FFNet) are triangles in their own colour and legend entry, labelled with their
+catalogue name; a peer this workdir has a latency for but no mIoU is a dotted vertical line at that
+latency (its own legend entry), never a marker at an invented height.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import plotly.graph_objects as go
 
 from ffnet_nas.reports.evidence import short_name
 from ffnet_nas.reports.labels import annotations, place_labels
-from ffnet_nas.reports.pareto_data import GROUP_FRONT, GROUP_OWN, ParetoData
+from ffnet_nas.reports.pareto_data import GROUP_FRONT, GROUP_OWN, GROUP_PEER, ParetoData
 from ffnet_nas.reports.style import (
     FRONT_COLOUR,
     PALETTE,
@@ -32,6 +36,9 @@ from ffnet_nas.reports.style import (
 )
 
 OWN_COLOUR = "#1B1B7A"  # this workdir's points: dark, apart from the published kinds' palette
+PEER_COLOUR = "#7B2D8E"  # the peer designs: a purple outside the palette, so no FFNet kind shares it
+SYMBOL_PEER = "triangle-up"
+PEER_LATENCY_ONLY = "peer designs, NOT FFNet: latency only (no mIoU here)"
 ARROW_COLOUR = "#7a7a7a"
 PREDICTED_OPACITY = 0.55
 
@@ -41,7 +48,10 @@ def _fmt(v, unit: str = "", digits: int = 2) -> str:
 
 
 def _hover(r: pd.Series) -> str:
-    name = f"<b>{r['name']}</b><br>" if r["name"] else "<b>not published</b> (found by this workdir)<br>"
+    if r.get("peer"):
+        name = f"<b>{r['peer_name'] or 'peer design'}: NOT an FFNet</b><br>"
+    else:
+        name = f"<b>{r['name']}</b><br>" if r["name"] else "<b>not published</b> (found by this workdir)<br>"
     paper = f"<br>published mIoU (Cityscapes val): {_fmt(r['paper_miou'], '%', 1)}" if r["paper_miou"] is not None and not pd.isna(r["paper_miou"]) else ""
     return (
         f"{name}{r['code']}<br>{r['family_label']}"
@@ -55,14 +65,14 @@ def _hover(r: pd.Series) -> str:
 
 def group_colours(groups) -> dict[str, str]:
     """The front red, this workdir's points dark blue, published kinds from the palette."""
-    out = {GROUP_FRONT: FRONT_COLOUR, GROUP_OWN: OWN_COLOUR}
+    out = {GROUP_FRONT: FRONT_COLOUR, GROUP_OWN: OWN_COLOUR, GROUP_PEER: PEER_COLOUR}
     rest = sorted(g for g in set(groups) if g not in out)
     out.update({g: PALETTE[i % len(PALETTE)] for i, g in enumerate(rest)})
     return out
 
 
-def _symbol(three_stage: bool, *, own: bool, measured: bool) -> str:
-    base = "star" if own else (SYMBOL_3STAGE if three_stage else SYMBOL_4STAGE)
+def _symbol(three_stage: bool, *, own: bool, measured: bool, peer: bool = False) -> str:
+    base = SYMBOL_PEER if peer else "star" if own else (SYMBOL_3STAGE if three_stage else SYMBOL_4STAGE)
     return base if measured else f"{base}-open"
 
 
@@ -77,6 +87,8 @@ def _key_traces(data: ParetoData, pts: pd.DataFrame) -> list[go.Scatter]:
     ]
     if (pts["group"] == GROUP_OWN).any():
         keys.append(("★ not a published variant", dict(symbol="star-open", color="#555", size=11)))
+    if (pts["group"] == GROUP_PEER).any():
+        keys.append(("▲ peer design: NOT FFNet", dict(symbol=f"{SYMBOL_PEER}-open", color=PEER_COLOUR, size=11)))
     traces = [go.Scatter(x=[None], y=[None], mode="markers", name=name, marker=marker, legendgroup="key",
                          legendgrouptitle_text="Markers" if i == 0 else None, hoverinfo="skip")
               for i, (name, marker) in enumerate(keys)]
@@ -109,7 +121,7 @@ def _axis_ranges(data: ParetoData, pts: pd.DataFrame, arrows) -> tuple[bool, tup
         x_range = (v.min() - 0.05 * span, v.max() + 0.05 * span)
     else:
         x_range = padded_range(x_vals, pad=0.06, floor=0.0, min_span=0.5)
-    ys = list(pts["miou"].astype(float)) + [a[1] for a in arrows] + [b for m, _, b in data.targets if m == "miou"]
+    ys = [float(v) for v in pts["miou"] if v is not None and not pd.isna(v)] + [a[1] for a in arrows] + [b for m, _, b in data.targets if m == "miou"]
     return log, x_range, padded_range(ys, pad=0.1, min_span=1.0)
 
 
@@ -124,27 +136,33 @@ def render_pareto(data: ParetoData) -> go.Figure | None:
     fig = go.Figure(_key_traces(data, pts))
     shown: set[str] = set()
     # Predictions first (underneath), then measurements on top of them.
-    others = pts[pts["role"] != "front"]
+    others = pts[(pts["role"] != "front") & pts["miou"].notna()]
     order = sorted(others.groupby(["group", "measured", "three_stage"], sort=False),
                    key=lambda g: (bool(g[0][1]), g[0][0] == GROUP_OWN, g[0][0]))
     for (group, measured, three), sub in order:
         sub = sub.sort_values(["latency_ms"])
-        own = group == GROUP_OWN
+        own, peer = group == GROUP_OWN, group == GROUP_PEER
         colour = colours[group]
         fig.add_trace(go.Scatter(
             x=sub["latency_ms"], y=sub["miou"], mode="markers",
             name=group, legendgroup=group, showlegend=group not in shown,
             opacity=1.0 if measured else PREDICTED_OPACITY,
-            marker=dict(symbol=_symbol(bool(three), own=own, measured=bool(measured)), size=(15 if own else 12) if measured else 9,
+            marker=dict(symbol=_symbol(bool(three), own=own, measured=bool(measured), peer=peer),
+                        size=(15 if own or peer else 12) if measured else (11 if peer else 9),
                         color=colour, line=dict(width=1.5, color="#111" if measured else colour)),
             hovertext=[_hover(r) for _, r in sub.iterrows()], hoverinfo="text"))
         shown.add(group)
+    latency_only = pts[(pts["role"] == "peer") & pts["miou"].isna()].sort_values("latency_ms")
+    if not latency_only.empty:
+        fig.add_trace(_latency_only_trace(latency_only, y_range))
     front = pts[pts["role"] == "front"].sort_values("latency_ms")
     if not front.empty:
         fig.add_trace(go.Scatter(
             x=front["latency_ms"], y=front["miou"], mode="lines+markers", name=f"{GROUP_FRONT}, {len(front)} points",
             opacity=PREDICTED_OPACITY, line=dict(color=FRONT_COLOUR, width=1.5, shape="hv", dash="dot"),
-            marker=dict(symbol=[f"{SYMBOL_3STAGE if t else SYMBOL_4STAGE}-open" for t in front["three_stage"]], size=8,
+            # a peer design on the front keeps its triangle: the front may mix FFNets and peers
+            marker=dict(symbol=[f"{SYMBOL_PEER if bool(p) else SYMBOL_3STAGE if t else SYMBOL_4STAGE}-open"
+                                for t, p in zip(front["three_stage"], front["peer"].fillna(False))], size=8,
                         color=FRONT_COLOUR, line=dict(width=1.5)),
             hovertext=[_hover(r) for _, r in front.iterrows()], hoverinfo="text", legendgroup="front",
             legendgrouptitle_text="Search"))
@@ -155,7 +173,12 @@ def render_pareto(data: ParetoData) -> go.Figure | None:
     measured_pub = pts[(pts["role"] == "evaluated") & pts["published"] & ~pts["code"].isin(special)]
     label_pts = [(r["latency_ms"], r["miou"], short_name(r["name"]) or r["label"], colours[r["group"]])
                  for _, r in measured_pub.sort_values("miou", ascending=False).iterrows()]
-    placed, dropped = place_labels(label_pts, panel, obstacles=list(zip(pts["latency_ms"], pts["miou"])), font_size=10)
+    # every placed peer carries its catalogue name (or its head), so no reader takes it for an FFNet
+    peers = pts[(pts["group"] == GROUP_PEER) & pts["miou"].notna() & ~pts["code"].isin(special)]
+    label_pts += [(r["latency_ms"], r["miou"], f"{r['peer_name'] or r['label']} (not FFNet)", PEER_COLOUR)
+                  for _, r in peers.sort_values("miou", ascending=False).iterrows()]
+    drawn = pts[pts["miou"].notna()]
+    placed, dropped = place_labels(label_pts, panel, obstacles=list(zip(drawn["latency_ms"], drawn["miou"])), font_size=10)
     fig.update_layout(**base_layout(frame, title=f"Latency on {data.device} vs mIoU: measured (filled) vs predicted (hollow)",
                                     subtitle=_subtitle(data, target_notes, dropped)))
     fig.update_layout(
@@ -164,10 +187,28 @@ def render_pareto(data: ParetoData) -> go.Figure | None:
         yaxis=axis_style(data.y_title, y_range),
         shapes=shapes,
         annotations=_arrow_annotations(arrows, log) + annotations(placed, font_size=10, x_log=log)
-        + _target_labels(data, x_log=log) + highlights,
+        + _target_labels(data, x_log=log) + _latency_only_labels(latency_only, x_log=log) + highlights,
         legend=dict(groupclick="toggleitem"),
     )
     return fig
+
+
+def _latency_only_trace(rows: pd.DataFrame, y_range: tuple[float, float]) -> go.Scatter:
+    """One dotted vertical line per peer with a latency here but no mIoU (one legend entry)."""
+    xs, ys, hover = [], [], []
+    for _, r in rows.iterrows():
+        xs += [r["latency_ms"], r["latency_ms"], None]
+        ys += [y_range[0], y_range[1], None]
+        hover += [_hover(r)] * 2 + [None]
+    return go.Scatter(x=xs, y=ys, mode="lines", name=PEER_LATENCY_ONLY, legendgroup=GROUP_PEER,
+                      line=dict(color=PEER_COLOUR, width=1.5, dash="dot"), opacity=PREDICTED_OPACITY,
+                      hovertext=hover, hoverinfo="text")
+
+
+def _latency_only_labels(rows: pd.DataFrame, *, x_log: bool) -> list[dict]:
+    return [dict(x=float(np.log10(r["latency_ms"])) if x_log else float(r["latency_ms"]), y=0, xref="x", yref="paper",
+                 text=f"{r['peer_name']} (not FFNet)", textangle=-90, showarrow=False, xanchor="right", yanchor="bottom",
+                 font=dict(size=10, color=PEER_COLOUR)) for _, r in rows.iterrows()]
 
 
 def _subtitle(data: ParetoData, target_notes: str, dropped: int) -> str:
@@ -180,8 +221,14 @@ def _subtitle(data: ParetoData, target_notes: str, dropped: int) -> str:
         word = "overrates" if data.miou_bias > 0 else "underrates"
         bias = (f"<br>On the {data.n_bias} evaluated point(s) predicted before they were measured, the accuracy predictor "
                 f"{word} mIoU by {abs(data.miou_bias):.1f} points on average: read the hollow front with that in mind.")
+    pts = data.points
+    peers = ""
+    if not pts.empty and (pts["group"] == GROUP_PEER).any():
+        peers = ("<br>Purple triangles: peer designs, NOT FFNet (filled: evaluated here; hollow: predicted)"
+                 + ("; dotted lines: a peer's latency here with no mIoU." if (pts["role"] == "peer").any() and pts.loc[pts["role"] == "peer", "miou"].isna().any() else ".")
+                 + (f" {len(data.peer_notes)} peer point(s) not placed: the latency table lacks their units." if data.peer_notes else ""))
     extra = " ".join(x for x in (target_notes, f"{dropped} label(s) hidden to avoid overlap." if dropped else "") if x)
-    return source + bias + (f"<br>{extra}" if extra else "")
+    return source + bias + peers + (f"<br>{extra}" if extra else "")
 
 
 def _arrow_annotations(arrows, log: bool) -> list[dict]:

@@ -5,7 +5,10 @@ published variants of a family), so each one contains every published point of i
 by construction, and mirrors the paper's Fig. 3 (gpu_large), Fig. 5 (gpu_small) and Fig. 6
 (mobile). `all` is their union. `mobile_peers` is the mobile space plus the peer designs the
 FFNet paper argues against (the up-heads FAM, FAM2, JPU and the block `metamixer`: `space.peers`),
-so a search can pick them where they win on the device. User spaces come from YAML (see `from_yaml`).
+so a search can pick them where they win on the device. `peers_paper` holds the peers' paper-shaped
+reference points that no other built-in space contains (SFNet-R18/R50, SFNet-Lite-R18, FastFCN-R50:
+`space.peers`): it exists so `measure-latency` can add their units to a table and the report can
+place them (it is not meant to be searched or distilled). User spaces come from YAML (see `from_yaml`).
 
 Depth and width choices are per stage and per stage count: a 3-stage point's first stage is
 not a 4-stage point's first stage. The Optuna encoding therefore keeps separate parameters
@@ -38,10 +41,13 @@ from ffnet_nas.space.errors import InvalidInput, closest
 FAMILIES = ("gpu_large", "gpu_small", "mobile")
 # built-in spaces that are a family plus the peer designs (the family's published FFNets stay members)
 WITH_PEERS = {"mobile_peers": "mobile"}
-BUILTIN = FAMILIES + ("all",) + tuple(WITH_PEERS)
+# built-in spaces made of peer reference points only (no FFNet is a member): the union of the catalogue's
+# peer points outside every other built-in space, so each of them has its latency units somewhere
+PEER_SPACES = ("peers_paper",)
+BUILTIN = FAMILIES + ("all",) + tuple(WITH_PEERS) + PEER_SPACES
 # The paper's resolution of the tensor that enters the stem (pre_down points take 2x that).
 PAPER_INPUT_HW = {"gpu_large": (1024, 2048), "gpu_small": (1024, 2048), "mobile": (512, 1024), "all": (1024, 2048),
-                  "mobile_peers": (512, 1024)}
+                  "mobile_peers": (512, 1024), "peers_paper": (1024, 2048)}
 
 
 @dataclass(frozen=True)
@@ -279,7 +285,10 @@ def builtin_space(name: str) -> SearchSpace:
         base = builtin_space(WITH_PEERS[name])
         return dataclasses.replace(base, name=name, blocks=base.blocks + PEER_BLOCK_TYPES,
                                    up_heads=base.up_heads + PEER_UP_HEADS)
-    members = [v.arch for v in variants(task="segmentation", family=None if name == "all" else name)]
+    if name in PEER_SPACES:
+        members = list(_peers_outside_other_spaces())
+    else:
+        members = [v.arch for v in variants(task="segmentation", family=None if name == "all" else name)]
     options = []
     for n in (3, 4):
         arches = [a for a in members if a.num_stages == n]
@@ -301,6 +310,14 @@ def builtin_space(name: str) -> SearchSpace:
         pre_downs=_union(a.pre_down for a in members),
         input_hw=PAPER_INPUT_HW[name],
     )
+
+
+def _peers_outside_other_spaces() -> tuple[Arch, ...]:
+    """The peer reference points no family or family-plus-peers space holds (their papers' shapes)."""
+    from ffnet_nas.space.peers import peer_points
+
+    others = [builtin_space(n) for n in FAMILIES + ("all",) + tuple(WITH_PEERS)]
+    return tuple(p.arch for p in peer_points() if not any(p.arch in s for s in others))
 
 
 _YAML_KEYS = {"name", "base", "stems", "blocks", "stages", "first_strides", "up_heads", "seg_heads", "upsamples", "pre_downs", "input_size"}

@@ -32,7 +32,7 @@ def register(subparsers) -> None:
                     "twice and reports the predictor's error next to the measurement's own repeatability. "
                     "Interrupt at any time: a re-run measures only what is missing.",
     )
-    p.add_argument("--space", default="mobile", help="built-in space (mobile, gpu_large, gpu_small, all, mobile_peers) or a YAML file")
+    p.add_argument("--space", default="mobile", help="built-in space (mobile, gpu_large, gpu_small, all, mobile_peers, peers_paper: the peers' paper shapes) or a YAML file")
     p.add_argument("--input-size", default=None, metavar="HxW",
                    help="tensor entering the stem (default: the space's; pre_down points get 2x)")
     p.add_argument("--batch", type=int, default=1)

@@ -6,7 +6,7 @@ import argparse
 
 from ffnet_nas.commands._common import common_options
 
-SPACE_HELP = "mobile, gpu_large, gpu_small, all, mobile_peers, or a YAML space file (default: all)"
+SPACE_HELP = "mobile, gpu_large, gpu_small, all, mobile_peers, peers_paper, or a YAML space file (default: all)"
 
 
 def register(subparsers) -> None:
@@ -45,15 +45,17 @@ def register(subparsers) -> None:
 
 def run_list(args: argparse.Namespace) -> int:
     from ffnet_nas.space.describe import format_table, peer_table, published_table, space_summary
-    from ffnet_nas.space.searchspace import BUILTIN, FAMILIES, WITH_PEERS, get_space
+    from ffnet_nas.space.searchspace import BUILTIN, FAMILIES, PEER_SPACES, WITH_PEERS, get_space
 
     space = get_space(args.space)
     if args.published:
         task = None if args.task == "all" else args.task
         # built-in spaces select by family (so the family's classifiers show too); a YAML space by membership
         family = WITH_PEERS.get(args.space, args.space if args.space in FAMILIES else None)
-        in_space = None if args.space in BUILTIN else space
-        print(format_table(published_table(space=in_space, family=family, task=task, include_train=args.include_train)))
+        # a peer space holds no FFNet: membership, not "every family", selects what it lists
+        in_space = None if args.space in BUILTIN and args.space not in PEER_SPACES else space
+        if args.space not in PEER_SPACES:  # its FFNet table would only say "(none)"
+            print(format_table(published_table(space=in_space, family=family, task=task, include_train=args.include_train)))
         if task != "classification" and (args.space == "all" or args.space in WITH_PEERS or in_space is not None):
             # `all` and the peer spaces list every peer point (paper-shaped ones are outside mobile_peers)
             peers = peer_table(space=in_space)
