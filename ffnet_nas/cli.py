@@ -9,6 +9,11 @@ stderr and exit status 2; nothing prints a traceback for bad input.
 Building the parser imports no torch, numpy or pandas: command modules import the library inside `run`.
 Library code reports through `logging` (loggers under `ffnet_nas`); `main` shows those records while a
 command runs: INFO by default, WARNING with -q, DEBUG with -v.
+
+Under torchrun (`torchrun --nproc_per_node N -m ffnet_nas evaluate ...`) every process runs `main`.
+Only `DISTRIBUTED_COMMANDS` accept that; rank 0 alone takes the workdir lock (the others are the
+same job, not another writer), prints an error, and shows INFO records; the other ranks show their
+warnings, marked with their rank, and exit with the same status.
 """
 
 from __future__ import annotations
@@ -104,12 +109,17 @@ class _StdStreamHandler(logging.Handler):
 
 
 @contextmanager
-def _library_logging(level: int) -> Iterator[None]:
+def _library_logging(level: int, *, rank: int = 0) -> Iterator[None]:
     """Show the `ffnet_nas` loggers' records at `level` and above while a command runs, then undo it
-    (`main` is also called in-process, by tests and notebooks; handlers must not pile up)."""
+    (`main` is also called in-process, by tests and notebooks; handlers must not pile up).
+
+    Ranks other than 0 of a torchrun job show warnings and errors only, prefixed with their rank:
+    their progress narration would repeat rank 0's line for line."""
     logger = logging.getLogger("ffnet_nas")
     handler = _StdStreamHandler()
-    handler.setFormatter(logging.Formatter("%(message)s"))
+    if rank:
+        level = max(level, logging.WARNING)
+    handler.setFormatter(logging.Formatter(f"[rank {rank}] %(message)s" if rank else "%(message)s"))
     previous = logger.level
     logger.addHandler(handler)
     logger.setLevel(level)
@@ -128,10 +138,19 @@ WORKDIR_LOCK = {"train-teacher": "exclusive", "distill": "exclusive", "measure-l
                 "search": "shared", "report": "shared"}
 
 
+# Commands that run as one job over several processes under torchrun (one DDP training per point or
+# teacher); any other command launched that way would do its work N times over.
+DISTRIBUTED_COMMANDS = ("train-teacher", "evaluate")
+
+
 @contextmanager
-def _workdir_lock(args: argparse.Namespace) -> Iterator[None]:
+def _workdir_lock(args: argparse.Namespace, *, rank: int = 0) -> Iterator[None]:
     mode = WORKDIR_LOCK.get(args.command)
     if mode is None or getattr(args, "workdir", None) is None or getattr(args, "print_config", False):
+        yield
+        return
+    if rank:
+        # rank 0 of this torchrun job holds it for all of them: the other ranks are the same writer
         yield
         return
     from ffnet_nas.lock import hold
@@ -141,28 +160,77 @@ def _workdir_lock(args: argparse.Namespace) -> Iterator[None]:
         yield
 
 
+# How long a rank other than 0 that met bad input waits for rank 0 to say so and end the job.
+RANK_GRACE_S = 10.0
+
+
+def _leave_the_word_to_rank_0(line: str) -> None:
+    """Let rank 0 print the error, then exit 2 quietly.
+
+    torchrun stops every worker (SIGTERM) as soon as one exits: a rank that met the bad input a
+    moment before rank 0 would otherwise end the job before rank 0 printed anything. So it waits;
+    rank 0 meets the same input, prints, exits, and torchrun's SIGTERM then ends this rank with
+    status 2. A rank still here after RANK_GRACE_S met something rank 0 did not (its own GPU, say)
+    and prints its own line."""
+    import signal
+    import threading
+    import time
+
+    if threading.current_thread() is not threading.main_thread():  # signal handlers live in the main thread only
+        print(line, file=sys.stderr)
+        return
+
+    def stop(signum, frame):
+        raise SystemExit(EXIT_BAD_INPUT)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        time.sleep(RANK_GRACE_S)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    print(line, file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as e:  # --help, --version, or a usage error (already one line on stderr)
         return e.code if isinstance(e.code, int) else (0 if e.code is None else EXIT_BAD_INPUT)
     # imported after parsing: ffnet_nas.space loads torch, which --help must not pay for
+    from ffnet_nas import distributed  # reads the environment only; torch stays unloaded until a session opens
     from ffnet_nas.space.errors import InvalidInput
 
+    rank = distributed.env_rank()  # 0 unless torchrun started this process as another rank
     # a command whose parser does not use common_options yet has no -q/-v: INFO, as before
-    with _library_logging(getattr(args, "log_level", logging.INFO)):
+    with _library_logging(getattr(args, "log_level", logging.INFO), rank=rank):
         try:
-            with _workdir_lock(args):
+            launch = distributed.launched()
+            if launch is not None and args.command not in DISTRIBUTED_COMMANDS:
+                raise InvalidInput(f"launched as {launch.world_size} processes (torchrun), which only "
+                                   f"{' and '.join(DISTRIBUTED_COMMANDS)} run as one job; expected one process for "
+                                   f"'{args.command}'")
+            with _workdir_lock(args, rank=rank):
                 return int(args.func(args) or 0)
         except InvalidInput as e:
-            print(f"{PROG} {args.command}: error: {e}", file=sys.stderr)
+            # every rank of a torchrun job meets the same bad input and exits 2; one line is enough
+            if rank == 0:
+                print(f"{PROG} {args.command}: error: {e}", file=sys.stderr)
+            else:
+                _leave_the_word_to_rank_0(f"[rank {rank}] {PROG} {args.command}: error: {e}")
+            return EXIT_BAD_INPUT
+        except distributed.PeerFailed as e:
+            # Another rank stopped (rank 0 on bad input, say) while this one waited for it: that rank
+            # says why; rank 0 says which, the others stay quiet, and every rank exits 2 alike.
+            if rank == 0 or getattr(args, "log_level", logging.INFO) <= logging.DEBUG:
+                print(f"{f'[rank {rank}] ' if rank else ''}{PROG} {args.command}: error: {e}", file=sys.stderr)
             return EXIT_BAD_INPUT
         except BrokenPipeError:
             # `ffnet-nas space list | head`: the reader left; not an error worth a traceback
             sys.stderr.close()
             return 0
         except KeyboardInterrupt:
-            print(f"{PROG} {args.command}: interrupted; finished work is saved, re-run to continue", file=sys.stderr)
+            if rank == 0:
+                print(f"{PROG} {args.command}: interrupted; finished work is saved, re-run to continue", file=sys.stderr)
             return 130
 
 

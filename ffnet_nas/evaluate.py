@@ -15,6 +15,10 @@ Kill and resume: fine-tuning checkpoints into the point's folder (`Workspace.poi
 the training loop resumes from it); the row is written (atomically) only when the point is
 finished, the resume state is then deleted (the fine-tuned weights stay, `Workspace.point_model_path`),
 and a finished point is skipped unless `redo=True`.
+
+Under torchrun (`ffnet_nas.distributed`) every rank runs the same loop: all of them fine-tune (DDP)
+and score (the validation batches shared out); rank 0 alone writes the model file, times the
+point, writes the row and deletes the resume state, and the others wait for it at a barrier.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from typing import Iterable, Mapping, Sequence
 
 import pandas as pd
 
+from ffnet_nas import distributed
 from ffnet_nas.settings import TrainConfig
 from ffnet_nas.workspace import Workspace
 from ffnet_nas.space.arch import Arch, resolve
@@ -102,9 +107,12 @@ class Resources:
         meta = teacher.teacher_info
         data, input_hw = data_of(meta)
         table_path = choose_lut(lut_dir=workspace.lut_dir, input_hw=input_hw, lut=lut)
+        # under torchrun rank 0 generates (and caches) the synthetic scenes once; the others read its file
+        with distributed.main_first():
+            train_ds = make_dataset(data, "train", size_hw=input_hw, augment=True, cache_dir=workspace.data_dir)
+            val_ds = make_dataset(data, "val", size_hw=input_hw, cache_dir=workspace.data_dir)
         return cls(teacher=teacher, data=data, input_hw=input_hw, num_classes=int(meta["num_classes"]),
-                   train_ds=make_dataset(data, "train", size_hw=input_hw, augment=True, cache_dir=workspace.data_dir),
-                   val_ds=make_dataset(data, "val", size_hw=input_hw, cache_dir=workspace.data_dir),
+                   train_ds=train_ds, val_ds=val_ds,
                    table=load_latency_table(table_path) if table_path is not None else None,
                    predictor=load_accuracy_predictor(predictor_dir or workspace.predictor_dir))
 
@@ -139,12 +147,14 @@ def evaluate_point(arch: "Arch | str", *, workspace: Workspace, config: TrainCon
     """Fine-tune (`config`) and measure one point on the first `val_images` validation images;
     returns its row (does not write the table).
 
+    Under torchrun every rank calls it: all train and score; rank 0 writes the model file and times
+    the point, and every rank returns rank 0's row.
+
     `resources` (from `Resources.load(workspace)`) lets a caller evaluating several points load
     the teacher, data, table and predictor once; without it they are loaded here."""
     from ffnet_nas.distill.assemble import assemble
     from ffnet_nas.training import evaluate, train
     from ffnet_nas.space.builder import build_model
-    from ffnet_nas.space.checkpoint import save_checkpoint
 
     if init not in INITS:
         raise InvalidInput(f"init={init!r}: expected one of {', '.join(INITS)}")
@@ -158,9 +168,21 @@ def evaluate_point(arch: "Arch | str", *, workspace: Workspace, config: TrainCon
           fingerprint={"init": init, "data": r.data})
     score = evaluate(model.eval(), r.val_ds, device=device, limit=val_images, progress=progress)
     seconds = time.perf_counter() - t0
+    row = None
+    if distributed.is_main():
+        row = _finish_point(arch, workspace=workspace, config=config, init=init, r=r, model=model, score=score,
+                            seconds=seconds)
+    # the others wait here while rank 0 writes and times (they would only disturb the timing)
+    return distributed.broadcast_object(row)
+
+
+def _finish_point(arch: Arch, *, workspace: Workspace, config: TrainConfig, init: str, r: Resources, model, score,
+                  seconds: float) -> dict:
+    """The fine-tuned model's file, its latency and its row: one process's work (rank 0's)."""
+    from ffnet_nas.space.checkpoint import save_checkpoint
+
     checkpoint = save_checkpoint(workspace.point_model_path(arch.stable_hash, init), model.cpu(), data=r.data, init=init,
                                  steps=config.steps)
-
     predicted_ms = measured_ms = None
     if r.table is not None:
         predicted_ms, measured_ms = _latency(arch, r.table)
@@ -196,10 +218,12 @@ def evaluate_points(archs: Iterable["Arch | str"], *, workspace: Workspace, conf
         resources = resources or Resources.load(workspace, predictor_dir=predictor_dir, lut=lut)
         row = evaluate_point(arch, workspace=workspace, config=config, val_images=val_images, init=init, device=device,
                              progress=progress, resources=resources)
-        _upsert(workspace.evaluated_path, row)
-        # the row and model.pt are the result; the resume state (weights + optimizer, twice the
-        # model's size) only served a kill mid-training and would leave GBs behind per run
-        workspace.point_resume_path(arch.stable_hash, init).unlink(missing_ok=True)
+        if distributed.is_main():
+            _upsert(workspace.evaluated_path, row)
+            # the row and model.pt are the result; the resume state (weights + optimizer, twice the
+            # model's size) only served a kill mid-training and would leave GBs behind per run
+            workspace.point_resume_path(arch.stable_hash, init).unlink(missing_ok=True)
+        distributed.barrier()  # every rank reads the table below, and the next point starts from a clean folder
         latency = f", {row['measured_latency_ms']:.2f} ms" if row["measured_latency_ms"] is not None else ""
         logger.log(level, "%s (%s): mIoU %.2f%s -> %s", arch.code, init, row["measured_miou"], latency,
                    workspace.evaluated_path)
@@ -258,7 +282,8 @@ def held_out_miou(codes: Iterable[str], *, workspace: Workspace, val_images: int
 
     Picking the best of many points by one noisy score flatters the pick (64 images, a few
     points of noise); a verdict that holds on images no choice was made on is one to trust.
-    Empty when the scores used the whole validation split."""
+    Empty when the scores used the whole validation split. Under torchrun every rank calls it and
+    the images are shared out (`training.evaluate`); it writes nothing."""
     from ffnet_nas.data import make_dataset
     from ffnet_nas.training import evaluate
     from ffnet_nas.space.checkpoint import load_model
@@ -267,7 +292,8 @@ def held_out_miou(codes: Iterable[str], *, workspace: Workspace, val_images: int
     if val_images is None:
         return {}
     data, input_hw = data_of(read_teacher_info(workspace.teacher_path))
-    val = make_dataset(data, "val", size_hw=input_hw, cache_dir=workspace.data_dir)
+    with distributed.main_first():
+        val = make_dataset(data, "val", size_hw=input_hw, cache_dir=workspace.data_dir)
     if len(val) <= val_images:
         return {}
     table = read_evaluated(workspace.evaluated_path)

@@ -9,6 +9,9 @@ of them together, never beside an exclusive writer such as `run`.
 The lock is `flock(2)`: the kernel drops it when the holder dies, however it dies, so a lock file
 left behind by a killed process is stale by construction and the next writer simply takes it. The
 file's content (who holds it) is information for the message, never trusted for the decision.
+
+A torchrun job is one writer: `ffnet_nas.cli` takes the lock on rank 0 only (its other ranks write
+nothing and wait for rank 0), so they are not refused as a second writer.
 """
 
 from __future__ import annotations

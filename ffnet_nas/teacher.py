@@ -6,6 +6,10 @@ and the val mIoU it reports. The file itself (keys, types, readers and the write
 
 Progress goes to the `ffnet_nas.teacher` logger (the CLI shows INFO on stdout), or to `log`
 when a caller passes one.
+
+Under torchrun (`ffnet_nas.distributed`) every rank trains (DDP) and scores its share of the
+validation batches; rank 0 alone writes the training checkpoint and the teacher file, and the
+others wait for that file at a barrier (the caller reads it back on every rank).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from typing import Callable
 
 import torch
 
+from ffnet_nas import distributed
 from ffnet_nas.space.arch import resolve
 from ffnet_nas.space.errors import InvalidInput
 
@@ -66,7 +71,10 @@ def train_teacher(*, arch: str = DEFAULT_TEACHER, data: str = "synthetic", out_p
     point = resolve(arch)
     if point.is_classifier:
         raise InvalidInput(f"arch {point.code} is a classifier (seg head X): expected a segmentation arch for the teacher")
-    val = make_dataset(data, "val", size_hw=input_hw, cache_dir=cache_dir, progress=progress)
+    show = progress and distributed.is_main()
+    # rank 0 generates and caches the synthetic scenes; the other ranks then read its file
+    with distributed.main_first():
+        val = make_dataset(data, "val", size_hw=input_hw, cache_dir=cache_dir, progress=show)
     _say_data(val, log)
     t0 = time.perf_counter()
     start = 0
@@ -82,8 +90,10 @@ def train_teacher(*, arch: str = DEFAULT_TEACHER, data: str = "synthetic", out_p
     else:
         if lr is None:
             lr = 2e-3 if optimizer == "adamw" else 0.01
-        train_set = make_dataset(data, "train", size_hw=input_hw, augment=True, cache_dir=cache_dir,
-                                 scale_range=(0.75, 1.5) if data.startswith("synthetic") else (0.5, 2.0), progress=progress)
+        with distributed.main_first():
+            train_set = make_dataset(data, "train", size_hw=input_hw, augment=True, cache_dir=cache_dir,
+                                     scale_range=(0.75, 1.5) if data.startswith("synthetic") else (0.5, 2.0),
+                                     progress=show)
         _say_data(train_set, log)
         config = TrainConfig(steps=steps, batch_size=batch_size, optimizer=optimizer, lr=lr,
                              weight_decay=1e-2 if optimizer == "adamw" else 1e-4, warmup_steps=WARMUP_STEPS,
@@ -102,11 +112,14 @@ def train_teacher(*, arch: str = DEFAULT_TEACHER, data: str = "synthetic", out_p
     score = evaluate(model, val, device=device, limit=eval_images, progress=progress, desc="val mIoU")
     hw = list(input_hw) if input_hw else list(_native_hw(val))
     val_images = min(len(val), eval_images or len(val))
-    save_teacher(out_path, model, data=val.spec, input_hw=hw, miou=float(score.miou), iou=score.per_class(),
-                 class_names=val.class_names, steps=int(steps_done),
-                 source="trained" if checkpoint is None else str(checkpoint),
-                 provenance={"device": str(device), "dtype": "float32", "input_hw": f"{hw[0]}x{hw[1]}",
-                             "backend": "torch eager", "val_images": val_images})
+    if distributed.is_main():
+        save_teacher(out_path, model, data=val.spec, input_hw=hw, miou=float(score.miou), iou=score.per_class(),
+                     class_names=val.class_names, steps=int(steps_done),
+                     source="trained" if checkpoint is None else str(checkpoint),
+                     provenance={"device": str(device), "dtype": "float32", "input_hw": f"{hw[0]}x{hw[1]}",
+                                 "backend": "torch eager", "val_images": val_images,
+                                 **({"processes": distributed.world_size()} if distributed.world_size() > 1 else {})})
+    distributed.barrier()  # the caller reads the teacher file back, on every rank
     log(f"wrote teacher {out_path}: {point.code}, val mIoU {100 * score.miou:.1f} on {val_images} images of {val.spec}")
     return TeacherRun(path=Path(out_path), arch=point.code, miou=float(score.miou), steps=int(steps_done), start_step=start,
                       seconds=time.perf_counter() - t0, state_path=Path(state_path) if state_path else None)

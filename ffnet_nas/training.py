@@ -19,6 +19,17 @@ step, loss log and RNG states are written atomically to `checkpoint_path`. Calli
 again with the same path continues from the saved step. Which images make up a batch is a
 pure function of (seed, step), and the augmentation RNG is restored, so with num_workers=0 a
 resumed run reproduces the uninterrupted run exactly (a test checks it).
+
+Several processes (torchrun; `ffnet_nas.distributed`): the model is wrapped in
+DistributedDataParallel (SyncBatchNorm when asked, CUDA only). The global batch of step s is still
+`batch_indices(s, ...)`; rank r trains on every world_size-th image of it from position r, so the
+batch size must split evenly. The cross-entropy is summed on each rank and divided by the valid
+pixels of the whole global batch (one all-reduce of a count), so the averaged gradient is the
+single-process gradient of the same batch; what still differs is BatchNorm, whose batch statistics
+come from each rank's share unless SyncBatchNorm is on, and the augmentation draws (each rank has
+its own random stream). Only rank 0 writes the checkpoint; it holds every rank's RNG state, so a
+resumed job with the same number of processes reproduces the uninterrupted one. `evaluate` shares
+the batches out over the ranks and sums the confusion matrices: the same score as one process.
 """
 
 from __future__ import annotations
@@ -87,22 +98,28 @@ def _epoch_perm(seed: int, epoch: int, n: int) -> torch.Tensor:
 
 
 class _StepBatches(torch.utils.data.Sampler):
-    def __init__(self, *, start: int, stop: int, batch_size: int, n: int, seed: int):
+    """Batch `step` for steps start..stop-1; with several ranks, this rank's share of the global batch."""
+
+    def __init__(self, *, start: int, stop: int, batch_size: int, n: int, seed: int, rank: int = 0, world: int = 1):
         self.start, self.stop, self.batch_size, self.n, self.seed = start, stop, batch_size, n, seed
+        self.rank, self.world = rank, world
 
     def __iter__(self) -> Iterator[list[int]]:
         for step in range(self.start, self.stop):
-            yield batch_indices(step, batch_size=self.batch_size, n=self.n, seed=self.seed)
+            # the global batch is the single-process one, whatever the world size: resume stays a pure function
+            yield batch_indices(step, batch_size=self.batch_size, n=self.n, seed=self.seed)[self.rank::self.world]
 
     def __len__(self) -> int:
         return self.stop - self.start
 
 
-def segmentation_loss(logits: torch.Tensor, target: torch.Tensor, *, ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
-    """Cross-entropy with logits bilinearly resized to the label size (FFNet outputs stride 4/8)."""
+def segmentation_loss(logits: torch.Tensor, target: torch.Tensor, *, ignore_index: int = IGNORE_INDEX,
+                      reduction: str = "mean") -> torch.Tensor:
+    """Cross-entropy with logits bilinearly resized to the label size (FFNet outputs stride 4/8).
+    `reduction="sum"`: summed over the valid pixels (the DDP loop divides by the global count)."""
     if logits.shape[-2:] != target.shape[-2:]:
         logits = F.interpolate(logits, size=target.shape[-2:], mode="bilinear", align_corners=False)
-    return F.cross_entropy(logits, target, ignore_index=ignore_index)
+    return F.cross_entropy(logits, target, ignore_index=ignore_index, reduction=reduction)
 
 
 def kd_loss(student: torch.Tensor, teacher: torch.Tensor, *, temperature: float = 1.0) -> torch.Tensor:
@@ -136,6 +153,12 @@ def _rng_state() -> dict[str, Any]:
     numpy_state = {"name": str(name), "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)), "pos": int(pos),
                    "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}
     return {"torch": torch.get_rng_state(), "numpy": numpy_state, "python": random.getstate()}
+
+
+def _rank_seed(seed: int, rank: int) -> int:
+    """The augmentation seed of `rank`: the run's seed on rank 0 (one process is unchanged), a
+    distinct stream on the others (the same draws on every rank would augment alike)."""
+    return seed if rank == 0 else (seed * 1_000_003 + rank) % 2**63
 
 
 def _seed_all(seed: int) -> None:
@@ -185,30 +208,80 @@ def load_train_state(path: Path) -> dict[str, Any] | None:
 def train(model: nn.Module, dataset, *, config: TrainConfig, checkpoint_path: str | Path | None = None,
           teacher: nn.Module | None = None, device: str | torch.device = "cpu", progress: bool = True,
           desc: str = "train", fingerprint: dict[str, Any] | None = None,
-          on_step: Callable[[int, float], None] | None = None) -> TrainResult:
+          on_step: Callable[[int, float], None] | None = None, sync_bn: bool | None = None) -> TrainResult:
     """Train `model` in place on `dataset` (items: normalised image, int64 mask) for `config.steps`.
 
     Resumes from `checkpoint_path` when it exists and was made by the same model/config/
     `fingerprint` (a mismatch is an InvalidInput naming the difference). `on_step(step, loss)`
     runs after each step (tests use it to simulate a kill). Raises `TrainingDiverged` on a
     non-finite loss; the last good checkpoint stays.
+
+    Inside a `ffnet_nas.distributed.session` with several ranks every rank calls this alike: DDP,
+    this rank's share of each global batch, rank 0 writing the checkpoint (see the module doc).
+    `sync_bn` (None: the session's setting) converts BatchNorm to SyncBatchNorm for the run and back
+    after it; one process ignores it (plain BatchNorm computes the same).
     """
     from tqdm.auto import tqdm
 
+    from ffnet_nas import distributed
+
     device = torch.device(device)
+    rank, world = distributed.rank(), distributed.world_size()
     if len(dataset) == 0:
         raise InvalidInput("the training set is empty: expected at least one image")
     if config.batch_size > len(dataset):
         # a batch draws distinct images; a larger one would only allocate (100000000 took 13 GB before failing)
         raise InvalidInput(f"batch size {config.batch_size} is larger than the training set ({len(dataset)} images): "
                            f"expected at most {len(dataset)}")
+    if config.batch_size % world:
+        raise InvalidInput(f"batch size {config.batch_size} does not split over {world} processes: expected a multiple "
+                           f"of {world} (the global batch is shared out evenly)")
     if config.kd_weight > 0 and teacher is None:
         raise InvalidInput(f"kd_weight={config.kd_weight} needs a teacher model")
+    sync_bn = distributed.sync_bn() if sync_bn is None else bool(sync_bn)
+    if sync_bn and world > 1 and device.type == "cpu":
+        raise InvalidInput("sync_bn on the CPU: torch's SyncBatchNorm runs on GPUs only; expected a CUDA device")
     model.to(device)
+    synced = world > 1 and sync_bn
+    if synced:
+        # in place for every BatchNorm below the root (the FFNet roots are not BatchNorm); undone after the run
+        nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    try:
+        return _train(model, dataset, config=config, checkpoint_path=checkpoint_path, teacher=teacher, device=device,
+                      progress=progress and rank == 0, desc=desc, fingerprint=fingerprint, on_step=on_step,
+                      rank=rank, world=world, tqdm=tqdm)
+    finally:
+        if synced:
+            _revert_sync_bn(model)
+
+
+def _revert_sync_bn(module: nn.Module) -> None:
+    """SyncBatchNorm back to BatchNorm2d, same parameters and buffers (what files and callers expect)."""
+    for name, child in module.named_children():
+        if isinstance(child, nn.SyncBatchNorm):
+            plain = nn.BatchNorm2d(child.num_features, eps=child.eps, momentum=child.momentum, affine=child.affine,
+                                   track_running_stats=child.track_running_stats)
+            if child.affine:
+                plain.weight, plain.bias = child.weight, child.bias
+            plain.running_mean, plain.running_var = child.running_mean, child.running_var
+            plain.num_batches_tracked = child.num_batches_tracked
+            plain.train(child.training)
+            setattr(module, name, plain)
+        else:
+            _revert_sync_bn(child)
+
+
+def _train(model: nn.Module, dataset, *, config: TrainConfig, checkpoint_path: str | Path | None,
+           teacher: nn.Module | None, device: torch.device, progress: bool, desc: str,
+           fingerprint: dict[str, Any] | None, on_step: Callable[[int, float], None] | None,
+           rank: int, world: int, tqdm) -> TrainResult:
+    from ffnet_nas import distributed
+
     optimizer = make_optimizer(model, config)
     fp = _fingerprint(model, config, fingerprint or {})
     checkpoint_path = Path(checkpoint_path) if checkpoint_path is not None else None
     start, losses = 0, []
+    # every rank reads the one file rank 0 wrote (nothing writes it before the first step)
     state = load_train_state(checkpoint_path) if checkpoint_path is not None else None
     if state is not None:
         if state.get("fingerprint") != fp:
@@ -221,32 +294,48 @@ def train(model: nn.Module, dataset, *, config: TrainConfig, checkpoint_path: st
         logger.debug("%s: resuming from step %d of %d (%s)", desc, start, config.steps, checkpoint_path)
     if teacher is not None:
         teacher.to(device).eval()
+    net: nn.Module = model
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        # broadcasts rank 0's weights at construction; averages the gradients in backward
+        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
     def save(step: int) -> None:
         if checkpoint_path is None:
             return
         from ffnet_nas.space.io import DIGEST_KEY, atomic_torch_save, tensor_digest
 
-        weights = model.state_dict()
-        atomic_torch_save(checkpoint_path, {"step": step, "model": weights, "optimizer": optimizer.state_dict(),
-                                            "rng": _rng_state(), "losses": losses, "fingerprint": fp,
-                                            DIGEST_KEY: tensor_digest(weights)})
+        # Each rank's augmentation stream is its own: the file keeps all of them, or a resumed job
+        # would augment differently from the uninterrupted one on every rank but 0.
+        rng_ranks = distributed.all_gather_object(_rng_state()) if world > 1 else None
+        if rank == 0:
+            weights = model.state_dict()
+            payload = {"step": step, "model": weights, "optimizer": optimizer.state_dict(), "rng": _rng_state(),
+                       "losses": losses, "fingerprint": fp, DIGEST_KEY: tensor_digest(weights)}
+            if rng_ranks is not None:
+                payload["rng_ranks"] = rng_ranks
+            atomic_torch_save(checkpoint_path, payload)
+        # no rank runs ahead of a checkpoint that a kill could make it resume from
+        distributed.barrier()
 
     loader = torch.utils.data.DataLoader(
-        dataset, batch_sampler=_StepBatches(start=start, stop=config.steps, batch_size=config.batch_size, n=len(dataset), seed=config.seed),
+        dataset, batch_sampler=_StepBatches(start=start, stop=config.steps, batch_size=config.batch_size, n=len(dataset),
+                                            seed=config.seed, rank=rank, world=world),
         num_workers=config.num_workers, pin_memory=device.type == "cuda")
     if state is None:
         # The augmentation draws from the global RNGs: seed them, or a point's result would depend
         # on what the process ran before it (one point measured 45.5 and 43.9 mIoU that way).
-        _seed_all(config.seed)
+        _seed_all(_rank_seed(config.seed, rank))
     # Creating the iterator draws a seed from torch's RNG: do it before restoring the saved state,
     # as the uninterrupted run did it before its first step.
     batches = iter(loader)
     if state is not None:
-        _set_rng_state(state["rng"])
+        _restore_rng(state, rank=rank, world=world, seed=config.seed, start=start)
     t0 = time.perf_counter()
     loss_value = losses[-1][1] if losses else float("nan")
-    model.train()
+    ignore_index = getattr(dataset, "ignore_index", IGNORE_INDEX)
+    net.train()
     bar = tqdm(total=config.steps, initial=start, desc=desc, disable=not progress, dynamic_ncols=True, unit="step")
     try:
         for step, (images, masks) in enumerate(batches, start=start):
@@ -254,13 +343,26 @@ def train(model: nn.Module, dataset, *, config: TrainConfig, checkpoint_path: st
             for group in optimizer.param_groups:
                 group["lr"] = lr
             images, masks = images.to(device, non_blocking=True), masks.to(device, non_blocking=True)
-            logits = model(images)
-            loss = segmentation_loss(logits, masks, ignore_index=getattr(dataset, "ignore_index", IGNORE_INDEX))
+            logits = net(images)
+            if world > 1:
+                # Sum here, divide by the valid pixels of the whole global batch: DDP's mean over the
+                # ranks then gives the single-process mean over that batch, even when the ranks hold
+                # different numbers of ignored pixels.
+                valid = distributed.all_reduce_sum((masks != ignore_index).sum().to(torch.float64))
+                summed = segmentation_loss(logits, masks, ignore_index=ignore_index, reduction="sum")
+                loss = summed * (world / valid).to(summed.dtype)
+            else:
+                loss = segmentation_loss(logits, masks, ignore_index=ignore_index)
             if teacher is not None and config.kd_weight > 0:
                 with torch.no_grad():
                     target = teacher(images)
+                # a mean over this rank's pixels: every rank holds the same number, so DDP's mean is the global one
                 loss = loss + config.kd_weight * kd_loss(logits, target, temperature=config.kd_temperature)
-            loss_value = float(loss.detach())
+            if world > 1:
+                # the loss of the global batch, the same on every rank: all of them stop on a non-finite one
+                loss_value = float(distributed.all_reduce_sum(loss.detach().clone()) / world)
+            else:
+                loss_value = float(loss.detach())
             if not math.isfinite(loss_value):
                 raise TrainingDiverged(f"loss became {loss_value} at step {step}; expected a finite loss: lower the learning rate "
                                        f"(now {lr:.3g}) or check the data")
@@ -278,8 +380,29 @@ def train(model: nn.Module, dataset, *, config: TrainConfig, checkpoint_path: st
                 on_step(step + 1, loss_value)
     finally:
         bar.close()
+    if world > 1:
+        # The running statistics are each rank's own after the last forward; rank 0's are the ones
+        # its checkpoint and model file hold, so every rank scores and keeps those.
+        for buffer in model.buffers():
+            distributed.broadcast_(buffer)
     return TrainResult(steps=config.steps, start_step=start, final_loss=loss_value, seconds=time.perf_counter() - t0,
                        losses=tuple(losses), checkpoint_path=checkpoint_path)
+
+
+def _restore_rng(state: dict[str, Any], *, rank: int, world: int, seed: int, start: int) -> None:
+    """This rank's RNG state from the checkpoint: its own entry when the job that wrote it had as
+    many ranks; otherwise a fresh stream per step count (the run continues, not as it would have)."""
+    saved = state.get("rng_ranks")
+    if rank == 0:
+        _set_rng_state(state["rng"])
+    elif isinstance(saved, list) and len(saved) == world:
+        _set_rng_state(saved[rank])
+    else:
+        _seed_all(_rank_seed(seed, rank) + start)
+    if world > 1 and rank == 0 and not (isinstance(saved, list) and len(saved) == world):
+        logger.warning("resuming with %d processes from a checkpoint written by %s: the augmentation of ranks 1.. "
+                       "differs from an uninterrupted run", world,
+                       f"{len(saved)} processes" if isinstance(saved, list) else "one process")
 
 
 def _describe_difference(old: dict[str, Any], new: dict[str, Any]) -> str:
@@ -303,22 +426,32 @@ def evaluate(model: nn.Module, dataset, *, batch_size: int = 8, device: str | to
              num_workers: int = 0, limit: int | None = None, start: int = 0, progress: bool = True,
              desc: str = "eval") -> SegmentationScore:
     """mIoU of `model` on `dataset` (eval mode; logits resized bilinearly to the label size,
-    as the Cityscapes evaluation does). `start` and `limit` evaluate images start..start+limit only."""
+    as the Cityscapes evaluation does). `start` and `limit` evaluate images start..start+limit only.
+
+    In a distributed session every rank calls it with the same model: the batches (the ones one
+    process would make) are shared out over the ranks and the confusion matrices summed, so every
+    rank returns the single-process score."""
     from tqdm.auto import tqdm
+
+    from ffnet_nas import distributed
 
     device = torch.device(device)
     was_training = model.training
     model.to(device).eval()
     end = len(dataset) if limit is None else min(start + limit, len(dataset))
     indices: Sequence[int] = range(min(start, end), end)
-    subset = torch.utils.data.Subset(dataset, list(indices))
-    loader = torch.utils.data.DataLoader(subset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    # whole batches per rank, not images: a batch holds the images it holds in one process, so
+    # every logit (and the summed matrix) is the single-process one
+    batches = distributed.shard([list(indices[i:i + batch_size]) for i in range(0, len(indices), batch_size)])
+    loader = torch.utils.data.DataLoader(dataset, batch_sampler=batches, num_workers=num_workers)
     meter = ConfusionMeter(num_classes=dataset.num_classes, ignore_index=getattr(dataset, "ignore_index", IGNORE_INDEX),
                            class_names=getattr(dataset, "class_names", ()))
     try:
-        for images, masks in tqdm(loader, desc=desc, disable=not progress, dynamic_ncols=True, unit="batch"):
+        for images, masks in tqdm(loader, desc=desc, disable=not progress or not distributed.is_main(),
+                                  dynamic_ncols=True, unit="batch"):
             logits = model(images.to(device))
             meter.update(logits.float().cpu(), masks)
     finally:
         model.train(was_training)
+    distributed.all_reduce_sum(meter.matrix)
     return meter.score()

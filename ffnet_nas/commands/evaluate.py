@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ffnet_nas.commands._common import INITS, common_options
+from ffnet_nas.commands.train_teacher import add_sync_bn_arg
 
 
 def add_finetune_args(p: argparse.ArgumentParser) -> None:
@@ -44,6 +45,7 @@ def register(sub) -> None:
     p.add_argument("--redo", action="store_true", help="evaluate again even if the point is in the table")
     add_lut_arg(p)
     add_finetune_args(p)
+    add_sync_bn_arg(p)
     p.set_defaults(func=run)
 
 
@@ -65,7 +67,8 @@ def _from_search(workspace, top: int) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ffnet_nas import steps
+    from ffnet_nas import distributed, steps
+    from ffnet_nas.commands.train_teacher import check_batch_split
     from ffnet_nas.workspace import Workspace
     from ffnet_nas.space.arch import resolve
     from ffnet_nas.space.errors import InvalidInput
@@ -77,9 +80,15 @@ def run(args: argparse.Namespace) -> int:
     if not points:
         raise InvalidInput("no point given: expected NAME_OR_CODE... or --from-search")
     archs = tuple(resolve(p) for p in points)  # every name/code checked before any training starts
-    result = steps.evaluate(workspace=workspace, request=steps.EvaluateRequest(
-        points=archs, finetune=finetune_config(args), val_images=args.val_images, init=args.init, redo=args.redo,
-        device=args.device, lut=args.lut))
+    finetune = finetune_config(args)
+    check_batch_split(args.batch_size)
+    # under torchrun: the process group, this rank's device (cuda -> cuda:LOCAL_RANK); else nothing
+    with distributed.session(device=args.device, sync_bn=args.sync_bn) as device:
+        result = steps.evaluate(workspace=workspace, request=steps.EvaluateRequest(
+            points=archs, finetune=finetune, val_images=args.val_images, init=args.init, redo=args.redo,
+            device=device, lut=args.lut))
+    if distributed.env_rank() != 0:
+        return 0  # rank 0 prints the table
     frame = result.rows
     cols = [c for c in ("code", "name", "init", "measured_miou", "predicted_miou", "measured_latency_ms",
                         "predicted_latency_ms", "params") if c in frame.columns]

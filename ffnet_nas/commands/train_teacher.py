@@ -28,19 +28,28 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=0, help="data loader worker processes")
     p.add_argument("--eval-images", type=int, default=None, metavar="N", help="evaluate on the first N val images only")
+    add_sync_bn_arg(p)
     p.set_defaults(func=run)
+
+
+def add_sync_bn_arg(p: argparse.ArgumentParser) -> None:
+    """--sync-bn, for the commands that train under torchrun (`train-teacher`, `evaluate`)."""
+    p.add_argument("--sync-bn", action="store_true",
+                   help="under torchrun with --device cuda: BatchNorm statistics over the whole global batch "
+                        "(SyncBatchNorm) instead of each process's share; no effect in one process")
 
 
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from ffnet_nas import steps
+    from ffnet_nas import distributed, steps
     from ffnet_nas.space.complexity import parse_hw
     from ffnet_nas.space.errors import InvalidInput
     from ffnet_nas.workspace import Workspace
 
     if args.steps < 1 or args.batch_size < 1 or args.checkpoint_every < 1:
         raise InvalidInput("--steps, --batch-size and --checkpoint-every: expected positive integers")
+    check_batch_split(args.batch_size)
     if args.threads is not None:  # checked by the parser (commands._common.thread_count)
         torch.set_num_threads(args.threads)
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
@@ -51,12 +60,17 @@ def run(args: argparse.Namespace) -> int:
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise InvalidInput(f"--device {device}: CUDA is not available here; expected --device cpu")
     ws = Workspace(args.workdir)
-    # reuse=False: re-running trains on (resumes a killed run, or continues to more --steps)
-    result = steps.train_teacher(workspace=ws, device=device, progress=not args.no_progress, request=steps.TeacherRequest(
-        arch=args.arch, steps=args.steps, data=args.data, batch_size=args.batch_size,
-        input_hw=parse_hw(args.input_size) if args.input_size else None, lr=args.lr, optimizer=args.optimizer,
-        checkpoint_every=args.checkpoint_every, seed=args.seed, workers=args.workers, eval_images=args.eval_images,
-        checkpoint=args.checkpoint))
+    input_hw = parse_hw(args.input_size) if args.input_size else None
+    # under torchrun: the process group, this rank's device (cuda -> cuda:LOCAL_RANK); else nothing
+    with distributed.session(device=device, sync_bn=args.sync_bn) as device:
+        # reuse=False: re-running trains on (resumes a killed run, or continues to more --steps)
+        result = steps.train_teacher(workspace=ws, device=device, progress=not args.no_progress,
+                                     request=steps.TeacherRequest(
+            arch=args.arch, steps=args.steps, data=args.data, batch_size=args.batch_size, input_hw=input_hw, lr=args.lr,
+            optimizer=args.optimizer, checkpoint_every=args.checkpoint_every, seed=args.seed, workers=args.workers,
+            eval_images=args.eval_images, checkpoint=args.checkpoint))
+    if distributed.env_rank() != 0:
+        return 0  # rank 0 says what was written
     meta = result.meta
     hw = f"{meta.input_hw[0]}x{meta.input_hw[1]}" if meta.input_hw else "native size"
     miou = "n/a" if meta.miou is None else f"{100 * meta.miou:.1f}"
@@ -65,3 +79,15 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {result.run.state_path}")
     print(f"wrote {ws.teacher_path}")
     return 0
+
+
+def check_batch_split(batch_size: int) -> None:
+    """Under torchrun the global batch is shared out evenly: refuse a size that does not split,
+    on every rank, before any process group or data exists (so none waits for another)."""
+    from ffnet_nas import distributed
+    from ffnet_nas.space.errors import InvalidInput
+
+    launch = distributed.launched()
+    if launch is not None and batch_size % launch.world_size:
+        raise InvalidInput(f"--batch-size {batch_size} does not split over {launch.world_size} processes: expected a "
+                           f"multiple of {launch.world_size} (it is the global batch, shared out evenly)")
