@@ -189,6 +189,9 @@ def session(*, device: str, sync_bn: bool = False, timeout_s: float = DEFAULT_TI
         _SESSION = Session(launch=launch, device=local_device, backend=backend, sync_bn=bool(sync_bn))
         logger.debug("rank %d of %d on %s (%s)", launch.rank, launch.world_size, local_device, backend)
         yield local_device
+        # leave together: a rank that tears its group down while another still writes or sends
+        # breaks that one's connections (on an error the others may be gone: no wait then)
+        barrier()
     finally:
         _SESSION, _OBJECT_GROUP = None, None
         dist.destroy_process_group()
