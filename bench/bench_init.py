@@ -20,7 +20,8 @@ from pathlib import Path
 
 
 from ffnet_nas.budgets import finetune_config  # noqa: E402
-from ffnet_nas.evaluate import evaluate_points, select_points  # noqa: E402
+from ffnet_nas.evaluate import evaluate_points  # noqa: E402
+from ffnet_nas.fit_predictor import select_points  # noqa: E402
 from ffnet_nas.workspace import Workspace  # noqa: E402
 from ffnet_nas.fit_predictor import library_nsr  # noqa: E402
 from ffnet_nas.predictors.accuracy import missing_blocks  # noqa: E402

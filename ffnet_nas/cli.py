@@ -131,9 +131,11 @@ def _library_logging(level: int, *, rank: int = 0) -> Iterator[None]:
 
 
 # Commands that write into --workdir hold its lock (ffnet_nas.lock) while they run. `search` is
-# built for several workers on one study journal and `report` only renders what is there, so they
-# share it with each other; everything else is the only writer. `space` and `export` write nothing there.
-WORKDIR_LOCK = {"train-teacher": "exclusive", "distill": "exclusive", "measure-latency": "exclusive",
+# built for several workers on one study journal, `distill` claims each block (ffnet_nas.claims) so
+# several distills (local, or on Dask clusters) fill one library together, and `report` only renders
+# what is there: they share it with each other; everything else is the only writer. `space` and
+# `export` write nothing there.
+WORKDIR_LOCK = {"train-teacher": "exclusive", "distill": "shared", "measure-latency": "exclusive",
                 "fit-predictor": "exclusive", "evaluate": "exclusive", "run": "exclusive",
                 "search": "shared", "report": "shared"}
 

@@ -25,10 +25,10 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import Counter
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import Iterable, Mapping
 
 import pandas as pd
 
@@ -39,7 +39,7 @@ from ffnet_nas.space.arch import Arch, resolve
 from ffnet_nas.space.catalogue import name_of
 from ffnet_nas.space.complexity import complexity
 from ffnet_nas.space.errors import InvalidInput
-from ffnet_nas.space.io import atomic_write_csv, read_checked_csv
+from ffnet_nas.space.io import atomic_write_csv, atomic_write_json, read_checked_csv, read_json
 
 logger = logging.getLogger(__name__)
 
@@ -199,18 +199,36 @@ def _finish_point(arch: Arch, *, workspace: Workspace, config: TrainConfig, init
 
 def evaluate_points(archs: Iterable["Arch | str"], *, workspace: Workspace, config: TrainConfig,
                     val_images: int | None = None, init: str = "distilled", redo: bool = False, device: str = "cpu",
-                    progress: bool = True, predictor_dir: Path | None = None, lut: str | None = None) -> pd.DataFrame:
+                    progress: bool = True, predictor_dir: Path | None = None, lut: str | None = None,
+                    scheduler: str | None = None) -> pd.DataFrame:
     """Evaluate each point not yet in the table (or all with `redo`); each row lands when its point is done.
 
     `predicted_miou` comes from the predictor in `predictor_dir` (default: the workdir's), the one
-    that picked the points; latency from the table `lut` (see `Resources.load`)."""
+    that picked the points; latency from the table `lut` (see `Resources.load`). With `scheduler`
+    (a Dask scheduler's address) the points are fine-tuned and scored on its workers and timed
+    here, on the device the table was measured on."""
     archs = [resolve(a) for a in archs]
     done = read_evaluated(workspace.evaluated_path)
     finished = set(zip(done["code"], done["init"])) if len(done) else set()
     # per-point lines: INFO with progress on (what the user watches), DEBUG without (a quiet run)
     level = logging.INFO if progress else logging.DEBUG
+    if scheduler:
+        todo = []
+        for arch in archs:
+            if (arch.code, init) in finished and not redo:
+                logger.log(level, "%s (%s): already evaluated, skipped (--redo to repeat)", arch.code, init)
+                continue
+            if redo:  # a worker's row from before is not the redone point's
+                workspace.point_row_path(arch.stable_hash, init).unlink(missing_ok=True)
+            todo.append(arch)
+        if todo:
+            _evaluate_on_cluster(todo, scheduler=scheduler, workspace=workspace, config=config, val_images=val_images,
+                                 init=init, device=device, predictor_dir=predictor_dir, lut=lut, level=level)
+        archs_left: list[Arch] = []
+    else:
+        archs_left = archs
     resources = None
-    for arch in archs:
+    for arch in archs_left:
         if (arch.code, init) in finished and not redo:
             logger.log(level, "%s (%s): already evaluated, skipped (--redo to repeat)", arch.code, init)
             continue
@@ -230,49 +248,6 @@ def evaluate_points(archs: Iterable["Arch | str"], *, workspace: Workspace, conf
     frame = read_evaluated(workspace.evaluated_path)
     codes = {a.code for a in archs}
     return frame[frame["code"].isin(codes) & (frame["init"] == init)]
-
-
-def structure_class(arch: Arch) -> tuple[int, int, bool]:
-    """(stages, first-stage stride, pre_down): the choices that set the output stride, the largest
-    single effect on mIoU (see predictors/accuracy.py); a design must see every class."""
-    return arch.num_stages, arch.first_stride if arch.num_stages == 4 else 2, arch.pre_down
-
-
-def select_points(space, n: int, *, seed: int = 0, published: Sequence[Arch] = ()) -> list[Arch]:
-    """N points that spread over the space: up to half of them published variants, the rest from
-    a random pool. Each pick comes from the structure class (`structure_class`) with the fewest
-    points so far, and within it maximises the smallest Hamming distance (over the fields the
-    point uses) to the points already picked — a stratified space-filling design, so the
-    predictor's output-stride term is fitted on every class, not on whichever the pool favoured."""
-    published = [a for a in dict.fromkeys(published) if a in space]
-    encoded: dict[Arch, tuple] = {}
-
-    def code(a: Arch) -> tuple:
-        if a not in encoded:
-            # the other stage count's slots hold placeholders: leave them out of the distance
-            encoded[a] = tuple((k, v) for k, v in space.encode(a).items()
-                               if not k[0].isdigit() or k.startswith(f"{a.num_stages}stage"))
-        return encoded[a]
-
-    def distance(a: Arch, b: Arch) -> int:
-        x, y = dict(code(a)), dict(code(b))
-        return sum(x.get(k) != y.get(k) for k in x.keys() | y.keys())
-
-    chosen: list[Arch] = []
-
-    def pick(candidates: list[Arch], k: int) -> None:
-        candidates = [a for a in candidates if a not in chosen]
-        for _ in range(min(k, len(candidates))):
-            counts = Counter(structure_class(a) for a in chosen)
-            fewest = min(counts[structure_class(a)] for a in candidates)
-            pool = [a for a in candidates if counts[structure_class(a)] == fewest]
-            best = max(pool, key=lambda a: min((distance(a, c) for c in chosen), default=0))
-            candidates.remove(best)
-            chosen.append(best)
-
-    pick(published, min(len(published), (n + 1) // 2))
-    pick(space.sample_many(max(50 * n, 500), seed=seed), n - len(chosen))
-    return chosen
 
 
 def held_out_miou(codes: Iterable[str], *, workspace: Workspace, val_images: int | None, device: str = "cpu",
@@ -310,3 +285,115 @@ def held_out_miou(codes: Iterable[str], *, workspace: Workspace, val_images: int
             score = evaluate(model, val, start=val_images, device=device, progress=progress, desc="held-out")
             scores[code] = 100 * score.miou
     return scores
+
+
+# ---- on a Dask cluster ------------------------------------------------------------------------
+
+CLAIMED = "claimed"  # a worker's answer when another process holds the point
+
+
+@dataclass(frozen=True)
+class PointTask:
+    """One fine-tune for a Dask worker: names and paths, which the worker opens on the shared workdir."""
+
+    code: str
+    workdir: str  # absolute: a worker's working directory is its own
+    config: TrainConfig
+    val_images: int | None
+    init: str
+    device: str
+    predictor_dir: str | None
+    lut: str | None
+
+
+_WORKER_RESOURCES: dict[tuple, Resources] = {}
+
+
+def finetune_on_worker(task: PointTask) -> dict:
+    """On a Dask worker: claim the point, fine-tune and score it, write its weights and its row
+    (`Workspace.point_row_path`, without latency: that is timed where the table was measured);
+    returns the row, or `{"status": CLAIMED}` when another process holds the point."""
+    from ffnet_nas.claims import claim, holder
+
+    ws, arch = Workspace(task.workdir), Arch.parse(task.code)
+    claim_path = ws.point_claim_path(arch.stable_hash, task.init)
+    with claim(claim_path) as mine:
+        if not mine:
+            return {"code": task.code, "status": CLAIMED, "holder": holder(claim_path)}
+        done = _worker_row(ws, arch, task.init)
+        if done is not None:  # finished by whoever held the claim before
+            return done
+        key = (task.workdir, task.predictor_dir, task.lut)
+        if key not in _WORKER_RESOURCES:  # a worker serves many points of one run: load once
+            _WORKER_RESOURCES.clear()
+            loaded = Resources.load(ws, predictor_dir=Path(task.predictor_dir) if task.predictor_dir else None,
+                                    lut=task.lut)
+            _WORKER_RESOURCES[key] = dataclasses.replace(loaded, table=None)
+        row = evaluate_point(arch, workspace=ws, config=task.config, val_images=task.val_images, init=task.init,
+                             device=task.device, progress=False, resources=_WORKER_RESOURCES[key])
+        atomic_write_json(ws.point_row_path(arch.stable_hash, task.init), row)
+        return row
+
+
+def _worker_row(ws: Workspace, arch: Arch, init: str) -> dict | None:
+    """The row a worker wrote for this point, when it and the point's weights are there."""
+    path = ws.point_row_path(arch.stable_hash, init)
+    if not (path.is_file() and ws.point_model_path(arch.stable_hash, init).is_file()):
+        return None
+    try:
+        row = read_json(path, what="worker's row")
+    except InvalidInput:
+        return None  # damaged: the point is evaluated again
+    return row if isinstance(row, dict) and row.get("code") == arch.code and row.get("init") == init else None
+
+
+def _evaluate_on_cluster(archs: list[Arch], *, scheduler: str, workspace: Workspace, config: TrainConfig,
+                         val_images: int | None, init: str, device: str, predictor_dir: Path | None, lut: str | None,
+                         level: int) -> None:
+    """Fine-tune `archs` on the cluster's workers; time each here and add its row as it comes back."""
+    from ffnet_nas.claims import claim
+    from ffnet_nas.cluster import map_unordered
+    from ffnet_nas.distill.teacher import read_teacher_info
+    from ffnet_nas.predictors.load import choose_lut, load_latency_table
+
+    _, input_hw = data_of(read_teacher_info(workspace.teacher_path))
+    table_path = choose_lut(lut_dir=workspace.lut_dir, input_hw=input_hw, lut=lut)
+    table = load_latency_table(table_path) if table_path is not None else None
+
+    def finish(row: dict) -> None:
+        arch = Arch.parse(row["code"])
+        if table is not None:
+            predicted_ms, measured_ms = _latency(arch, table)
+            row = {**row, "predicted_latency_ms": predicted_ms, "measured_latency_ms": measured_ms,
+                   "latency_table": table.path.name}
+        _upsert(workspace.evaluated_path, row)
+        workspace.point_row_path(arch.stable_hash, init).unlink(missing_ok=True)
+        workspace.point_resume_path(arch.stable_hash, init).unlink(missing_ok=True)
+        latency = f", {row['measured_latency_ms']:.2f} ms" if row["measured_latency_ms"] is not None else ""
+        logger.log(level, "%s (%s): mIoU %.2f%s (fine-tuned on the cluster) -> %s", arch.code, init,
+                   row["measured_miou"], latency, workspace.evaluated_path)
+
+    root = str(workspace.root.resolve())
+    pending = []
+    for arch in archs:
+        row = _worker_row(workspace, arch, init)
+        if row is not None:  # a worker finished it before this process was stopped: only time it
+            finish(row)
+        else:
+            pending.append(PointTask(code=arch.code, workdir=root, config=config, val_images=val_images, init=init,
+                                     device=device, predictor_dir=str(Path(predictor_dir).resolve()) if predictor_dir
+                                     else None, lut=lut))
+    while pending:
+        claimed = []
+        for row in map_unordered(finetune_on_worker, pending, address=scheduler, name="evaluate",
+                                 describe=lambda t: f"point {t.code}"):
+            if row.get("status") == CLAIMED:
+                logger.info("%s is being fine-tuned by %s: taken up again at the end", row["code"], row["holder"])
+                claimed.append(next(t for t in pending if t.code == row["code"]))
+            else:
+                finish(row)
+        for task in claimed:  # wait until each is released (finished, or its holder died)
+            arch = Arch.parse(task.code)
+            with claim(workspace.point_claim_path(arch.stable_hash, init), wait=True):
+                pass
+        pending = claimed

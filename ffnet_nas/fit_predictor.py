@@ -11,12 +11,14 @@ vs leave-one-out predicted mIoU per point, for the report) into the folder it is
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
-from ffnet_nas.evaluate import evaluate_points, read_evaluated, select_points
+from ffnet_nas.evaluate import evaluate_points, read_evaluated
 from ffnet_nas.settings import TrainConfig
 from ffnet_nas.workspace import Workspace
 from ffnet_nas.predictors.accuracy import (LOO_FILE, PREDICTOR_FILE, AccuracyPredictor, features,
@@ -67,9 +69,11 @@ def fit_from_table(workspace: Workspace, *, out_dir: str | Path | None = None) -
 
 
 def fit_predictor(*, workspace: Workspace, space, n: int, config: TrainConfig, val_images: int | None = None,
-                  seed: int = 0, device: str = "cpu", progress: bool = True, lut: str | None = None) -> AccuracyPredictor:
+                  seed: int = 0, device: str = "cpu", progress: bool = True, lut: str | None = None,
+                  scheduler: str | None = None) -> AccuracyPredictor:
     """Evaluate a space-filling design of `n` points (fine-tuned with `config`, scored on the first
-    `val_images` validation images, timed with the table `lut`), then `fit_from_table`."""
+    `val_images` validation images, timed with the table `lut`; fine-tuned on the Dask cluster
+    at `scheduler` when given), then `fit_from_table`."""
     if n < 4:
         raise InvalidInput(f"--n {n}: expected at least 4 points (the predictor is validated leave-one-out)")
     published = [v.arch for v in variants()]
@@ -81,5 +85,48 @@ def fit_predictor(*, workspace: Workspace, space, n: int, config: TrainConfig, v
         raise InvalidInput(f"{len(lacking)} selected point(s) need blocks the library lacks, e.g. {code}: "
                            f"{', '.join(blocks)}; run 'ffnet-nas distill --space {space.name}' first")
     evaluate_points(points, workspace=workspace, config=config, val_images=val_images, device=device, progress=progress,
-                    lut=lut)
+                    lut=lut, scheduler=scheduler)
     return fit_from_table(workspace)
+
+
+def structure_class(arch: Arch) -> tuple[int, int, bool]:
+    """(stages, first-stage stride, pre_down): the choices that set the output stride, the largest
+    single effect on mIoU (see predictors/accuracy.py); a design must see every class."""
+    return arch.num_stages, arch.first_stride if arch.num_stages == 4 else 2, arch.pre_down
+
+
+def select_points(space, n: int, *, seed: int = 0, published: Sequence[Arch] = ()) -> list[Arch]:
+    """N points that spread over the space: up to half of them published variants, the rest from
+    a random pool. Each pick comes from the structure class (`structure_class`) with the fewest
+    points so far, and within it maximises the smallest Hamming distance (over the fields the
+    point uses) to the points already picked — a stratified space-filling design, so the
+    predictor's output-stride term is fitted on every class, not on whichever the pool favoured."""
+    published = [a for a in dict.fromkeys(published) if a in space]
+    encoded: dict[Arch, tuple] = {}
+
+    def code(a: Arch) -> tuple:
+        if a not in encoded:
+            # the other stage count's slots hold placeholders: leave them out of the distance
+            encoded[a] = tuple((k, v) for k, v in space.encode(a).items()
+                               if not k[0].isdigit() or k.startswith(f"{a.num_stages}stage"))
+        return encoded[a]
+
+    def distance(a: Arch, b: Arch) -> int:
+        x, y = dict(code(a)), dict(code(b))
+        return sum(x.get(k) != y.get(k) for k in x.keys() | y.keys())
+
+    chosen: list[Arch] = []
+
+    def pick(candidates: list[Arch], k: int) -> None:
+        candidates = [a for a in candidates if a not in chosen]
+        for _ in range(min(k, len(candidates))):
+            counts = Counter(structure_class(a) for a in chosen)
+            fewest = min(counts[structure_class(a)] for a in candidates)
+            pool = [a for a in candidates if counts[structure_class(a)] == fewest]
+            best = max(pool, key=lambda a: min((distance(a, c) for c in chosen), default=0))
+            candidates.remove(best)
+            chosen.append(best)
+
+    pick(published, min(len(published), (n + 1) // 2))
+    pick(space.sample_many(max(50 * n, 500), seed=seed), n - len(chosen))
+    return chosen

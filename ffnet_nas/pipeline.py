@@ -216,7 +216,8 @@ def _predictor(ctx, *, lut: str) -> None:
     # reuse: refitting here would fold in the points this run's evaluate step added, silently
     # changing the objective under a half-finished search: refit explicitly instead
     fitted = steps.fit_predictor(workspace=ctx.workspace, progress=ctx.progress, request=steps.PredictorRequest(
-        space=ctx.space, points=b.points, seed=b.seed, reuse=True, lut=lut, device=ctx.device, **_finetune(ctx)))
+        space=ctx.space, points=b.points, seed=b.seed, reuse=True, lut=lut, device=ctx.device, scheduler=ctx.scheduler,
+        **_finetune(ctx)))
     if not fitted.fitted_now:
         logger.info("  accuracy predictor exists: %s (skipped; 'ffnet-nas fit-predictor --refit-only' refits)",
                     fitted.folder / _predictor_file())
@@ -266,12 +267,13 @@ def _evaluate(ctx, summary: RunSummary, *, found, targets, lut: str, published: 
         top += challengers(found.result.pareto, published_ms[summary.reference], k=b.top, exclude=top)
     points = [Arch.parse(c) for c in top] + ([ref_arch] if ref_arch is not None else [])
     steps.evaluate(workspace=ws, progress=ctx.progress, request=steps.EvaluateRequest(
-        points=tuple(points), lut=lut, device=ctx.device, **_finetune(ctx)))
+        points=tuple(points), lut=lut, device=ctx.device, scheduler=ctx.scheduler, **_finetune(ctx)))
     if ref_arch is not None and b.rounds:
         rounds = refine(workspace=ws, progress=ctx.progress, request=RefineRequest(
             space=ctx.space, targets=targets, reference=ref_arch, reference_ms=published_ms[summary.reference],
             candidates=tuple(top), rounds=b.rounds, points=b.round_points, trials=ctx.budget.search.trials,
-            seed=ctx.budget.search.seed, num_classes=ctx.num_classes, lut=lut, device=ctx.device, **_finetune(ctx)))
+            seed=ctx.budget.search.seed, num_classes=ctx.num_classes, lut=lut, device=ctx.device,
+            scheduler=ctx.scheduler, **_finetune(ctx)))
         summary.rounds = [asdict(r) for r in rounds]
         top += [c for r in rounds for c in r.points]
     rows = evaluated_rows(ws)

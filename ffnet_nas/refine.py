@@ -94,6 +94,7 @@ class RefineRequest:
     seed: int = 0  # round k searches with seed + k
     lut: str | None = None
     device: str = "cpu"
+    scheduler: str | None = None  # a Dask scheduler: the rounds' fine-tunes run on its workers
 
 
 def refine(*, workspace: Workspace, request: RefineRequest, progress: bool = True) -> list[Round]:
@@ -146,7 +147,7 @@ def _round(index: int, *, workspace: Workspace, request: RefineRequest, progress
     if codes:
         steps.evaluate(workspace=ws, progress=progress, request=steps.EvaluateRequest(
             points=tuple(Arch.parse(c) for c in codes), finetune=request.finetune, val_images=request.val_images,
-            lut=request.lut, predictor_dir=fitted.folder, device=request.device))
+            lut=request.lut, predictor_dir=fitted.folder, device=request.device, scheduler=request.scheduler))
     return Round(index, str(fitted.folder), v.n, _plain_tau(v.kendall_tau), tuple(codes))
 
 

@@ -90,6 +90,13 @@ class Workspace:
     def point_resume_path(self, point_hash: str, init: str) -> Path:  # fine-tuning state (deleted when done)
         return self.point_dir(point_hash, init) / "finetune_state.pt"
 
+    def point_row_path(self, point_hash: str, init: str) -> Path:
+        """A Dask worker's row for a point it finished (deleted once the row is in evaluated.csv)."""
+        return self.point_dir(point_hash, init) / "row.json"
+
+    def point_claim_path(self, point_hash: str, init: str) -> Path:  # held (flock) while a worker fine-tunes it
+        return self.point_dir(point_hash, init) / "claim.lock"
+
     @property
     def predictor_dir(self) -> Path:  # the accuracy predictor the first search used
         return self.root / "predictor"

@@ -96,12 +96,14 @@ def read_json(path: str | Path, *, what: str = "file") -> Any:
 
 
 def provenance(**extra: Any) -> dict[str, Any]:
-    """What produced a file: versions, host and time, plus whatever the caller adds (device, dtype, ...)."""
+    """What produced a file: versions, host, process and time, plus whatever the caller adds (device, dtype,
+    ...). The pid tells which worker of a cluster (or rank of a torchrun job) wrote it."""
     import torch
 
     record = {
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "host": platform.node(),
+        "pid": os.getpid(),
         "python": platform.python_version(),
         "torch": str(torch.__version__),  # plain str: weights_only torch.load refuses TorchVersion
         "ffnet_nas": _version(),

@@ -52,6 +52,14 @@ def thread_count(text: str) -> int:
     return n
 
 
+def add_scheduler_arg(parser: argparse.ArgumentParser, *, work: str) -> None:
+    """--scheduler ADDRESS: `work` on a Dask cluster (resolved by ffnet_nas.cluster.scheduler_address)."""
+    parser.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                        help=f"{work} on the Dask cluster at this address (tcp://HOST:8786; default "
+                             "$DASK_SCHEDULER_ADDRESS when set, '' for none); the workdir must be on a filesystem "
+                             "the workers share (docs/scale.md)")
+
+
 def common_options(*, device: str | None = None, threads: bool = False,
                    progress: bool = False) -> argparse.ArgumentParser:
     """A parent parser (`add_parser(..., parents=[common_options(...)])`) with the options commands share.

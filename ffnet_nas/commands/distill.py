@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ffnet_nas.commands._common import common_options
+from ffnet_nas.commands._common import add_scheduler_arg, common_options
 
 
 def _positive(name: str, value: int, minimum: int = 1) -> int:
@@ -32,10 +32,7 @@ def register(subparsers) -> None:
                         "(default: the data the teacher was trained on, else synthetic)")
     p.add_argument("--jobs", type=int, default=1,
                    help="blocks trained in parallel processes, each with cores/N torch threads (default 1)")
-    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
-                   help="train the blocks on the Dask cluster at this address (tcp://HOST:8786; default "
-                        "$DASK_SCHEDULER_ADDRESS when set); the workdir must be on a filesystem the workers share "
-                        "(docs/scale.md). --threads then sets the torch threads of each block (default 1)")
+    add_scheduler_arg(p, work="train the blocks (each with --threads torch threads, default 1)")
     p.add_argument("--steps", type=int, default=300, help="training steps per block (default 300)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--lr", type=float, default=2e-3)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ffnet_nas.commands._common import INITS, common_options
+from ffnet_nas.commands._common import INITS, add_scheduler_arg, common_options
 from ffnet_nas.commands.train_teacher import add_sync_bn_arg
 
 
@@ -46,6 +46,7 @@ def register(sub) -> None:
     add_lut_arg(p)
     add_finetune_args(p)
     add_sync_bn_arg(p)
+    add_scheduler_arg(p, work="fine-tune and score the points (each timed here, where the latency table was measured)")
     p.set_defaults(func=run)
 
 
@@ -68,6 +69,7 @@ def _from_search(workspace, top: int) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     from ffnet_nas import distributed, steps
+    from ffnet_nas.cluster import scheduler_address
     from ffnet_nas.commands.train_teacher import check_batch_split
     from ffnet_nas.workspace import Workspace
     from ffnet_nas.space.arch import resolve
@@ -82,11 +84,15 @@ def run(args: argparse.Namespace) -> int:
     archs = tuple(resolve(p) for p in points)  # every name/code checked before any training starts
     finetune = finetune_config(args)
     check_batch_split(args.batch_size)
+    scheduler = scheduler_address(args.scheduler)
+    if scheduler and distributed.launched() is not None:
+        raise InvalidInput("--scheduler under torchrun: expected one of them (Dask spreads points over workers, "
+                           "torchrun spreads one point over processes)")
     # under torchrun: the process group, this rank's device (cuda -> cuda:LOCAL_RANK); else nothing
     with distributed.session(device=args.device, sync_bn=args.sync_bn) as device:
         result = steps.evaluate(workspace=workspace, request=steps.EvaluateRequest(
             points=archs, finetune=finetune, val_images=args.val_images, init=args.init, redo=args.redo,
-            device=device, lut=args.lut))
+            device=device, lut=args.lut, scheduler=scheduler))
     if distributed.env_rank() != 0:
         return 0  # rank 0 prints the table
     frame = result.rows

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ffnet_nas.commands._common import common_options
+from ffnet_nas.commands._common import add_scheduler_arg, common_options
 from ffnet_nas.commands.evaluate import add_finetune_args, add_lut_arg, finetune_config
 
 
@@ -20,11 +20,13 @@ def register(sub) -> None:
     p.add_argument("--refit-only", action="store_true", help="refit on the evaluated rows, evaluate nothing")
     add_lut_arg(p)
     add_finetune_args(p)
+    add_scheduler_arg(p, work="fine-tune the points")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from ffnet_nas import steps
+    from ffnet_nas.cluster import scheduler_address
     from ffnet_nas.predictors.accuracy import LOO_FILE, PREDICTOR_FILE
     from ffnet_nas.space.searchspace import get_space
     from ffnet_nas.workspace import Workspace
@@ -32,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     workspace = Workspace(args.workdir)
     request = steps.PredictorRequest(refit_only=True) if args.refit_only else steps.PredictorRequest(
         space=get_space(args.space), points=args.n, seed=args.seed, finetune=finetune_config(args),
-        val_images=args.val_images, device=args.device, lut=args.lut)
+        val_images=args.val_images, device=args.device, lut=args.lut, scheduler=scheduler_address(args.scheduler))
     fitted = steps.fit_predictor(workspace=workspace, request=request)
     predictor = fitted.predictor
     v = predictor.validation

@@ -18,7 +18,7 @@ class _Unset(str):
 
 
 def register(sub) -> None:
-    from ffnet_nas.commands._common import BUDGETS, common_options
+    from ffnet_nas.commands._common import BUDGETS, add_scheduler_arg, common_options
 
     p = sub.add_parser("run", parents=[common_options(device=_Unset("cpu"), threads=True, progress=True)],
                        help="the whole pipeline: data, teacher, distill, LUT, predictor, search, evaluate, report",
@@ -36,10 +36,7 @@ def register(sub) -> None:
                    help="micro (seconds, for tests), quick (minutes; default), full")
     p.add_argument("--format", default=None, help="report formats: html,png,svg (default html)")
     p.add_argument("--config", default=None, metavar="FILE", help="run with the settings in this YAML file")
-    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
-                   help="distil blocks and fine-tune candidates on the Dask cluster at this address "
-                        "(tcp://HOST:8786; default $DASK_SCHEDULER_ADDRESS when set); the workdir must be on a "
-                        "filesystem the workers share (docs/scale.md)")
+    add_scheduler_arg(p, work="distil the blocks and fine-tune the design points and candidates")
     p.add_argument("--print-config", action="store_true",
                    help="print every setting this run would use as YAML (for --config) and exit")
     p.set_defaults(func=run)

@@ -45,6 +45,7 @@ class PredictorRequest:
     out_dir: Path | None = None  # None: the workdir's predictor folder
     lut: str | None = None  # the latency table the design's evaluations are timed with
     device: str = "cpu"
+    scheduler: str | None = None  # a Dask scheduler: the design's fine-tunes run on its workers
 
     def __post_init__(self) -> None:
         _check_val_images(self.val_images)
@@ -75,7 +76,7 @@ def fit_predictor(*, workspace: Workspace, request: PredictorRequest, progress: 
             raise InvalidInput("a design is fitted into the workdir's predictor folder; expected refit_only with out_dir")
         predictor = fit_design(workspace=workspace, space=request.space, n=request.points, config=request.finetune,
                                val_images=request.val_images, seed=request.seed, device=request.device,
-                               progress=progress, lut=request.lut)
+                               progress=progress, lut=request.lut, scheduler=request.scheduler)
     return PredictorResult(predictor=predictor, folder=folder, fitted_now=True)
 
 
@@ -161,6 +162,7 @@ class EvaluateRequest:
     lut: str | None = None  # the latency table's name when several fit (predictors.load rule)
     predictor_dir: Path | None = None  # the predictor whose mIoU the rows carry (None: the workdir's)
     device: str = "cpu"
+    scheduler: str | None = None  # a Dask scheduler: the fine-tunes run on its workers (timing stays here)
 
     def __post_init__(self) -> None:
         _check_val_images(self.val_images)
@@ -176,7 +178,7 @@ def evaluate(*, workspace: Workspace, request: EvaluateRequest, progress: bool =
 
     rows = evaluate_points(request.points, workspace=workspace, config=request.finetune, val_images=request.val_images,
                            init=request.init, redo=request.redo, device=request.device, progress=progress,
-                           predictor_dir=request.predictor_dir, lut=request.lut)
+                           predictor_dir=request.predictor_dir, lut=request.lut, scheduler=request.scheduler)
     return EvaluateResult(rows=rows)
 
 

@@ -12,7 +12,8 @@ from ffnet_nas.settings import BlockTrainConfig
 from ffnet_nas.cli import main
 from ffnet_nas.data import make_dataset
 from ffnet_nas.budgets import finetune_config
-from ffnet_nas.evaluate import evaluate_points, point_dir, read_evaluated, select_points
+from ffnet_nas.evaluate import evaluate_points, point_dir, read_evaluated
+from ffnet_nas.fit_predictor import select_points
 from ffnet_nas.fit_predictor import fit_from_table
 from ffnet_nas.workspace import Workspace
 from ffnet_nas.space import Arch, InvalidInput, build_model

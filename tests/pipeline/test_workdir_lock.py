@@ -63,6 +63,17 @@ def test_shared_holders_coexist_but_not_beside_a_writer(tmp_path, holder):
             pass
 
 
+def test_distills_share_the_workdir_and_claim_blocks_instead(tmp_path, holder, capsys):
+    """Blocks are claimed one by one (tests/distill/test_distill_dask.py), so a second distill on the
+    same library gets past the workdir lock (here it stops at the missing teacher), a run does not."""
+    holder(tmp_path, "distill", SHARED)
+    assert main(["distill", "--workdir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "in use" not in err and "teacher" in err
+    assert main(["run", "--budget", "micro", "--workdir", str(tmp_path)]) == 2
+    assert "shared by 'ffnet-nas distill'" in capsys.readouterr().err
+
+
 def test_a_killed_holder_leaves_no_lock_behind(tmp_path, holder):
     proc = holder(tmp_path, "distill")
     with pytest.raises(InvalidInput, match="'ffnet-nas distill'"):
