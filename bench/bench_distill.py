@@ -35,7 +35,8 @@ from ffnet_nas.distill.blocks import StudentBlock, block_io, nsr  # noqa: E402
 from ffnet_nas.distill.choices import space_choices  # noqa: E402
 from ffnet_nas.distill.features import compute_features, load_features, save_features  # noqa: E402
 from ffnet_nas.distill.teacher import weights_digest  # noqa: E402
-from ffnet_nas.distill.library import BlockLibrary, TeacherInfo, distill_library  # noqa: E402
+from ffnet_nas.distill.dispatch import distill_library
+from ffnet_nas.distill.library import BlockLibrary, TeacherInfo  # noqa: E402
 from ffnet_nas.distill.teacher import load_teacher  # noqa: E402
 from ffnet_nas.settings import BlockTrainConfig  # noqa: E402
 from ffnet_nas.space.builder import build_model  # noqa: E402

@@ -1,6 +1,8 @@
-"""Scale-out overhead on this machine: the block library on a Dask cluster of 1 vs 2 workers.
+"""Scale-out overhead on this machine: the block library on a Dask cluster of 1 vs 2 workers, and
+one fine-tune as a 2-process DDP job vs 1 process.
 
     .venv/bin/python -m bench.bench_scale [--blocks 12] [--steps 60] [--input-size 64x128] [--rounds 2]
+        [--ddp-steps 20]       # 0: skip the DDP part (bench/bench_ddp.py, run as a subprocess)
 
 Builds the same block library (the first `--blocks` choices of the mobile space, `--steps` steps
 each, teacher = the quick budget's, random init, features of 64 generated images) three ways,
@@ -25,7 +27,8 @@ from pathlib import Path
 
 
 def _library(root: Path, choices, *, info, train, val, config, scheduler=None) -> float:
-    from ffnet_nas.distill.library import BlockLibrary, distill_library
+    from ffnet_nas.distill.dispatch import distill_library
+    from ffnet_nas.distill.library import BlockLibrary
 
     t0 = time.perf_counter()
     rows = distill_library(choices, library=BlockLibrary(root), teacher=info, train=train, val=val, config=config,
@@ -57,6 +60,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--steps", type=int, default=60)
     ap.add_argument("--input-size", default="64x128")
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--ddp-steps", type=int, default=20)
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     hw = parse_hw(args.input_size)
@@ -99,6 +103,12 @@ def main(argv: list[str] | None = None) -> None:
     print(f"  cluster overhead, 1 worker vs serial: {med['1 worker'] / med['serial']:.2f}x "
           f"({(med['1 worker'] - med['serial']) / len(choices) * 1000:.0f} ms per block)")
     print(f"  cluster start-up (once per cluster): 1 worker {start[1]:.1f} s, 2 workers {start[2]:.1f} s")
+    if args.ddp_steps:
+        import subprocess
+        import sys
+
+        print("one fine-tune, 1 process vs 2 DDP processes (bench.bench_ddp):", flush=True)
+        subprocess.run([sys.executable, "-m", "bench.bench_ddp", "--steps", str(args.ddp_steps)], check=True)
 
 
 if __name__ == "__main__":

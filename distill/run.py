@@ -15,7 +15,8 @@ from pathlib import Path
 
 from ffnet_nas.distill.choices import space_choices
 from ffnet_nas.distill.features import cached_features, compute_features, file_digest
-from ffnet_nas.distill.library import BlockLibrary, TeacherInfo, distill_library
+from ffnet_nas.distill.dispatch import distill_library
+from ffnet_nas.distill.library import BlockLibrary, TeacherInfo
 from ffnet_nas.distill.teacher import load_teacher, weights_digest
 from ffnet_nas.distill.train import FAILED, OK
 from ffnet_nas.settings import BlockTrainConfig

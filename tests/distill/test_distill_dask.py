@@ -20,11 +20,11 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 
 from ffnet_nas.distill.choices import space_choices
 from ffnet_nas.distill.features import compute_features, save_features
-from ffnet_nas.distill.library import BlockLibrary, TeacherInfo, distill_library
+from ffnet_nas.distill.dispatch import distill_library
+from ffnet_nas.distill.library import BlockLibrary, TeacherInfo
 from ffnet_nas.settings import BlockTrainConfig
 from tests.helpers.distill import RandomImages, one_thread, tiny_space, tiny_teacher
 
@@ -54,10 +54,6 @@ def setup(tmp_path_factory):
     train = save_features(root / "train.pt", compute_features(teacher, RandomImages(8), progress=False))
     val = save_features(root / "val.pt", compute_features(teacher, RandomImages(4, seed=1), progress=False))
     return root, TeacherInfo.of(teacher, digest="t0"), train, val
-
-
-def _library_rows(lib: BlockLibrary) -> dict:
-    return {k: r for k, r in lib.rows().items()}
 
 
 def test_a_library_distilled_on_the_cluster_equals_the_serial_one(cluster, setup, tmp_path):
@@ -140,7 +136,8 @@ LOCAL_SCRIPT = textwrap.dedent("""
     import json, sys, torch
     from tests.helpers.distill import tiny_space
     from ffnet_nas.distill.choices import space_choices
-    from ffnet_nas.distill.library import BlockLibrary, TeacherInfo, distill_library
+    from ffnet_nas.distill.dispatch import distill_library
+    from ffnet_nas.distill.library import BlockLibrary, TeacherInfo
     from ffnet_nas.settings import BlockTrainConfig
     torch.set_num_threads(1)
     info = TeacherInfo(**{**json.loads(sys.argv[2]), "channels": tuple(json.loads(sys.argv[2])["channels"])})

@@ -17,7 +17,8 @@ import torch
 from ffnet_nas.distill.assemble import assemble, run_chain, student_chain
 from ffnet_nas.distill.choices import space_choices
 from ffnet_nas.distill.features import FeatureSet, cached_features, compute_features, load_features, save_features
-from ffnet_nas.distill.library import BlockLibrary, TeacherInfo, distill_library
+from ffnet_nas.distill.dispatch import distill_library
+from ffnet_nas.distill.library import BlockLibrary, TeacherInfo
 from ffnet_nas.distill.teacher import load_teacher, save_teacher
 from ffnet_nas.settings import BlockTrainConfig
 from ffnet_nas.space.builder import build_model
@@ -216,7 +217,8 @@ KILL_SCRIPT = textwrap.dedent("""
     from tests.helpers.distill import RandomImages, tiny_space, tiny_teacher
     from ffnet_nas.distill.choices import space_choices
     from ffnet_nas.distill.features import compute_features
-    from ffnet_nas.distill.library import BlockLibrary, TeacherInfo, distill_library
+    from ffnet_nas.distill.dispatch import distill_library
+    from ffnet_nas.distill.library import BlockLibrary, TeacherInfo
     from ffnet_nas.settings import BlockTrainConfig
     torch.set_num_threads(1)
     t = tiny_teacher()
@@ -280,7 +282,8 @@ JOBS_SCRIPT = textwrap.dedent("""
     from tests.helpers.distill import RandomImages, tiny_space, tiny_teacher
     from ffnet_nas.distill.choices import space_choices
     from ffnet_nas.distill.features import compute_features, save_features
-    from ffnet_nas.distill.library import BlockLibrary, TeacherInfo, distill_library
+    from ffnet_nas.distill.dispatch import distill_library
+    from ffnet_nas.distill.library import BlockLibrary, TeacherInfo
     from ffnet_nas.settings import BlockTrainConfig
     torch.set_num_threads(1)
     t = tiny_teacher()

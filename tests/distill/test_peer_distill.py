@@ -12,7 +12,8 @@ import torch
 from ffnet_nas.distill.assemble import assemble, run_chain, student_chain
 from ffnet_nas.distill.choices import ChoiceSpec, arch_choices, space_choices
 from ffnet_nas.distill.features import compute_features
-from ffnet_nas.distill.library import BlockLibrary, TeacherInfo, distill_library
+from ffnet_nas.distill.dispatch import distill_library
+from ffnet_nas.distill.library import BlockLibrary, TeacherInfo
 from ffnet_nas.settings import BlockTrainConfig
 from ffnet_nas.space.builder import build_model
 from ffnet_nas.space.searchspace import from_dict
