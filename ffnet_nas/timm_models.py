@@ -15,7 +15,11 @@ No weights are downloadable from here: `pretrained=True` needs a file (the offic
 dicts load unchanged, wrappers and `module.` prefixes included).
 
 Any other point of the space (a search result, a peer design such as an `upFAM` head or
-`metamixer` blocks) is registered by its code on request:
+`metamixer` blocks) is built by its code through the one generic name `ffnet_nas_arch`:
+
+    timm.create_model("ffnet_nas_arch", arch="stemB-basic-d1.1.1.1-w16.32.48.64-s1-upB-segB-nearest", num_classes=8)
+
+or registered by its code on request:
 
     name = ffnet_nas.timm_models.register_point("stemB-metamixer-d2.2.6.2-w64.128.192.320-s1-upB-segB-nearest")
     timm.create_model(name, num_classes=19)
@@ -44,7 +48,8 @@ from ffnet_nas.space.peers import get_peer, peer_points
 from ffnet_nas.space.checkpoint import extract_state_dict, infer_num_classes, load_state_dict_strict, read_state_dict
 from ffnet_nas.space.errors import InvalidInput
 
-__all__ = ["FFNetFeatures", "code_model_name", "create_ffnet", "register_point", "registered_names"]
+__all__ = ["ARCH_ENTRY", "FFNetFeatures", "code_model_name", "create_ffnet", "ffnet_nas_arch", "register_point",
+           "registered_names"]
 
 ORIGIN_URL = "https://github.com/Qualcomm-AI-research/FFNet"
 PAPER = "Simple and Efficient Architectures for Semantic Segmentation"
@@ -202,6 +207,9 @@ def create_ffnet(
         state = _pretrained_state(cfg, v)
         model = build_model(v.arch, num_classes=infer_num_classes(state) or v.num_classes)
         load_state_dict_strict(model, state, source=f"pretrained weights for {variant}")
+        if num_classes is None and variant.startswith(CODE_PREFIX):
+            # a code's 19 classes are only a default: a found model's own file knows its classes
+            wanted = model.num_classes
         if wanted != model.num_classes and not features_only:
             _reset_classes(model, wanted)
     else:
@@ -256,3 +264,26 @@ def register_point(arch_or_code: "Arch | str") -> str:
 for _name in registered_names():
     globals()[_name] = register_model(_entrypoint(_name))
 del _name
+
+
+ARCH_ENTRY = "ffnet_nas_arch"  # the one generic name: any point by code, `arch=` says which
+
+
+@register_model
+def ffnet_nas_arch(pretrained: bool = False, *, arch: "Arch | str | None" = None, **kwargs: Any) -> nn.Module:
+    """Any point of the space by its arch code (or a published name): a search result taken away.
+
+        timm.create_model("ffnet_nas_arch", arch="stemB-basic-d1.1.1.1-w16.32.48.64-s1-upB-segB-nearest", num_classes=8)
+
+    A thin entry point like the others: it registers the code (`register_point`) and hands the
+    rest to `create_ffnet`, so the model carries the code's own pretrained_cfg (its default input
+    size, classifier, ...) and `pretrained=True` with `pretrained_cfg_overlay=dict(file=...)`
+    loads a checkpoint strictly, as for a published name.
+    """
+    if arch is None or (isinstance(arch, str) and not arch.strip()):
+        raise InvalidInput(f"{ARCH_ENTRY}: expected arch=CODE (an arch code such as those 'ffnet-nas space sample' "
+                           "prints, or a published name)")
+    if not isinstance(arch, (str, Arch)):
+        raise InvalidInput(f"{ARCH_ENTRY}: arch={arch!r}: expected an arch code (text) or an Arch")
+    # timm passes pretrained_cfg=None itself; a cfg asked for by the user belongs to the code's name
+    return create_ffnet(register_point(arch), pretrained, **kwargs)

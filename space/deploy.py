@@ -2,6 +2,8 @@
 
 This module owns the ONNX export (`onnx_model`, `export_onnx`) and its defaults (`DEFAULT_EXPORTER`,
 `DEFAULT_OPSET`, no folding): `ffnet-nas export` and the onnxruntime latency backend both use them.
+Every file `export_onnx` writes names its arch code, classes and input size in its `metadata_props`
+(`read_onnx_metadata`), plus whatever the caller knows about the data (normalisation, class names).
 
 Folding rewrites every convolution that is immediately followed by a BatchNorm into one
 convolution with a bias (W' = W * g / sqrt(v + eps), b' = (b - m) * g / sqrt(v + eps) + beta)
@@ -23,13 +25,16 @@ from __future__ import annotations
 
 import copy
 import io
+import json
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from ffnet_nas.space.arch import Arch
 from ffnet_nas.space.errors import InvalidInput
 from ffnet_nas.space.io import atomic_write_bytes
 from ffnet_nas.space.metamixer import reparameterize
@@ -182,6 +187,45 @@ def onnx_model(
         model.train(was_training)
 
 
+def onnx_metadata_of(model: nn.Module, *, input_hw: tuple[int, int]) -> dict[str, str]:
+    """What any exported FFNet's file says about itself: its arch code, classes and input size.
+
+    Everything else a user needs to feed the file (normalisation, class names, the data it was
+    trained on) belongs to the data, not to the network: callers that know it pass it to
+    `export_onnx(metadata=...)` (`ffnet-nas export` does).
+    """
+    out = {"input_size": f"{int(input_hw[0])}x{int(input_hw[1])}"}
+    arch = getattr(model, "arch", None)
+    if isinstance(arch, Arch):
+        out["arch"] = arch.code
+    num_classes = getattr(model, "num_classes", None)
+    if isinstance(num_classes, int):
+        out["num_classes"] = str(num_classes)
+    return out
+
+
+def _set_metadata(proto, metadata: Mapping[str, object]) -> None:
+    """Add `metadata` to the proto's `metadata_props`, replacing entries of the same key.
+
+    Values that are not text are written as JSON (lists of class names, mean/std), so a reader
+    in any language gets them back with one json parse.
+    """
+    texts = {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in metadata.items() if v is not None}
+    kept = [(p.key, p.value) for p in proto.metadata_props if p.key not in texts]
+    del proto.metadata_props[:]
+    for key, value in [*kept, *texts.items()]:
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+
+
+def read_onnx_metadata(path: str | Path) -> dict[str, str]:
+    """The `metadata_props` of an ONNX file as a dict of strings (JSON values stay text)."""
+    import onnx
+
+    proto = onnx.load(str(path), load_external_data=False)
+    return {p.key: p.value for p in proto.metadata_props}
+
+
 def export_onnx(
     model: nn.Module,
     path: str | Path,
@@ -190,13 +234,17 @@ def export_onnx(
     opset: int = DEFAULT_OPSET,
     batch: int = 1,
     exporter: str = DEFAULT_EXPORTER,
+    metadata: Mapping[str, object] | None = None,
 ) -> Path:
     """Export `model` (eval mode, fixed input shape 1x3xHxW) to ONNX at `path`, atomically.
 
     See `onnx_model` for the exporters. Input and output are named "image" and "logits".
+    The file's `metadata_props` carry `onnx_metadata_of(model)` (arch code, classes, input size)
+    plus `metadata` (non-text values as JSON); `read_onnx_metadata` reads them back.
     """
     x = torch.randn(batch, 3, *input_hw)
     proto = onnx_model(model, (x,), exporter=exporter, opset=opset, input_names=["image"], output_names=["logits"])
+    _set_metadata(proto, {**onnx_metadata_of(model, input_hw=input_hw), **dict(metadata or {})})
     if proto.ByteSize() > ONNX_PROTOBUF_LIMIT:
         raise InvalidInput(f"model too large for a single ONNX file ({proto.ByteSize() / 2**30:.1f} GiB > 2 GiB)")
     return atomic_write_bytes(path, proto.SerializeToString())
