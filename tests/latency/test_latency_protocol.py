@@ -129,7 +129,7 @@ def test_cpu_clock_needs_one_thread_on_cpu():
 
 
 def test_steady_allocator_removes_page_faults_from_repeated_runs():
-    # In a fresh process: the allocator setting is process-wide and earlier tests of a long
+    # In fresh processes: the allocator setting is process-wide and earlier tests of a long
     # session leave arenas and thresholds that blur the count (seen: 3 x pages in a full run).
     import platform
     import subprocess
@@ -138,12 +138,13 @@ def test_steady_allocator_removes_page_faults_from_repeated_runs():
     if platform.system() != "Linux":
         pytest.skip("glibc only")
     script = """
-import resource, torch
+import contextlib, resource, sys, torch
 from ffnet_nas.predictors.latency.protocol import measurement_context, steady_allocator
-if not steady_allocator():
+steady = sys.argv[1] == "steady"
+if steady and not steady_allocator():
     print("skip"); raise SystemExit
 x = torch.randn(10_500_000)  # 42 MB: above glibc's largest mmap threshold (32 MiB)
-with measurement_context("cpu", 1):
+with measurement_context("cpu", 1) if steady else contextlib.nullcontext():
     for _ in range(3):
         x + 1
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
@@ -151,9 +152,18 @@ with measurement_context("cpu", 1):
         x + 1  # with the default allocator: a fresh mmap and ~10,000 page faults per run
     print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before, x.numel() * 4 // 4096)
 """
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120).stdout.split()
+
+    def faults(mode: str) -> list[str]:
+        return subprocess.run([sys.executable, "-c", script, mode], capture_output=True, text=True,
+                              timeout=120).stdout.split()
+
+    out = faults("steady")
     if out == ["skip"]:
         pytest.skip("glibc only")
-    faults, pages = int(out[0]), int(out[1])
-    # Default glibc: a fresh mmap per run, 5 x ~10,250 faults. Steady: the block is reused.
-    assert faults < 2 * pages
+    steady, pages = int(out[0]), int(out[1])
+    default = int(faults("default")[0])
+    # Default glibc: a fresh mmap per run, 5 x ~10,250 faults. Steady: the block is reused; what is
+    # left (measured 0 to ~2 x pages: the kernel's proactive reclaim, DAMON here, takes idle pages
+    # back and they fault in again) stays well below the default's count, measured beside it.
+    assert default >= 4 * pages, (default, pages)  # the default really maps afresh each run
+    assert steady < 0.6 * default, (steady, default, pages)
