@@ -33,7 +33,7 @@ from ffnet_nas.reports import inputs as inp
 from ffnet_nas.reports.families import backbone_kind, family_of_arch
 from ffnet_nas.reports.model import Missing
 from ffnet_nas.reports.style import finite_or_none
-from ffnet_nas.space.arch import Arch
+from ffnet_nas.space.arch import PEER_BLOCK_TYPES, PEER_UP_HEADS, Arch
 from ffnet_nas.space.catalogue import get_variant, name_of
 from ffnet_nas.space.errors import InvalidInput
 from ffnet_nas.space.peers import get_peer, peer_of, peer_points
@@ -85,7 +85,11 @@ def _arch_fields(code: str) -> dict:
         ref = peer_of(arch)
         what = ref.display_name if ref else f"up{arch.up_head} head, {arch.block} blocks [not FFNet]"
         return {"family": f"peer {arch.block} up{arch.up_head}", "family_label": f"peer design: {what}",
-                "three_stage": fam.three_stage, "depth": arch.nominal_depth, "label": ref.name if ref else f"up{arch.up_head}",
+                "three_stage": fam.three_stage, "depth": arch.nominal_depth,
+                # what makes it a peer: the fussier head, the fussier block, or both
+                "label": ref.name if ref else "+".join(
+                    ([arch.block] if arch.block in PEER_BLOCK_TYPES else [])
+                    + ([f"up{arch.up_head}"] if arch.up_head in PEER_UP_HEADS else [])),
                 "name": "", "group": GROUP_PEER, "published": False, "peer": True, "peer_name": ref.name if ref else ""}
     name = name_of(arch) or ""
     kind = backbone_kind(arch.block, arch.widths)
