@@ -27,6 +27,7 @@ from ffnet_nas.distill.dispatch import distill_library
 from ffnet_nas.distill.library import BlockLibrary, TeacherInfo
 from ffnet_nas.settings import BlockTrainConfig
 from tests.helpers.distill import RandomImages, one_thread, tiny_space, tiny_teacher
+from tests.helpers.micro import local_cluster
 
 distributed = pytest.importorskip("distributed")
 
@@ -41,10 +42,7 @@ def _one_thread():
 
 @pytest.fixture(scope="module")
 def cluster():
-    # processes, one thread each: the layout `dask worker --nworkers 2 --nthreads 1` gives on a host
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
-                                  worker_dashboard_address=None) as c:
-        yield c
+    yield from local_cluster()
 
 
 @pytest.fixture(scope="module")

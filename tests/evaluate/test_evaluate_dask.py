@@ -17,19 +17,14 @@ import torch
 
 from ffnet_nas.budgets import finetune_config
 from ffnet_nas.claims import claim
-from ffnet_nas.data import make_dataset
-from ffnet_nas.distill.run import distill_space
-from ffnet_nas.distill.teacher import save_teacher
 from ffnet_nas.evaluate import evaluate_points, read_evaluated
 from ffnet_nas.predictors.latency import predict_latency
-from ffnet_nas.predictors.latency.build import build, make_spec
 from ffnet_nas.predictors.load import load_latency_table
-from ffnet_nas.predictors.latency.protocol import Protocol
-from ffnet_nas.settings import BlockTrainConfig
-from ffnet_nas.space import Arch, build_model
+from ffnet_nas.space import Arch
 from ffnet_nas.space.searchspace import from_dict
 from ffnet_nas.workspace import Workspace
 from tests.helpers.distill import one_thread
+from tests.helpers.micro import local_cluster, micro_workdir
 
 distributed = pytest.importorskip("distributed")
 
@@ -38,7 +33,6 @@ TINY = {"base": "mobile", "name": "tiny", "stems": ["B"], "up_heads": ["B"], "se
         "stages": {4: {"depths": [[1, 2], [1], [1], [1]], "widths": [[16], [32], [48], [64]]}},
         "first_strides": [1, 2], "pre_downs": [False], "input_size": "32x64"}
 CONFIG = finetune_config(steps=3, batch_size=2, checkpoint_every=1)
-FAST = Protocol(warmup_runs=1, warmup_s=0.0, min_repeats=3, max_repeats=4, rel_tol=0.5, max_seconds=0.2)
 SETTINGS = {"config": CONFIG, "val_images": 4, "progress": False}
 
 
@@ -49,25 +43,11 @@ def _one_thread():
 
 @pytest.fixture(scope="module")
 def cluster():
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
-                                  worker_dashboard_address=None) as c:
-        yield c
+    yield from local_cluster()
 
 
 def _workdir(root) -> Workspace:
-    torch.manual_seed(0)
-    space = from_dict(TINY)
-    ws = Workspace(root)
-    train = make_dataset("synthetic", "train", size_hw=HW, cache_dir=ws.data_dir)
-    teacher = build_model("stemB-basic-d1.1.1.1-w16.32.48.64-s1-upB-segB-nearest", num_classes=train.num_classes).eval()
-    save_teacher(ws.teacher_path, teacher, data="synthetic", input_hw=list(HW), miou=0.0)
-    val = make_dataset("synthetic", "val", size_hw=HW, cache_dir=ws.data_dir)
-    distill_space(space, teacher_path=ws.teacher_path, train_data=train, val_data=val, library_dir=ws.library_dir,
-                  data_spec="synthetic", config=BlockTrainConfig(steps=2, batch_size=4), train_images=8, val_images=4,
-                  progress=False)
-    build(lut_dir=ws.lut_dir, space=space, spec=make_spec(device="cpu", input_hw=HW, threads=1, num_classes=8),
-          protocol=FAST, calibrate_n=0, progress=False)
-    return ws
+    return micro_workdir(root, TINY)
 
 
 @pytest.fixture(scope="module")

@@ -2,23 +2,16 @@
 
 import pandas as pd
 import pytest
-import torch
 
-from ffnet_nas.distill.run import distill_space
-from ffnet_nas.distill.teacher import save_teacher
-from ffnet_nas.settings import BlockTrainConfig
-from ffnet_nas.data import make_dataset
 from ffnet_nas.budgets import finetune_config
 from ffnet_nas.evaluate import evaluate_points, read_evaluated
 from ffnet_nas.fit_predictor import fit_from_table
 from ffnet_nas.refine import RefineRequest, beats, best_candidate, challengers, refine
 from ffnet_nas.search.targets import parse_targets
-from ffnet_nas.workspace import Workspace
 from ffnet_nas.predictors.accuracy import AccuracyPredictor
-from ffnet_nas.predictors.latency.build import build, make_spec
-from ffnet_nas.predictors.latency.protocol import Protocol
-from ffnet_nas.space import Arch, build_model
+from ffnet_nas.space import Arch
 from ffnet_nas.space.searchspace import from_dict
+from tests.helpers.micro import micro_workdir
 
 HW = (32, 64)
 TINY = {"base": "mobile", "name": "tiny", "stems": ["B"], "up_heads": ["B"], "seg_heads": ["B", "C"],
@@ -26,7 +19,6 @@ TINY = {"base": "mobile", "name": "tiny", "stems": ["B"], "up_heads": ["B"], "se
         "first_strides": [1, 2], "pre_downs": [False], "input_size": "32x64"}
 CONFIG = finetune_config(steps=2, batch_size=2, checkpoint_every=1)
 VAL_IMAGES = 4
-FAST = Protocol(warmup_runs=1, warmup_s=0.0, min_repeats=3, max_repeats=4, rel_tol=0.5, max_seconds=0.2)
 
 
 def row(miou, ms):
@@ -62,18 +54,8 @@ def test_challengers_are_the_most_accurate_clearly_faster_unpublished_points():
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
-    torch.manual_seed(0)
     space = from_dict(TINY)
-    ws = Workspace(tmp_path_factory.mktemp("refine"))
-    train = make_dataset("synthetic", "train", size_hw=HW, cache_dir=ws.data_dir)
-    teacher = build_model("stemB-basic-d1.1.1.1-w16.32.48.64-s1-upB-segB-nearest", num_classes=train.num_classes).eval()
-    save_teacher(ws.teacher_path, teacher, data="synthetic", input_hw=list(HW), miou=0.0)
-    val = make_dataset("synthetic", "val", size_hw=HW, cache_dir=ws.data_dir)
-    distill_space(space, teacher_path=ws.teacher_path, train_data=train, val_data=val, library_dir=ws.library_dir,
-                  data_spec="synthetic", config=BlockTrainConfig(steps=2, batch_size=4), train_images=8, val_images=4,
-                  progress=False)
-    build(lut_dir=ws.lut_dir, space=space, spec=make_spec(device="cpu", input_hw=HW, threads=1, num_classes=8),
-          protocol=FAST, calibrate_n=0, progress=False)
+    ws = micro_workdir(tmp_path_factory.mktemp("refine"), TINY, hw=HW)
     first = [space.sample(i) for i in range(6)]
     evaluate_points(list(dict.fromkeys(first))[:4], workspace=ws, config=CONFIG, val_images=VAL_IMAGES, progress=False)
     fit_from_table(ws)

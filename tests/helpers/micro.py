@@ -1,0 +1,51 @@
+"""A micro workdir made in seconds (random-init teacher, a tiny space's block library, optionally a
+latency table), and a 2-worker Dask LocalCluster: shared by the evaluation and cluster tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from ffnet_nas.data import make_dataset
+from ffnet_nas.distill.run import distill_space
+from ffnet_nas.distill.teacher import save_teacher
+from ffnet_nas.predictors.latency.build import build, make_spec
+from ffnet_nas.predictors.latency.protocol import Protocol
+from ffnet_nas.settings import BlockTrainConfig
+from ffnet_nas.space import build_model
+from ffnet_nas.space.searchspace import from_dict
+from ffnet_nas.workspace import Workspace
+
+TEACHER_CODE = "stemB-basic-d1.1.1.1-w16.32.48.64-s1-upB-segB-nearest"
+# a latency table in well under a second a unit: good enough to have one, not to trust its figures
+FAST_PROTOCOL = Protocol(warmup_runs=1, warmup_s=0.0, min_repeats=3, max_repeats=4, rel_tol=0.5, max_seconds=0.2)
+
+
+def micro_workdir(root: str | Path, space: dict, *, hw: tuple[int, int] = (32, 64), lut: bool = True) -> Workspace:
+    """Teacher (seeded random init, trained on nothing), the space's block library (2 steps a block)
+    and, with `lut`, a 1-thread CPU latency table of the space at `hw`."""
+    torch.manual_seed(0)
+    ws = Workspace(root)
+    train = make_dataset("synthetic", "train", size_hw=hw, cache_dir=ws.data_dir)
+    teacher = build_model(TEACHER_CODE, num_classes=train.num_classes).eval()
+    save_teacher(ws.teacher_path, teacher, data="synthetic", input_hw=list(hw), miou=0.0)
+    val = make_dataset("synthetic", "val", size_hw=hw, cache_dir=ws.data_dir)
+    distill_space(from_dict(space), teacher_path=ws.teacher_path, train_data=train, val_data=val,
+                  library_dir=ws.library_dir, data_spec="synthetic", config=BlockTrainConfig(steps=2, batch_size=4),
+                  train_images=8, val_images=4, progress=False)
+    if lut:
+        build(lut_dir=ws.lut_dir, space=from_dict(space),
+              spec=make_spec(device="cpu", input_hw=hw, threads=1, num_classes=train.num_classes),
+              protocol=FAST_PROTOCOL, calibrate_n=0, progress=False)
+    return ws
+
+
+def local_cluster():
+    """Generator for a fixture: a real dask.distributed cluster of 2 worker processes, 1 thread each
+    (the layout `dask worker --nworkers 2 --nthreads 1` gives on a host)."""
+    import distributed
+
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                                  worker_dashboard_address=None) as cluster:
+        yield cluster
