@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from typing import Callable, Iterable, Iterator, TypeVar
 
 from ffnet_nas.space.errors import InvalidInput
@@ -25,6 +26,8 @@ logger = logging.getLogger(__name__)
 SCHEDULER_ENV = "DASK_SCHEDULER_ADDRESS"
 INSTALL_HINT = "pip install 'ffnet-nas[cluster]' (or: pip install distributed)"
 CONNECT_TIMEOUT_S = 20
+# what `dask scheduler` prints: PROTOCOL://HOST:PORT (tcp, tls; ws/wss/ucx where installed)
+ADDRESS = re.compile(r"^(?:(?:tcp|tls|ws|wss|ucx)://)?(?:\[[0-9a-fA-F:]+\]|[A-Za-z0-9_.-]+):[0-9]{1,5}$")
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -46,12 +49,24 @@ def _distributed():
 
 def connect(address: str, *, timeout: float = CONNECT_TIMEOUT_S):
     """A `distributed.Client` on `address`; one line (InvalidInput) when nothing answers there."""
+    if not ADDRESS.match(address):
+        # checked here: a Client made on a malformed address fails at once, then hangs for 40 s
+        # in its finaliser and prints a traceback there
+        raise InvalidInput(f"Dask scheduler address {address!r}: expected PROTOCOL://HOST:PORT as 'dask scheduler' "
+                           "prints it, e.g. tcp://10.0.0.5:8786")
     distributed = _distributed()
     try:
         return distributed.Client(address, timeout=timeout, set_as_default=False)
     except (OSError, TimeoutError, ValueError, TypeError) as e:
         raise InvalidInput(f"no Dask scheduler answers at {address!r} within {timeout:g} s ({type(e).__name__}: {e}); "
                            "expected the address of a running 'dask scheduler' (tcp://HOST:8786)") from None
+
+
+def check_scheduler(address: str | None) -> None:
+    """Fail now, in one line, when a scheduler is named but does not answer: not after the minutes
+    of work (teacher features, a teacher) that come before the first task is sent."""
+    if address:
+        connect(address).close()
 
 
 def map_unordered(fn: Callable[[T], R], tasks: Iterable[T], *, address: str, name: str,
@@ -83,4 +98,4 @@ def map_unordered(fn: Callable[[T], R], tasks: Iterable[T], *, address: str, nam
         client.close()
 
 
-__all__ = ["INSTALL_HINT", "SCHEDULER_ENV", "connect", "map_unordered", "scheduler_address"]
+__all__ = ["INSTALL_HINT", "SCHEDULER_ENV", "check_scheduler", "connect", "map_unordered", "scheduler_address"]

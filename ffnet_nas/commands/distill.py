@@ -58,12 +58,13 @@ def run(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.threads)  # checked by the parser (commands._common.thread_count)
-    from ffnet_nas.cluster import scheduler_address
+    from ffnet_nas.cluster import check_scheduler, scheduler_address
 
     scheduler = scheduler_address(args.scheduler)
     if scheduler and args.jobs > 1:
         raise InvalidInput(f"--jobs {args.jobs} with a Dask scheduler ({scheduler}): expected one of them "
                            "(the cluster's workers are the jobs)")
+    check_scheduler(scheduler)
     ws = Workspace(args.workdir)
     space = get_space(args.space)
     config = BlockTrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed)

@@ -69,7 +69,7 @@ def _from_search(workspace, top: int) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     from ffnet_nas import distributed, steps
-    from ffnet_nas.cluster import scheduler_address
+    from ffnet_nas.cluster import check_scheduler, scheduler_address
     from ffnet_nas.commands.train_teacher import check_batch_split
     from ffnet_nas.workspace import Workspace
     from ffnet_nas.space.arch import resolve
@@ -88,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
     if scheduler and distributed.launched() is not None:
         raise InvalidInput("--scheduler under torchrun: expected one of them (Dask spreads points over workers, "
                            "torchrun spreads one point over processes)")
+    check_scheduler(scheduler)
     # under torchrun: the process group, this rank's device (cuda -> cuda:LOCAL_RANK); else nothing
     with distributed.session(device=args.device, sync_bn=args.sync_bn) as device:
         result = steps.evaluate(workspace=workspace, request=steps.EvaluateRequest(

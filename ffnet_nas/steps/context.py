@@ -79,9 +79,9 @@ def open_run(*, workspace: Workspace, config: RunConfig, progress: bool = True,
     spec = make_spec(device=config.device, dtype=budget.latency.dtype, backend=budget.latency.backend,
                      batch=budget.latency.batch, input_hw=budget.input_hw, threads=config.threads, num_classes=1)
     if scheduler:  # a wrong address fails here, not after the teacher's minutes
-        from ffnet_nas.cluster import connect
+        from ffnet_nas.cluster import check_scheduler
 
-        connect(scheduler).close()
+        check_scheduler(scheduler)
     return RunContext(workspace=workspace, config=config, space=space, targets=targets, device_name=spec.device_name,
                       progress=progress, scheduler=scheduler)
 

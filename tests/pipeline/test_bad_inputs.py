@@ -173,6 +173,10 @@ def setup_workdir_in_use(tmp_path):
 
 ROWS = [
     # (id, argv, setup, fragment of the one-line message)
+    ("malformed Dask scheduler address", ["distill", "--scheduler", "not-an-address", "--workdir", "{tmp}/w"], setup_none,
+     "expected PROTOCOL://HOST:PORT"),
+    ("Dask scheduler with --jobs", ["distill", "--scheduler", "tcp://127.0.0.1:8786", "--jobs", "2", "--workdir",
+                                    "{tmp}/w"], setup_none, "expected one of them"),
     ("unknown published name", ["space", "show", "segmentation_ffnet40S_BBB_mobil"], setup_none, "did you mean: segmentation_ffnet40S_BBB_mobile"),
     ("malformed code", ["space", "show", "stemB-basic-d4.5.6-w64.128.192.320-s1-upB-segB-nearest"], setup_none, "widths"),
     ("code with a bad part", ["space", "show", "stemB-basic-d4.5.6.4-w64.128.192.320-s3-upB-segB-nearest"], setup_none, "'s3'"),
