@@ -412,3 +412,14 @@ def get_space(name_or_path: "str | Path | SearchSpace") -> SearchSpace:
     if text.endswith((".yaml", ".yml")) or Path(text).exists():
         return from_yaml(text)
     raise InvalidInput(f"unknown space {text!r}: expected one of {', '.join(BUILTIN)} or a YAML file{closest(text, BUILTIN)}")
+
+
+def get_search_space(name_or_path: "str | Path | SearchSpace") -> SearchSpace:
+    """`get_space` for the steps that distil, fit, search or run over a space: every space but the
+    reference-point ones (`PEER_SPACES`), which exist only so `measure-latency` can place them."""
+    space = get_space(name_or_path)
+    if space.name in PEER_SPACES:
+        raise InvalidInput(f"space {space.name!r} holds the peers' paper-shaped reference points for "
+                           "'measure-latency' only (to place them on the report); expected mobile_peers to distil "
+                           "and search the peer designs")
+    return space

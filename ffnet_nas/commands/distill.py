@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     from ffnet_nas import steps
     from ffnet_nas.settings import BlockTrainConfig
     from ffnet_nas.space.errors import InvalidInput
-    from ffnet_nas.space.searchspace import get_space
+    from ffnet_nas.space.searchspace import get_search_space
     from ffnet_nas.workspace import Workspace
 
     for name in ("jobs", "steps", "batch_size", "train_images", "val_images"):
@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
                            "(the cluster's workers are the jobs)")
     check_scheduler(scheduler)
     ws = Workspace(args.workdir)
-    space = get_space(args.space)
+    space = get_search_space(args.space)
     config = BlockTrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
     # the data defaults to the teacher's, and a data set whose class count differs from the
     # teacher's is refused inside the step

@@ -28,14 +28,14 @@ def run(args: argparse.Namespace) -> int:
     from ffnet_nas import steps
     from ffnet_nas.cluster import check_scheduler, scheduler_address
     from ffnet_nas.predictors.accuracy import LOO_FILE, PREDICTOR_FILE
-    from ffnet_nas.space.searchspace import get_space
+    from ffnet_nas.space.searchspace import get_search_space
     from ffnet_nas.workspace import Workspace
 
     workspace = Workspace(args.workdir)
     scheduler = scheduler_address(args.scheduler)
     check_scheduler(scheduler)
     request = steps.PredictorRequest(refit_only=True) if args.refit_only else steps.PredictorRequest(
-        space=get_space(args.space), points=args.n, seed=args.seed, finetune=finetune_config(args),
+        space=get_search_space(args.space), points=args.n, seed=args.seed, finetune=finetune_config(args),
         val_images=args.val_images, device=args.device, lut=args.lut, scheduler=scheduler)
     fitted = steps.fit_predictor(workspace=workspace, request=request)
     predictor = fitted.predictor

@@ -42,14 +42,14 @@ def run(args: argparse.Namespace) -> int:
     from ffnet_nas.predictors.load import find_lut
     from ffnet_nas.search.targets import parse_targets
     from ffnet_nas.space.errors import InvalidInput
-    from ffnet_nas.space.searchspace import get_space
+    from ffnet_nas.space.searchspace import get_search_space
 
     if args.trials < 1:
         raise InvalidInput(f"--trials {args.trials}: expected a positive number of complete trials")
     if args.evaluate_top < 0:
         raise InvalidInput(f"--evaluate-top {args.evaluate_top}: expected 0 or a positive number of points")
     targets = parse_targets(args.target)  # fail on a malformed target before touching anything
-    space = get_space(args.space)
+    space = get_search_space(args.space)
     ws = Workspace(args.workdir)
     # params and MACs of a point depend on the head's classes: the teacher's, else those the table
     # the search scores latency with was timed for (the step picks that table by the same rule)

@@ -64,11 +64,11 @@ def open_run(*, workspace: Workspace, config: RunConfig, progress: bool = True,
     from ffnet_nas.predictors.latency.build import make_spec
     from ffnet_nas.reports.export import FORMATS
     from ffnet_nas.search.targets import parse_targets
-    from ffnet_nas.space.searchspace import get_space
+    from ffnet_nas.space.searchspace import get_search_space
 
     budget = config.budget
     # The whole run works at the budget's size (the paper's 512x1024 would take hours on a CPU).
-    space = dataclasses.replace(get_space(config.space), input_hw=budget.input_hw)
+    space = dataclasses.replace(get_search_space(config.space), input_hw=budget.input_hw)
     targets = parse_targets(config.target) if config.target else None  # a malformed target fails here
     parse_spec(config.data)
     bad = [f for f in config.formats if f not in FORMATS]

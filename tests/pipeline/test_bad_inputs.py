@@ -173,6 +173,8 @@ def setup_workdir_in_use(tmp_path):
 
 ROWS = [
     # (id, argv, setup, fragment of the one-line message)
+    ("searching the peers' reference-point space", ["search", "--space", "peers_paper", "--target", "latency<25ms",
+                                                    "--workdir", "{tmp}/w"], setup_none, "expected mobile_peers"),
     ("malformed Dask scheduler address", ["distill", "--scheduler", "not-an-address", "--workdir", "{tmp}/w"], setup_none,
      "expected PROTOCOL://HOST:PORT"),
     ("Dask scheduler with --jobs", ["distill", "--scheduler", "tcp://127.0.0.1:8786", "--jobs", "2", "--workdir",
