@@ -20,6 +20,7 @@ from typing import Iterable
 
 import torch
 
+from ffnet_nas.claims import CLAIMED, wait_for_release
 from ffnet_nas.distill.choices import ChoiceSpec
 from ffnet_nas.distill.features import FeatureSet, load_features, plain_provenance
 from ffnet_nas.distill.library import WEIGHT_FORMAT, BlockLibrary, TeacherInfo
@@ -74,7 +75,6 @@ class BlockTask:
     wait: bool = False  # when another process holds the block's claim: wait for it (else skip at once)
 
 
-CLAIMED = "claimed"  # a task's answer when another process holds the block (not a table status)
 
 _FEATURES: dict[tuple[str, int, int], FeatureSet] = {}
 
@@ -201,15 +201,9 @@ def distill_library(choices: Iterable[ChoiceSpec], *, library: BlockLibrary, tea
             # the blocks other processes hold: wait until each is released (finished, or its
             # holder died), then hand them out again; finished ones come back as `reused`
             for task in claimed:
-                wait_for_claim(library.claim_path(task.spec))
+                wait_for_release(library.claim_path(task.spec))
             pending = claimed
     finally:
         bar.close()
     return trained
 
-
-def wait_for_claim(path: Path) -> None:
-    from ffnet_nas.claims import claim
-
-    with claim(path, wait=True):
-        pass

@@ -61,6 +61,18 @@ class TeacherInfo:
         return d
 
 
+def _stored_row(path: Path) -> dict | None:
+    """The table row a block's weight file carries, when the file is readable and its digest
+    matches; None otherwise (the block is then trained again)."""
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+        check_digest(obj, path=path, what="block weights", hint="")
+        row = dict(obj["row"])
+        return row if {"position", "choice"} <= set(row) else None  # a row without its key is no row
+    except Exception:  # noqa: BLE001 - any damage means: train it again
+        return None
+
+
 class BlockLibrary:
     def __init__(self, root: str | Path):
         self.root = Path(root)
@@ -169,13 +181,10 @@ class BlockLibrary:
         folder = self.root / "blocks"
         added = 0
         for path in sorted(folder.glob("*.pt")) if folder.is_dir() else []:
-            try:
-                obj = torch.load(path, map_location="cpu", weights_only=True)
-                check_digest(obj, path=path, what="block weights", hint="")
-                row = obj["row"]
-                key = (str(row["position"]), str(row["choice"]))
-            except Exception:
+            row = _stored_row(path)
+            if row is None:
                 continue  # unreadable: its choice is simply trained again
+            key = (str(row["position"]), str(row["choice"]))
             intact.add(key)
             if key not in rows:
                 rows[key] = row
@@ -218,14 +227,7 @@ class BlockLibrary:
     def intact_row(self, spec: ChoiceSpec) -> dict | None:
         """The row stored in this block's weight file when the file is there and intact, else None."""
         path = self.weight_path(spec)
-        if not path.is_file():
-            return None
-        try:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-            check_digest(obj, path=path, what="block weights", hint="")
-            return dict(obj["row"])
-        except Exception:
-            return None  # damaged: trained again
+        return _stored_row(path) if path.is_file() else None
 
     # ---- blocks ----------------------------------------------------------------------------
     def status(self, position: str, choice: str) -> str | None:

@@ -29,6 +29,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+CLAIMED = "claimed"  # a task's answer when another process holds its claim (not a table status)
+
 
 def _open(path: Path) -> int:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -71,6 +73,12 @@ def claim(path: str | Path, *, wait: bool = False, poll_seconds: float = 0.5) ->
         os.close(fd)  # closing the descriptor releases the flock
 
 
+def wait_for_release(path: str | Path, *, poll_seconds: float = 0.5) -> None:
+    """Return once nobody holds the claim at `path` (its holder finished or died)."""
+    with claim(path, wait=True, poll_seconds=poll_seconds):
+        pass
+
+
 @contextmanager
 def table_lock(table_path: str | Path) -> Iterator[None]:
     """Exclusive while a table shared by several writers is read, changed and written back
@@ -84,4 +92,4 @@ def table_lock(table_path: str | Path) -> Iterator[None]:
         os.close(fd)
 
 
-__all__ = ["claim", "holder", "table_lock"]
+__all__ = ["CLAIMED", "claim", "holder", "table_lock", "wait_for_release"]

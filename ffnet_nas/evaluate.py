@@ -289,7 +289,6 @@ def held_out_miou(codes: Iterable[str], *, workspace: Workspace, val_images: int
 
 # ---- on a Dask cluster ------------------------------------------------------------------------
 
-CLAIMED = "claimed"  # a worker's answer when another process holds the point
 
 
 @dataclass(frozen=True)
@@ -313,7 +312,7 @@ def finetune_on_worker(task: PointTask) -> dict:
     """On a Dask worker: claim the point, fine-tune and score it, write its weights and its row
     (`Workspace.point_row_path`, without latency: that is timed where the table was measured);
     returns the row, or `{"status": CLAIMED}` when another process holds the point."""
-    from ffnet_nas.claims import claim, holder
+    from ffnet_nas.claims import CLAIMED, claim, holder
 
     ws, arch = Workspace(task.workdir), Arch.parse(task.code)
     claim_path = ws.point_claim_path(arch.stable_hash, task.init)
@@ -351,7 +350,7 @@ def _evaluate_on_cluster(archs: list[Arch], *, scheduler: str, workspace: Worksp
                          val_images: int | None, init: str, device: str, predictor_dir: Path | None, lut: str | None,
                          level: int) -> None:
     """Fine-tune `archs` on the cluster's workers; time each here and add its row as it comes back."""
-    from ffnet_nas.claims import claim
+    from ffnet_nas.claims import CLAIMED, wait_for_release
     from ffnet_nas.cluster import map_unordered
     from ffnet_nas.distill.teacher import read_teacher_info
     from ffnet_nas.predictors.load import choose_lut, load_latency_table
@@ -394,6 +393,5 @@ def _evaluate_on_cluster(archs: list[Arch], *, scheduler: str, workspace: Worksp
                 finish(row)
         for task in claimed:  # wait until each is released (finished, or its holder died)
             arch = Arch.parse(task.code)
-            with claim(workspace.point_claim_path(arch.stable_hash, init), wait=True):
-                pass
+            wait_for_release(workspace.point_claim_path(arch.stable_hash, init))
         pending = claimed
