@@ -136,6 +136,7 @@ def _library_logging(level: int, *, rank: int = 0) -> Iterator[None]:
 # what is there: they share it with each other; everything else is the only writer. `space` and
 # `export` write nothing there.
 WORKDIR_LOCK = {"train-teacher": "exclusive", "distill": "shared", "measure-latency": "exclusive",
+                "import-latency": "exclusive",
                 "fit-predictor": "exclusive", "evaluate": "exclusive", "run": "exclusive",
                 "search": "shared", "report": "shared"}
 

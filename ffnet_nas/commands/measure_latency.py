@@ -4,12 +4,22 @@ from __future__ import annotations
 
 import argparse
 
-from ffnet_nas.commands._common import BACKENDS, CLOCKS, DTYPES, ESTIMATORS, common_options
+from ffnet_nas.commands._common import (
+    BACKENDS,
+    CLOCKS,
+    DTYPES,
+    ESTIMATORS,
+    common_options,
+)
+
+PRECISIONS = (*DTYPES, "int8")  # ffnet_nas.predictors.latency.protocol.PRECISIONS
 
 
 def _repeats(text: str) -> tuple[int, int]:
     """'10' -> (10, 100); '10:50' -> (10, 50)."""
-    from ffnet_nas.space.errors import InvalidInput  # not at module level: it loads torch
+    from ffnet_nas.space.errors import (
+        InvalidInput,  # not at module level: it loads torch
+    )
 
     try:
         parts = [int(p) for p in text.split(":")]
@@ -36,7 +46,11 @@ def register(subparsers) -> None:
     p.add_argument("--input-size", default=None, metavar="HxW",
                    help="tensor entering the stem (default: the space's; pre_down points get 2x)")
     p.add_argument("--batch", type=int, default=1)
-    p.add_argument("--dtype", choices=DTYPES, default="fp32", help="arithmetic of the timed networks (default fp32)")
+    p.add_argument("--dtype", choices=DTYPES, default="fp32", help="arithmetic of the timed networks (default fp32); "
+                   "--precision says the same and also takes int8")
+    p.add_argument("--precision", dest="dtype", choices=PRECISIONS, default="fp32",
+                   help="the table's precision: fp32 (default), fp16, bf16, or int8 (ONNX Runtime static QDQ "
+                        "quantisation on cpu, calibrated on the workdir's data; needs --backend onnxruntime)")
     p.add_argument("--backend", choices=BACKENDS, default="eager",
                    help="eager (default), compile (torch.compile) or onnxruntime")
     p.add_argument("--num-classes", type=int, default=None, metavar="N",
@@ -59,6 +73,9 @@ def register(subparsers) -> None:
     p.add_argument("--validate", type=int, default=0, metavar="N",
                    help="also time N random points + every published variant of the space twice, and report errors")
     p.add_argument("--seed", type=int, default=0, help="seed of the validation sample")
+    p.add_argument("--export-units", metavar="DIR", default=None,
+                   help="measure nothing: write one ONNX file per table key plus the --calibrate networks and a "
+                        "manifest.json into DIR, to time on a device this process cannot reach (then import-latency)")
     p.set_defaults(func=run)
 
 
@@ -76,11 +93,13 @@ def run(args: argparse.Namespace) -> int:
     input_hw = parse_hw(args.input_size) if args.input_size else space.input_hw
     # the head is timed for the classes the workdir's models predict (run: the teacher's), not a fixed 19
     num_classes = args.num_classes if args.num_classes is not None else steps.workdir_num_classes(ws, data=args.data)
+    if args.export_units is not None:
+        return _export_units(args, space=space, input_hw=input_hw, num_classes=num_classes)
     spec = make_spec(device=args.device, dtype=args.dtype, backend=args.backend, batch=args.batch,
                      input_hw=input_hw, threads=args.threads, num_classes=num_classes)
     lo, hi = _repeats(args.repeats)
-    changes = dict(min_repeats=lo, max_repeats=hi, rel_tol=args.tolerance, max_seconds=args.max_seconds,
-                   clock=args.clock)
+    changes = {"min_repeats": lo, "max_repeats": hi, "rel_tol": args.tolerance, "max_seconds": args.max_seconds,
+               "clock": args.clock}
     if args.estimator:
         changes["estimator"] = args.estimator
     if args.rounds is not None:
@@ -104,4 +123,22 @@ def run(args: argparse.Namespace) -> int:
             print(f"{label:>13}: n={a.n} median |err| {a.median_abs_pct:.1f}%  within ±10% {a.within_10pct * 100:.0f}%  "
                   f"Spearman {a.spearman:.3f}  Kendall {a.kendall:.3f}")
         print(f"validation: {v.table_path} + {v.summary_path}")
+    return 0
+
+
+def _export_units(args: argparse.Namespace, *, space, input_hw, num_classes: int) -> int:
+    from ffnet_nas.predictors.latency.export_units import export_units
+    from ffnet_nas.space.errors import InvalidInput
+
+    if args.calibrate < 0:
+        raise InvalidInput("--calibrate takes a count >= 0")
+    if not isinstance(args.batch, int) or args.batch < 1:
+        raise InvalidInput(f"--batch {args.batch!r}: expected a positive integer")
+    manifest = export_units(out_dir=args.export_units, space=space, input_hw=input_hw, batch=args.batch,
+                            num_classes=num_classes, calibrate_n=args.calibrate, space_ref=args.space)
+    n_net = len(manifest.networks("calibration"))
+    print(f"exported {len(manifest.units())} unit files and {n_net} calibration networks (fp32 ONNX, "
+          f"{input_hw[0]}x{input_hw[1]}, batch {args.batch}, head of {num_classes} classes) -> {manifest.path}")
+    print("time every file on the device, then: ffnet-nas import-latency TIMES.csv --units "
+          f"{args.export_units} --device-name NAME --runtime RUNTIME --precision P")
     return 0

@@ -18,14 +18,15 @@ onnxruntime is imported lazily: eager users never pay for it.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+import importlib
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import torch
-from torch import nn
-
 from ffnet_nas.predictors.latency.protocol import torch_dtype
 from ffnet_nas.space.deploy import OnnxExport, fold_bn, onnx_model
 from ffnet_nas.space.errors import InvalidInput, closest
+from torch import nn
 
 BACKENDS = ("eager", "compile", "onnxruntime")
 SHIPPED_EXPORT = OnnxExport()  # what `ffnet-nas export` writes by default: dynamo, opset 18, BN not folded
@@ -45,7 +46,7 @@ def check_backend(backend: str, device: str) -> None:
                                f"(has {', '.join(ort.get_available_providers())}); expected onnxruntime-gpu")
         if SHIPPED_EXPORT.exporter == "dynamo":
             try:
-                import onnxscript  # noqa: F401  (the dynamo exporter writes the graph with it)
+                importlib.import_module("onnxscript")  # the dynamo exporter writes the graph with it
             except ImportError:
                 raise InvalidInput("--backend onnxruntime exports like `ffnet-nas export` (dynamo exporter), which "
                                    "needs onnxscript; expected `pip install onnxscript`") from None

@@ -11,11 +11,28 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ffnet_nas.predictors.latency.backends import SHIPPED_EXPORT, check_backend, table_export
+from ffnet_nas.predictors.latency.backends import (
+    SHIPPED_EXPORT,
+    check_backend,
+    table_export,
+)
 from ffnet_nas.predictors.latency.keys import space_units
-from ffnet_nas.predictors.latency.lut import LatencyTable, LutSpec, measure_units, open_table, table_paths
+from ffnet_nas.predictors.latency.lut import (
+    LatencyTable,
+    LutSpec,
+    measure_units,
+    open_table,
+    table_paths,
+)
 from ffnet_nas.predictors.latency.predict import Calibration
-from ffnet_nas.predictors.latency.protocol import Protocol, check_clock, check_dtype, default_threads, device_name, parse_device
+from ffnet_nas.predictors.latency.protocol import (
+    Protocol,
+    check_clock,
+    check_dtype,
+    default_threads,
+    device_name,
+    parse_device,
+)
 from ffnet_nas.space.errors import InvalidInput
 from ffnet_nas.space.io import read_json
 

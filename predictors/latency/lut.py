@@ -14,14 +14,25 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Iterable
 
 from ffnet_nas.predictors.latency.keys import Unit
-from ffnet_nas.predictors.latency.protocol import Protocol, Timing, measurement_context, time_callable
+from ffnet_nas.predictors.latency.protocol import (
+    Protocol,
+    Timing,
+    measurement_context,
+    time_callable,
+)
 from ffnet_nas.space.errors import InvalidInput
-from ffnet_nas.space.io import atomic_write_csv, atomic_write_json, provenance, read_checked_csv, read_json
+from ffnet_nas.space.io import (
+    atomic_write_csv,
+    atomic_write_json,
+    provenance,
+    read_checked_csv,
+    read_json,
+)
 
 COLUMNS = ("key", "kind", "estimate_ms", "median_ms", "p25_ms", "min_ms", "max_ms", "iqr_ms", "n", "stable", "seconds",
            "rounds", "round_ms")
@@ -44,8 +55,11 @@ class LutSpec:
 
     @property
     def slug(self) -> str:
-        dev = "cpu" if self.device == "cpu" else "cuda-" + re.sub(r"[^a-z0-9]+", "-", self.device_name.lower()).strip("-")
+        name = re.sub(r"[^a-z0-9]+", "-", self.device_name.lower()).strip("-")
         h, w = self.input_hw
+        if self.device == "external":  # imported (imported.py): the device's own threads are not ours to name
+            return f"ext-{name}-{self.dtype}-{self.backend}-b{self.batch}-{h}x{w}"
+        dev = "cpu" if self.device == "cpu" else "cuda-" + name
         return f"{dev}-{self.dtype}-{self.backend}-b{self.batch}-{h}x{w}-t{self.threads}"
 
     def to_dict(self) -> dict:
@@ -54,7 +68,7 @@ class LutSpec:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "LutSpec":
+    def from_dict(cls, d: dict) -> LutSpec:
         d = dict(d)
         d["input_hw"] = tuple(d["input_hw"])
         return cls(**{k: d[k] for k in cls.__dataclass_fields__})

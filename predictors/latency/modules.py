@@ -7,11 +7,17 @@ time is the time of exactly that code inside a network.
 from __future__ import annotations
 
 import torch
-from torch import nn
-
 from ffnet_nas.predictors.latency.keys import Unit, network_hw_for
 from ffnet_nas.space.arch import Arch
-from ffnet_nas.space.builder import BLOCKS, Backbone, FFNetHead, GaussianDownsample, build_model, init_weights
+from ffnet_nas.space.builder import (
+    BLOCKS,
+    Backbone,
+    FFNetHead,
+    GaussianDownsample,
+    build_model,
+    init_weights,
+)
+from torch import nn
 
 
 class _Stem(nn.Module):

@@ -19,16 +19,15 @@ from __future__ import annotations
 
 import functools
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Sequence
 
 from ffnet_nas.predictors.latency.keys import units_of
 from ffnet_nas.predictors.latency.lut import LatencyTable, load_table
 from ffnet_nas.space.arch import Arch, resolve
 from ffnet_nas.space.errors import InvalidInput
 from ffnet_nas.space.io import atomic_write_json, read_json
-
 
 MODELS = ("identity", "scale", "line")
 
@@ -52,7 +51,7 @@ class Calibration:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Calibration":
+    def from_dict(cls, d: dict) -> Calibration:
         d = dict(d)
         d["codes"] = tuple(d.get("codes", ()))
         return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
@@ -136,7 +135,7 @@ def load_calibration(table: LatencyTable) -> Calibration | None:
     return Calibration.from_dict(data["calibration"])
 
 
-def _as_table(lut: "LatencyTable | str | Path") -> LatencyTable:
+def _as_table(lut: LatencyTable | str | Path) -> LatencyTable:
     return lut if isinstance(lut, LatencyTable) else _load_cached(*_stamp(Path(lut)))
 
 
@@ -183,7 +182,7 @@ def raw_sum(arch: Arch, table: LatencyTable) -> float:
     return sum(n * table.ms(u.key) for u, n in counts.items())
 
 
-def predict_latency(arch: "Arch | str", lut: "LatencyTable | str | Path", *, calibrated: bool = True,
+def predict_latency(arch: Arch | str, lut: LatencyTable | str | Path, *, calibrated: bool = True,
                     device: str | None = None, dtype: str | None = None, backend: str | None = None,
                     input_hw: tuple[int, int] | None = None, batch: int | None = None,
                     calibration: Calibration | None = None) -> float:

@@ -13,13 +13,23 @@ cannot be judged finer than its ruler.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
 
 from ffnet_nas.predictors.latency.lut import LatencyTable, timing_device
-from ffnet_nas.predictors.latency.predict import Calibration, fit_calibration, raw_sum, save_calibration
-from ffnet_nas.predictors.latency.protocol import Protocol, Timing, measurement_context, time_callable
+from ffnet_nas.predictors.latency.predict import (
+    Calibration,
+    fit_calibration,
+    raw_sum,
+    save_calibration,
+)
+from ffnet_nas.predictors.latency.protocol import (
+    Protocol,
+    Timing,
+    measurement_context,
+    time_callable,
+)
 from ffnet_nas.space.arch import Arch
 from ffnet_nas.space.errors import InvalidInput
 from ffnet_nas.space.io import atomic_write_csv, atomic_write_json, provenance
@@ -55,6 +65,11 @@ def time_arch(arch: Arch, table: LatencyTable, protocol: Protocol) -> Timing:
     from ffnet_nas.predictors.latency.modules import network
 
     spec = table.spec
+    if spec.device == "external":  # imported: the device timed it (or not); this process cannot
+        from ffnet_nas.predictors.latency.import_build import stored_network_ms
+
+        ms = stored_network_ms(table, arch.code)
+        return Timing(estimate_ms=ms, median_ms=ms, p25_ms=ms, min_ms=ms, max_ms=ms, iqr_ms=0.0, n=1, stable=True)
     model, inputs = network(arch, spec.input_hw, spec.batch, num_classes=spec.num_classes)
     fn = prepare(model, inputs, backend=spec.backend, device=spec.device, dtype=spec.dtype, threads=spec.threads)
     return time_callable(fn, device=timing_device(spec), protocol=protocol)
@@ -140,7 +155,7 @@ def agreement(predicted: Sequence[float], reference: Sequence[float]) -> Agreeme
                          kendall=ranks.kendall)
     err = np.abs(p - r) / r * 100
     return Agreement(
-        n=int(len(p)),
+        n=len(p),
         median_abs_pct=float(np.median(err)),
         within_10pct=float(np.mean(err <= 10.0)),
         spearman=ranks.spearman,

@@ -6,9 +6,9 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from ffnet_nas.predictors.latency.protocol import cpu_flags
 
 from ffnet_nas.cli import main
-from ffnet_nas.predictors.latency.protocol import cpu_flags
 
 TINY = {"base": "mobile", "name": "tiny", "stems": ["B"],
         "stages": {4: {"depths": [[1, 2], [1], [1], [1]], "widths": [[16], [32], [48], [64]]}},

@@ -3,7 +3,6 @@
 from collections import Counter
 
 import pytest
-
 from ffnet_nas.predictors.latency.keys import space_units, units_of
 from ffnet_nas.space.arch import Arch
 from ffnet_nas.space.searchspace import from_dict, get_space

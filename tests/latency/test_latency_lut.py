@@ -10,11 +10,19 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
-from ffnet_nas.predictors.latency.backends import LEGACY_EXPORT, SHIPPED_EXPORT, table_export
+from ffnet_nas.predictors.latency.backends import (
+    LEGACY_EXPORT,
+    SHIPPED_EXPORT,
+    table_export,
+)
 from ffnet_nas.predictors.latency.build import build, make_spec
 from ffnet_nas.predictors.latency.keys import space_units
-from ffnet_nas.predictors.latency.lut import COLUMNS, load_table, measure_units, open_table
+from ffnet_nas.predictors.latency.lut import (
+    COLUMNS,
+    load_table,
+    measure_units,
+    open_table,
+)
 from ffnet_nas.predictors.latency.protocol import Protocol
 from ffnet_nas.space.deploy import DEFAULT_EXPORTER, DEFAULT_OPSET, OnnxExport
 from ffnet_nas.space.errors import InvalidInput
@@ -104,7 +112,6 @@ def test_onnxruntime_backend_times_a_unit(tmp_path):
 def test_the_backend_times_the_graph_export_ships(tmp_path):
     import onnx
     import torch
-
     from ffnet_nas.predictors.latency.backends import export_onnx as backend_export
     from ffnet_nas.space import build_model
     from ffnet_nas.space.deploy import export_onnx

@@ -2,9 +2,13 @@
 
 import numpy as np
 import pytest
-
 from ffnet_nas.predictors.latency.keys import space_units
-from ffnet_nas.predictors.latency.lut import LatencyTable, LutSpec, load_table, open_table
+from ffnet_nas.predictors.latency.lut import (
+    LatencyTable,
+    LutSpec,
+    load_table,
+    open_table,
+)
 from ffnet_nas.predictors.latency.predict import (
     Calibration,
     fit_calibration,

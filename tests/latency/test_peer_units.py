@@ -8,7 +8,6 @@ from collections import Counter
 
 import pytest
 import torch
-
 from ffnet_nas.predictors.latency.backends import prepare
 from ffnet_nas.predictors.latency.keys import space_units, units_of
 from ffnet_nas.predictors.latency.modules import unit_inputs, unit_module

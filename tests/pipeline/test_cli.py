@@ -46,7 +46,7 @@ def help_run():
 def test_parser_and_every_command_help_import_no_heavy_library(help_run):
     assert help_run["after_build"] == [] and help_run["after_help"] == [], help_run
     helps = help_run["helps"]
-    assert set(helps) == {"distill", "evaluate", "export", "fit-predictor", "measure-latency", "report", "run",
+    assert set(helps) == {"distill", "evaluate", "export", "fit-predictor", "import-latency", "measure-latency", "report", "run",
                           "search", "space", "train-teacher", "space list", "space show", "space sample"}
     for argv, (code, text) in helps.items():
         assert code == 0 and text.startswith(f"usage: ffnet-nas {argv}"), (argv, text[:200])
