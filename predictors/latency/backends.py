@@ -52,9 +52,14 @@ def check_backend(backend: str, device: str) -> None:
                                    "needs onnxscript; expected `pip install onnxscript`") from None
 
 
-def backend_versions(backend: str) -> dict[str, str]:
-    """Library versions behind a table's times; for onnxruntime also the export that made the graph."""
+def backend_versions(backend: str, dtype: str = "fp32") -> dict[str, str]:
+    """Library versions behind a table's times; for onnxruntime also the export that made the graph,
+    and for int8 the quantisation recipe."""
     out = {"torch": torch.__version__}
+    if dtype == "int8":
+        from ffnet_nas.predictors.latency.int8 import RECIPE
+
+        out["int8"] = ", ".join(f"{k}={v}" for k, v in RECIPE.items())
     if backend == "onnxruntime":
         import onnxruntime as ort
 
@@ -97,7 +102,7 @@ def prepare(module: nn.Module, inputs: tuple[torch.Tensor, ...], *, backend: str
     """Move, convert and wrap; the returned callable runs one forward pass."""
     dt = torch_dtype(dtype)
     if backend == "onnxruntime":
-        return _onnxruntime(module, inputs, device=device, dtype=dt, threads=threads)
+        return _onnxruntime(module, inputs, device=device, dtype=dt, threads=threads, int8=dtype == "int8")
     module = module.to(device=device, dtype=dt).eval()
     xs = tuple(x.to(device=device, dtype=dt) for x in inputs)
     if backend == "compile":
@@ -118,13 +123,18 @@ def export_onnx(module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> bytes:
 
 
 def _onnxruntime(module: nn.Module, inputs: tuple[torch.Tensor, ...], *, device: str, dtype: torch.dtype,
-                 threads: int) -> Callable[[], object]:
+                 threads: int, int8: bool = False) -> Callable[[], object]:
     import onnxruntime as ort
 
     module = module.to(dtype=dtype).eval()
     xs = tuple(x.to(dtype=dtype) for x in inputs)
     with torch.no_grad():
         model_bytes = export_onnx(module, xs)
+    if int8:  # the graph `ffnet-nas export` writes, quantised by the one recipe (int8.py), calibrated on its input
+        from ffnet_nas.predictors.latency.int8 import quantize_onnx, session
+
+        names = [i.name for i in session(model_bytes).get_inputs()]
+        model_bytes = quantize_onnx(model_bytes, [{n: x.numpy() for n, x in zip(names, xs)}])
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1

@@ -18,6 +18,7 @@ onnxruntime (with its `quantization` package) is a dependency of the project; im
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
@@ -51,13 +52,31 @@ def quantize_onnx(model: bytes, calibration: Sequence[Mapping[str, object]]) -> 
         def get_next(self):
             return next(self._it, None)
 
-    with tempfile.TemporaryDirectory(prefix="ffnet-int8-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="ffnet-int8-") as tmp, _quiet_advice():
         src, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
         src.write_bytes(model)
         quantize_static(str(src), str(dst), _Reader(), quant_format=QuantFormat.QDQ,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
                         calibrate_method=CalibrationMethod.MinMax)
         return dst.read_bytes()
+
+
+class _DropAdvice(logging.Filter):
+    # quantize_static logs "Please consider to run pre-processing before quantization" to the root
+    # logger on every call (once per unit); the advice is about accuracy of shape inference, and the
+    # session applies the same graph optimisations anyway
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "pre-processing before quantization" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _quiet_advice():
+    root, f = logging.getLogger(), _DropAdvice()
+    root.addFilter(f)
+    try:
+        yield
+    finally:
+        root.removeFilter(f)
 
 
 def session(model: bytes, *, threads: int = 1):
@@ -90,7 +109,6 @@ def quantize_model(model, calibration) -> bytes:
     """INT8 QDQ ONNX bytes of a torch `model` (eval mode, fixed input shape of one calibration image),
     exported as `ffnet-nas export` does, calibrated on `calibration` ((N, 3, H, W) images)."""
     import torch
-
     from ffnet_nas.predictors.latency.backends import export_onnx
 
     model = model.eval().float()
@@ -135,7 +153,6 @@ def score_int8(model, *, calibration, images: Sequence, num_classes: int, ignore
     """Quantise `model` (calibrated on `calibration`) and score its mIoU on `images` ((image, mask) pairs
     at the calibration images' size); with `fp32_too`, also the fp32 graph on the same images."""
     import torch
-
     from ffnet_nas.predictors.latency.backends import export_onnx
 
     int8 = quantize_model(model, calibration)

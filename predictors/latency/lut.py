@@ -159,7 +159,7 @@ def open_table(lut_dir: str | Path, spec: LutSpec, protocol: Protocol, *, space:
         spec=spec.to_dict(),
         protocol=protocol.to_dict(),
         spaces=spaces,
-        versions=backend_versions(spec.backend),
+        versions=backend_versions(spec.backend, spec.dtype),
         provenance=meta.get("provenance") or provenance(device=spec.device, device_name=spec.device_name,
                                                         dtype=spec.dtype, backend=spec.backend, batch=spec.batch,
                                                         input_size=f"{spec.input_hw[0]}x{spec.input_hw[1]}",

@@ -27,6 +27,8 @@ from dataclasses import asdict, dataclass
 from ffnet_nas.space.errors import InvalidInput, closest
 
 DTYPES = ("fp32", "fp16", "bf16")
+# A table's precision: a float dtype, or int8 (ONNX Runtime static QDQ quantisation, `int8.py`).
+PRECISIONS = (*DTYPES, "int8")
 ESTIMATORS = ("p25", "p10", "median", "mean", "min", "trimmed")
 CLOCKS = ("wall", "cpu")
 _DEVICE_RE = re.compile(r"^(cpu|cuda)(?::(\d+))?$")
@@ -198,8 +200,14 @@ def check_dtype(device: str, dtype: str, backend: str, *, flags: frozenset[str] 
     AVX512-BF16/AMX-BF16 for the same reason. ONNX Runtime's CPU provider runs fp32 only.
     The keyword arguments let tests inject a machine's capabilities.
     """
-    if dtype not in DTYPES:
-        raise InvalidInput(f"unknown dtype {dtype!r}: expected one of {', '.join(DTYPES)}{closest(dtype, DTYPES)}")
+    if dtype not in PRECISIONS:
+        raise InvalidInput(f"unknown dtype {dtype!r}: expected one of {', '.join(PRECISIONS)}{closest(dtype, PRECISIONS)}")
+    if dtype == "int8":
+        # INT8 here is ONNX Runtime's QDQ graph on its CPU provider; torch's eager int8 is another recipe
+        if backend != "onnxruntime" or device != "cpu":
+            raise InvalidInput(f"--precision int8 with --backend {backend} on {device}: INT8 is timed as ONNX "
+                               "Runtime static quantisation on the CPU; expected --backend onnxruntime --device cpu")
+        return
     if device == "cpu":
         if dtype != "fp32" and backend == "onnxruntime":
             raise InvalidInput(f"--dtype {dtype} with --backend onnxruntime on cpu: ONNX Runtime's CPU provider "
@@ -230,7 +238,8 @@ def check_dtype(device: str, dtype: str, backend: str, *, flags: frozenset[str] 
 def torch_dtype(dtype: str):
     import torch
 
-    return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[dtype]
+    # int8 graphs are quantised from the fp32 module (int8.py): the module itself stays fp32
+    return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16, "int8": torch.float32}[dtype]
 
 
 def default_threads() -> int:
