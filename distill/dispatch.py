@@ -73,6 +73,7 @@ class BlockTask:
     threads: int | None = None  # torch threads in the worker (None: leave the process's setting)
     watch_parent: bool = False  # a joblib worker: exit when the distill process dies
     wait: bool = False  # when another process holds the block's claim: wait for it (else skip at once)
+    device: str = "cpu"  # where the student trains (a Dask worker: its own GPU, when it names cuda)
 
 
 
@@ -109,16 +110,16 @@ def distil_block(task: BlockTask, *, train: FeatureSet | None = None, val: Featu
             return {**library.ensure_recorded(done), "reused": True}
         train = train if train is not None else _features(task.train)
         val = val if val is not None else _features(task.val)
-        row = _train_and_save(spec, train, val, task.teacher, task.config, library.weight_path(spec))
+        row = _train_and_save(spec, train, val, task.teacher, task.config, library.weight_path(spec), device=task.device)
         library.ensure_recorded(row)
         return row
 
 
 def _train_and_save(spec: ChoiceSpec, train: FeatureSet, val: FeatureSet, info: TeacherInfo,
-                    config: BlockTrainConfig, out: Path) -> dict:
+                    config: BlockTrainConfig, out: Path, *, device: str = "cpu") -> dict:
     """Train, save the weight file (atomically), return its row."""
     result: BlockResult = train_block(spec, train, val, teacher_channels=info.channels, num_classes=info.num_classes,
-                                      teacher_input_scale=info.input_scale, config=config)
+                                      teacher_input_scale=info.input_scale, config=config, device=device)
     params = sum(v.numel() for k, v in result.state_dict.items()
                  if not k.startswith("out_adapter") and "running" not in k and "num_batches" not in k)
     row = {"position": spec.position, "choice": spec.choice, "status": result.status,
@@ -134,7 +135,7 @@ def _train_and_save(spec: ChoiceSpec, train: FeatureSet, val: FeatureSet, info: 
 def distill_library(choices: Iterable[ChoiceSpec], *, library: BlockLibrary, teacher: TeacherInfo,
                     train: FeatureSet | str | Path, val: FeatureSet | str | Path, config: BlockTrainConfig = BlockTrainConfig(),
                     jobs: int = 1, scheduler: str | None = None, threads: int | None = None, retry_failed: bool = False,
-                    progress: bool = True) -> list[dict]:
+                    device: str = "cpu", progress: bool = True) -> list[dict]:
     """Train every choice not yet in the library; returns the rows trained in this call.
 
     Where the blocks are trained: in this process (jobs 1), in `jobs` local processes (each with
@@ -143,7 +144,8 @@ def distill_library(choices: Iterable[ChoiceSpec], *, library: BlockLibrary, tea
     file paths on a filesystem the workers share: they memory-map them rather than receive copies.
     Each block is claimed (ffnet_nas.claims) by whoever trains it, so other processes on the
     same library (another cluster, a local run) skip it; once every other block is done, the
-    blocks claimed elsewhere are waited for and trained here if their holder died.
+    blocks claimed elsewhere are waited for and trained here if their holder died. `device`: where
+    each student trains (the features are read from the memory-mapped cache batch by batch).
     """
     from tqdm.auto import tqdm
 
@@ -164,7 +166,7 @@ def distill_library(choices: Iterable[ChoiceSpec], *, library: BlockLibrary, tea
     paths = (str(Path(train).resolve()), str(Path(val).resolve())) if parallel else (None, None)
     worker_threads = (threads or 1) if scheduler else max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None
     tasks = [BlockTask(spec=s, library=str(library.root.resolve()), train=paths[0], val=paths[1], teacher=teacher,
-                       config=config, threads=worker_threads, watch_parent=jobs > 1) for s in todo]
+                       config=config, threads=worker_threads, watch_parent=jobs > 1, device=device) for s in todo]
     if not parallel:  # in-memory sets (or files read once here), not one load per block
         train = load_features(train) if isinstance(train, (str, Path)) else train
         val = load_features(val) if isinstance(val, (str, Path)) else val

@@ -60,20 +60,21 @@ def teacher_features(teacher: torch.nn.Module, x: torch.Tensor) -> dict[str, tor
 
 def compute_features(teacher: torch.nn.Module, dataset, *, limit: int | None = None, batch_size: int = 16,
                      dtype: torch.dtype = torch.float16, progress: bool = True, desc: str = "teacher features",
-                     meta: dict | None = None) -> FeatureSet:
-    """Teacher features for the first `limit` items of `dataset` (any `ds[i] -> (image, mask)`)."""
+                     meta: dict | None = None, device: str = "cpu") -> FeatureSet:
+    """Teacher features for the first `limit` items of `dataset` (any `ds[i] -> (image, mask)`),
+    the teacher run on `device`, the features kept in host memory (then in the on-disk cache)."""
     from tqdm.auto import tqdm
 
     n = len(dataset) if limit is None else min(limit, len(dataset))
     if n == 0:
         raise InvalidInput("the data set is empty: expected at least one image to compute teacher features from")
-    teacher.eval()
+    teacher.to(device).eval()
     chunks: dict[str, list[torch.Tensor]] = {k: [] for k in FEATURE_KEYS}
     started = time.perf_counter()
     for lo in tqdm(range(0, n, batch_size), desc=desc, disable=not progress, unit="batch"):
-        images = torch.stack([dataset[i][0] for i in range(lo, min(n, lo + batch_size))])
+        images = torch.stack([dataset[i][0] for i in range(lo, min(n, lo + batch_size))]).to(device)
         for k, v in teacher_features(teacher, images).items():
-            chunks[k].append(v.to(dtype))
+            chunks[k].append(v.to(dtype).cpu())
     meta = dict(meta or {}, n=n, dtype=str(dtype).removeprefix("torch."), seconds=round(time.perf_counter() - started, 3))
     return FeatureSet({k: torch.cat(v) for k, v in chunks.items()}, meta)
 

@@ -38,7 +38,7 @@ def distill_space(space, *, teacher_path: str | Path, train_data, val_data, libr
                   data_spec: str = "", config: BlockTrainConfig = BlockTrainConfig(), jobs: int = 1,
                   scheduler: str | None = None, threads: int | None = None,
                   train_images: int | None = 256, val_images: int | None = 64, retry_failed: bool = False,
-                  progress: bool = True) -> DistillSummary:
+                  device: str = "cpu", progress: bool = True) -> DistillSummary:
     teacher = load_teacher(teacher_path)
     info = TeacherInfo.of(teacher, digest=weights_digest(teacher.arch.code, teacher.num_classes, teacher.state_dict()))
     library = BlockLibrary(library_dir)
@@ -56,12 +56,12 @@ def distill_space(space, *, teacher_path: str | Path, train_data, val_data, libr
                    "n": min(limit, len(data)) if limit else len(data)}
             path = library.root / "features" / f"{split}.pt"
             cached_features(path, key, lambda d=data, n=limit, s=split: compute_features(
-                teacher, d, limit=n, progress=progress, desc=f"teacher features ({s})"))
+                teacher, d, limit=n, progress=progress, desc=f"teacher features ({s})", device=device))
             paths.append(path)
     rows = distill_library(pending, library=library, teacher=info,
                            train=paths[0] if paths else None, val=paths[1] if paths else None,
                            config=config, jobs=jobs, scheduler=scheduler, threads=threads, retry_failed=retry_failed,
-                           progress=progress)
+                           device=device, progress=progress)
     wanted = {(c.position, c.choice) for c in choices}
     all_rows = library.rows()
     failed = tuple(f"{p}:{c}: {r['message']}" for (p, c), r in all_rows.items()

@@ -137,6 +137,7 @@ class TeacherMeta:
     class_names: tuple[str, ...]
     miou: float | None
     digest: str  # weights_digest: the id the block library and feature caches bind to
+    source: str | None = None  # "trained", or the file the weights were loaded from
 
     @property
     def channels(self) -> tuple[int, ...]:
@@ -173,7 +174,8 @@ def read_teacher_info(path: str | Path) -> TeacherMeta:
                        ignore_index=int(obj.get("ignore_index", IGNORE_INDEX)),
                        class_names=tuple(str(c) for c in obj.get("class_names") or ()),
                        miou=None if miou is None else float(miou),
-                       digest=weights_digest(arch.code, int(obj["num_classes"]), obj["state_dict"]))
+                       digest=weights_digest(arch.code, int(obj["num_classes"]), obj["state_dict"]),
+                       source=None if obj.get("source") is None else str(obj["source"]))
     if key is not None:
         if len(_META_CACHE) > 16:
             _META_CACHE.clear()

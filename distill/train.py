@@ -20,6 +20,7 @@ from ffnet_nas.distill.blocks import StudentBlock, block_io, nsr, nsr_terms
 from ffnet_nas.distill.choices import ChoiceSpec
 from ffnet_nas.distill.features import FeatureSet
 from ffnet_nas.settings import BlockTrainConfig
+from ffnet_nas.space.errors import InvalidInput
 
 OK, FAILED = "ok", "failed"
 
@@ -41,9 +42,17 @@ def _finite(x: float) -> bool:
 
 
 def train_block(spec: ChoiceSpec, train: FeatureSet, val: FeatureSet, *, teacher_channels: tuple[int, ...],
-                num_classes: int, teacher_input_scale: int, config: BlockTrainConfig = BlockTrainConfig()) -> BlockResult:
+                num_classes: int, teacher_input_scale: int, config: BlockTrainConfig = BlockTrainConfig(),
+                device: str = "cpu") -> BlockResult:
+    """`device`: where the student trains; the features stay where they are (memory-mapped on
+    disk) and only each batch is moved there."""
+    device = torch.device(device)
+    if config.amp == "fp16" and device.type != "cuda":
+        raise InvalidInput(f"amp fp16 on {device}: float16 autocast needs a CUDA device; expected amp bf16 on the CPU")
     torch.manual_seed(config.seed)
-    student = StudentBlock(spec, teacher_channels=teacher_channels, num_classes=num_classes)
+    student = StudentBlock(spec, teacher_channels=teacher_channels, num_classes=num_classes).to(device)
+    autocast = _autocast(config.amp, device)
+    scaler = torch.amp.GradScaler(device.type) if config.amp == "fp16" else None
     # Adam + cosine decay: few steps per block, so no warm-up phase to waste them on
     opt = torch.optim.AdamW(student.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, config.steps))
@@ -53,34 +62,56 @@ def train_block(spec: ChoiceSpec, train: FeatureSet, val: FeatureSet, *, teacher
     student.train()
     for step in range(config.steps):
         index = torch.randint(len(train), (min(config.batch_size, len(train)),), generator=gen)
-        x, target = block_io(spec, train.batch(index), teacher_input_scale=teacher_input_scale)
-        loss = nsr(student(x), target)
+        x, target = block_io(spec, _to(train.batch(index), device), teacher_input_scale=teacher_input_scale)
+        with autocast():
+            out = student(x)
+        loss = nsr(out.float(), target)
         if not torch.isfinite(loss):
             status, message = FAILED, f"training loss became {loss.item()} at step {step}"
             break
         opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+        else:
+            loss.backward()
+            opt.step()
         sched.step()
         if step >= config.steps - max(1, config.steps // 10):
             tail.append(loss.item())
     nsr_val = evaluate_block(student, spec, val, teacher_input_scale=teacher_input_scale,
-                             batch_size=config.eval_batch_size)
+                             batch_size=config.eval_batch_size, device=device)
     if status == OK and not _finite(nsr_val):
         status, message = FAILED, f"held-out NSR is {nsr_val}"
     return BlockResult(spec=spec, status=status, nsr_val=nsr_val, nsr_train=sum(tail) / len(tail) if tail else float("nan"),
                        steps=step + 1 if config.steps else 0, seconds=time.perf_counter() - started,
-                       message=message, state_dict={k: v.detach().clone() for k, v in student.state_dict().items()})
+                       message=message, state_dict={k: v.detach().cpu().clone() for k, v in student.state_dict().items()})
+
+
+def _to(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    return batch if device.type == "cpu" else {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+def _autocast(amp: str | None, device: torch.device):
+    import contextlib
+
+    if amp is None:
+        return contextlib.nullcontext
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[amp]
+    return lambda: torch.autocast(device_type=device.type, dtype=dtype)
 
 
 @torch.no_grad()
 def evaluate_block(student: StudentBlock, spec: ChoiceSpec, val: FeatureSet, *, teacher_input_scale: int,
-                   batch_size: int = 16) -> float:
-    """Pooled held-out NSR: sum ||S-T||^2 / sum ||T||^2 over the validation set, eval mode."""
+                   batch_size: int = 16, device: str | torch.device = "cpu") -> float:
+    """Pooled held-out NSR: sum ||S-T||^2 / sum ||T||^2 over the validation set, eval mode, in
+    float32 (the score does not depend on the training precision)."""
+    device = torch.device(device)
     student.eval()
     noise = signal = 0.0
     for lo in range(0, len(val), batch_size):
-        x, target = block_io(spec, val.batch(range(lo, min(len(val), lo + batch_size))),
+        x, target = block_io(spec, _to(val.batch(range(lo, min(len(val), lo + batch_size))), device),
                              teacher_input_scale=teacher_input_scale)
         n, s = nsr_terms(student(x), target)
         noise, signal = noise + n.item(), signal + s.item()

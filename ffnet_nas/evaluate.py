@@ -45,7 +45,9 @@ logger = logging.getLogger(__name__)
 
 INITS = ("distilled", "random")
 COLUMNS = (
-    "code", "name", "init", "params", "macs", "input_hw",
+    # input_hw: the deployment input the latency and the MACs are at (the latency table's size);
+    # train_hw: the crop the point was fine-tuned on and scored at
+    "code", "name", "init", "params", "macs", "input_hw", "train_hw",
     "predicted_latency_ms", "measured_latency_ms", "latency_table",
     "predicted_miou", "measured_miou", "steps", "seconds", "checkpoint",
 )
@@ -186,10 +188,12 @@ def _finish_point(arch: Arch, *, workspace: Workspace, config: TrainConfig, init
     predicted_ms = measured_ms = None
     if r.table is not None:
         predicted_ms, measured_ms = _latency(arch, r.table)
-    cx = complexity(arch, r.input_hw, num_classes=r.num_classes)
+    deploy_hw = tuple(r.table.spec.input_hw) if r.table is not None else r.input_hw
+    # the network's own input: a pre_down point takes twice the table's size, as the table timed it
+    cx = complexity(arch, (deploy_hw[0] * arch.input_scale, deploy_hw[1] * arch.input_scale), num_classes=r.num_classes)
     return {
         "code": arch.code, "name": name_of(arch), "init": init, "params": cx.params, "macs": cx.macs,
-        "input_hw": f"{r.input_hw[0]}x{r.input_hw[1]}",
+        "input_hw": f"{deploy_hw[0]}x{deploy_hw[1]}", "train_hw": f"{r.input_hw[0]}x{r.input_hw[1]}",
         "predicted_latency_ms": predicted_ms, "measured_latency_ms": measured_ms,
         "latency_table": r.table.path.name if r.table is not None else None,
         "predicted_miou": r.predicted_miou(arch), "measured_miou": 100 * score.miou,

@@ -41,6 +41,9 @@ class RunSummary:
     budget: str
     space: str
     device: str
+    data: str = "synthetic"
+    train_hw: list | None = None  # the crop every training step used
+    input_hw: list | None = None  # the deployment input: latency table, target, timings, MACs
     target: str = ""
     reference: str | None = None  # the published variant nearest the target (what the user would pick)
     best: dict | None = None  # the best evaluated search point
@@ -118,7 +121,10 @@ def run_pipeline(*, workspace: Workspace, config: RunConfig, progress: bool = Tr
         torch.set_num_threads(config.threads)  # training and evaluation too, not only the latency table
     # every input checked: no work yet
     ctx = steps.open_run(workspace=workspace, config=config, progress=progress, scheduler=scheduler)
-    summary = RunSummary(budget=config.budget.name, space=ctx.space.name, device=ctx.device_name)
+    summary = RunSummary(budget=config.budget.name, space=ctx.space.name, device=ctx.device_name, data=config.data,
+                         train_hw=list(ctx.train_hw), input_hw=list(ctx.input_hw))
+    logger.info("data %s; training at %dx%d, deployment input %dx%d (latency, target, MACs)", config.data,
+                *ctx.train_hw, *ctx.input_hw)
 
     with _Step(summary, "teacher"):
         ctx = _teacher(ctx, summary)
@@ -158,12 +164,17 @@ def _config_record(config: RunConfig) -> dict:
 def _teacher(ctx, summary: RunSummary):
     from ffnet_nas import steps
 
-    ws, b = ctx.workspace, ctx.budget.teacher
+    ws, b, c = ctx.workspace, ctx.budget.teacher, ctx.config
+    given = _path(c.teacher)
     result = steps.train_teacher(workspace=ws, device=ctx.device, progress=ctx.progress, request=steps.TeacherRequest(
-        arch=b.arch, steps=b.steps, data=ctx.config.data, batch_size=b.batch_size, input_hw=ctx.budget.input_hw, lr=b.lr,
-        optimizer=b.optimizer, checkpoint_every=b.checkpoint_every, seed=b.seed, eval_images=b.val_images, reuse=True))
+        arch=b.arch, steps=b.steps, data=c.data, batch_size=b.batch_size, input_hw=ctx.train_hw, lr=b.lr,
+        optimizer=b.optimizer, checkpoint_every=b.checkpoint_every, seed=b.seed, eval_images=b.val_images,
+        workers=c.workers, checkpoint=given, init=_path(c.init.removeprefix("imagenet:") if c.init else None),
+        amp=c.amp, reuse=True))
     if result.run is None:
         logger.info("  teacher exists: %s (skipped)", ws.teacher_path)
+    elif given is not None:
+        logger.info("  teacher loaded from %s (not trained)", given)
     summary.files["teacher"] = str(ws.teacher_path)
     return ctx.with_teacher(result.meta)  # read once; every later step takes it from the context
 
@@ -172,9 +183,10 @@ def _distill(ctx, summary: RunSummary) -> None:
     from ffnet_nas import steps
 
     b = ctx.budget.distill
+    block = dataclasses.replace(b.block, amp=ctx.config.amp) if ctx.config.amp else b.block
     result = steps.distill(workspace=ctx.workspace, progress=ctx.progress, request=steps.DistillRequest(
-        space=ctx.space, config=b.block, train_images=b.train_images, val_images=b.val_images, data=ctx.config.data,
-        input_hw=ctx.budget.input_hw, scheduler=ctx.scheduler, threads=ctx.threads))
+        space=ctx.space, config=block, train_images=b.train_images, val_images=b.val_images, data=ctx.config.data,
+        input_hw=ctx.train_hw, scheduler=ctx.scheduler, threads=ctx.threads, device=ctx.device))
     s = result.summary
     logger.info("  block library: %d choices, %d trained now, %d already there -> %s", s.choices, s.trained, s.skipped,
                 s.table_path)
@@ -188,7 +200,7 @@ def _latency(ctx, summary: RunSummary):
     from ffnet_nas.predictors.latency.build import make_spec
 
     b = ctx.budget.latency
-    spec = make_spec(device=ctx.device, dtype=b.dtype, backend=b.backend, batch=b.batch, input_hw=ctx.budget.input_hw,
+    spec = make_spec(device=ctx.device, dtype=b.dtype, backend=b.backend, batch=b.batch, input_hw=ctx.input_hw,
                      threads=ctx.threads, num_classes=ctx.num_classes)
     built = steps.measure_latency(workspace=ctx.workspace, progress=ctx.progress, request=steps.LatencyRequest(
         space=ctx.space, spec=spec, protocol=b.protocol, calibrate=b.calibrate, validate=b.validate,
@@ -205,8 +217,15 @@ def _predicted_ms(points: dict, table) -> dict[str, float]:
 
 
 def _finetune(ctx) -> dict:
-    e = ctx.budget.evaluate
-    return {"finetune": e.finetune, "val_images": e.val_images}
+    e, c = ctx.budget.evaluate, ctx.config
+    finetune = dataclasses.replace(e.finetune, amp=c.amp, num_workers=c.workers) if c.amp or c.workers else e.finetune
+    return {"finetune": finetune, "val_images": e.val_images}
+
+
+def _path(value: str | None):
+    from pathlib import Path
+
+    return None if value is None else Path(value).expanduser().resolve()
 
 
 def _predictor(ctx, *, lut: str) -> None:
@@ -305,6 +324,9 @@ def _plain(row: dict | None) -> dict | None:
 def describe(summary: RunSummary) -> list[str]:
     """The closing lines the CLI prints."""
     lines = [f"space {summary.space}, budget {summary.budget}, device {summary.device}, target {summary.target}"]
+    if summary.input_hw:
+        lines.append(f"data {summary.data}, trained at {_hw(summary.train_hw)}, deployment input {_hw(summary.input_hw)} "
+                     "(latency, target and MACs are at this size)")
     if summary.best:
         b = summary.best
         lines.append(f"best found: {b['code']}  mIoU {b['measured_miou']:.2f}  "
@@ -328,6 +350,10 @@ def describe(summary: RunSummary) -> list[str]:
     lines.append("time per step (s): " + ", ".join(f"{k} {v}" for k, v in summary.seconds.items()))
     lines += [f"wrote {k}: {v}" for k, v in summary.files.items()]
     return lines
+
+
+def _hw(hw) -> str:
+    return f"{hw[0]}x{hw[1]}" if hw else "?"
 
 
 def _ms(value) -> str:

@@ -5,7 +5,7 @@
     config = load_config("run.yaml")        # `ffnet-nas run --config run.yaml`
 
 `to_yaml` writes every setting (budget name, sizes, step counts, trials, seeds, target, space,
-device, threads, formats), so the file a user edits is complete and `load_config(to_yaml(c))`
+data, teacher, init, device, amp, workers, threads, formats), so the file a user edits is complete and `load_config(to_yaml(c))`
 gives back `c`. A file may also be partial: what it leaves out comes from the budget it names
 (`budget: {name: micro, search: {trials: 50}}`, or just `budget: micro`; default quick).
 
@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ffnet_nas.budgets import DEFAULT_BUDGET, Budget, budget_dict, get_budget
+from ffnet_nas.settings import AMP_DTYPES
 from ffnet_nas.space.errors import InvalidInput, closest
 
 HEADER = """\
@@ -32,7 +33,10 @@ HEADER = """\
 #   ffnet-nas run --config THIS_FILE [--workdir DIR]
 # Flags given on the command line override the file. Leave a key out to take the value of the
 # budget named in budget.name. target: null means the median predicted latency of the space's
-# published variants; threads: null means torch's default.
+# published variants; threads: null means torch's default. budget.train_hw is the crop every
+# training step uses; budget.input_hw the deployment input (latency, target, MACs), null: the
+# space's paper resolution. teacher: a teacher file or official weights (no teacher training);
+# init: imagenet:FILE starts the teacher's backbone there. amp: bf16 | fp16 | null.
 """
 
 
@@ -40,21 +44,40 @@ HEADER = """\
 class RunConfig:
     budget: Budget
     space: str = "mobile"  # built-in space name or YAML file
-    data: str = "synthetic"  # the data set the teacher is trained on (the embedded one by default)
+    # the data every step uses: teacher, distillation, fine-tuning, scoring and the held-out check
+    data: str = "synthetic"
+    # a teacher the user already has (one of our teacher files, or official FFNet weights for the
+    # budget's teacher arch, loaded strictly): no teacher training
+    teacher: str | None = None
+    # where a trained teacher's backbone starts: "imagenet:FILE" (an official classification checkpoint)
+    init: str | None = None
     target: str | None = None  # e.g. "latency<25ms"; None: the median of the published variants
-    device: str = "cpu"
+    device: str = "cpu"  # every step: teacher, distillation, fine-tuning, scoring, latency
+    amp: str | None = None  # mixed precision of every training step: bf16 | fp16 (CUDA only) | null
+    workers: int = 0  # DataLoader worker processes of every training step
     threads: int | None = None
     formats: tuple[str, ...] = ("html",)  # report formats
 
     def __post_init__(self) -> None:
         if self.threads is not None and (isinstance(self.threads, bool) or self.threads < 1):
             raise InvalidInput(f"threads={self.threads!r}: expected a positive integer or null")
+        if self.amp is not None and self.amp not in AMP_DTYPES:
+            raise InvalidInput(f"amp={self.amp!r}: expected {' or '.join(AMP_DTYPES)} (or null: float32)")
+        if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 0:
+            raise InvalidInput(f"workers={self.workers!r}: expected 0 or more data-loader workers")
+        if self.init is not None and not (isinstance(self.init, str) and self.init.startswith("imagenet:")
+                                          and len(self.init) > len("imagenet:")):
+            raise InvalidInput(f"init={self.init!r}: expected imagenet:FILE (an official ImageNet checkpoint)")
+        if self.teacher is not None and self.init is not None:
+            raise InvalidInput("teacher and init both given: expected one (a given teacher is not trained, so it "
+                               "has no initialisation)")
         if not self.formats:
             raise InvalidInput("formats=[]: expected at least one of html, png, svg")
 
 
 def config_dict(config: RunConfig) -> dict:
-    return {"space": config.space, "data": config.data, "target": config.target, "device": config.device,
+    return {"space": config.space, "data": config.data, "teacher": config.teacher, "init": config.init,
+            "target": config.target, "device": config.device, "amp": config.amp, "workers": config.workers,
             "threads": config.threads, "formats": list(config.formats), "budget": budget_dict(config.budget)}
 
 
@@ -109,13 +132,17 @@ def config_from_dict(data: Any) -> RunConfig:
     return _build(RunConfig, {**data, "budget": budget}, base=defaults, path="")
 
 
-def with_overrides(config: RunConfig, **given: Any) -> RunConfig:
+def with_overrides(config: RunConfig, *, train_hw: tuple[int, int] | None = None,
+                   input_hw: tuple[int, int] | None = None, **given: Any) -> RunConfig:
     """`config` with the settings given on the command line (None: not given) put in; `budget` is a
-    name: that budget replaces the file's."""
+    name: that budget replaces the file's. `train_hw` / `input_hw` (--train-size / --input-size)
+    replace the budget's sizes, after any budget change."""
     changes = {k: v for k, v in given.items() if v is not None}
     if "budget" in changes:
         changes["budget"] = get_budget(changes["budget"])
-    return dataclasses.replace(config, **changes)
+    config = dataclasses.replace(config, **changes)
+    sizes = {k: v for k, v in (("train_hw", train_hw), ("input_hw", input_hw)) if v is not None}
+    return dataclasses.replace(config, budget=dataclasses.replace(config.budget, **sizes)) if sizes else config
 
 
 # ---- the generic part: a dataclass from plain values, with the key path in every error -----------
@@ -190,4 +217,4 @@ def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 
 
-__all__ = ["RunConfig", "config_dict", "config_from_dict", "load_config", "to_yaml", "with_overrides"]
+__all__ = ["AMP_DTYPES", "RunConfig", "config_dict", "config_from_dict", "load_config", "to_yaml", "with_overrides"]

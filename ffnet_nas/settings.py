@@ -26,6 +26,7 @@ from ffnet_nas.space.errors import InvalidInput
 
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("poly", "cosine", "constant")
+AMP_DTYPES = ("bf16", "fp16")  # mixed precision (torch.autocast dtypes)
 # A learning rate above this is a typo (1e2 for 1e-2), not a setting: no recipe here comes near it.
 MAX_LR = 10.0
 
@@ -63,8 +64,12 @@ class _Settings:
             raise self._bad(name, expected)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain values by field name (what `from_dict` takes back; same as dataclasses.asdict)."""
-        return dataclasses.asdict(self)  # type: ignore[call-overload]
+        """Plain values by field name (what `from_dict` takes back). `amp` only when set: float32
+        settings keep the dict, and so the block files and resume fingerprints, they had before it."""
+        out = dataclasses.asdict(self)  # type: ignore[call-overload]
+        if out.get("amp", "") is None:
+            del out["amp"]
+        return out
 
     @classmethod
     def from_dict(cls: type[_T], data: Mapping[str, Any]) -> _T:
@@ -102,10 +107,16 @@ class TrainConfig(_Settings):
     seed: int = 0
     num_workers: int = 0
     grad_clip: float | None = None  # None or 0: no clipping
+    # mixed precision: None (float32), "bf16" (autocast; CPU and GPU) or "fp16" (autocast with a
+    # gradient scaler; CUDA only). Part of the resume fingerprint only when set, so checkpoints
+    # from before the field resume.
+    amp: str | None = None
 
     def __post_init__(self) -> None:
         self._need_int("steps", minimum=1, expected="a positive number of steps")
         self._need_int("batch_size", minimum=1, expected="a positive integer")
+        if self.amp is not None and self.amp not in AMP_DTYPES:
+            raise self._bad("amp", f"{' or '.join(AMP_DTYPES)} or None (float32)")
         if self.optimizer not in OPTIMIZERS:
             raise self._bad("optimizer", " or ".join(OPTIMIZERS))
         if self.schedule not in SCHEDULES:
@@ -152,10 +163,13 @@ class BlockTrainConfig(_Settings):
     weight_decay: float = 0.0
     seed: int = 0
     eval_batch_size: int = 16
+    amp: str | None = None  # as TrainConfig.amp
 
     def __post_init__(self) -> None:
         self._need_int("steps", minimum=1, expected="a positive number of steps")
         self._need_int("batch_size", minimum=1, expected="a positive integer")
+        if self.amp is not None and self.amp not in AMP_DTYPES:
+            raise self._bad("amp", f"{' or '.join(AMP_DTYPES)} or None (float32)")
         self._need_real("lr", low=0, high=MAX_LR, low_open=True,
                         expected=f"a positive learning rate, at most {MAX_LR:g}")
         self._need_real("weight_decay", low=0, expected="a finite number >= 0")

@@ -56,11 +56,14 @@ def train_teacher(*, arch: str = DEFAULT_TEACHER, data: str = "synthetic", out_p
                   steps: int = DEFAULT_STEPS, batch_size: int = 8, input_hw: tuple[int, int] | None = None,
                   lr: float | None = None, optimizer: str = "adamw", checkpoint_every: int = 50, seed: int = 0,
                   num_workers: int = 0, cache_dir: str | Path | None = None, device: str = "cpu",
-                  eval_images: int | None = None, progress: bool = True,
-                  log: Callable[[str], None] | None = None) -> TeacherRun:
-    """Train `arch` on `data` (resumable via `state_path`), or load official weights from
-    `checkpoint` (strict), evaluate on the val split, and write the teacher file to `out_path`.
-    Progress lines go to `log` (default: this module's logger at INFO)."""
+                  eval_images: int | None = None, init: str | Path | None = None, amp: str | None = None,
+                  progress: bool = True, log: Callable[[str], None] | None = None) -> TeacherRun:
+    """Train `arch` on `data` (resumable via `state_path`), or load weights from `checkpoint`
+    (strict; a file that records its arch, such as another workdir's teacher, keeps that arch,
+    official weights are loaded into `arch`), evaluate on the val split, and write the teacher
+    file to `out_path`. `init`: official ImageNet weights the trained teacher's backbone starts
+    from. `amp`: bf16 | fp16 autocast while training. Progress lines go to `log` (default: this
+    module's logger at INFO)."""
     from ffnet_nas.data import make_dataset
     from ffnet_nas.distill.teacher import save_teacher
     from ffnet_nas.settings import TrainConfig
@@ -79,13 +82,11 @@ def train_teacher(*, arch: str = DEFAULT_TEACHER, data: str = "synthetic", out_p
     t0 = time.perf_counter()
     start = 0
     if checkpoint is not None:
-        from ffnet_nas.space.checkpoint import load_model
-
-        model = load_model(checkpoint, arch=point)
+        model = _load_given_teacher(checkpoint, arch=point)
         if model.num_classes != val.num_classes:
-            raise InvalidInput(f"checkpoint {str(checkpoint)!r} predicts {model.num_classes} classes but {data} has "
-                               f"{val.num_classes}; expected weights trained on the same label set")
-        log(f"loaded {checkpoint} into {point.code} (strict: every key and shape matched)")
+            raise InvalidInput(f"teacher {str(checkpoint)!r} predicts {model.num_classes} classes but {data} has "
+                               f"{val.num_classes}: expected weights trained on the same label set")
+        log(f"loaded {checkpoint} into {model.arch.code} (strict: every key and shape matched)")
         steps_done = 0
     else:
         if lr is None:
@@ -97,13 +98,19 @@ def train_teacher(*, arch: str = DEFAULT_TEACHER, data: str = "synthetic", out_p
         _say_data(train_set, log)
         config = TrainConfig(steps=steps, batch_size=batch_size, optimizer=optimizer, lr=lr,
                              weight_decay=1e-2 if optimizer == "adamw" else 1e-4, warmup_steps=WARMUP_STEPS,
-                             checkpoint_every=checkpoint_every, seed=seed, num_workers=num_workers)
+                             checkpoint_every=checkpoint_every, seed=seed, num_workers=num_workers, amp=amp)
         torch.manual_seed(seed)
         model = build_model(point, num_classes=train_set.num_classes)
+        if init is not None:
+            from ffnet_nas.space.checkpoint import load_checkpoint
+
+            load_checkpoint(model, init, backbone_only=True)
+            log(f"backbone of {point.code} starts from {init} (strict: every backbone key and shape matched)")
         where = f", checkpoint every {checkpoint_every} steps to {state_path}" if state_path is not None else ""
         log(f"training {point.code} on {train_set.spec} ({len(train_set)} images): {steps} steps x batch {batch_size}{where}")
         result = train(model, train_set, config=config, checkpoint_path=state_path, device=device, progress=progress,
-                       desc="teacher", fingerprint={"data": train_set.spec, "input_hw": list(input_hw or ())})
+                       desc="teacher", fingerprint={"data": train_set.spec, "input_hw": list(input_hw or ()),
+                                                    **({"init": str(init)} if init is not None else {})})
         start, steps_done = result.start_step, result.steps
         if start:
             log(f"resumed from step {start} of {steps} ({state_path})")
@@ -123,6 +130,18 @@ def train_teacher(*, arch: str = DEFAULT_TEACHER, data: str = "synthetic", out_p
     log(f"wrote teacher {out_path}: {point.code}, val mIoU {100 * score.miou:.1f} on {val_images} images of {val.spec}")
     return TeacherRun(path=Path(out_path), arch=point.code, miou=float(score.miou), steps=int(steps_done), start_step=start,
                       seconds=time.perf_counter() - t0, state_path=Path(state_path) if state_path else None)
+
+
+def _load_given_teacher(path: str | Path, *, arch):
+    """A teacher the user has: a file that records its arch (a teacher or checkpoint of this
+    tool) keeps it; official weights, which do not, are loaded into `arch`. Strict either way."""
+    from collections.abc import Mapping
+
+    from ffnet_nas.space.checkpoint import load_model, read_checkpoint
+
+    obj = read_checkpoint(path)
+    recorded = obj.get("arch") if isinstance(obj, Mapping) else None
+    return load_model(path, arch=None if isinstance(recorded, str) else arch)
 
 
 def _say_data(dataset, log: Callable[[str], None]) -> None:

@@ -17,8 +17,15 @@ restored for it.
 Kill and resume: every `checkpoint_every` steps (and at the end) the model, optimiser,
 step, loss log and RNG states are written atomically to `checkpoint_path`. Calling `train`
 again with the same path continues from the saved step. Which images make up a batch is a
-pure function of (seed, step), and the augmentation RNG is restored, so with num_workers=0 a
-resumed run reproduces the uninterrupted run exactly (a test checks it).
+pure function of (seed, step), and the augmentation RNG is restored, so a resumed run reproduces
+the uninterrupted run exactly (a test checks it). With DataLoader workers (`num_workers` > 0),
+whose RNG states no checkpoint can hold, every item is augmented under a seed that is a pure
+function of (seed, rank, step, position): the same batches after a resume, though not the same
+draws as with num_workers=0.
+
+Mixed precision (`amp`): the forward passes (student and teacher) run under torch.autocast in
+bfloat16 or float16, the losses in float32; float16 (CUDA only) scales the loss with a
+GradScaler, whose state the checkpoint keeps.
 
 Several processes (torchrun; `ffnet_nas.distributed`): the model is wrapped in
 DistributedDataParallel (SyncBatchNorm when asked, CUDA only). The global batch of step s is still
@@ -179,6 +186,8 @@ def _fingerprint(model: nn.Module, config: TrainConfig, extra: dict[str, Any]) -
     """What must not change between a run and its resume (the step count may grow)."""
     arch = getattr(model, "arch", None)
     cfg = {k: v for k, v in config.to_dict().items() if k not in ("steps", "checkpoint_every", "num_workers")}
+    if cfg.get("amp") is None:
+        cfg.pop("amp", None)  # float32: the fingerprint of checkpoints written before the setting existed
     return {"arch": getattr(arch, "code", type(model).__name__), "config": cfg, **extra}
 
 
@@ -238,6 +247,8 @@ def train(model: nn.Module, dataset, *, config: TrainConfig, checkpoint_path: st
                            f"of {world} (the global batch is shared out evenly)")
     if config.kd_weight > 0 and teacher is None:
         raise InvalidInput(f"kd_weight={config.kd_weight} needs a teacher model")
+    if config.amp == "fp16" and device.type != "cuda":
+        raise InvalidInput(f"amp fp16 on {device}: float16 autocast needs a CUDA device; expected amp bf16 on the CPU")
     sync_bn = distributed.sync_bn() if sync_bn is None else bool(sync_bn)
     if sync_bn and world > 1 and device.type == "cpu":
         raise InvalidInput("sync_bn on the CPU: torch's SyncBatchNorm runs on GPUs only; expected a CUDA device")
@@ -313,16 +324,25 @@ def _train(model: nn.Module, dataset, *, config: TrainConfig, checkpoint_path: s
             weights = model.state_dict()
             payload = {"step": step, "model": weights, "optimizer": optimizer.state_dict(), "rng": _rng_state(),
                        "losses": losses, "fingerprint": fp, DIGEST_KEY: tensor_digest(weights)}
+            if scaler is not None:
+                payload["scaler"] = scaler.state_dict()
             if rng_ranks is not None:
                 payload["rng_ranks"] = rng_ranks
             atomic_torch_save(checkpoint_path, payload)
         # no rank runs ahead of a checkpoint that a kill could make it resume from
         distributed.barrier()
 
-    loader = torch.utils.data.DataLoader(
-        dataset, batch_sampler=_StepBatches(start=start, stop=config.steps, batch_size=config.batch_size, n=len(dataset),
-                                            seed=config.seed, rank=rank, world=world),
-        num_workers=config.num_workers, pin_memory=device.type == "cuda")
+    sampler = _StepBatches(start=start, stop=config.steps, batch_size=config.batch_size, n=len(dataset),
+                           seed=config.seed, rank=rank, world=world)
+    if config.num_workers:
+        # Worker processes draw from their own RNGs, which a checkpoint cannot hold: seed every item
+        # from (seed, rank, step, position) instead, so a resumed run gets the same batches.
+        sampler, dataset = _SeededSteps(sampler), _SeededItems(dataset)
+    loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, num_workers=config.num_workers,
+                                         pin_memory=device.type == "cuda")
+    autocast, scaler = _mixed_precision(config.amp, device)
+    if scaler is not None and state is not None and "scaler" in state:
+        scaler.load_state_dict(state["scaler"])
     if state is None:
         # The augmentation draws from the global RNGs: seed them, or a point's result would depend
         # on what the process ran before it (one point measured 45.5 and 43.9 mIoU that way).
@@ -343,7 +363,9 @@ def _train(model: nn.Module, dataset, *, config: TrainConfig, checkpoint_path: s
             for group in optimizer.param_groups:
                 group["lr"] = lr
             images, masks = images.to(device, non_blocking=True), masks.to(device, non_blocking=True)
-            logits = net(images)
+            with autocast():
+                logits = net(images)
+            logits = logits.float()  # the losses in float32, as without autocast
             if world > 1:
                 # Sum here, divide by the valid pixels of the whole global batch: DDP's mean over the
                 # ranks then gives the single-process mean over that batch, even when the ranks hold
@@ -354,8 +376,8 @@ def _train(model: nn.Module, dataset, *, config: TrainConfig, checkpoint_path: s
             else:
                 loss = segmentation_loss(logits, masks, ignore_index=ignore_index)
             if teacher is not None and config.kd_weight > 0:
-                with torch.no_grad():
-                    target = teacher(images)
+                with torch.no_grad(), autocast():
+                    target = teacher(images).float()
                 # a mean over this rank's pixels: every rank holds the same number, so DDP's mean is the global one
                 loss = loss + config.kd_weight * kd_loss(logits, target, temperature=config.kd_temperature)
             if world > 1:
@@ -367,10 +389,18 @@ def _train(model: nn.Module, dataset, *, config: TrainConfig, checkpoint_path: s
                 raise TrainingDiverged(f"loss became {loss_value} at step {step}; expected a finite loss: lower the learning rate "
                                        f"(now {lr:.3g}) or check the data")
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.unscale_(optimizer)  # clip the true gradients
+            else:
+                loss.backward()
             if config.grad_clip:
                 nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            optimizer.step()
+            if scaler is not None:
+                scaler.step(optimizer)  # skipped when the fp16 gradients overflowed
+                scaler.update()
+            else:
+                optimizer.step()
             losses.append((step + 1, loss_value))
             bar.update(1)
             bar.set_postfix(loss=f"{loss_value:.3f}", lr=f"{lr:.2g}")
@@ -387,6 +417,61 @@ def _train(model: nn.Module, dataset, *, config: TrainConfig, checkpoint_path: s
             distributed.broadcast_(buffer)
     return TrainResult(steps=config.steps, start_step=start, final_loss=loss_value, seconds=time.perf_counter() - t0,
                        losses=tuple(losses), checkpoint_path=checkpoint_path)
+
+
+AMP_TORCH_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def _mixed_precision(amp: str | None, device: torch.device):
+    """(autocast context factory, gradient scaler or None) for `amp`; float32: a no-op context."""
+    import contextlib
+
+    if amp is None:
+        return contextlib.nullcontext, None
+    dtype = AMP_TORCH_DTYPES[amp]
+
+    def autocast():
+        return torch.autocast(device_type=device.type, dtype=dtype)
+
+    # float16's narrow range underflows small gradients: scale the loss (bfloat16 has float32's range)
+    return autocast, (torch.amp.GradScaler(device.type) if amp == "fp16" else None)
+
+
+class _SeededSteps(torch.utils.data.Sampler):
+    """A step sampler's batches as (index, item seed) pairs: the seed is a pure function of the
+    run's seed, the rank, the step and the position in the batch."""
+
+    def __init__(self, steps: _StepBatches):
+        self.steps = steps
+
+    def __iter__(self):
+        s = self.steps
+        for step, batch in enumerate(s, start=s.start):
+            yield [(i, (s.seed * 1_000_003 + s.rank * 7_919 + step) * 1_024 + k) for k, i in enumerate(batch)]
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+
+class _SeededItems(torch.utils.data.Dataset):
+    """`dataset[index]` with torch, numpy and random seeded from the item's seed first (what
+    the augmentation draws from), in whichever worker process it is made."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, item):
+        index, seed = item
+        _seed_all(seed % 2**63)
+        return self.dataset[index]
+
+    def __getattr__(self, name):  # num_classes, ignore_index, ... of the wrapped set
+        if name == "dataset":
+            raise AttributeError(name)
+        return getattr(self.dataset, name)
 
 
 def _restore_rng(state: dict[str, Any], *, rank: int, world: int, seed: int, start: int) -> None:

@@ -24,6 +24,7 @@ CLOCKS = ("wall", "cpu")  # ffnet_nas.predictors.latency.protocol.CLOCKS
 INITS = ("distilled", "random")  # ffnet_nas.evaluate.INITS
 OPTIMIZERS = ("adamw", "sgd")  # ffnet_nas.training.OPTIMIZERS (the teacher's default first)
 EXPORTERS = ("dynamo", "torchscript")  # ffnet_nas.space.deploy.EXPORTERS
+AMP_DTYPES = ("bf16", "fp16")  # ffnet_nas.settings.AMP_DTYPES
 # A comma-separated list (html,png), so not an argparse choice: parse_formats checks it when the command runs.
 FORMATS = ("html", "png", "svg")  # ffnet_nas.reports.export.FORMATS
 
@@ -58,6 +59,31 @@ def add_scheduler_arg(parser: argparse.ArgumentParser, *, work: str) -> None:
                         help=f"{work} on the Dask cluster at this address (tcp://HOST:8786; default "
                              "$DASK_SCHEDULER_ADDRESS when set, '' for none); the workdir must be on a filesystem "
                              "the workers share (docs/scale.md)")
+
+
+def add_amp_arg(parser: argparse.ArgumentParser) -> None:
+    """--amp, for the commands that train (mixed precision: torch.autocast)."""
+    parser.add_argument("--amp", default=None, choices=AMP_DTYPES,
+                        help="mixed precision while training: bf16 (CPU and GPU) or fp16 (CUDA only); default float32")
+
+
+def resolve_device(name: str) -> str:
+    """--device as torch takes it ("auto": cuda when there is one); one line for a malformed name
+    or CUDA asked where there is none."""
+    import torch
+
+    from ffnet_nas.space.errors import InvalidInput
+
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name
+    try:
+        kind = torch.device(device).type
+    except RuntimeError:
+        raise InvalidInput(f"--device {name!r}: expected cpu, cuda or cuda:N") from None
+    if kind not in ("cpu", "cuda"):
+        raise InvalidInput(f"--device {name!r}: expected cpu, cuda or cuda:N")
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise InvalidInput(f"--device {device}: CUDA is not available here; expected --device cpu")
+    return device
 
 
 def common_options(*, device: str | None = None, threads: bool = False,

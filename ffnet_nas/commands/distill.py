@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ffnet_nas.commands._common import add_scheduler_arg, common_options
+from ffnet_nas.commands._common import add_amp_arg, add_scheduler_arg, common_options, resolve_device
 
 
 def _positive(name: str, value: int, minimum: int = 1) -> int:
@@ -17,7 +17,7 @@ def _positive(name: str, value: int, minimum: int = 1) -> int:
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
-        "distill", parents=[common_options(threads=True, progress=True)],
+        "distill", parents=[common_options(device="cpu", threads=True, progress=True)],
         help="distil every block choice of a space from the teacher into the block library",
         description="For every (position, choice) of the space, trains the student block alone to reproduce the "
                     "teacher's output at that position from the teacher's input there (loss: NSR = "
@@ -40,6 +40,7 @@ def register(subparsers) -> None:
     p.add_argument("--val-images", type=int, default=64, help="held-out images for each block's NSR")
     p.add_argument("--retry-failed", action="store_true", help="train again the blocks marked failed")
     p.add_argument("--seed", type=int, default=0)
+    add_amp_arg(p)
     p.set_defaults(func=run)
 
 
@@ -65,15 +66,18 @@ def run(args: argparse.Namespace) -> int:
         raise InvalidInput(f"--jobs {args.jobs} with a Dask scheduler ({scheduler}): expected one of them "
                            "(the cluster's workers are the jobs)")
     check_scheduler(scheduler)
+    device = resolve_device(args.device)
+    if args.amp == "fp16" and not device.startswith("cuda"):
+        raise InvalidInput(f"--amp fp16 on {device}: float16 autocast needs a CUDA device; expected --amp bf16 on the CPU")
     ws = Workspace(args.workdir)
     space = get_search_space(args.space)
-    config = BlockTrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
+    config = BlockTrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed, amp=args.amp)
     # the data defaults to the teacher's, and a data set whose class count differs from the
     # teacher's is refused inside the step
     result = steps.distill(workspace=ws, progress=not args.no_progress, request=steps.DistillRequest(
         space=space, config=config, train_images=args.train_images, val_images=args.val_images,
         teacher_path=args.teacher, data=args.data, jobs=args.jobs, scheduler=scheduler, threads=args.threads,
-        retry_failed=args.retry_failed))
+        retry_failed=args.retry_failed, device=device))
     summary = result.summary
     for path in summary.feature_paths:
         print(f"teacher features: {path}")

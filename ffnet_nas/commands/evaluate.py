@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ffnet_nas.commands._common import INITS, add_scheduler_arg, common_options
+from ffnet_nas.commands._common import INITS, add_amp_arg, add_scheduler_arg, common_options
 from ffnet_nas.commands.train_teacher import add_sync_bn_arg
 
 
@@ -15,6 +15,8 @@ def add_finetune_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=float, default=0.01)
     p.add_argument("--kd-weight", type=float, default=1.0, help="weight of the KD term from the teacher (default 1)")
     p.add_argument("--val-images", type=int, default=None, help="evaluate on the first N validation images only")
+    p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes (default 0)")
+    add_amp_arg(p)
 
 
 def add_lut_arg(p: argparse.ArgumentParser) -> None:
@@ -28,7 +30,8 @@ def finetune_config(args: argparse.Namespace):
     """The fine-tuning options as the library's settings (`TrainConfig`, KD from the teacher)."""
     from ffnet_nas.budgets import finetune_config as config
 
-    return config(steps=args.steps, batch_size=args.batch_size, lr=args.lr, kd_weight=args.kd_weight)
+    return config(steps=args.steps, batch_size=args.batch_size, lr=args.lr, kd_weight=args.kd_weight, amp=args.amp,
+                  num_workers=args.workers)
 
 
 def register(sub) -> None:

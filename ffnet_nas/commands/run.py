@@ -1,4 +1,4 @@
-"""ffnet-nas run: the whole pipeline on the embedded default, one command.
+"""ffnet-nas run: the whole pipeline, one command (the embedded data by default, or --data).
 
 Settings come from, weakest first: the budget (`ffnet_nas.budgets`), a YAML file (`--config`,
 as `--print-config` writes it), then the flags given on the command line. Flags default to
@@ -34,6 +34,21 @@ def register(sub) -> None:
                         "variants on this device)")
     p.add_argument("--budget", default=None, choices=BUDGETS,
                    help="micro (seconds, for tests), quick (minutes; default), full")
+    p.add_argument("--data", default=None, metavar="SPEC",
+                   help="the data of every step: synthetic[:SEED] (default) | cityscapes:PATH | ade20k:PATH | folder:PATH")
+    p.add_argument("--teacher", default=None, metavar="FILE",
+                   help="a teacher you have (a teacher file of ffnet-nas, or official FFNet weights of the budget's "
+                        "teacher arch, loaded strictly): no teacher training")
+    p.add_argument("--init", default=None, metavar="imagenet:FILE",
+                   help="start the trained teacher's backbone from official ImageNet weights")
+    p.add_argument("--train-size", default=None, metavar="HxW",
+                   help="the crop teacher, distillation and fine-tuning train on (default: the budget's)")
+    p.add_argument("--input-size", default=None, metavar="HxW",
+                   help="the deployment input: latency table, target, timings, MACs (default: the budget's; "
+                        "full: the space's paper resolution)")
+    p.add_argument("--amp", default=None, choices=("bf16", "fp16"),
+                   help="mixed precision for every training step (fp16 needs CUDA; default float32)")
+    p.add_argument("--workers", default=None, type=int, metavar="N", help="DataLoader worker processes (default 0)")
     p.add_argument("--format", default=None, help="report formats: html,png,svg (default html)")
     p.add_argument("--config", default=None, metavar="FILE", help="run with the settings in this YAML file")
     add_scheduler_arg(p, work="distil the blocks and fine-tune the design points and candidates")
@@ -51,11 +66,15 @@ def run(args: argparse.Namespace) -> int:
     from ffnet_nas.pipeline import describe, run_pipeline
     from ffnet_nas.reports.build import parse_formats
     from ffnet_nas.run_config import RunConfig, load_config, to_yaml, with_overrides
+    from ffnet_nas.space.complexity import parse_hw
     from ffnet_nas.workspace import Workspace
 
     config = load_config(args.config) if args.config else RunConfig(budget=get_budget(DEFAULT_BUDGET))
-    config = with_overrides(config, budget=args.budget, space=args.space, target=args.target,
+    config = with_overrides(config, budget=args.budget, space=args.space, target=args.target, data=args.data,
+                            teacher=args.teacher, init=args.init, amp=args.amp, workers=args.workers,
                             device=_given(args.device), threads=args.threads,
+                            train_hw=parse_hw(args.train_size) if args.train_size else None,
+                            input_hw=parse_hw(args.input_size) if args.input_size else None,
                             formats=parse_formats(args.format) if args.format is not None else None)
     if args.print_config:
         sys.stdout.write(to_yaml(config))

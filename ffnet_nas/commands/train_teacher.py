@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from ffnet_nas.commands._common import DEFAULT_TEACHER, DEFAULT_TEACHER_STEPS, OPTIMIZERS, common_options
+from ffnet_nas.commands._common import (DEFAULT_TEACHER, DEFAULT_TEACHER_STEPS, OPTIMIZERS, add_amp_arg, common_options,
+                                        resolve_device)
 
 
 def register(subparsers) -> None:
@@ -17,6 +18,8 @@ def register(subparsers) -> None:
     p.add_argument("--arch", default=DEFAULT_TEACHER, help=f"published name or arch code (default {DEFAULT_TEACHER})")
     p.add_argument("--data", default="synthetic", help="synthetic[:SEED] | cityscapes:PATH | ade20k:PATH | folder:PATH")
     p.add_argument("--checkpoint", default=None, metavar="FILE", help="official weights to load (strict) instead of training")
+    p.add_argument("--init", default=None, metavar="imagenet:FILE",
+                   help="start the backbone from official ImageNet classification weights (strict on the backbone)")
     p.add_argument("--steps", type=int, default=DEFAULT_TEACHER_STEPS,
                    help=f"optimisation steps (default {DEFAULT_TEACHER_STEPS})")
     p.add_argument("--batch-size", type=int, default=8)
@@ -28,6 +31,7 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=0, help="data loader worker processes")
     p.add_argument("--eval-images", type=int, default=None, metavar="N", help="evaluate on the first N val images only")
+    add_amp_arg(p)
     add_sync_bn_arg(p)
     p.set_defaults(func=run)
 
@@ -52,13 +56,13 @@ def run(args: argparse.Namespace) -> int:
     check_batch_split(args.batch_size)
     if args.threads is not None:  # checked by the parser (commands._common.thread_count)
         torch.set_num_threads(args.threads)
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
-    try:
-        torch.device(device)
-    except RuntimeError:
-        raise InvalidInput(f"--device {args.device!r}: expected cpu, cuda or cuda:N") from None
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise InvalidInput(f"--device {device}: CUDA is not available here; expected --device cpu")
+    device = resolve_device(args.device)
+    init = parse_init(args.init)
+    if init is not None and args.checkpoint:
+        raise InvalidInput("--init with --checkpoint: expected one (loaded weights are not trained, so they have no "
+                           "initialisation)")
+    if args.amp == "fp16" and not device.startswith("cuda"):
+        raise InvalidInput(f"--amp fp16 on {device}: float16 autocast needs a CUDA device; expected --amp bf16 on the CPU")
     ws = Workspace(args.workdir)
     input_hw = parse_hw(args.input_size) if args.input_size else None
     # under torchrun: the process group, this rank's device (cuda -> cuda:LOCAL_RANK); else nothing
@@ -68,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
                                      request=steps.TeacherRequest(
             arch=args.arch, steps=args.steps, data=args.data, batch_size=args.batch_size, input_hw=input_hw, lr=args.lr,
             optimizer=args.optimizer, checkpoint_every=args.checkpoint_every, seed=args.seed, workers=args.workers,
-            eval_images=args.eval_images, checkpoint=args.checkpoint))
+            eval_images=args.eval_images, checkpoint=args.checkpoint, init=init, amp=args.amp))
     if distributed.env_rank() != 0:
         return 0  # rank 0 says what was written
     meta = result.meta
@@ -79,6 +83,22 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {result.run.state_path}")
     print(f"wrote {ws.teacher_path}")
     return 0
+
+
+def parse_init(text: str | None):
+    """--init imagenet:FILE -> the file (checked to exist); None when not given."""
+    from pathlib import Path
+
+    from ffnet_nas.space.errors import InvalidInput
+
+    if text is None:
+        return None
+    kind, _, path = text.partition(":")
+    if kind != "imagenet" or not path:
+        raise InvalidInput(f"--init {text!r}: expected imagenet:FILE (official ImageNet classification weights)")
+    if not Path(path).expanduser().is_file():
+        raise InvalidInput(f"--init {text!r}: file {path!r} not found; expected official ImageNet weights")
+    return Path(path).expanduser()
 
 
 def check_batch_split(batch_size: int) -> None:

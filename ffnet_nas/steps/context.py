@@ -25,7 +25,7 @@ from ffnet_nas.workspace import Workspace
 class RunContext:
     workspace: Workspace
     config: RunConfig
-    space: object  # SearchSpace at the budget's input size: the table, the search's MACs and every model see it
+    space: object  # SearchSpace at the deployment size: the table, the target, the search's MACs see it
     targets: tuple | None  # parsed config.target (None: derived from the published variants later)
     device_name: str  # what the latency table records ("cpu" or the GPU's name)
     progress: bool = True
@@ -41,6 +41,16 @@ class RunContext:
     @property
     def device(self) -> str:
         return self.config.device
+
+    @property
+    def train_hw(self) -> tuple[int, int]:
+        """The crop every training step (teacher, distillation, fine-tuning) uses."""
+        return self.budget.train_hw
+
+    @property
+    def input_hw(self) -> tuple[int, int]:
+        """The deployment input: the latency table, the target, every timing and the MACs."""
+        return self.space.input_hw
 
     @property
     def threads(self) -> int | None:
@@ -67,23 +77,43 @@ def open_run(*, workspace: Workspace, config: RunConfig, progress: bool = True,
     from ffnet_nas.space.searchspace import get_search_space
 
     budget = config.budget
-    # The whole run works at the budget's size (the paper's 512x1024 would take hours on a CPU).
-    space = dataclasses.replace(get_search_space(config.space), input_hw=budget.input_hw)
+    # Trained at budget.train_hw; deployed (timed, targeted) at budget.input_hw, else at the
+    # space's paper resolution.
+    space = get_search_space(config.space)
+    if budget.input_hw is not None:
+        space = dataclasses.replace(space, input_hw=budget.input_hw)
     targets = parse_targets(config.target) if config.target else None  # a malformed target fails here
-    parse_spec(config.data)
+    kind, _ = parse_spec(config.data)
+    if kind != "synthetic":  # a missing folder or a wrong layout: now, not after the teacher's minutes
+        from ffnet_nas.data import make_dataset
+
+        make_dataset(config.data, "val")
+    _check_teacher_inputs(config)
     bad = [f for f in config.formats if f not in FORMATS]
     if bad:
         raise InvalidInput(f"formats {list(config.formats)}: expected some of {', '.join(FORMATS)}")
     # Device, dtype, backend and threads are checked now; the table's spec is made again in the
     # latency step, when the teacher has said the class count (1 here only fills the field).
     spec = make_spec(device=config.device, dtype=budget.latency.dtype, backend=budget.latency.backend,
-                     batch=budget.latency.batch, input_hw=budget.input_hw, threads=config.threads, num_classes=1)
+                     batch=budget.latency.batch, input_hw=space.input_hw, threads=config.threads, num_classes=1)
+    if config.amp == "fp16" and not config.device.startswith("cuda"):
+        raise InvalidInput(f"amp fp16 on {config.device}: float16 autocast needs a CUDA device; expected --amp bf16 "
+                           "on the CPU")
     if scheduler:  # a wrong address fails here, not after the teacher's minutes
         from ffnet_nas.cluster import check_scheduler
 
         check_scheduler(scheduler)
     return RunContext(workspace=workspace, config=config, space=space, targets=targets, device_name=spec.device_name,
                       progress=progress, scheduler=scheduler)
+
+
+def _check_teacher_inputs(config: RunConfig) -> None:
+    """A given teacher or ImageNet file that is not there is one line now, not after the data."""
+    for what, value in (("teacher", config.teacher), ("init", (config.init or "").removeprefix("imagenet:") or None)):
+        if value is not None and not Path(value).expanduser().is_file():
+            raise InvalidInput(f"{what} file {value!r} not found: expected "
+                               + ("a teacher file or official FFNet weights" if what == "teacher"
+                                  else "an official ImageNet checkpoint (imagenet:FILE)"))
 
 
 def workdir_num_classes(workspace: Workspace, *, data: str | None = None, lut_path: Path | None = None) -> int:

@@ -36,7 +36,9 @@ class TeacherRequest:
     seed: int = 0
     workers: int = 0
     eval_images: int | None = None
-    checkpoint: Path | None = None  # official weights to load instead of training
+    checkpoint: Path | None = None  # a teacher file or official weights to load instead of training
+    init: Path | None = None  # official ImageNet weights the trained teacher's backbone starts from
+    amp: str | None = None  # bf16 | fp16 autocast while training
     # `run` keeps a teacher file that exists; `train-teacher` trains on (it resumes, or continues to more steps)
     reuse: bool = False
 
@@ -54,13 +56,17 @@ def train_teacher(*, workspace: Workspace, request: TeacherRequest, device: str 
 
     path = workspace.teacher_path
     if request.reuse and path.exists():
-        return TeacherResult(meta=read_teacher_info(path), run=None)
+        meta = read_teacher_info(path)
+        if request.checkpoint is not None and meta.source != str(request.checkpoint):
+            raise InvalidInput(f"workdir {str(workspace.root)!r} holds a teacher from {meta.source!r}, not "
+                               f"{str(request.checkpoint)!r}: expected the same --teacher, or another --workdir")
+        return TeacherResult(meta=meta, run=None)
     run = train(arch=request.arch, data=request.data, out_path=path, state_path=workspace.teacher_state_path,
                 checkpoint=request.checkpoint, steps=request.steps, batch_size=request.batch_size,
                 input_hw=request.input_hw, lr=request.lr, optimizer=request.optimizer,
                 checkpoint_every=request.checkpoint_every, seed=request.seed, num_workers=request.workers,
-                cache_dir=workspace.data_dir, device=device, eval_images=request.eval_images, progress=progress,
-                log=lambda m: logger.info("  %s", m))
+                cache_dir=workspace.data_dir, device=device, eval_images=request.eval_images, init=request.init,
+                amp=request.amp, progress=progress, log=lambda m: logger.info("  %s", m))
     return TeacherResult(meta=read_teacher_info(path), run=run)
 
 
@@ -79,6 +85,7 @@ class DistillRequest:
     scheduler: str | None = None  # a Dask scheduler's address: blocks are trained on its workers
     threads: int | None = None  # torch threads per block on the Dask workers (default 1)
     retry_failed: bool = False
+    device: str = "cpu"  # where the teacher's features are computed and the students train
 
 
 @dataclass(frozen=True)
@@ -106,7 +113,7 @@ def distill(*, workspace: Workspace, request: DistillRequest, progress: bool = T
                             library_dir=workspace.library_dir, data_spec=data, config=request.config, jobs=request.jobs,
                             scheduler=request.scheduler, threads=request.threads,
                             train_images=request.train_images, val_images=request.val_images,
-                            retry_failed=request.retry_failed, progress=progress)
+                            retry_failed=request.retry_failed, device=request.device, progress=progress)
     return DistillResult(summary=summary, teacher=meta, data=data)
 
 

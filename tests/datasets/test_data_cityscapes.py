@@ -3,32 +3,11 @@
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from ffnet_nas.data import make_dataset
 from ffnet_nas.data.cityscapes import CLASS_NAMES, LABELS, label_map, train_id_to_label_id
 from ffnet_nas.space.errors import InvalidInput
-
-
-def make_tree(root, *, splits=("train", "val"), cities=("aachen", "bochum"), hw=(16, 32), seed=0):
-    rng = np.random.default_rng(seed)
-    frames = {}
-    for split in splits:
-        for city in cities:
-            for k in range(2):
-                frame = f"{city}_{k:06d}_000019"
-                img_dir = root / "leftImg8bit" / split / city
-                gt_dir = root / "gtFine" / split / city
-                img_dir.mkdir(parents=True, exist_ok=True)
-                gt_dir.mkdir(parents=True, exist_ok=True)
-                image = rng.integers(0, 256, size=(*hw, 3), dtype=np.uint8)
-                labels = rng.integers(0, 34, size=hw, dtype=np.uint8)
-                Image.fromarray(image).save(img_dir / f"{frame}_leftImg8bit.png")
-                Image.fromarray(labels).save(gt_dir / f"{frame}_gtFine_labelIds.png")
-                # distractors the official layout also holds: must not be read as labels
-                Image.fromarray(labels).save(gt_dir / f"{frame}_gtFine_color.png")
-                frames[(split, frame)] = (image, labels)
-    return frames
+from tests.helpers.trees import make_tree
 
 
 def test_label_table_matches_cityscapesscripts():

@@ -7,17 +7,7 @@ from PIL import Image
 
 from ffnet_nas.data import make_dataset
 from ffnet_nas.space.errors import InvalidInput
-
-
-def write_pool(folder, n, hw=(10, 14), classes=4, seed=0):
-    rng = np.random.default_rng(seed)
-    (folder / "images").mkdir(parents=True)
-    (folder / "masks").mkdir(parents=True)
-    for k in range(n):
-        Image.fromarray(rng.integers(0, 256, size=(*hw, 3), dtype=np.uint8)).save(folder / "images" / f"img{k:03d}.png")
-        mask = rng.integers(0, classes, size=hw, dtype=np.uint8)
-        mask[0, 0] = 255
-        Image.fromarray(mask).save(folder / "masks" / f"img{k:03d}.png")
+from tests.helpers.trees import write_pool
 
 
 def test_flat_pool_split_and_inferred_classes(tmp_path):

@@ -31,7 +31,7 @@ def test_the_yaml_holds_every_setting_the_run_uses(capsys):
     data = yaml.safe_load(_print_config(capsys))
     assert {"space", "data", "target", "device", "threads", "formats", "budget"} <= set(data)
     budget = data["budget"]
-    assert budget["name"] == "quick" and budget["input_hw"] == [64, 128]
+    assert budget["name"] == "quick" and budget["train_hw"] == budget["input_hw"] == [64, 128]
     assert budget["search"] == {"trials": 300, "seed": 0}
     assert budget["evaluate"]["finetune"]["kd_weight"] == 1.0 and budget["evaluate"]["finetune"]["seed"] == 0
     assert budget["distill"]["block"]["steps"] == 80 and budget["teacher"]["steps"] == 500
@@ -59,6 +59,7 @@ def test_flags_given_explicitly_override_the_file(tmp_path, capsys):
     ("threads: two", "threads: expected an integer"),
     ("budget: {teacher: {steps: true}}", "budget.teacher.steps: expected an integer"),
     ("budget: {input_hw: [64]}", "budget.input_hw: expected a list of 2 values"),
+    ("budget: {train_hw: [64, true]}", "budget.train_hw"),
     ("budget: {search: {trials: 0}}", "budget.search.trials=0: expected a positive integer"),
     ("budget: {evaluate: {finetune: {lr: -1}}}", "budget.evaluate.finetune.lr=-1.0: expected a positive learning rate"),
     ("budget: {predictor: {points: 2}}", "budget.predictor.points=2: expected at least 4"),
@@ -85,7 +86,7 @@ def test_missing_config_file_is_one_line(tmp_path, capsys):
 
 def test_budgets_keep_their_numbers():
     # the values the positional Budget(...) rows held: a run must do the same work as before
-    old = {  # input_hw, teacher arch, teacher steps, distill steps, train/val images, calibrate, predictor n,
+    old = {  # train_hw, teacher arch, teacher steps, distill steps, train/val images, calibrate, predictor n,
              # finetune steps, val images, trials, evaluate top, rounds, round points, batch, repeats, seconds
         "micro": ((32, 64), "stemB-basic-d1.1.1.1-w16.32.48.64-s1-upB-segB-nearest", 10, 3, 8, 8, 2, 4, 2, 8, 30, 1, 1, 1,
                   4, (3, 5), 0.2),
@@ -96,7 +97,7 @@ def test_budgets_keep_their_numbers():
     }
     for name, want in old.items():
         b = get_budget(name)
-        got = (b.input_hw, b.teacher.arch, b.teacher.steps, b.distill.block.steps, b.distill.train_images,
+        got = (b.train_hw, b.teacher.arch, b.teacher.steps, b.distill.block.steps, b.distill.train_images,
                b.distill.val_images, b.latency.calibrate, b.predictor.points, b.evaluate.finetune.steps,
                b.evaluate.val_images, b.search.trials, b.evaluate.top, b.evaluate.rounds, b.evaluate.round_points,
                b.evaluate.finetune.batch_size, (b.latency.protocol.min_repeats, b.latency.protocol.max_repeats),
