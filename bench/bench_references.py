@@ -27,7 +27,8 @@ from pathlib import Path
 import pandas as pd  # noqa: E402
 
 from ffnet_nas.budgets import get_budget  # noqa: E402
-from ffnet_nas.pipeline import nearest_published, read_summary, run_pipeline  # noqa: E402
+from ffnet_nas.pipeline import nearest_published, run_pipeline  # noqa: E402
+from ffnet_nas.run_summary import read_summary  # noqa: E402
 from ffnet_nas.run_config import RunConfig  # noqa: E402
 from ffnet_nas.workspace import Workspace  # noqa: E402
 

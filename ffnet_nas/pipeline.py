@@ -21,10 +21,11 @@ import dataclasses
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 
 from ffnet_nas.budgets import BUDGETS, Budget, budget_dict, get_budget  # noqa: F401  (BUDGETS: the CLI's choices)
 from ffnet_nas.run_config import RunConfig
+from ffnet_nas.run_summary import RunSummary
 from ffnet_nas.workspace import Workspace
 from ffnet_nas.space.arch import Arch
 from ffnet_nas.space.catalogue import name_of, variants
@@ -34,39 +35,6 @@ from ffnet_nas.space.io import atomic_write_json, provenance
 logger = logging.getLogger(__name__)
 
 STEPS = ("teacher", "distill", "latency", "predictor", "search", "evaluate", "report")
-
-
-@dataclass
-class RunSummary:
-    budget: str
-    space: str
-    device: str
-    data: str = "synthetic"
-    train_hw: list | None = None  # the crop every training step used
-    input_hw: list | None = None  # the deployment input: latency table, target, timings, MACs
-    target: str = ""
-    reference: str | None = None  # the published variant nearest the target (what the user would pick)
-    best: dict | None = None  # the best evaluated search point
-    reference_row: dict | None = None
-    beats_reference: bool | None = None
-    # the best point is also more accurate than the reference on validation images no choice was made on
-    held_out_confirms: bool | None = None
-    rounds: list = field(default_factory=list)  # refine rounds run after the first evaluation
-    seconds: dict = field(default_factory=dict)
-    files: dict = field(default_factory=dict)
-
-
-def read_summary(path) -> RunSummary:
-    """A run_summary.json, from this version or an older one (extra keys such as provenance are
-    ignored); one line saying why and what to do when it cannot be read."""
-    from ffnet_nas.space.io import read_json
-
-    data = read_json(path, what="run summary")
-    if not isinstance(data, dict) or not {"budget", "space", "device"} <= set(data):
-        raise InvalidInput(f"run summary {str(path)!r} lacks budget/space/device; expected a file written by "
-                           "'ffnet-nas run' (re-run it to write a new one)")
-    names = {f.name for f in dataclasses.fields(RunSummary)}
-    return RunSummary(**{k: v for k, v in data.items() if k in names})
 
 
 def default_target(reference_ms: dict[str, float]) -> str:

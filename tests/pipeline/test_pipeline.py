@@ -176,7 +176,8 @@ def test_run_rejects_bad_input_before_any_work(tmp_path, space_file, capsys):
 
 
 def test_closing_lines_give_verdict_held_out_check_and_rounds():
-    from ffnet_nas.pipeline import RunSummary, describe
+    from ffnet_nas.pipeline import describe
+    from ffnet_nas.run_summary import RunSummary
 
     best = {"code": "stemC-basic-d8.24.8-w64.128.256-s2-upC-segC-nearest", "measured_miou": 47.36,
             "measured_latency_ms": 15.52, "predicted_latency_ms": 15.56, "held_out_miou": 45.82}

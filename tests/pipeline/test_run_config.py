@@ -115,7 +115,7 @@ def test_budgets_keep_their_numbers():
 
 
 def test_a_run_summary_from_before_the_change_still_reads(tmp_path):
-    from ffnet_nas.pipeline import read_summary
+    from ffnet_nas.run_summary import read_summary
 
     old = {"budget": "quick", "space": "mobile", "device": "AMD EPYC", "target": "latency<=20.5ms",
            "reference": "segmentation_ffnet74NS_CBB_mobile", "best": {"code": "x", "measured_miou": 44.79},

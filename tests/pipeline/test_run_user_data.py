@@ -62,6 +62,17 @@ def test_run_on_a_cityscapes_tree_trains_small_and_deploys_large(tmp_path, space
     out = _run(tmp_path / "run", space_file, "--data", f"cityscapes:{root}")
     assert out.returncode == 0, out.stderr[-3000:]
     _check(tmp_path / "run", classes=19, data_kind="cityscapes", stdout=out.stdout)
+    # what it found, taken away at the deployment size with the data's class names
+    from ffnet_nas.cli import main
+    from ffnet_nas.data.cityscapes import CLASS_NAMES
+    from ffnet_nas.space.deploy import read_onnx_metadata
+
+    onnx_file = tmp_path / "best.onnx"
+    assert main(["export", "--from-run", str(tmp_path / "run"), "--onnx", str(onnx_file), "--exporter", "torchscript",
+                 "--opset", "17"]) == 0
+    meta = read_onnx_metadata(onnx_file)
+    assert meta["input_size"] == meta["deploy_input_size"] == DEPLOY and meta["train_input_size"] == TRAIN
+    assert json.loads(meta["class_names"]) == list(CLASS_NAMES) and meta["data"].startswith("cityscapes:")
 
 
 def test_run_on_a_folder_with_three_classes_and_a_teacher_it_is_given(tmp_path, space_file):

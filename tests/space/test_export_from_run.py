@@ -16,7 +16,7 @@ from ffnet_nas.cli import main
 from ffnet_nas.data.synthetic import CLASS_NAMES
 from ffnet_nas.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from ffnet_nas.distill.teacher import save_teacher
-from ffnet_nas.pipeline import RunSummary
+from ffnet_nas.run_summary import RunSummary
 from ffnet_nas.space import InvalidInput, build_model
 from ffnet_nas.space.arch import Arch
 from ffnet_nas.space.checkpoint import save_checkpoint
@@ -101,13 +101,19 @@ def test_from_run_exports_the_best_model_with_its_weights_and_metadata(run_dir, 
 def test_from_run_point_and_a_recorded_deployment_size(run_dir, tmp_path, capsys):
     ws, models = run_dir
     deployed = tmp_path / "deployed"
-    # a copy of the run whose summary records a deployment size (a run with --input-size)
+    # a copy of the run as one with --train-size 32x64 --input-size 64x128 writes it: both sizes in
+    # the summary, and rows timed (input_hw) at the deployment size
     import shutil
+
+    import pandas as pd
 
     shutil.copytree(ws.root, deployed)
     record = json.loads((deployed / "run_summary.json").read_text())
-    record["provenance"]["config"]["input_size"] = "64x128"
+    record["train_hw"], record["input_hw"] = [32, 64], [64, 128]
     (deployed / "run_summary.json").write_text(json.dumps(record))
+    rows = pd.read_csv(deployed / "evaluated.csv")
+    rows["input_hw"], rows["train_hw"] = "64x128", "32x64"
+    rows.to_csv(deployed / "evaluated.csv", index=False)
     out = tmp_path / "other.onnx"
     assert _export("--from-run", str(deployed), "--point", OTHER, "--onnx", str(out)) == 0
     meta = read_onnx_metadata(out)

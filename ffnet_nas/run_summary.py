@@ -1,0 +1,50 @@
+"""What one `ffnet-nas run` concluded, as a value: its run_summary.json.
+
+    summary = read_summary(workspace.run_summary_path)   # from this version or an older one
+
+`ffnet_nas.pipeline` fills it in and writes it; `ffnet_nas.found` (export --from-run) and the
+report read it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from ffnet_nas.space.errors import InvalidInput
+
+
+@dataclass
+class RunSummary:
+    budget: str
+    space: str
+    device: str
+    data: str = "synthetic"
+    train_hw: list | None = None  # the crop every training step used
+    input_hw: list | None = None  # the deployment input: latency table, target, timings, MACs
+    target: str = ""
+    reference: str | None = None  # the published variant nearest the target (what the user would pick)
+    best: dict | None = None  # the best evaluated search point
+    reference_row: dict | None = None
+    beats_reference: bool | None = None
+    # the best point is also more accurate than the reference on validation images no choice was made on
+    held_out_confirms: bool | None = None
+    rounds: list = field(default_factory=list)  # refine rounds run after the first evaluation
+    seconds: dict = field(default_factory=dict)
+    files: dict = field(default_factory=dict)
+
+
+def read_summary(path) -> RunSummary:
+    """A run_summary.json, from this version or an older one (extra keys such as provenance are
+    ignored); one line saying why and what to do when it cannot be read."""
+    from ffnet_nas.space.io import read_json
+
+    data = read_json(path, what="run summary")
+    if not isinstance(data, dict) or not {"budget", "space", "device"} <= set(data):
+        raise InvalidInput(f"run summary {str(path)!r} lacks budget/space/device; expected a file written by "
+                           "'ffnet-nas run' (re-run it to write a new one)")
+    names = {f.name for f in dataclasses.fields(RunSummary)}
+    return RunSummary(**{k: v for k, v in data.items() if k in names})
+
+
+__all__ = ["RunSummary", "read_summary"]
