@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from ffnet_nas.search import exact
 from ffnet_nas.search import study as st
+from ffnet_nas.search.exhaustive import EXHAUSTIVE_MAX_POINTS
 from ffnet_nas.search import tables
 from ffnet_nas.space.complexity_cache import ComplexityCache, shared_cache
 from ffnet_nas.search.targets import Target, parse_targets
@@ -87,12 +89,19 @@ def run_search(
     progress: bool = True,
     durable: bool = False,
     complexity_cache: ComplexityCache | None = None,
+    exhaustive: bool | None = None,
 ) -> SearchResult:
     """Search `space` until the study holds `n_trials` COMPLETE trials; return its front.
 
     storage: None (in memory), a journal file path, or a SQLAlchemy URL; `durable` fsyncs every
     journal write (see `ffnet_nas.search.storage`). `objective_id` names the
     predictors; a stored study made with other predictors or targets is refused, not mixed.
+
+    exhaustive: None (default) first scores every point and puts the exact front in the study
+    (`ffnet_nas.search.exact`) when the sampler is NSGA-II, the space has at most
+    `EXHAUSTIVE_MAX_POINTS` points and the predictors have the form the tables reproduce (checked
+    on random points); NSGA-II then runs the rest of the `n_trials`. False: the sampler alone; True
+    insists (an error when the space, sampler or predictors do not allow it).
     """
     space = get_space(space)
     targets = parse_targets(targets) if targets is None or isinstance(targets, str) else tuple(targets)
@@ -106,10 +115,16 @@ def run_search(
         study = st.open_study(storage=storage_obj, study_name=study_name, sampler=sampler_obj,
                               ident=st.identity(space, targets, objective_id))
         stale = st.fail_stale_trials(study)
-        st.enqueue_published(study, space)
         objective = st.Objective(space, predict_latency_ms, predict_miou, targets, cache)
         t0 = time.perf_counter()
+        st.enqueue_published(study, space)
+        exact_pass = None
+        if exhaustive is not False and _exhaustive_fits(space, sampler, strict=exhaustive is True):
+            exact_pass = exact.add_exact_front(study, objective, published=st.published_in(space), worker=st.WORKER,
+                                               strict=exhaustive is True)
+        exact_seconds = time.perf_counter() - t0
         ran = st.run_trials(study, objective, n_trials=n_trials, progress=progress)
+        ran += exact_pass["added_now"] if exact_pass else 0
         search_seconds = time.perf_counter() - t0
         trials = study.get_trials(deepcopy=False, states=(_complete(),))
     t0 = time.perf_counter()
@@ -119,9 +134,21 @@ def run_search(
                         space=space.name, targets=targets, n_complete=len(trials), n_run=ran,
                         own_ms_per_trial=1e3 * objective.own_seconds / max(1, objective.calls),
                         extra={"stale_trials_failed": stale, "complexity_full_passes": cache.full_passes,
+                               "mode": sampler if exact_pass is None else "exhaustive+" + sampler,
+                               "exhaustive": exact_pass, "exhaustive_seconds": exact_seconds,
                                "search_seconds": search_seconds, "tables_seconds": time.perf_counter() - t0,
                                "own_ms_median": 1e3 * objective.median_seconds(),
                                "rows": rows, "complexity": cache.get}, **result)
+
+
+def _exhaustive_fits(space: SearchSpace, sampler: str, *, strict: bool) -> bool:
+    """Whether to try the exhaustive search: NSGA-II asked (another sampler is the user's choice) and a
+    space small enough to score whole."""
+    fits = sampler == "nsga2" and space.size <= EXHAUSTIVE_MAX_POINTS
+    if strict and not fits:
+        raise InvalidInput(f"exhaustive search of space {space.name!r} ({space.size} points, sampler {sampler}): "
+                           f"expected sampler nsga2 and at most {EXHAUSTIVE_MAX_POINTS} points")
+    return fits
 
 
 def _complete():

@@ -52,8 +52,8 @@ def dominance_text(result: SearchResult) -> str:
 
 
 def closest_text(result: SearchResult) -> str:
-    lines = [f"no evaluated point meets {', '.join(t.text for t in result.targets)}; the closest "
-             "(smallest total relative violation):",
+    lines = [(f"no evaluated point meets {', '.join(t.text for t in result.targets)}; the closest "
+             "(smallest total relative violation):"),
              f"{'violation':>9} {'latency_ms':>10} {'mIoU':>6} {'params_M':>8} {'GMACs':>7}  code"]
     for r in result.closest.to_dict("records"):
         lines.append(f"{100 * r['violation']:8.1f}% {r['latency_ms']:>10.3f} {r['miou']:>6.2f} "
@@ -69,3 +69,15 @@ def best_text(result: SearchResult) -> str:
     return (f"best point{under}: {b['code']}  predicted {b['miou']:.2f} mIoU at {b['latency_ms']:.3f} ms, "
             f"{_num(b['params'], 1e6, '.2f')} M params, {_num(b['macs'], 1e9, '.1f')} GMACs "
             f"(nearest published: {_short(b['nearest_published'] or '-')})")
+
+
+def exhaustive_text(result: SearchResult) -> str:
+    """One line on the exact front: scored here, recorded earlier, or why NSGA-II searched alone."""
+    e = result.extra.get("exhaustive")
+    if e is None:
+        return f"search: {result.extra.get('mode', 'nsga2')} alone (no exhaustive pass: see docs/search.md)"
+    if e.get("skipped"):
+        return f"exact front: {e['front']} points of {e['points']}, already in the study; NSGA-II ran the rest of the trials"
+    what = f"exact front {e['front']} points" if e["front"] else f"nothing feasible: the {e['closest']} closest points"
+    return (f"every point scored ({e['points']}, {e['feasible']} feasible) in {result.extra['exhaustive_seconds']:.2f} s: "
+            f"{what}, {e['added_now']} added to the study; NSGA-II ran the rest of the trials")

@@ -62,6 +62,16 @@ class Target:
             return _STRICT_EPS
         return v
 
+    def violations(self, values):
+        """`violation` over a numpy array (the same arithmetic, for the exhaustive search)."""
+        import numpy as np
+
+        scale = abs(self.bound) or 1.0
+        v = (values - self.bound) / scale if self.upper else (self.bound - values) / scale
+        if self.op in ("<", ">"):
+            v = np.where(v == 0, _STRICT_EPS, v)
+        return v
+
     def met(self, value: float) -> bool:
         return self.violation(value) <= 0
 
