@@ -8,6 +8,8 @@
     targets.py           the target grammar -> Optuna constraints (relative violations)
     storage.py           in-memory / journal file / SQLAlchemy URL
     study.py             study creation and resume, samplers, published seeds, stale trials, the objective
+    exhaustive.py        every point scored at once from per-skeleton tables probed through the callables
+    exact.py             the exact front of a space, added to the study before NSGA-II runs the rest
     complexity_cache.py  params and MACs per point from cached parts
     pareto.py            dominance, Pareto mask, exact 2-D hypervolume
     tables.py            Pareto / published-dominance / closest / top-K tables, nearest published variant
