@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 from ffnet_nas.search import exact
 from ffnet_nas.search import study as st
-from ffnet_nas.search.exhaustive import EXHAUSTIVE_MAX_POINTS
+from ffnet_nas.search.exhaustive import EXHAUSTIVE_MAX_POINTS, MAX_PROBES, count_probes
 from ffnet_nas.search import tables
 from ffnet_nas.space.complexity_cache import ComplexityCache, shared_cache
 from ffnet_nas.search.targets import Target, parse_targets
@@ -143,11 +143,12 @@ def run_search(
 
 def _exhaustive_fits(space: SearchSpace, sampler: str, *, strict: bool) -> bool:
     """Whether to try the exhaustive search: NSGA-II asked (another sampler is the user's choice) and a
-    space small enough to score whole."""
-    fits = sampler == "nsga2" and space.size <= EXHAUSTIVE_MAX_POINTS
+    space small enough to score whole, in few enough probes."""
+    fits = sampler == "nsga2" and space.size <= EXHAUSTIVE_MAX_POINTS and count_probes(space) <= MAX_PROBES
     if strict and not fits:
-        raise InvalidInput(f"exhaustive search of space {space.name!r} ({space.size} points, sampler {sampler}): "
-                           f"expected sampler nsga2 and at most {EXHAUSTIVE_MAX_POINTS} points")
+        raise InvalidInput(f"exhaustive search of space {space.name!r} ({space.size} points, {count_probes(space)} "
+                           f"probes, sampler {sampler}): expected sampler nsga2, at most {EXHAUSTIVE_MAX_POINTS} points "
+                           f"and {MAX_PROBES} probes")
     return fits
 
 

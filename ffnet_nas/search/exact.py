@@ -99,8 +99,11 @@ def build(space: SearchSpace, objective, *, targets: Sequence[Target], published
         quantities["params"] = lambda a: objective.cache.get(a)[0]
     if any(t.metric == "macs" for t in targets):
         quantities["macs"] = lambda a: objective.cache.get(a)[1]
-    tables = ex.build_tables(space, quantities, params_at_predictor_size=lambda a: predictor_cache.get(a)[0],
-                             nonlinear=("latency", "miou"))
+    try:
+        tables = ex.build_tables(space, quantities, params_at_predictor_size=lambda a: predictor_cache.get(a)[0],
+                                 nonlinear=("latency", "miou"))
+    except InvalidInput as e:  # e.g. a block the library lacks: NSGA-II meets it only if it samples that point
+        return None, f"a probe failed: {e}"
     why = tables.check(quantities, ex.check_points(space, list(published.values())))
     return (tables, None) if why is None else (None, why)
 

@@ -42,6 +42,9 @@ CHUNK_POINTS = 1 << 18
 # The vectorised value must equal the scalar callable's to this (relative to max(1, |value|)).
 TOLERANCE = 1e-9
 CHECK_POINTS = 64  # random points compared with the scalar callables (plus every published one)
+# Probing asks the scalar callables once per probe: past this many (`all` needs 2,784; a space whose
+# skeletons hold few points each would need nearly one per point) NSGA-II is cheaper.
+MAX_PROBES = 20_000
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,18 @@ def probe_indices(sk: Skeleton) -> list[tuple[int, ...]]:
             idx[axis] = j
             out.append(tuple(idx))
     return out
+
+
+def count_probes(space: SearchSpace) -> int:
+    """How many points `build_tables` asks, without enumerating the skeletons (+1 corner each)."""
+    heads = len(space.up_heads) * len(space.seg_heads) * len(space.upsamples)
+    total = 0
+    for opts in space.stage_options:
+        n_sk = len(space.blocks) * math.prod(len(w) for w in opts.widths) * len(space.pre_downs) * \
+            (len(space.first_strides) if opts.num_stages == 4 else 1)
+        per = len(space.stems) * len(opts.depths[0]) + sum(len(d) - 1 for d in opts.depths[1:]) + heads - 1 + 1
+        total += n_sk * per
+    return total
 
 
 def probe_archs(space: SearchSpace) -> list[Arch]:
@@ -153,7 +168,7 @@ class Tables:
     space: SearchSpace
     skeletons: tuple[Skeleton, ...]
     parts: dict  # name -> tuple[Parts, ...] (one per skeleton)
-    probes: int  # scalar points asked
+    probes: int  # points asked of the scalar callables
 
     @property
     def offsets(self) -> np.ndarray:
@@ -254,14 +269,14 @@ def build_tables(space: SearchSpace, quantities: dict[str, Callable[[Arch], floa
         p_parts = Parts.from_probes(sk, np.array([float(params_at_predictor_size(a)) for a in points]))
         parts["P"].append(p_parts)
         corner = _corner(sk, p_parts) if nonlinear else None
+        probes += corner is not None
         log_p = _log_params(np.array([p_parts.additive_at(i) for i in probe_indices(sk)]))
         for name, fn in quantities.items():
             values = np.array([float(fn(a)) for a in points])
             c = 0.0
             if name in nonlinear and corner is not None:
                 m1, m2, cx, ddl = corner
-                at = {i: v for i, v in zip(probe_indices(sk), values)}
-                probes += 1
+                at = dict(zip(probe_indices(sk), values))
                 c = (float(fn(sk.arch(cx))) - at[m1] - at[m2] + at[tuple([0] * len(sk.shape))]) / ddl
             parts[name].append(Parts.from_probes(sk, values - c * log_p if c else values, c))
     return Tables(space, tuple(sks), {k: tuple(v) for k, v in parts.items()}, probes)

@@ -50,7 +50,7 @@ def test_tables_equal_the_scalar_predictors_on_every_point(mixed):
     cache = shared_cache(space.input_hw, NUM_CLASSES)
     objective = Objective(space, preds.latency_ms, preds.miou, parse_targets("params<1G,macs<1T"), cache)
     tables, why = exact.build(space, objective, targets=objective.targets, published={})
-    assert why is None and tables.probes < space.size / 4
+    assert why is None and tables.probes == ex.count_probes(space) < space.size / 4
     assert any(p.c != 0 for p in tables.parts["miou"])  # the log10(params) term is really there
     names = ["latency", "miou", "params", "macs"]
     values = {n: np.concatenate([b[n] for _, b in tables.blocks(names)]) for n in names}
@@ -139,6 +139,22 @@ def test_other_forms_fall_back_to_nsga2_or_are_refused():
     assert run_search(sampler="random", **args).extra["mode"] == "random"
 
 
+def test_a_failing_probe_leaves_the_search_to_nsga2(mixed):
+    space, preds = mixed
+
+    def miou(arch):  # like a library without the deepest first stage: NSGA-II meets it only if it samples one
+        if arch.depths[0] == 2:
+            raise InvalidInput(f"{arch.code}: the block library has no usable block for s4")
+        return preds.miou(arch)
+
+    objective = Objective(space, preds.latency_ms, miou, (), shared_cache(space.input_hw, NUM_CLASSES))
+    tables, why = exact.build(space, objective, targets=(), published={})
+    assert tables is None and why.startswith("a probe failed: ")  # run_search then leaves it to NSGA-II
+    with pytest.raises(InvalidInput, match="a probe failed: .*no usable block"):
+        run_search(space=space, predict_latency_ms=preds.latency_ms, predict_miou=miou, n_trials=5, seed=0,
+                   progress=False, num_classes=NUM_CLASSES, exhaustive=True)
+
+
 def test_spaces_above_the_threshold_keep_nsga2(monkeypatch):
     from ffnet_nas.search import api
 
@@ -146,4 +162,10 @@ def test_spaces_above_the_threshold_keep_nsga2(monkeypatch):
     r = run_search(space=tiny_space(), predict_latency_ms=standin_latency_ms, predict_miou=standin_latency_ms,
                    n_trials=12, seed=0, progress=False, num_classes=19)
     assert r.extra["mode"] == "nsga2"
-    assert ex.EXHAUSTIVE_MAX_POINTS >= 3_602_880  # the `all` space (3.6 M points) is scored whole
+    monkeypatch.setattr(api, "EXHAUSTIVE_MAX_POINTS", 10**9)
+    monkeypatch.setattr(api, "MAX_PROBES", 10)  # too many probes: NSGA-II alone too
+    assert run_search(space=tiny_space(), predict_latency_ms=standin_latency_ms, predict_miou=standin_latency_ms,
+                      n_trials=12, seed=0, progress=False, num_classes=19).extra["mode"] == "nsga2"
+    from ffnet_nas.space.searchspace import get_space
+
+    assert ex.EXHAUSTIVE_MAX_POINTS >= get_space("all").size and ex.count_probes(get_space("all")) <= ex.MAX_PROBES
