@@ -81,13 +81,15 @@ _FEATURES: dict[tuple[str, int, int], FeatureSet] = {}
 
 
 def _features(path: str) -> FeatureSet:
-    """A worker process reads each cache once, not once per block (memory-mapped: pages are shared)."""
+    """A worker process reads each cache once, not once per block (memory-mapped: pages are shared).
+    Its chunks' digests were checked by the process that made or reused the cache (cached_features):
+    hashing every chunk again in every worker would read the whole set once per worker."""
     st = os.stat(path)
     key = (path, st.st_mtime_ns, st.st_size)
     if key not in _FEATURES:
         if len(_FEATURES) >= 4:
             _FEATURES.clear()
-        _FEATURES[key] = load_features(path)
+        _FEATURES[key] = load_features(path, verify=False)
     return _FEATURES[key]
 
 

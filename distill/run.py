@@ -3,8 +3,9 @@
 The caller hands in the teacher file and the two data sets (this layer does not know how
 data sets are made, see ffnet_nas.data); everything else is decided here:
 
-    LIBRARY/features/{train,val}.pt     cached teacher features (float16), reused while the
-                                        teacher file, data and image count are unchanged
+    LIBRARY/features/{train,val}.pt     cached teacher features (float16): an index, and the
+    LIBRARY/features/*.pt.chunks/       features in chunks (streamed, resumable; see features.py),
+                                        reused while the teacher file, data and image count are unchanged
     LIBRARY/library.json, blocks.csv, blocks/*.pt   (see library.py)
 """
 
@@ -14,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ffnet_nas.distill.choices import space_choices
-from ffnet_nas.distill.features import cached_features, compute_features, file_digest
+from ffnet_nas.distill.features import cache_bytes, cached_features, compute_features, file_digest
 from ffnet_nas.distill.dispatch import distill_library
 from ffnet_nas.distill.library import BlockLibrary, TeacherInfo
 from ffnet_nas.distill.teacher import load_teacher, weights_digest
@@ -55,8 +56,9 @@ def distill_space(space, *, teacher_path: str | Path, train_data, val_data, libr
             key = {"teacher": info.digest, "data": data_spec, "split": split,
                    "n": min(limit, len(data)) if limit else len(data)}
             path = library.root / "features" / f"{split}.pt"
-            cached_features(path, key, lambda d=data, n=limit, s=split: compute_features(
-                teacher, d, limit=n, progress=progress, desc=f"teacher features ({s})", device=device))
+            # streamed into the cache chunk by chunk (one chunk in memory), resumed after a kill
+            cached_features(path, key, lambda d=data, n=limit, s=split, k=key, p=path: compute_features(
+                teacher, d, limit=n, progress=progress, desc=f"teacher features ({s})", device=device, cache=p, key=k))
             paths.append(path)
     rows = distill_library(pending, library=library, teacher=info,
                            train=paths[0] if paths else None, val=paths[1] if paths else None,
@@ -68,4 +70,4 @@ def distill_space(space, *, teacher_path: str | Path, train_data, val_data, libr
                    if (p, c) in wanted and r["status"] != OK)
     return DistillSummary(library_dir=library.root, table_path=library.table_path, feature_paths=tuple(paths),
                           choices=len(choices), trained=len(rows), skipped=len(choices) - len(pending), failed=failed,
-                          feature_bytes=sum(p.stat().st_size for p in paths))
+                          feature_bytes=sum(cache_bytes(p) for p in paths))
