@@ -70,7 +70,6 @@ def report(found, *, ws: Workspace, evaluate_top: int) -> int:
     result, paths, storage = found.result, found.paths, found.storage
     print(f"study {result.study_name!r}: {result.n_complete} complete trials ({result.n_run} this run, "
           f"{result.own_ms_per_trial:.3f} ms of our own time per trial); storage {redact(str(storage))}")
-    print(summary.exhaustive_text(result))
     if not result.feasible:
         print(summary.closest_text(result))
         print(f"wrote {paths['closest']}")

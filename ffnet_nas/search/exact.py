@@ -133,6 +133,8 @@ def add_exact_front(study, objective, *, published: dict[str, Arch], worker: str
     space, targets = objective.space, objective.targets
     done = study.user_attrs.get("exhaustive")
     if isinstance(done, dict) and "front" in done:
+        logger.info("exhaustive search: the exact front (%d points of %d) is in the study already", done["front"],
+                    done["points"])
         return {**done, "added_now": 0, "skipped": True}
     t0 = time.perf_counter()
     tables, why = build(space, objective, targets=targets, published=published)

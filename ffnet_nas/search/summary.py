@@ -70,14 +70,3 @@ def best_text(result: SearchResult) -> str:
             f"{_num(b['params'], 1e6, '.2f')} M params, {_num(b['macs'], 1e9, '.1f')} GMACs "
             f"(nearest published: {_short(b['nearest_published'] or '-')})")
 
-
-def exhaustive_text(result: SearchResult) -> str:
-    """One line on the exact front: scored here, recorded earlier, or why NSGA-II searched alone."""
-    e = result.extra.get("exhaustive")
-    if e is None:
-        return f"search: {result.extra.get('mode', 'nsga2')} alone (no exhaustive pass: see docs/search.md)"
-    if e.get("skipped"):
-        return f"exact front: {e['front']} points of {e['points']}, already in the study; NSGA-II ran the rest of the trials"
-    what = f"exact front {e['front']} points" if e["front"] else f"nothing feasible: the {e['closest']} closest points"
-    return (f"every point scored ({e['points']}, {e['feasible']} feasible) in {result.extra['exhaustive_seconds']:.2f} s: "
-            f"{what}, {e['added_now']} added to the study; NSGA-II ran the rest of the trials")
