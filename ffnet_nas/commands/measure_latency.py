@@ -13,6 +13,7 @@ from ffnet_nas.commands._common import (
 )
 
 PRECISIONS = (*DTYPES, "int8")  # ffnet_nas.predictors.latency.protocol.PRECISIONS
+FORMS = ("deploy", "module", "folded", "folded_cl")  # ffnet_nas.predictors.latency.form.REQUESTS
 
 
 def _repeats(text: str) -> tuple[int, int]:
@@ -53,6 +54,9 @@ def register(subparsers) -> None:
                         "quantisation on cpu, calibrated on the workdir's data; needs --backend onnxruntime)")
     p.add_argument("--backend", choices=BACKENDS, default="eager",
                    help="eager (default), compile (torch.compile) or onnxruntime")
+    p.add_argument("--form", choices=FORMS, default="deploy",
+                   help="eager/compile: what is timed. deploy (default): BN folded, channels_last if its probe is "
+                        "faster here (an existing table keeps its form); module: as built; folded; folded_cl")
     p.add_argument("--num-classes", type=int, default=None, metavar="N",
                    help="classes the timed head predicts (default: the teacher's, WORKDIR/teacher/teacher.pt; "
                         "without a teacher, the --data set's)")
@@ -96,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
     if args.export_units is not None:
         return _export_units(args, space=space, input_hw=input_hw, num_classes=num_classes)
     spec = make_spec(device=args.device, dtype=args.dtype, backend=args.backend, batch=args.batch,
-                     input_hw=input_hw, threads=args.threads, num_classes=num_classes)
+                     input_hw=input_hw, threads=args.threads, num_classes=num_classes, form=args.form)
     lo, hi = _repeats(args.repeats)
     changes = {"min_repeats": lo, "max_repeats": hi, "rel_tol": args.tolerance, "max_seconds": args.max_seconds,
                "clock": args.clock}

@@ -98,13 +98,16 @@ def table_export(meta: Mapping[str, Any]) -> OnnxExport | None:
 
 
 def prepare(module: nn.Module, inputs: tuple[torch.Tensor, ...], *, backend: str, device: str, dtype: str,
-            threads: int) -> Callable[[], object]:
-    """Move, convert and wrap; the returned callable runs one forward pass."""
+            threads: int, form: str = "module") -> Callable[[], object]:
+    """Move, convert and wrap; the returned callable runs one forward pass. `form`: form.py (eager/compile)."""
+    from ffnet_nas.predictors.latency.form import apply_form
+
     dt = torch_dtype(dtype)
     if backend == "onnxruntime":
         return _onnxruntime(module, inputs, device=device, dtype=dt, threads=threads, int8=dtype == "int8")
     module = module.to(device=device, dtype=dt).eval()
     xs = tuple(x.to(device=device, dtype=dt) for x in inputs)
+    module, xs = apply_form(module, xs, form)
     if backend == "compile":
         import torch._dynamo
 

@@ -47,7 +47,8 @@ class BuildResult:
 
 
 def make_spec(*, device: str, dtype: str = "fp32", backend: str = "eager", batch: int = 1,
-              input_hw: tuple[int, int], num_classes: int, threads: int | None = None) -> LutSpec:
+              input_hw: tuple[int, int], num_classes: int, threads: int | None = None,
+              form: str = "module") -> LutSpec:
     """Parse and check the settings; raises InvalidInput with one clear line. `num_classes`: the
     head's, the teacher's (or, before a teacher exists, the data's)."""
     device = parse_device(device)
@@ -60,8 +61,11 @@ def make_spec(*, device: str, dtype: str = "fp32", backend: str = "eager", batch
     threads = default_threads() if threads is None else threads
     if not isinstance(threads, int) or threads < 1:
         raise InvalidInput(f"--threads {threads!r}: expected a positive integer")
+    from ffnet_nas.predictors.latency.form import check_form
+
     return LutSpec(device=device, device_name=device_name(device), dtype=dtype, backend=backend, batch=batch,
-                   input_hw=tuple(input_hw), threads=threads, num_classes=num_classes)
+                   input_hw=tuple(input_hw), threads=threads, num_classes=num_classes,
+                   form=check_form(form, backend))
 
 
 def build(*, lut_dir: str | Path, space, spec: LutSpec, protocol: Protocol, calibrate_n: int = 6,
@@ -74,8 +78,11 @@ def build(*, lut_dir: str | Path, space, spec: LutSpec, protocol: Protocol, cali
     if validate_n > 0 and space.size <= calibrate_n and not _has_published(space):
         raise InvalidInput(f"space {space.name!r} has {space.size} point(s), all used for calibration and none "
                            "published: nothing left to validate on; expected a smaller --calibrate")
+    from ffnet_nas.predictors.latency.form import resolve_form
+
+    spec, probe = resolve_form(lut_dir=lut_dir, spec=spec, protocol=protocol, space=space)  # `deploy` -> a form
     units = space_units(space, spec.input_hw, num_classes=spec.num_classes)
-    table = open_table(lut_dir, spec, protocol, space=space.name)
+    table = open_table(lut_dir, spec, protocol, space=space.name, form_probe=probe)
     n_new = len(table.missing(units, protocol.rounds))
     table = measure_units(table, units, protocol, progress=progress, limit=limit)
     if table.missing(units, protocol.rounds):  # stopped early on purpose (limit)

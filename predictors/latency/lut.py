@@ -52,6 +52,9 @@ class LutSpec:
     # The class count of the head timed: the data's, from the teacher (every stored table records it).
     # No default: a table for the wrong count times the wrong head without saying so.
     num_classes: int
+    # What was timed for eager/compile: form.FORMS ("module" = as built, what every table before this
+    # field timed; from_dict reads a missing field so). Not in the slug or the keys.
+    form: str = "module"
 
     @property
     def slug(self) -> str:
@@ -71,6 +74,7 @@ class LutSpec:
     def from_dict(cls, d: dict) -> LutSpec:
         d = dict(d)
         d["input_hw"] = tuple(d["input_hw"])
+        d.setdefault("form", "module")  # written before the form was recorded: timed as built
         return cls(**{k: d[k] for k in cls.__dataclass_fields__})
 
 
@@ -132,7 +136,8 @@ def _save(table: LatencyTable) -> None:
     atomic_write_csv(table.path, table.frame())
 
 
-def open_table(lut_dir: str | Path, spec: LutSpec, protocol: Protocol, *, space: str | None = None) -> LatencyTable:
+def open_table(lut_dir: str | Path, spec: LutSpec, protocol: Protocol, *, space: str | None = None,
+               form_probe: dict | None = None) -> LatencyTable:
     """The table for `spec` in `lut_dir`, created (metadata written) if new.
 
     An existing table measured with a different protocol is refused rather than mixed:
@@ -165,6 +170,8 @@ def open_table(lut_dir: str | Path, spec: LutSpec, protocol: Protocol, *, space:
                                                         input_size=f"{spec.input_hw[0]}x{spec.input_hw[1]}",
                                                         threads=spec.threads),
     )
+    if form_probe is not None:  # how `deploy` chose this table's form (form.py)
+        meta["form_probe"] = form_probe
     atomic_write_json(meta_path, meta)
     return replace(table, meta=meta)
 
@@ -174,7 +181,7 @@ def time_unit(unit: Unit, spec: LutSpec, protocol: Protocol) -> Timing:
     from ffnet_nas.predictors.latency.modules import unit_inputs, unit_module
 
     fn = prepare(unit_module(unit), unit_inputs(unit, spec.batch), backend=spec.backend, device=spec.device,
-                 dtype=spec.dtype, threads=spec.threads)
+                 dtype=spec.dtype, threads=spec.threads, form=spec.form)
     return time_callable(fn, device=timing_device(spec), protocol=protocol)
 
 
