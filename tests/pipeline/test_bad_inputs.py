@@ -48,6 +48,31 @@ def setup_string_boolean_yaml(tmp_path):
     return [tmp_path / "str.yaml"]
 
 
+def setup_official_19_classes(tmp_path):
+    """Official-format weights (a plain state dict) of a head with 19 classes (Cityscapes)."""
+    import torch
+
+    from ffnet_nas.space.builder import build_model
+
+    path = tmp_path / "official.pth"
+    torch.save(build_model("stemB-basic-d1.1.1.1-w16.32.48.64-s1-upB-segB-nearest", num_classes=19).state_dict(), path)
+    return [path]
+
+
+def setup_other_teacher(tmp_path):
+    """A workdir whose teacher was loaded from official.pth; the user now names other.pth."""
+    import torch
+
+    from ffnet_nas.distill.teacher import save_teacher
+    from ffnet_nas.space.builder import build_model
+
+    model = build_model("stemB-basic-d1.1.1.1-w16.32.48.64-s1-upB-segB-nearest", num_classes=8)
+    save_teacher(tmp_path / "w" / "teacher" / "teacher.pt", model, data="synthetic:0", input_hw=[32, 64], miou=0.1,
+                 source=str(tmp_path / "official.pth"))
+    torch.save(model.state_dict(), tmp_path / "other.pth")
+    return [tmp_path / "w" / "teacher" / "teacher.pt", tmp_path / "other.pth"]
+
+
 def setup_truncated_teacher(tmp_path):
     path = tmp_path / "w" / "teacher" / "teacher.pt"
     path.parent.mkdir(parents=True)
@@ -179,6 +204,24 @@ ROWS = [
      "expected PROTOCOL://HOST:PORT"),
     ("Dask scheduler with --jobs", ["distill", "--scheduler", "tcp://127.0.0.1:8786", "--jobs", "2", "--workdir",
                                     "{tmp}/w"], setup_none, "expected one of them"),
+    ("run with a teacher file that is not there", ["run", "--budget", "micro", "--teacher", "{tmp}/nope.pt", "--workdir",
+                                                  "{tmp}/w"], setup_none, "teacher file"),
+    ("run with a data folder that is not there", ["run", "--budget", "micro", "--data", "cityscapes:{tmp}/none",
+                                                 "--workdir", "{tmp}/w"], setup_none, "cityscapes"),
+    ("fp16 autocast on the CPU", ["run", "--budget", "micro", "--amp", "fp16", "--workdir", "{tmp}/w"], setup_none,
+     "float16 autocast needs a CUDA device"),
+    ("a teacher and an ImageNet init together", ["run", "--budget", "micro", "--teacher", "{tmp}/t.pt", "--init",
+                                                 "imagenet:{tmp}/i.pth", "--workdir", "{tmp}/w"], setup_none,
+     "expected one"),
+    ("malformed ImageNet init", ["train-teacher", "--init", "resnet18.pth", "--workdir", "{tmp}/w"], setup_none,
+     "expected imagenet:FILE"),
+    ("teacher of another class count", ["train-teacher", "--arch", "stemB-basic-d1.1.1.1-w16.32.48.64-s1-upB-segB-nearest",
+                                        "--checkpoint", "{tmp}/official.pth", "--input-size", "32x64", "--eval-images",
+                                        "2", "--no-progress", "--device", "cpu", "--workdir", "{tmp}/w"],
+     setup_official_19_classes, "predicts 19 classes but synthetic has 8"),
+    ("run with another teacher than the workdir's", ["run", "--budget", "micro", "--teacher", "{tmp}/other.pth",
+                                                     "--workdir", "{tmp}/w"], setup_other_teacher,
+     "expected the same --teacher"),
     ("unknown published name", ["space", "show", "segmentation_ffnet40S_BBB_mobil"], setup_none, "did you mean: segmentation_ffnet40S_BBB_mobile"),
     ("malformed code", ["space", "show", "stemB-basic-d4.5.6-w64.128.192.320-s1-upB-segB-nearest"], setup_none, "widths"),
     ("code with a bad part", ["space", "show", "stemB-basic-d4.5.6.4-w64.128.192.320-s3-upB-segB-nearest"], setup_none, "'s3'"),
@@ -250,7 +293,7 @@ ROWS = [
 
 @pytest.mark.parametrize("argv, setup, fragment", [r[1:] for r in ROWS], ids=[r[0] for r in ROWS])
 def test_bad_input_is_one_line_exit_2_and_nothing_lost(tmp_path, capsys, argv, setup, fragment):
-    if "fp16" in argv:
+    if "fp16" in argv and "--amp" not in argv:  # a latency table in fp16 (autocast fp16 needs CUDA on any CPU)
         from ffnet_nas.predictors.latency.protocol import cpu_flags
 
         if {"avx512_fp16", "amx_fp16"} & cpu_flags():
