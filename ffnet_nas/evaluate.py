@@ -24,6 +24,7 @@ point, writes the row and deletes the resume state, and the others wait for it a
 from __future__ import annotations
 
 import logging
+import math
 import time
 import dataclasses
 from dataclasses import dataclass
@@ -50,7 +51,11 @@ COLUMNS = (
     "code", "name", "init", "params", "macs", "input_hw", "train_hw",
     "predicted_latency_ms", "measured_latency_ms", "latency_table",
     "predicted_miou", "measured_miou", "steps", "seconds", "checkpoint",
+    # evaluate --precision int8: the fine-tuned model quantised (ONNX Runtime static QDQ, calibrated on
+    # training images) and scored on the same validation images as measured_miou
+    "int8_miou",
 )
+PRECISIONS = ("fp32", "int8")  # what a point's accuracy is scored in
 
 
 def read_evaluated(path: str | Path) -> pd.DataFrame:
@@ -204,13 +209,16 @@ def _finish_point(arch: Arch, *, workspace: Workspace, config: TrainConfig, init
 def evaluate_points(archs: Iterable["Arch | str"], *, workspace: Workspace, config: TrainConfig,
                     val_images: int | None = None, init: str = "distilled", redo: bool = False, device: str = "cpu",
                     progress: bool = True, predictor_dir: Path | None = None, lut: str | None = None,
-                    scheduler: str | None = None) -> pd.DataFrame:
+                    scheduler: str | None = None, precision: str = "fp32") -> pd.DataFrame:
     """Evaluate each point not yet in the table (or all with `redo`); each row lands when its point is done.
 
     `predicted_miou` comes from the predictor in `predictor_dir` (default: the workdir's), the one
     that picked the points; latency from the table `lut` (see `Resources.load`). With `scheduler`
     (a Dask scheduler's address) the points are fine-tuned and scored on its workers and timed
-    here, on the device the table was measured on."""
+    here, on the device the table was measured on. `precision` "int8": each point's fine-tuned
+    model is also quantised and scored (`int8_miou`), here, after its fine-tune."""
+    if precision not in PRECISIONS:
+        raise InvalidInput(f"precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
     archs = [resolve(a) for a in archs]
     done = read_evaluated(workspace.evaluated_path)
     finished = set(zip(done["code"], done["init"])) if len(done) else set()
@@ -249,9 +257,41 @@ def evaluate_points(archs: Iterable["Arch | str"], *, workspace: Workspace, conf
         latency = f", {row['measured_latency_ms']:.2f} ms" if row["measured_latency_ms"] is not None else ""
         logger.log(level, "%s (%s): mIoU %.2f%s -> %s", arch.code, init, row["measured_miou"], latency,
                    workspace.evaluated_path)
+    if precision == "int8" and distributed.is_main():
+        _score_int8(archs, workspace=workspace, init=init, val_images=val_images, level=level)
     frame = read_evaluated(workspace.evaluated_path)
     codes = {a.code for a in archs}
     return frame[frame["code"].isin(codes) & (frame["init"] == init)]
+
+
+def _score_int8(archs: list[Arch], *, workspace: Workspace, init: str, val_images: int | None, level: int) -> None:
+    """int8_miou for every point whose row lacks it: its model.pt quantised as the INT8 latency table's
+    networks are (`ffnet_nas.predictors.latency.int8`), calibrated on 16 training images, scored on the
+    validation images of its measured_miou. A re-run scores only the rows still without it."""
+    from ffnet_nas.data import make_dataset
+    from ffnet_nas.distill.teacher import read_teacher_info
+    from ffnet_nas.predictors.latency.int8 import calibration_images, score_int8
+    from ffnet_nas.space.checkpoint import load_model
+
+    rows = read_evaluated(workspace.evaluated_path)
+    data, input_hw = data_of(read_teacher_info(workspace.teacher_path))
+    val = calibration = None
+    for arch in archs:
+        row = rows[(rows["code"] == arch.code) & (rows["init"] == init)] if len(rows) else rows
+        if not len(row) or ("int8_miou" in row and pd.notna(row["int8_miou"].iloc[0])):
+            continue
+        if val is None:  # loaded on the first point that needs it
+            val = make_dataset(data, "val", size_hw=input_hw, cache_dir=workspace.data_dir)
+            calibration = calibration_images(data, size_hw=input_hw, cache_dir=workspace.data_dir)
+        model = load_model(workspace.point_model_path(arch.stable_hash, init)).eval()
+        n = len(val) if val_images is None else min(val_images, len(val))
+        score = score_int8(model, calibration=calibration, images=[val[i] for i in range(n)],
+                           num_classes=model.num_classes, ignore_index=getattr(val, "ignore_index", 255),
+                           fp32_too=False)
+        record = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.iloc[0].to_dict().items()}
+        _upsert(workspace.evaluated_path, {**record, "int8_miou": 100 * score.miou})
+        logger.log(level, "%s (%s): int8 mIoU %.2f (float %.2f) -> %s", arch.code, init, 100 * score.miou,
+                   record["measured_miou"], workspace.evaluated_path)
 
 
 def held_out_miou(codes: Iterable[str], *, workspace: Workspace, val_images: int | None, device: str = "cpu",

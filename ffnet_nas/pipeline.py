@@ -253,8 +253,11 @@ def _evaluate(ctx, summary: RunSummary, *, found, targets, lut: str, published: 
         # the points that could, not only the most accurate ones under the target
         top += challengers(found.result.pareto, published_ms[summary.reference], k=b.top, exclude=top)
     points = [Arch.parse(c) for c in top] + ([ref_arch] if ref_arch is not None else [])
+    # an INT8 latency table: the candidates' accuracy is scored in INT8 too (int8_miou beside measured_miou)
+    precision = "int8" if ctx.budget.latency.dtype == "int8" else "fp32"
     steps.evaluate(workspace=ws, progress=ctx.progress, request=steps.EvaluateRequest(
-        points=tuple(points), lut=lut, device=ctx.device, scheduler=ctx.scheduler, **_finetune(ctx)))
+        points=tuple(points), lut=lut, device=ctx.device, scheduler=ctx.scheduler, precision=precision,
+        **_finetune(ctx)))
     if ref_arch is not None and b.rounds:
         rounds = refine(workspace=ws, progress=ctx.progress, request=RefineRequest(
             space=ctx.space, targets=targets, reference=ref_arch, reference_ms=published_ms[summary.reference],

@@ -46,6 +46,9 @@ def register(sub) -> None:
     p.add_argument("--init", choices=INITS, default="distilled",
                    help="distilled blocks (default) or random initialisation (for comparison)")
     p.add_argument("--redo", action="store_true", help="evaluate again even if the point is in the table")
+    p.add_argument("--precision", choices=("fp32", "int8"), default="fp32",
+                   help="int8: also quantise each fine-tuned model (ONNX Runtime static QDQ, as the int8 latency "
+                        "table does) and score it on the same images (column int8_miou)")
     add_lut_arg(p)
     add_finetune_args(p)
     add_sync_bn_arg(p)
@@ -96,12 +99,13 @@ def run(args: argparse.Namespace) -> int:
     with distributed.session(device=args.device, sync_bn=args.sync_bn) as device:
         result = steps.evaluate(workspace=workspace, request=steps.EvaluateRequest(
             points=archs, finetune=finetune, val_images=args.val_images, init=args.init, redo=args.redo,
-            device=device, lut=args.lut, scheduler=scheduler))
+            device=device, lut=args.lut, scheduler=scheduler, precision=args.precision))
     if distributed.env_rank() != 0:
         return 0  # rank 0 prints the table
     frame = result.rows
-    cols = [c for c in ("code", "name", "init", "measured_miou", "predicted_miou", "measured_latency_ms",
-                        "predicted_latency_ms", "params") if c in frame.columns]
+    cols = [c for c in ("code", "name", "init", "measured_miou", "int8_miou", "predicted_miou", "measured_latency_ms",
+                        "predicted_latency_ms", "params") if c in frame.columns and not (c == "int8_miou" and
+                                                                                        args.precision != "int8")]
     print(frame[cols].to_string(index=False))
     print(f"wrote {workspace.evaluated_path}")
     return 0

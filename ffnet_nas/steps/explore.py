@@ -163,6 +163,7 @@ class EvaluateRequest:
     predictor_dir: Path | None = None  # the predictor whose mIoU the rows carry (None: the workdir's)
     device: str = "cpu"
     scheduler: str | None = None  # a Dask scheduler: the fine-tunes run on its workers (timing stays here)
+    precision: str = "fp32"  # "int8": also score each point quantised (int8_miou)
 
     def __post_init__(self) -> None:
         _check_val_images(self.val_images)
@@ -178,7 +179,8 @@ def evaluate(*, workspace: Workspace, request: EvaluateRequest, progress: bool =
 
     rows = evaluate_points(request.points, workspace=workspace, config=request.finetune, val_images=request.val_images,
                            init=request.init, redo=request.redo, device=request.device, progress=progress,
-                           predictor_dir=request.predictor_dir, lut=request.lut, scheduler=request.scheduler)
+                           predictor_dir=request.predictor_dir, lut=request.lut, scheduler=request.scheduler,
+                           precision=request.precision)
     return EvaluateResult(rows=rows)
 
 

@@ -153,3 +153,28 @@ def test_held_out_miou_scores_only_the_images_the_scores_did_not_use(workdir):
     assert held[arch.code] == pytest.approx(100 * after.miou)
     assert first.miou == pytest.approx(row["measured_miou"] / 100)  # the scoring images are the first ones
     assert held_out_miou([arch.code], workspace=workdir, val_images=None) == {}  # nothing held out
+
+
+def test_int8_precision_scores_the_quantised_model_on_the_same_images(workdir):
+    """evaluate --precision int8: the fine-tuned model.pt quantised (ONNX Runtime QDQ) and scored on the
+    scoring images; the float score stays, a re-run scores nothing again."""
+    from ffnet_nas.predictors.latency.int8 import calibration_images, score_int8
+    from ffnet_nas.space.checkpoint import load_model
+
+    arch = from_dict(TINY).sample(1)
+    frame = evaluate_points([arch], workspace=workdir, **SETTINGS, progress=False, precision="int8")
+    row = frame.iloc[0]
+    assert 0 <= row["int8_miou"] <= 100 and 0 <= row["measured_miou"] <= 100
+    # the same recipe by hand gives the same number
+    model = load_model(workdir.point_model_path(arch.stable_hash, "distilled")).eval()
+    val = make_dataset("synthetic", "val", size_hw=HW, cache_dir=workdir.data_dir)
+    calibration = calibration_images("synthetic", size_hw=HW, cache_dir=workdir.data_dir)
+    again = score_int8(model, calibration=calibration, images=[val[i] for i in range(VAL_IMAGES)],
+                       num_classes=8, fp32_too=True)
+    assert 100 * again.miou == pytest.approx(row["int8_miou"])
+    assert 100 * again.fp32_miou == pytest.approx(row["measured_miou"], abs=0.5)  # the ONNX float graph ≈ torch
+    mtime = workdir.evaluated_path.stat().st_mtime_ns
+    evaluate_points([arch], workspace=workdir, **SETTINGS, progress=False, precision="int8")
+    assert workdir.evaluated_path.stat().st_mtime_ns == mtime
+    with pytest.raises(InvalidInput, match="precision 'int4'"):
+        evaluate_points([arch], workspace=workdir, **SETTINGS, progress=False, precision="int4")
