@@ -285,6 +285,12 @@ def _fill(batches, lo: int, hi: int, first: dict | None, bar) -> dict[str, torch
 def _computing(folder: Path) -> Iterator[None]:
     """One process computes a cache at a time; a second one waits for it (then finds it done)."""
     lock = folder / "lock"
+    try:  # the claim opens its file without a message of its own
+        folder.mkdir(parents=True, exist_ok=True)
+        os.close(os.open(lock, os.O_RDWR | os.O_CREAT, 0o644))
+    except OSError as e:
+        raise InvalidInput(f"cannot write the feature cache {str(folder)!r}: {e.strerror or e}; "
+                           "expected a writable folder") from None
     with claim(lock) as mine:
         if mine:
             yield

@@ -250,3 +250,9 @@ def test_a_format_1_cache_is_still_read(tmp_path, in_memory):
     fs = cached_features(path, {"k": 1}, lambda: pytest.fail("a matching format-1 cache was computed again"))
     assert_same(fs, in_memory)
     assert len(fs.chunks) == 1
+
+
+def test_an_unwritable_cache_folder_is_one_line(tmp_path, teacher):
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.raises(InvalidInput, match=r"^cannot write the feature cache '.*file/f\.pt\.chunks': .*expected a writable"):
+        compute_features(teacher, RandomImages(4), progress=False, cache=tmp_path / "file" / "f.pt", key={})
