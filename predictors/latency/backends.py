@@ -19,6 +19,7 @@ onnxruntime is imported lazily: eager users never pay for it.
 from __future__ import annotations
 
 import importlib
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -97,14 +98,36 @@ def table_export(meta: Mapping[str, Any]) -> OnnxExport | None:
     )
 
 
+# ONNX graphs already exported (and quantised) in this process, by the caller's key: a table times
+# every key in 2 rounds and every network in 2 passes, and the export (~1-5 s on this CPU, plus the
+# quantisation for int8) cost more than the timing. Bounded by size, oldest dropped first.
+_GRAPHS: OrderedDict = OrderedDict()
+_GRAPHS_MAX_BYTES = 1 << 30
+
+
+def _cached_graph(key, make: Callable[[], bytes]) -> bytes:
+    if key is None:
+        return make()
+    if key in _GRAPHS:
+        _GRAPHS.move_to_end(key)
+        return _GRAPHS[key]
+    data = _GRAPHS[key] = make()
+    while sum(len(v) for v in _GRAPHS.values()) > _GRAPHS_MAX_BYTES and len(_GRAPHS) > 1:
+        _GRAPHS.popitem(last=False)
+    return data
+
+
 def prepare(module: nn.Module, inputs: tuple[torch.Tensor, ...], *, backend: str, device: str, dtype: str,
-            threads: int, form: str = "module") -> Callable[[], object]:
-    """Move, convert and wrap; the returned callable runs one forward pass. `form`: form.py (eager/compile)."""
+            threads: int, form: str = "module", cache_key=None) -> Callable[[], object]:
+    """Move, convert and wrap; the returned callable runs one forward pass. `form`: form.py (eager/compile).
+    `cache_key` (onnxruntime): names the graph, so a second call with it reuses the export -- the caller
+    promises the same module structure and shapes (the weights may differ: random ones time the same)."""
     from ffnet_nas.predictors.latency.form import apply_form
 
     dt = torch_dtype(dtype)
     if backend == "onnxruntime":
-        return _onnxruntime(module, inputs, device=device, dtype=dt, threads=threads, int8=dtype == "int8")
+        return _onnxruntime(module, inputs, device=device, dtype=dt, threads=threads, int8=dtype == "int8",
+                            cache_key=None if cache_key is None else (cache_key, dtype, device))
     module = module.to(device=device, dtype=dt).eval()
     xs = tuple(x.to(device=device, dtype=dt) for x in inputs)
     module, xs = apply_form(module, xs, form)
@@ -126,18 +149,23 @@ def export_onnx(module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> bytes:
 
 
 def _onnxruntime(module: nn.Module, inputs: tuple[torch.Tensor, ...], *, device: str, dtype: torch.dtype,
-                 threads: int, int8: bool = False) -> Callable[[], object]:
+                 threads: int, int8: bool = False, cache_key=None) -> Callable[[], object]:
     import onnxruntime as ort
 
     module = module.to(dtype=dtype).eval()
     xs = tuple(x.to(dtype=dtype) for x in inputs)
-    with torch.no_grad():
-        model_bytes = export_onnx(module, xs)
-    if int8:  # the graph `ffnet-nas export` writes, quantised by the one recipe (int8.py), calibrated on its input
-        from ffnet_nas.predictors.latency.int8 import quantize_onnx, session
 
-        names = [i.name for i in session(model_bytes).get_inputs()]
-        model_bytes = quantize_onnx(model_bytes, [{n: x.numpy() for n, x in zip(names, xs)}])
+    def make() -> bytes:
+        with torch.no_grad():
+            data = export_onnx(module, xs)
+        if int8:  # the graph `ffnet-nas export` writes, quantised by the one recipe (int8.py), calibrated on its input
+            from ffnet_nas.predictors.latency.int8 import quantize_onnx, session
+
+            names = [i.name for i in session(data).get_inputs()]
+            data = quantize_onnx(data, [{n: x.numpy() for n, x in zip(names, xs)}])
+        return data
+
+    model_bytes = _cached_graph(cache_key, make)
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1

@@ -181,7 +181,7 @@ def time_unit(unit: Unit, spec: LutSpec, protocol: Protocol) -> Timing:
     from ffnet_nas.predictors.latency.modules import unit_inputs, unit_module
 
     fn = prepare(unit_module(unit), unit_inputs(unit, spec.batch), backend=spec.backend, device=spec.device,
-                 dtype=spec.dtype, threads=spec.threads, form=spec.form)
+                 dtype=spec.dtype, threads=spec.threads, form=spec.form, cache_key=("unit", unit.key, spec.batch))
     return time_callable(fn, device=timing_device(spec), protocol=protocol)
 
 

@@ -72,7 +72,7 @@ def time_arch(arch: Arch, table: LatencyTable, protocol: Protocol) -> Timing:
         return Timing(estimate_ms=ms, median_ms=ms, p25_ms=ms, min_ms=ms, max_ms=ms, iqr_ms=0.0, n=1, stable=True)
     model, inputs = network(arch, spec.input_hw, spec.batch, num_classes=spec.num_classes)
     fn = prepare(model, inputs, backend=spec.backend, device=spec.device, dtype=spec.dtype, threads=spec.threads,
-                 form=spec.form)
+                 form=spec.form, cache_key=("net", arch.code, tuple(spec.input_hw), spec.batch, spec.num_classes))
     return time_callable(fn, device=timing_device(spec), protocol=protocol)
 
 
