@@ -13,8 +13,11 @@ values only choose the points) and carries the same parameters, distributions, u
 (+ `source: exhaustive`) and constraints, so the tables, the dashboard and NSGA-II read it like any
 other. The published variants stay enqueued and are scored by NSGA-II's objective, first, as before.
 A study user attribute `exhaustive` records the pass; a re-run (or a second worker) that finds it
-scores nothing again. Two workers that start at the same moment may both add the front: rows are
-read once per code (`tables.trial_rows`) and the study still stops at N complete trials.
+scores nothing again. Of several workers that start together one claims the pass (`_claim`, a
+study user attribute per worker) and the others wait for its front (up to `CLAIM_WAIT_S`) before
+their NSGA-II trials share the rest of the budget; should two still both add
+the front (each read the claims before the other wrote its own), rows are read once per code
+(`tables.trial_rows`).
 
 Memory: only the running front, and the `CLOSEST` least-violating infeasible points, are kept
 between blocks of `CHUNK_POINTS` points.
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,6 +44,9 @@ from ffnet_nas.stats import pareto_mask
 logger = logging.getLogger(__name__)
 
 CLOSEST = 5  # as many as `tables.closest_rows` lists
+CLAIM_KEY = "exhaustive_claim:"  # + worker: the study user attribute by which one worker takes the pass
+CLAIM_STALE_S = 600.0  # a claim this old is a worker that died elsewhere: another may take the pass
+CLAIM_WAIT_S = 120.0  # how long another worker waits for the holder's front before NSGA-II goes on alone
 
 
 @dataclass(frozen=True)
@@ -127,17 +134,17 @@ def frozen_trial(space: SearchSpace, arch: Arch, objective, *, worker: str, publ
 def add_exact_front(study, objective, *, published: dict[str, Arch], worker: str,
                     strict: bool = False) -> dict[str, Any] | None:
     """Add the exact front (module docstring) to `study`; the figures of the pass, or None when the
-    callables do not have the tables' form (the caller's NSGA-II then searches alone; `strict` raises)."""
-    from optuna.trial import TrialState
+    callables do not have the tables' form (the caller's NSGA-II then searches alone; `strict` raises).
 
-    space, targets = objective.space, objective.targets
+    Every worker probes (so each worker's predictors are checked, and a worker's first predictor call
+    comes as early as under NSGA-II); then one claims the recording and the others wait for it."""
     done = study.user_attrs.get("exhaustive")
     if isinstance(done, dict) and "front" in done:
         logger.info("exhaustive search: the exact front (%d points of %d) is in the study already", done["front"],
                     done["points"])
         return {**done, "added_now": 0, "skipped": True}
     t0 = time.perf_counter()
-    tables, why = build(space, objective, targets=targets, published=published)
+    tables, why = build(objective.space, objective, targets=objective.targets, published=published)
     if tables is None:
         if strict:
             raise InvalidInput(f"the predictors do not have the form the exhaustive search scores ({why}); "
@@ -145,6 +152,65 @@ def add_exact_front(study, objective, *, published: dict[str, Arch], worker: str
         logger.info("exhaustive search not possible (%s): NSGA-II searches alone", why)
         return None
     probe_s = time.perf_counter() - t0
+    me = f"{worker}:{uuid.uuid4().hex[:8]}"
+    holder = _claim(study, me)
+    if holder is not None:
+        study.set_user_attr(CLAIM_KEY + me, None)
+        waited = _wait_for(study, holder)
+        if waited is not None:
+            return waited
+    try:  # ours, or the holder gave up: add what is missing
+        return _add(study, objective, tables, probe_s=probe_s, published=published, worker=worker)
+    finally:
+        study.set_user_attr(CLAIM_KEY + me, None)  # released (Optuna cannot delete an attribute)
+
+
+def _claim(study, me: str) -> str | None:
+    """Claim the pass for `me`; None when it is ours, else the worker holding it.
+
+    Each worker writes its claim (a time), then reads them all: the earliest live one wins, so of two
+    workers that start together only one scores and adds the front (a second one that reads before
+    the first has written sees only its own and wins too: a duplicated front, harmless, rare). A claim
+    is dead once released (None), older than CLAIM_STALE_S, or made by a dead process on this host."""
+    import socket
+
+    from ffnet_nas.search.study import _alive
+
+    now = time.time()
+    study.set_user_attr(CLAIM_KEY + me, now)
+    live = {}
+    for key, when in study.user_attrs.items():
+        if not key.startswith(CLAIM_KEY) or not isinstance(when, (int, float)):
+            continue
+        who = key[len(CLAIM_KEY):]
+        host, _, pid = who.rsplit(":", 1)[0].rpartition(":")
+        dead = host == socket.gethostname() and pid.isdigit() and not _alive(int(pid))
+        if who == me or (now - when < CLAIM_STALE_S and not dead):
+            live[who] = when
+    winner = min(live, key=lambda w: (live[w], w))
+    return None if winner == me else winner
+
+
+def _wait_for(study, holder: str) -> dict[str, Any] | None:
+    """Wait (up to CLAIM_WAIT_S) for the worker holding the pass, so that its front counts toward the
+    budget this worker's NSGA-II trials share; None when it released the claim without one, or too late."""
+    logger.info("exhaustive search: worker %s is adding the exact front; waiting for it", holder)
+    deadline = time.monotonic() + CLAIM_WAIT_S
+    while time.monotonic() < deadline:
+        attrs = study.user_attrs
+        if isinstance(attrs.get("exhaustive"), dict):
+            return {**attrs["exhaustive"], "added_now": 0, "skipped": True, "claimed_by": holder}
+        if not isinstance(attrs.get(CLAIM_KEY + holder), (int, float)):  # released without a front
+            return None
+        time.sleep(0.2)
+    return None
+
+
+def _add(study, objective, tables: ex.Tables, *, probe_s: float, published: dict[str, Arch],
+         worker: str) -> dict[str, Any]:
+    from optuna.trial import TrialState
+
+    space, targets = objective.space, objective.targets
     front = exact_front(tables, targets)
     t1 = time.perf_counter()
     have = {t.user_attrs.get("code") for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))}

@@ -169,3 +169,36 @@ def test_spaces_above_the_threshold_keep_nsga2(monkeypatch):
     from ffnet_nas.space.searchspace import get_space
 
     assert ex.EXHAUSTIVE_MAX_POINTS >= get_space("all").size and ex.count_probes(get_space("all")) <= ex.MAX_PROBES
+
+
+def test_two_workers_with_the_exact_front_share_one_journal(tmp_path, mixed):
+    """Two workers (threads, each with its own storage object) on one journal: one adds the front, once; the
+    budget holds."""
+    import threading
+
+    space, preds = mixed
+    journal = tmp_path / "s.journal"
+    results = {}
+
+    def work(i):
+        results[i] = run_search(space=space, predict_latency_ms=preds.latency_ms, predict_miou=preds.miou,
+                                n_trials=40, seed=i, progress=False, num_classes=NUM_CLASSES, storage=journal,
+                                study_name="s")
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in (1, 2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    trials = _study(journal).get_trials()
+    assert [t.number for t in trials] == list(range(len(trials)))
+    assert all(t.state == TrialState.COMPLETE for t in trials) and 40 <= len(trials) <= 41
+    assert sum(r.n_run for r in results.values()) == len(trials)
+    passes = [r.extra["exhaustive"] for r in results.values()]
+    scored = [p for p in passes if not p["skipped"]]
+    assert len(scored) == 1 and [p.get("claimed_by") is not None for p in passes].count(True) == 1  # one pass
+    front = set(scored[0]["front_codes"])
+    codes = [t.user_attrs["code"] for t in trials if t.user_attrs.get("source") == "exhaustive"]
+    assert set(codes) == front and len(codes) == len(front)  # added once
+    assert set(run_search(space=space, predict_latency_ms=preds.latency_ms, predict_miou=preds.miou, n_trials=40,
+                          progress=False, num_classes=NUM_CLASSES, storage=journal, study_name="s").pareto["code"]) == front
