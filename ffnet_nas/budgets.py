@@ -123,10 +123,14 @@ class EvaluateBudget:
     val_images: int | None = None  # score on the first N validation images (None: all); the rest are held out
     rounds: int = 0  # refine rounds (refit, search, evaluate) while the reference is not beaten
     round_points: int = 3  # new points evaluated per round
+    # the size the mIoU is scored at: train (the crop), input (the deployment input), native (real
+    # data at its own label size)
+    score_at: str = "train"
 
     def __post_init__(self) -> None:
         _count(self, "top", "rounds")
         _positive(self, "round_points")
+        _need(self, "score_at", self.score_at in ("train", "input", "native"), "train, input or native")
         if self.val_images is not None:
             _positive(self, "val_images")
 

@@ -54,8 +54,15 @@ COLUMNS = (
     # evaluate --precision int8: the fine-tuned model quantised (ONNX Runtime static QDQ, calibrated on
     # training images) and scored on the same validation images as measured_miou
     "int8_miou",
+    # where measured_miou was scored: the training crop, the deployment input, or "native" (the data's
+    # own label size)
+    "score_hw",
 )
 PRECISIONS = ("fp32", "int8")  # what a point's accuracy is scored in
+# The size the validation images are scored at: train (the crop, default), input (the deployment
+# input, the latency table's size), native (real data at its own label size; the embedded data
+# at its generated size, the training size).
+SCORE_AT = ("train", "input", "native")
 
 
 def read_evaluated(path: str | Path) -> pd.DataFrame:
@@ -101,11 +108,13 @@ class Resources:
     val_ds: object
     table: object | None
     predictor: object | None
+    score_hw: tuple[int, int] | None = None  # the size val_ds is scored at (None: native)
 
     @classmethod
-    def load(cls, workspace: Workspace, *, predictor_dir: Path | None = None, lut: str | None = None) -> "Resources":
+    def load(cls, workspace: Workspace, *, predictor_dir: Path | None = None, lut: str | None = None,
+             score_at: str = "train") -> "Resources":
         """`lut`: the latency table's name when the workdir holds several at the teacher's size
-        (none there: the latency columns stay empty)."""
+        (none there: the latency columns stay empty). `score_at`: one of SCORE_AT."""
         from ffnet_nas.distill.teacher import load_teacher
         from ffnet_nas.data import make_dataset
         from ffnet_nas.predictors.load import choose_lut, load_accuracy_predictor, load_latency_table
@@ -114,14 +123,16 @@ class Resources:
         meta = teacher.teacher_info
         data, input_hw = data_of(meta)
         table_path = choose_lut(lut_dir=workspace.lut_dir, input_hw=input_hw, lut=lut)
+        table = load_latency_table(table_path) if table_path is not None else None
+        score_hw = scoring_size(score_at, data=data, train_hw=input_hw,
+                                deploy_hw=tuple(table.spec.input_hw) if table is not None else None)
         # under torchrun rank 0 generates (and caches) the synthetic scenes once; the others read its file
         with distributed.main_first():
             train_ds = make_dataset(data, "train", size_hw=input_hw, augment=True, cache_dir=workspace.data_dir)
-            val_ds = make_dataset(data, "val", size_hw=input_hw, cache_dir=workspace.data_dir)
+            val_ds = make_dataset(data, "val", size_hw=score_hw, cache_dir=workspace.data_dir)
         return cls(teacher=teacher, data=data, input_hw=input_hw, num_classes=int(meta["num_classes"]),
-                   train_ds=train_ds, val_ds=val_ds,
-                   table=load_latency_table(table_path) if table_path is not None else None,
-                   predictor=load_accuracy_predictor(predictor_dir or workspace.predictor_dir))
+                   train_ds=train_ds, val_ds=val_ds, table=table,
+                   predictor=load_accuracy_predictor(predictor_dir or workspace.predictor_dir), score_hw=score_hw)
 
     def predicted_miou(self, arch: Arch) -> float | None:
         if self.predictor is None:
@@ -130,6 +141,21 @@ class Resources:
             return self.predictor.predict(arch)
         except InvalidInput:
             return None  # a block of this point is not in the library: no prediction, not an error here
+
+
+def scoring_size(score_at: str, *, data: str, train_hw: tuple[int, int],
+                 deploy_hw: tuple[int, int] | None) -> tuple[int, int] | None:
+    """The size the validation images are scored at (None: each image's own, real data only)."""
+    if score_at not in SCORE_AT:
+        raise InvalidInput(f"score_at={score_at!r}: expected one of {', '.join(SCORE_AT)}")
+    if score_at == "input":
+        if deploy_hw is None:
+            raise InvalidInput("scoring at the deployment input needs the workdir's latency table (its size): "
+                               "expected 'ffnet-nas measure-latency' first, or score_at train")
+        return deploy_hw
+    if score_at == "native" and not data.startswith("synthetic"):
+        return None
+    return train_hw  # train; and the embedded data's native size is the size it was generated at
 
 
 def _latency(arch: Arch, table) -> tuple[float, float]:
@@ -203,20 +229,22 @@ def _finish_point(arch: Arch, *, workspace: Workspace, config: TrainConfig, init
         "latency_table": r.table.path.name if r.table is not None else None,
         "predicted_miou": r.predicted_miou(arch), "measured_miou": 100 * score.miou,
         "steps": config.steps, "seconds": round(seconds, 2), "checkpoint": workspace.relative(checkpoint),
+        "score_hw": f"{r.score_hw[0]}x{r.score_hw[1]}" if r.score_hw else "native",
     }
 
 
 def evaluate_points(archs: Iterable["Arch | str"], *, workspace: Workspace, config: TrainConfig,
                     val_images: int | None = None, init: str = "distilled", redo: bool = False, device: str = "cpu",
                     progress: bool = True, predictor_dir: Path | None = None, lut: str | None = None,
-                    scheduler: str | None = None, precision: str = "fp32") -> pd.DataFrame:
+                    scheduler: str | None = None, precision: str = "fp32", score_at: str = "train") -> pd.DataFrame:
     """Evaluate each point not yet in the table (or all with `redo`); each row lands when its point is done.
 
     `predicted_miou` comes from the predictor in `predictor_dir` (default: the workdir's), the one
     that picked the points; latency from the table `lut` (see `Resources.load`). With `scheduler`
     (a Dask scheduler's address) the points are fine-tuned and scored on its workers and timed
     here, on the device the table was measured on. `precision` "int8": each point's fine-tuned
-    model is also quantised and scored (`int8_miou`), here, after its fine-tune."""
+    model is also quantised and scored (`int8_miou`), here, after its fine-tune. `score_at`: the
+    size measured_miou is scored at (SCORE_AT)."""
     if precision not in PRECISIONS:
         raise InvalidInput(f"precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
     archs = [resolve(a) for a in archs]
@@ -235,7 +263,8 @@ def evaluate_points(archs: Iterable["Arch | str"], *, workspace: Workspace, conf
             todo.append(arch)
         if todo:
             _evaluate_on_cluster(todo, scheduler=scheduler, workspace=workspace, config=config, val_images=val_images,
-                                 init=init, device=device, predictor_dir=predictor_dir, lut=lut, level=level)
+                                 init=init, device=device, predictor_dir=predictor_dir, lut=lut, level=level,
+                                 score_at=score_at)
         archs_left: list[Arch] = []
     else:
         archs_left = archs
@@ -245,7 +274,7 @@ def evaluate_points(archs: Iterable["Arch | str"], *, workspace: Workspace, conf
             logger.log(level, "%s (%s): already evaluated, skipped (--redo to repeat)", arch.code, init)
             continue
         # loaded on the first point that needs work
-        resources = resources or Resources.load(workspace, predictor_dir=predictor_dir, lut=lut)
+        resources = resources or Resources.load(workspace, predictor_dir=predictor_dir, lut=lut, score_at=score_at)
         row = evaluate_point(arch, workspace=workspace, config=config, val_images=val_images, init=init, device=device,
                              progress=progress, resources=resources)
         if distributed.is_main():
@@ -295,14 +324,15 @@ def _score_int8(archs: list[Arch], *, workspace: Workspace, init: str, val_image
 
 
 def held_out_miou(codes: Iterable[str], *, workspace: Workspace, val_images: int | None, device: str = "cpu",
-                  progress: bool = False) -> dict[str, float]:
+                  progress: bool = False, score_hw: tuple[int, int] | None | str = "train") -> dict[str, float]:
     """mIoU of evaluated (distilled) points on the validation images their scores did not use
     (those after the first `val_images`).
 
     Picking the best of many points by one noisy score flatters the pick (64 images, a few
     points of noise); a verdict that holds on images no choice was made on is one to trust.
     Empty when the scores used the whole validation split. Under torchrun every rank calls it and
-    the images are shared out (`training.evaluate`); it writes nothing."""
+    the images are shared out (`training.evaluate`); it writes nothing. `score_hw`: the size the
+    scores were taken at ("train": the teacher's training size; None: native)."""
     from ffnet_nas.data import make_dataset
     from ffnet_nas.training import evaluate
     from ffnet_nas.space.checkpoint import load_model
@@ -312,7 +342,7 @@ def held_out_miou(codes: Iterable[str], *, workspace: Workspace, val_images: int
         return {}
     data, input_hw = data_of(read_teacher_info(workspace.teacher_path))
     with distributed.main_first():
-        val = make_dataset(data, "val", size_hw=input_hw, cache_dir=workspace.data_dir)
+        val = make_dataset(data, "val", size_hw=input_hw if score_hw == "train" else score_hw, cache_dir=workspace.data_dir)
     if len(val) <= val_images:
         return {}
     table = read_evaluated(workspace.evaluated_path)
@@ -347,6 +377,7 @@ class PointTask:
     device: str
     predictor_dir: str | None
     lut: str | None
+    score_at: str = "train"
 
 
 _WORKER_RESOURCES: dict[tuple, Resources] = {}
@@ -366,11 +397,11 @@ def finetune_on_worker(task: PointTask) -> dict:
         done = _worker_row(ws, arch, task.init)
         if done is not None:  # finished by whoever held the claim before
             return done
-        key = (task.workdir, task.predictor_dir, task.lut)
+        key = (task.workdir, task.predictor_dir, task.lut, task.score_at)
         if key not in _WORKER_RESOURCES:  # a worker serves many points of one run: load once
             _WORKER_RESOURCES.clear()
             loaded = Resources.load(ws, predictor_dir=Path(task.predictor_dir) if task.predictor_dir else None,
-                                    lut=task.lut)
+                                    lut=task.lut, score_at=task.score_at)
             _WORKER_RESOURCES[key] = dataclasses.replace(loaded, table=None)
         row = evaluate_point(arch, workspace=ws, config=task.config, val_images=task.val_images, init=task.init,
                              device=task.device, progress=False, resources=_WORKER_RESOURCES[key])
@@ -392,7 +423,7 @@ def _worker_row(ws: Workspace, arch: Arch, init: str) -> dict | None:
 
 def _evaluate_on_cluster(archs: list[Arch], *, scheduler: str, workspace: Workspace, config: TrainConfig,
                          val_images: int | None, init: str, device: str, predictor_dir: Path | None, lut: str | None,
-                         level: int) -> None:
+                         level: int, score_at: str = "train") -> None:
     """Fine-tune `archs` on the cluster's workers; time each here and add its row as it comes back."""
     from ffnet_nas.claims import CLAIMED, wait_for_release
     from ffnet_nas.cluster import map_unordered
@@ -425,7 +456,7 @@ def _evaluate_on_cluster(archs: list[Arch], *, scheduler: str, workspace: Worksp
         else:
             pending.append(PointTask(code=arch.code, workdir=root, config=config, val_images=val_images, init=init,
                                      device=device, predictor_dir=str(Path(predictor_dir).resolve()) if predictor_dir
-                                     else None, lut=lut))
+                                     else None, lut=lut, score_at=score_at))
     while pending:
         claimed = []
         for row in map_unordered(finetune_on_worker, pending, address=scheduler, name="evaluate",

@@ -70,7 +70,7 @@ def fit_from_table(workspace: Workspace, *, out_dir: str | Path | None = None) -
 
 def fit_predictor(*, workspace: Workspace, space, n: int, config: TrainConfig, val_images: int | None = None,
                   seed: int = 0, device: str = "cpu", progress: bool = True, lut: str | None = None,
-                  scheduler: str | None = None) -> AccuracyPredictor:
+                  scheduler: str | None = None, score_at: str = "train") -> AccuracyPredictor:
     """Evaluate a space-filling design of `n` points (fine-tuned with `config`, scored on the first
     `val_images` validation images, timed with the table `lut`; fine-tuned on the Dask cluster
     at `scheduler` when given), then `fit_from_table`."""
@@ -85,7 +85,7 @@ def fit_predictor(*, workspace: Workspace, space, n: int, config: TrainConfig, v
         raise InvalidInput(f"{len(lacking)} selected point(s) need blocks the library lacks, e.g. {code}: "
                            f"{', '.join(blocks)}; run 'ffnet-nas distill --space {space.name}' first")
     evaluate_points(points, workspace=workspace, config=config, val_images=val_images, device=device, progress=progress,
-                    lut=lut, scheduler=scheduler)
+                    lut=lut, scheduler=scheduler, score_at=score_at)
     return fit_from_table(workspace)
 
 

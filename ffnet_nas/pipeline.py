@@ -187,7 +187,15 @@ def _predicted_ms(points: dict, table) -> dict[str, float]:
 def _finetune(ctx) -> dict:
     e, c = ctx.budget.evaluate, ctx.config
     finetune = dataclasses.replace(e.finetune, amp=c.amp, num_workers=c.workers) if c.amp or c.workers else e.finetune
-    return {"finetune": finetune, "val_images": e.val_images}
+    return {"finetune": finetune, "val_images": e.val_images, "score_at": e.score_at}
+
+
+def _score_hw(ctx):
+    """The size the run's scores were taken at, for the held-out check to take its own at."""
+    from ffnet_nas.evaluate import scoring_size
+
+    return scoring_size(ctx.budget.evaluate.score_at, data=ctx.config.data, train_hw=ctx.train_hw,
+                        deploy_hw=ctx.input_hw)
 
 
 def _path(value: str | None):
@@ -276,7 +284,7 @@ def _evaluate(ctx, summary: RunSummary, *, found, targets, lut: str, published: 
     if summary.best and summary.reference_row:
         # the verdict was picked on the scoring images; say whether it holds on the rest
         held = held_out_miou([summary.best["code"], summary.reference_row["code"]], workspace=ws,
-                             val_images=b.val_images, device=ctx.device)
+                             val_images=b.val_images, device=ctx.device, score_hw=_score_hw(ctx))
         for row in (summary.best, summary.reference_row):
             row["held_out_miou"] = held.get(row["code"])
         if len(held) == 2:

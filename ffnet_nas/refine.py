@@ -95,6 +95,7 @@ class RefineRequest:
     lut: str | None = None
     device: str = "cpu"
     scheduler: str | None = None  # a Dask scheduler: the rounds' fine-tunes run on its workers
+    score_at: str = "train"  # the size the mIoU is scored at (evaluate.SCORE_AT)
 
 
 def refine(*, workspace: Workspace, request: RefineRequest, progress: bool = True) -> list[Round]:
@@ -147,7 +148,8 @@ def _round(index: int, *, workspace: Workspace, request: RefineRequest, progress
     if codes:
         steps.evaluate(workspace=ws, progress=progress, request=steps.EvaluateRequest(
             points=tuple(Arch.parse(c) for c in codes), finetune=request.finetune, val_images=request.val_images,
-            lut=request.lut, predictor_dir=fitted.folder, device=request.device, scheduler=request.scheduler))
+            lut=request.lut, predictor_dir=fitted.folder, device=request.device, scheduler=request.scheduler,
+            score_at=request.score_at))
     return Round(index, str(fitted.folder), v.n, _plain_tau(v.kendall_tau), tuple(codes))
 
 

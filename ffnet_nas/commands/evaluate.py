@@ -46,6 +46,9 @@ def register(sub) -> None:
     p.add_argument("--init", choices=INITS, default="distilled",
                    help="distilled blocks (default) or random initialisation (for comparison)")
     p.add_argument("--redo", action="store_true", help="evaluate again even if the point is in the table")
+    p.add_argument("--score-at", choices=("train", "input", "native"), default="train",
+                   help="the size the mIoU is scored at: train (the teacher's training size, default), input (the "
+                        "deployment input: the latency table's size) or native (real data at its own label size)")
     p.add_argument("--precision", choices=("fp32", "int8"), default="fp32",
                    help="int8: also quantise each fine-tuned model (ONNX Runtime static QDQ, as the int8 latency "
                         "table does) and score it on the same images (column int8_miou)")
@@ -99,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
     with distributed.session(device=args.device, sync_bn=args.sync_bn) as device:
         result = steps.evaluate(workspace=workspace, request=steps.EvaluateRequest(
             points=archs, finetune=finetune, val_images=args.val_images, init=args.init, redo=args.redo,
-            device=device, lut=args.lut, scheduler=scheduler, precision=args.precision))
+            device=device, lut=args.lut, scheduler=scheduler, precision=args.precision, score_at=args.score_at))
     if distributed.env_rank() != 0:
         return 0  # rank 0 prints the table
     frame = result.rows

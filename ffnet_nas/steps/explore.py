@@ -46,6 +46,7 @@ class PredictorRequest:
     lut: str | None = None  # the latency table the design's evaluations are timed with
     device: str = "cpu"
     scheduler: str | None = None  # a Dask scheduler: the design's fine-tunes run on its workers
+    score_at: str = "train"  # the size the design's mIoU is scored at (evaluate.SCORE_AT)
 
     def __post_init__(self) -> None:
         _check_val_images(self.val_images)
@@ -76,7 +77,8 @@ def fit_predictor(*, workspace: Workspace, request: PredictorRequest, progress: 
             raise InvalidInput("a design is fitted into the workdir's predictor folder; expected refit_only with out_dir")
         predictor = fit_design(workspace=workspace, space=request.space, n=request.points, config=request.finetune,
                                val_images=request.val_images, seed=request.seed, device=request.device,
-                               progress=progress, lut=request.lut, scheduler=request.scheduler)
+                               progress=progress, lut=request.lut, scheduler=request.scheduler,
+                               score_at=request.score_at)
     return PredictorResult(predictor=predictor, folder=folder, fitted_now=True)
 
 
@@ -164,6 +166,7 @@ class EvaluateRequest:
     device: str = "cpu"
     scheduler: str | None = None  # a Dask scheduler: the fine-tunes run on its workers (timing stays here)
     precision: str = "fp32"  # "int8": also score each point quantised (int8_miou)
+    score_at: str = "train"  # the size the mIoU is scored at (evaluate.SCORE_AT)
 
     def __post_init__(self) -> None:
         _check_val_images(self.val_images)
@@ -180,7 +183,7 @@ def evaluate(*, workspace: Workspace, request: EvaluateRequest, progress: bool =
     rows = evaluate_points(request.points, workspace=workspace, config=request.finetune, val_images=request.val_images,
                            init=request.init, redo=request.redo, device=request.device, progress=progress,
                            predictor_dir=request.predictor_dir, lut=request.lut, scheduler=request.scheduler,
-                           precision=request.precision)
+                           precision=request.precision, score_at=request.score_at)
     return EvaluateResult(rows=rows)
 
 

@@ -20,8 +20,10 @@ REPO = Path(__file__).resolve().parents[2]
 TRAIN, DEPLOY = "32x64", "64x128"
 
 
-def _run(workdir: Path, space: Path, *extra: str) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "ffnet_nas", "run", "--budget", "micro", "--space", str(space), "--workdir",
+def _run(workdir: Path, space: Path, *extra: str, score_at: str = "train") -> subprocess.CompletedProcess:
+    config = workdir.parent / f"{workdir.name}.yaml"  # the micro budget, scoring at `score_at`
+    config.write_text(yaml.safe_dump({"budget": {"name": "micro", "evaluate": {"score_at": score_at}}}))
+    cmd = [sys.executable, "-m", "ffnet_nas", "run", "--config", str(config), "--space", str(space), "--workdir",
            str(workdir), "--no-progress", "--threads", "1", "--train-size", TRAIN, "--input-size", DEPLOY, *extra]
     return subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=900,
                           env={**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(REPO)})
@@ -34,7 +36,7 @@ def space_file(tmp_path):
     return path
 
 
-def _check(workdir: Path, *, classes: int, data_kind: str, stdout: str) -> dict:
+def _check(workdir: Path, *, classes: int, data_kind: str, stdout: str, score_hw: str) -> dict:
     summary = json.loads((workdir / "run_summary.json").read_text())
     for name in ("teacher", "library", "lut", "search", "evaluated", "report"):
         assert (workdir / summary["files"][name]).exists(), name
@@ -50,6 +52,7 @@ def _check(workdir: Path, *, classes: int, data_kind: str, stdout: str) -> dict:
     assert "64x128" in lut.stem
     evaluated = pd.read_csv(workdir / "evaluated.csv")
     assert (evaluated["input_hw"] == DEPLOY).all() and (evaluated["train_hw"] == TRAIN).all()
+    assert (evaluated["score_hw"] == score_hw).all()
     assert evaluated["measured_latency_ms"].notna().all() and evaluated["measured_miou"].between(0, 100).all()
     blocks = pd.read_csv(workdir / "library" / "blocks.csv")
     assert (blocks["status"] == "ok").all()
@@ -59,9 +62,9 @@ def _check(workdir: Path, *, classes: int, data_kind: str, stdout: str) -> dict:
 def test_run_on_a_cityscapes_tree_trains_small_and_deploys_large(tmp_path, space_file):
     root = tmp_path / "cityscapes"
     make_tree(root, hw=(48, 96), cities=("aachen", "bochum", "cologne", "dusseldorf"))  # 8 images per split
-    out = _run(tmp_path / "run", space_file, "--data", f"cityscapes:{root}")
+    out = _run(tmp_path / "run", space_file, "--data", f"cityscapes:{root}", score_at="input")
     assert out.returncode == 0, out.stderr[-3000:]
-    _check(tmp_path / "run", classes=19, data_kind="cityscapes", stdout=out.stdout)
+    _check(tmp_path / "run", classes=19, data_kind="cityscapes", stdout=out.stdout, score_hw=DEPLOY)
     # what it found, taken away at the deployment size with the data's class names
     from ffnet_nas.cli import main
     from ffnet_nas.data.cityscapes import CLASS_NAMES
@@ -78,12 +81,12 @@ def test_run_on_a_cityscapes_tree_trains_small_and_deploys_large(tmp_path, space
 def test_run_on_a_folder_with_three_classes_and_a_teacher_it_is_given(tmp_path, space_file):
     root = tmp_path / "folder"
     write_pool(root, 40, hw=(40, 80), classes=3)  # 36 train, 4 val
-    first = _run(tmp_path / "run", space_file, "--data", f"folder:{root}")
+    first = _run(tmp_path / "run", space_file, "--data", f"folder:{root}", score_at="native")
     assert first.returncode == 0, first.stderr[-3000:]
-    _check(tmp_path / "run", classes=3, data_kind="folder", stdout=first.stdout)
+    _check(tmp_path / "run", classes=3, data_kind="folder", stdout=first.stdout, score_hw="native")
     # the teacher of that run, given to a new one: loaded (strict), not trained; rescored on this data
     given = tmp_path / "run" / "teacher" / "teacher.pt"
-    second = _run(tmp_path / "again", space_file, "--data", f"folder:{root}", "--teacher", str(given))
+    second = _run(tmp_path / "again", space_file, "--data", f"folder:{root}", "--teacher", str(given), score_at="native")
     assert second.returncode == 0, second.stderr[-3000:]
     assert f"teacher loaded from {given}" in second.stdout
     a = torch.load(given, weights_only=True)
@@ -93,7 +96,7 @@ def test_run_on_a_folder_with_three_classes_and_a_teacher_it_is_given(tmp_path, 
     # the same workdir with another teacher: refused, nothing replaced
     other = tmp_path / "other.pt"
     other.write_bytes(given.read_bytes())
-    third = _run(tmp_path / "again", space_file, "--data", f"folder:{root}", "--teacher", str(other))
+    third = _run(tmp_path / "again", space_file, "--data", f"folder:{root}", "--teacher", str(other), score_at="native")
     assert third.returncode == 2 and "expected the same --teacher" in third.stderr and third.stderr.count("\n") == 1
 
 
