@@ -15,9 +15,9 @@ other. The published variants stay enqueued and are scored by NSGA-II's objectiv
 A study user attribute `exhaustive` records the pass; a re-run (or a second worker) that finds it
 scores nothing again. Of several workers that start together one claims the pass (`_claim`, a
 study user attribute per worker) and the others wait for its front (up to `CLAIM_WAIT_S`) before
-their NSGA-II trials share the rest of the budget; should two still both add
-the front (each read the claims before the other wrote its own), rows are read once per code
-(`tables.trial_rows`).
+their NSGA-II trials share the rest of the budget. Should two still both add the front (a claim's
+time is taken just before it is written, so a slow write can lose the race it reports), the rows
+are read once per code (`tables.trial_rows`).
 
 Memory: only the running front, and the `CLOSEST` least-violating infeasible points, are kept
 between blocks of `CHUNK_POINTS` points.
