@@ -21,15 +21,10 @@ from pathlib import Path
 
 
 def session(model: bytes, threads: int):
-    import onnxruntime as ort
+    # the latency table's own ONNX Runtime settings, so the stand-in device times what the table would
+    from ffnet_nas.predictors.latency.int8 import session as ort_session
 
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.log_severity_level = 3
-    return ort.InferenceSession(model, sess_options=opts, providers=["CPUExecutionProvider"])
+    return ort_session(model, threads=threads)
 
 
 def time_folder(folder: Path, *, threads: int = 1, rounds: int = 2, clock: str = "wall", min_repeats: int = 10,

@@ -83,13 +83,9 @@ def session(model: bytes, *, threads: int = 1):
     """A CPU `InferenceSession` with the backend's settings (sequential, all graph optimisations)."""
     import onnxruntime as ort
 
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.log_severity_level = 3
-    return ort.InferenceSession(model, sess_options=opts, providers=["CPUExecutionProvider"])
+    from ffnet_nas.predictors.latency.backends import ort_session_options
+
+    return ort.InferenceSession(model, sess_options=ort_session_options(threads), providers=["CPUExecutionProvider"])
 
 
 def calibration_images(data: str, *, size_hw: tuple[int, int], n: int = 16, cache_dir: str | Path | None = None):
