@@ -46,6 +46,7 @@ logger = logging.getLogger(__name__)
 CLOSEST = 5  # as many as `tables.closest_rows` lists
 CLAIM_KEY = "exhaustive_claim:"  # + worker: the study user attribute by which one worker takes the pass
 CLAIM_STALE_S = 600.0  # a claim this old is a worker that died elsewhere: another may take the pass
+CLAIM_SETTLE_S = 0.5  # between writing a claim and reading the others: claims written together both count
 CLAIM_WAIT_S = 120.0  # how long another worker waits for the holder's front before NSGA-II goes on alone
 
 
@@ -168,16 +169,19 @@ def add_exact_front(study, objective, *, published: dict[str, Arch], worker: str
 def _claim(study, me: str) -> str | None:
     """Claim the pass for `me`; None when it is ours, else the worker holding it.
 
-    Each worker writes its claim (a time), then reads them all: the earliest live one wins, so of two
-    workers that start together only one scores and adds the front (a second one that reads before
-    the first has written sees only its own and wins too: a duplicated front, harmless, rare). A claim
-    is dead once released (None), older than CLAIM_STALE_S, or made by a dead process on this host."""
+    Each worker writes its claim (a time), waits CLAIM_SETTLE_S so that a claim written at the same
+    moment by another worker is in the storage too, then reads them all: the earliest live one wins,
+    so of two workers that start together only one scores and adds the front. (Without the wait, two
+    threads that each read before the other had written both won in 2 of 8 runs of the test; a
+    writer slower than the wait can still duplicate the front: harmless, rare.) A claim is dead once
+    released (None), older than CLAIM_STALE_S, or made by a dead process on this host."""
     import socket
 
     from ffnet_nas.search.study import _alive
 
     now = time.time()
     study.set_user_attr(CLAIM_KEY + me, now)
+    time.sleep(CLAIM_SETTLE_S)
     live = {}
     for key, when in study.user_attrs.items():
         if not key.startswith(CLAIM_KEY) or not isinstance(when, (int, float)):

@@ -196,7 +196,9 @@ def test_two_workers_with_the_exact_front_share_one_journal(tmp_path, mixed):
     assert sum(r.n_run for r in results.values()) == len(trials)
     passes = [r.extra["exhaustive"] for r in results.values()]
     scored = [p for p in passes if not p["skipped"]]
-    assert len(scored) == 1 and [p.get("claimed_by") is not None for p in passes].count(True) == 1  # one pass
+    # one pass: the other worker either waited on its claim or, started later, found its front in the study
+    # (which of the two depends on how the threads are scheduled)
+    assert len(scored) == 1 and len(passes) == 2, passes
     front = set(scored[0]["front_codes"])
     codes = [t.user_attrs["code"] for t in trials if t.user_attrs.get("source") == "exhaustive"]
     assert set(codes) == front and len(codes) == len(front)  # added once
