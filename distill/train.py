@@ -19,8 +19,7 @@ import torch
 from ffnet_nas.distill.blocks import StudentBlock, block_io, nsr, nsr_terms
 from ffnet_nas.distill.choices import ChoiceSpec
 from ffnet_nas.distill.features import FeatureSet
-from ffnet_nas.settings import BlockTrainConfig
-from ffnet_nas.space.errors import InvalidInput
+from ffnet_nas.settings import BlockTrainConfig, check_amp
 
 OK, FAILED = "ok", "failed"
 
@@ -47,8 +46,7 @@ def train_block(spec: ChoiceSpec, train: FeatureSet, val: FeatureSet, *, teacher
     """`device`: where the student trains; the features stay where they are (memory-mapped on
     disk) and only each batch is moved there."""
     device = torch.device(device)
-    if config.amp == "fp16" and device.type != "cuda":
-        raise InvalidInput(f"amp fp16 on {device}: float16 autocast needs a CUDA device; expected amp bf16 on the CPU")
+    check_amp(config.amp, device)
     torch.manual_seed(config.seed)
     # NHWC on CUDA (cuDNN's fastest layout); NCHW on the CPU, as every CPU figure was measured
     fmt = torch.channels_last if device.type == "cuda" else torch.contiguous_format

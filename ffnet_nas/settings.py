@@ -27,6 +27,13 @@ from ffnet_nas.space.errors import InvalidInput
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("poly", "cosine", "constant")
 AMP_DTYPES = ("bf16", "fp16")  # mixed precision (torch.autocast dtypes)
+
+
+def check_amp(amp: str | None, device: object) -> None:
+    """fp16 autocast needs CUDA (bf16 runs anywhere): one line, from the CLI before any work and from
+    the training loops that would otherwise fail inside torch. `device`: a name or a torch.device."""
+    if amp == "fp16" and not str(device).startswith("cuda"):
+        raise InvalidInput(f"amp fp16 on {device}: float16 autocast needs a CUDA device; expected --amp bf16 on the CPU")
 # A learning rate above this is a typo (1e2 for 1e-2), not a setting: no recipe here comes near it.
 MAX_LR = 10.0
 

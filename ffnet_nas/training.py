@@ -59,7 +59,7 @@ from torch import nn
 from ffnet_nas.metrics import IGNORE_INDEX, ConfusionMeter, SegmentationScore
 # OPTIMIZERS and SCHEDULES are re-exported (the CLI's copy is checked against them); the settings
 # class itself is imported from its one home, ffnet_nas.settings.
-from ffnet_nas.settings import OPTIMIZERS, SCHEDULES, TrainConfig
+from ffnet_nas.settings import OPTIMIZERS, SCHEDULES, TrainConfig, check_amp
 from ffnet_nas.space.errors import InvalidInput
 from ffnet_nas.space.io import check_digest, refused_as_code
 
@@ -248,8 +248,7 @@ def train(model: nn.Module, dataset, *, config: TrainConfig, checkpoint_path: st
                            f"of {world} (the global batch is shared out evenly)")
     if config.kd_weight > 0 and teacher is None:
         raise InvalidInput(f"kd_weight={config.kd_weight} needs a teacher model")
-    if config.amp == "fp16" and device.type != "cuda":
-        raise InvalidInput(f"amp fp16 on {device}: float16 autocast needs a CUDA device; expected amp bf16 on the CPU")
+    check_amp(config.amp, device)
     sync_bn = distributed.sync_bn() if sync_bn is None else bool(sync_bn)
     if sync_bn and world > 1 and device.type == "cpu":
         raise InvalidInput("sync_bn on the CPU: torch's SyncBatchNorm runs on GPUs only; expected a CUDA device")

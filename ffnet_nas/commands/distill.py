@@ -46,7 +46,7 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ffnet_nas import steps
-    from ffnet_nas.settings import BlockTrainConfig
+    from ffnet_nas.settings import BlockTrainConfig, check_amp
     from ffnet_nas.space.errors import InvalidInput
     from ffnet_nas.space.searchspace import get_search_space
     from ffnet_nas.workspace import Workspace
@@ -67,8 +67,7 @@ def run(args: argparse.Namespace) -> int:
                            "(the cluster's workers are the jobs)")
     check_scheduler(scheduler)
     device = resolve_device(args.device)
-    if args.amp == "fp16" and not device.startswith("cuda"):
-        raise InvalidInput(f"--amp fp16 on {device}: float16 autocast needs a CUDA device; expected --amp bf16 on the CPU")
+    check_amp(args.amp, device)
     ws = Workspace(args.workdir)
     space = get_search_space(args.space)
     config = BlockTrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed, amp=args.amp)

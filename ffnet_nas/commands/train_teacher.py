@@ -47,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from ffnet_nas import distributed, steps
+    from ffnet_nas.settings import check_amp
     from ffnet_nas.space.complexity import parse_hw
     from ffnet_nas.space.errors import InvalidInput
     from ffnet_nas.workspace import Workspace
@@ -61,8 +62,7 @@ def run(args: argparse.Namespace) -> int:
     if init is not None and args.checkpoint:
         raise InvalidInput("--init with --checkpoint: expected one (loaded weights are not trained, so they have no "
                            "initialisation)")
-    if args.amp == "fp16" and not device.startswith("cuda"):
-        raise InvalidInput(f"--amp fp16 on {device}: float16 autocast needs a CUDA device; expected --amp bf16 on the CPU")
+    check_amp(args.amp, device)
     ws = Workspace(args.workdir)
     input_hw = parse_hw(args.input_size) if args.input_size else None
     # under torchrun: the process group, this rank's device (cuda -> cuda:LOCAL_RANK); else nothing

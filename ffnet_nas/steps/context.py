@@ -74,6 +74,7 @@ def open_run(*, workspace: Workspace, config: RunConfig, progress: bool = True,
     from ffnet_nas.predictors.latency.build import make_spec
     from ffnet_nas.reports.export import FORMATS
     from ffnet_nas.search.targets import parse_targets
+    from ffnet_nas.settings import check_amp
     from ffnet_nas.space.searchspace import get_search_space
 
     budget = config.budget
@@ -96,9 +97,7 @@ def open_run(*, workspace: Workspace, config: RunConfig, progress: bool = True,
     # latency step, when the teacher has said the class count (1 here only fills the field).
     spec = make_spec(device=config.device, dtype=budget.latency.dtype, backend=budget.latency.backend,
                      batch=budget.latency.batch, input_hw=space.input_hw, threads=config.threads, num_classes=1)
-    if config.amp == "fp16" and not config.device.startswith("cuda"):
-        raise InvalidInput(f"amp fp16 on {config.device}: float16 autocast needs a CUDA device; expected --amp bf16 "
-                           "on the CPU")
+    check_amp(config.amp, config.device)
     if scheduler:  # a wrong address fails here, not after the teacher's minutes
         from ffnet_nas.cluster import check_scheduler
 
