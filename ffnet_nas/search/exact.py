@@ -13,11 +13,15 @@ values only choose the points) and carries the same parameters, distributions, u
 (+ `source: exhaustive`) and constraints, so the tables, the dashboard and NSGA-II read it like any
 other. The published variants stay enqueued and are scored by NSGA-II's objective, first, as before.
 A study user attribute `exhaustive` records the pass; a re-run (or a second worker) that finds it
-scores nothing again. Of several workers that start together one claims the pass (`_claim`, a
-study user attribute per worker) and the others wait for its front (up to `CLAIM_WAIT_S`) before
-their NSGA-II trials share the rest of the budget. Should two still both add the front (a claim's
-time is taken just before it is written, so a slow write can lose the race it reports), the rows
-are read once per code (`tables.trial_rows`).
+scores nothing again. Of several workers that start together one claims the pass (`_standing`, a
+study user attribute per worker: the earliest live claim holds it) and the others wait for its
+front (up to `CLAIM_WAIT_S`) before their NSGA-II trials share the rest of the budget. The holder
+reads the claims a second time just before it records, when every claim written at the start is in
+the storage however slowly it was written, and the pass, once recorded, is read in the same
+snapshot as the claims (its holder records it before releasing the claim): so a worker that probed
+slowly and finds the claim released finds the front too. Only a claim that takes longer to write
+than the holder takes to score can still let two workers add the front; its rows are then read
+once per code (`tables.trial_rows`).
 
 Memory: only the running front, and the `CLOSEST` least-violating infeasible points, are kept
 between blocks of `CHUNK_POINTS` points.
@@ -154,36 +158,46 @@ def add_exact_front(study, objective, *, published: dict[str, Arch], worker: str
         return None
     probe_s = time.perf_counter() - t0
     me = f"{worker}:{uuid.uuid4().hex[:8]}"
-    holder = _claim(study, me)
-    if holder is not None:
-        study.set_user_attr(CLAIM_KEY + me, None)
-        waited = _wait_for(study, holder)
-        if waited is not None:
-            return waited
-    try:  # ours, or the holder gave up: add what is missing
-        return _add(study, objective, tables, probe_s=probe_s, published=published, worker=worker)
+    study.set_user_attr(CLAIM_KEY + me, time.time())
+    try:
+        time.sleep(CLAIM_SETTLE_S)  # a claim written at the same moment by another worker lands meanwhile
+        done, holder = _standing(study, me)
+        front = None
+        if done is None and holder is None:
+            front = exact_front(tables, objective.targets)
+            done, holder = _standing(study, me)  # again: every claim made at the start is readable now
+        if done is not None:
+            return done
+        if holder is not None:
+            study.set_user_attr(CLAIM_KEY + me, None)
+            waited = _wait_for(study, holder)
+            if waited is not None:
+                return waited
+            # the holder gave up without a front: add what is missing
+        if front is None:
+            front = exact_front(tables, objective.targets)
+        return _add(study, objective, tables, front, probe_s=probe_s, published=published, worker=worker)
     finally:
         study.set_user_attr(CLAIM_KEY + me, None)  # released (Optuna cannot delete an attribute)
 
 
-def _claim(study, me: str) -> str | None:
-    """Claim the pass for `me`; None when it is ours, else the worker holding it.
+def _standing(study, me: str) -> tuple[dict[str, Any] | None, str | None]:
+    """From one read of the study's attributes: (the recorded pass, None) when it is there, else
+    (None, the worker holding the claim, or None when it is `me`).
 
-    Each worker writes its claim (a time), waits CLAIM_SETTLE_S so that a claim written at the same
-    moment by another worker is in the storage too, then reads them all: the earliest live one wins,
-    so of two workers that start together only one scores and adds the front. (Without the wait, two
-    threads that each read before the other had written both won in 2 of 8 runs of the test; a
-    writer slower than the wait can still duplicate the front: harmless, rare.) A claim is dead once
-    released (None), older than CLAIM_STALE_S, or made by a dead process on this host."""
+    The earliest live claim holds the pass (ties by name). A claim is dead once released (None),
+    older than CLAIM_STALE_S, or made by a dead process on this host. Because the holder records the
+    pass before it releases its claim, a read that finds the claim released finds the pass."""
     import socket
 
     from ffnet_nas.search.study import _alive
 
+    attrs = study.user_attrs
+    if isinstance(attrs.get("exhaustive"), dict) and "front" in attrs["exhaustive"]:
+        return {**attrs["exhaustive"], "added_now": 0, "skipped": True}, None
     now = time.time()
-    study.set_user_attr(CLAIM_KEY + me, now)
-    time.sleep(CLAIM_SETTLE_S)
     live = {}
-    for key, when in study.user_attrs.items():
+    for key, when in attrs.items():
         if not key.startswith(CLAIM_KEY) or not isinstance(when, (int, float)):
             continue
         who = key[len(CLAIM_KEY):]
@@ -191,8 +205,10 @@ def _claim(study, me: str) -> str | None:
         dead = host == socket.gethostname() and pid.isdigit() and not _alive(int(pid))
         if who == me or (now - when < CLAIM_STALE_S and not dead):
             live[who] = when
+    if me not in live:  # our own write is not readable yet: count it as made now
+        live[me] = now
     winner = min(live, key=lambda w: (live[w], w))
-    return None if winner == me else winner
+    return None, (None if winner == me else winner)
 
 
 def _wait_for(study, holder: str) -> dict[str, Any] | None:
@@ -210,12 +226,11 @@ def _wait_for(study, holder: str) -> dict[str, Any] | None:
     return None
 
 
-def _add(study, objective, tables: ex.Tables, *, probe_s: float, published: dict[str, Arch],
+def _add(study, objective, tables: ex.Tables, front: Front, *, probe_s: float, published: dict[str, Arch],
          worker: str) -> dict[str, Any]:
     from optuna.trial import TrialState
 
-    space, targets = objective.space, objective.targets
-    front = exact_front(tables, targets)
+    space = objective.space
     t1 = time.perf_counter()
     have = {t.user_attrs.get("code") for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))}
     have |= {a.code for a in published.values()}  # enqueued: NSGA-II's objective scores them first

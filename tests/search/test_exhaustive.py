@@ -204,3 +204,27 @@ def test_two_workers_with_the_exact_front_share_one_journal(tmp_path, mixed):
     assert set(codes) == front and len(codes) == len(front)  # added once
     assert set(run_search(space=space, predict_latency_ms=preds.latency_ms, predict_miou=preds.miou, n_trials=40,
                           progress=False, num_classes=NUM_CLASSES, storage=journal, study_name="s").pareto["code"]) == front
+
+
+def test_a_worker_that_probes_while_another_records_the_front_scores_nothing(tmp_path, mixed, monkeypatch):
+    """The race CI met: worker B finds no pass and probes; worker A records the front and releases its claim
+    meanwhile; B must then find A's pass, not a free claim, and score nothing again."""
+    space, preds = mixed
+    journal = tmp_path / "s.journal"
+    objective = Objective(space, preds.latency_ms, preds.miou, (), shared_cache(space.input_hw, NUM_CLASSES))
+    study_a = optuna.create_study(study_name="s", storage=_storage(journal), directions=["maximize", "minimize"])
+    study_b = optuna.load_study(study_name="s", storage=_storage(journal))
+    build, a = exact.build, {}
+
+    def b_probes_while_a_records(*args, **kwargs):
+        if not a:  # B's probe; A's build below is the plain one
+            a["pass"] = None
+            a["pass"] = exact.add_exact_front(study_a, objective, published={}, worker="host-a:1")
+        return build(*args, **kwargs)
+
+    monkeypatch.setattr(exact, "build", b_probes_while_a_records)
+    b = exact.add_exact_front(study_b, objective, published={}, worker="host-b:2")
+    assert not a["pass"]["skipped"] and a["pass"]["added"] > 0
+    assert b["skipped"] and b["added_now"] == 0
+    added = [t for t in _study(journal).get_trials() if t.user_attrs.get("source") == "exhaustive"]
+    assert len(added) == a["pass"]["added"]
