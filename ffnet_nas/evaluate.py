@@ -158,7 +158,7 @@ def scoring_size(score_at: str, *, data: str, train_hw: tuple[int, int],
     return train_hw  # train; and the embedded data's native size is the size it was generated at
 
 
-def _latency(arch: Arch, table) -> tuple[float, float]:
+def point_latency(arch: Arch, table) -> tuple[float, float]:
     """Predicted and measured end-to-end latency under exactly the table's settings: its protocol,
     threads and measurement context (steady allocator, flushed denormals), lowest of its rounds —
     the rules its keys and its calibration were measured by. Timed outside that context, right
@@ -218,7 +218,7 @@ def _finish_point(arch: Arch, *, workspace: Workspace, config: TrainConfig, init
                                  steps=config.steps)
     predicted_ms = measured_ms = None
     if r.table is not None:
-        predicted_ms, measured_ms = _latency(arch, r.table)
+        predicted_ms, measured_ms = point_latency(arch, r.table)
     deploy_hw = tuple(r.table.spec.input_hw) if r.table is not None else r.input_hw
     # the network's own input: a pre_down point takes twice the table's size, as the table timed it
     cx = complexity(arch, (deploy_hw[0] * arch.input_scale, deploy_hw[1] * arch.input_scale), num_classes=r.num_classes)
@@ -437,7 +437,7 @@ def _evaluate_on_cluster(archs: list[Arch], *, scheduler: str, workspace: Worksp
     def finish(row: dict) -> None:
         arch = Arch.parse(row["code"])
         if table is not None:
-            predicted_ms, measured_ms = _latency(arch, table)
+            predicted_ms, measured_ms = point_latency(arch, table)
             row = {**row, "predicted_latency_ms": predicted_ms, "measured_latency_ms": measured_ms,
                    "latency_table": table.path.name}
         _upsert(workspace.evaluated_path, row)

@@ -5,7 +5,8 @@ Pure functions on arrays; imports nothing from the package, so every layer may u
 - `rank_correlations`: Spearman and Kendall of predicted vs measured values. One NaN rule for the
   whole project: pairs with a non-finite value are dropped, and the statistics of fewer than 3
   pairs or of constant data are undefined, so they are NaN (never 0, which would read as "no
-  agreement").
+  agreement"). `kendall_interval`: Kendall's tau with a percentile bootstrap 95% interval over the
+  pairs (a handful of points gives a wide interval, and a figure without it would mislead).
 - Pareto sets of the two objectives, latency down and mIoU up, on points given as
   (latency_ms, miou) rows: `dominates`, `dominated_by`, `pareto_mask` (a sort and a sweep,
   O(n log n)), the exact 2-D `hypervolume` (O(n log n)), `hypervolume_reference` and
@@ -51,6 +52,53 @@ def rank_correlations(predicted: Sequence[float], measured: Sequence[float]) -> 
         return RankCorrelation(int(len(p)), float("nan"), float("nan"))
     return RankCorrelation(int(len(p)), float(stats.spearmanr(p, m).statistic), float(stats.kendalltau(p, m).statistic))
 
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A statistic and its bootstrap 95% interval (NaN where undefined)."""
+
+    value: float
+    low: float
+    high: float
+    n: int
+
+    def text(self, digits: int = 2) -> str:
+        if not np.isfinite(self.value):
+            return f"undefined (n={self.n})"
+        return f"{self.value:.{digits}f} [{self.low:.{digits}f}, {self.high:.{digits}f}]"
+
+
+def kendall_interval(a: Sequence[float], b: Sequence[float], *, resamples: int = 2000, seed: int = 0,
+                     level: float = 0.95) -> Interval:
+    """Kendall's tau-b of `a` vs `b` and its percentile bootstrap interval: the pairs resampled with
+    replacement `resamples` times (resamples where tau is undefined, e.g. all one pair, are left out)."""
+    x, y = np.asarray(a, float).ravel(), np.asarray(b, float).ravel()
+    if x.shape != y.shape:
+        raise ValueError(f"kendall_interval: a has {x.size} values, b {y.size}; expected the same")
+    ok = np.isfinite(x) & np.isfinite(y)
+    x, y = x[ok], y[ok]
+    tau = rank_correlations(x, y).kendall
+    if not np.isfinite(tau):
+        return Interval(float("nan"), float("nan"), float("nan"), int(len(x)))
+    rng = np.random.default_rng(seed)
+    draws = []
+    for idx in np.array_split(rng.integers(0, len(x), size=(resamples, len(x))), max(1, resamples * len(x) ** 2 // 4_000_000)):
+        draws.append(_tau_b(x[idx], y[idx]))
+    draws = np.concatenate(draws)
+    draws = draws[np.isfinite(draws)]
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(draws, [tail, 100 - tail])
+    return Interval(float(tau), float(low), float(high), int(len(x)))
+
+
+def _tau_b(xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    """Kendall's tau-b of each row pair (rows: resamples), vectorised: sum of sign products over the
+    pairs, over the root of the untied pair counts of each side (NaN where one side is constant)."""
+    sx = np.sign(xs[:, :, None] - xs[:, None, :])
+    sy = np.sign(ys[:, :, None] - ys[:, None, :])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (sx * sy).sum((1, 2)) / np.sqrt(np.abs(sx).sum((1, 2)) * np.abs(sy).sum((1, 2)))
 
 # ---- Pareto sets and hypervolume (latency down, mIoU up) ---------------------------------------
 

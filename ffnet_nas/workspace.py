@@ -101,6 +101,10 @@ class Workspace:
     def predictor_dir(self) -> Path:  # the accuracy predictor the first search used
         return self.root / "predictor"
 
+    @property
+    def predictor_check_dir(self) -> Path:  # `fit-predictor --check`: held-out points, their scores, the summary
+        return self.predictor_dir / "check"
+
     def round_predictor_dir(self, index: int) -> Path:  # refine round `index`'s refitted predictor
         return self.predictor_dir / f"round{index}"
 

@@ -18,6 +18,13 @@ def register(sub) -> None:
     p.add_argument("--space", default="mobile", help="built-in space name or YAML file (default mobile)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--refit-only", action="store_true", help="refit on the evaluated rows, evaluate nothing")
+    p.add_argument("--check", type=int, default=None, metavar="K",
+                   help="fit nothing: check the workdir's predictor on K points never evaluated, each fine-tuned under "
+                        "two seeds as the run did (its run_summary.json; else the fine-tuning flags), against the "
+                        "yardstick's own repeatability and the trivial rankings (stride, params, MACs, latency, "
+                        "zero-cost proxies, no or a short fine-tune); writes WORKDIR/predictor/check/")
+    p.add_argument("--check-seeds", default="0,1", metavar="A,B", help="the two fine-tuning seeds of --check (default 0,1)")
+    p.add_argument("--short-steps", type=int, default=10, help="the short fine-tune --check ranks by (default 10 steps)")
     add_lut_arg(p)
     add_finetune_args(p)
     add_scheduler_arg(p, work="fine-tune the points")
@@ -32,6 +39,8 @@ def run(args: argparse.Namespace) -> int:
     from ffnet_nas.workspace import Workspace
 
     workspace = Workspace(args.workdir)
+    if args.check is not None:
+        return _check(args, workspace)
     scheduler = scheduler_address(args.scheduler)
     check_scheduler(scheduler)
     request = steps.PredictorRequest(refit_only=True) if args.refit_only else steps.PredictorRequest(
@@ -43,4 +52,29 @@ def run(args: argparse.Namespace) -> int:
     print(f"accuracy predictor: ridge (alpha {predictor.alpha:g}) on {v.n} fine-tuned points; leave-one-out "
           f"Kendall tau {v.kendall_tau:.3f}, Spearman {v.spearman:.3f}, mean abs error {v.mae:.2f} mIoU")
     print(f"wrote {fitted.folder / PREDICTOR_FILE} and {fitted.folder / LOO_FILE}")
+    return 0
+
+
+def _check(args: argparse.Namespace, workspace) -> int:
+    from ffnet_nas.predictor_check import check_predictor, run_settings
+    from ffnet_nas.space.errors import InvalidInput
+    from ffnet_nas.space.searchspace import get_search_space
+
+    try:
+        seeds = tuple(int(s) for s in args.check_seeds.split(","))
+    except ValueError:
+        raise InvalidInput(f"--check-seeds {args.check_seeds!r}: expected two integers, e.g. 0,1") from None
+    settings = run_settings(workspace)
+    if settings is not None:
+        space, config, val_images, score_at = (get_search_space(settings.space), settings.config, settings.val_images,
+                                               settings.score_at)
+        print(f"checking as the run evaluated: space {settings.space}, {config.steps} fine-tuning steps, "
+              f"{val_images or 'all'} validation images (its run_summary.json; the fine-tuning flags are not used)")
+    else:
+        space, config, val_images, score_at = get_search_space(args.space), finetune_config(args), args.val_images, "train"
+    check = check_predictor(workspace=workspace, space=space, k=args.check, config=config, val_images=val_images,
+                            seeds=seeds, short_steps=args.short_steps, draw_seed=args.seed, device=args.device,
+                            lut=args.lut, score_at=score_at)
+    print(check.table())
+    print(f"wrote {workspace.predictor_check_dir}/measurements.csv and summary.json")
     return 0

@@ -1,0 +1,311 @@
+"""Is the accuracy predictor worth trusting? Held-out points, the yardstick against itself, the trivial rules.
+
+    check = check_predictor(workspace=ws, space=get_space("mobile"), k=16, config=finetune_config(steps=100),
+                            val_images=64)
+    print(check.table())
+
+On a finished workdir, `check_predictor` draws `k` points of the space that were never evaluated
+(so the predictor never saw them; seeded), keeps those whose blocks are all in the library, and
+measures each:
+
+* fine-tuned and scored exactly as the workdir's evaluation does (`config`, first `val_images`
+  validation images), once per fine-tuning seed (`seeds`, two): their mean is the truth every
+  ranker is judged against, and the two seeds against each other are the yardstick's own
+  repeatability, the ceiling no predictor can beat;
+* the seed-0 model scored again on the next `val_images` images: seed-to-seed noise minus this
+  scoring noise is what the fine-tuning itself adds (issue 13: measure where the noise comes from);
+* the baselines a reviewer tries first: output stride alone, params, MACs, measured latency, two
+  published zero-cost proxies on the assembled model (`ffnet_nas.predictors.zero_cost`: grad-norm
+  and ZiCo), the assembled distilled model scored with no fine-tuning, and `short_steps` steps of
+  fine-tuning.
+
+`summarize` (pure) ranks the points by each and reports Kendall's tau against the truth with a
+bootstrap 95% interval, overall and within the largest output-stride group, beside the predictor's
+out-of-sample record in the run itself: every evaluated row whose mIoU was predicted before it was
+measured (the points evaluated after a search and in refine rounds), and its leave-one-out tau.
+
+Files (`Workspace.predictor_check_dir`): `measurements.csv`, one row per point and quantity, each
+written (atomically) as it is measured, so a killed check resumes where it stopped; fine-tuning
+resume states `<hash>-seed<s>.pt` (deleted when the fine-tune is scored); `summary.json`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from ffnet_nas.evaluate import Resources, point_latency, read_evaluated
+from ffnet_nas.settings import TrainConfig
+from ffnet_nas.stats import Interval, kendall_interval
+from ffnet_nas.workspace import Workspace
+from ffnet_nas.space.arch import Arch
+from ffnet_nas.space.complexity import complexity
+from ffnet_nas.space.errors import InvalidInput
+from ffnet_nas.space.io import atomic_write_csv, atomic_write_json, read_checked_csv
+
+logger = logging.getLogger(__name__)
+
+MEASUREMENTS_FILE = "measurements.csv"
+SUMMARY_FILE = "summary.json"
+PROXY_BATCHES, PROXY_BATCH_SIZE = 2, 8  # ZiCo compares gradients across batches: two, as in its paper
+
+
+@dataclass(frozen=True)
+class Ranker:
+    name: str
+    overall: Interval  # Kendall tau vs the mean of the seeds, over all points
+    within: Interval  # the same within the largest output-stride group
+
+
+@dataclass(frozen=True)
+class PredictorCheck:
+    """What `check_predictor` found (see the module docstring); `table()` renders it."""
+
+    n_points: int
+    seeds: tuple[int, int]
+    steps: int
+    val_images: int | None
+    largest_group: str  # e.g. "stride 8 (10 points)"
+    yardstick: Interval  # tau between the two seeds' scores
+    yardstick_within: Interval
+    seed_difference: float  # mean |seed a - seed b| in mIoU
+    scoring: Interval  # tau between the seed-a model on two disjoint image sets (NaN: too few images)
+    scoring_difference: float  # mean |images A - images B| in mIoU
+    rankers: tuple[Ranker, ...]
+    out_of_sample: Interval  # the run's own predicted-before-measured rows
+    out_of_sample_mae: float
+    loo_tau: float  # the predictor's leave-one-out tau on its design
+    predictor: str  # the folder of the predictor checked
+    points: tuple[dict, ...]  # per point: code, stride, every quantity
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def table(self) -> str:
+        """The check as a Markdown table, the yardstick first (what every other line is read against)."""
+        a, b = self.seeds
+        lines = [f"Predictor check: {self.n_points} held-out points, fine-tuned {self.steps} steps under seeds {a} and "
+                 f"{b}, scored on {self.val_images or 'all'} validation images; Kendall tau vs the mean of the two "
+                 f"seeds, bootstrap 95% interval. Largest group: {self.largest_group}.", "",
+                 "| ranking by | tau, all points | tau, largest stride group |", "|---|---:|---:|",
+                 f"| the other seed (the yardstick against itself; mean abs difference {self.seed_difference:.2f} mIoU) "
+                 f"| {self.yardstick.text()} | {self.yardstick_within.text()} |",
+                 f"| seed {a} scored on the next images (scoring noise alone; mean abs difference "
+                 f"{self.scoring_difference:.2f} mIoU) | {self.scoring.text()} | |"]
+        lines += [f"| {r.name} | {r.overall.text()} | {r.within.text()} |" for r in self.rankers]
+        lines += ["", f"The run's own out-of-sample record ({self.predictor}): {self.out_of_sample.n} points predicted "
+                      f"before they were measured, tau {self.out_of_sample.text()}, mean abs error "
+                      f"{self.out_of_sample_mae:.2f} mIoU; leave-one-out tau on its design {self.loo_tau:.2f}."]
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """How a finished run evaluated its points: what the check must repeat to be comparable."""
+
+    space: str
+    config: TrainConfig
+    val_images: int | None
+    score_at: str
+
+
+def run_settings(workspace: Workspace) -> RunSettings | None:
+    """The space, fine-tuning and scoring of the `ffnet-nas run` that made the workdir (from its
+    run_summary.json); None for a workdir built step by step (no summary)."""
+    from ffnet_nas.space.io import read_json
+
+    if not workspace.run_summary_path.exists():
+        return None
+    data = read_json(workspace.run_summary_path, what="run summary")
+    try:
+        provenance = data["provenance"]
+        evaluate = provenance["budget"]["evaluate"]
+        names = {f.name for f in dataclasses.fields(TrainConfig)}
+        config = TrainConfig(**{k: v for k, v in evaluate["finetune"].items() if k in names})
+        return RunSettings(space=str(provenance["config"]["space"]), config=config,
+                           val_images=evaluate.get("val_images"), score_at=str(evaluate.get("score_at", "train")))
+    except (KeyError, TypeError) as e:
+        raise InvalidInput(f"run summary {str(workspace.run_summary_path)!r} lacks the run's budget ({e}); expected "
+                           "one written by 'ffnet-nas run' of this version (or give the fine-tuning flags)") from None
+
+
+def latest_predictor_dir(workspace: Workspace):
+    """The predictor the run used last: its latest refine round's, else the first one."""
+    k = 1
+    while (workspace.round_predictor_dir(k) / "accuracy.json").exists():
+        k += 1
+    return workspace.round_predictor_dir(k - 1) if k > 1 else workspace.predictor_dir
+
+
+def draw_points(space, k: int, *, seed: int, exclude: set[str], nsr) -> list[Arch]:
+    """`k` distinct random points of `space` not in `exclude`, all of whose blocks `nsr` holds."""
+    from ffnet_nas.predictors.accuracy import missing_blocks
+
+    chosen: dict[str, Arch] = {}
+    for a in space.sample_many(max(40 * k, 400), seed=seed):
+        if a.code not in exclude and a.code not in chosen and not missing_blocks(a, nsr):
+            chosen[a.code] = a
+            if len(chosen) == k:
+                break
+    if len(chosen) < k:
+        raise InvalidInput(f"only {len(chosen)} never-evaluated points of space {space.name!r} have all their blocks "
+                           f"in the library; expected {k} (ask for fewer with --check, or distill the space)")
+    return list(chosen.values())
+
+
+def check_predictor(*, workspace: Workspace, space, k: int, config: TrainConfig, val_images: int | None,
+                    seeds: Sequence[int] = (0, 1), short_steps: int = 10, draw_seed: int = 0, device: str = "cpu",
+                    lut: str | None = None, score_at: str = "train", progress: bool = True) -> PredictorCheck:
+    """Measure `k` held-out points (module docstring), write the files, and summarise."""
+    from tqdm.auto import tqdm
+
+    from ffnet_nas.predictors.accuracy import nsr_table
+    from ffnet_nas.predictors.load import load_accuracy_predictor
+    from ffnet_nas.distill.library import BlockLibrary
+
+    if k < 4:
+        raise InvalidInput(f"--check {k}: expected at least 4 points (a rank correlation of fewer says nothing)")
+    seeds = tuple(int(s) for s in seeds)
+    if len(seeds) != 2 or seeds[0] == seeds[1]:
+        raise InvalidInput(f"seeds {seeds}: expected two different fine-tuning seeds")
+    if not 1 <= short_steps < config.steps:
+        raise InvalidInput(f"short_steps {short_steps}: expected 1 to {config.steps - 1} (fewer than the budget's steps)")
+    predictor_dir = latest_predictor_dir(workspace)
+    predictor = load_accuracy_predictor(predictor_dir)
+    if predictor is None:
+        raise InvalidInput(f"no accuracy predictor in {str(workspace.predictor_dir)!r}: run 'ffnet-nas fit-predictor' "
+                           "(or 'ffnet-nas run') first")
+    evaluated = read_evaluated(workspace.evaluated_path)
+    nsr = nsr_table(BlockLibrary(workspace.library_dir).table().to_dict("records"))
+    points = draw_points(space, k, seed=draw_seed, exclude=set(evaluated["code"]) if len(evaluated) else set(), nsr=nsr)
+    r = Resources.load(workspace, predictor_dir=predictor_dir, lut=lut, score_at=score_at)
+    folder = workspace.predictor_check_dir
+    folder.mkdir(parents=True, exist_ok=True)
+    store = _Store(folder / MEASUREMENTS_FILE)
+    for arch in tqdm(points, desc="predictor check", unit="point", disable=not progress, dynamic_ncols=True):
+        _measure(arch, store=store, r=r, workspace=workspace, config=config, val_images=val_images, seeds=seeds,
+                 short_steps=short_steps, device=device)
+    rows = []
+    for arch in points:
+        deploy_hw = tuple(r.table.spec.input_hw) if r.table is not None else r.input_hw
+        cx = complexity(arch, (deploy_hw[0] * arch.input_scale, deploy_hw[1] * arch.input_scale), num_classes=r.num_classes)
+        rows.append({"code": arch.code, "stride": arch.output_stride, "params": cx.params, "macs": cx.macs,
+                     "predicted": predictor.predict(arch), **store.values(arch.code)})
+    check = summarize(pd.DataFrame(rows), seeds=seeds, short_steps=short_steps, evaluated=evaluated,
+                      loo_tau=predictor.validation.kendall_tau, predictor=workspace.relative(predictor_dir),
+                      steps=config.steps, val_images=val_images)
+    atomic_write_json(folder / SUMMARY_FILE, check.to_dict())
+    logger.info("predictor check: wrote %s and %s", folder / MEASUREMENTS_FILE, folder / SUMMARY_FILE)
+    return check
+
+
+class _Store:
+    """measurements.csv: (code, quantity, value) rows, rewritten atomically after each measurement."""
+
+    def __init__(self, path):
+        self.path = path
+        frame = (read_checked_csv(path, what="predictor check measurements", required=("code", "quantity", "value"),
+                                  key=("code", "quantity"), finite=("value",),
+                                  fix="delete the file to measure those points again")
+                 if path.exists() else pd.DataFrame(columns=["code", "quantity", "value"]))
+        self.done = {(str(c), str(q)): float(v) for c, q, v in zip(frame["code"], frame["quantity"], frame["value"])}
+
+    def has(self, code: str, quantity: str) -> bool:
+        return (code, quantity) in self.done
+
+    def put(self, code: str, quantity: str, value: float) -> None:
+        self.done[(code, quantity)] = float(value)
+        atomic_write_csv(self.path, pd.DataFrame([{"code": c, "quantity": q, "value": v} for (c, q), v in self.done.items()]))
+
+    def values(self, code: str) -> dict[str, float]:
+        return {q: v for (c, q), v in self.done.items() if c == code}
+
+
+def _measure(arch: Arch, *, store: _Store, r: Resources, workspace: Workspace, config: TrainConfig,
+             val_images: int | None, seeds: tuple[int, int], short_steps: int, device: str) -> None:
+    """Every quantity of one point that `store` lacks."""
+    from ffnet_nas.distill.assemble import assemble
+    from ffnet_nas.predictors.zero_cost import grad_norm, proxy_batches, zico
+    from ffnet_nas.training import evaluate, train
+
+    code, folder = arch.code, workspace.predictor_check_dir
+    # the next val_images images, disjoint from the scored ones, when the split has them
+    second = val_images if val_images is not None and 2 * val_images <= len(r.val_ds) else None
+
+    def score(model, start: int = 0) -> float:
+        return 100 * evaluate(model.eval(), r.val_ds, device=device, start=start, limit=val_images, progress=False).miou
+
+    if not store.has(code, "zero_shot"):
+        store.put(code, "zero_shot", score(assemble(arch, workspace.library_dir)))
+    if not (store.has(code, "grad_norm") and store.has(code, "zico")):
+        batches = proxy_batches(r.train_ds, batch_size=PROXY_BATCH_SIZE, n_batches=PROXY_BATCHES, seed=0)
+        model = assemble(arch, workspace.library_dir)
+        store.put(code, "grad_norm", grad_norm(model, batches))
+        store.put(code, "zico", zico(model, batches))
+    if not store.has(code, f"short{short_steps}"):
+        model = assemble(arch, workspace.library_dir)
+        train(model, r.train_ds, config=dataclasses.replace(config, steps=short_steps, seed=seeds[0]), teacher=r.teacher,
+              device=device, progress=False, fingerprint={"init": "distilled", "data": r.data})
+        store.put(code, f"short{short_steps}", score(model))
+    for s in seeds:
+        if store.has(code, f"seed{s}") and (s != seeds[0] or second is None or store.has(code, "images_b")):
+            continue
+        model = assemble(arch, workspace.library_dir)
+        state = folder / f"{arch.stable_hash}-seed{s}.pt"
+        train(model, r.train_ds, config=dataclasses.replace(config, seed=s), checkpoint_path=state, teacher=r.teacher,
+              device=device, progress=False, desc=f"check {arch.stable_hash} seed {s}",
+              fingerprint={"init": "distilled", "data": r.data})
+        store.put(code, f"seed{s}", score(model))
+        if s == seeds[0] and second is not None:
+            store.put(code, "images_b", score(model, start=second))
+        state.unlink(missing_ok=True)
+    if r.table is not None and not store.has(code, "latency_ms"):
+        store.put(code, "latency_ms", point_latency(arch, r.table)[1])
+
+
+def summarize(points: pd.DataFrame, *, seeds: tuple[int, int], short_steps: int, evaluated: pd.DataFrame,
+              loo_tau: float, predictor: str, steps: int, val_images: int | None) -> PredictorCheck:
+    """The check's figures from its per-point table (pure; see the module docstring)."""
+    a, b = (points[f"seed{s}"].to_numpy(float) for s in seeds)
+    truth = (a + b) / 2
+    strides = points["stride"].to_numpy()
+    values, counts = np.unique(strides, return_counts=True)
+    group = values[np.argmax(counts)]  # the most common stride; the smaller one on a tie (np.unique sorts)
+    inside = strides == group
+
+    def both(score: np.ndarray, target: np.ndarray = truth) -> tuple[Interval, Interval]:
+        return kendall_interval(score, target), kendall_interval(score[inside], target[inside])
+
+    def column(name: str) -> np.ndarray:
+        return points[name].to_numpy(float) if name in points else np.full(len(points), np.nan)
+
+    candidates = [("accuracy predictor", column("predicted")),
+                  ("output stride alone (smaller first)", -strides.astype(float)),
+                  ("params", column("params")), ("MACs", column("macs")), ("measured latency", column("latency_ms")),
+                  ("grad-norm (zero-cost)", column("grad_norm")), ("ZiCo (zero-cost)", column("zico")),
+                  ("distilled model, no fine-tuning", column("zero_shot")),
+                  (f"{short_steps} fine-tuning steps", column(f"short{short_steps}"))]
+    rankers = tuple(Ranker(name, *both(score)) for name, score in candidates)
+    yardstick, yardstick_within = both(a, b)
+    images_b = column("images_b")
+    done = evaluated[(evaluated["init"] == "distilled") & evaluated["predicted_miou"].notna()] if len(evaluated) else evaluated
+    oos_p = done["predicted_miou"].to_numpy(float) if len(done) else np.zeros(0)
+    oos_m = done["measured_miou"].to_numpy(float) if len(done) else np.zeros(0)
+    return PredictorCheck(
+        n_points=len(points), seeds=seeds, steps=steps, val_images=val_images,
+        largest_group=f"stride {int(group)} ({int(inside.sum())} points)",
+        yardstick=yardstick, yardstick_within=yardstick_within, seed_difference=float(np.mean(np.abs(a - b))),
+        scoring=kendall_interval(a, images_b), scoring_difference=float(np.nanmean(np.abs(a - images_b)))
+        if np.isfinite(images_b).any() else math.nan,
+        rankers=rankers, out_of_sample=kendall_interval(oos_p, oos_m),
+        out_of_sample_mae=float(np.mean(np.abs(oos_p - oos_m))) if len(oos_p) else math.nan,
+        loo_tau=float(loo_tau), predictor=predictor, points=tuple(points.to_dict("records")))
+
+
+__all__ = ["PredictorCheck", "Ranker", "RunSettings", "run_settings", "check_predictor", "draw_points", "latest_predictor_dir", "summarize"]

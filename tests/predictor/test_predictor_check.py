@@ -1,0 +1,188 @@
+"""The predictor check (`fit-predictor --check K`): held-out points, two seeds, the baselines, resume."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from scipy import stats as scipy_stats
+from torch import nn
+
+from ffnet_nas.budgets import finetune_config
+from ffnet_nas.evaluate import evaluate_points, read_evaluated
+from ffnet_nas.fit_predictor import fit_from_table
+from ffnet_nas.predictor_check import MEASUREMENTS_FILE, SUMMARY_FILE, check_predictor, summarize
+from ffnet_nas.predictors.zero_cost import grad_norm, proxy_batches, zico
+from ffnet_nas.space.errors import InvalidInput
+from ffnet_nas.space.searchspace import from_dict
+from ffnet_nas.stats import _tau_b, kendall_interval
+from tests.helpers.micro import micro_workdir
+
+HW = (32, 64)
+TINY = {"base": "mobile", "name": "tiny", "stems": ["B"], "up_heads": ["B"], "seg_heads": ["B", "C"],
+        "stages": {4: {"depths": [[1, 2], [1], [1], [2, 1]], "widths": [[16], [32], [48], [64]]}},
+        "first_strides": [1, 2], "pre_downs": [False], "input_size": "32x64"}
+CONFIG = finetune_config(steps=3, batch_size=2, checkpoint_every=1)
+VAL_IMAGES = 4
+QUANTITIES = {"seed0", "seed1", "images_b", "zero_shot", "short1", "grad_norm", "zico", "latency_ms"}
+
+
+def test_kendall_interval_is_scipys_tau_with_a_bootstrap_interval_around_it():
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=20)
+    b = np.round(a + rng.normal(size=20))  # ties on one side: tau-b
+    r = kendall_interval(a, b)
+    assert r.value == pytest.approx(scipy_stats.kendalltau(a, b).statistic) and r.n == 20
+    assert -1 <= r.low < r.value < r.high <= 1
+    idx = rng.integers(0, 20, size=(200, 20))
+    expected = [scipy_stats.kendalltau(a[i], b[i]).statistic for i in idx]
+    assert np.allclose(_tau_b(a[idx], b[idx]), expected, equal_nan=True)
+    assert kendall_interval(a, a).text() == "1.00 [1.00, 1.00]"
+    assert kendall_interval(a, -a).value == -1
+    assert not np.isfinite(kendall_interval([1, 2], [1, 2]).value)  # too few pairs: undefined, never 0
+    assert kendall_interval([1, np.nan, 3, 4], [1, 2, 3, 4]).n == 3  # non-finite pairs dropped
+    noisy = kendall_interval(a[:6], b[:6])
+    assert noisy.high - noisy.low > r.high - r.low  # fewer points, wider interval
+
+
+class _Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.bn = nn.BatchNorm2d(4)
+        self.head = nn.Conv2d(4, 3, 1)
+
+    def forward(self, x):
+        return self.head(torch.relu(self.bn(self.conv(x))))
+
+
+def _batches(n=3):
+    g = torch.Generator().manual_seed(0)
+    return [(torch.randn(2, 3, 8, 8, generator=g), torch.randint(0, 3, (2, 8, 8), generator=g)) for _ in range(n)]
+
+
+def _oracle_grads(model, batches):
+    """Each batch's weight gradients, computed with torch.autograd.grad on a fresh copy in train mode."""
+    import copy
+
+    grads = []
+    for images, masks in batches:
+        net = copy.deepcopy(model).train()
+        weights = [net.conv.weight, net.head.weight]
+        loss = torch.nn.functional.cross_entropy(net(images), masks, ignore_index=255)
+        grads.append([g.numpy() for g in torch.autograd.grad(loss, weights)])
+    return grads
+
+
+def test_zero_cost_proxies_match_their_papers_formulas_and_leave_the_model_alone():
+    torch.manual_seed(0)
+    model = _Net().eval()
+    batches = _batches()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    grads = _oracle_grads(model, batches)
+    assert grad_norm(model, batches) == pytest.approx(sum(np.linalg.norm(g) for g in grads[0]), rel=1e-5)
+    expected = 0.0
+    for layer in range(2):
+        g = np.stack([grads[b][layer] for b in range(len(batches))])
+        mean, std = np.abs(g).mean(0), g.std(0)
+        expected += np.log((mean[std > 0] / std[std > 0]).sum())
+    assert zico(model, batches) == pytest.approx(expected, rel=1e-4)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # BN statistics too
+    assert not model.training and all(p.grad is None for p in model.parameters())
+    with pytest.raises(ValueError, match="at least 2 batches"):
+        zico(model, batches[:1])
+
+
+def test_proxy_batches_are_the_same_for_every_point_and_leave_the_global_rng():
+    from ffnet_nas.data import make_dataset
+
+    ds = make_dataset("synthetic", "train", size_hw=HW, augment=True)
+    torch.manual_seed(5)
+    state = torch.get_rng_state()
+    one, two = proxy_batches(ds, batch_size=2, n_batches=2, seed=0), proxy_batches(ds, batch_size=2, n_batches=2, seed=0)
+    assert torch.equal(torch.get_rng_state(), state)
+    assert len(one) == 2 and all(torch.equal(x[0], y[0]) and torch.equal(x[1], y[1]) for x, y in zip(one, two))
+
+
+def test_summarize_ranks_against_the_mean_of_the_seeds_overall_and_within_the_largest_group():
+    points = pd.DataFrame({
+        "code": list("abcdefgh"), "stride": [8, 8, 8, 8, 8, 16, 16, 4],
+        "seed0": [40.0, 42, 44, 46, 48, 30, 31, 60], "seed1": [41.0, 41.5, 45, 45.5, 49, 29, 32, 61],
+        "predicted": [1.0, 2, 3, 4, 5, 0, -1, 9], "params": [5.0, 4, 3, 2, 1, 6, 7, 8],
+    })
+    evaluated = pd.DataFrame({"init": ["distilled", "distilled", "random", "distilled"],
+                              "predicted_miou": [50.0, 40.0, 10.0, np.nan], "measured_miou": [45.0, 44.0, 0.0, 1.0]})
+    check = summarize(points, seeds=(0, 1), short_steps=10, evaluated=evaluated, loo_tau=0.5, predictor="predictor",
+                      steps=100, val_images=64)
+    truth = (points["seed0"] + points["seed1"]) / 2
+    assert check.largest_group == "stride 8 (5 points)"
+    assert check.yardstick.value == pytest.approx(scipy_stats.kendalltau(points["seed0"], points["seed1"]).statistic)
+    by = {r.name: r for r in check.rankers}
+    assert by["accuracy predictor"].overall.value == pytest.approx(scipy_stats.kendalltau(points["predicted"], truth).statistic)
+    assert by["accuracy predictor"].within.value == pytest.approx(1.0)
+    assert by["params"].within.value == pytest.approx(-1.0)
+    assert by["output stride alone (smaller first)"].overall.value > 0.5  # stride 4 best, 16 worst here
+    assert not np.isfinite(by["output stride alone (smaller first)"].within.value)  # one stride: no ranking
+    assert not np.isfinite(by["ZiCo (zero-cost)"].overall.value)  # not measured: undefined, not 0
+    assert check.out_of_sample.n == 2 and check.out_of_sample_mae == pytest.approx(4.5)  # distilled, predicted rows
+    assert not np.isfinite(check.scoring.value) and "| accuracy predictor | 0." in check.table()
+    json.dumps(check.to_dict(), allow_nan=True)
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    space = from_dict(TINY)
+    ws = micro_workdir(tmp_path_factory.mktemp("check"), TINY, hw=HW)
+    design = list(dict.fromkeys(space.sample(i) for i in range(8)))[:4]
+    evaluate_points(design, workspace=ws, config=CONFIG, val_images=VAL_IMAGES, progress=False)
+    fit_from_table(ws)
+    return ws, space
+
+
+def test_the_check_measures_held_out_points_without_touching_the_run_and_resumes(workdir):
+    ws, space = workdir
+    evaluated_before = ws.evaluated_path.read_bytes()
+    predictor_before = (ws.predictor_dir / "accuracy.json").read_bytes()
+    args = {"workspace": ws, "space": space, "k": 4, "config": CONFIG, "val_images": VAL_IMAGES, "short_steps": 1,
+            "progress": False}
+    check = check_predictor(**args)
+    measured = pd.read_csv(ws.predictor_check_dir / MEASUREMENTS_FILE)
+    codes = set(measured["code"])
+    assert len(codes) == 4 and not codes & set(read_evaluated(ws.evaluated_path)["code"])  # never evaluated
+    assert all(set(measured.loc[measured["code"] == c, "quantity"]) == QUANTITIES for c in codes)
+    assert np.isfinite(measured["value"]).all()
+    # the run's own files are untouched: the held-out points must not leak into the next fit
+    assert ws.evaluated_path.read_bytes() == evaluated_before
+    assert (ws.predictor_dir / "accuracy.json").read_bytes() == predictor_before
+    assert not list(ws.predictor_check_dir.glob("*-seed*.pt"))  # resume states deleted once scored
+    summary = json.loads((ws.predictor_check_dir / SUMMARY_FILE).read_text())
+    assert summary["n_points"] == 4 and len(summary["rankers"]) == len(check.rankers) == 9
+    assert check.out_of_sample.n == 0  # the design's rows were evaluated before any predictor existed
+    # resume: what is recorded is not measured again; a lost row is measured again, alone
+    lost = measured.iloc[0]
+    kept = measured.drop(index=0)
+    kept.to_csv(ws.predictor_check_dir / MEASUREMENTS_FILE, index=False)
+    again = check_predictor(**args)
+    remeasured = pd.read_csv(ws.predictor_check_dir / MEASUREMENTS_FILE).set_index(["code", "quantity"])["value"]
+    assert len(remeasured) == len(measured)
+    assert all(remeasured[(c, q)] == v for c, q, v in zip(kept["code"], kept["quantity"], kept["value"]))
+    assert np.isfinite(remeasured[(lost["code"], lost["quantity"])])
+    assert again.n_points == 4
+
+
+def test_the_check_refuses_what_it_cannot_measure(workdir, tmp_path):
+    from ffnet_nas.workspace import Workspace
+
+    ws, space = workdir
+    args = {"space": space, "config": CONFIG, "val_images": VAL_IMAGES, "short_steps": 1, "progress": False}
+    with pytest.raises(InvalidInput, match="expected at least 4 points"):
+        check_predictor(workspace=ws, k=3, **args)
+    with pytest.raises(InvalidInput, match="only 12 never-evaluated points"):
+        check_predictor(workspace=ws, k=13, **args)
+    with pytest.raises(InvalidInput, match="short_steps 3: expected 1 to 2"):
+        check_predictor(workspace=ws, k=4, **{**args, "short_steps": 3})
+    with pytest.raises(InvalidInput, match="no accuracy predictor"):
+        check_predictor(workspace=Workspace(tmp_path / "empty"), k=4, **args)
