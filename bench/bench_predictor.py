@@ -1,6 +1,7 @@
 """Does the accuracy predictor rank points the run never evaluated, and better than the trivial rules?
 
     .venv/bin/python -m bench.bench_predictor --workdir runs/quick [--k 16] [--draw-seed 0] [--short-steps 10]
+                                              [--steps N] [--val-images N] [--val-split N] [--out DIR]
 
 On a finished `ffnet-nas run` workdir: `ffnet_nas.predictor_check.check_predictor` with the run's own
 space, fine-tuning and scoring (its run_summary.json). K never-evaluated points, each fine-tuned
@@ -9,13 +10,22 @@ under two seeds, scored again on disjoint images, ranked by the predictor and by
 Kendall tau against the mean of the seeds with bootstrap 95% intervals, overall and within the
 largest output-stride group, side by side in one run. Resumable: a killed run measures only what
 is missing (WORKDIR/predictor/check/measurements.csv). Prints the Markdown table docs/results.md quotes.
+
+The yardstick experiments of issue 13 change how a point is measured: `--steps` (fine-tuning steps),
+`--val-images` (images scored), `--val-split` (embedded validation images generated). Each such
+run needs its own `--out` folder (a copy of the workdir is made there first), or the measurements
+of one protocol would resume another's.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
+import os
+import shutil
 import time
+from pathlib import Path
 
 from ffnet_nas.predictor_check import check_predictor, run_settings
 from ffnet_nas.space.searchspace import get_search_space
@@ -29,16 +39,30 @@ def main() -> None:
     parser.add_argument("--draw-seed", type=int, default=0)
     parser.add_argument("--short-steps", type=int, default=10)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--steps", type=int, default=None, help="fine-tuning steps (default: the run's)")
+    parser.add_argument("--val-images", type=int, default=None, help="images scored (default: the run's)")
+    parser.add_argument("--val-split", type=int, default=None, help="embedded validation images generated")
+    parser.add_argument("--out", default=None, help="copy the workdir here first (for a changed protocol)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    workspace = Workspace(args.workdir)
+    if args.out is None and (args.steps or args.val_images or args.val_split):
+        raise SystemExit("--steps/--val-images/--val-split change the protocol: give --out DIR for its measurements")
+    root = args.workdir
+    if args.out is not None:
+        if not Path(args.out).exists():
+            # hard links: every file here is replaced atomically, never written in place, so sharing is safe
+            shutil.copytree(args.workdir, args.out, ignore=shutil.ignore_patterns("check", "model.pt"), copy_function=os.link)
+        root = args.out
+    workspace = Workspace(root)
     settings = run_settings(workspace)
     if settings is None:
         raise SystemExit(f"{args.workdir}: no run_summary.json; expected a workdir finished by 'ffnet-nas run'")
+    config = settings.config if args.steps is None else dataclasses.replace(settings.config, steps=args.steps)
     t0 = time.perf_counter()
-    check = check_predictor(workspace=workspace, space=get_search_space(settings.space), k=args.k,
-                            config=settings.config, val_images=settings.val_images, score_at=settings.score_at,
-                            short_steps=args.short_steps, draw_seed=args.draw_seed, device=args.device)
+    check = check_predictor(workspace=workspace, space=get_search_space(settings.space), k=args.k, config=config,
+                            val_images=args.val_images or settings.val_images, score_at=settings.score_at,
+                            short_steps=args.short_steps, draw_seed=args.draw_seed, device=args.device,
+                            val_split=args.val_split)
     print(check.table())
     print(f"\n({time.perf_counter() - t0:.0f} s; figures in {workspace.predictor_check_dir})")
 

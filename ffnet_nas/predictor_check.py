@@ -161,8 +161,11 @@ def draw_points(space, k: int, *, seed: int, exclude: set[str], nsr) -> list[Arc
 
 def check_predictor(*, workspace: Workspace, space, k: int, config: TrainConfig, val_images: int | None,
                     seeds: Sequence[int] = (0, 1), short_steps: int = 10, draw_seed: int = 0, device: str = "cpu",
-                    lut: str | None = None, score_at: str = "train", progress: bool = True) -> PredictorCheck:
-    """Measure `k` held-out points (module docstring), write the files, and summarise."""
+                    lut: str | None = None, score_at: str = "train", val_split: int | None = None,
+                    progress: bool = True) -> PredictorCheck:
+    """Measure `k` held-out points (module docstring), write the files, and summarise. `val_split`:
+    generate that many embedded validation images instead of the split's default (to measure a
+    yardstick scored on more images; the embedded data only)."""
     from tqdm.auto import tqdm
 
     from ffnet_nas.predictors.accuracy import nsr_table
@@ -185,6 +188,14 @@ def check_predictor(*, workspace: Workspace, space, k: int, config: TrainConfig,
     nsr = nsr_table(BlockLibrary(workspace.library_dir).table().to_dict("records"))
     points = draw_points(space, k, seed=draw_seed, exclude=set(evaluated["code"]) if len(evaluated) else set(), nsr=nsr)
     r = Resources.load(workspace, predictor_dir=predictor_dir, lut=lut, score_at=score_at)
+    if val_split is not None:
+        from ffnet_nas.data import make_dataset
+
+        if not r.data.startswith("synthetic"):
+            raise InvalidInput(f"val_split {val_split}: only the embedded data can generate more validation images; "
+                               f"this workdir's data is {r.data!r}")
+        r = dataclasses.replace(r, val_ds=make_dataset(r.data, "val", size_hw=r.score_hw, num_images=val_split,
+                                                       cache_dir=workspace.data_dir))
     folder = workspace.predictor_check_dir
     folder.mkdir(parents=True, exist_ok=True)
     store = _Store(folder / MEASUREMENTS_FILE)
