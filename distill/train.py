@@ -19,7 +19,7 @@ import torch
 from ffnet_nas.distill.blocks import StudentBlock, block_io, nsr, nsr_terms
 from ffnet_nas.distill.choices import ChoiceSpec
 from ffnet_nas.distill.features import FeatureSet
-from ffnet_nas.settings import BlockTrainConfig, check_amp
+from ffnet_nas.settings import BlockTrainConfig, autocast_factory, check_amp
 
 OK, FAILED = "ok", "failed"
 
@@ -51,7 +51,7 @@ def train_block(spec: ChoiceSpec, train: FeatureSet, val: FeatureSet, *, teacher
     # NHWC on CUDA (cuDNN's fastest layout); NCHW on the CPU, as every CPU figure was measured
     fmt = torch.channels_last if device.type == "cuda" else torch.contiguous_format
     student = StudentBlock(spec, teacher_channels=teacher_channels, num_classes=num_classes).to(device, memory_format=fmt)
-    autocast = _autocast(config.amp, device)
+    autocast = autocast_factory(config.amp, device)
     scaler = torch.amp.GradScaler(device.type) if config.amp == "fp16" else None
     # Adam + cosine decay: few steps per block, so no warm-up phase to waste them on
     opt = torch.optim.AdamW(student.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -93,15 +93,6 @@ def _to(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch
     if device.type == "cpu":
         return batch
     return {k: v.to(device, non_blocking=True, memory_format=torch.channels_last) for k, v in batch.items()}
-
-
-def _autocast(amp: str | None, device: torch.device):
-    import contextlib
-
-    if amp is None:
-        return contextlib.nullcontext
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[amp]
-    return lambda: torch.autocast(device_type=device.type, dtype=dtype)
 
 
 @torch.no_grad()

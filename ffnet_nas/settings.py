@@ -34,6 +34,21 @@ def check_amp(amp: str | None, device: object) -> None:
     the training loops that would otherwise fail inside torch. `device`: a name or a torch.device."""
     if amp == "fp16" and not str(device).startswith("cuda"):
         raise InvalidInput(f"amp fp16 on {device}: float16 autocast needs a CUDA device; expected --amp bf16 on the CPU")
+
+
+def autocast_factory(amp: str | None, device: object):
+    """A zero-argument factory of the autocast context for `amp` on `device` (a no-op context for
+    float32): the one recipe of the fine-tuning and block-training loops. Torch is imported here,
+    not at module level, so the CLI can build its parser without it."""
+    import contextlib
+
+    import torch
+
+    if amp is None:
+        return contextlib.nullcontext
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[amp]
+    device_type = torch.device(device).type
+    return lambda: torch.autocast(device_type=device_type, dtype=dtype)
 # A learning rate above this is a typo (1e2 for 1e-2), not a setting: no recipe here comes near it.
 MAX_LR = 10.0
 

@@ -422,7 +422,6 @@ def _train(model: nn.Module, dataset, *, config: TrainConfig, checkpoint_path: s
                        losses=tuple(losses), checkpoint_path=checkpoint_path)
 
 
-AMP_TORCH_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def memory_format(device: torch.device) -> torch.memory_format:
@@ -433,17 +432,10 @@ def memory_format(device: torch.device) -> torch.memory_format:
 
 def _mixed_precision(amp: str | None, device: torch.device):
     """(autocast context factory, gradient scaler or None) for `amp`; float32: a no-op context."""
-    import contextlib
-
-    if amp is None:
-        return contextlib.nullcontext, None
-    dtype = AMP_TORCH_DTYPES[amp]
-
-    def autocast():
-        return torch.autocast(device_type=device.type, dtype=dtype)
+    from ffnet_nas.settings import autocast_factory
 
     # float16's narrow range underflows small gradients: scale the loss (bfloat16 has float32's range)
-    return autocast, (torch.amp.GradScaler(device.type) if amp == "fp16" else None)
+    return autocast_factory(amp, device), (torch.amp.GradScaler(device.type) if amp == "fp16" else None)
 
 
 class _SeededSteps(torch.utils.data.Sampler):
