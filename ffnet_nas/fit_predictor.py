@@ -6,7 +6,9 @@
 Training data: every row of `evaluated.csv` with distilled initialisation whose blocks are all
 in the library (so the predictor refits on everything evaluated so far, not only the N picked
 now). Writes the predictor (`PREDICTOR_FILE`) and its leave-one-out table (`LOO_FILE`: measured
-vs leave-one-out predicted mIoU per point, for the report) into the folder it is given.
+vs leave-one-out predicted mIoU per point, for the report) into the folder it is given, and the
+zero-shot stage (`ZERO_SHOT_FILE`: the same points' mIoU with no fine-tuning, `ffnet_nas.zero_shot`,
+scored on the images their fine-tuned mIoU was, plus the output stride) beside it.
 """
 
 from __future__ import annotations
@@ -21,8 +23,9 @@ import pandas as pd
 from ffnet_nas.evaluate import evaluate_points, read_evaluated
 from ffnet_nas.settings import TrainConfig
 from ffnet_nas.workspace import Workspace
-from ffnet_nas.predictors.accuracy import (LOO_FILE, PREDICTOR_FILE, AccuracyPredictor, features,
-                                           fit_accuracy_predictor, missing_blocks, nsr_table)
+from ffnet_nas.predictors.accuracy import (LOO_FILE, PREDICTOR_FILE, ZERO_SHOT_FEATURES, ZERO_SHOT_FILE,
+                                           AccuracyPredictor, features, fit_accuracy_predictor, missing_blocks,
+                                           nsr_table, zero_shot_features)
 from ffnet_nas.space.arch import Arch
 from ffnet_nas.space.catalogue import variants
 from ffnet_nas.space.errors import InvalidInput
@@ -38,9 +41,11 @@ def library_nsr(workspace: Workspace) -> dict[tuple[str, str], float]:
     return nsr_table(library.table().to_dict("records"))
 
 
-def fit_from_table(workspace: Workspace, *, out_dir: str | Path | None = None) -> AccuracyPredictor:
-    """Refit on every usable evaluated row; saves the predictor and its LOO table in `out_dir`
-    (default: the workdir's predictor folder)."""
+def fit_from_table(workspace: Workspace, *, out_dir: str | Path | None = None, val_images: int | None = None,
+                   score_at: str = "train", device: str = "cpu", progress: bool = True) -> AccuracyPredictor:
+    """Refit on every usable evaluated row; saves the predictor, the zero-shot stage (its scores
+    on the first `val_images` validation images at `score_at`, as the rows were scored) and the
+    LOO table in `out_dir` (default: the workdir's predictor folder)."""
     nsr = library_nsr(workspace)
     frame = read_evaluated(workspace.evaluated_path)
     frame = frame[frame["init"] == "distilled"] if len(frame) else frame
@@ -55,17 +60,51 @@ def fit_from_table(workspace: Workspace, *, out_dir: str | Path | None = None) -
                                        meta={"library": workspace.relative(workspace.library_dir),
                                              "n_evaluated": len(usable)})
     out_dir = Path(out_dir) if out_dir is not None else workspace.predictor_dir
-    path = out_dir / PREDICTOR_FILE
+    archs = [a for a, _ in usable]
+    stage = fit_zero_shot_stage(workspace, archs, y, val_images=val_images, score_at=score_at, device=device,
+                                progress=progress)
+    loo = {"code": [a.code for a in archs], "measured_miou": y, "loo_predicted_miou": predictor.validation.loo_predictions}
+    if stage is not None:
+        stage, scores = stage
+        loo.update(zero_shot_miou=scores, zero_shot_loo_predicted_miou=stage.validation.loo_predictions)
+        _save_if_changed(stage, out_dir / ZERO_SHOT_FILE)
+    kept = _save_if_changed(predictor, out_dir / PREDICTOR_FILE)
+    atomic_write_csv(out_dir / LOO_FILE, pd.DataFrame(loo))
+    return kept
+
+
+def _save_if_changed(predictor: AccuracyPredictor, path: Path) -> AccuracyPredictor:
     stored = AccuracyPredictor.load(path) if path.exists() else None
     if stored == predictor:
         # same data, same fit: keep the file (and its digest, which identifies the search study)
         return stored
     predictor.save(path)
-    atomic_write_csv(out_dir / LOO_FILE, pd.DataFrame({
-        "code": [a.code for a, _ in usable], "measured_miou": y,
-        "loo_predicted_miou": predictor.validation.loo_predictions,
-    }))
     return predictor
+
+
+def fit_zero_shot_stage(workspace: Workspace, archs: Sequence[Arch], y: np.ndarray, *, val_images: int | None,
+                        score_at: str = "train", device: str = "cpu", progress: bool = True):
+    """(the zero-shot stage, the points' zero-shot mIoU) fitted on `archs` measured `y`, or None
+    when the workdir has no teacher (the scores need its data and head) or there are too few points."""
+    from ffnet_nas.evaluate import Resources
+    from ffnet_nas.zero_shot import zero_shot_scores
+
+    if len(archs) < 4 or not workspace.teacher_path.exists():
+        return None
+    r = Resources.load(workspace, score_at=score_at)
+    scores = zero_shot_scores(archs, workspace=workspace, val_ds=r.val_ds, val_images=val_images,
+                              data_key=zero_shot_data_key(r), device=device, progress=progress)
+    values = [scores[a.code] for a in archs]
+    x = np.stack([zero_shot_features(a, v) for a, v in zip(archs, values)])
+    stage = fit_accuracy_predictor(x, y, codes=[a.code for a in archs], feature_names=ZERO_SHOT_FEATURES,
+                                   meta={"val_images": val_images, "score_at": score_at, "n_evaluated": len(archs)})
+    return stage, values
+
+
+def zero_shot_data_key(resources) -> str:
+    """The data and scoring size of an `evaluate.Resources`: part of a zero-shot score's signature."""
+    hw = resources.score_hw
+    return f"{resources.data}@{'native' if hw is None else f'{hw[0]}x{hw[1]}'}"
 
 
 def fit_predictor(*, workspace: Workspace, space, n: int, config: TrainConfig, val_images: int | None = None,
@@ -86,7 +125,7 @@ def fit_predictor(*, workspace: Workspace, space, n: int, config: TrainConfig, v
                            f"{', '.join(blocks)}; run 'ffnet-nas distill --space {space.name}' first")
     evaluate_points(points, workspace=workspace, config=config, val_images=val_images, device=device, progress=progress,
                     lut=lut, scheduler=scheduler, score_at=score_at)
-    return fit_from_table(workspace)
+    return fit_from_table(workspace, val_images=val_images, score_at=score_at, device=device, progress=progress)
 
 
 def structure_class(arch: Arch) -> tuple[int, int, bool]:

@@ -235,14 +235,18 @@ def _search(ctx, summary: RunSummary, *, lut: str, published_ms: dict[str, float
     summary.target = ctx.config.target or default_target(reference_ms)
     targets = parse_targets(summary.target)
     b = ctx.budget
+    limit = next((t.bound for t in targets if t.metric == "latency" and t.upper), None)
+    summary.reference = nearest_published(published_ms, limit) if limit is not None else None
     found = steps.search(workspace=ctx.workspace, progress=ctx.progress, request=steps.SearchRequest(
         space=ctx.space, targets=targets, trials=b.search.trials, num_classes=ctx.num_classes, seed=b.search.seed,
         study_per_predictors=True, lut=lut,  # the table this run measured, not any other
-        out_dir=ctx.workspace.search_dir, evaluate_top=b.evaluate.top))
+        out_dir=ctx.workspace.search_dir, evaluate_top=b.evaluate.top,
+        # the points sent to full evaluation: the likeliest to beat the reference (zero-shot stage)
+        rerank=b.search.rerank, reference=summary.reference, device=ctx.device))
     logger.info("  %d trials; Pareto table -> %s", found.result.n_complete, found.paths["pareto"])
     summary.files["search"] = str(found.paths["pareto"])
-    limit = next((t.bound for t in targets if t.metric == "latency" and t.upper), None)
-    summary.reference = nearest_published(published_ms, limit) if limit is not None else None
+    if "reranked" in found.paths:
+        summary.files["reranked"] = str(found.paths["reranked"])
     return found, targets
 
 
@@ -259,7 +263,8 @@ def _evaluate(ctx, summary: RunSummary, *, found, targets, lut: str, published: 
         # also the front points predicted to dominate the reference by a margin the latency
         # predictor's error (a few %) cannot erase: the claim to test is "beats it", so test
         # the points that could, not only the most accurate ones under the target
-        top += challengers(found.result.pareto, published_ms[summary.reference], k=b.top, exclude=top)
+        pool = found.reranked if found.reranked is not None else found.result.pareto
+        top += challengers(pool, published_ms[summary.reference], k=b.top, exclude=top)
     points = [Arch.parse(c) for c in top] + ([ref_arch] if ref_arch is not None else [])
     # an INT8 latency table: the candidates' accuracy is scored in INT8 too (int8_miou beside measured_miou)
     precision = "int8" if ctx.budget.latency.dtype == "int8" else "fp32"
@@ -271,6 +276,7 @@ def _evaluate(ctx, summary: RunSummary, *, found, targets, lut: str, published: 
             space=ctx.space, targets=targets, reference=ref_arch, reference_ms=published_ms[summary.reference],
             candidates=tuple(top), rounds=b.rounds, points=b.round_points, trials=ctx.budget.search.trials,
             seed=ctx.budget.search.seed, num_classes=ctx.num_classes, lut=lut, device=ctx.device,
+            rerank=ctx.budget.search.rerank,
             scheduler=ctx.scheduler, **_finetune(ctx)))
         summary.rounds = [asdict(r) for r in rounds]
         top += [c for r in rounds for c in r.points]

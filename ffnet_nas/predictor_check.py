@@ -169,7 +169,8 @@ def check_predictor(*, workspace: Workspace, space, k: int, config: TrainConfig,
     from tqdm.auto import tqdm
 
     from ffnet_nas.predictors.accuracy import nsr_table
-    from ffnet_nas.predictors.load import load_accuracy_predictor
+    from ffnet_nas.predictors.accuracy import zero_shot_features
+    from ffnet_nas.predictors.load import load_accuracy_predictor, load_zero_shot_predictor
     from ffnet_nas.distill.library import BlockLibrary
 
     if k < 4:
@@ -202,12 +203,16 @@ def check_predictor(*, workspace: Workspace, space, k: int, config: TrainConfig,
     for arch in tqdm(points, desc="predictor check", unit="point", disable=not progress, dynamic_ncols=True):
         _measure(arch, store=store, r=r, workspace=workspace, config=config, val_images=val_images, seeds=seeds,
                  short_steps=short_steps, device=device)
+    stage = load_zero_shot_predictor(predictor_dir)
     rows = []
     for arch in points:
         deploy_hw = tuple(r.table.spec.input_hw) if r.table is not None else r.input_hw
         cx = complexity(arch, (deploy_hw[0] * arch.input_scale, deploy_hw[1] * arch.input_scale), num_classes=r.num_classes)
         rows.append({"code": arch.code, "stride": arch.output_stride, "params": cx.params, "macs": cx.macs,
                      "predicted": predictor.predict(arch), **store.values(arch.code)})
+        if stage is not None:  # the search's second stage, from the zero-shot score measured above
+            rows[-1]["predicted_zero_shot"] = float(
+                stage.predict_with_std(zero_shot_features(arch, rows[-1]["zero_shot"]))[0][0])
     check = summarize(pd.DataFrame(rows), seeds=seeds, short_steps=short_steps, evaluated=evaluated,
                       loo_tau=predictor.validation.kendall_tau, predictor=workspace.relative(predictor_dir),
                       steps=config.steps, val_images=val_images)
@@ -296,7 +301,8 @@ def summarize(points: pd.DataFrame, *, seeds: tuple[int, int], short_steps: int,
     def column(name: str) -> np.ndarray:
         return points[name].to_numpy(float) if name in points else np.full(len(points), np.nan)
 
-    candidates = [("accuracy predictor", column("predicted")),
+    candidates = [("accuracy predictor (NSR, every point of the search)", column("predicted")),
+                  ("accuracy predictor, zero-shot stage (the search's re-ranking)", column("predicted_zero_shot")),
                   ("output stride alone (smaller first)", -strides.astype(float)),
                   ("params", column("params")), ("MACs", column("macs")), ("measured latency", column("latency_ms")),
                   ("grad-norm (zero-cost)", column("grad_norm")), ("ZiCo (zero-cost)", column("zico")),

@@ -60,14 +60,17 @@ def _missing(value) -> bool:
 
 def challengers(rows: pd.DataFrame, reference_ms: float, *, k: int, exclude: Sequence[str] = (),
                 margin: float = CHALLENGER_MARGIN) -> list[str]:
-    """Up to k points predicted faster than the reference by the margin, most accurate first.
+    """Up to k points predicted faster than the reference by the margin, most accurate first (most
+    likely to beat the reference first, when `rows` is a re-ranked list with p_beats_reference).
 
-    `rows` has columns code, latency_ms, miou (a search's front or all its trials); published
-    variants are left out (a published point beating another is not a find)."""
+    `rows` has columns code, latency_ms, miou (a search's front or all its trials, or the zero-shot
+    stage's re-ranked candidates); published variants are left out (a published point beating
+    another is not a find)."""
     fast = rows[(rows["latency_ms"] <= margin * reference_ms) & ~rows["code"].isin(list(exclude))]
     if "published" in fast.columns:
         fast = fast[fast["published"].isna() | (fast["published"] == "")]
-    return list(fast.sort_values("miou", ascending=False, kind="stable")["code"][:k])
+    keys = [c for c in ("p_beats_reference", "miou") if c in fast.columns and fast[c].notna().any()]
+    return list(fast.sort_values(keys, ascending=False, kind="stable")["code"][:k])
 
 
 def evaluated_rows(workspace: Workspace) -> dict[str, dict]:
@@ -96,6 +99,7 @@ class RefineRequest:
     device: str = "cpu"
     scheduler: str | None = None  # a Dask scheduler: the rounds' fine-tunes run on its workers
     score_at: str = "train"  # the size the mIoU is scored at (evaluate.SCORE_AT)
+    rerank: int = 0  # candidates the zero-shot stage re-ranks each round (steps.SearchRequest.rerank)
 
 
 def refine(*, workspace: Workspace, request: RefineRequest, progress: bool = True) -> list[Round]:
@@ -123,7 +127,8 @@ def _round(index: int, *, workspace: Workspace, request: RefineRequest, progress
 
     ws = workspace
     fitted = steps.fit_predictor(workspace=ws, progress=progress, request=steps.PredictorRequest(
-        refit_only=True, reuse=True, out_dir=ws.round_predictor_dir(index)))  # reuse: fitted before a kill, keep it
+        refit_only=True, reuse=True, out_dir=ws.round_predictor_dir(index),  # reuse: fitted before a kill, keep it
+        val_images=request.val_images, score_at=request.score_at, device=request.device))
     v = fitted.predictor.validation
     logger.info("  round %d: predictor refitted on %d evaluated points (LOO Kendall tau %.2f) -> %s",
                 index, v.n, v.kendall_tau, fitted.folder)
@@ -134,10 +139,14 @@ def _round(index: int, *, workspace: Workspace, request: RefineRequest, progress
     else:
         found = steps.search(workspace=ws, progress=progress, request=steps.SearchRequest(
             space=request.space, targets=request.targets, trials=request.trials, num_classes=request.num_classes,
-            seed=request.seed + index, study_per_predictors=True, lut=request.lut, predictor_dir=fitted.folder))
+            seed=request.seed + index, study_per_predictors=True, lut=request.lut, predictor_dir=fitted.folder,
+            rerank=request.rerank, reference=request.reference.code, device=request.device))
         every = pd.DataFrame(found.result.extra["rows"])
         seen = list(evaluated_rows(ws))
-        codes = challengers(every, request.reference_ms, k=request.points, exclude=seen)
+        # the zero-shot stage's candidates first (likeliest to beat the reference), then the search's
+        codes = challengers(found.reranked, request.reference_ms, k=request.points, exclude=seen) \
+            if found.reranked is not None else []
+        codes += challengers(every, request.reference_ms, k=request.points - len(codes), exclude=seen + codes)
         # near the fastest published variants few points are clearly faster: then also try the
         # ones predicted only a little faster (the verdict uses measured latency anyway)
         codes += challengers(every, request.reference_ms, k=request.points - len(codes), exclude=seen + codes, margin=1.0)

@@ -7,6 +7,8 @@ Pure functions on arrays; imports nothing from the package, so every layer may u
   pairs or of constant data are undefined, so they are NaN (never 0, which would read as "no
   agreement"). `kendall_interval`: Kendall's tau with a percentile bootstrap 95% interval over the
   pairs (a handful of points gives a wide interval, and a figure without it would mislead).
+- `probability_greater`: P(A > B) for independent normal predictions (mean, std), what the search
+  ranks candidates by against the reference.
 - Pareto sets of the two objectives, latency down and mIoU up, on points given as
   (latency_ms, miou) rows: `dominates`, `dominated_by`, `pareto_mask` (a sort and a sweep,
   O(n log n)), the exact 2-D `hypervolume` (O(n log n)), `hypervolume_reference` and
@@ -90,6 +92,20 @@ def kendall_interval(a: Sequence[float], b: Sequence[float], *, resamples: int =
     tail = (1 - level) / 2 * 100
     low, high = np.percentile(draws, [tail, 100 - tail])
     return Interval(float(tau), float(low), float(high), int(len(x)))
+
+
+def probability_greater(mean_a, std_a, mean_b, std_b) -> np.ndarray:
+    """P(A > B) for independent normals A ~ N(mean_a, std_a^2), B ~ N(mean_b, std_b^2), elementwise
+    (arrays broadcast). Both spreads zero: 1, 0.5 or 0 by the means."""
+    from math import erf, sqrt
+
+    diff = np.asarray(mean_a, float) - np.asarray(mean_b, float)
+    spread = np.sqrt(np.asarray(std_a, float) ** 2 + np.asarray(std_b, float) ** 2)
+    diff, spread = np.broadcast_arrays(diff, spread)
+    out = np.where(diff > 0, 1.0, np.where(diff < 0, 0.0, 0.5))
+    ok = spread > 0
+    out[ok] = [0.5 * (1 + erf(d / (s * sqrt(2)))) for d, s in zip(diff[ok], spread[ok])]
+    return out
 
 
 def _tau_b(xs: np.ndarray, ys: np.ndarray) -> np.ndarray:

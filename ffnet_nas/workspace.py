@@ -78,6 +78,10 @@ class Workspace:
         return self.root / "evaluated.csv"
 
     @property
+    def zero_shot_path(self) -> Path:  # the assembled distilled points' mIoU with no fine-tuning (ffnet_nas.zero_shot)
+        return self.root / "zero_shot.csv"
+
+    @property
     def evaluated_dir(self) -> Path:  # one folder per evaluated (point, init): model.pt + resume state
         return self.root / "evaluated"
 

@@ -9,6 +9,18 @@ is the largest single effect on mIoU (stride 4: 43-47, 8: 35-41, 16: 26-28 in on
 leave-one-out error, and validated by leave-one-out Kendall tau and Spearman rho — the figures
 that say whether the predictor can rank points, which is all the search needs.
 
+The zero-shot stage (`ZERO_SHOT_FEATURES`, saved as `ZERO_SHOT_FILE` beside the first): the same
+ridge on what one forward pass sees and the block NSR cannot, the mIoU of the assembled distilled
+model with no fine-tuning (`ffnet_nas.zero_shot`), plus the output stride. On held-out points of a
+quick run that score ranked the fine-tuned models almost as well as the yardstick ranked itself
+(Kendall tau 0.87 vs 0.80; the NSR ridge 0.43: docs/results.md), but it costs a forward pass per
+point, so the search scores every point with the NSR ridge and re-ranks its best candidates with
+this stage (`ffnet_nas.steps.search`, `rerank`).
+
+Every prediction carries a standard deviation (`predict_with_std`): the leave-one-out RMSE
+widened by the point's leverage, sqrt(1 + 1/n + z (Z'Z + alpha I)^-1 z'), so a point far from the design
+is less sure than one inside it; the search turns it into a probability of beating the reference.
+
 Compute and storage are split: `fit_accuracy_predictor` returns a frozen `AccuracyPredictor`
 (plain numbers), `save`/`load` write and read it as JSON.
 """
@@ -29,6 +41,7 @@ from ffnet_nas.space.io import atomic_write_json, provenance, read_json
 
 ALPHAS = (1e-3, 1e-2, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
 FEATURES = tuple(f"log_nsr_{p}" for p in POSITIONS) + ("log_params", "log2_output_stride")
+ZERO_SHOT_FEATURES = ("zero_shot_miou", "log2_output_stride")
 NSR_FLOOR = 1e-6  # a perfect block (NSR 0) would give -inf
 PARAMS_HW = (64, 128)  # any size: only the parameter count of the part cache is read
 # The capacity feature counts parameters with a 19-class head whatever the data's class count: it
@@ -65,6 +78,12 @@ def features(arch: "Arch | str", nsr: Mapping[tuple[str, str], float]) -> np.nda
     return np.array(logs + [math.log10(params), math.log2(arch.output_stride)])
 
 
+def zero_shot_features(arch: "Arch | str", zero_shot_miou: float) -> np.ndarray:
+    """The zero-shot stage's features (`ZERO_SHOT_FEATURES`) of a point whose assembled distilled
+    model scored `zero_shot_miou` (%) with no fine-tuning."""
+    return np.array([float(zero_shot_miou), math.log2(resolve(arch).output_stride)])
+
+
 @dataclass(frozen=True)
 class Validation:
     n: int
@@ -72,6 +91,7 @@ class Validation:
     spearman: float
     mae: float  # mean absolute leave-one-out error, mIoU points
     loo_predictions: tuple[float, ...]
+    rmse: float = math.nan  # root mean squared leave-one-out error: a prediction's spread (NaN: not recorded)
 
 
 @dataclass(frozen=True)
@@ -87,6 +107,9 @@ class AccuracyPredictor:
     # the library's held-out NSR per (position, choice) at fit time: predictions stay consistent
     # with the fit even if the library grows afterwards (refit to use new blocks)
     block_nsr: tuple[tuple[str, str, float], ...] = ()
+    # (Z'Z + alpha I)^-1 of the standardised design: a point's leverage, for its predictive std
+    # (empty in predictors saved before it was recorded: their std is the LOO RMSE alone)
+    inverse_gram: tuple[tuple[float, ...], ...] = ()
     meta: dict = field(default_factory=dict, compare=False, hash=False)
 
     @property
@@ -97,6 +120,18 @@ class AccuracyPredictor:
         z = (np.atleast_2d(x) - np.array(self.mean)) / np.array(self.scale)
         return z @ np.array(self.coef) + self.intercept
 
+    def predict_with_std(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and standard deviation per row of `x` (module docstring)."""
+        x = np.atleast_2d(np.asarray(x, float))
+        z = (x - np.array(self.mean)) / np.array(self.scale)
+        mean = z @ np.array(self.coef) + self.intercept
+        leverage = np.einsum("ij,jk,ik->i", z, np.array(self.inverse_gram), z) if self.inverse_gram else np.zeros(len(z))
+        rmse = self.validation.rmse
+        if not math.isfinite(rmse):  # saved before the RMSE was recorded: sqrt(pi/2) x MAE, its normal-error value
+            rmse = math.sqrt(math.pi / 2) * self.validation.mae
+        # 1: the point's own scatter; 1/n: the intercept's; leverage: the coefficients'
+        return mean, rmse * np.sqrt(1 + 1 / max(self.validation.n, 1) + np.maximum(leverage, 0))
+
     def predict(self, arch: "Arch | str", nsr: Mapping[tuple[str, str], float] | None = None) -> float:
         """Predicted mIoU of `arch`, from `nsr` (default: the table stored at fit time)."""
         return float(self.predict_features(features(arch, self.nsr if nsr is None else nsr))[0])
@@ -105,9 +140,10 @@ class AccuracyPredictor:
         d = asdict(self)
         d["validation"]["loo_predictions"] = list(self.validation.loo_predictions)
         # an undefined rank correlation (see ffnet_nas.stats) is NaN: JSON has no NaN, so null
-        for key in ("kendall_tau", "spearman"):
+        for key in ("kendall_tau", "spearman", "rmse"):
             d["validation"][key] = _json_number(d["validation"][key])
         d["block_nsr"] = [list(t) for t in self.block_nsr]
+        d["inverse_gram"] = [list(r) for r in self.inverse_gram]
         return atomic_write_json(path, d)
 
     @classmethod
@@ -119,8 +155,9 @@ class AccuracyPredictor:
                 feature_names=tuple(d["feature_names"]), mean=tuple(d["mean"]), scale=tuple(d["scale"]),
                 coef=tuple(d["coef"]), intercept=float(d["intercept"]), alpha=float(d["alpha"]),
                 validation=Validation(int(v["n"]), _number(v["kendall_tau"]), _number(v["spearman"]), float(v["mae"]),
-                                      tuple(v["loo_predictions"])),
+                                      tuple(v["loo_predictions"]), _number(v.get("rmse"))),
                 codes=tuple(d["codes"]), block_nsr=tuple((p, c, float(v)) for p, c, v in d.get("block_nsr", ())),
+                inverse_gram=tuple(tuple(float(v) for v in r) for r in d.get("inverse_gram", ())),
                 meta=d.get("meta", {}),
             )
         except (KeyError, TypeError, ValueError) as e:
@@ -136,11 +173,15 @@ def _number(value) -> float:
     return float("nan") if value is None else float(value)
 
 
-def _ridge(x: np.ndarray, y: np.ndarray, alpha: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+def _standardise(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     mean = x.mean(axis=0)
     scale = x.std(axis=0)
     scale[scale < 1e-12] = 1.0  # a constant feature (e.g. one head choice for all) carries no signal
-    z = (x - mean) / scale
+    return (x - mean) / scale, mean, scale
+
+
+def _ridge(x: np.ndarray, y: np.ndarray, alpha: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    z, mean, scale = _standardise(x)
     y0 = y.mean()
     coef = np.linalg.solve(z.T @ z + alpha * np.eye(z.shape[1]), z.T @ (y - y0))
     return mean, scale, coef, y0
@@ -157,31 +198,40 @@ def _loo(x: np.ndarray, y: np.ndarray, alpha: float) -> np.ndarray:
 
 def fit_accuracy_predictor(
     x: np.ndarray, y: np.ndarray, *, codes: Sequence[str], alphas: Sequence[float] = ALPHAS, meta: dict | None = None,
-    nsr: Mapping[tuple[str, str], float] | None = None,
+    nsr: Mapping[tuple[str, str], float] | None = None, feature_names: Sequence[str] = FEATURES,
 ) -> AccuracyPredictor:
     """Ridge fit with the strength picked by leave-one-out squared error; LOO ranks reported
-    (`ffnet_nas.stats.rank_correlations`: NaN when undefined, e.g. constant predictions)."""
+    (`ffnet_nas.stats.rank_correlations`: NaN when undefined, e.g. constant predictions).
+    `feature_names` name the columns of `x` (`FEATURES`, or `ZERO_SHOT_FEATURES` for that stage)."""
     from ffnet_nas.stats import rank_correlations
 
     x, y = np.asarray(x, float), np.asarray(y, float)
     if len(y) < 4:
         raise InvalidInput(f"need at least 4 evaluated points to fit and validate the accuracy predictor; got {len(y)} "
                            "(run 'ffnet-nas evaluate' on more points or 'ffnet-nas fit-predictor --n N')")
+    if x.ndim != 2 or x.shape[1] != len(feature_names):
+        raise ValueError(f"x has shape {x.shape}; expected (points, {len(feature_names)}) for {feature_names}")
     best = min(alphas, key=lambda a: float(np.mean((_loo(x, y, a) - y) ** 2)))
     loo = _loo(x, y, best)
     mean, scale, coef, y0 = _ridge(x, y, best)
     ranks = rank_correlations(loo, y)
     validation = Validation(len(y), ranks.kendall, ranks.spearman,
-                            float(np.mean(np.abs(loo - y))), tuple(float(p) for p in loo))
+                            float(np.mean(np.abs(loo - y))), tuple(float(p) for p in loo),
+                            float(np.sqrt(np.mean((loo - y) ** 2))))
     block_nsr = tuple(sorted((p, c, float(v)) for (p, c), v in (nsr or {}).items()))
-    return AccuracyPredictor(FEATURES, tuple(mean), tuple(scale), tuple(coef), float(y0), float(best), validation,
-                             tuple(codes), block_nsr=block_nsr, meta=provenance(**(meta or {})))
+    z, _, _ = _standardise(x)
+    inverse = np.linalg.inv(z.T @ z + best * np.eye(z.shape[1]))
+    return AccuracyPredictor(tuple(feature_names), tuple(mean), tuple(scale), tuple(coef), float(y0), float(best),
+                             validation, tuple(codes), block_nsr=block_nsr,
+                             inverse_gram=tuple(tuple(float(v) for v in r) for r in inverse),
+                             meta=provenance(**(meta or {})))
 
 
 # The predictor's folder (the caller picks it: the workdir's predictor/, a refine round's): the
 # fitted model, and its leave-one-out predictions per point (what the report draws).
 PREDICTOR_FILE = "accuracy.json"
 LOO_FILE = "loo.csv"
+ZERO_SHOT_FILE = "zero_shot.json"  # the zero-shot stage (module docstring), when it was fitted
 
 
 def load_predictor(predictor_dir: str | Path):

@@ -167,6 +167,14 @@ def load_accuracy_predictor(predictor_dir: str | Path):
     return AccuracyPredictor.load(path) if path.exists() else None
 
 
+def load_zero_shot_predictor(predictor_dir: str | Path):
+    """The zero-shot stage stored in `predictor_dir` (`ZERO_SHOT_FILE`), or None when it was not fitted."""
+    from ffnet_nas.predictors.accuracy import ZERO_SHOT_FILE, AccuracyPredictor
+
+    path = Path(predictor_dir) / ZERO_SHOT_FILE
+    return AccuracyPredictor.load(path) if path.exists() else None
+
+
 def load_accuracy(predictor_dir: str | Path) -> tuple[Callable[[Arch], float], str]:
     """`arch -> predicted mIoU` from `predictor_dir` (memoised) and its objective id."""
     from ffnet_nas.predictors.accuracy import load_predictor

@@ -34,7 +34,8 @@ def register(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from ffnet_nas import steps
     from ffnet_nas.cluster import check_scheduler, scheduler_address
-    from ffnet_nas.predictors.accuracy import LOO_FILE, PREDICTOR_FILE
+    from ffnet_nas.predictors.accuracy import LOO_FILE, PREDICTOR_FILE, ZERO_SHOT_FILE
+    from ffnet_nas.predictors.load import load_zero_shot_predictor
     from ffnet_nas.space.searchspace import get_search_space
     from ffnet_nas.workspace import Workspace
 
@@ -43,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
         return _check(args, workspace)
     scheduler = scheduler_address(args.scheduler)
     check_scheduler(scheduler)
-    request = steps.PredictorRequest(refit_only=True) if args.refit_only else steps.PredictorRequest(
+    request = _refit_request(args, workspace) if args.refit_only else steps.PredictorRequest(
         space=get_search_space(args.space), points=args.n, seed=args.seed, finetune=finetune_config(args),
         val_images=args.val_images, device=args.device, lut=args.lut, scheduler=scheduler)
     fitted = steps.fit_predictor(workspace=workspace, request=request)
@@ -51,8 +52,25 @@ def run(args: argparse.Namespace) -> int:
     v = predictor.validation
     print(f"accuracy predictor: ridge (alpha {predictor.alpha:g}) on {v.n} fine-tuned points; leave-one-out "
           f"Kendall tau {v.kendall_tau:.3f}, Spearman {v.spearman:.3f}, mean abs error {v.mae:.2f} mIoU")
+    stage = load_zero_shot_predictor(fitted.folder)
+    if stage is not None:
+        z = stage.validation
+        print(f"zero-shot stage (the distilled model's mIoU with no fine-tuning, and the output stride): leave-one-out "
+              f"Kendall tau {z.kendall_tau:.3f}, Spearman {z.spearman:.3f}, mean abs error {z.mae:.2f} mIoU "
+              f"-> {fitted.folder / ZERO_SHOT_FILE}")
     print(f"wrote {fitted.folder / PREDICTOR_FILE} and {fitted.folder / LOO_FILE}")
     return 0
+
+
+def _refit_request(args: argparse.Namespace, workspace):
+    """A refit scores the zero-shot stage on the images the rows were scored on: the run's (its
+    run_summary.json) unless --val-images says otherwise."""
+    from ffnet_nas import steps
+    from ffnet_nas.predictor_check import run_settings
+
+    settings = run_settings(workspace) if args.val_images is None else None
+    val_images, score_at = (settings.val_images, settings.score_at) if settings is not None else (args.val_images, "train")
+    return steps.PredictorRequest(refit_only=True, val_images=val_images, score_at=score_at, device=args.device)
 
 
 def _check(args: argparse.Namespace, workspace) -> int:

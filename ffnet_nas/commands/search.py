@@ -32,6 +32,13 @@ def register(subparsers) -> None:
     p.add_argument("--evaluate-top", type=int, default=0, metavar="K",
                    help="list the best K feasible points in WORKDIR/search/to_evaluate.csv (and the study's folder) "
                         "for 'ffnet-nas evaluate --from-search'")
+    p.add_argument("--rerank", type=int, default=None, metavar="N",
+                   help="with --evaluate-top: re-rank the best N feasible points by the predictor's zero-shot stage "
+                        "(each point's distilled model scored once with no fine-tuning) before listing them; writes "
+                        "reranked.csv (default 24; 0: rank by the NSR predictor alone)")
+    p.add_argument("--reference", default=None, metavar="NAME_OR_CODE",
+                   help="with --rerank: order the list by the probability of beating this point (e.g. the published "
+                        "variant nearest the target), not by the predicted mean")
     p.add_argument("--seed", type=int, default=None, help="sampler seed (give each parallel worker its own)")
     p.add_argument("--durable", action="store_true", help="fsync every journal write (survives power loss; slower)")
     p.set_defaults(func=run)
@@ -48,6 +55,13 @@ def run(args: argparse.Namespace) -> int:
         raise InvalidInput(f"--trials {args.trials}: expected a positive number of complete trials")
     if args.evaluate_top < 0:
         raise InvalidInput(f"--evaluate-top {args.evaluate_top}: expected 0 or a positive number of points")
+    rerank = (24 if args.evaluate_top else 0) if args.rerank is None else args.rerank
+    if rerank < 0:
+        raise InvalidInput(f"--rerank {rerank}: expected 0 (off) or a positive number of candidates")
+    if args.reference is not None:
+        from ffnet_nas.space.arch import resolve
+
+        resolve(args.reference)  # an unknown name or a malformed code: one line, before any work
     targets = parse_targets(args.target)  # fail on a malformed target before touching anything
     space = get_search_space(args.space)
     ws = Workspace(args.workdir)
@@ -57,7 +71,8 @@ def run(args: argparse.Namespace) -> int:
     found = steps.search(workspace=ws, progress=not args.no_progress, request=steps.SearchRequest(
         space=space, targets=targets, trials=args.trials, num_classes=num_classes, seed=args.seed,
         sampler=args.sampler, storage=args.storage, study=args.study, lut=args.lut, durable=args.durable,
-        out_dir=ws.search_dir, study_subdir=True, latest_dir=ws.search_dir, evaluate_top=args.evaluate_top))
+        out_dir=ws.search_dir, study_subdir=True, latest_dir=ws.search_dir, evaluate_top=args.evaluate_top,
+        rerank=rerank, reference=args.reference))
     return report(found, ws=ws, evaluate_top=args.evaluate_top)
 
 
@@ -79,6 +94,8 @@ def report(found, *, ws: Workspace, evaluate_top: int) -> int:
     print(summary.pareto_text(result))
     print(summary.dominance_text(result))
     print(summary.best_text(result))
+    if found.reranked is not None:
+        print(summary.reranked_text(found.reranked))
     if "to_evaluate" in paths:
         print(f"the top {evaluate_top} points are listed for full evaluation; evaluate them with: "
               f"ffnet-nas evaluate --from-search --top {evaluate_top} --workdir {ws.root}")

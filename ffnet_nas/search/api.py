@@ -190,11 +190,13 @@ def _frame(rows: list[dict[str, Any]], columns: list[str]):
 
 
 def write_outputs(result: SearchResult, out_dir: "str | Path", *, evaluate_top: int = 0,
-                  latest_dir: "str | Path | None" = None, **provenance_extra: Any) -> dict[str, Path]:
+                  latest_dir: "str | Path | None" = None, to_evaluate: Any = None,
+                  **provenance_extra: Any) -> dict[str, Path]:
     """Write the tables (atomically) into `out_dir`; returns name -> path.
 
     pareto.csv, published.csv, summary.json always; closest.csv when no point met the targets;
-    to_evaluate.csv (the best `evaluate_top` feasible points) when asked. With `latest_dir`, the
+    to_evaluate.csv (the best `evaluate_top` feasible points, or the `to_evaluate` DataFrame given:
+    a re-ranked list) when asked. With `latest_dir`, the
     Pareto table (and to_evaluate.csv) are also written there as the latest search's: that is
     where `ffnet-nas evaluate --from-search` looks.
     """
@@ -207,7 +209,9 @@ def write_outputs(result: SearchResult, out_dir: "str | Path", *, evaluate_top: 
              "published": atomic_write_csv(out_dir / "published.csv", result.published)}
     if not result.feasible:
         paths["closest"] = atomic_write_csv(out_dir / "closest.csv", result.closest)
-    if evaluate_top:
+    if evaluate_top and to_evaluate is not None:
+        paths["to_evaluate"] = atomic_write_csv(out_dir / "to_evaluate.csv", to_evaluate.head(evaluate_top))
+    elif evaluate_top:
         front = result.pareto.to_dict("records")
         picked = tables.top_k(result.extra["rows"], front, evaluate_top)
         tables.fill_complexity(picked, result.extra["complexity"])

@@ -69,7 +69,8 @@ def fit_predictor(*, workspace: Workspace, request: PredictorRequest, progress: 
         if stored is not None:
             return PredictorResult(predictor=stored, folder=folder, fitted_now=False)
     if request.refit_only:
-        predictor = fit_from_table(workspace, out_dir=folder)
+        predictor = fit_from_table(workspace, out_dir=folder, val_images=request.val_images, score_at=request.score_at,
+                                   device=request.device, progress=progress)
     else:
         if request.space is None or request.finetune is None:
             raise TypeError("PredictorRequest: space and finetune are needed to evaluate a design (or refit_only=True)")
@@ -103,6 +104,15 @@ class SearchRequest:
     study_subdir: bool = False  # into out_dir/<study name> (`search`), not out_dir itself (`run`)
     latest_dir: Path | None = None  # also write the front (and list) here as the latest search's
     evaluate_top: int = 0  # list the best K feasible points (to_evaluate.csv)
+    # re-rank up to this many of the best feasible points with the predictor's zero-shot stage, when
+    # it was fitted (ffnet_nas.zero_shot.rerank): the list is then ordered by P(beats `reference`)
+    rerank: int = 0
+    reference: str | None = None  # code or name of the published variant to beat (None: rank by mean)
+    device: str = "cpu"  # where the zero-shot scores are computed
+
+    def __post_init__(self) -> None:
+        if isinstance(self.rerank, bool) or not isinstance(self.rerank, int) or self.rerank < 0:
+            raise InvalidInput(f"--rerank {self.rerank!r}: expected 0 (off) or a positive number of candidates")
 
 
 @dataclass(frozen=True)
@@ -112,6 +122,7 @@ class SearchOutput:
     storage: object  # what the study is stored in (path or URL)
     paths: Mapping[str, Path] = field(default_factory=dict)  # table name -> file written
     to_evaluate: tuple[str, ...] = ()  # the best `evaluate_top` feasible points, best first
+    reranked: object | None = None  # DataFrame (zero_shot.RERANKED_COLUMNS) when the zero-shot stage re-ranked
 
 
 def search(*, workspace: Workspace, request: SearchRequest, progress: bool = True) -> SearchOutput:
@@ -137,6 +148,10 @@ def search(*, workspace: Workspace, request: SearchRequest, progress: bool = Tru
                         targets=request.targets, n_trials=request.trials, sampler=request.sampler, storage=storage,
                         study_name=study, seed=request.seed, objective_id=preds.objective_id,
                         num_classes=request.num_classes, progress=progress, durable=request.durable)
+    reranked = _rerank(workspace, request, result, progress=progress) if request.rerank else None
+    top = [] if not request.evaluate_top else (
+        list(reranked["code"][:request.evaluate_top]) if reranked is not None
+        else [r["code"] for r in tables.top_k(result.extra["rows"], result.pareto.to_dict("records"), request.evaluate_top)])
     paths = {}
     if request.out_dir is not None:
         out_dir = Path(request.out_dir) / result.study_name if request.study_subdir else Path(request.out_dir)
@@ -144,12 +159,47 @@ def search(*, workspace: Workspace, request: SearchRequest, progress: bool = Tru
         recorded = dataclasses.replace(result, storage=workspace.relative(result.storage)) \
             if result.storage != "memory" else result
         paths = write_outputs(recorded, out_dir, evaluate_top=request.evaluate_top, latest_dir=request.latest_dir,
-                              predictors=preds.description)
-    # the list write_outputs writes to to_evaluate.csv, from the result in hand rather than read back
-    top = tables.top_k(result.extra["rows"], result.pareto.to_dict("records"), request.evaluate_top) \
-        if request.evaluate_top else []
-    return SearchOutput(result=result, predictors=preds, storage=storage, paths=paths,
-                        to_evaluate=tuple(r["code"] for r in top))
+                              to_evaluate=reranked, predictors=preds.description)
+        if reranked is not None:
+            from ffnet_nas.space.io import atomic_write_csv
+
+            paths["reranked"] = atomic_write_csv(out_dir / "reranked.csv", reranked)
+    return SearchOutput(result=result, predictors=preds, storage=storage, paths=paths, to_evaluate=tuple(top),
+                        reranked=reranked)
+
+
+def _rerank(workspace: Workspace, request: SearchRequest, result, *, progress: bool):
+    """The zero-shot stage's re-ranking of the best `request.rerank` feasible points (front first,
+    then by the search's predicted mIoU; published variants left out), or None without that stage."""
+    import logging
+
+    from ffnet_nas.evaluate import Resources
+    from ffnet_nas.fit_predictor import zero_shot_data_key
+    from ffnet_nas.predictors.load import load_zero_shot_predictor
+    from ffnet_nas.search import tables
+    from ffnet_nas.space.arch import resolve
+    from ffnet_nas.space.catalogue import variants
+    from ffnet_nas.zero_shot import rerank, zero_shot_scores
+
+    log = logging.getLogger(__name__)
+    folder = request.predictor_dir or workspace.predictor_dir
+    stage = load_zero_shot_predictor(folder)
+    if stage is None:
+        log.info("  no zero-shot stage in %s: the list is ranked by the NSR predictor alone", folder)
+        return None
+    # a published point is not a find; the reference is scored beside the candidates
+    reference = resolve(request.reference) if request.reference else None
+    excluded = {v.arch.code for v in variants()} | ({reference.code} if reference else set())
+    ranked = [r for r in tables.top_k(result.extra["rows"], result.pareto.to_dict("records"), len(result.extra["rows"]))
+              if r["code"] not in excluded][:request.rerank]
+    r = Resources.load(workspace, predictor_dir=folder, score_at=stage.meta.get("score_at", "train"))
+    scores = zero_shot_scores([resolve(c["code"]) for c in ranked] + ([reference] if reference else []),
+                              workspace=workspace, val_ds=r.val_ds, val_images=stage.meta.get("val_images"),
+                              data_key=zero_shot_data_key(r), device=request.device, progress=progress)
+    frame = rerank(ranked, stage=stage, scores=scores, reference=reference)
+    log.info("  re-ranked %d candidates by the zero-shot stage (LOO Kendall tau %.2f)", len(frame),
+             stage.validation.kendall_tau)
+    return frame
 
 
 # ---- full evaluation --------------------------------------------------------------------------

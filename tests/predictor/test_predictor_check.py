@@ -121,14 +121,16 @@ def test_summarize_ranks_against_the_mean_of_the_seeds_overall_and_within_the_la
     assert check.largest_group == "stride 8 (5 points)"
     assert check.yardstick.value == pytest.approx(scipy_stats.kendalltau(points["seed0"], points["seed1"]).statistic)
     by = {r.name: r for r in check.rankers}
-    assert by["accuracy predictor"].overall.value == pytest.approx(scipy_stats.kendalltau(points["predicted"], truth).statistic)
-    assert by["accuracy predictor"].within.value == pytest.approx(1.0)
+    nsr = "accuracy predictor (NSR, every point of the search)"
+    assert by[nsr].overall.value == pytest.approx(scipy_stats.kendalltau(points["predicted"], truth).statistic)
+    assert by[nsr].within.value == pytest.approx(1.0)
     assert by["params"].within.value == pytest.approx(-1.0)
     assert by["output stride alone (smaller first)"].overall.value > 0.5  # stride 4 best, 16 worst here
     assert not np.isfinite(by["output stride alone (smaller first)"].within.value)  # one stride: no ranking
     assert not np.isfinite(by["ZiCo (zero-cost)"].overall.value)  # not measured: undefined, not 0
     assert check.out_of_sample.n == 2 and check.out_of_sample_mae == pytest.approx(4.5)  # distilled, predicted rows
-    assert not np.isfinite(check.scoring.value) and "| accuracy predictor | 0." in check.table()
+    assert not np.isfinite(by["accuracy predictor, zero-shot stage (the search's re-ranking)"].overall.value)  # none fitted
+    assert not np.isfinite(check.scoring.value) and f"| {nsr} | 0." in check.table()
     json.dumps(check.to_dict(), allow_nan=True)
 
 
@@ -138,7 +140,7 @@ def workdir(tmp_path_factory):
     ws = micro_workdir(tmp_path_factory.mktemp("check"), TINY, hw=HW)
     design = list(dict.fromkeys(space.sample(i) for i in range(8)))[:4]
     evaluate_points(design, workspace=ws, config=CONFIG, val_images=VAL_IMAGES, progress=False)
-    fit_from_table(ws)
+    fit_from_table(ws, val_images=VAL_IMAGES, progress=False)
     return ws, space
 
 
@@ -159,7 +161,10 @@ def test_the_check_measures_held_out_points_without_touching_the_run_and_resumes
     assert (ws.predictor_dir / "accuracy.json").read_bytes() == predictor_before
     assert not list(ws.predictor_check_dir.glob("*-seed*.pt"))  # resume states deleted once scored
     summary = json.loads((ws.predictor_check_dir / SUMMARY_FILE).read_text())
-    assert summary["n_points"] == 4 and len(summary["rankers"]) == len(check.rankers) == 9
+    assert summary["n_points"] == 4 and len(summary["rankers"]) == len(check.rankers) == 10
+    # the search's second stage is checked too, from the zero-shot scores the check measured
+    stage = next(r for r in check.rankers if "zero-shot stage" in r.name)
+    assert stage.overall.n == 4 and all(np.isfinite(p["predicted_zero_shot"]) for p in summary["points"])
     assert check.out_of_sample.n == 0  # the design's rows were evaluated before any predictor existed
     # resume: what is recorded is not measured again; a lost row is measured again, alone
     lost = measured.iloc[0]

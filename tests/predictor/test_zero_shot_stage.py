@@ -1,0 +1,148 @@
+"""The zero-shot stage: predictive spread, P(beats the reference), the cached scores, the re-ranked search list."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as scipy_stats
+
+from ffnet_nas.budgets import finetune_config
+from ffnet_nas.distill.assemble import assemble
+from ffnet_nas.evaluate import Resources, evaluate_points
+from ffnet_nas.fit_predictor import fit_from_table, zero_shot_data_key
+from ffnet_nas.predictors.accuracy import (ZERO_SHOT_FEATURES, ZERO_SHOT_FILE, AccuracyPredictor, Validation,
+                                           fit_accuracy_predictor)
+from ffnet_nas.predictors.load import load_zero_shot_predictor
+from ffnet_nas.space.searchspace import from_dict, get_space
+from ffnet_nas.stats import probability_greater
+from ffnet_nas.training import evaluate
+from ffnet_nas.zero_shot import rerank, zero_shot_scores
+from tests.helpers.micro import micro_workdir
+
+HW = (32, 64)
+TINY = {"base": "mobile", "name": "tiny", "stems": ["B"], "up_heads": ["B"], "seg_heads": ["B", "C"],
+        "stages": {4: {"depths": [[1, 2], [1], [1], [2, 1]], "widths": [[16], [32], [48], [64]]}},
+        "first_strides": [1, 2], "pre_downs": [False], "input_size": "32x64"}
+VAL_IMAGES = 4
+
+
+def test_probability_greater_is_the_normal_cdf_of_the_difference():
+    rng = np.random.default_rng(0)
+    ma, sa, mb, sb = rng.normal(size=20), rng.uniform(0.1, 2, 20), rng.normal(size=20), rng.uniform(0.1, 2, 20)
+    expected = scipy_stats.norm.cdf((ma - mb) / np.sqrt(sa ** 2 + sb ** 2))
+    assert np.allclose(probability_greater(ma, sa, mb, sb), expected)
+    assert list(probability_greater([2.0, 1.0, 0.0], 0.0, 1.0, 0.0)) == [1.0, 0.5, 0.0]  # no spread: by the means
+
+
+def test_a_prediction_far_from_the_design_is_less_sure_and_the_file_keeps_it(tmp_path):
+    rng = np.random.default_rng(1)
+    zs = rng.uniform(10, 20, 12)
+    strides = rng.choice([2.0, 3.0], 12)
+    x = np.column_stack([zs, strides])
+    y = 1.5 * zs - 4 * strides + rng.normal(0, 0.5, 12)
+    stage = fit_accuracy_predictor(x, y, codes=[f"p{i}" for i in range(12)], feature_names=ZERO_SHOT_FEATURES)
+    assert stage.feature_names == ZERO_SHOT_FEATURES
+    v = stage.validation
+    assert v.rmse == pytest.approx(math.sqrt(np.mean((np.array(v.loo_predictions) - y) ** 2)))
+    mean, std = stage.predict_with_std(np.array([[15.0, 2.5], [40.0, 2.5]]))
+    assert mean[1] > mean[0] and std[1] > 2 * std[0]  # extrapolation: much wider
+    assert std[0] >= v.rmse  # never surer than its own leave-one-out error
+    stage.save(tmp_path / ZERO_SHOT_FILE)
+    back = load_zero_shot_predictor(tmp_path)
+    assert back == stage
+    assert np.allclose(back.predict_with_std(np.array([[40.0, 2.5]])), stage.predict_with_std(np.array([[40.0, 2.5]])))
+    # a file written before the spread was recorded: the LOO error alone, as its normal-error RMSE
+    legacy = AccuracyPredictor(feature_names=ZERO_SHOT_FEATURES, mean=(0.0, 0.0), scale=(1.0, 1.0), coef=(1.0, 0.0),
+                               intercept=0.0, alpha=1.0, validation=Validation(4, 1.0, 1.0, 2.0, (0.0,) * 4), codes=("a",) * 4)
+    assert legacy.predict_with_std(np.array([[3.0, 3.0]]))[1][0] == pytest.approx(math.sqrt(math.pi / 2) * 2 * math.sqrt(1.25))
+
+
+def _stride_points():
+    space = get_space("mobile")
+    by_stride = {}
+    for a in space.sample_many(400, seed=0):
+        by_stride.setdefault(a.output_stride, []).append(a)
+    return by_stride[4], by_stride[16]
+
+
+def test_rerank_prefers_the_unsure_point_when_the_reference_is_ahead_and_the_sure_one_when_it_is_behind():
+    # mean = zero-shot mIoU; spread from the stride alone (leverage log2(stride)^2): stride 4 sure, 16 unsure
+    stage = AccuracyPredictor(feature_names=ZERO_SHOT_FEATURES, mean=(0.0, 0.0), scale=(1.0, 1.0), coef=(1.0, 0.0),
+                              intercept=0.0, alpha=1.0, validation=Validation(10**6, 1.0, 1.0, 1.0, (), rmse=1.0),
+                              codes=(), inverse_gram=((0.0, 0.0), (0.0, 1.0)))
+    fours, sixteens = _stride_points()
+    sure, unsure, reference = fours[0], sixteens[0], fours[1]
+    rows = [{"code": sure.code, "latency_ms": 1.0, "miou": 30.0}, {"code": unsure.code, "latency_ms": 2.0, "miou": 31.0}]
+    for ref_score, first in ((10.0, unsure), (0.0, sure)):
+        scores = {sure.code: 5.0, unsure.code: 4.9, reference.code: ref_score}
+        frame = rerank(rows, stage=stage, scores=scores, reference=reference)
+        assert list(frame["rank"]) == [1, 2] and frame["code"][0] == first.code
+        ref_std = math.sqrt(1 + 4)
+        for r in frame.to_dict("records"):
+            log2s = 2.0 if r["code"] == sure.code else 4.0
+            assert r["miou_std"] == pytest.approx(math.sqrt(1 + log2s ** 2), rel=1e-5)
+            assert r["p_beats_reference"] == pytest.approx(
+                scipy_stats.norm.cdf((r["miou"] - ref_score) / math.sqrt(r["miou_std"] ** 2 + ref_std ** 2)))
+        assert list(frame["nsr_miou"]) == [row["miou"] for row in sorted(rows, key=lambda r: r["code"] != first.code)]
+    by_mean = rerank(rows, stage=stage, scores={sure.code: 5.0, unsure.code: 4.9})  # no reference: the mean ranks
+    assert by_mean["code"][0] == sure.code and by_mean["p_beats_reference"].isna().all()
+    assert rerank([], stage=stage, scores={}).empty
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    space = from_dict(TINY)
+    ws = micro_workdir(tmp_path_factory.mktemp("zero_shot"), TINY, hw=HW)
+    design = list(dict.fromkeys(space.sample(i) for i in range(8)))[:5]
+    evaluate_points(design, workspace=ws, config=finetune_config(steps=2, batch_size=2), val_images=VAL_IMAGES,
+                    progress=False)
+    return ws, space, design
+
+
+def test_zero_shot_scores_are_the_assembled_models_miou_cached_by_what_they_depend_on(workdir):
+    ws, space, design = workdir
+    r = Resources.load(ws)
+    key = zero_shot_data_key(r)
+    first = zero_shot_scores(design[:2], workspace=ws, val_ds=r.val_ds, val_images=VAL_IMAGES, data_key=key, progress=False)
+    for arch in design[:2]:
+        direct = 100 * evaluate(assemble(arch, ws.library_dir), r.val_ds, limit=VAL_IMAGES, progress=False).miou
+        assert first[arch.code] == pytest.approx(direct)
+    stamp = ws.zero_shot_path.stat().st_mtime_ns
+    assert zero_shot_scores(design[:2], workspace=ws, val_ds=r.val_ds, val_images=VAL_IMAGES, data_key=key,
+                            progress=False) == first
+    assert ws.zero_shot_path.stat().st_mtime_ns == stamp  # nothing measured again, nothing written
+    # other images: another signature, measured again beside the first rows (never reused)
+    zero_shot_scores(design[:1], workspace=ws, val_ds=r.val_ds, val_images=2, data_key=key, progress=False)
+    table = pd.read_csv(ws.zero_shot_path)
+    assert len(table) == 3 and table["signature"].nunique() == 3
+
+
+def test_a_fit_writes_the_stage_and_the_search_lists_what_it_ranks_first(workdir):
+    from ffnet_nas import steps
+    from ffnet_nas.search.targets import parse_targets
+
+    ws, space, design = workdir
+    fit_from_table(ws, val_images=VAL_IMAGES, progress=False)
+    stage = load_zero_shot_predictor(ws.predictor_dir)
+    assert stage is not None and stage.validation.n == 5 and stage.meta["val_images"] == VAL_IMAGES
+    loo = pd.read_csv(ws.predictor_dir / "loo.csv")
+    assert {"zero_shot_miou", "zero_shot_loo_predicted_miou"} <= set(loo.columns)
+    reference = design[0]
+    request = dict(space=space, targets=parse_targets(""), trials=12, num_classes=8, seed=0, storage=None,
+                   evaluate_top=2, out_dir=ws.search_dir / "ranked")
+    found = steps.search(workspace=ws, progress=False,
+                         request=steps.SearchRequest(**request, rerank=6, reference=reference.code))
+    frame = found.reranked
+    assert 1 <= len(frame) <= 6 and reference.code not in set(frame["code"])
+    assert frame["p_beats_reference"].is_monotonic_decreasing
+    assert list(found.to_evaluate) == list(frame["code"][:2])
+    assert list(pd.read_csv(found.paths["to_evaluate"])["code"]) == list(found.to_evaluate)
+    assert pd.read_csv(found.paths["reranked"])["code"].tolist() == frame["code"].tolist()
+    scored = set(pd.read_csv(ws.zero_shot_path)["code"])
+    assert set(frame["code"]) | {reference.code} <= scored
+    off = steps.search(workspace=ws, progress=False,
+                       request=steps.SearchRequest(**{**request, "out_dir": ws.search_dir / "plain"}, rerank=0))
+    assert off.reranked is None and "reranked" not in off.paths
