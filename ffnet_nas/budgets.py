@@ -13,7 +13,8 @@ end-to-end tests), `quick` (minutes on a laptop CPU), `full`. Sections follow th
     search     trials, sampler seed (refine round k searches with seed + k), candidates re-ranked by
                the predictor's zero-shot stage
     evaluate   points evaluated in full, fine-tuning (`ffnet_nas.settings.TrainConfig`, KD weight 1),
-               the validation images the score uses, refine rounds and their points
+               the validation images the score uses, refine rounds and their points, whether the
+               verdict's two points are fine-tuned again to measure the noise
 
 Every class is a keyword-only frozen dataclass that checks its values where it is made (one
 line naming the field); `ffnet_nas.run_config` reads and writes them as YAML.
@@ -130,8 +131,12 @@ class EvaluateBudget:
     # the size the mIoU is scored at: train (the crop), input (the deployment input), native (real
     # data at its own label size)
     score_at: str = "train"
+    # the best point and the reference fine-tuned again under the next seed, so the verdict can say
+    # whether the win is larger than the yardstick's noise (ffnet_nas.win_check)
+    check_win: bool = True
 
     def __post_init__(self) -> None:
+        _need(self, "check_win", isinstance(self.check_win, bool), "true or false")
         _count(self, "top", "rounds")
         _positive(self, "round_points")
         _need(self, "score_at", self.score_at in ("train", "input", "native"), "train, input or native")

@@ -295,6 +295,15 @@ def _evaluate(ctx, summary: RunSummary, *, found, targets, lut: str, published: 
             row["held_out_miou"] = held.get(row["code"])
         if len(held) == 2:
             summary.held_out_confirms = held[summary.best["code"]] > held[summary.reference_row["code"]]
+        if b.check_win:
+            from ffnet_nas.win_check import check_win
+
+            settings = _finetune(ctx)
+            check = check_win(workspace=ws, best=summary.best, reference=summary.reference_row,
+                              config=settings["finetune"], val_images=b.val_images, device=ctx.device,
+                              score_at=b.score_at, progress=ctx.progress)
+            summary.win_check = {**asdict(check), "text": check.text()}
+            summary.files["second_seed"] = str(ws.second_seed_path)
     summary.files["evaluated"] = str(ws.evaluated_path)
 
 
@@ -326,6 +335,8 @@ def describe(summary: RunSummary) -> list[str]:
             held = "more" if summary.held_out_confirms else "NOT more"
             lines.append(f"on the held-out validation images (not used to pick it): mIoU "
                          f"{summary.best['held_out_miou']:.2f} vs {r['held_out_miou']:.2f}, {held} accurate there too")
+        if summary.win_check:
+            lines.append(summary.win_check["text"])
     if summary.rounds:
         n = sum(len(r["points"]) for r in summary.rounds)
         last = summary.rounds[-1]

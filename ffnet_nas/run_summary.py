@@ -29,6 +29,9 @@ class RunSummary:
     beats_reference: bool | None = None
     # the best point is also more accurate than the reference on validation images no choice was made on
     held_out_confirms: bool | None = None
+    # the best point and the reference fine-tuned again (ffnet_nas.win_check): the four wins, each
+    # point's own spread, and whether the win is larger than that noise
+    win_check: dict | None = None
     rounds: list = field(default_factory=list)  # refine rounds run after the first evaluation
     seconds: dict = field(default_factory=dict)
     files: dict = field(default_factory=dict)

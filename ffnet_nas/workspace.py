@@ -82,6 +82,10 @@ class Workspace:
         return self.root / "zero_shot.csv"
 
     @property
+    def second_seed_path(self) -> Path:  # the verdict's two points fine-tuned again (ffnet_nas.win_check)
+        return self.root / "second_seed.csv"
+
+    @property
     def evaluated_dir(self) -> Path:  # one folder per evaluated (point, init): model.pt + resume state
         return self.root / "evaluated"
 

@@ -1,0 +1,68 @@
+"""The verdict's noise check: the best point and the reference fine-tuned again under the next seed."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+
+from ffnet_nas.budgets import finetune_config
+from ffnet_nas.evaluate import evaluate_points, held_out_miou, read_evaluated
+from ffnet_nas.space.searchspace import from_dict
+from ffnet_nas.win_check import check_win, judge, second_seed_scores
+from tests.helpers.micro import micro_workdir
+
+HW = (32, 64)
+TINY = {"base": "mobile", "name": "tiny", "stems": ["B"], "up_heads": ["B"], "seg_heads": ["B", "C"],
+        "stages": {4: {"depths": [[1, 2], [1], [1], [2, 1]], "widths": [[16], [32], [48], [64]]}},
+        "first_strides": [1, 2], "pre_downs": [False], "input_size": "32x64"}
+CONFIG = finetune_config(steps=2, batch_size=2, checkpoint_every=1)
+VAL_IMAGES = 4
+
+
+def test_the_win_is_larger_than_the_noise_only_when_every_win_beats_every_same_point_difference():
+    first = {"b": (50.0, 48.0), "r": (40.0, 39.0)}
+    close = {"b": (49.0, 48.5), "r": (41.0, 39.5)}
+    check = judge(first, close, best="b", reference="r", seeds=(0, 1))
+    assert check.wins == {"seed 0, scoring images": 10.0, "seed 0, held-out images": 9.0,
+                          "seed 1, scoring images": 8.0, "seed 1, held-out images": 9.0}
+    assert check.same_point == {"b": 1.0, "r": 1.0} and check.exceeds_noise and "8.0x" in check.text()
+    noisy = judge(first, {"b": (41.0, 38.0), "r": (40.0, 39.0)}, best="b", reference="r", seeds=(0, 1))
+    assert noisy.smallest_win == -1.0 and not noisy.exceeds_noise and "NO" in noisy.text()
+    # no held-out images (the scores used the whole split): the scoring images alone
+    alone = judge({"b": (50.0, math.nan), "r": (40.0, math.nan)}, {"b": (45.0, math.nan), "r": (41.0, math.nan)},
+                  best="b", reference="r", seeds=(0, 1))
+    assert list(alone.wins) == ["seed 0, scoring images", "seed 1, scoring images"]
+    assert alone.largest_same_point == 5.0 and not alone.exceeds_noise  # 4 < 5: within the noise
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    space = from_dict(TINY)
+    ws = micro_workdir(tmp_path_factory.mktemp("win"), TINY, hw=HW)
+    points = list(dict.fromkeys(space.sample(i) for i in range(6)))[:2]
+    evaluate_points(points, workspace=ws, config=CONFIG, val_images=VAL_IMAGES, progress=False)
+    return ws, points
+
+
+def test_the_two_points_are_fine_tuned_again_once_and_the_run_files_stay(workdir):
+    ws, points = workdir
+    evaluated = ws.evaluated_path.read_bytes()
+    rows = read_evaluated(ws.evaluated_path).set_index("code")
+    held = held_out_miou([a.code for a in points], workspace=ws, val_images=VAL_IMAGES)
+    best, ref = ({"code": a.code, "measured_miou": rows.loc[a.code, "measured_miou"], "held_out_miou": held[a.code]}
+                 for a in points)
+    check = check_win(workspace=ws, best=best, reference=ref, config=CONFIG, val_images=VAL_IMAGES, progress=False)
+    assert check.seeds == (0, 1) and len(check.wins) == 4
+    assert ws.evaluated_path.read_bytes() == evaluated  # the run's rows and models are not replaced
+    table = pd.read_csv(ws.second_seed_path)
+    assert len(table) == 2 and table["held_out_miou"].notna().all()
+    assert not list(ws.evaluated_dir.rglob("seed1_state.pt"))  # resume states deleted once scored
+    stamp = ws.second_seed_path.stat().st_mtime_ns
+    again = check_win(workspace=ws, best=best, reference=ref, config=CONFIG, val_images=VAL_IMAGES, progress=False)
+    assert again == check and ws.second_seed_path.stat().st_mtime_ns == stamp  # nothing fine-tuned again
+    # another setting is another measurement, beside the first
+    second_seed_scores(points[:1], workspace=ws, config=finetune_config(steps=1, batch_size=2, seed=1),
+                       val_images=VAL_IMAGES, progress=False)
+    assert len(pd.read_csv(ws.second_seed_path)) == 3
