@@ -134,6 +134,17 @@ class Resources:
                    train_ds=train_ds, val_ds=val_ds, table=table,
                    predictor=load_accuracy_predictor(predictor_dir or workspace.predictor_dir), score_hw=score_hw)
 
+    @property
+    def deploy_hw(self) -> tuple[int, int]:
+        """The deployment input the latency and the MACs are at: the table's size, else the training size."""
+        return tuple(self.table.spec.input_hw) if self.table is not None else self.input_hw
+
+    def complexity(self, arch: Arch):
+        """Params and MACs of `arch` at its own input (a pre_down point takes twice the deployment size,
+        as the table timed it), with this data's head."""
+        h, w = self.deploy_hw
+        return complexity(arch, (h * arch.input_scale, w * arch.input_scale), num_classes=self.num_classes)
+
     def predicted_miou(self, arch: Arch) -> float | None:
         if self.predictor is None:
             return None
@@ -219,9 +230,7 @@ def _finish_point(arch: Arch, *, workspace: Workspace, config: TrainConfig, init
     predicted_ms = measured_ms = None
     if r.table is not None:
         predicted_ms, measured_ms = point_latency(arch, r.table)
-    deploy_hw = tuple(r.table.spec.input_hw) if r.table is not None else r.input_hw
-    # the network's own input: a pre_down point takes twice the table's size, as the table timed it
-    cx = complexity(arch, (deploy_hw[0] * arch.input_scale, deploy_hw[1] * arch.input_scale), num_classes=r.num_classes)
+    deploy_hw, cx = r.deploy_hw, r.complexity(arch)
     return {
         "code": arch.code, "name": name_of(arch), "init": init, "params": cx.params, "macs": cx.macs,
         "input_hw": f"{deploy_hw[0]}x{deploy_hw[1]}", "train_hw": f"{r.input_hw[0]}x{r.input_hw[1]}",

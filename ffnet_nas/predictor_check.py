@@ -45,7 +45,6 @@ from ffnet_nas.settings import TrainConfig
 from ffnet_nas.stats import Interval, kendall_interval
 from ffnet_nas.workspace import Workspace
 from ffnet_nas.space.arch import Arch
-from ffnet_nas.space.complexity import complexity
 from ffnet_nas.space.errors import InvalidInput
 from ffnet_nas.space.io import atomic_write_csv, atomic_write_json, read_checked_csv
 
@@ -83,6 +82,7 @@ class PredictorCheck:
     loo_tau: float  # the predictor's leave-one-out tau on its design
     predictor: str  # the folder of the predictor checked
     points: tuple[dict, ...]  # per point: code, stride, every quantity
+    zero_shot_loo_tau: float = math.nan  # the zero-shot stage's leave-one-out tau (NaN: no stage)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -101,7 +101,9 @@ class PredictorCheck:
         lines += [f"| {r.name} | {r.overall.text()} | {r.within.text()} |" for r in self.rankers]
         lines += ["", f"The run's own out-of-sample record ({self.predictor}): {self.out_of_sample.n} points predicted "
                       f"before they were measured, tau {self.out_of_sample.text()}, mean abs error "
-                      f"{self.out_of_sample_mae:.2f} mIoU; leave-one-out tau on its design {self.loo_tau:.2f}."]
+                      f"{self.out_of_sample_mae:.2f} mIoU; leave-one-out tau on its design {self.loo_tau:.2f}"
+                      + (f" (zero-shot stage {self.zero_shot_loo_tau:.2f})." if math.isfinite(self.zero_shot_loo_tau)
+                         else ".")]
         return "\n".join(lines)
 
 
@@ -206,8 +208,7 @@ def check_predictor(*, workspace: Workspace, space, k: int, config: TrainConfig,
     stage = load_zero_shot_predictor(predictor_dir)
     rows = []
     for arch in points:
-        deploy_hw = tuple(r.table.spec.input_hw) if r.table is not None else r.input_hw
-        cx = complexity(arch, (deploy_hw[0] * arch.input_scale, deploy_hw[1] * arch.input_scale), num_classes=r.num_classes)
+        cx = r.complexity(arch)
         rows.append({"code": arch.code, "stride": arch.output_stride, "params": cx.params, "macs": cx.macs,
                      "predicted": predictor.predict(arch), **store.values(arch.code)})
         if stage is not None:  # the search's second stage, from the zero-shot score measured above
@@ -216,6 +217,8 @@ def check_predictor(*, workspace: Workspace, space, k: int, config: TrainConfig,
     check = summarize(pd.DataFrame(rows), seeds=seeds, short_steps=short_steps, evaluated=evaluated,
                       loo_tau=predictor.validation.kendall_tau, predictor=workspace.relative(predictor_dir),
                       steps=config.steps, val_images=val_images)
+    if stage is not None:
+        check = dataclasses.replace(check, zero_shot_loo_tau=float(stage.validation.kendall_tau))
     atomic_write_json(folder / SUMMARY_FILE, check.to_dict())
     logger.info("predictor check: wrote %s and %s", folder / MEASUREMENTS_FILE, folder / SUMMARY_FILE)
     return check
