@@ -23,7 +23,7 @@ import pandas as pd
 from ffnet_nas.evaluate import evaluate_points, read_evaluated
 from ffnet_nas.settings import TrainConfig
 from ffnet_nas.workspace import Workspace
-from ffnet_nas.predictors.accuracy import (LOO_FILE, PREDICTOR_FILE, ZERO_SHOT_FEATURES, ZERO_SHOT_FILE,
+from ffnet_nas.predictors.accuracy import (LOO_FILE, PREDICTOR_FILE, ZERO_SHOT_FEATURE_SETS, ZERO_SHOT_FILE,
                                            AccuracyPredictor, features, fit_accuracy_predictor, missing_blocks,
                                            nsr_table, zero_shot_features)
 from ffnet_nas.space.arch import Arch
@@ -95,10 +95,24 @@ def fit_zero_shot_stage(workspace: Workspace, archs: Sequence[Arch], y: np.ndarr
     scores = zero_shot_scores(archs, workspace=workspace, val_ds=r.val_ds, val_images=val_images,
                               data_key=zero_shot_data_key(r), device=device, progress=progress)
     values = [scores[a.code] for a in archs]
-    x = np.stack([zero_shot_features(a, v) for a, v in zip(archs, values)])
-    stage = fit_accuracy_predictor(x, y, codes=[a.code for a in archs], feature_names=ZERO_SHOT_FEATURES,
-                                   meta={"val_images": val_images, "score_at": score_at, "n_evaluated": len(archs)})
-    return stage, values
+    fits = []
+    for names in ZERO_SHOT_FEATURE_SETS:
+        x = np.stack([zero_shot_features(a, v, names) for a, v in zip(archs, values)])
+        fits.append(fit_accuracy_predictor(x, y, codes=[a.code for a in archs], feature_names=names,
+                                           meta={"val_images": val_images, "score_at": score_at,
+                                                 "n_evaluated": len(archs)}))
+    return choose_by_loo_rank(fits), values
+
+
+def choose_by_loo_rank(fits: Sequence[AccuracyPredictor]) -> AccuracyPredictor:
+    """The fit whose leave-one-out predictions rank the points best (Kendall tau; an undefined tau
+    counts as worst), the smaller LOO RMSE on a tie, the first listed after that (pure)."""
+    def key(fit: AccuracyPredictor):
+        tau = fit.validation.kendall_tau
+        return (tau if np.isfinite(tau) else -np.inf, -fit.validation.rmse)
+
+    best = max(range(len(fits)), key=lambda i: (key(fits[i]), -i))
+    return fits[best]
 
 
 def zero_shot_data_key(resources) -> str:

@@ -213,7 +213,7 @@ def check_predictor(*, workspace: Workspace, space, k: int, config: TrainConfig,
                      "predicted": predictor.predict(arch), **store.values(arch.code)})
         if stage is not None:  # the search's second stage, from the zero-shot score measured above
             rows[-1]["predicted_zero_shot"] = float(
-                stage.predict_with_std(zero_shot_features(arch, rows[-1]["zero_shot"]))[0][0])
+                stage.predict_with_std(zero_shot_features(arch, rows[-1]["zero_shot"], stage.feature_names))[0][0])
     check = summarize(pd.DataFrame(rows), seeds=seeds, short_steps=short_steps, evaluated=evaluated,
                       loo_tau=predictor.validation.kendall_tau, predictor=workspace.relative(predictor_dir),
                       steps=config.steps, val_images=val_images)

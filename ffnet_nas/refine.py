@@ -60,8 +60,8 @@ def _missing(value) -> bool:
 
 def challengers(rows: pd.DataFrame, reference_ms: float, *, k: int, exclude: Sequence[str] = (),
                 margin: float = CHALLENGER_MARGIN) -> list[str]:
-    """Up to k points predicted faster than the reference by the margin, most accurate first (most
-    likely to beat the reference first, when `rows` is a re-ranked list with p_beats_reference).
+    """Up to k points predicted faster than the reference by the margin, most accurate first (the
+    largest expected gain over the reference first, when `rows` is a re-ranked list).
 
     `rows` has columns code, latency_ms, miou (a search's front or all its trials, or the zero-shot
     stage's re-ranked candidates); published variants are left out (a published point beating
@@ -69,7 +69,7 @@ def challengers(rows: pd.DataFrame, reference_ms: float, *, k: int, exclude: Seq
     fast = rows[(rows["latency_ms"] <= margin * reference_ms) & ~rows["code"].isin(list(exclude))]
     if "published" in fast.columns:
         fast = fast[fast["published"].isna() | (fast["published"] == "")]
-    keys = [c for c in ("p_beats_reference", "miou") if c in fast.columns and fast[c].notna().any()]
+    keys = [c for c in ("expected_gain", "miou") if c in fast.columns and fast[c].notna().any()]
     return list(fast.sort_values(keys, ascending=False, kind="stable")["code"][:k])
 
 

@@ -7,8 +7,8 @@ Pure functions on arrays; imports nothing from the package, so every layer may u
   pairs or of constant data are undefined, so they are NaN (never 0, which would read as "no
   agreement"). `kendall_interval`: Kendall's tau with a percentile bootstrap 95% interval over the
   pairs (a handful of points gives a wide interval, and a figure without it would mislead).
-- `probability_greater`: P(A > B) for independent normal predictions (mean, std), what the search
-  ranks candidates by against the reference.
+- `probability_greater`: P(A > B) for independent normal predictions (mean, std), and
+  `expected_gain`: E[max(A - B, 0)], what the search ranks candidates by against the reference.
 - Pareto sets of the two objectives, latency down and mIoU up, on points given as
   (latency_ms, miou) rows: `dominates`, `dominated_by`, `pareto_mask` (a sort and a sweep,
   O(n log n)), the exact 2-D `hypervolume` (O(n log n)), `hypervolume_reference` and
@@ -94,17 +94,40 @@ def kendall_interval(a: Sequence[float], b: Sequence[float], *, resamples: int =
     return Interval(float(tau), float(low), float(high), int(len(x)))
 
 
-def probability_greater(mean_a, std_a, mean_b, std_b) -> np.ndarray:
-    """P(A > B) for independent normals A ~ N(mean_a, std_a^2), B ~ N(mean_b, std_b^2), elementwise
-    (arrays broadcast). Both spreads zero: 1, 0.5 or 0 by the means."""
-    from math import erf, sqrt
+def _normal_cdf_pdf(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    from math import erf
 
+    cdf = 0.5 * (1 + np.vectorize(erf, otypes=[float])(z / np.sqrt(2)))
+    return cdf, np.exp(-z * z / 2) / np.sqrt(2 * np.pi)
+
+
+def _difference(mean_a, std_a, mean_b, std_b) -> tuple[np.ndarray, np.ndarray]:
     diff = np.asarray(mean_a, float) - np.asarray(mean_b, float)
     spread = np.sqrt(np.asarray(std_a, float) ** 2 + np.asarray(std_b, float) ** 2)
     diff, spread = np.broadcast_arrays(diff, spread)
+    return np.array(diff, dtype=float, ndmin=1), np.array(spread, dtype=float, ndmin=1)
+
+
+def probability_greater(mean_a, std_a, mean_b, std_b) -> np.ndarray:
+    """P(A > B) for independent normals A ~ N(mean_a, std_a^2), B ~ N(mean_b, std_b^2), elementwise
+    (arrays broadcast; at least 1-d). Both spreads zero: 1, 0.5 or 0 by the means."""
+    diff, spread = _difference(mean_a, std_a, mean_b, std_b)
     out = np.where(diff > 0, 1.0, np.where(diff < 0, 0.0, 0.5))
     ok = spread > 0
-    out[ok] = [0.5 * (1 + erf(d / (s * sqrt(2)))) for d, s in zip(diff[ok], spread[ok])]
+    out[ok] = _normal_cdf_pdf(diff[ok] / spread[ok])[0]
+    return out
+
+
+def expected_gain(mean_a, std_a, mean_b, std_b) -> np.ndarray:
+    """E[max(A - B, 0)] for independent normals (the expected improvement of Bayesian optimisation
+    with B as the incumbent): d Phi(d/s) + s phi(d/s), d = mean_a - mean_b, s the spread of the
+    difference. It is P(A > B) weighted by the margin: far ahead it is the mean difference; close
+    to B a less sure point gains more than a sure one of the same mean, as it may overshoot more."""
+    diff, spread = _difference(mean_a, std_a, mean_b, std_b)
+    out = np.maximum(diff, 0.0)
+    ok = spread > 0
+    cdf, pdf = _normal_cdf_pdf(diff[ok] / spread[ok])
+    out[ok] = diff[ok] * cdf + spread[ok] * pdf
     return out
 
 

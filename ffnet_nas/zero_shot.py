@@ -81,35 +81,43 @@ def zero_shot_scores(archs: Sequence[Arch], *, workspace: Workspace, val_ds, val
 
 
 
-RERANKED_COLUMNS = ("rank", "code", "latency_ms", "nsr_miou", "zero_shot_miou", "miou", "miou_std", "p_beats_reference")
+RERANKED_COLUMNS = ("rank", "code", "latency_ms", "nsr_miou", "zero_shot_miou", "miou", "miou_std",
+                    "p_beats_reference", "expected_gain")
 
 
 def rerank(candidates: Sequence[dict], *, stage, scores: dict[str, float], reference: Arch | None = None):
     """The candidates (rows with code, latency_ms, miou: the search's NSR prediction) re-predicted by
-    the zero-shot stage `stage` from their `scores`, most likely to beat `reference` first (pure).
+    the zero-shot stage `stage` from their `scores`, the largest expected gain over `reference` first (pure).
 
-    miou / miou_std: the stage's mean and standard deviation; p_beats_reference: P(the point's
-    fine-tuned mIoU > the reference's), both predicted (independent normal errors), so a point the
-    stage is unsure of ranks below an equally good sure one when the reference is ahead, and above
-    it when the reference is behind. Without a reference the column is empty and the mean ranks."""
+    miou / miou_std: the stage's mean and standard deviation. Against the reference (predicted by
+    the same stage; independent normal errors): p_beats_reference, P(the point's fine-tuned mIoU >
+    the reference's), and expected_gain, E[max(point - reference, 0)] (`ffnet_nas.stats`), which
+    orders the list. P alone would saturate at 1 when the reference is far behind and then prefer
+    the point nearest the fitted design, not the best; the expected gain is P weighted by the
+    margin, so near the reference an unsure point can outrank a slightly better sure one (only it
+    may win by much), and far ahead the mean decides. Without a reference both columns are empty
+    and the mean orders the list."""
     import numpy as np
 
     from ffnet_nas.predictors.accuracy import zero_shot_features
-    from ffnet_nas.stats import probability_greater
+    from ffnet_nas.stats import expected_gain, probability_greater
 
     if not candidates:
         return pd.DataFrame(columns=list(RERANKED_COLUMNS))
-    x = np.stack([zero_shot_features(r["code"], scores[r["code"]]) for r in candidates])
+    names = stage.feature_names
+    x = np.stack([zero_shot_features(r["code"], scores[r["code"]], names) for r in candidates])
     mean, std = stage.predict_with_std(x)
     if reference is not None:
-        ref_mean, ref_std = stage.predict_with_std(zero_shot_features(reference, scores[reference.code])[None])
+        ref_mean, ref_std = stage.predict_with_std(zero_shot_features(reference, scores[reference.code], names)[None])
         p = probability_greater(mean, std, ref_mean[0], ref_std[0])
+        gain = expected_gain(mean, std, ref_mean[0], ref_std[0])
     else:
-        p = np.full(len(mean), np.nan)
+        p = gain = np.full(len(mean), np.nan)
     frame = pd.DataFrame({"code": [r["code"] for r in candidates], "latency_ms": [r["latency_ms"] for r in candidates],
-                          "nsr_miou": [r["miou"] for r in candidates], "zero_shot_miou": x[:, 0], "miou": mean,
-                          "miou_std": std, "p_beats_reference": p})
-    keys = ["p_beats_reference", "miou"] if reference is not None else ["miou"]
+                          "nsr_miou": [r["miou"] for r in candidates],
+                          "zero_shot_miou": [float(scores[r["code"]]) for r in candidates], "miou": mean,
+                          "miou_std": std, "p_beats_reference": p, "expected_gain": gain})
+    keys = ["expected_gain", "miou"] if reference is not None else ["miou"]
     frame = frame.sort_values(keys, ascending=False, kind="stable").reset_index(drop=True)
     frame.insert(0, "rank", range(1, len(frame) + 1))
     return frame

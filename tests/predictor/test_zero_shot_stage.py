@@ -12,12 +12,12 @@ from scipy import stats as scipy_stats
 from ffnet_nas.budgets import finetune_config
 from ffnet_nas.distill.assemble import assemble
 from ffnet_nas.evaluate import Resources, evaluate_points
-from ffnet_nas.fit_predictor import fit_from_table, zero_shot_data_key
-from ffnet_nas.predictors.accuracy import (ZERO_SHOT_FEATURES, ZERO_SHOT_FILE, AccuracyPredictor, Validation,
-                                           fit_accuracy_predictor)
+from ffnet_nas.fit_predictor import choose_by_loo_rank, fit_from_table, zero_shot_data_key
+from ffnet_nas.predictors.accuracy import (ZERO_SHOT_FEATURE_SETS, ZERO_SHOT_FEATURES, ZERO_SHOT_FILE,
+                                           AccuracyPredictor, Validation, fit_accuracy_predictor, zero_shot_features)
 from ffnet_nas.predictors.load import load_zero_shot_predictor
 from ffnet_nas.space.searchspace import from_dict, get_space
-from ffnet_nas.stats import probability_greater
+from ffnet_nas.stats import expected_gain, probability_greater
 from ffnet_nas.training import evaluate
 from ffnet_nas.zero_shot import rerank, zero_shot_scores
 from tests.helpers.micro import micro_workdir
@@ -29,12 +29,18 @@ TINY = {"base": "mobile", "name": "tiny", "stems": ["B"], "up_heads": ["B"], "se
 VAL_IMAGES = 4
 
 
-def test_probability_greater_is_the_normal_cdf_of_the_difference():
+def test_probability_greater_and_expected_gain_are_those_of_the_normal_difference():
+    from scipy import integrate
+
     rng = np.random.default_rng(0)
     ma, sa, mb, sb = rng.normal(size=20), rng.uniform(0.1, 2, 20), rng.normal(size=20), rng.uniform(0.1, 2, 20)
-    expected = scipy_stats.norm.cdf((ma - mb) / np.sqrt(sa ** 2 + sb ** 2))
-    assert np.allclose(probability_greater(ma, sa, mb, sb), expected)
+    spread = np.sqrt(sa ** 2 + sb ** 2)
+    assert np.allclose(probability_greater(ma, sa, mb, sb), scipy_stats.norm.cdf((ma - mb) / spread))
     assert list(probability_greater([2.0, 1.0, 0.0], 0.0, 1.0, 0.0)) == [1.0, 0.5, 0.0]  # no spread: by the means
+    # E[max(D, 0)], D ~ N(ma - mb, spread^2), integrated numerically
+    oracle = [integrate.quad(lambda x: x * scipy_stats.norm.pdf(x, d, s), 0, np.inf)[0] for d, s in zip(ma - mb, spread)]
+    assert np.allclose(expected_gain(ma, sa, mb, sb), oracle, atol=1e-7)
+    assert list(expected_gain([2.0, 0.0], 0.0, 1.0, 0.0)) == [1.0, 0.0]
 
 
 def test_a_prediction_far_from_the_design_is_less_sure_and_the_file_keeps_it(tmp_path):
@@ -68,7 +74,7 @@ def _stride_points():
     return by_stride[4], by_stride[16]
 
 
-def test_rerank_prefers_the_unsure_point_when_the_reference_is_ahead_and_the_sure_one_when_it_is_behind():
+def test_rerank_prefers_the_unsure_point_when_the_reference_is_ahead_and_the_better_mean_when_far_behind():
     # mean = zero-shot mIoU; spread from the stride alone (leverage log2(stride)^2): stride 4 sure, 16 unsure
     stage = AccuracyPredictor(feature_names=ZERO_SHOT_FEATURES, mean=(0.0, 0.0), scale=(1.0, 1.0), coef=(1.0, 0.0),
                               intercept=0.0, alpha=1.0, validation=Validation(10**6, 1.0, 1.0, 1.0, (), rmse=1.0),
@@ -76,7 +82,7 @@ def test_rerank_prefers_the_unsure_point_when_the_reference_is_ahead_and_the_sur
     fours, sixteens = _stride_points()
     sure, unsure, reference = fours[0], sixteens[0], fours[1]
     rows = [{"code": sure.code, "latency_ms": 1.0, "miou": 30.0}, {"code": unsure.code, "latency_ms": 2.0, "miou": 31.0}]
-    for ref_score, first in ((10.0, unsure), (0.0, sure)):
+    for ref_score, first in ((10.0, unsure), (-50.0, sure)):
         scores = {sure.code: 5.0, unsure.code: 4.9, reference.code: ref_score}
         frame = rerank(rows, stage=stage, scores=scores, reference=reference)
         assert list(frame["rank"]) == [1, 2] and frame["code"][0] == first.code
@@ -84,11 +90,14 @@ def test_rerank_prefers_the_unsure_point_when_the_reference_is_ahead_and_the_sur
         for r in frame.to_dict("records"):
             log2s = 2.0 if r["code"] == sure.code else 4.0
             assert r["miou_std"] == pytest.approx(math.sqrt(1 + log2s ** 2), rel=1e-5)
-            assert r["p_beats_reference"] == pytest.approx(
-                scipy_stats.norm.cdf((r["miou"] - ref_score) / math.sqrt(r["miou_std"] ** 2 + ref_std ** 2)))
+            spread = math.sqrt(r["miou_std"] ** 2 + ref_std ** 2)
+            assert r["p_beats_reference"] == pytest.approx(scipy_stats.norm.cdf((r["miou"] - ref_score) / spread))
+            assert r["expected_gain"] == pytest.approx(expected_gain(r["miou"], r["miou_std"], ref_score, ref_std)[0])
+        assert frame["expected_gain"].is_monotonic_decreasing
         assert list(frame["nsr_miou"]) == [row["miou"] for row in sorted(rows, key=lambda r: r["code"] != first.code)]
     by_mean = rerank(rows, stage=stage, scores={sure.code: 5.0, unsure.code: 4.9})  # no reference: the mean ranks
     assert by_mean["code"][0] == sure.code and by_mean["p_beats_reference"].isna().all()
+    assert by_mean["expected_gain"].isna().all()
     assert rerank([], stage=stage, scores={}).empty
 
 
@@ -128,6 +137,7 @@ def test_a_fit_writes_the_stage_and_the_search_lists_what_it_ranks_first(workdir
     fit_from_table(ws, val_images=VAL_IMAGES, progress=False)
     stage = load_zero_shot_predictor(ws.predictor_dir)
     assert stage is not None and stage.validation.n == 5 and stage.meta["val_images"] == VAL_IMAGES
+    assert stage.feature_names in ZERO_SHOT_FEATURE_SETS
     loo = pd.read_csv(ws.predictor_dir / "loo.csv")
     assert {"zero_shot_miou", "zero_shot_loo_predicted_miou"} <= set(loo.columns)
     reference = design[0]
@@ -137,7 +147,7 @@ def test_a_fit_writes_the_stage_and_the_search_lists_what_it_ranks_first(workdir
                          request=steps.SearchRequest(**request, rerank=6, reference=reference.code))
     frame = found.reranked
     assert 1 <= len(frame) <= 6 and reference.code not in set(frame["code"])
-    assert frame["p_beats_reference"].is_monotonic_decreasing
+    assert frame["expected_gain"].is_monotonic_decreasing
     assert list(found.to_evaluate) == list(frame["code"][:2])
     assert list(pd.read_csv(found.paths["to_evaluate"])["code"]) == list(found.to_evaluate)
     assert pd.read_csv(found.paths["reranked"])["code"].tolist() == frame["code"].tolist()
@@ -146,3 +156,21 @@ def test_a_fit_writes_the_stage_and_the_search_lists_what_it_ranks_first(workdir
     off = steps.search(workspace=ws, progress=False,
                        request=steps.SearchRequest(**{**request, "out_dir": ws.search_dir / "plain"}, rerank=0))
     assert off.reranked is None and "reranked" not in off.paths
+
+
+def test_the_stage_keeps_the_feature_set_whose_leave_one_out_ranks_best():
+    rng = np.random.default_rng(3)
+    zs = rng.uniform(5, 40, 10)
+    strides = rng.choice([2.0, 3.0, 4.0], 10)
+    y = zs + rng.normal(0, 0.3, 10)  # the score alone decides; the stride only adds noise to the fit
+    fits = [fit_accuracy_predictor(np.column_stack([zs, strides])[:, :len(names)], y, codes=[str(i) for i in range(10)],
+                                   feature_names=names) for names in ZERO_SHOT_FEATURE_SETS]
+    chosen = choose_by_loo_rank(fits)
+    taus = [f.validation.kendall_tau for f in fits]
+    assert chosen.validation.kendall_tau == max(taus)
+    assert choose_by_loo_rank(fits[::-1]).validation.kendall_tau == max(taus)
+    assert list(zero_shot_features("segmentation_ffnet40S_BBB_mobile", 12.5, ("zero_shot_miou",))) == [12.5]
+    from ffnet_nas.space.errors import InvalidInput
+
+    with pytest.raises(InvalidInput, match="expected some of"):
+        zero_shot_features("segmentation_ffnet40S_BBB_mobile", 12.5, ("zero_shot_miou", "depth"))
