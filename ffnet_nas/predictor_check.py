@@ -16,8 +16,9 @@ measures each:
   scoring noise is what the fine-tuning itself adds (issue 13: measure where the noise comes from);
 * the baselines a reviewer tries first: output stride alone, params, MACs, measured latency, two
   published zero-cost proxies on the assembled model (`ffnet_nas.predictors.zero_cost`: grad-norm
-  and ZiCo), the assembled distilled model scored with no fine-tuning, and `short_steps` steps of
-  fine-tuning.
+  and ZiCo), the assembled distilled model scored with no fine-tuning (as distilled, and with its
+  BatchNorm statistics recalibrated: `ffnet_nas.zero_shot`), and `short_steps` steps of
+  fine-tuning; and the predictor's zero-shot stage, what the search re-ranks by.
 
 `summarize` (pure) ranks the points by each and reports Kendall's tau against the truth with a
 bootstrap 95% interval, overall and within the largest output-stride group, beside the predictor's
@@ -211,9 +212,10 @@ def check_predictor(*, workspace: Workspace, space, k: int, config: TrainConfig,
         cx = r.complexity(arch)
         rows.append({"code": arch.code, "stride": arch.output_stride, "params": cx.params, "macs": cx.macs,
                      "predicted": predictor.predict(arch), **store.values(arch.code)})
-        if stage is not None:  # the search's second stage, from the zero-shot score measured above
+        if stage is not None:  # the search's second stage, from the zero-shot score it was fitted on
+            zs = rows[-1]["zero_shot_bn" if stage.meta.get("bn_batches") else "zero_shot"]
             rows[-1]["predicted_zero_shot"] = float(
-                stage.predict_with_std(zero_shot_features(arch, rows[-1]["zero_shot"], stage.feature_names))[0][0])
+                stage.predict_with_std(zero_shot_features(arch, zs, stage.feature_names))[0][0])
     check = summarize(pd.DataFrame(rows), seeds=seeds, short_steps=short_steps, evaluated=evaluated,
                       loo_tau=predictor.validation.kendall_tau, predictor=workspace.relative(predictor_dir),
                       steps=config.steps, val_images=val_images)
@@ -252,6 +254,7 @@ def _measure(arch: Arch, *, store: _Store, r: Resources, workspace: Workspace, c
     from ffnet_nas.distill.assemble import assemble
     from ffnet_nas.predictors.zero_cost import grad_norm, proxy_batches, zico
     from ffnet_nas.training import evaluate, train
+    from ffnet_nas.zero_shot import score_point
 
     code, folder = arch.code, workspace.predictor_check_dir
     # the next val_images images, disjoint from the scored ones, when the split has them
@@ -262,6 +265,9 @@ def _measure(arch: Arch, *, store: _Store, r: Resources, workspace: Workspace, c
 
     if not store.has(code, "zero_shot"):
         store.put(code, "zero_shot", score(assemble(arch, workspace.library_dir)))
+    if not store.has(code, "zero_shot_bn"):
+        store.put(code, "zero_shot_bn", score_point(arch, library=workspace.library_dir, val_ds=r.val_ds,
+                                                    val_images=val_images, train_ds=r.train_ds, device=device))
     if not (store.has(code, "grad_norm") and store.has(code, "zico")):
         batches = proxy_batches(r.train_ds, batch_size=PROXY_BATCH_SIZE, n_batches=PROXY_BATCHES, seed=0)
         model = assemble(arch, workspace.library_dir)
@@ -310,6 +316,7 @@ def summarize(points: pd.DataFrame, *, seeds: tuple[int, int], short_steps: int,
                   ("params", column("params")), ("MACs", column("macs")), ("measured latency", column("latency_ms")),
                   ("grad-norm (zero-cost)", column("grad_norm")), ("ZiCo (zero-cost)", column("zico")),
                   ("distilled model, no fine-tuning", column("zero_shot")),
+                  ("distilled model, BatchNorm recalibrated, no fine-tuning", column("zero_shot_bn")),
                   (f"{short_steps} fine-tuning steps", column(f"short{short_steps}"))]
     rankers = tuple(Ranker(name, *both(score)) for name, score in candidates)
     yardstick, yardstick_within = both(a, b)

@@ -2,11 +2,14 @@
 
     scores = zero_shot_scores(archs, workspace=ws, val_ds=val_ds, val_images=64, data_key="synthetic@64x128")
 
-Each point is assembled from the block library (`ffnet_nas.distill.assemble`, exact) and scored on
-the first `val_images` images of `val_ds`, the images its fine-tuned score is taken on. On held-out
-points of a quick run this ranked the fine-tuned models with Kendall tau 0.87 [0.71, 0.98] against
-the yardstick's own 0.80 (docs/results.md), so it is the zero-shot stage's feature
-(`ffnet_nas.predictors.accuracy.ZERO_SHOT_FEATURES`).
+Each point is assembled from the block library (`ffnet_nas.distill.assemble`, exact), its BatchNorm
+statistics are recomputed on `bn_batches` fixed training batches (each block's statistics were
+gathered on the teacher's features, not on the features the blocks before it produce in this chain:
+Single Path One-Shot NAS recalibrates them before ranking subnets for the same reason), and it is
+scored on the first `val_images` images of `val_ds`, the images its fine-tuned score is taken on.
+On held-out points of a quick run the raw score (no recalibration) ranked the fine-tuned models with
+Kendall tau 0.87 [0.71, 0.98] against the yardstick's own 0.80 (docs/results.md), so it is the
+zero-shot stage's feature (`ffnet_nas.predictors.accuracy.ZERO_SHOT_FEATURES`).
 
 Scores are kept in `Workspace.zero_shot_path` (one row per point and signature, written atomically
 after each point, so a killed pass resumes). The signature hashes what the score depends on: the
@@ -30,9 +33,40 @@ from ffnet_nas.space.io import atomic_write_csv, read_checked_csv
 logger = logging.getLogger(__name__)
 
 COLUMNS = ("code", "signature", "zero_shot_miou")
+BN_BATCHES, BN_BATCH_SIZE = 8, 8  # 64 training images: the recalibration's cost is one short forward pass
 
 
-def signature(arch: Arch, library_rows: dict, *, val_images: int | None, data_key: str) -> str:
+def recalibrate_bn(model, batches) -> None:
+    """Recompute every BatchNorm's running mean and variance as the plain average over `batches`
+    (train-mode forward passes without gradients); the weights are untouched; leaves eval mode."""
+    import torch
+
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # a cumulative average over the batches, not an exponential one
+    model.train()
+    with torch.no_grad():
+        for images, _ in batches:
+            model(images)
+    model.eval()
+
+
+def score_point(arch: Arch, *, library, val_ds, val_images: int | None, train_ds=None, bn_batches: int = BN_BATCHES,
+                device: str = "cpu") -> float:
+    """One point's zero-shot mIoU (%): assembled, BatchNorm recalibrated on `bn_batches` batches of
+    `train_ds` (none: as distilled), scored on the first `val_images` images of `val_ds`."""
+    from ffnet_nas.distill.assemble import assemble
+    from ffnet_nas.predictors.zero_cost import proxy_batches
+    from ffnet_nas.training import evaluate
+
+    model = assemble(arch, library)
+    if bn_batches and train_ds is not None:
+        recalibrate_bn(model, proxy_batches(train_ds, batch_size=BN_BATCH_SIZE, n_batches=bn_batches, seed=0))
+    return 100 * evaluate(model, val_ds, device=device, limit=val_images, progress=False).miou
+
+
+def signature(arch: Arch, library_rows: dict, *, val_images: int | None, data_key: str, bn_batches: int = 0) -> str:
     """What a point's zero-shot score depends on, hashed (module docstring)."""
     from ffnet_nas.distill.choices import arch_choices
 
@@ -40,7 +74,10 @@ def signature(arch: Arch, library_rows: dict, *, val_images: int | None, data_ke
     for spec in arch_choices(arch):
         row = library_rows.get((spec.position, spec.choice), {})
         blocks.append([spec.position, spec.choice, str(row.get("nsr_val")), str(row.get("nsr_train"))])
-    text = json.dumps({"blocks": blocks, "val_images": val_images, "data": data_key}, sort_keys=True)
+    record = {"blocks": blocks, "val_images": val_images, "data": data_key}
+    if bn_batches:  # (a score without recalibration keeps the signature it had before recalibration existed)
+        record["bn"] = [bn_batches, BN_BATCH_SIZE]
+    text = json.dumps(record, sort_keys=True)
     return hashlib.sha1(text.encode()).hexdigest()[:16]
 
 
@@ -52,26 +89,27 @@ def _read(path) -> pd.DataFrame:
 
 
 def zero_shot_scores(archs: Sequence[Arch], *, workspace: Workspace, val_ds, val_images: int | None, data_key: str,
-                     device: str = "cpu", progress: bool = True) -> dict[str, float]:
-    """code -> mIoU (%) of each assembled distilled point on the first `val_images` images of `val_ds`
-    (cached; module docstring). `data_key` names the data and the size `val_ds` is scored at."""
+                     train_ds=None, bn_batches: int = BN_BATCHES, device: str = "cpu",
+                     progress: bool = True) -> dict[str, float]:
+    """code -> `score_point` of each point (cached; module docstring). `data_key` names the data and
+    the size `val_ds` is scored at; without `train_ds` nothing is recalibrated (bn_batches 0)."""
     from tqdm.auto import tqdm
 
-    from ffnet_nas.distill.assemble import assemble
     from ffnet_nas.distill.library import BlockLibrary
-    from ffnet_nas.training import evaluate
 
     library = BlockLibrary(workspace.library_dir)
     rows = library.rows()
     path = workspace.zero_shot_path
     table = _read(path)
     known = {(c, s): float(v) for c, s, v in zip(table["code"], table["signature"], table["zero_shot_miou"])}
-    wanted = {a.code: (a, signature(a, rows, val_images=val_images, data_key=data_key)) for a in archs}
+    bn_batches = bn_batches if train_ds is not None else 0
+    wanted = {a.code: (a, signature(a, rows, val_images=val_images, data_key=data_key, bn_batches=bn_batches))
+              for a in archs}
     todo = [(a, sig) for a, sig in wanted.values() if (a.code, sig) not in known]
     for arch, sig in tqdm(todo, desc="zero-shot mIoU", unit="point", disable=not progress or not todo,
                           dynamic_ncols=True):
-        model = assemble(arch, library)
-        known[(arch.code, sig)] = 100 * evaluate(model, val_ds, device=device, limit=val_images, progress=False).miou
+        known[(arch.code, sig)] = score_point(arch, library=library, val_ds=val_ds, val_images=val_images,
+                                              train_ds=train_ds, bn_batches=bn_batches, device=device)
         atomic_write_csv(path, pd.DataFrame([{"code": c, "signature": s, "zero_shot_miou": v}
                                              for (c, s), v in known.items()], columns=list(COLUMNS)))
     if todo:
@@ -123,4 +161,4 @@ def rerank(candidates: Sequence[dict], *, stage, scores: dict[str, float], refer
     return frame
 
 
-__all__ = ["RERANKED_COLUMNS", "rerank", "signature", "zero_shot_scores"]
+__all__ = ["BN_BATCHES", "RERANKED_COLUMNS", "recalibrate_bn", "rerank", "score_point", "signature", "zero_shot_scores"]

@@ -195,7 +195,8 @@ def _rerank(workspace: Workspace, request: SearchRequest, result, *, progress: b
     r = Resources.load(workspace, predictor_dir=folder, score_at=stage.meta.get("score_at", "train"))
     scores = zero_shot_scores([resolve(c["code"]) for c in ranked] + ([reference] if reference else []),
                               workspace=workspace, val_ds=r.val_ds, val_images=stage.meta.get("val_images"),
-                              data_key=zero_shot_data_key(r), device=request.device, progress=progress)
+                              data_key=zero_shot_data_key(r), train_ds=r.train_ds,
+                              bn_batches=int(stage.meta.get("bn_batches", 0)), device=request.device, progress=progress)
     frame = rerank(ranked, stage=stage, scores=scores, reference=reference)
     log.info("  re-ranked %d candidates by the zero-shot stage (LOO Kendall tau %.2f)", len(frame),
              stage.validation.kendall_tau)

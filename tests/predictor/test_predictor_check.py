@@ -27,7 +27,7 @@ TINY = {"base": "mobile", "name": "tiny", "stems": ["B"], "up_heads": ["B"], "se
         "first_strides": [1, 2], "pre_downs": [False], "input_size": "32x64"}
 CONFIG = finetune_config(steps=3, batch_size=2, checkpoint_every=1)
 VAL_IMAGES = 4
-QUANTITIES = {"seed0", "seed1", "images_b", "zero_shot", "short1", "grad_norm", "zico", "latency_ms"}
+QUANTITIES = {"seed0", "seed1", "images_b", "zero_shot", "zero_shot_bn", "short1", "grad_norm", "zico", "latency_ms"}
 
 
 def test_kendall_interval_is_scipys_tau_with_a_bootstrap_interval_around_it():
@@ -161,7 +161,7 @@ def test_the_check_measures_held_out_points_without_touching_the_run_and_resumes
     assert (ws.predictor_dir / "accuracy.json").read_bytes() == predictor_before
     assert not list(ws.predictor_check_dir.glob("*-seed*.pt"))  # resume states deleted once scored
     summary = json.loads((ws.predictor_check_dir / SUMMARY_FILE).read_text())
-    assert summary["n_points"] == 4 and len(summary["rankers"]) == len(check.rankers) == 10
+    assert summary["n_points"] == 4 and len(summary["rankers"]) == len(check.rankers) == 11
     # the search's second stage is checked too, from the zero-shot scores the check measured
     stage = next(r for r in check.rankers if "zero-shot stage" in r.name)
     assert stage.overall.n == 4 and all(np.isfinite(p["predicted_zero_shot"]) for p in summary["points"])

@@ -19,7 +19,7 @@ from ffnet_nas.predictors.load import load_zero_shot_predictor
 from ffnet_nas.space.searchspace import from_dict, get_space
 from ffnet_nas.stats import expected_gain, probability_greater
 from ffnet_nas.training import evaluate
-from ffnet_nas.zero_shot import rerank, zero_shot_scores
+from ffnet_nas.zero_shot import BN_BATCHES, recalibrate_bn, rerank, score_point, zero_shot_scores
 from tests.helpers.micro import micro_workdir
 
 HW = (32, 64)
@@ -111,6 +111,26 @@ def workdir(tmp_path_factory):
     return ws, space, design
 
 
+def test_recalibration_sets_batchnorm_statistics_to_the_average_over_the_batches_and_nothing_else():
+    import torch
+    from torch import nn
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Conv2d(4, 2, 1)).eval()
+    model[1].running_mean.fill_(5.0)
+    weights = {k: v.clone() for k, v in model.state_dict().items() if "running" not in k and "num_batches" not in k}
+    batches = [(torch.randn(4, 3, 8, 8) * (i + 1), None) for i in range(3)]
+    with torch.no_grad():
+        outs = [model[0](x) for x, _ in batches]
+    recalibrate_bn(model, batches)
+    means = torch.stack([o.mean(dim=(0, 2, 3)) for o in outs]).mean(0)
+    variances = torch.stack([o.transpose(0, 1).reshape(4, -1).var(dim=1, unbiased=True) for o in outs]).mean(0)
+    assert torch.allclose(model[1].running_mean, means, atol=1e-5)
+    assert torch.allclose(model[1].running_var, variances, rtol=1e-4)
+    assert not model.training
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in weights.items())
+
+
 def test_zero_shot_scores_are_the_assembled_models_miou_cached_by_what_they_depend_on(workdir):
     ws, space, design = workdir
     r = Resources.load(ws)
@@ -127,6 +147,12 @@ def test_zero_shot_scores_are_the_assembled_models_miou_cached_by_what_they_depe
     zero_shot_scores(design[:1], workspace=ws, val_ds=r.val_ds, val_images=2, data_key=key, progress=False)
     table = pd.read_csv(ws.zero_shot_path)
     assert len(table) == 3 and table["signature"].nunique() == 3
+    # recalibrated BatchNorm: its own signature, and the score of score_point
+    recal = zero_shot_scores(design[:1], workspace=ws, val_ds=r.val_ds, val_images=VAL_IMAGES, data_key=key,
+                             train_ds=r.train_ds, progress=False)
+    direct = score_point(design[0], library=ws.library_dir, val_ds=r.val_ds, val_images=VAL_IMAGES,
+                         train_ds=r.train_ds, bn_batches=BN_BATCHES)
+    assert recal[design[0].code] == pytest.approx(direct) and len(pd.read_csv(ws.zero_shot_path)) == 4
 
 
 def test_a_fit_writes_the_stage_and_the_search_lists_what_it_ranks_first(workdir):
@@ -137,7 +163,7 @@ def test_a_fit_writes_the_stage_and_the_search_lists_what_it_ranks_first(workdir
     fit_from_table(ws, val_images=VAL_IMAGES, progress=False)
     stage = load_zero_shot_predictor(ws.predictor_dir)
     assert stage is not None and stage.validation.n == 5 and stage.meta["val_images"] == VAL_IMAGES
-    assert stage.feature_names in ZERO_SHOT_FEATURE_SETS
+    assert stage.feature_names in ZERO_SHOT_FEATURE_SETS and stage.meta["bn_batches"] == BN_BATCHES
     loo = pd.read_csv(ws.predictor_dir / "loo.csv")
     assert {"zero_shot_miou", "zero_shot_loo_predicted_miou"} <= set(loo.columns)
     reference = design[0]
