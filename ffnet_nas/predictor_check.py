@@ -84,6 +84,10 @@ class PredictorCheck:
     predictor: str  # the folder of the predictor checked
     points: tuple[dict, ...]  # per point: code, stride, every quantity
     zero_shot_loo_tau: float = math.nan  # the zero-shot stage's leave-one-out tau (NaN: no stage)
+    # the run's re-ranked points (search/reranked.csv) that were then evaluated: the stage's own
+    # predicted-before-measured record
+    zero_shot_out_of_sample: Interval | None = None
+    zero_shot_out_of_sample_mae: float = math.nan
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -105,6 +109,10 @@ class PredictorCheck:
                       f"{self.out_of_sample_mae:.2f} mIoU; leave-one-out tau on its design {self.loo_tau:.2f}"
                       + (f" (zero-shot stage {self.zero_shot_loo_tau:.2f})." if math.isfinite(self.zero_shot_loo_tau)
                          else ".")]
+        if self.zero_shot_out_of_sample is not None:
+            lines.append(f"The zero-shot stage's: {self.zero_shot_out_of_sample.n} re-ranked points evaluated after the "
+                         f"search, tau {self.zero_shot_out_of_sample.text()}, mean abs error "
+                         f"{self.zero_shot_out_of_sample_mae:.2f} mIoU.")
         return "\n".join(lines)
 
 
@@ -220,10 +228,26 @@ def check_predictor(*, workspace: Workspace, space, k: int, config: TrainConfig,
                       loo_tau=predictor.validation.kendall_tau, predictor=workspace.relative(predictor_dir),
                       steps=config.steps, val_images=val_images)
     if stage is not None:
-        check = dataclasses.replace(check, zero_shot_loo_tau=float(stage.validation.kendall_tau))
+        check = dataclasses.replace(check, zero_shot_loo_tau=float(stage.validation.kendall_tau),
+                                    **_staged_record(workspace.search_dir / "reranked.csv", evaluated))
     atomic_write_json(folder / SUMMARY_FILE, check.to_dict())
     logger.info("predictor check: wrote %s and %s", folder / MEASUREMENTS_FILE, folder / SUMMARY_FILE)
     return check
+
+
+def _staged_record(reranked_path, evaluated: pd.DataFrame) -> dict:
+    """The zero-shot stage's predictions in the run's re-ranked list against what those points then
+    measured (distilled rows of `evaluated`); empty without the list."""
+    if not reranked_path.exists() or not len(evaluated):
+        return {}
+    listed = pd.read_csv(reranked_path)
+    if not {"code", "miou"} <= set(listed.columns):
+        return {}
+    measured = evaluated[evaluated["init"] == "distilled"].set_index("code")["measured_miou"]
+    both = listed[listed["code"].isin(measured.index)]
+    p, m = both["miou"].to_numpy(float), measured.loc[both["code"]].to_numpy(float)
+    return {"zero_shot_out_of_sample": kendall_interval(p, m),
+            "zero_shot_out_of_sample_mae": float(np.mean(np.abs(p - m))) if len(p) else math.nan}
 
 
 class _Store:

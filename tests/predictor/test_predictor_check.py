@@ -191,3 +191,17 @@ def test_the_check_refuses_what_it_cannot_measure(workdir, tmp_path):
         check_predictor(workspace=ws, k=4, **{**args, "short_steps": 3})
     with pytest.raises(InvalidInput, match="no accuracy predictor"):
         check_predictor(workspace=Workspace(tmp_path / "empty"), k=4, **args)
+
+
+def test_the_re_ranked_points_that_were_evaluated_are_the_stages_out_of_sample_record(tmp_path):
+    from ffnet_nas.predictor_check import _staged_record
+
+    listed = tmp_path / "reranked.csv"
+    assert _staged_record(listed, pd.DataFrame({"code": ["a"], "init": ["distilled"], "measured_miou": [1.0]})) == {}
+    pd.DataFrame({"code": list("abcde"), "miou": [50.0, 48.0, 46.0, 44.0, 30.0]}).to_csv(listed, index=False)
+    evaluated = pd.DataFrame({"code": list("abcdx"), "init": ["distilled"] * 3 + ["random", "distilled"],
+                              "measured_miou": [49.0, 49.5, 45.0, 10.0, 5.0]})
+    record = _staged_record(listed, evaluated)  # a, b, c: d was evaluated from random init, e never
+    assert record["zero_shot_out_of_sample"].n == 3
+    assert record["zero_shot_out_of_sample"].value == pytest.approx(scipy_stats.kendalltau([50, 48, 46], [49, 49.5, 45]).statistic)
+    assert record["zero_shot_out_of_sample_mae"] == pytest.approx((1 + 1.5 + 1) / 3)
