@@ -87,13 +87,13 @@ def fit_zero_shot_stage(workspace: Workspace, archs: Sequence[Arch], y: np.ndarr
     """(the zero-shot stage, the points' zero-shot mIoU) fitted on `archs` measured `y`, or None
     when the workdir has no teacher (the scores need its data and head) or there are too few points."""
     from ffnet_nas.evaluate import Resources
-    from ffnet_nas.zero_shot import BN_BATCHES, zero_shot_scores
+    from ffnet_nas.zero_shot import STAGE_BN_BATCHES, zero_shot_scores
 
     if len(archs) < 4 or not workspace.teacher_path.exists():
         return None
     r = Resources.load(workspace, score_at=score_at)
     scores = zero_shot_scores(archs, workspace=workspace, val_ds=r.val_ds, val_images=val_images,
-                              data_key=zero_shot_data_key(r), train_ds=r.train_ds, bn_batches=BN_BATCHES,
+                              data_key=zero_shot_data_key(r), train_ds=r.train_ds, bn_batches=STAGE_BN_BATCHES,
                               device=device, progress=progress)
     values = [scores[a.code] for a in archs]
     fits = []
@@ -101,7 +101,7 @@ def fit_zero_shot_stage(workspace: Workspace, archs: Sequence[Arch], y: np.ndarr
         x = np.stack([zero_shot_features(a, v, names) for a, v in zip(archs, values)])
         fits.append(fit_accuracy_predictor(x, y, codes=[a.code for a in archs], feature_names=names,
                                            meta={"val_images": val_images, "score_at": score_at,
-                                                 "bn_batches": BN_BATCHES, "n_evaluated": len(archs)}))
+                                                 "bn_batches": STAGE_BN_BATCHES, "n_evaluated": len(archs)}))
     return choose_by_loo_rank(fits), values
 
 

@@ -2,11 +2,12 @@
 
     scores = zero_shot_scores(archs, workspace=ws, val_ds=val_ds, val_images=64, data_key="synthetic@64x128")
 
-Each point is assembled from the block library (`ffnet_nas.distill.assemble`, exact), its BatchNorm
-statistics are recomputed on `bn_batches` fixed training batches (each block's statistics were
-gathered on the teacher's features, not on the features the blocks before it produce in this chain:
-Single Path One-Shot NAS recalibrates them before ranking subnets for the same reason), and it is
-scored on the first `val_images` images of `val_ds`, the images its fine-tuned score is taken on.
+Each point is assembled from the block library (`ffnet_nas.distill.assemble`, exact), optionally has
+its BatchNorm statistics recomputed on `bn_batches` fixed training batches (each block's statistics
+were gathered on the teacher's features, not on what the blocks before it produce in this chain;
+Single Path One-Shot NAS recalibrates before ranking subnets; here it ranked held-out points worse,
+so the stage does not: `STAGE_BN_BATCHES`), and is scored on the first `val_images` images of
+`val_ds`, the images its fine-tuned score is taken on.
 On held-out points of a quick run the raw score (no recalibration) ranked the fine-tuned models with
 Kendall tau 0.87 [0.71, 0.98] against the yardstick's own 0.80 (docs/results.md), so it is the
 zero-shot stage's feature (`ffnet_nas.predictors.accuracy.ZERO_SHOT_FEATURES`).
@@ -34,6 +35,11 @@ logger = logging.getLogger(__name__)
 
 COLUMNS = ("code", "signature", "zero_shot_miou")
 BN_BATCHES, BN_BATCH_SIZE = 8, 8  # 64 training images: the recalibration's cost is one short forward pass
+# The zero-shot stage scores points as distilled (no recalibration). Recalibrated, the score ranked
+# the quick run's 15 evaluated points better (LOO tau 0.87 vs 0.77) but 16 held-out points worse
+# (0.67 [0.35, 0.91] vs 0.87 [0.71, 0.98], fit-predictor --check; docs/results.md): the held-out
+# check is the test that counts, so recalibration stays an option the check keeps measuring.
+STAGE_BN_BATCHES = 0
 
 
 def recalibrate_bn(model, batches) -> None:
@@ -161,4 +167,4 @@ def rerank(candidates: Sequence[dict], *, stage, scores: dict[str, float], refer
     return frame
 
 
-__all__ = ["BN_BATCHES", "RERANKED_COLUMNS", "recalibrate_bn", "rerank", "score_point", "signature", "zero_shot_scores"]
+__all__ = ["BN_BATCHES", "STAGE_BN_BATCHES", "RERANKED_COLUMNS", "recalibrate_bn", "rerank", "score_point", "signature", "zero_shot_scores"]

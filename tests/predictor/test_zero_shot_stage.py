@@ -19,7 +19,7 @@ from ffnet_nas.predictors.load import load_zero_shot_predictor
 from ffnet_nas.space.searchspace import from_dict, get_space
 from ffnet_nas.stats import expected_gain, probability_greater
 from ffnet_nas.training import evaluate
-from ffnet_nas.zero_shot import BN_BATCHES, recalibrate_bn, rerank, score_point, zero_shot_scores
+from ffnet_nas.zero_shot import BN_BATCHES, STAGE_BN_BATCHES, recalibrate_bn, rerank, score_point, zero_shot_scores
 from tests.helpers.micro import micro_workdir
 
 HW = (32, 64)
@@ -163,7 +163,7 @@ def test_a_fit_writes_the_stage_and_the_search_lists_what_it_ranks_first(workdir
     fit_from_table(ws, val_images=VAL_IMAGES, progress=False)
     stage = load_zero_shot_predictor(ws.predictor_dir)
     assert stage is not None and stage.validation.n == 5 and stage.meta["val_images"] == VAL_IMAGES
-    assert stage.feature_names in ZERO_SHOT_FEATURE_SETS and stage.meta["bn_batches"] == BN_BATCHES
+    assert stage.feature_names in ZERO_SHOT_FEATURE_SETS and stage.meta["bn_batches"] == STAGE_BN_BATCHES
     loo = pd.read_csv(ws.predictor_dir / "loo.csv")
     assert {"zero_shot_miou", "zero_shot_loo_predicted_miou"} <= set(loo.columns)
     reference = design[0]
