@@ -81,7 +81,9 @@ def test_fit_predictor_cli_reports_loo_ranks(workdir, capsys):
     assert code == 0, out
     assert "leave-one-out Kendall tau" in out and "fine-tuned points" in out
     loo = pd.read_csv(workdir.predictor_dir / "loo.csv")
-    assert len(loo) >= 4 and set(loo.columns) == {"code", "measured_miou", "loo_predicted_miou"}
+    assert len(loo) >= 4 and set(loo.columns) == {"code", "measured_miou", "loo_predicted_miou", "zero_shot_miou",
+                                                  "zero_shot_loo_predicted_miou"}
+    assert "zero-shot stage" in out and (workdir.predictor_dir / "zero_shot.json").exists()
     again = fit_from_table(workdir)  # refit on the table alone gives the same model
     assert again.validation.n == len(loo)
     # leave-one-out means it: each point's figure is the prediction of a fit on all the other points
