@@ -42,7 +42,8 @@ def library_nsr(workspace: Workspace) -> dict[tuple[str, str], float]:
 
 
 def fit_from_table(workspace: Workspace, *, out_dir: str | Path | None = None, val_images: int | None = None,
-                   score_at: str = "train", device: str = "cpu", progress: bool = True) -> AccuracyPredictor:
+                   score_at: str = "train", device: str = "cpu", progress: bool = True,
+                   lut: str | None = None) -> AccuracyPredictor:
     """Refit on every usable evaluated row; saves the predictor, the zero-shot stage (its scores
     on the first `val_images` validation images at `score_at`, as the rows were scored) and the
     LOO table in `out_dir` (default: the workdir's predictor folder)."""
@@ -62,7 +63,7 @@ def fit_from_table(workspace: Workspace, *, out_dir: str | Path | None = None, v
     out_dir = Path(out_dir) if out_dir is not None else workspace.predictor_dir
     archs = [a for a, _ in usable]
     stage = fit_zero_shot_stage(workspace, archs, y, val_images=val_images, score_at=score_at, device=device,
-                                progress=progress)
+                                progress=progress, lut=lut)
     loo = {"code": [a.code for a in archs], "measured_miou": y, "loo_predicted_miou": predictor.validation.loo_predictions}
     if stage is not None:
         stage, scores = stage
@@ -83,7 +84,7 @@ def _save_if_changed(predictor: AccuracyPredictor, path: Path) -> AccuracyPredic
 
 
 def fit_zero_shot_stage(workspace: Workspace, archs: Sequence[Arch], y: np.ndarray, *, val_images: int | None,
-                        score_at: str = "train", device: str = "cpu", progress: bool = True):
+                        score_at: str = "train", device: str = "cpu", progress: bool = True, lut: str | None = None):
     """(the zero-shot stage, the points' zero-shot mIoU) fitted on `archs` measured `y`, or None
     when the workdir has no teacher (the scores need its data and head) or there are too few points."""
     from ffnet_nas.evaluate import Resources
@@ -91,7 +92,8 @@ def fit_zero_shot_stage(workspace: Workspace, archs: Sequence[Arch], y: np.ndarr
 
     if len(archs) < 4 or not workspace.teacher_path.exists():
         return None
-    r = Resources.load(workspace, score_at=score_at)
+    # lut: the table the rows were timed with (a workdir may hold several; with score_at "input" it sets the size)
+    r = Resources.load(workspace, score_at=score_at, lut=lut)
     scores = zero_shot_scores(archs, workspace=workspace, val_ds=r.val_ds, val_images=val_images,
                               data_key=zero_shot_data_key(r), train_ds=r.train_ds, bn_batches=STAGE_BN_BATCHES,
                               device=device, progress=progress)
@@ -140,7 +142,8 @@ def fit_predictor(*, workspace: Workspace, space, n: int, config: TrainConfig, v
                            f"{', '.join(blocks)}; run 'ffnet-nas distill --space {space.name}' first")
     evaluate_points(points, workspace=workspace, config=config, val_images=val_images, device=device, progress=progress,
                     lut=lut, scheduler=scheduler, score_at=score_at)
-    return fit_from_table(workspace, val_images=val_images, score_at=score_at, device=device, progress=progress)
+    return fit_from_table(workspace, val_images=val_images, score_at=score_at, device=device, progress=progress,
+                          lut=lut)
 
 
 def structure_class(arch: Arch) -> tuple[int, int, bool]:

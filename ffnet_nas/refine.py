@@ -128,7 +128,7 @@ def _round(index: int, *, workspace: Workspace, request: RefineRequest, progress
     ws = workspace
     fitted = steps.fit_predictor(workspace=ws, progress=progress, request=steps.PredictorRequest(
         refit_only=True, reuse=True, out_dir=ws.round_predictor_dir(index),  # reuse: fitted before a kill, keep it
-        val_images=request.val_images, score_at=request.score_at, device=request.device))
+        val_images=request.val_images, score_at=request.score_at, device=request.device, lut=request.lut))
     v = fitted.predictor.validation
     logger.info("  round %d: predictor refitted on %d evaluated points (LOO Kendall tau %.2f) -> %s",
                 index, v.n, v.kendall_tau, fitted.folder)

@@ -71,13 +71,14 @@ def _read(path) -> pd.DataFrame:
 
 
 def second_seed_scores(archs: list[Arch], *, workspace: Workspace, config: TrainConfig, val_images: int | None,
-                       device: str = "cpu", score_at: str = "train", progress: bool = True) -> dict[str, tuple[float, float]]:
+                       device: str = "cpu", score_at: str = "train", progress: bool = True,
+                       lut: str | None = None) -> dict[str, tuple[float, float]]:
     """code -> (mIoU on the first `val_images` images, on the images after them: NaN when there are
     none) of each point fine-tuned from its distilled blocks under `config` (cached: module docstring)."""
     from ffnet_nas.distill.assemble import assemble
     from ffnet_nas.training import evaluate, train
 
-    r = Resources.load(workspace, score_at=score_at)
+    r = Resources.load(workspace, score_at=score_at, lut=lut)  # lut: the run's table, when the workdir holds several
     setting = _setting(config, val_images, r.score_hw)
     path = workspace.second_seed_path
     table = _read(path)
@@ -121,14 +122,15 @@ def judge(first: dict[str, tuple[float, float]], second: dict[str, tuple[float, 
 
 
 def check_win(*, workspace: Workspace, best: dict, reference: dict, config: TrainConfig, val_images: int | None,
-              device: str = "cpu", score_at: str = "train", progress: bool = True) -> WinCheck:
+              device: str = "cpu", score_at: str = "train", progress: bool = True, lut: str | None = None) -> WinCheck:
     """`best` and `reference`: evaluated rows with measured_miou and held_out_miou (the run's summary
     rows, fine-tuned under `config.seed`); both are fine-tuned again under `config.seed + 1`."""
     nan = math.nan
     first = {row["code"]: (float(row["measured_miou"]), float(row.get("held_out_miou") or nan)) for row in (best, reference)}
     other = dataclasses.replace(config, seed=config.seed + 1)
     second = second_seed_scores([Arch.parse(best["code"]), Arch.parse(reference["code"])], workspace=workspace,
-                                config=other, val_images=val_images, device=device, score_at=score_at, progress=progress)
+                                config=other, val_images=val_images, device=device, score_at=score_at, progress=progress,
+                                lut=lut)
     return judge(first, second, best=best["code"], reference=reference["code"], seeds=(config.seed, other.seed))
 
 

@@ -220,8 +220,8 @@ def fit_accuracy_predictor(
     if len(y) < 4:
         raise InvalidInput(f"need at least 4 evaluated points to fit and validate the accuracy predictor; got {len(y)} "
                            "(run 'ffnet-nas evaluate' on more points or 'ffnet-nas fit-predictor --n N')")
-    if x.ndim != 2 or x.shape[1] != len(feature_names):
-        raise ValueError(f"x has shape {x.shape}; expected (points, {len(feature_names)}) for {feature_names}")
+    if x.ndim != 2:
+        raise ValueError(f"x has shape {x.shape}; expected (points, features)")
     best = min(alphas, key=lambda a: float(np.mean((_loo(x, y, a) - y) ** 2)))
     loo = _loo(x, y, best)
     mean, scale, coef, y0 = _ridge(x, y, best)

@@ -71,7 +71,8 @@ def _refit_request(args: argparse.Namespace, workspace):
 
     settings = run_settings(workspace) if args.val_images is None else None
     val_images, score_at = (settings.val_images, settings.score_at) if settings is not None else (args.val_images, "train")
-    return steps.PredictorRequest(refit_only=True, val_images=val_images, score_at=score_at, device=args.device)
+    return steps.PredictorRequest(refit_only=True, val_images=val_images, score_at=score_at, device=args.device,
+                                  lut=args.lut)
 
 
 def _check(args: argparse.Namespace, workspace) -> int:

@@ -70,7 +70,7 @@ def fit_predictor(*, workspace: Workspace, request: PredictorRequest, progress: 
             return PredictorResult(predictor=stored, folder=folder, fitted_now=False)
     if request.refit_only:
         predictor = fit_from_table(workspace, out_dir=folder, val_images=request.val_images, score_at=request.score_at,
-                                   device=request.device, progress=progress)
+                                   device=request.device, progress=progress, lut=request.lut)
     else:
         if request.space is None or request.finetune is None:
             raise TypeError("PredictorRequest: space and finetune are needed to evaluate a design (or refit_only=True)")
@@ -192,7 +192,7 @@ def _rerank(workspace: Workspace, request: SearchRequest, result, *, progress: b
     excluded = {v.arch.code for v in variants()} | ({reference.code} if reference else set())
     ranked = [r for r in tables.top_k(result.extra["rows"], result.pareto.to_dict("records"), len(result.extra["rows"]))
               if r["code"] not in excluded][:request.rerank]
-    r = Resources.load(workspace, predictor_dir=folder, score_at=stage.meta.get("score_at", "train"))
+    r = Resources.load(workspace, predictor_dir=folder, score_at=stage.meta.get("score_at", "train"), lut=request.lut)
     scores = zero_shot_scores([resolve(c["code"]) for c in ranked] + ([reference] if reference else []),
                               workspace=workspace, val_ds=r.val_ds, val_images=stage.meta.get("val_images"),
                               data_key=zero_shot_data_key(r), train_ds=r.train_ds,
