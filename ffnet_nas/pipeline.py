@@ -242,7 +242,7 @@ def _search(ctx, summary: RunSummary, *, lut: str, published_ms: dict[str, float
         study_per_predictors=True, lut=lut,  # the table this run measured, not any other
         out_dir=ctx.workspace.search_dir, evaluate_top=b.evaluate.top,
         # the points sent to full evaluation: the likeliest to beat the reference (zero-shot stage)
-        rerank=b.search.rerank, reference=summary.reference, device=ctx.device))
+        rerank=b.search.rerank, reference=summary.reference, device=ctx.device, sole_writer=True))
     logger.info("  %d trials; Pareto table -> %s", found.result.n_complete, found.paths["pareto"])
     summary.files["search"] = str(found.paths["pareto"])
     if "reranked" in found.paths:

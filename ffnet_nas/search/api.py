@@ -90,6 +90,7 @@ def run_search(
     durable: bool = False,
     complexity_cache: ComplexityCache | None = None,
     exhaustive: bool | None = None,
+    sole_writer: bool = False,
 ) -> SearchResult:
     """Search `space` until the study holds `n_trials` COMPLETE trials; return its front.
 
@@ -102,6 +103,7 @@ def run_search(
     `EXHAUSTIVE_MAX_POINTS` points and the predictors have the form the tables reproduce (checked
     on random points); NSGA-II then runs the rest of the `n_trials`. False: the sampler alone; True
     insists (an error when the space, sampler or predictors do not allow it).
+    sole_writer: no other process can write this study (see `study.fail_stale_trials`).
     """
     space = get_space(space)
     targets = parse_targets(targets) if targets is None or isinstance(targets, str) else tuple(targets)
@@ -114,7 +116,7 @@ def run_search(
         sampler_obj = st.make_sampler(sampler, seed=seed)
         study = st.open_study(storage=storage_obj, study_name=study_name, sampler=sampler_obj,
                               ident=st.identity(space, targets, objective_id))
-        stale = st.fail_stale_trials(study)
+        stale = st.fail_stale_trials(study, sole_writer=sole_writer)
         objective = st.Objective(space, predict_latency_ms, predict_miou, targets, cache)
         t0 = time.perf_counter()
         st.enqueue_published(study, space)

@@ -128,8 +128,14 @@ def enqueue_published(study, space: SearchSpace) -> int:
     return len(published)
 
 
-def fail_stale_trials(study) -> int:
-    """Mark FAIL the RUNNING trials whose worker on this host is gone (or that never claimed a worker)."""
+def fail_stale_trials(study, *, sole_writer: bool = False) -> int:
+    """Mark FAIL the RUNNING trials whose worker on this host is gone (or that never claimed a worker).
+
+    A trial is RUNNING from Optuna's `ask` on, but records its worker only when the objective starts,
+    after the sampler has chosen its parameters (NSGA-II reads every trial to do so): a kill in
+    between leaves a trial nobody claimed, which another worker may still be about to claim, so it
+    counts as abandoned only after `_UNCLAIMED_GRACE_S`. `sole_writer`: no other worker can be
+    writing this study (`run` holds its workdir's lock exclusively), so every unclaimed one is."""
     import datetime as dt
 
     from optuna.trial import TrialState
@@ -141,7 +147,7 @@ def fail_stale_trials(study) -> int:
         worker = t.user_attrs.get("worker")
         if worker is None:
             start = t.datetime_start or now
-            stale = (now - start).total_seconds() > _UNCLAIMED_GRACE_S
+            stale = sole_writer or (now - start).total_seconds() > _UNCLAIMED_GRACE_S
         else:
             w_host, _, pid = worker.rpartition(":")
             stale = w_host == host and pid.isdigit() and not _alive(int(pid))

@@ -109,6 +109,9 @@ class SearchRequest:
     rerank: int = 0
     reference: str | None = None  # code or name of the published variant to beat (None: rank by mean)
     device: str = "cpu"  # where the zero-shot scores are computed
+    # no other process writes the study (`run` holds the workdir lock exclusively and uses the
+    # workdir's journal): a trial left RUNNING without a worker is abandoned at once
+    sole_writer: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.rerank, bool) or not isinstance(self.rerank, int) or self.rerank < 0:
@@ -147,7 +150,8 @@ def search(*, workspace: Workspace, request: SearchRequest, progress: bool = Tru
     result = run_search(space=request.space, predict_latency_ms=preds.latency_ms, predict_miou=preds.miou,
                         targets=request.targets, n_trials=request.trials, sampler=request.sampler, storage=storage,
                         study_name=study, seed=request.seed, objective_id=preds.objective_id,
-                        num_classes=request.num_classes, progress=progress, durable=request.durable)
+                        num_classes=request.num_classes, progress=progress, durable=request.durable,
+                        sole_writer=request.sole_writer)
     reranked = _rerank(workspace, request, result, progress=progress) if request.rerank else None
     top = [] if not request.evaluate_top else (
         list(reranked["code"][:request.evaluate_top]) if reranked is not None
