@@ -11,12 +11,10 @@ from ffnet_nas.search.targets import parse_targets
 from ffnet_nas.predictors.accuracy import AccuracyPredictor
 from ffnet_nas.space import Arch
 from ffnet_nas.space.searchspace import from_dict
-from tests.helpers.micro import micro_workdir
+from tests.helpers.micro import TINY_SPACE, micro_workdir
 
 HW = (32, 64)
-TINY = {"base": "mobile", "name": "tiny", "stems": ["B"], "up_heads": ["B"], "seg_heads": ["B", "C"],
-        "stages": {4: {"depths": [[1, 2], [1], [1], [2, 1]], "widths": [[16], [32], [48], [64]]}},
-        "first_strides": [1, 2], "pre_downs": [False], "input_size": "32x64"}
+TINY = TINY_SPACE
 CONFIG = finetune_config(steps=2, batch_size=2, checkpoint_every=1)
 VAL_IMAGES = 4
 

@@ -11,12 +11,10 @@ from ffnet_nas.budgets import finetune_config
 from ffnet_nas.evaluate import evaluate_points, held_out_miou, read_evaluated
 from ffnet_nas.space.searchspace import from_dict
 from ffnet_nas.win_check import check_win, judge, second_seed_scores
-from tests.helpers.micro import micro_workdir
+from tests.helpers.micro import TINY_SPACE, micro_workdir
 
 HW = (32, 64)
-TINY = {"base": "mobile", "name": "tiny", "stems": ["B"], "up_heads": ["B"], "seg_heads": ["B", "C"],
-        "stages": {4: {"depths": [[1, 2], [1], [1], [2, 1]], "widths": [[16], [32], [48], [64]]}},
-        "first_strides": [1, 2], "pre_downs": [False], "input_size": "32x64"}
+TINY = TINY_SPACE
 CONFIG = finetune_config(steps=2, batch_size=2, checkpoint_every=1)
 VAL_IMAGES = 4
 

@@ -17,6 +17,10 @@ from ffnet_nas.space import build_model
 from ffnet_nas.space.searchspace import from_dict
 from ffnet_nas.workspace import Workspace
 
+# a tiny 4-stage space (12 points, both first strides, two seg heads): the evaluation tests' default
+TINY_SPACE = {"base": "mobile", "name": "tiny", "stems": ["B"], "up_heads": ["B"], "seg_heads": ["B", "C"],
+              "stages": {4: {"depths": [[1, 2], [1], [1], [2, 1]], "widths": [[16], [32], [48], [64]]}},
+              "first_strides": [1, 2], "pre_downs": [False], "input_size": "32x64"}
 TEACHER_CODE = "stemB-basic-d1.1.1.1-w16.32.48.64-s1-upB-segB-nearest"
 # a latency table in well under a second a unit: good enough to have one, not to trust its figures
 FAST_PROTOCOL = Protocol(warmup_runs=1, warmup_s=0.0, min_repeats=3, max_repeats=4, rel_tol=0.5, max_seconds=0.2)

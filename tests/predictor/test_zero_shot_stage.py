@@ -20,12 +20,10 @@ from ffnet_nas.space.searchspace import from_dict, get_space
 from ffnet_nas.stats import expected_gain, probability_greater
 from ffnet_nas.training import evaluate
 from ffnet_nas.zero_shot import BN_BATCHES, STAGE_BN_BATCHES, recalibrate_bn, rerank, score_point, zero_shot_scores
-from tests.helpers.micro import micro_workdir
+from tests.helpers.micro import TINY_SPACE, micro_workdir
 
 HW = (32, 64)
-TINY = {"base": "mobile", "name": "tiny", "stems": ["B"], "up_heads": ["B"], "seg_heads": ["B", "C"],
-        "stages": {4: {"depths": [[1, 2], [1], [1], [2, 1]], "widths": [[16], [32], [48], [64]]}},
-        "first_strides": [1, 2], "pre_downs": [False], "input_size": "32x64"}
+TINY = TINY_SPACE
 VAL_IMAGES = 4
 
 
