@@ -13,9 +13,13 @@ input size, threads):
 
 1. a table named explicitly (`--lut NAME`: its slug, or its CSV path) wins; a name that is not
    there is an error listing the tables that are;
+   `--lut` may also be the device name an imported table records (`import-latency --device-name
+   "Galaxy S24"`, any case), when exactly one table was imported from that device;
 2. otherwise the tables that fit what the caller asks: the input size (the space's, or the
    teacher's for a full evaluation and the report; only a report without a teacher leaves it
-   open), and the device kind, dtype, backend and threads when the caller knows them;
+   open), and the device kind, dtype, backend and threads when the caller knows them. An imported
+   table (`ext-...`) fits by the settings its metadata records (device kind `external`, so a caller
+   that asks for `cpu` or `cuda` never gets one; one that asks for no device does);
 3. exactly one fits: that one. None fits although the folder holds tables: an error naming them
    and how to make or pick one. Several fit: an error listing them and saying `--lut NAME`. An
    empty or missing folder: None (the caller says which command makes one, or runs without).
@@ -90,6 +94,11 @@ def choose_lut(*, lut_dir: str | Path, input_hw: tuple[int, int] | None, lut: st
     if lut:
         named = [p for p in found if p.stem == lut or str(p) == str(lut)]
         if not named:
+            named = [p for p in found if (imported_device(p) or "").casefold() == str(lut).casefold()]
+            if len(named) > 1:
+                raise InvalidInput(f"--lut {lut!r}: {len(named)} tables were imported from that device "
+                                   f"({', '.join(p.stem for p in named)}): expected one of their names")
+        if not named:
             raise InvalidInput(f"no latency table {lut!r} in {str(lut_dir)!r}: expected one of "
                                f"{', '.join(p.stem for p in found) or '(none)'}{closest(lut, [p.stem for p in found])}")
         return named[0]
@@ -98,7 +107,7 @@ def choose_lut(*, lut_dir: str | Path, input_hw: tuple[int, int] | None, lut: st
     asked = {"input_hw": tuple(input_hw) if input_hw is not None else None,
              "device": device.split(":")[0] if device else None, "dtype": dtype, "backend": backend, "threads": threads}
     asked = {k: v for k, v in asked.items() if v is not None}
-    fitting = [p for p in found if _fits(slug_settings(p.stem), asked)]
+    fitting = [p for p in found if _fits(table_settings(p), asked)]
     if len(fitting) == 1:
         return fitting[0]
     what = f"space {space_name!r}" if space_name else "this run"
@@ -110,6 +119,42 @@ def choose_lut(*, lut_dir: str | Path, input_hw: tuple[int, int] | None, lut: st
     make = f"ffnet-nas measure-latency --space {space_name}" if space_name else "ffnet-nas measure-latency"
     raise InvalidInput(f"no latency table in {str(lut_dir)!r} is measured{at}" + (f" with {wanted}" if wanted else "")
                        + f" ({what}); have {', '.join(p.stem for p in found)}: run {make}, or pass --lut NAME")
+
+
+def _external_spec(csv_path: Path) -> dict | None:
+    """The spec an imported table's metadata records, or None (not imported, or unreadable: such a
+    table can still be named; loading it says what is wrong)."""
+    import json
+
+    if not csv_path.stem.startswith("ext-"):
+        return None
+    try:
+        spec = json.loads(csv_path.with_suffix(".json").read_text()).get("spec")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return spec if isinstance(spec, dict) and spec.get("device") == "external" else None
+
+
+def imported_device(csv_path: Path) -> str | None:
+    """The device name an imported table was measured on (`import-latency --device-name`), else None."""
+    spec = _external_spec(Path(csv_path))
+    return str(spec.get("device_name")) if spec is not None else None
+
+
+def table_settings(csv_path: Path) -> dict | None:
+    """The settings a table fits by: its slug's, or for an imported table its metadata's (the device
+    kind `external`; its threads are the device's, not ours to name, so a caller asking for threads
+    never gets one)."""
+    settings = slug_settings(csv_path.stem)
+    if settings is not None:
+        return settings
+    spec = _external_spec(csv_path)
+    try:
+        return None if spec is None else {
+            "device": "external", "dtype": str(spec["dtype"]), "backend": str(spec["backend"]),
+            "batch": int(spec["batch"]), "input_hw": tuple(int(v) for v in spec["input_hw"]), "threads": None}
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def _fits(settings: dict | None, asked: dict) -> bool:

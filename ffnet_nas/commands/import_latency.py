@@ -50,7 +50,8 @@ def run(args: argparse.Namespace) -> int:
     t = r.table
     print(f"latency table: {t.path} ({r.n_units} keys, {t.spec.device_name}, {t.meta['external']['runtime']}, "
           f"{t.spec.dtype}, toolchain {t.meta['external']['toolchain']}) + {t.path.with_suffix('.json')}; "
-          f"use it with --lut {t.path.stem}")
+          f"use it with --lut {t.path.stem} or --lut {t.spec.device_name!r} (it is chosen without either "
+          f"where it is the only table at {t.spec.input_hw[0]}x{t.spec.input_hw[1]})")
     if r.calibration is not None:
         c = r.calibration
         print(f"calibration ({c.model}): measured = {c.a:.4f} * sum + {c.b:.3f} ms on {c.n_points} networks "

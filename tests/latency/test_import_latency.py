@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from ffnet_nas.cli import main
+from ffnet_nas.space.errors import InvalidInput
 
 SPACE = {"base": "mobile", "name": "tiny", "stems": ["B"],
          "stages": {4: {"depths": [[1, 2], [1, 2], [1], [1]], "widths": [[16], [32], [48], [64]]}},
@@ -82,9 +83,17 @@ def test_round_trip_agrees_with_the_onnxruntime_backend(exported, tmp_path, caps
     meta = json.loads(imported.with_suffix(".json").read_text())
     assert meta["external"]["device_name"] == "Galaxy S24" and meta["external"]["precision"] == "fp32"
     assert meta["external"]["runtime"] == "onnxruntime 1.x (stand-in)" and meta["external"]["toolchain"] == "unrecorded"
+    # the only table at its size: chosen without a name, and by its device name in any case
+    assert choose_lut(lut_dir=lut, input_hw=(32, 64)) == imported
+    assert choose_lut(lut_dir=lut, input_hw=(32, 64), lut="galaxy s24") == imported
     assert main(["measure-latency", "--space", str(tmp_path / "tiny.yaml"), "--workdir", str(tmp_path / "w"),
                  "--backend", "onnxruntime", "--calibrate", str(N_CAL), "--rounds", "1", *FAST]) == 0
     direct = lut / "cpu-fp32-onnxruntime-b1-32x64-t1.csv"
+    # two tables at one size: a command that names no device must be told which; one timing here gets its own
+    with pytest.raises(InvalidInput, match="several latency tables.*cpu-fp32-onnxruntime.*ext-galaxy-s24"):
+        choose_lut(lut_dir=lut, input_hw=(32, 64))
+    assert choose_lut(lut_dir=lut, input_hw=(32, 64), device="cpu") == direct
+    assert choose_lut(lut_dir=lut, input_hw=(32, 64), lut="Galaxy S24") == imported
     space = get_space(str(tmp_path / "tiny.yaml"))
     for arch in space.sample_many(space.size, seed=0):
         a, b = predict_latency(arch, imported), predict_latency(arch, direct)

@@ -87,3 +87,37 @@ def test_an_undefined_rank_correlation_is_stored_as_null_and_read_back_as_nan(tm
     assert stored["validation"]["kendall_tau"] is None and stored["validation"]["spearman"] is None
     again = AccuracyPredictor.load(path)
     assert math.isnan(again.validation.kendall_tau) and again.validation.n == 5
+
+
+def _imported(lut_dir, device_name, dtype="int8", hw=(64, 128)):
+    from ffnet_nas.predictors.latency.lut import LutSpec
+
+    spec = LutSpec(device="external", device_name=device_name, dtype=dtype, backend="tflite-2-16", batch=1,
+                   input_hw=hw, threads=1, num_classes=8)
+    lut_dir.mkdir(exist_ok=True)
+    (lut_dir / f"{spec.slug}.csv").write_text("key\n")
+    (lut_dir / f"{spec.slug}.json").write_text(json.dumps({"spec": spec.to_dict()}))
+    return lut_dir / f"{spec.slug}.csv"
+
+
+def test_an_imported_table_fits_by_its_metadata_and_answers_to_its_device_name(tmp_path):
+    lut = tmp_path / "lut"
+    s24 = _imported(lut, "Galaxy S24")
+    assert choose_lut(lut_dir=lut, input_hw=(64, 128)) == s24  # the only table at the size: no name needed
+    assert choose_lut(lut_dir=lut, input_hw=(64, 128), dtype="int8") == s24
+    with pytest.raises(InvalidInput, match="no latency table .*measured at 32x64"):
+        choose_lut(lut_dir=lut, input_hw=(32, 64))
+    with pytest.raises(InvalidInput, match="with device=cpu"):  # a command timing here never gets a phone's table
+        choose_lut(lut_dir=lut, input_hw=(64, 128), device="cpu")
+    cpu = _table(lut, "cpu-fp32-eager-b1-64x128-t1")
+    with pytest.raises(InvalidInput, match="several latency tables"):
+        choose_lut(lut_dir=lut, input_hw=(64, 128))
+    assert choose_lut(lut_dir=lut, input_hw=(64, 128), device="cpu") == cpu
+    assert choose_lut(lut_dir=lut, input_hw=(64, 128), lut="GALAXY s24") == s24
+    pixel = _imported(lut, "Pixel 8", dtype="fp16")
+    assert choose_lut(lut_dir=lut, input_hw=(64, 128), dtype="fp16") == pixel
+    _imported(lut, "Galaxy S24", dtype="fp16")
+    with pytest.raises(InvalidInput, match="2 tables were imported from that device"):
+        choose_lut(lut_dir=lut, input_hw=(64, 128), lut="galaxy s24")
+    (lut / f"{s24.stem}.json").write_text("{not json")  # unreadable metadata: only its name picks it
+    assert choose_lut(lut_dir=lut, input_hw=(64, 128), lut=s24.stem) == s24
