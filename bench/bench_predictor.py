@@ -1,7 +1,8 @@
 """Does the accuracy predictor rank points the run never evaluated, and better than the trivial rules?
 
     .venv/bin/python -m bench.bench_predictor --workdir runs/quick [--k 16] [--draw-seed 0] [--short-steps 10]
-                                              [--steps N] [--val-images N] [--val-split N] [--out DIR]
+                                              [--steps N] [--val-images N] [--val-split N] [--fewer-images N]
+                                              [--out DIR]
 
 On a finished `ffnet-nas run` workdir: `ffnet_nas.predictor_check.check_predictor` with the run's own
 space, fine-tuning and scoring (its run_summary.json). K never-evaluated points, each fine-tuned
@@ -14,7 +15,8 @@ is missing (WORKDIR/predictor/check/measurements.csv). Prints the Markdown table
 The yardstick experiments of issue 13 change how a point is measured: `--steps` (fine-tuning steps),
 `--val-images` (images scored), `--val-split` (embedded validation images generated). Each such
 run needs its own `--out` folder (a copy of the workdir is made there first), or the measurements
-of one protocol would resume another's.
+of one protocol would resume another's. `--fewer-images N` also scores each seed's fine-tuned
+model on the first N images: the yardstick at two image counts on the very same weights.
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None, help="fine-tuning steps (default: the run's)")
     parser.add_argument("--val-images", type=int, default=None, help="images scored (default: the run's)")
     parser.add_argument("--val-split", type=int, default=None, help="embedded validation images generated")
+    parser.add_argument("--fewer-images", type=int, default=None,
+                        help="also score every seed's model on the first N images (the yardstick at two image counts)")
     parser.add_argument("--out", default=None, help="copy the workdir here first (for a changed protocol)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -62,7 +66,7 @@ def main() -> None:
     check = check_predictor(workspace=workspace, space=get_search_space(settings.space), k=args.k, config=config,
                             val_images=args.val_images or settings.val_images, score_at=settings.score_at,
                             short_steps=args.short_steps, draw_seed=args.draw_seed, device=args.device,
-                            val_split=args.val_split)
+                            val_split=args.val_split, fewer_images=args.fewer_images)
     print(check.table())
     print(f"\n({time.perf_counter() - t0:.0f} s; figures in {workspace.predictor_check_dir})")
 

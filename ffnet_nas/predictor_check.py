@@ -88,6 +88,11 @@ class PredictorCheck:
     # predicted-before-measured record
     zero_shot_out_of_sample: Interval | None = None
     zero_shot_out_of_sample_mae: float = math.nan
+    # the same seeds' models scored on the first `fewer_images` images only (None: not measured)
+    fewer_images: int | None = None
+    yardstick_fewer: Interval | None = None
+    yardstick_fewer_within: Interval | None = None
+    seed_difference_fewer: float = math.nan
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -103,6 +108,10 @@ class PredictorCheck:
                  f"| {self.yardstick.text()} | {self.yardstick_within.text()} |",
                  f"| seed {a} scored on the next images (scoring noise alone; mean abs difference "
                  f"{self.scoring_difference:.2f} mIoU) | {self.scoring.text()} | |"]
+        if self.yardstick_fewer is not None:
+            lines.append(f"| the other seed, both scored on the first {self.fewer_images} images only (the same weights; "
+                         f"mean abs difference {self.seed_difference_fewer:.2f} mIoU) | {self.yardstick_fewer.text()} | "
+                         f"{self.yardstick_fewer_within.text()} |")
         lines += [f"| {r.name} | {r.overall.text()} | {r.within.text()} |" for r in self.rankers]
         lines += ["", f"The run's own out-of-sample record ({self.predictor}): {self.out_of_sample.n} points predicted "
                       f"before they were measured, tau {self.out_of_sample.text()}, mean abs error "
@@ -173,10 +182,12 @@ def draw_points(space, k: int, *, seed: int, exclude: set[str], nsr) -> list[Arc
 def check_predictor(*, workspace: Workspace, space, k: int, config: TrainConfig, val_images: int | None,
                     seeds: Sequence[int] = (0, 1), short_steps: int = 10, draw_seed: int = 0, device: str = "cpu",
                     lut: str | None = None, score_at: str = "train", val_split: int | None = None,
-                    progress: bool = True) -> PredictorCheck:
+                    fewer_images: int | None = None, progress: bool = True) -> PredictorCheck:
     """Measure `k` held-out points (module docstring), write the files, and summarise. `val_split`:
     generate that many embedded validation images instead of the split's default (to measure a
-    yardstick scored on more images; the embedded data only)."""
+    yardstick scored on more images; the embedded data only). `fewer_images`: also score both seeds'
+    models and the distilled model on the first that many images, so the yardstick is measured at
+    two image counts on the very same fine-tuned weights (where its noise comes from)."""
     from tqdm.auto import tqdm
 
     from ffnet_nas.predictors.accuracy import nsr_table
@@ -189,6 +200,8 @@ def check_predictor(*, workspace: Workspace, space, k: int, config: TrainConfig,
     seeds = tuple(int(s) for s in seeds)
     if len(seeds) != 2 or seeds[0] == seeds[1]:
         raise InvalidInput(f"seeds {seeds}: expected two different fine-tuning seeds")
+    if fewer_images is not None and not (0 < fewer_images < (val_images or math.inf)):
+        raise InvalidInput(f"fewer_images {fewer_images}: expected a positive count below the {val_images} images scored")
     if not 1 <= short_steps < config.steps:
         raise InvalidInput(f"short_steps {short_steps}: expected 1 to {config.steps - 1} (fewer than the budget's steps)")
     predictor_dir = latest_predictor_dir(workspace)
@@ -213,7 +226,7 @@ def check_predictor(*, workspace: Workspace, space, k: int, config: TrainConfig,
     store = _Store(folder / MEASUREMENTS_FILE)
     for arch in tqdm(points, desc="predictor check", unit="point", disable=not progress, dynamic_ncols=True):
         _measure(arch, store=store, r=r, workspace=workspace, config=config, val_images=val_images, seeds=seeds,
-                 short_steps=short_steps, device=device)
+                 short_steps=short_steps, device=device, fewer_images=fewer_images)
     stage = load_zero_shot_predictor(predictor_dir)
     rows = []
     for arch in points:
@@ -226,7 +239,7 @@ def check_predictor(*, workspace: Workspace, space, k: int, config: TrainConfig,
                 stage.predict_with_std(zero_shot_features(arch, zs, stage.feature_names))[0][0])
     check = summarize(pd.DataFrame(rows), seeds=seeds, short_steps=short_steps, evaluated=evaluated,
                       loo_tau=predictor.validation.kendall_tau, predictor=workspace.relative(predictor_dir),
-                      steps=config.steps, val_images=val_images)
+                      steps=config.steps, val_images=val_images, fewer_images=fewer_images)
     if stage is not None:
         check = dataclasses.replace(check, zero_shot_loo_tau=float(stage.validation.kendall_tau),
                                     **_staged_record(workspace.search_dir / "reranked.csv", evaluated))
@@ -273,7 +286,8 @@ class _Store:
 
 
 def _measure(arch: Arch, *, store: _Store, r: Resources, workspace: Workspace, config: TrainConfig,
-             val_images: int | None, seeds: tuple[int, int], short_steps: int, device: str) -> None:
+             val_images: int | None, seeds: tuple[int, int], short_steps: int, device: str,
+             fewer_images: int | None = None) -> None:
     """Every quantity of one point that `store` lacks."""
     from ffnet_nas.distill.assemble import assemble
     from ffnet_nas.predictors.zero_cost import grad_norm, proxy_batches, zico
@@ -284,11 +298,15 @@ def _measure(arch: Arch, *, store: _Store, r: Resources, workspace: Workspace, c
     # the next val_images images, disjoint from the scored ones, when the split has them
     second = val_images if val_images is not None and 2 * val_images <= len(r.val_ds) else None
 
-    def score(model, start: int = 0) -> float:
-        return 100 * evaluate(model.eval(), r.val_ds, device=device, start=start, limit=val_images, progress=False).miou
+    def score(model, start: int = 0, limit: int | None = val_images) -> float:
+        return 100 * evaluate(model.eval(), r.val_ds, device=device, start=start, limit=limit, progress=False).miou
 
-    if not store.has(code, "zero_shot"):
-        store.put(code, "zero_shot", score(assemble(arch, workspace.library_dir)))
+    few = f"@{fewer_images}" if fewer_images else None
+    if not store.has(code, "zero_shot") or (few and not store.has(code, "zero_shot" + few)):
+        model = assemble(arch, workspace.library_dir)
+        store.put(code, "zero_shot", score(model))
+        if few:
+            store.put(code, "zero_shot" + few, score(model, limit=fewer_images))
     if not store.has(code, "zero_shot_bn"):
         store.put(code, "zero_shot_bn", score_point(arch, library=workspace.library_dir, val_ds=r.val_ds,
                                                     val_images=val_images, train_ds=r.train_ds, device=device))
@@ -303,7 +321,8 @@ def _measure(arch: Arch, *, store: _Store, r: Resources, workspace: Workspace, c
               device=device, progress=False, fingerprint={"init": "distilled", "data": r.data})
         store.put(code, f"short{short_steps}", score(model))
     for s in seeds:
-        if store.has(code, f"seed{s}") and (s != seeds[0] or second is None or store.has(code, "images_b")):
+        if (store.has(code, f"seed{s}") and (s != seeds[0] or second is None or store.has(code, "images_b"))
+                and (not few or store.has(code, f"seed{s}{few}"))):
             continue
         model = assemble(arch, workspace.library_dir)
         state = folder / f"{arch.stable_hash}-seed{s}.pt"
@@ -311,6 +330,8 @@ def _measure(arch: Arch, *, store: _Store, r: Resources, workspace: Workspace, c
               device=device, progress=False, desc=f"check {arch.stable_hash} seed {s}",
               fingerprint={"init": "distilled", "data": r.data})
         store.put(code, f"seed{s}", score(model))
+        if few:
+            store.put(code, f"seed{s}{few}", score(model, limit=fewer_images))
         if s == seeds[0] and second is not None:
             store.put(code, "images_b", score(model, start=second))
         state.unlink(missing_ok=True)
@@ -319,7 +340,8 @@ def _measure(arch: Arch, *, store: _Store, r: Resources, workspace: Workspace, c
 
 
 def summarize(points: pd.DataFrame, *, seeds: tuple[int, int], short_steps: int, evaluated: pd.DataFrame,
-              loo_tau: float, predictor: str, steps: int, val_images: int | None) -> PredictorCheck:
+              loo_tau: float, predictor: str, steps: int, val_images: int | None,
+              fewer_images: int | None = None) -> PredictorCheck:
     """The check's figures from its per-point table (pure; see the module docstring)."""
     a, b = (points[f"seed{s}"].to_numpy(float) for s in seeds)
     truth = (a + b) / 2
@@ -342,8 +364,16 @@ def summarize(points: pd.DataFrame, *, seeds: tuple[int, int], short_steps: int,
                   ("distilled model, no fine-tuning", column("zero_shot")),
                   ("distilled model, BatchNorm recalibrated, no fine-tuning", column("zero_shot_bn")),
                   (f"{short_steps} fine-tuning steps", column(f"short{short_steps}"))]
+    if fewer_images:
+        candidates.append((f"distilled model, no fine-tuning, first {fewer_images} images",
+                           column(f"zero_shot@{fewer_images}")))
     rankers = tuple(Ranker(name, *both(score)) for name, score in candidates)
     yardstick, yardstick_within = both(a, b)
+    fewer = {}
+    if fewer_images:
+        fa, fb = (column(f"seed{s}@{fewer_images}") for s in seeds)
+        fewer = dict(zip(("yardstick_fewer", "yardstick_fewer_within"), both(fa, fb)),
+                     fewer_images=fewer_images, seed_difference_fewer=float(np.mean(np.abs(fa - fb))))
     images_b = column("images_b")
     done = evaluated[(evaluated["init"] == "distilled") & evaluated["predicted_miou"].notna()] if len(evaluated) else evaluated
     oos_p = done["predicted_miou"].to_numpy(float) if len(done) else np.zeros(0)
@@ -356,7 +386,7 @@ def summarize(points: pd.DataFrame, *, seeds: tuple[int, int], short_steps: int,
         if np.isfinite(images_b).any() else math.nan,
         rankers=rankers, out_of_sample=kendall_interval(oos_p, oos_m),
         out_of_sample_mae=float(np.mean(np.abs(oos_p - oos_m))) if len(oos_p) else math.nan,
-        loo_tau=float(loo_tau), predictor=predictor, points=tuple(points.to_dict("records")))
+        loo_tau=float(loo_tau), predictor=predictor, points=tuple(points.to_dict("records")), **fewer)
 
 
 __all__ = ["PredictorCheck", "Ranker", "RunSettings", "run_settings", "check_predictor", "draw_points", "latest_predictor_dir", "summarize"]

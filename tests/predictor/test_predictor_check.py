@@ -130,6 +130,27 @@ def test_summarize_ranks_against_the_mean_of_the_seeds_overall_and_within_the_la
     assert not np.isfinite(by["accuracy predictor, zero-shot stage (the search's re-ranking)"].overall.value)  # none fitted
     assert not np.isfinite(check.scoring.value) and f"| {nsr} | 0." in check.table()
     json.dumps(check.to_dict(), allow_nan=True)
+    assert check.yardstick_fewer is None and "both scored on the first" not in check.table()
+
+
+def test_summarize_puts_the_yardstick_on_fewer_images_beside_the_full_one():
+    points = pd.DataFrame({
+        "code": list("abcdef"), "stride": [8, 8, 8, 8, 16, 16],
+        "seed0": [40.0, 42, 44, 46, 30, 31], "seed1": [41.0, 41.5, 45, 45.5, 29, 32],
+        "seed0@16": [40.0, 45, 43, 46, 33, 30], "seed1@16": [44.0, 41, 45, 42, 29, 31],
+        "zero_shot@16": [1.0, 2, 3, 4, 0, 0.5],
+    })
+    check = summarize(points, seeds=(0, 1), short_steps=10, evaluated=pd.DataFrame(), loo_tau=0.5,
+                      predictor="predictor", steps=100, val_images=64, fewer_images=16)
+    fa, fb = points["seed0@16"], points["seed1@16"]
+    assert check.yardstick_fewer.value == pytest.approx(scipy_stats.kendalltau(fa, fb).statistic)
+    assert check.yardstick_fewer_within.n == 4 and check.seed_difference_fewer == pytest.approx(np.mean(np.abs(fa - fb)))
+    assert check.yardstick_fewer.value < check.yardstick.value  # fewer images, noisier here by construction
+    by = {r.name: r for r in check.rankers}
+    truth = (points["seed0"] + points["seed1"]) / 2  # judged against the full-image truth
+    assert by["distilled model, no fine-tuning, first 16 images"].overall.value == pytest.approx(
+        scipy_stats.kendalltau(points["zero_shot@16"], truth).statistic)
+    assert "both scored on the first 16 images only" in check.table()
 
 
 @pytest.fixture(scope="module")
@@ -174,6 +195,12 @@ def test_the_check_measures_held_out_points_without_touching_the_run_and_resumes
     assert all(remeasured[(c, q)] == v for c, q, v in zip(kept["code"], kept["quantity"], kept["value"]))
     assert np.isfinite(remeasured[(lost["code"], lost["quantity"])])
     assert again.n_points == 4
+    # the yardstick on fewer images: the same points, only the missing quantities measured
+    fewer = check_predictor(**args, fewer_images=VAL_IMAGES // 2)
+    added = pd.read_csv(ws.predictor_check_dir / MEASUREMENTS_FILE)
+    few = {f"seed0@{VAL_IMAGES // 2}", f"seed1@{VAL_IMAGES // 2}", f"zero_shot@{VAL_IMAGES // 2}"}
+    assert all(set(added.loc[added["code"] == c, "quantity"]) == QUANTITIES | few for c in codes)
+    assert fewer.yardstick_fewer.n == 4 and fewer.fewer_images == VAL_IMAGES // 2
 
 
 def test_the_check_refuses_what_it_cannot_measure(workdir, tmp_path):
@@ -185,6 +212,8 @@ def test_the_check_refuses_what_it_cannot_measure(workdir, tmp_path):
         check_predictor(workspace=ws, k=3, **args)
     with pytest.raises(InvalidInput, match="only 12 never-evaluated points"):
         check_predictor(workspace=ws, k=13, **args)
+    with pytest.raises(InvalidInput, match=f"fewer_images {VAL_IMAGES}: expected a positive count below"):
+        check_predictor(workspace=ws, k=4, **{**args, "fewer_images": VAL_IMAGES})
     with pytest.raises(InvalidInput, match="short_steps 3: expected 1 to 2"):
         check_predictor(workspace=ws, k=4, **{**args, "short_steps": 3})
     with pytest.raises(InvalidInput, match="no accuracy predictor"):
