@@ -20,23 +20,17 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
-import shutil
 import time
 from pathlib import Path
 
 import numpy as np
 
-
-def copy_workdir(src: Path, dst: Path) -> None:
-    """Hard links: every workdir file is replaced atomically, never written in place, so sharing is safe."""
-    if not dst.exists():
-        shutil.copytree(src, dst, copy_function=os.link)
+from bench._workdir import link_copy
 
 
 def summarise(frame, *, boot: int, seed: int = 0) -> dict:
     """Mean INT8 cost with a bootstrap 95% interval, the largest cost, and the fp32-vs-INT8 rank agreement."""
-    from scipy.stats import kendalltau
+    from ffnet_nas.stats import rank_correlations
 
     cost = (frame["measured_miou"] - frame["int8_miou"]).to_numpy(float)
     rng = np.random.default_rng(seed)
@@ -46,7 +40,7 @@ def summarise(frame, *, boot: int, seed: int = 0) -> dict:
                 if (fp32[i] - fp32[j]) * (int8[i] - int8[j]) < 0)
     return {"n": len(cost), "mean": float(cost.mean()), "low": float(np.percentile(means, 2.5)),
             "high": float(np.percentile(means, 97.5)), "max": float(cost.max()), "min": float(cost.min()),
-            "tau": float(kendalltau(fp32, int8).statistic), "swaps": swaps, "pairs": len(fp32) * (len(fp32) - 1) // 2}
+            "tau": rank_correlations(fp32, int8).kendall, "swaps": swaps, "pairs": len(fp32) * (len(fp32) - 1) // 2}
 
 
 def main() -> None:
@@ -65,9 +59,7 @@ def main() -> None:
     from ffnet_nas.space.searchspace import get_search_space
     from ffnet_nas.workspace import Workspace
 
-    out = args.out or Path(f"{args.workdir}-int8")
-    copy_workdir(args.workdir, out)
-    ws = Workspace(out)
+    ws = Workspace(link_copy(args.workdir, args.out or Path(f"{args.workdir}-int8")))
     settings = run_settings(ws)
     if settings is None:
         raise SystemExit(f"{args.workdir}: no run_summary.json; expected a workdir finished by 'ffnet-nas run'")

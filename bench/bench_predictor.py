@@ -24,11 +24,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
-import os
-import shutil
 import time
-from pathlib import Path
 
+from bench._workdir import link_copy
 from ffnet_nas.predictor_check import check_predictor, run_settings
 from ffnet_nas.space.searchspace import get_search_space
 from ffnet_nas.workspace import Workspace
@@ -53,10 +51,7 @@ def main() -> None:
         raise SystemExit("--steps/--val-images/--val-split change the protocol: give --out DIR for its measurements")
     root = args.workdir
     if args.out is not None:
-        if not Path(args.out).exists():
-            # hard links: every file here is replaced atomically, never written in place, so sharing is safe
-            shutil.copytree(args.workdir, args.out, ignore=shutil.ignore_patterns("check", "model.pt"), copy_function=os.link)
-        root = args.out
+        root = link_copy(args.workdir, args.out, ignore=("check", "model.pt"))
     workspace = Workspace(root)
     settings = run_settings(workspace)
     if settings is None:

@@ -321,6 +321,8 @@ def _measure(arch: Arch, *, store: _Store, r: Resources, workspace: Workspace, c
               device=device, progress=False, fingerprint={"init": "distilled", "data": r.data})
         store.put(code, f"short{short_steps}", score(model))
     for s in seeds:
+        # a seed fine-tuned again (a quantity missing) has every score put again, so all of a seed's
+        # scores come from the same weights even where the fine-tuning is not bit-for-bit repeatable
         if (store.has(code, f"seed{s}") and (s != seeds[0] or second is None or store.has(code, "images_b"))
                 and (not few or store.has(code, f"seed{s}{few}"))):
             continue
