@@ -131,12 +131,16 @@ class EvaluateBudget:
     # the size the mIoU is scored at: train (the crop), input (the deployment input), native (real
     # data at its own label size)
     score_at: str = "train"
-    # the best point and the reference fine-tuned again under the next seed, so the verdict can say
-    # whether the win is larger than the yardstick's noise (ffnet_nas.win_check)
+    # the best point and the reference fine-tuned again under the next seeds, so the verdict can say
+    # whether the win is larger than the yardstick's noise (ffnet_nas.win_check); check_seeds counts
+    # the run's own seed: 3 is two more fine-tunes of each point
     check_win: bool = True
+    check_seeds: int = 3
 
     def __post_init__(self) -> None:
         _need(self, "check_win", isinstance(self.check_win, bool), "true or false")
+        _need(self, "check_seeds", isinstance(self.check_seeds, int) and not isinstance(self.check_seeds, bool)
+              and self.check_seeds >= 2, "an integer >= 2 (the run's own seed and at least one more)")
         _count(self, "top", "rounds")
         _positive(self, "round_points")
         _need(self, "score_at", self.score_at in ("train", "input", "native"), "train, input or native")

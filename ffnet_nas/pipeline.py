@@ -300,7 +300,7 @@ def _evaluate(ctx, summary: RunSummary, *, found, targets, lut: str, published: 
 
             settings = _finetune(ctx)
             check = check_win(workspace=ws, best=summary.best, reference=summary.reference_row,
-                              config=settings["finetune"], val_images=b.val_images, device=ctx.device,
+                              config=settings["finetune"], val_images=b.val_images, seeds=b.check_seeds, device=ctx.device,
                               score_at=b.score_at, progress=ctx.progress, lut=lut)
             summary.win_check = {**asdict(check), "text": check.text()}
             summary.files["second_seed"] = str(ws.second_seed_path)

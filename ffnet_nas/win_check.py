@@ -6,14 +6,18 @@
 
 A verdict compares two numbers that each carry noise: the fine-tuning seed and the few images they
 are scored on (on the embedded data about 1.0 and 1.3 mIoU of mean difference between two
-measurements of one point: docs/results.md). So `check_win` fine-tunes both points once more
-under the next seed, exactly as the run did otherwise, and scores them on the run's scoring images
-and on the held-out images after them. That gives the win four times (2 seeds x 2 image sets) and
-each point's own spread (how far its two seeds differ on each image set). The win counts as larger
-than the noise when all four wins are positive and the smallest of them exceeds the largest
-difference between two measurements of the same point.
+measurements of one point: docs/results.md). So `check_win` fine-tunes both points again under
+the next `seeds - 1` seeds, exactly as the run did otherwise, and scores them on the run's scoring
+images and on the held-out images after them. That gives the win 2 x `seeds` times (seeds x image
+sets) and each point's own spread (how far two of its seeds differ on one image set). The win
+counts as larger than the noise when every win is positive and the smallest of them exceeds the
+largest difference between two measurements of the same point. With three seeds that compares six
+wins with twelve same-point differences, where two seeds compared four with four: two measurements of
+two points can happen to agree closely (a CI run saw 0.22 mIoU where held-out points differ by 1.1
+on average), three seeds of each are less likely to. Beside the rule, `text` gives the mean win on
+the held-out images with a t-interval over the seeds (the images there picked nothing).
 
-The second seed's scores are kept in `Workspace.second_seed_path` (one row per point and setting,
+The other seeds' scores are kept in `Workspace.second_seed_path` (one row per point and setting,
 written atomically when a point is scored; the fine-tune checkpoints into the point's folder), so a
 killed check resumes and a finished one costs nothing.
 """
@@ -21,17 +25,21 @@ killed check resumes and a finished one costs nothing.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import logging
 import math
 from dataclasses import dataclass
+from typing import Sequence
 
+import numpy as np
 import pandas as pd
 
 from ffnet_nas.evaluate import Resources
 from ffnet_nas.settings import TrainConfig
 from ffnet_nas.workspace import Workspace
 from ffnet_nas.space.arch import Arch
+from ffnet_nas.space.errors import InvalidInput
 from ffnet_nas.space.io import atomic_write_csv, read_checked_csv
 
 logger = logging.getLogger(__name__)
@@ -41,20 +49,26 @@ COLUMNS = ("code", "setting", "scoring_miou", "held_out_miou")
 
 @dataclass(frozen=True)
 class WinCheck:
-    seeds: tuple[int, int]
+    seeds: tuple[int, ...]
     wins: dict  # "seed S, scoring|held-out images" -> best minus reference, mIoU
-    same_point: dict  # code -> largest |seed a - seed b| over the image sets
+    same_point: dict  # code -> largest |seed a - seed b| over pairs of seeds and the image sets
     smallest_win: float
     largest_same_point: float
     exceeds_noise: bool
+    # the mean held-out win over the seeds and its 95% t-interval (NaN: no held-out images)
+    held_out_win: float = math.nan
+    held_out_low: float = math.nan
+    held_out_high: float = math.nan
 
     def text(self) -> str:
         wins = ", ".join(f"{k} {v:+.2f}" for k, v in self.wins.items())
         ratio = self.smallest_win / self.largest_same_point if self.largest_same_point > 0 else math.inf
         verdict = (f"yes (smallest win {ratio:.1f}x the largest same-point difference)" if self.exceeds_noise
                    else "NO: the win is within the yardstick's noise")
-        return (f"win over the reference measured again ({wins}); the same point measured twice differed by up to "
-                f"{self.largest_same_point:.2f} mIoU; larger than the noise: {verdict}")
+        interval = (f"; mean held-out win {self.held_out_win:+.2f} mIoU, 95% interval over the {len(self.seeds)} seeds "
+                    f"[{self.held_out_low:+.2f}, {self.held_out_high:+.2f}]" if math.isfinite(self.held_out_low) else "")
+        return (f"win over the reference measured under {len(self.seeds)} seeds ({wins}); the same point under two "
+                f"seeds differed by up to {self.largest_same_point:.2f} mIoU{interval}; larger than the noise: {verdict}")
 
 
 def _setting(config: TrainConfig, val_images: int | None, score_hw) -> str:
@@ -104,34 +118,52 @@ def second_seed_scores(archs: list[Arch], *, workspace: Workspace, config: Train
     return {a.code: rows[(a.code, setting)] for a in archs}
 
 
-def judge(first: dict[str, tuple[float, float]], second: dict[str, tuple[float, float]], *, best: str, reference: str,
-          seeds: tuple[int, int]) -> WinCheck:
-    """The four wins and the same-point spreads from two seeds' (scoring, held-out) scores (pure)."""
-    wins, spreads = {}, {}
-    for seed, scores in zip(seeds, (first, second)):
+def judge(scores: Sequence[dict[str, tuple[float, float]]], *, best: str, reference: str,
+          seeds: Sequence[int]) -> WinCheck:
+    """The wins and the same-point spreads from each seed's {code: (scoring, held-out)} scores (pure)."""
+    if len(scores) != len(seeds) or len(seeds) < 2:
+        raise ValueError(f"expected one score table per seed and at least two seeds, got {len(scores)} for {seeds}")
+    wins, spreads, held = {}, {}, []
+    for seed, table in zip(seeds, scores):
         for i, images in enumerate(("scoring", "held-out")):
-            win = scores[best][i] - scores[reference][i]
+            win = table[best][i] - table[reference][i]
             if math.isfinite(win):
                 wins[f"seed {seed}, {images} images"] = win
+                if i == 1:
+                    held.append(win)
     for code in (best, reference):
-        gaps = [abs(first[code][i] - second[code][i]) for i in range(2)]
+        gaps = [abs(a[code][i] - b[code][i]) for a, b in itertools.combinations(scores, 2) for i in range(2)]
         spreads[code] = max(g for g in gaps if math.isfinite(g))
     smallest, largest = min(wins.values()), max(spreads.values())
-    return WinCheck(seeds=seeds, wins=wins, same_point=spreads, smallest_win=smallest, largest_same_point=largest,
-                    exceeds_noise=smallest > 0 and smallest > largest)
+    mean = low = high = math.nan
+    if len(held) == len(seeds):
+        from scipy import stats
+
+        mean, sd = float(np.mean(held)), float(np.std(held, ddof=1))
+        half = float(stats.t.ppf(0.975, len(held) - 1)) * sd / math.sqrt(len(held))
+        low, high = mean - half, mean + half
+    return WinCheck(seeds=tuple(seeds), wins=wins, same_point=spreads, smallest_win=smallest,
+                    largest_same_point=largest, exceeds_noise=smallest > 0 and smallest > largest,
+                    held_out_win=mean, held_out_low=low, held_out_high=high)
 
 
 def check_win(*, workspace: Workspace, best: dict, reference: dict, config: TrainConfig, val_images: int | None,
-              device: str = "cpu", score_at: str = "train", progress: bool = True, lut: str | None = None) -> WinCheck:
+              seeds: int = 2, device: str = "cpu", score_at: str = "train", progress: bool = True,
+              lut: str | None = None) -> WinCheck:
     """`best` and `reference`: evaluated rows with measured_miou and held_out_miou (the run's summary
-    rows, fine-tuned under `config.seed`); both are fine-tuned again under `config.seed + 1`."""
+    rows, fine-tuned under `config.seed`); both are fine-tuned again under the next `seeds - 1` seeds."""
+    if not isinstance(seeds, int) or seeds < 2:
+        raise InvalidInput(f"seeds={seeds!r}: expected at least 2 (the run's own and one more)")
     nan = math.nan
     first = {row["code"]: (float(row["measured_miou"]), float(row.get("held_out_miou") or nan)) for row in (best, reference)}
-    other = dataclasses.replace(config, seed=config.seed + 1)
-    second = second_seed_scores([Arch.parse(best["code"]), Arch.parse(reference["code"])], workspace=workspace,
-                                config=other, val_images=val_images, device=device, score_at=score_at, progress=progress,
-                                lut=lut)
-    return judge(first, second, best=best["code"], reference=reference["code"], seeds=(config.seed, other.seed))
+    archs = [Arch.parse(best["code"]), Arch.parse(reference["code"])]
+    tables, used = [first], [config.seed]
+    for k in range(1, seeds):
+        other = dataclasses.replace(config, seed=config.seed + k)
+        tables.append(second_seed_scores(archs, workspace=workspace, config=other, val_images=val_images, device=device,
+                                         score_at=score_at, progress=progress, lut=lut))
+        used.append(other.seed)
+    return judge(tables, best=best["code"], reference=reference["code"], seeds=used)
 
 
 __all__ = ["WinCheck", "check_win", "judge", "second_seed_scores"]

@@ -9,6 +9,7 @@ import pytest
 
 from ffnet_nas.budgets import finetune_config
 from ffnet_nas.evaluate import evaluate_points, held_out_miou, read_evaluated
+from ffnet_nas.space.errors import InvalidInput
 from ffnet_nas.space.searchspace import from_dict
 from ffnet_nas.win_check import check_win, judge, second_seed_scores
 from tests.helpers.micro import TINY_SPACE, micro_workdir
@@ -22,17 +23,36 @@ VAL_IMAGES = 4
 def test_the_win_is_larger_than_the_noise_only_when_every_win_beats_every_same_point_difference():
     first = {"b": (50.0, 48.0), "r": (40.0, 39.0)}
     close = {"b": (49.0, 48.5), "r": (41.0, 39.5)}
-    check = judge(first, close, best="b", reference="r", seeds=(0, 1))
+    check = judge([first, close], best="b", reference="r", seeds=(0, 1))
     assert check.wins == {"seed 0, scoring images": 10.0, "seed 0, held-out images": 9.0,
                           "seed 1, scoring images": 8.0, "seed 1, held-out images": 9.0}
     assert check.same_point == {"b": 1.0, "r": 1.0} and check.exceeds_noise and "8.0x" in check.text()
-    noisy = judge(first, {"b": (41.0, 38.0), "r": (40.0, 39.0)}, best="b", reference="r", seeds=(0, 1))
+    noisy = judge([first, {"b": (41.0, 38.0), "r": (40.0, 39.0)}], best="b", reference="r", seeds=(0, 1))
     assert noisy.smallest_win == -1.0 and not noisy.exceeds_noise and "NO" in noisy.text()
     # no held-out images (the scores used the whole split): the scoring images alone
-    alone = judge({"b": (50.0, math.nan), "r": (40.0, math.nan)}, {"b": (45.0, math.nan), "r": (41.0, math.nan)},
+    alone = judge([{"b": (50.0, math.nan), "r": (40.0, math.nan)}, {"b": (45.0, math.nan), "r": (41.0, math.nan)}],
                   best="b", reference="r", seeds=(0, 1))
     assert list(alone.wins) == ["seed 0, scoring images", "seed 1, scoring images"]
     assert alone.largest_same_point == 5.0 and not alone.exceeds_noise  # 4 < 5: within the noise
+    assert math.isnan(alone.held_out_low) and "interval" not in alone.text()  # no held-out images: no interval
+
+
+def test_a_third_seed_compares_every_pair_of_seeds_and_can_overturn_two_that_agreed():
+    first, second = {"b": (50.0, 49.0), "r": (45.0, 44.0)}, {"b": (50.2, 49.1), "r": (45.1, 44.2)}
+    two = judge([first, second], best="b", reference="r", seeds=(0, 1))
+    assert two.exceeds_noise and two.largest_same_point == pytest.approx(0.2)
+    # the third seed moves the best point 4.5 mIoU on the held-out images: seeds 1 and 2 differ most
+    third = {"b": (48.0, 44.6), "r": (45.0, 44.0)}
+    three = judge([first, second, third], best="b", reference="r", seeds=(0, 1, 2))
+    assert three.seeds == (0, 1, 2) and len(three.wins) == 6
+    assert three.same_point["b"] == pytest.approx(4.5) and three.same_point["r"] == pytest.approx(0.2)
+    assert three.smallest_win == pytest.approx(0.6) and not three.exceeds_noise
+    # held-out wins 5.0, 4.9, 0.6: mean 3.5, sd 2.51, t(0.975, 2) = 4.303 -> half-width 6.24
+    assert three.held_out_win == pytest.approx(3.5)
+    assert (three.held_out_low, three.held_out_high) == (pytest.approx(-2.74, abs=0.01), pytest.approx(9.74, abs=0.01))
+    assert "under 3 seeds" in three.text() and "[-2.74, +9.74]" in three.text()
+    with pytest.raises(ValueError, match="one score table per seed"):
+        judge([first], best="b", reference="r", seeds=(0,))
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +72,7 @@ def test_the_two_points_are_fine_tuned_again_once_and_the_run_files_stay(workdir
     best, ref = ({"code": a.code, "measured_miou": rows.loc[a.code, "measured_miou"], "held_out_miou": held[a.code]}
                  for a in points)
     check = check_win(workspace=ws, best=best, reference=ref, config=CONFIG, val_images=VAL_IMAGES, progress=False)
-    assert check.seeds == (0, 1) and len(check.wins) == 4
+    assert check.seeds == (0, 1) and len(check.wins) == 4  # the default: the run's seed and one more
     assert ws.evaluated_path.read_bytes() == evaluated  # the run's rows and models are not replaced
     table = pd.read_csv(ws.second_seed_path)
     assert len(table) == 2 and table["held_out_miou"].notna().all()
@@ -64,3 +84,11 @@ def test_the_two_points_are_fine_tuned_again_once_and_the_run_files_stay(workdir
     second_seed_scores(points[:1], workspace=ws, config=finetune_config(steps=1, batch_size=2, seed=1),
                        val_images=VAL_IMAGES, progress=False)
     assert len(pd.read_csv(ws.second_seed_path)) == 3
+    # a third seed fine-tunes only what it lacks: the seed-1 rows are reused
+    three = check_win(workspace=ws, best=best, reference=ref, config=CONFIG, val_images=VAL_IMAGES, seeds=3,
+                      progress=False)
+    assert three.seeds == (0, 1, 2) and len(three.wins) == 6 and len(pd.read_csv(ws.second_seed_path)) == 5
+    assert {k: v for k, v in three.wins.items() if "seed 2" not in k} == check.wins
+    assert math.isfinite(three.held_out_low)
+    with pytest.raises(InvalidInput, match="seeds=1: expected at least 2"):
+        check_win(workspace=ws, best=best, reference=ref, config=CONFIG, val_images=VAL_IMAGES, seeds=1, progress=False)
