@@ -290,7 +290,8 @@ def _measure(arch: Arch, *, store: _Store, r: Resources, workspace: Workspace, c
              fewer_images: int | None = None) -> None:
     """Every quantity of one point that `store` lacks."""
     from ffnet_nas.distill.assemble import assemble
-    from ffnet_nas.predictors.zero_cost import grad_norm, proxy_batches, zico
+    from ffnet_nas.data import fixed_batches
+    from ffnet_nas.predictors.zero_cost import grad_norm, zico
     from ffnet_nas.training import evaluate, train
     from ffnet_nas.zero_shot import score_point
 
@@ -311,7 +312,7 @@ def _measure(arch: Arch, *, store: _Store, r: Resources, workspace: Workspace, c
         store.put(code, "zero_shot_bn", score_point(arch, library=workspace.library_dir, val_ds=r.val_ds,
                                                     val_images=val_images, train_ds=r.train_ds, device=device))
     if not (store.has(code, "grad_norm") and store.has(code, "zico")):
-        batches = proxy_batches(r.train_ds, batch_size=PROXY_BATCH_SIZE, n_batches=PROXY_BATCHES, seed=0)
+        batches = fixed_batches(r.train_ds, batch_size=PROXY_BATCH_SIZE, n_batches=PROXY_BATCHES, seed=0)
         model = assemble(arch, workspace.library_dir)
         store.put(code, "grad_norm", grad_norm(model, batches))
         store.put(code, "zico", zico(model, batches))

@@ -56,12 +56,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ffnet_nas.averaging import TailAverage, recalibrate_bn
+from ffnet_nas.data import fixed_batches
 from ffnet_nas.metrics import IGNORE_INDEX, ConfusionMeter, SegmentationScore
 # OPTIMIZERS and SCHEDULES are re-exported (the CLI's copy is checked against them); the settings
 # class itself is imported from its one home, ffnet_nas.settings.
 from ffnet_nas.settings import OPTIMIZERS, SCHEDULES, TrainConfig, check_amp
 from ffnet_nas.space.errors import InvalidInput
-from ffnet_nas.space.io import check_digest, refused_as_code
+from ffnet_nas.space.io import DIGEST_KEY, check_digest, refused_as_code
 
 logger = logging.getLogger(__name__)
 
@@ -212,6 +214,9 @@ def load_train_state(path: Path) -> dict[str, Any] | None:
         raise InvalidInput(f"training checkpoint {str(path)!r} is not one this tool writes (expected step, model, "
                            "optimizer, rng, fingerprint); delete it to start over")
     check_digest(state, path=path, what="training checkpoint", hint="delete it to start over", key="model")
+    if "average" in state:  # the tail average's partial sum (TrainConfig.average_last) has its own digest
+        check_digest({DIGEST_KEY: state.get("average_sha1"), "average": state["average"]}, path=path,
+                     what="training checkpoint", hint="delete it to start over", key="average")
     return state
 
 
@@ -289,6 +294,7 @@ def _train(model: nn.Module, dataset, *, config: TrainConfig, checkpoint_path: s
     from ffnet_nas import distributed
 
     fmt = memory_format(device)
+    plain_dataset = dataset  # before any worker wrapping: the crops precise BN averages over
     model.to(memory_format=fmt)  # before the optimiser: it holds the parameters as they are then
     optimizer = make_optimizer(model, config)
     fp = _fingerprint(model, config, fingerprint or {})
@@ -305,6 +311,9 @@ def _train(model: nn.Module, dataset, *, config: TrainConfig, checkpoint_path: s
         optimizer.load_state_dict(state["optimizer"])
         start, losses = int(state["step"]), list(state["losses"])
         logger.debug("%s: resuming from step %d of %d (%s)", desc, start, config.steps, checkpoint_path)
+    # a partial sum belongs to the tail of the run that wrote it: a resume to more steps starts a new tail
+    partial = (state or {}).get("average") if (state or {}).get("average_steps") == config.steps else None
+    tail = TailAverage(last=config.average_last, steps=config.steps, state=partial) if config.average_last else None
     if teacher is not None:
         teacher.to(device, memory_format=fmt).eval()
     net: nn.Module = model
@@ -317,7 +326,7 @@ def _train(model: nn.Module, dataset, *, config: TrainConfig, checkpoint_path: s
     def save(step: int) -> None:
         if checkpoint_path is None:
             return
-        from ffnet_nas.space.io import DIGEST_KEY, atomic_torch_save, tensor_digest
+        from ffnet_nas.space.io import atomic_torch_save, tensor_digest
 
         # Each rank's augmentation stream is its own: the file keeps all of them, or a resumed job
         # would augment differently from the uninterrupted one on every rank but 0.
@@ -328,6 +337,10 @@ def _train(model: nn.Module, dataset, *, config: TrainConfig, checkpoint_path: s
                        "losses": losses, "fingerprint": fp, DIGEST_KEY: tensor_digest(weights)}
             if scaler is not None:
                 payload["scaler"] = scaler.state_dict()
+            if tail is not None and tail.state_dict():
+                payload["average"] = tail.state_dict()
+                payload["average_sha1"] = tensor_digest(tail.state_dict())
+                payload["average_steps"] = config.steps
             if rng_ranks is not None:
                 payload["rng_ranks"] = rng_ranks
             atomic_torch_save(checkpoint_path, payload)
@@ -404,6 +417,8 @@ def _train(model: nn.Module, dataset, *, config: TrainConfig, checkpoint_path: s
                 scaler.update()
             else:
                 optimizer.step()
+            if tail is not None:
+                tail.add(step + 1, model)
             losses.append((step + 1, loss_value))
             bar.update(1)
             bar.set_postfix(loss=f"{loss_value:.3f}", lr=f"{lr:.2g}")
@@ -413,6 +428,7 @@ def _train(model: nn.Module, dataset, *, config: TrainConfig, checkpoint_path: s
                 on_step(step + 1, loss_value)
     finally:
         bar.close()
+    _finish(model, plain_dataset, config=config, tail=tail)
     if world > 1:
         # The running statistics are each rank's own after the last forward; rank 0's are the ones
         # its checkpoint and model file hold, so every rank scores and keeps those.
@@ -422,6 +438,20 @@ def _train(model: nn.Module, dataset, *, config: TrainConfig, checkpoint_path: s
                        losses=tuple(losses), checkpoint_path=checkpoint_path)
 
 
+
+
+def _finish(model: nn.Module, dataset, *, config: TrainConfig, tail: TailAverage | None) -> None:
+    """The weights the run ends with (ffnet_nas.averaging): the tail average, then precise BatchNorm
+    statistics over the first `config.precise_bn` training crops, drawn the same for every seed (so
+    two seeds' statistics differ only through their weights). Runs again on a resume of a finished
+    run, with the same result: the checkpoint holds the last step's weights and the tail's sum."""
+    if tail is not None:
+        tail.apply(model)
+    if config.precise_bn:
+        batches = fixed_batches(dataset, batch_size=config.batch_size,
+                                n_batches=math.ceil(config.precise_bn / config.batch_size), seed=0)
+        recalibrate_bn(model, batches)
+        model.train()  # as the loop leaves it
 
 
 def memory_format(device: torch.device) -> torch.memory_format:

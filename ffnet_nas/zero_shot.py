@@ -27,6 +27,7 @@ from typing import Sequence
 
 import pandas as pd
 
+from ffnet_nas.averaging import recalibrate_bn
 from ffnet_nas.workspace import Workspace
 from ffnet_nas.space.arch import Arch
 from ffnet_nas.space.io import atomic_write_csv, read_checked_csv
@@ -42,33 +43,17 @@ BN_BATCHES, BN_BATCH_SIZE = 8, 8  # 64 training images: the recalibration's cost
 STAGE_BN_BATCHES = 0
 
 
-def recalibrate_bn(model, batches) -> None:
-    """Recompute every BatchNorm's running mean and variance as the plain average over `batches`
-    (train-mode forward passes without gradients); the weights are untouched; leaves eval mode."""
-    import torch
-
-    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-    for m in norms:
-        m.reset_running_stats()
-        m.momentum = None  # a cumulative average over the batches, not an exponential one
-    model.train()
-    with torch.no_grad():
-        for images, _ in batches:
-            model(images)
-    model.eval()
-
-
 def score_point(arch: Arch, *, library, val_ds, val_images: int | None, train_ds=None, bn_batches: int = BN_BATCHES,
                 device: str = "cpu") -> float:
     """One point's zero-shot mIoU (%): assembled, BatchNorm recalibrated on `bn_batches` batches of
     `train_ds` (none: as distilled), scored on the first `val_images` images of `val_ds`."""
     from ffnet_nas.distill.assemble import assemble
-    from ffnet_nas.predictors.zero_cost import proxy_batches
+    from ffnet_nas.data import fixed_batches
     from ffnet_nas.training import evaluate
 
     model = assemble(arch, library)
     if bn_batches and train_ds is not None:
-        recalibrate_bn(model, proxy_batches(train_ds, batch_size=BN_BATCH_SIZE, n_batches=bn_batches, seed=0))
+        recalibrate_bn(model, fixed_batches(train_ds, batch_size=BN_BATCH_SIZE, n_batches=bn_batches, seed=0))
     return 100 * evaluate(model, val_ds, device=device, limit=val_images, progress=False).miou
 
 
@@ -167,4 +152,4 @@ def rerank(candidates: Sequence[dict], *, stage, scores: dict[str, float], refer
     return frame
 
 
-__all__ = ["BN_BATCHES", "STAGE_BN_BATCHES", "RERANKED_COLUMNS", "recalibrate_bn", "rerank", "score_point", "signature", "zero_shot_scores"]
+__all__ = ["BN_BATCHES", "STAGE_BN_BATCHES", "RERANKED_COLUMNS", "rerank", "score_point", "signature", "zero_shot_scores"]

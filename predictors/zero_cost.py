@@ -1,6 +1,6 @@
 """Zero-cost proxies: a network's promise scored from a few gradients, without training it.
 
-    batches = proxy_batches(train_ds, batch_size=8, n_batches=2, seed=0)
+    batches = fixed_batches(train_ds, batch_size=8, n_batches=2, seed=0)   # ffnet_nas.data
     grad_norm(model, batches), zico(model, batches)
 
 They are the baselines a reviewer tries before believing a trained predictor (the predictor check
@@ -30,17 +30,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from ffnet_nas.metrics import IGNORE_INDEX
-
-
-def proxy_batches(dataset, *, batch_size: int = 8, n_batches: int = 2, seed: int = 0) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """The first `n_batches * batch_size` items of `dataset` as batches, its random augmentation
-    drawn under `seed` (the global RNG is restored afterwards), so every point sees the same batches."""
-    n = min(len(dataset), batch_size * n_batches)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        items = [dataset[i] for i in range(n)]
-    return [(torch.stack([im for im, _ in items[i:i + batch_size]]), torch.stack([m for _, m in items[i:i + batch_size]]))
-            for i in range(0, n, batch_size)]
 
 
 def _loss(model: nn.Module, images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
@@ -87,4 +76,4 @@ def zico(model: nn.Module, batches: Sequence[tuple[torch.Tensor, torch.Tensor]])
     return score
 
 
-__all__ = ["grad_norm", "proxy_batches", "zico"]
+__all__ = ["grad_norm", "zico"]

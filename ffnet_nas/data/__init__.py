@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ffnet_nas.space.errors import InvalidInput, closest
 
-from .base import IGNORE_INDEX, SegmentationDataset
+from .base import IGNORE_INDEX, SegmentationDataset, fixed_batches
 from .transforms import EvalTransform, TrainTransform
 
 KINDS = ("synthetic", "cityscapes", "ade20k", "folder")
@@ -100,4 +100,4 @@ def _check_hw(size_hw) -> tuple[int, int]:
     return h, w
 
 
-__all__ = ["IGNORE_INDEX", "KINDS", "SegmentationDataset", "class_count", "make_dataset", "parse_spec"]
+__all__ = ["IGNORE_INDEX", "KINDS", "SegmentationDataset", "class_count", "fixed_batches", "make_dataset", "parse_spec"]

@@ -99,3 +99,15 @@ def require_dir(path: Path, *, layout: str, what: str) -> Path:
     if not path.is_dir():
         raise InvalidInput(f"{what}: folder {str(path)!r} not found; expected the layout {layout}")
     return path
+
+
+def fixed_batches(dataset, *, batch_size: int = 8, n_batches: int = 2, seed: int = 0) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The first `n_batches * batch_size` items of `dataset` (fewer when it is smaller) as batches,
+    its random augmentation drawn under `seed` with the global RNG restored afterwards: the same
+    batches for every model and every caller (zero-cost proxies, BatchNorm recalibration)."""
+    n = min(len(dataset), batch_size * n_batches)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        items = [dataset[i] for i in range(n)]
+    return [(torch.stack([im for im, _ in items[i:i + batch_size]]), torch.stack([m for _, m in items[i:i + batch_size]]))
+            for i in range(0, n, batch_size)]

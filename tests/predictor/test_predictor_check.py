@@ -15,7 +15,8 @@ from ffnet_nas.budgets import finetune_config
 from ffnet_nas.evaluate import evaluate_points, read_evaluated
 from ffnet_nas.fit_predictor import fit_from_table
 from ffnet_nas.predictor_check import MEASUREMENTS_FILE, SUMMARY_FILE, check_predictor, summarize
-from ffnet_nas.predictors.zero_cost import grad_norm, proxy_batches, zico
+from ffnet_nas.data import fixed_batches
+from ffnet_nas.predictors.zero_cost import grad_norm, zico
 from ffnet_nas.space.errors import InvalidInput
 from ffnet_nas.space.searchspace import from_dict
 from ffnet_nas.stats import _tau_b, kendall_interval
@@ -94,13 +95,13 @@ def test_zero_cost_proxies_match_their_papers_formulas_and_leave_the_model_alone
         zico(model, batches[:1])
 
 
-def test_proxy_batches_are_the_same_for_every_point_and_leave_the_global_rng():
+def test_fixed_batches_are_the_same_for_every_point_and_leave_the_global_rng():
     from ffnet_nas.data import make_dataset
 
     ds = make_dataset("synthetic", "train", size_hw=HW, augment=True)
     torch.manual_seed(5)
     state = torch.get_rng_state()
-    one, two = proxy_batches(ds, batch_size=2, n_batches=2, seed=0), proxy_batches(ds, batch_size=2, n_batches=2, seed=0)
+    one, two = fixed_batches(ds, batch_size=2, n_batches=2, seed=0), fixed_batches(ds, batch_size=2, n_batches=2, seed=0)
     assert torch.equal(torch.get_rng_state(), state)
     assert len(one) == 2 and all(torch.equal(x[0], y[0]) and torch.equal(x[1], y[1]) for x, y in zip(one, two))
 

@@ -19,7 +19,8 @@ from ffnet_nas.predictors.load import load_zero_shot_predictor
 from ffnet_nas.space.searchspace import from_dict, get_space
 from ffnet_nas.stats import expected_gain, probability_greater
 from ffnet_nas.training import evaluate
-from ffnet_nas.zero_shot import BN_BATCHES, STAGE_BN_BATCHES, recalibrate_bn, rerank, score_point, zero_shot_scores
+from ffnet_nas.averaging import recalibrate_bn
+from ffnet_nas.zero_shot import BN_BATCHES, STAGE_BN_BATCHES, rerank, score_point, zero_shot_scores
 from tests.helpers.micro import TINY_SPACE, micro_workdir
 
 HW = (32, 64)

@@ -1,0 +1,185 @@
+"""Can the yardstick's seed noise be cut after fine-tuning? Precise BatchNorm statistics and weight averaging, scored on the same fine-tunes.
+
+    .venv/bin/python -m bench.bench_yardstick --workdir runs/quick --out DIR [--k 16] [--draw-seed 0]
+                                              [--average 25,50] [--bn-images 128] [--val-split 512]
+                                              [--truth-images 256]
+
+Issue 13, item 2: the quick budget's yardstick (two fine-tuning seeds of one point) ranks held-out
+points with Kendall tau ~0.8, and more scoring images or more steps did not sharpen it
+(docs/results.md). Two cheap sources of seed noise remain after the last step:
+
+* BatchNorm running statistics: an exponential average (momentum 0.1) over roughly the last ten
+  batches of 8 augmented crops, so they depend on which crops the seed happened to draw last.
+  "Precise BN" recomputes them as a plain average over a fixed set of training batches.
+* The weights themselves: the average of the last N steps' weights (a tail average, as in SWA)
+  smooths the last steps' batch-to-batch jitter; its BatchNorm statistics are recomputed, as
+  SWA must.
+
+On a finished `ffnet-nas run` workdir this draws the same never-evaluated points as
+`fit-predictor --check` (`draw_points`, seeded), fine-tunes each under two seeds exactly as the run
+does (its run_summary.json), and scores every fine-tune four or more ways from the very same
+training run: as trained (the run's yardstick), with precise BN, and each tail average with precise
+BN. Scores are taken on the run's scoring images (its first `val_images`) and on `--truth-images`
+images of a larger generated split. It prints, per variant, the seed-to-seed Kendall tau with a
+bootstrap 95% interval (overall and within the largest output-stride group) and the mean absolute
+seed difference, side by side. Resumable: each (point, seed) is written to DIR/yardstick.csv as it
+is scored; DIR is a hard-linked copy of the workdir so nothing lands in the run's files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import logging
+import time
+
+import numpy as np
+import pandas as pd
+
+from bench._workdir import link_copy
+from ffnet_nas.stats import kendall_interval
+
+FILE = "yardstick.csv"
+
+
+def tail_averager(model, steps: int, tails: list[int]):
+    """An `on_step` callback that sums the model's floating-point parameters after each of the last
+    max(tails) steps, and a function giving each tail's average as a state-dict update."""
+    import torch
+
+    sums: dict[int, dict[str, torch.Tensor]] = {n: {} for n in tails}
+
+    def on_step(step: int, _loss: float) -> None:
+        for n in tails:
+            if step > steps - n:
+                for name, p in model.named_parameters():
+                    acc = sums[n].get(name)
+                    sums[n][name] = p.detach().clone() if acc is None else acc.add_(p.detach())
+
+    def averaged(n: int) -> dict:
+        return {name: acc / n for name, acc in sums[n].items()}
+
+    return on_step, averaged
+
+
+def summarize(frame: pd.DataFrame, *, variants: list[str], scopes: list[str]) -> pd.DataFrame:
+    """Per variant and image set: seed-to-seed tau (overall, largest stride group), mean |difference|,
+    and the mean change from the trained model's score (pure)."""
+    wide = frame.pivot_table(index=["code", "stride"], columns=["seed"], values=[f"{v}@{s}" for v in variants
+                                                                                  for s in scopes]).reset_index()
+    strides = wide["stride"].to_numpy()
+    values, counts = np.unique(strides, return_counts=True)
+    inside = strides == values[np.argmax(counts)]
+    seeds = sorted(frame["seed"].unique())
+    rows = []
+    for scope in scopes:
+        base = (wide[(f"trained@{scope}", seeds[0])].to_numpy(float) + wide[(f"trained@{scope}", seeds[1])].to_numpy(float)) / 2
+        for v in variants:
+            a, b = (wide[(f"{v}@{scope}", s)].to_numpy(float) for s in seeds)
+            rows.append({"images": scope, "variant": v, "tau": kendall_interval(a, b).text(),
+                         "tau_within": kendall_interval(a[inside], b[inside]).text(),
+                         "mean_abs_seed_diff": float(np.mean(np.abs(a - b))),
+                         "mean_change": float(np.mean((a + b) / 2 - base)),
+                         "tau_vs_trained_truth": kendall_interval((a + b) / 2, base).text()})
+    return pd.DataFrame(rows)
+
+
+def markdown(table: pd.DataFrame) -> str:
+    """A Markdown table, floats to two decimals (pandas' to_markdown needs tabulate, not installed)."""
+    cells = [[f"{v:.2f}" if isinstance(v, float) else str(v) for v in row] for row in table.itertuples(index=False)]
+    lines = ["| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
+    return "\n".join(lines + ["| " + " | ".join(c) + " |" for c in cells])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--workdir", required=True)
+    parser.add_argument("--out", required=True, help="a hard-linked copy of the workdir is made (and resumed) here")
+    parser.add_argument("--k", type=int, default=16)
+    parser.add_argument("--draw-seed", type=int, default=0)
+    parser.add_argument("--seeds", default="0,1")
+    parser.add_argument("--average", default="25,50", help="tail averages: the last N steps' weights, comma-separated")
+    parser.add_argument("--bn-images", type=int, default=128, help="training images precise BN averages over")
+    parser.add_argument("--val-split", type=int, default=512, help="embedded validation images generated")
+    parser.add_argument("--truth-images", type=int, default=256, help="the larger scoring set (first N of the split)")
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+
+    from tqdm.auto import tqdm
+
+    from ffnet_nas.data import make_dataset
+    from ffnet_nas.distill.assemble import assemble
+    from ffnet_nas.distill.library import BlockLibrary
+    from ffnet_nas.evaluate import Resources, read_evaluated
+    from ffnet_nas.predictor_check import draw_points, run_settings
+    from ffnet_nas.predictors.accuracy import nsr_table
+    from ffnet_nas.data import fixed_batches
+    from ffnet_nas.space.io import atomic_write_csv
+    from ffnet_nas.space.searchspace import get_search_space
+    from ffnet_nas.training import evaluate, train
+    from ffnet_nas.workspace import Workspace
+    from ffnet_nas.averaging import recalibrate_bn
+
+    root = link_copy(args.workdir, args.out, ignore=("check", "model.pt"))
+    workspace = Workspace(root)
+    settings = run_settings(workspace)
+    if settings is None:
+        raise SystemExit(f"{args.workdir}: no run_summary.json; expected a workdir finished by 'ffnet-nas run'")
+    seeds = [int(s) for s in args.seeds.split(",")]
+    tails = sorted(int(n) for n in args.average.split(",") if n)
+    if len(seeds) != 2 or any(not 1 <= n <= settings.config.steps for n in tails):
+        raise SystemExit(f"expected two seeds and tails between 1 and {settings.config.steps} steps")
+    space = get_search_space(settings.space)
+    evaluated = read_evaluated(workspace.evaluated_path)
+    nsr = nsr_table(BlockLibrary(workspace.library_dir).table().to_dict("records"))
+    points = draw_points(space, args.k, seed=args.draw_seed, exclude=set(evaluated["code"]), nsr=nsr)
+    r = Resources.load(workspace, score_at=settings.score_at)
+    if not r.data.startswith("synthetic"):
+        raise SystemExit(f"the embedded data only (this workdir's is {r.data!r}): it generates the larger split")
+    val_ds = make_dataset(r.data, "val", size_hw=r.score_hw, num_images=args.val_split, cache_dir=workspace.data_dir)
+    scopes = {"run": settings.val_images, "truth": args.truth_images}
+    bn_batches = fixed_batches(r.train_ds, batch_size=8, n_batches=max(1, args.bn_images // 8), seed=0)
+    variants = ["trained", "precise_bn"] + [f"avg{n}_bn" for n in tails]
+
+    path = root / FILE
+    done = pd.read_csv(path) if path.exists() else pd.DataFrame()
+    rows = done.to_dict("records")
+    have = {(row["code"], int(row["seed"])) for row in rows}
+    t0 = time.perf_counter()
+    todo = [(a, s) for a in points for s in seeds if (a.code, s) not in have]
+    for arch, seed in tqdm(todo, desc="fine-tunes", unit="fine-tune", dynamic_ncols=True):
+        model = assemble(arch, workspace.library_dir)
+        config = dataclasses.replace(settings.config, seed=seed)
+        on_step, averaged = tail_averager(model, config.steps, tails)
+        train(model, r.train_ds, config=config, teacher=r.teacher, device=args.device, progress=False,
+              fingerprint={"init": "distilled", "data": r.data}, on_step=on_step)
+        models = {"trained": model.eval()}
+        precise = copy.deepcopy(model)
+        recalibrate_bn(precise, bn_batches)
+        models["precise_bn"] = precise
+        for n in tails:
+            avg = copy.deepcopy(model)
+            avg.load_state_dict(averaged(n), strict=False)
+            recalibrate_bn(avg, bn_batches)
+            models[f"avg{n}_bn"] = avg
+        row = {"code": arch.code, "stride": arch.output_stride, "seed": seed}
+        for v, m in models.items():
+            for scope, limit in scopes.items():
+                row[f"{v}@{scope}"] = 100 * evaluate(m.eval(), val_ds, device=args.device, limit=limit,
+                                                     progress=False).miou
+        rows.append(row)
+        atomic_write_csv(path, pd.DataFrame(rows))
+    frame = pd.DataFrame(rows)
+    frame = frame[frame["code"].isin({a.code for a in points})]
+    table = summarize(frame, variants=variants, scopes=list(scopes))
+    print(f"{len(points)} held-out points, fine-tuned {settings.config.steps} steps under seeds {seeds}; scopes: "
+          f"run = first {settings.val_images} images, truth = first {args.truth_images} of {args.val_split}; precise "
+          f"BN over {len(bn_batches) * 8} training crops\n")
+    print(markdown(table))
+    print(f"\n({time.perf_counter() - t0:.0f} s; per-fine-tune scores in {path})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,147 @@
+"""The weights a training run ends with: the tail average and precise BatchNorm statistics (ffnet_nas.averaging)."""
+
+import copy
+
+import pytest
+import torch
+
+from ffnet_nas.averaging import recalibrate_bn
+from ffnet_nas.data import fixed_batches, make_dataset
+from ffnet_nas.settings import TrainConfig
+from ffnet_nas.space.builder import build_model
+from ffnet_nas.space.errors import InvalidInput
+from ffnet_nas.training import _fingerprint, load_train_state, train
+
+TINY = "stemC-basic-d1.1.1-w16.24.32-s2-upC-segC-nearest"
+HW = (32, 64)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def train_ds():
+    return make_dataset("synthetic:1", "train", size_hw=HW, augment=True, num_images=16, scale_range=(0.75, 1.5))
+
+
+def _model(seed=0):
+    torch.manual_seed(seed)
+    return build_model(TINY, num_classes=8)
+
+
+def _params(model):
+    return {k: p.detach().clone() for k, p in model.named_parameters()}
+
+
+def _recorder(steps_wanted, seen):
+    model_ref = {}
+
+    def on_step(step, _loss):
+        if step in steps_wanted:
+            seen[step] = _params(model_ref["model"])
+    return model_ref, on_step
+
+
+def test_the_run_ends_with_the_mean_of_its_last_steps_and_statistics_over_fixed_crops(train_ds):
+    config = TrainConfig(steps=6, batch_size=2, average_last=3, precise_bn=4)
+    seen: dict = {}
+    model = _model()
+    ref, on_step = _recorder({4, 5, 6}, seen)
+    ref["model"] = model
+    train(model, train_ds, config=config, progress=False, on_step=on_step)
+    assert model.training  # as a run without the settings leaves it
+    for name, p in model.named_parameters():
+        assert torch.allclose(p, (seen[4][name] + seen[5][name] + seen[6][name]) / 3, atol=1e-6), name
+    # the statistics are those of the averaged weights over the first 4 crops, drawn under seed 0
+    expected = copy.deepcopy(model)
+    recalibrate_bn(expected, fixed_batches(train_ds, batch_size=2, n_batches=2, seed=0))
+    for (name, a), b in zip(model.named_buffers(), expected.buffers()):
+        assert torch.equal(a, b), name
+    # without the settings the run ends at its last step's weights
+    plain = _model()
+    train(plain, train_ds, config=TrainConfig(steps=6, batch_size=2), progress=False)
+    assert any(not torch.equal(a, b) for a, b in zip(plain.parameters(), model.parameters()))
+
+
+def test_precise_bn_alone_keeps_the_weights_and_replaces_only_the_statistics(train_ds):
+    plain, precise = _model(), _model()
+    train(plain, train_ds, config=TrainConfig(steps=3, batch_size=2), progress=False)
+    train(precise, train_ds, config=TrainConfig(steps=3, batch_size=2, precise_bn=4), progress=False)
+    assert all(torch.equal(a, b) for a, b in zip(plain.parameters(), precise.parameters()))
+    means = [(a, b) for (n, a), b in zip(plain.named_buffers(), precise.buffers()) if n.endswith("running_mean")]
+    assert means and any(not torch.equal(a, b) for a, b in means)
+
+
+def test_a_kill_inside_the_tail_resumes_to_the_same_average(train_ds, tmp_path):
+    config = TrainConfig(steps=6, batch_size=2, checkpoint_every=2, average_last=3, precise_bn=4)
+    straight = _model()
+    train(straight, train_ds, config=config, progress=False)
+
+    class Killed(Exception):
+        pass
+
+    def kill_at_5(step, loss):
+        if step == 5:
+            raise Killed
+
+    ckpt = tmp_path / "state.pt"
+    with pytest.raises(Killed):
+        train(_model(), train_ds, config=config, checkpoint_path=ckpt, progress=False, on_step=kill_at_5)
+    saved = load_train_state(ckpt)
+    assert saved["step"] == 4 and saved["average_steps"] == 6 and set(saved["average"]) == set(_params(straight))
+    resumed = _model(seed=7)
+    train(resumed, train_ds, config=config, checkpoint_path=ckpt, progress=False)
+    for (k, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), k
+    # resuming the finished run applies the same average again
+    again = _model(seed=8)
+    assert train(again, train_ds, config=config, checkpoint_path=ckpt, progress=False).start_step == 6
+    assert all(torch.equal(a, b) for a, b in zip(straight.state_dict().values(), again.state_dict().values()))
+
+
+def test_a_damaged_partial_sum_is_refused(train_ds, tmp_path):
+    config = TrainConfig(steps=4, batch_size=2, checkpoint_every=4, average_last=2, precise_bn=2)
+    ckpt = tmp_path / "state.pt"
+    train(_model(), train_ds, config=config, checkpoint_path=ckpt, progress=False)
+    state = torch.load(ckpt, weights_only=True)
+    name = next(iter(state["average"]))
+    state["average"][name] = state["average"][name] + 1
+    torch.save(state, ckpt)
+    with pytest.raises(InvalidInput, match="is damaged"):
+        load_train_state(ckpt)
+
+
+def test_resuming_to_more_steps_starts_a_new_tail(train_ds, tmp_path):
+    ckpt = tmp_path / "state.pt"
+    short = TrainConfig(steps=4, batch_size=2, checkpoint_every=2, average_last=2, precise_bn=2)
+    train(_model(), train_ds, config=short, checkpoint_path=ckpt, progress=False)
+    seen: dict = {}
+    model = _model(seed=3)
+    ref, on_step = _recorder({5, 6}, seen)
+    ref["model"] = model
+    longer = TrainConfig(steps=6, batch_size=2, checkpoint_every=2, average_last=2, precise_bn=2)
+    assert train(model, train_ds, config=longer, checkpoint_path=ckpt, progress=False, on_step=on_step).start_step == 4
+    for name, p in model.named_parameters():  # steps 5 and 6 only, not the 4-step run's tail
+        assert torch.allclose(p, (seen[5][name] + seen[6][name]) / 2, atol=1e-6), name
+
+
+def test_settings_are_checked_and_off_keeps_older_fingerprints():
+    with pytest.raises(InvalidInput, match=r"average_last=5: expected 0 \(off\) or a number of steps up to steps=4"):
+        TrainConfig(steps=4, average_last=5, precise_bn=8)
+    with pytest.raises(InvalidInput, match="average_last=2: expected 0 unless precise_bn is set too"):
+        TrainConfig(steps=4, average_last=2)
+    with pytest.raises(InvalidInput, match="precise_bn=-1"):
+        TrainConfig(precise_bn=-1)
+    off = TrainConfig(steps=4)
+    assert "average_last" not in off.to_dict() and "precise_bn" not in off.to_dict()
+    assert TrainConfig.from_dict(off.to_dict()) == off
+    on = TrainConfig(steps=4, average_last=2, precise_bn=8)
+    assert TrainConfig.from_dict(on.to_dict()) == on
+    model = _model()
+    assert _fingerprint(model, on, {}) != _fingerprint(model, off, {})
+    assert "precise_bn" not in _fingerprint(model, off, {})["config"]
