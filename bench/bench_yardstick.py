@@ -43,26 +43,6 @@ from ffnet_nas.stats import kendall_interval
 FILE = "yardstick.csv"
 
 
-def tail_averager(model, steps: int, tails: list[int]):
-    """An `on_step` callback that sums the model's floating-point parameters after each of the last
-    max(tails) steps, and a function giving each tail's average as a state-dict update."""
-    import torch
-
-    sums: dict[int, dict[str, torch.Tensor]] = {n: {} for n in tails}
-
-    def on_step(step: int, _loss: float) -> None:
-        for n in tails:
-            if step > steps - n:
-                for name, p in model.named_parameters():
-                    acc = sums[n].get(name)
-                    sums[n][name] = p.detach().clone() if acc is None else acc.add_(p.detach())
-
-    def averaged(n: int) -> dict:
-        return {name: acc / n for name, acc in sums[n].items()}
-
-    return on_step, averaged
-
-
 def summarize(frame: pd.DataFrame, *, variants: list[str], scopes: list[str]) -> pd.DataFrame:
     """Per variant and image set: seed-to-seed tau (overall, largest stride group), mean |difference|,
     and the mean change from the trained model's score (pure)."""
@@ -109,18 +89,17 @@ def main() -> None:
 
     from tqdm.auto import tqdm
 
-    from ffnet_nas.data import make_dataset
+    from ffnet_nas.data import fixed_batches, make_dataset
     from ffnet_nas.distill.assemble import assemble
     from ffnet_nas.distill.library import BlockLibrary
     from ffnet_nas.evaluate import Resources, read_evaluated
     from ffnet_nas.predictor_check import draw_points, run_settings
     from ffnet_nas.predictors.accuracy import nsr_table
-    from ffnet_nas.data import fixed_batches
     from ffnet_nas.space.io import atomic_write_csv
     from ffnet_nas.space.searchspace import get_search_space
     from ffnet_nas.training import evaluate, train
     from ffnet_nas.workspace import Workspace
-    from ffnet_nas.averaging import recalibrate_bn
+    from ffnet_nas.averaging import TailAverage, recalibrate_bn
 
     root = link_copy(args.workdir, args.out, ignore=("check", "model.pt"))
     workspace = Workspace(root)
@@ -152,7 +131,12 @@ def main() -> None:
     for arch, seed in tqdm(todo, desc="fine-tunes", unit="fine-tune", dynamic_ncols=True):
         model = assemble(arch, workspace.library_dir)
         config = dataclasses.replace(settings.config, seed=seed)
-        on_step, averaged = tail_averager(model, config.steps, tails)
+        averages = {n: TailAverage(last=n, steps=config.steps) for n in tails}
+
+        def on_step(step: int, _loss: float) -> None:  # the run's own weights stay the last step's
+            for average in averages.values():
+                average.add(step, model)
+
         train(model, r.train_ds, config=config, teacher=r.teacher, device=args.device, progress=False,
               fingerprint={"init": "distilled", "data": r.data}, on_step=on_step)
         models = {"trained": model.eval()}
@@ -161,7 +145,7 @@ def main() -> None:
         models["precise_bn"] = precise
         for n in tails:
             avg = copy.deepcopy(model)
-            avg.load_state_dict(averaged(n), strict=False)
+            averages[n].apply(avg)
             recalibrate_bn(avg, bn_batches)
             models[f"avg{n}_bn"] = avg
         row = {"code": arch.code, "stride": arch.output_stride, "seed": seed}

@@ -1,25 +1,9 @@
-"""bench/bench_yardstick: the tail average of a training run's weights, and the per-variant summary."""
+"""bench/bench_yardstick: the per-variant summary (the tail average itself: tests/distill/test_training_average.py)."""
 
 import pandas as pd
 import pytest
-import torch
-from torch import nn
 
-from bench.bench_yardstick import summarize, tail_averager
-
-
-def test_the_tail_average_is_the_mean_of_the_last_n_steps_weights():
-    model = nn.Linear(2, 1, bias=False)
-    on_step, averaged = tail_averager(model, steps=4, tails=[1, 2])
-    seen = []
-    for step in range(1, 5):
-        with torch.no_grad():
-            model.weight.fill_(float(step))
-        seen.append(model.weight.clone())
-        on_step(step, 0.0)
-    assert torch.equal(averaged(1)["weight"], seen[-1])  # the last step alone: the trained weights
-    assert torch.allclose(averaged(2)["weight"], (seen[-1] + seen[-2]) / 2)
-    assert model.weight[0, 0].item() == 4.0  # the model itself is untouched
+from bench.bench_yardstick import summarize
 
 
 def test_summary_compares_seeds_per_variant_and_against_the_trained_models_truth():
