@@ -25,14 +25,23 @@ import torch
 from torch import nn
 
 
+COUNT = "__steps__"  # the state's entry counting the steps summed (no parameter name starts with "__")
+
+
 class TailAverage:
-    """The running sum of a model's parameters over the last `last` of `steps` optimiser steps."""
+    """The running sum of a model's parameters over the last `last` of `steps` optimiser steps.
+
+    The mean divides by the steps actually added: a run resumed inside its tail without the partial
+    sum (one that grew its step count past a finished shorter run) averages the steps after the
+    resume only, rather than a sum that misses some of its terms."""
 
     def __init__(self, *, last: int, steps: int, state: dict[str, torch.Tensor] | None = None):
         if not 1 <= last <= steps:
             raise ValueError(f"last={last}: expected 1 to {steps} steps")
         self.last, self.steps = last, steps
-        self.sums: dict[str, torch.Tensor] = dict(state or {})
+        state = dict(state or {})
+        self.count = int(state.pop(COUNT, torch.tensor(0)).item())
+        self.sums: dict[str, torch.Tensor] = state
 
     def add(self, step: int, model: nn.Module) -> None:
         """After optimiser step `step` (1-based): counts when it is one of the last `last`."""
@@ -42,17 +51,19 @@ class TailAverage:
             for name, p in model.named_parameters():
                 acc = self.sums.get(name)
                 self.sums[name] = p.detach().clone() if acc is None else acc.add_(p.detach())
+        self.count += 1
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        return self.sums
+        """The partial sum and its step count, for a training checkpoint (empty before the tail)."""
+        return {**self.sums, COUNT: torch.tensor(self.count)} if self.count else {}
 
     def apply(self, model: nn.Module) -> None:
         """Load the mean over the tail into `model`'s parameters (its buffers are untouched)."""
-        if not self.sums:
+        if not self.count:
             raise RuntimeError("no step of the tail was added: nothing to average")
         with torch.no_grad():
             for name, p in model.named_parameters():
-                p.copy_(self.sums[name] / self.last)
+                p.copy_(self.sums[name] / self.count)
 
 
 def recalibrate_bn(model: nn.Module, batches) -> None:

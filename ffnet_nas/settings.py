@@ -86,13 +86,13 @@ class _Settings:
             raise self._bad(name, expected)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain values by field name (what `from_dict` takes back). `amp`, `average_last` and
+        """Plain values by field name (what `from_dict` takes back). `amp`, `average_tail` and
         `precise_bn` only when set: settings without them keep the dict, and so the block files and
         resume fingerprints, they had before the fields existed."""
         out = dataclasses.asdict(self)  # type: ignore[call-overload]
         if out.get("amp", "") is None:
             del out["amp"]
-        for name in ("average_last", "precise_bn"):  # the same for the end-of-run settings when off
+        for name in ("average_tail", "precise_bn"):  # the same for the end-of-run settings when off
             if out.get(name, None) == 0:
                 del out[name]
         return out
@@ -137,12 +137,18 @@ class TrainConfig(_Settings):
     # gradient scaler; CUDA only). Part of the resume fingerprint only when set, so checkpoints
     # from before the field resume.
     amp: str | None = None
-    # The weights a run ends with (ffnet_nas.averaging): the mean of the last `average_last` steps'
-    # weights (0: the last step's), and BatchNorm statistics recomputed on the first `precise_bn`
-    # training crops (0: the running averages training left). Part of the resume fingerprint only
-    # when set, so checkpoints from before the fields resume.
-    average_last: int = 0
+    # The weights a run ends with (ffnet_nas.averaging): the mean of the weights over the last
+    # `average_tail` of the steps (a fraction, so a config keeps its meaning when only the steps
+    # change; 0: the last step's weights; 0.5: the second half), and BatchNorm statistics recomputed
+    # on the first `precise_bn` training crops (0: the running averages training left). Part of the
+    # resume fingerprint only when set, so checkpoints from before the fields resume.
+    average_tail: float = 0.0
     precise_bn: int = 0
+
+    @property
+    def average_steps(self) -> int:
+        """How many of the last steps' weights are averaged (0: none)."""
+        return max(1, round(self.average_tail * self.steps)) if self.average_tail else 0
 
     def __post_init__(self) -> None:
         self._need_int("steps", minimum=1, expected="a positive number of steps")
@@ -169,11 +175,9 @@ class TrainConfig(_Settings):
         if self.grad_clip is not None:
             self._need_real("grad_clip", low=0, expected="None or a finite gradient norm >= 0 (0: no clipping)")
         self._need_int("precise_bn", minimum=0, expected="0 (off) or a number of training crops")
-        self._need_int("average_last", minimum=0, expected=f"0 (off) or a number of steps up to steps={self.steps}")
-        if self.average_last > self.steps:
-            raise self._bad("average_last", f"0 (off) or a number of steps up to steps={self.steps}")
-        if self.average_last and not self.precise_bn:
-            raise self._bad("average_last", "0 unless precise_bn is set too: averaged weights need BatchNorm "
+        self._need_real("average_tail", low=0, high=1, expected="a fraction of the steps in [0, 1] (0: off)")
+        if self.average_tail and not self.precise_bn:
+            raise self._bad("average_tail", "0 unless precise_bn is set too: averaged weights need BatchNorm "
                                             "statistics of their own")
 
     def lr_at(self, step: int) -> float:

@@ -214,7 +214,7 @@ def load_train_state(path: Path) -> dict[str, Any] | None:
         raise InvalidInput(f"training checkpoint {str(path)!r} is not one this tool writes (expected step, model, "
                            "optimizer, rng, fingerprint); delete it to start over")
     check_digest(state, path=path, what="training checkpoint", hint="delete it to start over", key="model")
-    if "average" in state:  # the tail average's partial sum (TrainConfig.average_last) has its own digest
+    if "average" in state:  # the tail average's partial sum (TrainConfig.average_tail) has its own digest
         check_digest({DIGEST_KEY: state.get("average_sha1"), "average": state["average"]}, path=path,
                      what="training checkpoint", hint="delete it to start over", key="average")
     return state
@@ -313,7 +313,7 @@ def _train(model: nn.Module, dataset, *, config: TrainConfig, checkpoint_path: s
         logger.debug("%s: resuming from step %d of %d (%s)", desc, start, config.steps, checkpoint_path)
     # a partial sum belongs to the tail of the run that wrote it: a resume to more steps starts a new tail
     partial = (state or {}).get("average") if (state or {}).get("average_steps") == config.steps else None
-    tail = TailAverage(last=config.average_last, steps=config.steps, state=partial) if config.average_last else None
+    tail = TailAverage(last=config.average_steps, steps=config.steps, state=partial) if config.average_steps else None
     if teacher is not None:
         teacher.to(device, memory_format=fmt).eval()
     net: nn.Module = model

@@ -48,7 +48,7 @@ def _recorder(steps_wanted, seen):
 
 
 def test_the_run_ends_with_the_mean_of_its_last_steps_and_statistics_over_fixed_crops(train_ds):
-    config = TrainConfig(steps=6, batch_size=2, average_last=3, precise_bn=4)
+    config = TrainConfig(steps=6, batch_size=2, average_tail=0.5, precise_bn=4)
     seen: dict = {}
     model = _model()
     ref, on_step = _recorder({4, 5, 6}, seen)
@@ -78,7 +78,7 @@ def test_precise_bn_alone_keeps_the_weights_and_replaces_only_the_statistics(tra
 
 
 def test_a_kill_inside_the_tail_resumes_to_the_same_average(train_ds, tmp_path):
-    config = TrainConfig(steps=6, batch_size=2, checkpoint_every=2, average_last=3, precise_bn=4)
+    config = TrainConfig(steps=6, batch_size=2, checkpoint_every=2, average_tail=0.5, precise_bn=4)
     straight = _model()
     train(straight, train_ds, config=config, progress=False)
 
@@ -93,7 +93,8 @@ def test_a_kill_inside_the_tail_resumes_to_the_same_average(train_ds, tmp_path):
     with pytest.raises(Killed):
         train(_model(), train_ds, config=config, checkpoint_path=ckpt, progress=False, on_step=kill_at_5)
     saved = load_train_state(ckpt)
-    assert saved["step"] == 4 and saved["average_steps"] == 6 and set(saved["average"]) == set(_params(straight))
+    assert saved["step"] == 4 and saved["average_steps"] == 6 and set(saved["average"]) == set(_params(straight)) | {"__steps__"}
+    assert saved["average"]["__steps__"].item() == 1  # step 4 of the tail 4-6
     resumed = _model(seed=7)
     train(resumed, train_ds, config=config, checkpoint_path=ckpt, progress=False)
     for (k, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
@@ -105,7 +106,7 @@ def test_a_kill_inside_the_tail_resumes_to_the_same_average(train_ds, tmp_path):
 
 
 def test_a_damaged_partial_sum_is_refused(train_ds, tmp_path):
-    config = TrainConfig(steps=4, batch_size=2, checkpoint_every=4, average_last=2, precise_bn=2)
+    config = TrainConfig(steps=4, batch_size=2, checkpoint_every=4, average_tail=0.5, precise_bn=2)
     ckpt = tmp_path / "state.pt"
     train(_model(), train_ds, config=config, checkpoint_path=ckpt, progress=False)
     state = torch.load(ckpt, weights_only=True)
@@ -118,29 +119,33 @@ def test_a_damaged_partial_sum_is_refused(train_ds, tmp_path):
 
 def test_resuming_to_more_steps_starts_a_new_tail(train_ds, tmp_path):
     ckpt = tmp_path / "state.pt"
-    short = TrainConfig(steps=4, batch_size=2, checkpoint_every=2, average_last=2, precise_bn=2)
+    short = TrainConfig(steps=4, batch_size=2, checkpoint_every=2, average_tail=0.5, precise_bn=2)
     train(_model(), train_ds, config=short, checkpoint_path=ckpt, progress=False)
     seen: dict = {}
     model = _model(seed=3)
     ref, on_step = _recorder({5, 6}, seen)
     ref["model"] = model
-    longer = TrainConfig(steps=6, batch_size=2, checkpoint_every=2, average_last=2, precise_bn=2)
+    longer = TrainConfig(steps=6, batch_size=2, checkpoint_every=2, average_tail=0.5, precise_bn=2)
     assert train(model, train_ds, config=longer, checkpoint_path=ckpt, progress=False, on_step=on_step).start_step == 4
-    for name, p in model.named_parameters():  # steps 5 and 6 only, not the 4-step run's tail
+    # the 6-step tail is steps 4-6, but step 4 ran before the resume: the mean is over 5 and 6, not
+    # the 4-step run's tail (steps 3 and 4) nor a sum of two steps divided by three
+    for name, p in model.named_parameters():
         assert torch.allclose(p, (seen[5][name] + seen[6][name]) / 2, atol=1e-6), name
 
 
 def test_settings_are_checked_and_off_keeps_older_fingerprints():
-    with pytest.raises(InvalidInput, match=r"average_last=5: expected 0 \(off\) or a number of steps up to steps=4"):
-        TrainConfig(steps=4, average_last=5, precise_bn=8)
-    with pytest.raises(InvalidInput, match="average_last=2: expected 0 unless precise_bn is set too"):
-        TrainConfig(steps=4, average_last=2)
+    with pytest.raises(InvalidInput, match=r"average_tail=1.5: expected a fraction of the steps in \[0, 1\]"):
+        TrainConfig(steps=4, average_tail=1.5, precise_bn=8)
+    with pytest.raises(InvalidInput, match="average_tail=0.5: expected 0 unless precise_bn is set too"):
+        TrainConfig(steps=4, average_tail=0.5)
     with pytest.raises(InvalidInput, match="precise_bn=-1"):
         TrainConfig(precise_bn=-1)
     off = TrainConfig(steps=4)
-    assert "average_last" not in off.to_dict() and "precise_bn" not in off.to_dict()
+    assert "average_tail" not in off.to_dict() and "precise_bn" not in off.to_dict()
     assert TrainConfig.from_dict(off.to_dict()) == off
-    on = TrainConfig(steps=4, average_last=2, precise_bn=8)
+    on = TrainConfig(steps=4, average_tail=0.5, precise_bn=8)
+    assert on.average_steps == 2 and TrainConfig(steps=100, average_tail=0.5, precise_bn=8).average_steps == 50
+    assert TrainConfig(steps=1, average_tail=0.1, precise_bn=8).average_steps == 1  # at least the last step
     assert TrainConfig.from_dict(on.to_dict()) == on
     model = _model()
     assert _fingerprint(model, on, {}) != _fingerprint(model, off, {})
