@@ -33,6 +33,8 @@ DEFAULT_EXPORTER = "dynamo"  # ffnet_nas.space.deploy.DEFAULT_EXPORTER
 DEFAULT_OPSET = 18  # ffnet_nas.space.deploy.DEFAULT_OPSET
 DEFAULT_TEACHER = "segmentation_ffnet46NS_CCC_mobile"  # ffnet_nas.teacher.DEFAULT_TEACHER
 DEFAULT_TEACHER_STEPS = 600  # ffnet_nas.teacher.DEFAULT_STEPS
+FINETUNE_AVERAGE_TAIL = 0.5  # ffnet_nas.budgets.FINETUNE_AVERAGE_TAIL
+FINETUNE_PRECISE_BN = 128  # ffnet_nas.budgets.FINETUNE_PRECISE_BN
 TARGET_GRAMMAR = (  # ffnet_nas.search.targets.GRAMMAR
     "accepted: METRIC OP NUMBER[UNIT], comma-separated, e.g. 'latency<25ms,params<10M,macs<50G,miou>75' "
     "(metrics latency/params/macs/miou; ops < <= > >=; units latency us/ms/s, params K/M/G, macs M/G/T)")

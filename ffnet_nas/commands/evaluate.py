@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from ffnet_nas.commands._common import INITS, add_amp_arg, add_scheduler_arg, common_options
+from ffnet_nas.commands._common import (FINETUNE_AVERAGE_TAIL, FINETUNE_PRECISE_BN, INITS, add_amp_arg, add_scheduler_arg,
+                                        common_options)
 from ffnet_nas.commands.train_teacher import add_sync_bn_arg
 
 
@@ -16,6 +17,13 @@ def add_finetune_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kd-weight", type=float, default=1.0, help="weight of the KD term from the teacher (default 1)")
     p.add_argument("--val-images", type=int, default=None, help="evaluate on the first N validation images only")
     p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes (default 0)")
+    # the run's ending (ffnet_nas.budgets.FINETUNE_*, through _common's checked copies: no torch for --help)
+    p.add_argument("--average-tail", type=float, default=FINETUNE_AVERAGE_TAIL, metavar="FRACTION",
+                   help=f"end with the weights averaged over this last fraction of the steps (default "
+                        f"{FINETUNE_AVERAGE_TAIL}; 0: the last step's weights)")
+    p.add_argument("--precise-bn", type=int, default=FINETUNE_PRECISE_BN, metavar="N",
+                   help=f"then recompute BatchNorm statistics on the first N training crops (default "
+                        f"{FINETUNE_PRECISE_BN}; 0: keep the running averages; needed when --average-tail is set)")
     add_amp_arg(p)
 
 
@@ -31,7 +39,7 @@ def finetune_config(args: argparse.Namespace):
     from ffnet_nas.budgets import finetune_config as config
 
     return config(steps=args.steps, batch_size=args.batch_size, lr=args.lr, kd_weight=args.kd_weight, amp=args.amp,
-                  num_workers=args.workers)
+                  num_workers=args.workers, average_tail=args.average_tail, precise_bn=args.precise_bn)
 
 
 def register(sub) -> None:

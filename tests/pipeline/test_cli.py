@@ -115,6 +115,8 @@ def _constant(*homes: str):
     ("DEFAULT_OPSET", ["ffnet_nas.space.deploy:DEFAULT_OPSET"]),
     ("DEFAULT_TEACHER", ["ffnet_nas.teacher:DEFAULT_TEACHER"]),
     ("DEFAULT_TEACHER_STEPS", ["ffnet_nas.teacher:DEFAULT_STEPS"]),
+    ("FINETUNE_AVERAGE_TAIL", ["ffnet_nas.budgets:FINETUNE_AVERAGE_TAIL"]),
+    ("FINETUNE_PRECISE_BN", ["ffnet_nas.budgets:FINETUNE_PRECISE_BN"]),
     ("TARGET_GRAMMAR", ["ffnet_nas.search.targets:GRAMMAR"]),
 ])
 def test_cli_copies_equal_the_library(copy, homes):
