@@ -16,6 +16,7 @@ from ffnet_nas.settings import TrainConfig
 from ffnet_nas.training import TrainingDiverged, batch_indices, evaluate, kd_loss, train
 from ffnet_nas.space.builder import build_model
 from ffnet_nas.space.errors import InvalidInput
+from tests.helpers.kill import Killed, kill_at
 
 TINY = "stemC-basic-d1.1.1-w16.24.32-s2-upC-segC-nearest"
 HW = (32, 64)
@@ -62,19 +63,11 @@ def test_kill_and_resume_reproduces_the_uninterrupted_run(data, tmp_path):
     torch.manual_seed(123)
     straight = _model()
     train(straight, train_ds, config=config, progress=False)
-
-    class Killed(Exception):
-        pass
-
-    def kill_at_3(step, loss):
-        if step == 3:
-            raise Killed
-
     ckpt = tmp_path / "state.pt"
     torch.manual_seed(123)
     interrupted = _model()
     with pytest.raises(Killed):
-        train(interrupted, train_ds, config=config, checkpoint_path=ckpt, progress=False, on_step=kill_at_3)
+        train(interrupted, train_ds, config=config, checkpoint_path=ckpt, progress=False, on_step=kill_at(3))
     assert torch.load(ckpt, weights_only=False)["step"] == 2  # step 3 was lost with the kill, step 2 saved
     torch.manual_seed(999)  # the RNG state comes from the checkpoint, not from here
     resumed = _model(seed=7)  # fresh weights: they come from the checkpoint too

@@ -11,6 +11,7 @@ from ffnet_nas.settings import TrainConfig
 from ffnet_nas.space.builder import build_model
 from ffnet_nas.space.errors import InvalidInput
 from ffnet_nas.training import _fingerprint, load_train_state, train
+from tests.helpers.kill import Killed, kill_at
 
 TINY = "stemC-basic-d1.1.1-w16.24.32-s2-upC-segC-nearest"
 HW = (32, 64)
@@ -81,17 +82,9 @@ def test_a_kill_inside_the_tail_resumes_to_the_same_average(train_ds, tmp_path):
     config = TrainConfig(steps=6, batch_size=2, checkpoint_every=2, average_tail=0.5, precise_bn=4)
     straight = _model()
     train(straight, train_ds, config=config, progress=False)
-
-    class Killed(Exception):
-        pass
-
-    def kill_at_5(step, loss):
-        if step == 5:
-            raise Killed
-
     ckpt = tmp_path / "state.pt"
     with pytest.raises(Killed):
-        train(_model(), train_ds, config=config, checkpoint_path=ckpt, progress=False, on_step=kill_at_5)
+        train(_model(), train_ds, config=config, checkpoint_path=ckpt, progress=False, on_step=kill_at(5))
     saved = load_train_state(ckpt)
     assert saved["step"] == 4 and saved["average_steps"] == 6 and set(saved["average"]) == set(_params(straight)) | {"__steps__"}
     assert saved["average"]["__steps__"].item() == 1  # step 4 of the tail 4-6
