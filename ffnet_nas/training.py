@@ -445,8 +445,11 @@ def _finish(model: nn.Module, dataset, *, config: TrainConfig, tail: TailAverage
     statistics over the first `config.precise_bn` training crops, drawn the same for every seed (so
     two seeds' statistics differ only through their weights). Runs again on a resume of a finished
     run, with the same result: the checkpoint holds the last step's weights and the tail's sum."""
-    if tail is not None:
+    if tail is not None and tail.count:
         tail.apply(model)
+    elif tail is not None:  # a checkpoint past the configured steps: no step of the tail ran here
+        logger.warning("no step of the averaged tail ran (the checkpoint is past step %d): the last weights are kept",
+                       config.steps)
     if config.precise_bn:
         batches = fixed_batches(dataset, batch_size=config.batch_size,
                                 n_batches=math.ceil(config.precise_bn / config.batch_size), seed=0)

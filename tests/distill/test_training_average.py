@@ -143,3 +143,15 @@ def test_settings_are_checked_and_off_keeps_older_fingerprints():
     model = _model()
     assert _fingerprint(model, on, {}) != _fingerprint(model, off, {})
     assert "precise_bn" not in _fingerprint(model, off, {})["config"]
+
+
+def test_a_checkpoint_past_the_configured_steps_keeps_its_weights(train_ds, tmp_path, caplog):
+    ckpt = tmp_path / "state.pt"
+    longer = TrainConfig(steps=4, batch_size=2, checkpoint_every=2, average_tail=0.5, precise_bn=2)
+    train(_model(), train_ds, config=longer, checkpoint_path=ckpt, progress=False)
+    raw = load_train_state(ckpt)["model"]
+    model = _model(seed=5)
+    shorter = TrainConfig(steps=2, batch_size=2, checkpoint_every=2, average_tail=0.5, precise_bn=2)
+    train(model, train_ds, config=shorter, checkpoint_path=ckpt, progress=False)
+    assert "no step of the averaged tail ran" in caplog.text
+    assert all(torch.equal(p, raw[name]) for name, p in model.named_parameters())
