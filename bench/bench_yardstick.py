@@ -16,8 +16,8 @@ points with Kendall tau ~0.8, and more scoring images or more steps did not shar
   SWA must.
 
 On a finished `ffnet-nas run` workdir this draws the same never-evaluated points as
-`fit-predictor --check` (`draw_points`, seeded), fine-tunes each under two seeds exactly as the run
-does (its run_summary.json), and scores every fine-tune four or more ways from the very same
+`fit-predictor --check` (`draw_points`, seeded), fine-tunes each under two seeds as the run does
+(its run_summary.json) but ending at the last step, and scores every fine-tune four or more ways from the very same
 training run: as trained (the run's yardstick), with precise BN, and each tail average with precise
 BN. Scores are taken on the run's scoring images (its first `val_images`) and on `--truth-images`
 images of a larger generated split. It prints, per variant, the seed-to-seed Kendall tau with a
@@ -130,7 +130,10 @@ def main() -> None:
     todo = [(a, s) for a in points for s in seeds if (a.code, s) not in have]
     for arch, seed in tqdm(todo, desc="fine-tunes", unit="fine-tune", dynamic_ncols=True):
         model = assemble(arch, workspace.library_dir)
-        config = dataclasses.replace(settings.config, seed=seed)
+        # the run's fine-tune with its own ending switched off: "trained" must be the last step's
+        # weights and statistics, whatever ending the run used (runs since the averaged ending record
+        # average_tail and precise_bn, which would otherwise be applied before this bench's variants)
+        config = dataclasses.replace(settings.config, seed=seed, average_tail=0.0, precise_bn=0)
         averages = {n: TailAverage(last=n, steps=config.steps) for n in tails}
 
         def on_step(step: int, _loss: float) -> None:  # the run's own weights stay the last step's
