@@ -2,7 +2,7 @@
 
     .venv/bin/python -m bench.bench_yardstick --workdir runs/quick --out DIR [--k 16] [--draw-seed 0]
                                               [--average 25,50] [--bn-images 128] [--val-split 512]
-                                              [--truth-images 256]
+                                              [--truth-images 256] [--steps N] [--lr LR] [--batch-size N]
 
 Issue 13, item 2: the quick budget's yardstick (two fine-tuning seeds of one point) ranks held-out
 points with Kendall tau ~0.8, and more scoring images or more steps did not sharpen it
@@ -24,6 +24,10 @@ images of a larger generated split. It prints, per variant, the seed-to-seed Ken
 bootstrap 95% interval (overall and within the largest output-stride group) and the mean absolute
 seed difference, side by side. Resumable: each (point, seed) is written to DIR/yardstick.csv as it
 is scored; DIR is a hard-linked copy of the workdir so nothing lands in the run's files.
+
+`--steps`, `--lr` and `--batch-size` change the fine-tune itself (other ways to lower the seed
+noise); DIR records the protocol it was measured under and refuses to resume under another.
+`bench/gpu_yardstick.sh` runs several protocols side by side on a lent GPU.
 """
 
 from __future__ import annotations
@@ -31,16 +35,32 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
+import json
 import logging
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from bench._workdir import link_copy
+from ffnet_nas.space.io import atomic_write_text
 from ffnet_nas.stats import kendall_interval
 
 FILE = "yardstick.csv"
+PROTOCOL = "yardstick_protocol.json"
+
+
+def claim_protocol(path: Path, wanted: dict) -> None:
+    """Record the fine-tuning protocol of an --out folder, or refuse one measured under another:
+    a resume under other settings would mix two yardsticks in one CSV."""
+    if path.exists():
+        recorded = json.loads(path.read_text())
+        if recorded != wanted:
+            raise SystemExit(f"{path}: measured under {recorded}, not {wanted}; expected a new --out folder "
+                             "for another protocol")
+        return
+    atomic_write_text(path, json.dumps(wanted) + "\n")
 
 
 def summarize(frame: pd.DataFrame, *, variants: list[str], scopes: list[str]) -> pd.DataFrame:
@@ -83,6 +103,9 @@ def main() -> None:
     parser.add_argument("--bn-images", type=int, default=128, help="training images precise BN averages over")
     parser.add_argument("--val-split", type=int, default=512, help="embedded validation images generated")
     parser.add_argument("--truth-images", type=int, default=256, help="the larger scoring set (first N of the split)")
+    parser.add_argument("--steps", type=int, default=None, help="fine-tuning steps (default: the run's)")
+    parser.add_argument("--lr", type=float, default=None, help="fine-tuning learning rate (default: the run's)")
+    parser.add_argument("--batch-size", type=int, default=None, help="fine-tuning batch (default: the run's)")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
@@ -106,10 +129,18 @@ def main() -> None:
     settings = run_settings(workspace)
     if settings is None:
         raise SystemExit(f"{args.workdir}: no run_summary.json; expected a workdir finished by 'ffnet-nas run'")
+    # the run's fine-tune with its own ending switched off: "trained" must be the last step's
+    # weights and statistics, whatever ending the run used (runs since the averaged ending record
+    # average_tail and precise_bn, which would otherwise be applied before this bench's variants)
+    protocol = {"average_tail": 0.0, "precise_bn": 0, **{k: v for k, v in (("steps", args.steps), ("lr", args.lr),
+                                                                           ("batch_size", args.batch_size)) if v}}
+    base = dataclasses.replace(settings.config, **protocol)
     seeds = [int(s) for s in args.seeds.split(",")]
     tails = sorted(int(n) for n in args.average.split(",") if n)
-    if len(seeds) != 2 or any(not 1 <= n <= settings.config.steps for n in tails):
-        raise SystemExit(f"expected two seeds and tails between 1 and {settings.config.steps} steps")
+    if len(seeds) != 2 or any(not 1 <= n <= base.steps for n in tails):
+        raise SystemExit(f"expected two seeds and tails between 1 and {base.steps} steps")
+    claim_protocol(root / PROTOCOL, {"steps": base.steps, "lr": base.lr, "batch_size": base.batch_size,
+                                     "bn_images": args.bn_images, "val_split": args.val_split})
     space = get_search_space(settings.space)
     evaluated = read_evaluated(workspace.evaluated_path)
     nsr = nsr_table(BlockLibrary(workspace.library_dir).table().to_dict("records"))
@@ -130,10 +161,7 @@ def main() -> None:
     todo = [(a, s) for a in points for s in seeds if (a.code, s) not in have]
     for arch, seed in tqdm(todo, desc="fine-tunes", unit="fine-tune", dynamic_ncols=True):
         model = assemble(arch, workspace.library_dir)
-        # the run's fine-tune with its own ending switched off: "trained" must be the last step's
-        # weights and statistics, whatever ending the run used (runs since the averaged ending record
-        # average_tail and precise_bn, which would otherwise be applied before this bench's variants)
-        config = dataclasses.replace(settings.config, seed=seed, average_tail=0.0, precise_bn=0)
+        config = dataclasses.replace(base, seed=seed)
         averages = {n: TailAverage(last=n, steps=config.steps) for n in tails}
 
         def on_step(step: int, _loss: float) -> None:  # the run's own weights stay the last step's
@@ -161,7 +189,8 @@ def main() -> None:
     frame = pd.DataFrame(rows)
     frame = frame[frame["code"].isin({a.code for a in points})]
     table = summarize(frame, variants=variants, scopes=list(scopes))
-    print(f"{len(points)} held-out points, fine-tuned {settings.config.steps} steps under seeds {seeds}; scopes: "
+    print(f"{len(points)} held-out points, fine-tuned {base.steps} steps (lr {base.lr:g}, batch {base.batch_size}) "
+          f"under seeds {seeds}; scopes: "
           f"run = first {settings.val_images} images, truth = first {args.truth_images} of {args.val_split}; precise "
           f"BN over {len(bn_batches) * 8} training crops\n")
     print(markdown(table))

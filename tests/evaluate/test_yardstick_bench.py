@@ -1,5 +1,7 @@
 """bench/bench_yardstick: the per-variant summary (the tail average itself: tests/distill/test_training_average.py)."""
 
+import json
+
 import pandas as pd
 import pytest
 
@@ -21,3 +23,15 @@ def test_summary_compares_seeds_per_variant_and_against_the_trained_models_truth
     assert table.loc["precise_bn", "mean_change"] == pytest.approx((-1 - 3 + 1 - 1) / 4 / 4)  # (a - b) / 4 per point
     assert table.loc["trained", "tau"].startswith("0.67")  # seeds swap one of six pairs: (42,45) vs (44,43)
     assert table.loc["trained", "tau_vs_trained_truth"].startswith("1.00")
+
+
+def test_an_out_folder_keeps_the_protocol_it_was_measured_under(tmp_path):
+    from bench.bench_yardstick import claim_protocol
+
+    path = tmp_path / "yardstick_protocol.json"
+    run = {"steps": 100, "lr": 0.01, "batch_size": 8, "bn_images": 128, "val_split": 512}
+    claim_protocol(path, run)
+    claim_protocol(path, dict(run))  # the same protocol resumes
+    with pytest.raises(SystemExit, match="expected a new --out folder"):
+        claim_protocol(path, {**run, "lr": 0.005})
+    assert json.loads(path.read_text()) == run  # the refused protocol did not overwrite the record
