@@ -13,6 +13,13 @@
 #   s200   twice the steps
 # Everything lands in $OUT (default /tmp/gpu_yardstick): one log per job and, every 30 s, a
 # tarball of the per-fine-tune CSVs, so a call stopped at its limit still returns what was measured.
+#
+# Sizing, measured on an H200 on 2026-12-04 (docs/results.md, "The quick run on a GPU"): the quick
+# run alone took 457 s, and with the four protocols sharing the GPU each fine-tune took ~16 s (six
+# endings scored on 320 images each), so K=32 under two seeds needs ~17 minutes. That does not fit
+# one 10-minute call, nor a 15-minute device session after the run: there, use one call for the
+# run and a second at once (the workdir survives while the machine is warm; the run then resumes
+# in seconds) with K=8-12, or fewer protocols.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-python3}
