@@ -44,6 +44,7 @@ import numpy as np
 import pandas as pd
 
 from bench._workdir import link_copy
+from ffnet_nas.predictor_check import largest_group
 from ffnet_nas.space.io import atomic_write_text
 from ffnet_nas.stats import kendall_interval
 
@@ -68,9 +69,7 @@ def summarize(frame: pd.DataFrame, *, variants: list[str], scopes: list[str]) ->
     and the mean change from the trained model's score (pure)."""
     wide = frame.pivot_table(index=["code", "stride"], columns=["seed"], values=[f"{v}@{s}" for v in variants
                                                                                   for s in scopes]).reset_index()
-    strides = wide["stride"].to_numpy()
-    values, counts = np.unique(strides, return_counts=True)
-    inside = strides == values[np.argmax(counts)]
+    _, inside = largest_group(wide["stride"].to_numpy())
     seeds = sorted(frame["seed"].unique())
     rows = []
     for scope in scopes:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
@@ -28,14 +27,15 @@ SIGNALS = ["zs64", "zs256", "zs512", "neg_kl", "agree"]
 def teacher_agreement(model, teacher, val, *, start: int, stop: int, batch: int = 16) -> tuple[float, float]:
     """Mean per-pixel KL(teacher || student), negated so that higher is better, and the share of
     pixels whose argmax agrees, over images start..stop (the student's logits resized to the teacher's)."""
+    from ffnet_nas.training import kd_loss
+
     kl, agree, n = 0.0, 0.0, 0
     with torch.no_grad():
         for i in range(start, stop, batch):
             x = torch.stack([val[j][0] for j in range(i, min(i + batch, stop))])
             t, s = teacher(x), model(x)
             s = F.interpolate(s, size=t.shape[-2:], mode="bilinear", align_corners=False)
-            pixels = t.shape[-1] * t.shape[-2]
-            kl += F.kl_div(F.log_softmax(s, 1), F.log_softmax(t, 1), log_target=True, reduction="sum").item() / pixels
+            kl += kd_loss(s, t).item() * len(x)  # the fine-tune's own KD term: mean over pixels
             agree += (s.argmax(1) == t.argmax(1)).float().mean().item() * len(x)
             n += len(x)
     return -kl / n, agree / n
@@ -49,7 +49,7 @@ def main() -> None:
     from ffnet_nas.data import make_dataset
     from ffnet_nas.distill.assemble import assemble
     from ffnet_nas.evaluate import Resources
-    from ffnet_nas.predictor_check import run_settings
+    from ffnet_nas.predictor_check import largest_group, run_settings
     from ffnet_nas.space.arch import Arch
     from ffnet_nas.stats import kendall_interval
     from ffnet_nas.training import evaluate
@@ -79,9 +79,7 @@ def main() -> None:
         print(code, {k: round(v, 3) for k, v in row.items() if k != "code"}, flush=True)
     f = pd.DataFrame(rows).set_index("code").join(m)
     truth = ((f["seed0"] + f["seed1"]) / 2).to_numpy(float)
-    strides = f["stride"].to_numpy()
-    values, counts = np.unique(strides, return_counts=True)
-    inside = strides == values[np.argmax(counts)]
+    _, inside = largest_group(f["stride"].to_numpy())
     print(f"\n{len(f)} points; truth = the mean of the two seeds' scores as the check took them")
     a, b = f["seed0"].to_numpy(float), f["seed1"].to_numpy(float)
     print(f"{'yardstick':22s}", kendall_interval(a, b).text(), kendall_interval(a[inside], b[inside]).text())

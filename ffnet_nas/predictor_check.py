@@ -342,6 +342,14 @@ def _measure(arch: Arch, *, store: _Store, r: Resources, workspace: Workspace, c
         store.put(code, "latency_ms", point_latency(arch, r.table)[1])
 
 
+def largest_group(strides: np.ndarray) -> tuple[int, np.ndarray]:
+    """The most common output stride (the smaller one on a tie: np.unique sorts) and the mask of
+    the points that have it: the group within which a ranking must resolve architectures."""
+    values, counts = np.unique(strides, return_counts=True)
+    group = values[np.argmax(counts)]
+    return group, strides == group
+
+
 def summarize(points: pd.DataFrame, *, seeds: tuple[int, int], short_steps: int, evaluated: pd.DataFrame,
               loo_tau: float, predictor: str, steps: int, val_images: int | None,
               fewer_images: int | None = None) -> PredictorCheck:
@@ -349,9 +357,7 @@ def summarize(points: pd.DataFrame, *, seeds: tuple[int, int], short_steps: int,
     a, b = (points[f"seed{s}"].to_numpy(float) for s in seeds)
     truth = (a + b) / 2
     strides = points["stride"].to_numpy()
-    values, counts = np.unique(strides, return_counts=True)
-    group = values[np.argmax(counts)]  # the most common stride; the smaller one on a tie (np.unique sorts)
-    inside = strides == group
+    group, inside = largest_group(strides)
 
     def both(score: np.ndarray, target: np.ndarray = truth) -> tuple[Interval, Interval]:
         return kendall_interval(score, target), kendall_interval(score[inside], target[inside])
@@ -392,4 +398,4 @@ def summarize(points: pd.DataFrame, *, seeds: tuple[int, int], short_steps: int,
         loo_tau=float(loo_tau), predictor=predictor, points=tuple(points.to_dict("records")), **fewer)
 
 
-__all__ = ["PredictorCheck", "Ranker", "RunSettings", "run_settings", "check_predictor", "draw_points", "latest_predictor_dir", "summarize"]
+__all__ = ["PredictorCheck", "Ranker", "RunSettings", "run_settings", "check_predictor", "draw_points", "largest_group", "latest_predictor_dir", "summarize"]
