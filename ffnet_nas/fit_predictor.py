@@ -23,9 +23,10 @@ import pandas as pd
 from ffnet_nas.evaluate import evaluate_points, read_evaluated
 from ffnet_nas.settings import TrainConfig
 from ffnet_nas.workspace import Workspace
-from ffnet_nas.predictors.accuracy import (LOO_FILE, PREDICTOR_FILE, ZERO_SHOT_FEATURE_SETS, ZERO_SHOT_FILE,
-                                           AccuracyPredictor, features, fit_accuracy_predictor, missing_blocks,
-                                           nsr_table, zero_shot_features)
+from ffnet_nas.predictors.accuracy import (DEFAULT_FEATURE_SET, FEATURE_SETS, LOO_FILE, PREDICTOR_FILE,
+                                           ZERO_SHOT_FEATURE_SETS, ZERO_SHOT_FILE, AccuracyPredictor,
+                                           feature_set_of, fit_accuracy_predictor, missing_blocks, nsr_table,
+                                           point_features, zero_shot_features)
 from ffnet_nas.space.arch import Arch
 from ffnet_nas.space.catalogue import variants
 from ffnet_nas.space.errors import InvalidInput
@@ -41,12 +42,28 @@ def library_nsr(workspace: Workspace) -> dict[tuple[str, str], float]:
     return nsr_table(library.table().to_dict("records"))
 
 
+def stored_feature_set(workspace: Workspace) -> str:
+    """The feature set of the workdir's fitted predictor (a refit and a refine round keep it), else
+    `DEFAULT_FEATURE_SET`."""
+    path = workspace.predictor_dir / PREDICTOR_FILE
+    return feature_set_of(AccuracyPredictor.load(path).feature_names) if path.exists() else DEFAULT_FEATURE_SET
+
+
+def check_feature_set(name: str) -> str:
+    if name not in FEATURE_SETS:
+        raise InvalidInput(f"--features {name!r}: expected one of {', '.join(FEATURE_SETS)} "
+                           "(choices: what the point is made of; nsr: its distilled blocks' held-out NSR)")
+    return name
+
+
 def fit_from_table(workspace: Workspace, *, out_dir: str | Path | None = None, val_images: int | None = None,
                    score_at: str = "train", device: str = "cpu", progress: bool = True,
-                   lut: str | None = None) -> AccuracyPredictor:
-    """Refit on every usable evaluated row; saves the predictor, the zero-shot stage (its scores
-    on the first `val_images` validation images at `score_at`, as the rows were scored) and the
-    LOO table in `out_dir` (default: the workdir's predictor folder)."""
+                   lut: str | None = None, feature_set: str | None = None) -> AccuracyPredictor:
+    """Refit on every usable evaluated row; saves the predictor (on `feature_set`, a `FEATURE_SETS`
+    key; None: `stored_feature_set`), the zero-shot stage (its scores on the first `val_images`
+    validation images at `score_at`, as the rows were scored) and the LOO table in `out_dir`
+    (default: the workdir's predictor folder)."""
+    feature_set = check_feature_set(feature_set or stored_feature_set(workspace))
     nsr = library_nsr(workspace)
     frame = read_evaluated(workspace.evaluated_path)
     frame = frame[frame["init"] == "distilled"] if len(frame) else frame
@@ -55,9 +72,12 @@ def fit_from_table(workspace: Workspace, *, out_dir: str | Path | None = None, v
     if not usable:
         raise InvalidInput(f"no evaluated point in {str(workspace.evaluated_path)!r} has all its blocks in the library: "
                            "run 'ffnet-nas fit-predictor --n N' (it evaluates points) or 'ffnet-nas evaluate CODE...'")
-    x = np.stack([features(a, nsr) for a, _ in usable])
+    names = FEATURE_SETS[feature_set]
+    x = np.stack([point_features(a, names, nsr) for a, _ in usable])
     y = np.array([m for _, m in usable], dtype=float)
-    predictor = fit_accuracy_predictor(x, y, codes=[a.code for a, _ in usable], nsr=nsr,
+    # the NSR snapshot goes with the NSR predictor only: the choices ridge never reads it
+    predictor = fit_accuracy_predictor(x, y, codes=[a.code for a, _ in usable], feature_names=names,
+                                       nsr=nsr if feature_set == "nsr" else None,
                                        meta={"library": workspace.relative(workspace.library_dir),
                                              "n_evaluated": len(usable)})
     out_dir = Path(out_dir) if out_dir is not None else workspace.predictor_dir
@@ -126,12 +146,15 @@ def zero_shot_data_key(resources) -> str:
 
 def fit_predictor(*, workspace: Workspace, space, n: int, config: TrainConfig, val_images: int | None = None,
                   seed: int = 0, device: str = "cpu", progress: bool = True, lut: str | None = None,
-                  scheduler: str | None = None, score_at: str = "train") -> AccuracyPredictor:
+                  scheduler: str | None = None, score_at: str = "train",
+                  feature_set: str | None = None) -> AccuracyPredictor:
     """Evaluate a space-filling design of `n` points (fine-tuned with `config`, scored on the first
     `val_images` validation images, timed with the table `lut`; fine-tuned on the Dask cluster
     at `scheduler` when given), then `fit_from_table`."""
     if n < 4:
         raise InvalidInput(f"--n {n}: expected at least 4 points (the predictor is validated leave-one-out)")
+    if feature_set is not None:
+        check_feature_set(feature_set)  # before minutes of fine-tuning, not after
     published = [v.arch for v in variants()]
     points = select_points(space, n, seed=seed, published=published)
     nsr = library_nsr(workspace)
@@ -143,7 +166,7 @@ def fit_predictor(*, workspace: Workspace, space, n: int, config: TrainConfig, v
     evaluate_points(points, workspace=workspace, config=config, val_images=val_images, device=device, progress=progress,
                     lut=lut, scheduler=scheduler, score_at=score_at)
     return fit_from_table(workspace, val_images=val_images, score_at=score_at, device=device, progress=progress,
-                          lut=lut)
+                          lut=lut, feature_set=feature_set)
 
 
 def structure_class(arch: Arch) -> tuple[int, int, bool]:

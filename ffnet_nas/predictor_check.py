@@ -190,8 +190,7 @@ def check_predictor(*, workspace: Workspace, space, k: int, config: TrainConfig,
     two image counts on the very same fine-tuned weights (where its noise comes from)."""
     from tqdm.auto import tqdm
 
-    from ffnet_nas.predictors.accuracy import nsr_table
-    from ffnet_nas.predictors.accuracy import zero_shot_features
+    from ffnet_nas.predictors.accuracy import feature_set_of, nsr_table, zero_shot_features
     from ffnet_nas.predictors.load import load_accuracy_predictor, load_zero_shot_predictor
     from ffnet_nas.distill.library import BlockLibrary
 
@@ -228,24 +227,46 @@ def check_predictor(*, workspace: Workspace, space, k: int, config: TrainConfig,
         _measure(arch, store=store, r=r, workspace=workspace, config=config, val_images=val_images, seeds=seeds,
                  short_steps=short_steps, device=device, fewer_images=fewer_images)
     stage = load_zero_shot_predictor(predictor_dir)
+    feature_set = feature_set_of(predictor.feature_names)
+    other = other_ridge(predictor, evaluated, nsr)
     rows = []
     for arch in points:
         cx = r.complexity(arch)
         rows.append({"code": arch.code, "stride": arch.output_stride, "params": cx.params, "macs": cx.macs,
                      "predicted": predictor.predict(arch), **store.values(arch.code)})
+        if other is not None:
+            rows[-1][f"predicted_{feature_set_of(other.feature_names)}"] = other.predict(arch, nsr)
         if stage is not None:  # the search's second stage, from the zero-shot score it was fitted on
             zs = rows[-1]["zero_shot_bn" if stage.meta.get("bn_batches") else "zero_shot"]
             rows[-1]["predicted_zero_shot"] = float(
                 stage.predict_with_std(zero_shot_features(arch, zs, stage.feature_names))[0][0])
     check = summarize(pd.DataFrame(rows), seeds=seeds, short_steps=short_steps, evaluated=evaluated,
                       loo_tau=predictor.validation.kendall_tau, predictor=workspace.relative(predictor_dir),
-                      steps=config.steps, val_images=val_images, fewer_images=fewer_images)
+                      steps=config.steps, val_images=val_images, fewer_images=fewer_images, feature_set=feature_set)
     if stage is not None:
         check = dataclasses.replace(check, zero_shot_loo_tau=float(stage.validation.kendall_tau),
                                     **_staged_record(workspace.search_dir / "reranked.csv", evaluated))
     atomic_write_json(folder / SUMMARY_FILE, check.to_dict())
     logger.info("predictor check: wrote %s and %s", folder / MEASUREMENTS_FILE, folder / SUMMARY_FILE)
     return check
+
+
+def other_ridge(predictor, evaluated: pd.DataFrame, nsr):
+    """The ridge on the feature set the run's predictor does not use (`FEATURE_SETS`), fitted in
+    memory on the very points and mIoU it was fitted on: which features rank this run's held-out
+    points better is then one line apart in the table. None when those rows are gone."""
+    from ffnet_nas.predictors.accuracy import FEATURE_SETS, feature_set_of, fit_accuracy_predictor, point_features
+
+    if not len(evaluated):
+        return None
+    measured = evaluated[evaluated["init"] == "distilled"].drop_duplicates("code").set_index("code")["measured_miou"]
+    codes = [c for c in predictor.codes if c in measured.index]
+    if len(codes) < 4 or len(codes) < len(predictor.codes):
+        return None
+    name = next(k for k in FEATURE_SETS if k != feature_set_of(predictor.feature_names))
+    x = np.stack([point_features(c, FEATURE_SETS[name], nsr) for c in codes])
+    return fit_accuracy_predictor(x, measured.loc[codes].to_numpy(float), codes=codes, feature_names=FEATURE_SETS[name],
+                                  nsr=nsr if name == "nsr" else None)
 
 
 def _staged_record(reranked_path, evaluated: pd.DataFrame) -> dict:
@@ -352,7 +373,7 @@ def largest_group(strides: np.ndarray) -> tuple[int, np.ndarray]:
 
 def summarize(points: pd.DataFrame, *, seeds: tuple[int, int], short_steps: int, evaluated: pd.DataFrame,
               loo_tau: float, predictor: str, steps: int, val_images: int | None,
-              fewer_images: int | None = None) -> PredictorCheck:
+              fewer_images: int | None = None, feature_set: str = "nsr") -> PredictorCheck:
     """The check's figures from its per-point table (pure; see the module docstring)."""
     a, b = (points[f"seed{s}"].to_numpy(float) for s in seeds)
     truth = (a + b) / 2
@@ -365,7 +386,10 @@ def summarize(points: pd.DataFrame, *, seeds: tuple[int, int], short_steps: int,
     def column(name: str) -> np.ndarray:
         return points[name].to_numpy(float) if name in points else np.full(len(points), np.nan)
 
-    candidates = [("accuracy predictor (NSR, every point of the search)", column("predicted")),
+    label = {"nsr": "NSR ridge", "choices": "choices ridge"}
+    other = "choices" if feature_set == "nsr" else "nsr"
+    candidates = [(f"accuracy predictor ({label[feature_set]}, every point of the search)", column("predicted")),
+                  (f"the {label[other]} on the same design points (not used by this run)", column(f"predicted_{other}")),
                   ("accuracy predictor, zero-shot stage (the search's re-ranking)", column("predicted_zero_shot")),
                   ("output stride alone (smaller first)", -strides.astype(float)),
                   ("params", column("params")), ("MACs", column("macs")), ("measured latency", column("latency_ms")),
@@ -376,7 +400,9 @@ def summarize(points: pd.DataFrame, *, seeds: tuple[int, int], short_steps: int,
     if fewer_images:
         candidates.append((f"distilled model, no fine-tuning, first {fewer_images} images",
                            column(f"zero_shot@{fewer_images}")))
-    rankers = tuple(Ranker(name, *both(score)) for name, score in candidates)
+    # the other ridge is left out where it could not be fitted (or in an older check's table)
+    rankers = tuple(Ranker(name, *both(score)) for name, score in candidates
+                    if "not used by this run" not in name or np.isfinite(score).any())
     yardstick, yardstick_within = both(a, b)
     fewer = {}
     if fewer_images:
@@ -398,4 +424,5 @@ def summarize(points: pd.DataFrame, *, seeds: tuple[int, int], short_steps: int,
         loo_tau=float(loo_tau), predictor=predictor, points=tuple(points.to_dict("records")), **fewer)
 
 
-__all__ = ["PredictorCheck", "Ranker", "RunSettings", "run_settings", "check_predictor", "draw_points", "largest_group", "latest_predictor_dir", "summarize"]
+__all__ = ["PredictorCheck", "Ranker", "RunSettings", "run_settings", "check_predictor", "draw_points", "largest_group",
+           "latest_predictor_dir", "other_ridge", "summarize"]

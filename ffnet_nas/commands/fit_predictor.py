@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ffnet_nas.commands._common import add_scheduler_arg, common_options
+from ffnet_nas.commands._common import FEATURE_SET_NAMES, add_scheduler_arg, common_options
 from ffnet_nas.commands.evaluate import add_finetune_args, add_lut_arg, finetune_config
 
 
@@ -12,12 +12,17 @@ def register(sub) -> None:
     p = sub.add_parser("fit-predictor", parents=[common_options(device="cpu")],
                        help="fit the accuracy predictor (evaluating points as needed)",
                        description="Picks N points (published variants of the space plus a space-filling sample), "
-                                   "evaluates those not yet evaluated, fits a ridge model from per-block held-out NSR "
-                                   "to measured mIoU, and reports leave-one-out Kendall tau and Spearman.")
+                                   "evaluates those not yet evaluated, fits a ridge model from the points' choices "
+                                   "(or, with --features nsr, their blocks' held-out NSR) to measured mIoU, and "
+                                   "reports leave-one-out Kendall tau and Spearman.")
     p.add_argument("--n", type=int, default=12, help="points to pick (default 12); all evaluated rows are used")
     p.add_argument("--space", default="mobile", help="built-in space name or YAML file (default mobile)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--refit-only", action="store_true", help="refit on the evaluated rows, evaluate nothing")
+    p.add_argument("--features", choices=FEATURE_SET_NAMES, default=None,
+                   help="what the ridge reads: choices (output stride, one indicator per categorical choice, log "
+                        "params) or nsr (the distilled blocks' held-out NSR, log params, output stride); default: "
+                        "the workdir predictor's, else choices. --check ranks with both")
     p.add_argument("--check", type=int, default=None, metavar="K",
                    help="fit nothing: check the workdir's predictor on K points never evaluated, each fine-tuned under "
                         "two seeds as the run did (its run_summary.json; else the fine-tuning flags), against the "
@@ -46,11 +51,14 @@ def run(args: argparse.Namespace) -> int:
     check_scheduler(scheduler)
     request = _refit_request(args, workspace) if args.refit_only else steps.PredictorRequest(
         space=get_search_space(args.space), points=args.n, seed=args.seed, finetune=finetune_config(args),
-        val_images=args.val_images, device=args.device, lut=args.lut, scheduler=scheduler)
+        val_images=args.val_images, device=args.device, lut=args.lut, scheduler=scheduler, features=args.features)
     fitted = steps.fit_predictor(workspace=workspace, request=request)
     predictor = fitted.predictor
     v = predictor.validation
-    print(f"accuracy predictor: ridge (alpha {predictor.alpha:g}) on {v.n} fine-tuned points; leave-one-out "
+    from ffnet_nas.predictors.accuracy import feature_set_of
+
+    print(f"accuracy predictor: ridge on the {feature_set_of(predictor.feature_names)} features (alpha "
+          f"{predictor.alpha:g}) on {v.n} fine-tuned points; leave-one-out "
           f"Kendall tau {v.kendall_tau:.3f}, Spearman {v.spearman:.3f}, mean abs error {v.mae:.2f} mIoU")
     stage = load_zero_shot_predictor(fitted.folder)
     if stage is not None:
@@ -72,7 +80,7 @@ def _refit_request(args: argparse.Namespace, workspace):
     settings = run_settings(workspace) if args.val_images is None else None
     val_images, score_at = (settings.val_images, settings.score_at) if settings is not None else (args.val_images, "train")
     return steps.PredictorRequest(refit_only=True, val_images=val_images, score_at=score_at, device=args.device,
-                                  lut=args.lut)
+                                  lut=args.lut, features=args.features)
 
 
 def _check(args: argparse.Namespace, workspace) -> int:

@@ -47,9 +47,15 @@ class PredictorRequest:
     device: str = "cpu"
     scheduler: str | None = None  # a Dask scheduler: the design's fine-tunes run on its workers
     score_at: str = "train"  # the size the design's mIoU is scored at (evaluate.SCORE_AT)
+    # the predictor's features (predictors.accuracy.FEATURE_SETS); None: the workdir predictor's, else the default
+    features: str | None = None
 
     def __post_init__(self) -> None:
         _check_val_images(self.val_images)
+        if self.features is not None:
+            from ffnet_nas.fit_predictor import check_feature_set
+
+            check_feature_set(self.features)
 
 
 @dataclass(frozen=True)
@@ -70,7 +76,8 @@ def fit_predictor(*, workspace: Workspace, request: PredictorRequest, progress: 
             return PredictorResult(predictor=stored, folder=folder, fitted_now=False)
     if request.refit_only:
         predictor = fit_from_table(workspace, out_dir=folder, val_images=request.val_images, score_at=request.score_at,
-                                   device=request.device, progress=progress, lut=request.lut)
+                                   device=request.device, progress=progress, lut=request.lut,
+                                   feature_set=request.features)
     else:
         if request.space is None or request.finetune is None:
             raise TypeError("PredictorRequest: space and finetune are needed to evaluate a design (or refit_only=True)")
@@ -79,7 +86,7 @@ def fit_predictor(*, workspace: Workspace, request: PredictorRequest, progress: 
         predictor = fit_design(workspace=workspace, space=request.space, n=request.points, config=request.finetune,
                                val_images=request.val_images, seed=request.seed, device=request.device,
                                progress=progress, lut=request.lut, scheduler=request.scheduler,
-                               score_at=request.score_at)
+                               score_at=request.score_at, feature_set=request.features)
     return PredictorResult(predictor=predictor, folder=folder, fitted_now=True)
 
 

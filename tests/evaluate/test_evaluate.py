@@ -94,10 +94,11 @@ def test_fit_predictor_cli_reports_loo_ranks(workdir, capsys):
     from scipy.stats import kendalltau
 
     from ffnet_nas.fit_predictor import library_nsr
-    from ffnet_nas.predictors.accuracy import AccuracyPredictor, features
+    from ffnet_nas.predictors.accuracy import AccuracyPredictor, feature_set_of, point_features
 
+    assert feature_set_of(again.feature_names) == "choices"  # the default
     nsr = library_nsr(workdir)
-    x = np.stack([features(Arch.parse(c), nsr) for c in loo["code"]])
+    x = np.stack([point_features(Arch.parse(c), again.feature_names, nsr) for c in loo["code"]])
     y = loo["measured_miou"].to_numpy(float)
     alpha = again.alpha
     for i in range(len(y)):
@@ -116,6 +117,11 @@ def test_fit_predictor_cli_reports_loo_ranks(workdir, capsys):
     expected = kendalltau(loo["loo_predicted_miou"], y).statistic
     assert printed == pytest.approx(expected, abs=1e-3, nan_ok=True)
     assert isinstance(AccuracyPredictor.load(workdir.predictor_dir / "accuracy.json"), AccuracyPredictor)
+    # --features nsr refits on the blocks' NSR; a later refit (and a refine round) keeps the workdir's set
+    assert main(["fit-predictor", "--refit-only", "--features", "nsr", "--workdir", str(workdir.root)]) == 0
+    assert "ridge on the nsr features" in capsys.readouterr().out
+    assert feature_set_of(fit_from_table(workdir).feature_names) == "nsr"
+    assert feature_set_of(fit_from_table(workdir, feature_set="choices").feature_names) == "choices"
 
 
 def test_select_points_spreads_and_includes_published():

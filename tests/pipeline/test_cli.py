@@ -108,6 +108,7 @@ def _constant(*homes: str):
     ("ESTIMATORS", ["ffnet_nas.predictors.latency.protocol:ESTIMATORS"]),
     ("CLOCKS", ["ffnet_nas.predictors.latency.protocol:CLOCKS"]),
     ("INITS", ["ffnet_nas.evaluate:INITS"]),
+    ("FEATURE_SET_NAMES", ["ffnet_nas.predictors.accuracy:FEATURE_SETS"]),
     ("OPTIMIZERS", ["ffnet_nas.training:OPTIMIZERS"]),
     ("EXPORTERS", ["ffnet_nas.space.deploy:EXPORTERS"]),
     ("FORMATS", ["ffnet_nas.reports.export:FORMATS"]),

@@ -30,7 +30,10 @@ def asked(monkeypatch):
 
     rows = pd.DataFrame([{"code": CODE, "init": "distilled", "measured_miou": 50.0}])
     recorder("evaluate", steps.EvaluateResult(rows=rows))
-    predictor = SimpleNamespace(alpha=1.0, validation=SimpleNamespace(n=4, kendall_tau=0.5, spearman=0.6, mae=1.0))
+    from ffnet_nas.predictors.accuracy import CHOICE_FEATURES
+
+    predictor = SimpleNamespace(alpha=1.0, feature_names=CHOICE_FEATURES,
+                                validation=SimpleNamespace(n=4, kendall_tau=0.5, spearman=0.6, mae=1.0))
     recorder("fit_predictor", lambda r: steps.PredictorResult(predictor=predictor, folder=Path("p"), fitted_now=True))
     recorder("report", SimpleNamespace(figures=[], notes=[], written=[Path("r/index.html")], index=Path("r/index.html")))
     recorder("measure_latency", SimpleNamespace(table=_Table(), n_keys=0, n_new=0, calibration=None, validation=None))
@@ -85,6 +88,9 @@ def test_fit_predictor_builds_its_request_and_says_where_it_wrote(tmp_path, aske
     assert capsys.readouterr().out.splitlines()[-1] == "wrote p/accuracy.json and p/loo.csv"
     assert main(["fit-predictor", "--refit-only", "--workdir", w]) == 0
     assert asked["fit_predictor"][1] == steps.PredictorRequest(refit_only=True)
+    assert main(["fit-predictor", "--refit-only", "--features", "nsr", "--workdir", w]) == 0
+    assert asked["fit_predictor"][1] == steps.PredictorRequest(refit_only=True, features="nsr")
+    assert "ridge on the choices features" in capsys.readouterr().out
 
 
 def test_report_builds_its_request(tmp_path, asked, capsys):

@@ -88,3 +88,53 @@ def test_load_predictor_is_self_contained_and_names_unseen_blocks(tmp_path):
     unseen = next(a for a in space.sample_many(200, seed=9) if missing_blocks(a, nsr))
     with pytest.raises(InvalidInput, match="no usable block"):
         predict(unseen)
+
+
+def test_choice_features_encode_what_the_point_is_made_of():
+    from ffnet_nas.predictors.accuracy import CHOICE_FEATURES, choice_features
+    from ffnet_nas.space.arch import Arch
+
+    a = Arch.parse("stemB-basic-d5.8.8.5-w64.128.192.320-s1-upB-segC-nearest")
+    b = Arch.parse("stemC-basic-d8.12.16-w64.128.256-s2-upC-segB-nearest-predown")
+    fa, fb = (dict(zip(CHOICE_FEATURES, choice_features(p))) for p in (a, b))
+    assert len(choice_features(a)) == len(CHOICE_FEATURES) == len(set(CHOICE_FEATURES))
+    assert fa["log2_output_stride"] == 2 and fb["log2_output_stride"] == 3  # stride 4; 3 stages + pre_down: 8
+    assert (fa["stem=B"], fa["stem=C"], fb["stem=B"], fb["stem=C"]) == (1, 0, 0, 1)
+    assert (fa["up_head=B"], fa["up_head=C"], fa["seg_head=C"], fb["up_head=C"], fb["seg_head=C"]) == (1, 0, 1, 1, 0)
+    assert (fa["pre_down=True"], fb["pre_down=True"], fa["num_stages=3"], fb["num_stages=3"]) == (0, 1, 0, 1)
+    assert fa["first_stride=2"] == 0 and fa["upsample=nearest"] == 1 and fa["block=bottleneck"] == 0
+    # a level is one indicator: exactly one per field is set (or none, for the domain's first level)
+    assert sum(v for k, v in fa.items() if k.startswith("up_head=")) == 1
+    assert 6 < fa["log_params"] < 8
+    # needs no block library: every point of every built-in space has them
+    for point in get_space("all").sample_many(20, seed=3):
+        assert np.isfinite(choice_features(point)).all()
+
+
+def test_a_choices_predictor_predicts_any_point_and_says_a_new_level_is_unsure(tmp_path):
+    from ffnet_nas.predictors.accuracy import (CHOICE_FEATURES, PREDICTOR_FILE, choice_features, feature_set_of,
+                                               load_predictor)
+
+    points = get_space("mobile").sample_many(12, seed=4)
+    x = np.stack([choice_features(a) for a in points])
+    # mIoU that is a function of the choices: finer output stride and the C up-head are better
+    y = np.array([60.0 - 5 * math.log2(a.output_stride) + 1.5 * (a.up_head == "C") for a in points])
+    fitted = fit_accuracy_predictor(x, y, codes=[a.code for a in points], feature_names=CHOICE_FEATURES)
+    assert feature_set_of(fitted.feature_names) == "choices" and fitted.block_nsr == ()
+    assert fitted.validation.kendall_tau > 0.8
+    fitted.save(tmp_path / PREDICTOR_FILE)
+    predict = load_predictor(tmp_path)  # no NSR table needed, none stored
+    assert predict(points[0]) == pytest.approx(fitted.predict(points[0]))
+    # a bottleneck point: a level the mobile design never used predicts, with a much wider spread
+    known = choice_features(points[0])
+    new = choice_features(points[0].replace(block="bottleneck"))
+    _, (s_known, s_new) = fitted.predict_with_std(np.stack([known, new]))
+    assert s_new > 1.5 * s_known
+
+
+def test_feature_set_of_names_a_stored_predictors_features_or_refuses():
+    from ffnet_nas.predictors.accuracy import CHOICE_FEATURES, feature_set_of
+
+    assert feature_set_of(FEATURES) == "nsr" and feature_set_of(list(CHOICE_FEATURES)) == "choices"
+    with pytest.raises(InvalidInput, match="expected one of the feature sets"):
+        feature_set_of(("log_params",))

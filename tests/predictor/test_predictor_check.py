@@ -120,7 +120,7 @@ def test_summarize_ranks_against_the_mean_of_the_seeds_overall_and_within_the_la
     assert check.largest_group == "stride 8 (5 points)"
     assert check.yardstick.value == pytest.approx(scipy_stats.kendalltau(points["seed0"], points["seed1"]).statistic)
     by = {r.name: r for r in check.rankers}
-    nsr = "accuracy predictor (NSR, every point of the search)"
+    nsr = "accuracy predictor (NSR ridge, every point of the search)"
     assert by[nsr].overall.value == pytest.approx(scipy_stats.kendalltau(points["predicted"], truth).statistic)
     assert by[nsr].within.value == pytest.approx(1.0)
     assert by["params"].within.value == pytest.approx(-1.0)
@@ -132,6 +132,18 @@ def test_summarize_ranks_against_the_mean_of_the_seeds_overall_and_within_the_la
     assert not np.isfinite(check.scoring.value) and f"| {nsr} | 0." in check.table()
     json.dumps(check.to_dict(), allow_nan=True)
     assert check.yardstick_fewer is None and "both scored on the first" not in check.table()
+    assert not any("not used by this run" in name for name in by)  # no other ridge's column: no row
+
+
+def test_summarize_puts_the_other_feature_sets_ridge_beside_the_runs_predictor():
+    points = pd.DataFrame({"code": list("abcde"), "stride": [8, 8, 8, 8, 16], "seed0": [40.0, 42, 44, 46, 30],
+                           "seed1": [41.0, 41.5, 45, 45.5, 29], "predicted": [1.0, 2, 3, 4, 0],
+                           "predicted_nsr": [4.0, 3, 2, 1, 5]})
+    check = summarize(points, seeds=(0, 1), short_steps=10, evaluated=pd.DataFrame(), loo_tau=0.5,
+                      predictor="predictor", steps=100, val_images=64, feature_set="choices")
+    by = {r.name: r for r in check.rankers}
+    assert by["accuracy predictor (choices ridge, every point of the search)"].within.value == pytest.approx(1.0)
+    assert by["the NSR ridge on the same design points (not used by this run)"].within.value == pytest.approx(-1.0)
 
 
 def test_summarize_puts_the_yardstick_on_fewer_images_beside_the_full_one():
@@ -181,7 +193,12 @@ def test_the_check_measures_held_out_points_without_touching_the_run_and_resumes
     assert (ws.predictor_dir / "accuracy.json").read_bytes() == predictor_before
     assert not list(ws.predictor_check_dir.glob("*-seed*.pt"))  # resume states deleted once scored
     summary = json.loads((ws.predictor_check_dir / SUMMARY_FILE).read_text())
-    assert summary["n_points"] == 4 and len(summary["rankers"]) == len(check.rankers) == 11
+    assert summary["n_points"] == 4 and len(summary["rankers"]) == len(check.rankers) == 12
+    # the run fitted the default choices ridge; the NSR ridge on the same design is ranked beside it
+    names = [r.name for r in check.rankers]
+    assert "accuracy predictor (choices ridge, every point of the search)" in names
+    other = next(r for r in check.rankers if r.name == "the NSR ridge on the same design points (not used by this run)")
+    assert other.overall.n == 4 and all(np.isfinite(p["predicted_nsr"]) for p in summary["points"])
     # the search's second stage is checked too, from the zero-shot scores the check measured
     stage = next(r for r in check.rankers if "zero-shot stage" in r.name)
     assert stage.overall.n == 4 and all(np.isfinite(p["predicted_zero_shot"]) for p in summary["points"])
