@@ -30,6 +30,11 @@ from ffnet_nas.settings import BlockTrainConfig, TrainConfig
 from ffnet_nas.space.errors import InvalidInput, closest
 
 
+# What gives the search's re-ranking its mean and spread (`SearchBudget.rerank_by`; the default first):
+# the search's own accuracy predictor, or the zero-shot stage (ffnet_nas.zero_shot, a forward pass each)
+RERANK_BY = ("predictor", "zero-shot")
+
+
 def _need(obj, name: str, ok: bool, expected: str) -> None:
     if not ok:
         raise InvalidInput(f"{name}={getattr(obj, name)!r}: expected {expected}")
@@ -112,13 +117,17 @@ class PredictorBudget:
 class SearchBudget:
     trials: int
     seed: int = 0  # the first search's sampler seed; refine round k uses seed + k
-    # the best feasible points re-ranked by the zero-shot stage (one forward pass each) before the
-    # list for full evaluation is made: 0 ranks by the NSR predictor alone
+    # the best feasible points re-ranked by the expected gain over the reference before the list for
+    # full evaluation is made: 0 ranks by the predicted mean alone
     rerank: int = 0
+    # what gives the re-ranking its mean and spread (ffnet_nas.zero_shot.RERANK_BY): the search's own
+    # predictor, or the zero-shot stage (one forward pass per candidate)
+    rerank_by: str = "predictor"
 
     def __post_init__(self) -> None:
         _positive(self, "trials")
         _count(self, "seed", "rerank")
+        _need(self, "rerank_by", self.rerank_by in RERANK_BY, f"one of {', '.join(RERANK_BY)}")
 
 
 @dataclass(frozen=True, kw_only=True)

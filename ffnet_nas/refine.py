@@ -99,7 +99,8 @@ class RefineRequest:
     device: str = "cpu"
     scheduler: str | None = None  # a Dask scheduler: the rounds' fine-tunes run on its workers
     score_at: str = "train"  # the size the mIoU is scored at (evaluate.SCORE_AT)
-    rerank: int = 0  # candidates the zero-shot stage re-ranks each round (steps.SearchRequest.rerank)
+    rerank: int = 0  # candidates re-ranked each round (steps.SearchRequest.rerank)
+    rerank_by: str = "predictor"  # by what (steps.SearchRequest.rerank_by)
 
 
 def refine(*, workspace: Workspace, request: RefineRequest, progress: bool = True) -> list[Round]:
@@ -140,10 +141,11 @@ def _round(index: int, *, workspace: Workspace, request: RefineRequest, progress
         found = steps.search(workspace=ws, progress=progress, request=steps.SearchRequest(
             space=request.space, targets=request.targets, trials=request.trials, num_classes=request.num_classes,
             seed=request.seed + index, study_per_predictors=True, lut=request.lut, predictor_dir=fitted.folder,
-            rerank=request.rerank, reference=request.reference.code, device=request.device))
+            rerank=request.rerank, rerank_by=request.rerank_by, reference=request.reference.code,
+            device=request.device))
         every = pd.DataFrame(found.result.extra["rows"])
         seen = list(evaluated_rows(ws))
-        # the zero-shot stage's candidates first (likeliest to beat the reference), then the search's
+        # the re-ranked candidates first (likeliest to beat the reference), then the search's
         codes = challengers(found.reranked, request.reference_ms, k=request.points, exclude=seen) \
             if found.reranked is not None else []
         codes += challengers(every, request.reference_ms, k=request.points - len(codes), exclude=seen + codes)

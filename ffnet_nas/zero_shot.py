@@ -110,12 +110,13 @@ def zero_shot_scores(archs: Sequence[Arch], *, workspace: Workspace, val_ds, val
 
 
 
-RERANKED_COLUMNS = ("rank", "code", "latency_ms", "nsr_miou", "zero_shot_miou", "miou", "miou_std",
+# search_miou: the search's own prediction of the candidate (its scorer, `predictors.accuracy`)
+RERANKED_COLUMNS = ("rank", "code", "latency_ms", "search_miou", "zero_shot_miou", "miou", "miou_std",
                     "p_beats_reference", "expected_gain")
 
 
 def rerank(candidates: Sequence[dict], *, stage, scores: dict[str, float], reference: Arch | None = None):
-    """The candidates (rows with code, latency_ms, miou: the search's NSR prediction) re-predicted by
+    """The candidates (rows with code, latency_ms, miou: the search's prediction) re-predicted by
     the zero-shot stage `stage` from their `scores`, the largest expected gain over `reference` first (pure).
 
     miou / miou_std: the stage's mean and standard deviation. Against the reference (predicted by
@@ -129,27 +130,53 @@ def rerank(candidates: Sequence[dict], *, stage, scores: dict[str, float], refer
     import numpy as np
 
     from ffnet_nas.predictors.accuracy import zero_shot_features
-    from ffnet_nas.stats import expected_gain, probability_greater
 
     if not candidates:
         return pd.DataFrame(columns=list(RERANKED_COLUMNS))
     names = stage.feature_names
     x = np.stack([zero_shot_features(r["code"], scores[r["code"]], names) for r in candidates])
-    mean, std = stage.predict_with_std(x)
+    ref = stage.predict_with_std(zero_shot_features(reference, scores[reference.code], names)[None]) \
+        if reference is not None else None
+    return _ordered(candidates, *stage.predict_with_std(x), ref, zero_shot=[float(scores[r["code"]]) for r in candidates])
+
+
+def rerank_by_predictor(candidates: Sequence[dict], *, predictor, reference: Arch | None = None):
+    """`rerank` with the search's own predictor (`predictors.accuracy.AccuracyPredictor`): the same
+    mean the search ranked by, now with its spread, so the list is ordered by the expected gain over
+    `reference` without a forward pass (pure; zero_shot_miou is left empty)."""
+    import numpy as np
+
+    from ffnet_nas.predictors.accuracy import point_features
+
+    if not candidates:
+        return pd.DataFrame(columns=list(RERANKED_COLUMNS))
+    nsr, names = predictor.nsr, predictor.feature_names
+    x = np.stack([point_features(r["code"], names, nsr) for r in candidates])
+    ref = predictor.predict_with_std(point_features(reference, names, nsr)[None]) if reference is not None else None
+    return _ordered(candidates, *predictor.predict_with_std(x), ref, zero_shot=[float("nan")] * len(candidates))
+
+
+def _ordered(candidates: Sequence[dict], mean, std, reference, *, zero_shot: Sequence[float]):
+    """The re-ranked table (`RERANKED_COLUMNS`): candidates with a mean and std, ordered by the
+    expected gain over `reference` ((mean, std) arrays of one row, or None: by the mean)."""
+    import numpy as np
+
+    from ffnet_nas.stats import expected_gain, probability_greater
+
     if reference is not None:
-        ref_mean, ref_std = stage.predict_with_std(zero_shot_features(reference, scores[reference.code], names)[None])
-        p = probability_greater(mean, std, ref_mean[0], ref_std[0])
-        gain = expected_gain(mean, std, ref_mean[0], ref_std[0])
+        (ref_mean,), (ref_std,) = reference
+        p = probability_greater(mean, std, ref_mean, ref_std)
+        gain = expected_gain(mean, std, ref_mean, ref_std)
     else:
         p = gain = np.full(len(mean), np.nan)
     frame = pd.DataFrame({"code": [r["code"] for r in candidates], "latency_ms": [r["latency_ms"] for r in candidates],
-                          "nsr_miou": [r["miou"] for r in candidates],
-                          "zero_shot_miou": [float(scores[r["code"]]) for r in candidates], "miou": mean,
-                          "miou_std": std, "p_beats_reference": p, "expected_gain": gain})
+                          "search_miou": [r["miou"] for r in candidates], "zero_shot_miou": list(zero_shot),
+                          "miou": mean, "miou_std": std, "p_beats_reference": p, "expected_gain": gain})
     keys = ["expected_gain", "miou"] if reference is not None else ["miou"]
     frame = frame.sort_values(keys, ascending=False, kind="stable").reset_index(drop=True)
     frame.insert(0, "rank", range(1, len(frame) + 1))
     return frame
 
 
-__all__ = ["BN_BATCHES", "STAGE_BN_BATCHES", "RERANKED_COLUMNS", "rerank", "score_point", "signature", "zero_shot_scores"]
+__all__ = ["BN_BATCHES", "STAGE_BN_BATCHES", "RERANKED_COLUMNS", "rerank", "rerank_by_predictor",
+           "score_point", "signature", "zero_shot_scores"]

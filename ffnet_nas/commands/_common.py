@@ -23,6 +23,7 @@ ESTIMATORS = ("p25", "p10", "median", "mean", "min", "trimmed")  # ...latency.pr
 CLOCKS = ("wall", "cpu")  # ffnet_nas.predictors.latency.protocol.CLOCKS
 INITS = ("distilled", "random")  # ffnet_nas.evaluate.INITS
 FEATURE_SET_NAMES = ("choices", "nsr")  # ffnet_nas.predictors.accuracy.FEATURE_SETS (the default first)
+RERANK_BY = ("predictor", "zero-shot")  # ffnet_nas.budgets.RERANK_BY (the default first)
 OPTIMIZERS = ("adamw", "sgd")  # ffnet_nas.training.OPTIMIZERS (the teacher's default first)
 EXPORTERS = ("dynamo", "torchscript")  # ffnet_nas.space.deploy.EXPORTERS
 AMP_DTYPES = ("bf16", "fp16")  # ffnet_nas.settings.AMP_DTYPES

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ffnet_nas.commands._common import SAMPLERS, TARGET_GRAMMAR, common_options
+from ffnet_nas.commands._common import RERANK_BY, SAMPLERS, TARGET_GRAMMAR, common_options
 from ffnet_nas.workspace import JOURNAL_NAME, Workspace  # stdlib-only module
 
 
@@ -33,11 +33,15 @@ def register(subparsers) -> None:
                    help="list the best K feasible points in WORKDIR/search/to_evaluate.csv (and the study's folder) "
                         "for 'ffnet-nas evaluate --from-search'")
     p.add_argument("--rerank", type=int, default=None, metavar="N",
-                   help="with --evaluate-top: re-rank the best N feasible points by the predictor's zero-shot stage "
-                        "(each point's distilled model scored once with no fine-tuning) before listing them; writes "
-                        "reranked.csv (default 24; 0: rank by the NSR predictor alone)")
+                   help="with --evaluate-top: re-rank the best N feasible points by their expected gain over "
+                        "--reference before listing them; writes reranked.csv (default 24; 0: rank by the predicted "
+                        "mean alone)")
+    p.add_argument("--rerank-by", choices=RERANK_BY, default=RERANK_BY[0],
+                   help="the mean and spread the re-ranking uses: predictor (the search's own accuracy predictor; "
+                        "default) or zero-shot (the predictor's zero-shot stage: each point's distilled model scored "
+                        "once with no fine-tuning)")
     p.add_argument("--reference", default=None, metavar="NAME_OR_CODE",
-                   help="with --rerank: order the list by the probability of beating this point (e.g. the published "
+                   help="with --rerank: order the list by the expected gain over this point (e.g. the published "
                         "variant nearest the target), not by the predicted mean")
     p.add_argument("--seed", type=int, default=None, help="sampler seed (give each parallel worker its own)")
     p.add_argument("--durable", action="store_true", help="fsync every journal write (survives power loss; slower)")
@@ -72,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
         space=space, targets=targets, trials=args.trials, num_classes=num_classes, seed=args.seed,
         sampler=args.sampler, storage=args.storage, study=args.study, lut=args.lut, durable=args.durable,
         out_dir=ws.search_dir, study_subdir=True, latest_dir=ws.search_dir, evaluate_top=args.evaluate_top,
-        rerank=rerank, reference=args.reference))
+        rerank=rerank, rerank_by=args.rerank_by, reference=args.reference))
     return report(found, ws=ws, evaluate_top=args.evaluate_top)
 
 

@@ -73,14 +73,18 @@ def best_text(result: SearchResult) -> str:
 
 
 def reranked_text(frame, *, max_rows: int = 10) -> str:
-    """The zero-shot stage's re-ranking (steps.search `rerank`): the largest expected gain over the reference first."""
-    lines = ["re-ranked by the zero-shot stage (the distilled model's mIoU with no fine-tuning):",
-             f"{'rank':>4} {'latency_ms':>10} {'NSR mIoU':>8} {'zero-shot':>9} {'mIoU':>6} {'+-':>5} "
+    """The re-ranking (steps.search `rerank`, by the search's predictor or the zero-shot stage): the
+    largest expected gain over the reference first."""
+    by_zero_shot = bool(frame["zero_shot_miou"].notna().any())
+    lines = ["re-ranked by the zero-shot stage (the distilled model's mIoU with no fine-tuning):" if by_zero_shot else
+             "re-ranked by the search's predictor with its spread (the expected gain over the reference):",
+             f"{'rank':>4} {'latency_ms':>10} {'search':>8} {'zero-shot':>9} {'mIoU':>6} {'+-':>5} "
              f"{'P(beats ref)':>12} {'exp. gain':>9}  code"]
     for r in frame.head(max_rows).to_dict("records"):
         p = _num(r["p_beats_reference"], 1, "12.2f").replace("nan", "-")
         gain = _num(r["expected_gain"], 1, "9.2f").replace("nan", "-")
-        lines.append(f"{r['rank']:>4} {r['latency_ms']:>10.3f} {r['nsr_miou']:>8.2f} {r['zero_shot_miou']:>9.2f} "
+        zero_shot = _num(r["zero_shot_miou"], 1, "9.2f").replace("nan", "-")
+        lines.append(f"{r['rank']:>4} {r['latency_ms']:>10.3f} {r['search_miou']:>8.2f} {zero_shot:>9} "
                      f"{r['miou']:>6.2f} {r['miou_std']:>5.2f} {p:>12} {gain:>9}  {r['code']}")
     if len(frame) > max_rows:
         lines.append(f"... {len(frame) - max_rows} more rows in reranked.csv")

@@ -111,9 +111,11 @@ class SearchRequest:
     study_subdir: bool = False  # into out_dir/<study name> (`search`), not out_dir itself (`run`)
     latest_dir: Path | None = None  # also write the front (and list) here as the latest search's
     evaluate_top: int = 0  # list the best K feasible points (to_evaluate.csv)
-    # re-rank up to this many of the best feasible points with the predictor's zero-shot stage, when
-    # it was fitted (ffnet_nas.zero_shot.rerank): the list is then ordered by P(beats `reference`)
+    # re-rank up to this many of the best feasible points by their expected gain over `reference`,
+    # with the mean and spread of `rerank_by` (budgets.RERANK_BY: the search's own predictor, or the
+    # zero-shot stage when it was fitted, ffnet_nas.zero_shot): the list is then ordered by it
     rerank: int = 0
+    rerank_by: str = "predictor"
     reference: str | None = None  # code or name of the published variant to beat (None: rank by mean)
     device: str = "cpu"  # where the zero-shot scores are computed
     # no other process writes the study (`run` holds the workdir lock exclusively and uses the
@@ -123,6 +125,10 @@ class SearchRequest:
     def __post_init__(self) -> None:
         if isinstance(self.rerank, bool) or not isinstance(self.rerank, int) or self.rerank < 0:
             raise InvalidInput(f"--rerank {self.rerank!r}: expected 0 (off) or a positive number of candidates")
+        from ffnet_nas.budgets import RERANK_BY
+
+        if self.rerank_by not in RERANK_BY:
+            raise InvalidInput(f"--rerank-by {self.rerank_by!r}: expected one of {', '.join(RERANK_BY)}")
 
 
 @dataclass(frozen=True)
@@ -132,7 +138,7 @@ class SearchOutput:
     storage: object  # what the study is stored in (path or URL)
     paths: Mapping[str, Path] = field(default_factory=dict)  # table name -> file written
     to_evaluate: tuple[str, ...] = ()  # the best `evaluate_top` feasible points, best first
-    reranked: object | None = None  # DataFrame (zero_shot.RERANKED_COLUMNS) when the zero-shot stage re-ranked
+    reranked: object | None = None  # DataFrame (zero_shot.RERANKED_COLUMNS) when the list was re-ranked
 
 
 def search(*, workspace: Workspace, request: SearchRequest, progress: bool = True) -> SearchOutput:
@@ -180,29 +186,39 @@ def search(*, workspace: Workspace, request: SearchRequest, progress: bool = Tru
 
 
 def _rerank(workspace: Workspace, request: SearchRequest, result, *, progress: bool):
-    """The zero-shot stage's re-ranking of the best `request.rerank` feasible points (front first,
-    then by the search's predicted mIoU; published variants left out), or None without that stage."""
+    """The best `request.rerank` feasible points (front first, then by the search's predicted mIoU;
+    published variants left out) re-ranked by their expected gain over the reference, with the mean
+    and spread of `request.rerank_by`; None when that predictor (or stage) was not fitted."""
     import logging
 
     from ffnet_nas.evaluate import Resources
     from ffnet_nas.fit_predictor import zero_shot_data_key
-    from ffnet_nas.predictors.load import load_zero_shot_predictor
+    from ffnet_nas.predictors.load import load_accuracy_predictor, load_zero_shot_predictor
     from ffnet_nas.search import tables
     from ffnet_nas.space.arch import resolve
     from ffnet_nas.space.catalogue import variants
-    from ffnet_nas.zero_shot import rerank, zero_shot_scores
+    from ffnet_nas.zero_shot import rerank, rerank_by_predictor, zero_shot_scores
 
     log = logging.getLogger(__name__)
     folder = request.predictor_dir or workspace.predictor_dir
-    stage = load_zero_shot_predictor(folder)
-    if stage is None:
-        log.info("  no zero-shot stage in %s: the list is ranked by the NSR predictor alone", folder)
-        return None
-    # a published point is not a find; the reference is scored beside the candidates
+    # a published point is not a find; the reference is predicted beside the candidates
     reference = resolve(request.reference) if request.reference else None
     excluded = {v.arch.code for v in variants()} | ({reference.code} if reference else set())
     ranked = [r for r in tables.top_k(result.extra["rows"], result.pareto.to_dict("records"), len(result.extra["rows"]))
               if r["code"] not in excluded][:request.rerank]
+    if request.rerank_by == "predictor":
+        predictor = load_accuracy_predictor(folder)
+        if predictor is None:  # objectives handed in without a fitted file have no spread
+            log.info("  no fitted accuracy predictor in %s: the list is ranked by the search's predicted mean", folder)
+            return None
+        frame = rerank_by_predictor(ranked, predictor=predictor, reference=reference)
+        log.info("  re-ranked %d candidates by the search's predictor and its spread (LOO Kendall tau %.2f)",
+                 len(frame), predictor.validation.kendall_tau)
+        return frame
+    stage = load_zero_shot_predictor(folder)
+    if stage is None:
+        log.info("  no zero-shot stage in %s: the list is ranked by the search's predicted mean", folder)
+        return None
     r = Resources.load(workspace, predictor_dir=folder, score_at=stage.meta.get("score_at", "train"), lut=request.lut)
     scores = zero_shot_scores([resolve(c["code"]) for c in ranked] + ([reference] if reference else []),
                               workspace=workspace, val_ds=r.val_ds, val_images=stage.meta.get("val_images"),

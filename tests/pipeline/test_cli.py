@@ -109,6 +109,7 @@ def _constant(*homes: str):
     ("CLOCKS", ["ffnet_nas.predictors.latency.protocol:CLOCKS"]),
     ("INITS", ["ffnet_nas.evaluate:INITS"]),
     ("FEATURE_SET_NAMES", ["ffnet_nas.predictors.accuracy:FEATURE_SETS"]),
+    ("RERANK_BY", ["ffnet_nas.budgets:RERANK_BY"]),
     ("OPTIMIZERS", ["ffnet_nas.training:OPTIMIZERS"]),
     ("EXPORTERS", ["ffnet_nas.space.deploy:EXPORTERS"]),
     ("FORMATS", ["ffnet_nas.reports.export:FORMATS"]),

@@ -17,6 +17,7 @@ from ffnet_nas.predictors.accuracy import (ZERO_SHOT_FEATURE_SETS, ZERO_SHOT_FEA
                                            AccuracyPredictor, Validation, fit_accuracy_predictor, zero_shot_features)
 from ffnet_nas.predictors.load import load_zero_shot_predictor
 from ffnet_nas.space.searchspace import from_dict, get_space
+from ffnet_nas.space.errors import InvalidInput
 from ffnet_nas.stats import expected_gain, probability_greater
 from ffnet_nas.training import evaluate
 from ffnet_nas.averaging import recalibrate_bn
@@ -93,11 +94,37 @@ def test_rerank_prefers_the_unsure_point_when_the_reference_is_ahead_and_the_bet
             assert r["p_beats_reference"] == pytest.approx(scipy_stats.norm.cdf((r["miou"] - ref_score) / spread))
             assert r["expected_gain"] == pytest.approx(expected_gain(r["miou"], r["miou_std"], ref_score, ref_std)[0])
         assert frame["expected_gain"].is_monotonic_decreasing
-        assert list(frame["nsr_miou"]) == [row["miou"] for row in sorted(rows, key=lambda r: r["code"] != first.code)]
+        assert list(frame["search_miou"]) == [row["miou"] for row in sorted(rows, key=lambda r: r["code"] != first.code)]
     by_mean = rerank(rows, stage=stage, scores={sure.code: 5.0, unsure.code: 4.9})  # no reference: the mean ranks
     assert by_mean["code"][0] == sure.code and by_mean["p_beats_reference"].isna().all()
     assert by_mean["expected_gain"].isna().all()
     assert rerank([], stage=stage, scores={}).empty
+
+
+def test_rerank_by_predictor_orders_by_the_expected_gain_of_the_searchs_own_predictor():
+    from ffnet_nas.predictors.accuracy import CHOICE_FEATURES, choice_features, fit_accuracy_predictor
+    from ffnet_nas.search.summary import reranked_text
+    from ffnet_nas.zero_shot import rerank_by_predictor
+
+    space = get_space("mobile")
+    design = space.sample_many(12, seed=5)
+    y = [50.0 - 4 * math.log2(a.output_stride) + (a.up_head == "C") + 0.1 * i for i, a in enumerate(design)]
+    predictor = fit_accuracy_predictor(np.stack([choice_features(a) for a in design]), np.array(y),
+                                       codes=[a.code for a in design], feature_names=CHOICE_FEATURES)
+    candidates = [a for a in space.sample_many(40, seed=6) if a not in design][:6]
+    rows = [{"code": a.code, "latency_ms": float(i), "miou": predictor.predict(a)} for i, a in enumerate(candidates)]
+    reference = candidates[-1]
+    frame = rerank_by_predictor(rows, predictor=predictor, reference=reference)
+    assert sorted(frame["code"]) == sorted(a.code for a in candidates) and frame["zero_shot_miou"].isna().all()
+    assert frame["expected_gain"].is_monotonic_decreasing
+    means, stds = predictor.predict_with_std(np.stack([choice_features(c) for c in frame["code"]]))
+    assert np.allclose(frame["miou"], means) and np.allclose(frame["miou_std"], stds)
+    assert np.allclose(frame["search_miou"], means)  # the same mean the search ranked by, now with its spread
+    (ref_mean,), (ref_std,) = predictor.predict_with_std(choice_features(reference)[None])
+    assert np.allclose(frame["p_beats_reference"],
+                       scipy_stats.norm.cdf((means - ref_mean) / np.sqrt(stds ** 2 + ref_std ** 2)))
+    assert "re-ranked by the search's predictor" in reranked_text(frame)
+    assert rerank_by_predictor([], predictor=predictor).empty
 
 
 @pytest.fixture(scope="module")
@@ -169,7 +196,7 @@ def test_a_fit_writes_the_stage_and_the_search_lists_what_it_ranks_first(workdir
     request = dict(space=space, targets=parse_targets(""), trials=12, num_classes=8, seed=0, storage=None,
                    evaluate_top=2, out_dir=ws.search_dir / "ranked")
     found = steps.search(workspace=ws, progress=False,
-                         request=steps.SearchRequest(**request, rerank=6, reference=reference.code))
+                         request=steps.SearchRequest(**request, rerank=6, rerank_by="zero-shot", reference=reference.code))
     frame = found.reranked
     assert 1 <= len(frame) <= 6 and reference.code not in set(frame["code"])
     assert frame["expected_gain"].is_monotonic_decreasing
@@ -178,9 +205,18 @@ def test_a_fit_writes_the_stage_and_the_search_lists_what_it_ranks_first(workdir
     assert pd.read_csv(found.paths["reranked"])["code"].tolist() == frame["code"].tolist()
     scored = set(pd.read_csv(ws.zero_shot_path)["code"])
     assert set(frame["code"]) | {reference.code} <= scored
+    assert frame["zero_shot_miou"].notna().all()
+    # the default: the search's own predictor re-ranks, with no forward pass
+    before = ws.zero_shot_path.read_bytes()
+    own = steps.search(workspace=ws, progress=False, request=steps.SearchRequest(
+        **{**request, "out_dir": ws.search_dir / "own"}, rerank=6, reference=reference.code))
+    assert own.reranked["zero_shot_miou"].isna().all() and own.reranked["expected_gain"].is_monotonic_decreasing
+    assert list(own.to_evaluate) == list(own.reranked["code"][:2]) and ws.zero_shot_path.read_bytes() == before
     off = steps.search(workspace=ws, progress=False,
                        request=steps.SearchRequest(**{**request, "out_dir": ws.search_dir / "plain"}, rerank=0))
     assert off.reranked is None and "reranked" not in off.paths
+    with pytest.raises(InvalidInput, match="--rerank-by 'oracle': expected one of predictor, zero-shot"):
+        steps.SearchRequest(**request, rerank=6, rerank_by="oracle")
 
 
 def test_the_stage_keeps_the_feature_set_whose_leave_one_out_ranks_best():
@@ -195,7 +231,6 @@ def test_the_stage_keeps_the_feature_set_whose_leave_one_out_ranks_best():
     assert chosen.validation.kendall_tau == max(taus)
     assert choose_by_loo_rank(fits[::-1]).validation.kendall_tau == max(taus)
     assert list(zero_shot_features("segmentation_ffnet40S_BBB_mobile", 12.5, ("zero_shot_miou",))) == [12.5]
-    from ffnet_nas.space.errors import InvalidInput
 
     with pytest.raises(InvalidInput, match="expected some of"):
         zero_shot_features("segmentation_ffnet40S_BBB_mobile", 12.5, ("zero_shot_miou", "depth"))
