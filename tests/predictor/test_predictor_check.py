@@ -19,7 +19,7 @@ from ffnet_nas.data import fixed_batches
 from ffnet_nas.predictors.zero_cost import grad_norm, zico
 from ffnet_nas.space.errors import InvalidInput
 from ffnet_nas.space.searchspace import from_dict
-from ffnet_nas.stats import _tau_b, kendall_interval
+from ffnet_nas.stats import _tau_b, kendall_difference, kendall_interval
 from tests.helpers.micro import TINY_SPACE, micro_workdir
 
 HW = (32, 64)
@@ -74,6 +74,31 @@ def _oracle_grads(model, batches):
         loss = torch.nn.functional.cross_entropy(net(images), masks, ignore_index=255)
         grads.append([g.numpy() for g in torch.autograd.grad(loss, weights)])
     return grads
+
+
+def test_kendall_difference_is_paired_and_pools_groups_without_ranking_across_them():
+    rng = np.random.default_rng(1)
+    truth = rng.normal(size=16)
+    good, poor = truth + rng.normal(scale=0.2, size=16), truth + rng.normal(scale=2.0, size=16)
+    alone = kendall_difference(good, None, truth)
+    assert alone.value == pytest.approx(scipy_stats.kendalltau(good, truth).statistic)
+    assert alone.low <= alone.value <= alone.high and alone.n == 16
+    d = kendall_difference(good, poor, truth)
+    assert d.value == pytest.approx(scipy_stats.kendalltau(good, truth).statistic
+                                    - scipy_stats.kendalltau(poor, truth).statistic)
+    assert d.low > 0  # the paired interval sees what two overlapping intervals would not
+    assert kendall_difference(good, good, truth).value == 0 and kendall_difference(good, good, truth).high == 0
+    # two runs whose truths sit at different levels: ranking each run right is tau 1, whatever the offset
+    groups = np.repeat(["run1", "run2"], 8)
+    shifted = truth + np.where(groups == "run2", 100.0, 0.0)
+    within = truth - np.where(groups == "run2", 100.0, 0.0)  # right within each run, wrong across them
+    pooled = kendall_difference(within, None, shifted, groups=groups)
+    per_run = [scipy_stats.kendalltau(within[groups == r], shifted[groups == r]).statistic for r in ("run1", "run2")]
+    assert pooled.value == pytest.approx(np.mean(per_run)) and pooled.value > 0.9
+    assert kendall_difference(within, None, shifted).value < pooled.value  # unpooled, the runs' offset counts
+    assert not np.isfinite(kendall_difference(truth[:2], None, truth[:2]).value)  # too few points: undefined
+    with pytest.raises(ValueError, match="expected the same"):
+        kendall_difference(good, poor[:3], truth)
 
 
 def test_zero_cost_proxies_match_their_papers_formulas_and_leave_the_model_alone():

@@ -1,0 +1,129 @@
+"""Which features should the accuracy predictor read? Every feature set, fitted on a run's own design,
+ranked against the held-out truth of one or more predictor checks, pooled, with paired intervals.
+
+    .venv/bin/python -m bench.bench_predictor_features CHECK_WORKDIR [CHECK_WORKDIR ...]
+
+Each CHECK_WORKDIR is a finished `bench.bench_predictor --out` folder (or a workdir after
+`ffnet-nas fit-predictor --check K`): its predictor/check/summary.json holds K held-out points with
+two fine-tuning seeds each (their mean is the truth) and the rules a reviewer tries first. For each
+folder, every `predictors.accuracy.FEATURE_SETS` ridge is fitted (in memory) on exactly the design
+points and mIoU the run's own predictor was fitted on, and ranks that folder's held-out points.
+Nothing is fine-tuned, so it takes seconds.
+
+Prints, per folder and pooled over the folders (a tau is the mean of the per-folder taus; points are
+resampled within their folder, and no pair across folders is ranked): Kendall tau with a bootstrap
+95% interval, overall and within each folder's largest output-stride group, and each ranker's paired
+difference from output stride alone (`ffnet_nas.stats.kendall_difference`): an interval above zero is
+what "beats stride alone" means. Two folders whose workdirs drew the *same* held-out points (the same
+--draw-seed on the same library) are one sample, not two; give folders with different draws.
+Issue 13, item 3 (docs/results.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+
+def held_out(folder: Path) -> pd.DataFrame:
+    """The check's points (summary.json) with the truth and every feature set's prediction."""
+    from ffnet_nas.evaluate import read_evaluated
+    from ffnet_nas.fit_predictor import library_nsr
+    from ffnet_nas.predictor_check import SUMMARY_FILE, latest_predictor_dir
+    from ffnet_nas.predictors.accuracy import FEATURE_SETS, AccuracyPredictor, fit_accuracy_predictor, point_features
+    from ffnet_nas.space.errors import InvalidInput
+    from ffnet_nas.workspace import Workspace
+
+    ws = Workspace(folder)
+    summary_path = ws.predictor_check_dir / SUMMARY_FILE
+    if not summary_path.exists():
+        raise InvalidInput(f"{str(folder)!r} holds no predictor check ({summary_path} is missing); expected a "
+                           "'bench.bench_predictor --out' folder")
+    summary = json.loads(summary_path.read_text())
+    points = pd.DataFrame(summary["points"])
+    seeds = summary["seeds"]
+    points["truth"] = (points[f"seed{seeds[0]}"] + points[f"seed{seeds[1]}"]) / 2
+    run_predictor = AccuracyPredictor.load(latest_predictor_dir(ws) / "accuracy.json")
+    evaluated = read_evaluated(ws.evaluated_path)
+    measured = evaluated[evaluated["init"] == "distilled"].drop_duplicates("code").set_index("code")["measured_miou"]
+    codes = list(run_predictor.codes)
+    nsr = library_nsr(ws)
+    for name, names in FEATURE_SETS.items():
+        x = np.stack([point_features(c, names, nsr) for c in codes])
+        ridge = fit_accuracy_predictor(x, measured.loc[codes].to_numpy(float), codes=codes, feature_names=names)
+        points[f"ridge_{name}"] = [float(ridge.predict_features(point_features(c, names, nsr))[0]) for c in points["code"]]
+    points["folder"] = str(folder)
+    points["n_design"] = len(codes)
+    return points
+
+
+RANKERS = {  # column -> label; higher ranks first (stride: smaller first)
+    "ridge_choices": "choices ridge (the default)",
+    "ridge_nsr": "NSR ridge",
+    "predicted_zero_shot": "zero-shot stage",
+    "neg_stride": "output stride alone",
+    "macs": "MACs",
+    "params": "params",
+    "latency_ms": "measured latency",
+    "short10": "10 fine-tuning steps",
+    "zero_shot": "distilled model, no fine-tuning",
+}
+
+
+def table(points: pd.DataFrame, *, groups: np.ndarray | None) -> list[str]:
+    """Markdown rows: each ranker's tau overall and within the largest stride group(s), and its paired
+    difference from stride alone (overall)."""
+    from ffnet_nas.predictor_check import largest_group
+    from ffnet_nas.stats import kendall_difference
+
+    truth = points["truth"].to_numpy(float)
+    g = np.zeros(len(points), dtype=int) if groups is None else groups
+    inside = np.zeros(len(points), dtype=bool)
+    for k in np.unique(g):  # the largest stride group of each folder
+        _, mask = largest_group(points["stride"].to_numpy()[g == k])
+        inside[np.flatnonzero(g == k)[mask]] = True
+    stride = points["neg_stride"].to_numpy(float)
+    seeds = [c for c in points.columns if c.startswith("seed") and "@" not in c][:2]
+    rows = [f"| the other seed (the yardstick) | {kendall_difference(points[seeds[0]], None, points[seeds[1]], groups=g).text()} "
+            f"| {kendall_difference(points[seeds[0]][inside], None, points[seeds[1]][inside], groups=g[inside]).text()} | |"]
+    for column, label in RANKERS.items():
+        if column not in points or not np.isfinite(points[column].to_numpy(float)).any():
+            continue
+        score = points[column].to_numpy(float)
+        overall = kendall_difference(score, None, truth, groups=g)
+        within = kendall_difference(score[inside], None, truth[inside], groups=g[inside])
+        versus = kendall_difference(score, stride, truth, groups=g) if column != "neg_stride" else None
+        rows.append(f"| {label} | {overall.text()} | {within.text()} | {versus.text() if versus else ''} |")
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("check_workdirs", nargs="+", help="finished bench.bench_predictor --out folders")
+    args = parser.parse_args(argv)
+
+    frames = [held_out(Path(f)) for f in args.check_workdirs]
+    for frame in frames:
+        frame["neg_stride"] = -frame["stride"].astype(float)
+    header = ["| ranking by | tau, all points | tau, largest stride group | minus stride alone (paired) |",
+              "|---|---:|---:|---:|"]
+    for frame in frames:
+        print(f"\n{frame['folder'][0]}: {len(frame)} held-out points, ridges fitted on the run's "
+              f"{frame['n_design'][0]} design points; truth = mean of the two seeds")
+        print("\n".join(header + table(frame, groups=None)))
+    if len(frames) > 1:
+        pooled = pd.concat(frames, ignore_index=True)
+        drawn = [frozenset(f["code"]) for f in frames]
+        if len(set(drawn)) < len(drawn):
+            print("\nwarning: two folders hold the same held-out points (the same draw): the pooled figures count "
+                  "them twice")
+        print(f"\npooled over {len(frames)} checks ({len(pooled)} points; a tau is the mean of the per-check taus):")
+        print("\n".join(header + table(pooled, groups=pooled["folder"].to_numpy())))
+
+
+if __name__ == "__main__":
+    main()
