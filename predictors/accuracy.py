@@ -1,6 +1,6 @@
-"""Accuracy predictor: measured mIoU from the block library's held-out NSR (DONNA's recipe).
+"""Accuracy predictor: measured mIoU from a point's choices, or from its blocks' held-out NSR (DONNA's recipe).
 
-Features of a point: log10 of the held-out NSR of the block it uses at each position (s4, s8,
+The NSR features of a point: log10 of the held-out NSR of the block it uses at each position (s4, s8,
 s16, s32, head: the quality of each distilled piece), plus log10 of its parameter count (a cheap
 capacity term) and log2 of its output stride. The stride term is needed because a block's NSR is
 measured at the student's own stride (the teacher's target is pooled down to it), so the NSR
@@ -12,10 +12,10 @@ that say whether the predictor can rank points, which is all the search needs.
 The zero-shot stage (`ZERO_SHOT_FEATURES`, saved as `ZERO_SHOT_FILE` beside the first): the same
 ridge on what one forward pass sees and the block NSR cannot, the mIoU of the assembled distilled
 model with no fine-tuning (`ffnet_nas.zero_shot`), plus the output stride. On held-out points of a
-quick run that score ranked the fine-tuned models almost as well as the yardstick ranked itself
-(Kendall tau 0.87 vs 0.80; the NSR ridge 0.43: docs/results.md), but it costs a forward pass per
-point, so the search scores every point with the NSR ridge and re-ranks its best candidates with
-this stage (`ffnet_nas.steps.search`, `rerank`).
+quick run that score ranked fine-tunes ending at their last step almost as well as the yardstick
+ranked itself (Kendall tau 0.87 vs 0.80), but the averaged fine-tunes adopted since it ranks worse
+than output stride alone (0.47: docs/results.md), so the search re-ranks its best candidates with
+it only when asked (`ffnet_nas.steps.search`, `rerank_by="zero-shot"`).
 
 Every prediction carries a standard deviation (`predict_with_std`): the leave-one-out RMSE
 widened by the point's leverage, sqrt(1 + 1/n + z (Z'Z + alpha I)^-1 z'), so a point far from the design
