@@ -34,7 +34,7 @@ def held_out(folder: Path) -> pd.DataFrame:
     from ffnet_nas.evaluate import read_evaluated
     from ffnet_nas.fit_predictor import library_nsr
     from ffnet_nas.predictor_check import SUMMARY_FILE, latest_predictor_dir
-    from ffnet_nas.predictors.accuracy import FEATURE_SETS, AccuracyPredictor, fit_accuracy_predictor, point_features
+    from ffnet_nas.predictors.accuracy import FEATURE_SETS, AccuracyPredictor, refit_on
     from ffnet_nas.space.errors import InvalidInput
     from ffnet_nas.workspace import Workspace
 
@@ -52,10 +52,11 @@ def held_out(folder: Path) -> pd.DataFrame:
     measured = evaluated[evaluated["init"] == "distilled"].drop_duplicates("code").set_index("code")["measured_miou"]
     codes = list(run_predictor.codes)
     nsr = library_nsr(ws)
-    for name, names in FEATURE_SETS.items():
-        x = np.stack([point_features(c, names, nsr) for c in codes])
-        ridge = fit_accuracy_predictor(x, measured.loc[codes].to_numpy(float), codes=codes, feature_names=names)
-        points[f"ridge_{name}"] = [float(ridge.predict_features(point_features(c, names, nsr))[0]) for c in points["code"]]
+    for name in FEATURE_SETS:
+        ridge = refit_on(codes, measured.to_dict(), feature_set=name, nsr=nsr)
+        if ridge is None:
+            raise InvalidInput(f"{str(ws.evaluated_path)!r} lacks design points the run's predictor was fitted on")
+        points[f"ridge_{name}"] = [ridge.predict(c, nsr) for c in points["code"]]
     points["folder"] = str(folder)
     points["n_design"] = len(codes)
     return points

@@ -252,21 +252,16 @@ def check_predictor(*, workspace: Workspace, space, k: int, config: TrainConfig,
 
 
 def other_ridge(predictor, evaluated: pd.DataFrame, nsr):
-    """The ridge on the feature set the run's predictor does not use (`FEATURE_SETS`), fitted in
-    memory on the very points and mIoU it was fitted on: which features rank this run's held-out
-    points better is then one line apart in the table. None when those rows are gone."""
-    from ffnet_nas.predictors.accuracy import FEATURE_SETS, feature_set_of, fit_accuracy_predictor, point_features
+    """The ridge on the feature set the run's predictor does not use, fitted in memory on the very
+    points and mIoU it was fitted on (`predictors.accuracy.refit_on`): which features rank this run's
+    held-out points better is then one line apart in the table. None when those rows are gone."""
+    from ffnet_nas.predictors.accuracy import FEATURE_SETS, feature_set_of, refit_on
 
     if not len(evaluated):
         return None
     measured = evaluated[evaluated["init"] == "distilled"].drop_duplicates("code").set_index("code")["measured_miou"]
-    codes = [c for c in predictor.codes if c in measured.index]
-    if len(codes) < 4 or len(codes) < len(predictor.codes):
-        return None
-    name = next(k for k in FEATURE_SETS if k != feature_set_of(predictor.feature_names))
-    x = np.stack([point_features(c, FEATURE_SETS[name], nsr) for c in codes])
-    return fit_accuracy_predictor(x, measured.loc[codes].to_numpy(float), codes=codes, feature_names=FEATURE_SETS[name],
-                                  nsr=nsr if name == "nsr" else None)
+    other = next(k for k in FEATURE_SETS if k != feature_set_of(predictor.feature_names))
+    return refit_on(predictor.codes, measured.to_dict(), feature_set=other, nsr=nsr)
 
 
 def _staged_record(reranked_path, evaluated: pd.DataFrame) -> dict:

@@ -283,6 +283,18 @@ def fit_accuracy_predictor(
                              meta=provenance(**(meta or {})))
 
 
+def refit_on(codes: Sequence[str], measured: Mapping[str, float], *, feature_set: str,
+             nsr: Mapping[tuple[str, str], float]) -> AccuracyPredictor | None:
+    """A ridge on `feature_set` fitted on the points `codes` with their `measured` mIoU (e.g. another
+    feature set on a stored predictor's very design); None when a point has no measurement."""
+    if any(c not in measured for c in codes) or len(codes) < 4:
+        return None
+    names = FEATURE_SETS[feature_set]
+    x = np.stack([point_features(c, names, nsr) for c in codes])
+    return fit_accuracy_predictor(x, np.array([measured[c] for c in codes], float), codes=list(codes),
+                                  feature_names=names, nsr=nsr if feature_set == "nsr" else None)
+
+
 # The predictor's folder (the caller picks it: the workdir's predictor/, a refine round's): the
 # fitted model, and its leave-one-out predictions per point (what the report draws).
 PREDICTOR_FILE = "accuracy.json"
