@@ -70,6 +70,8 @@ RANKERS = {  # column -> label; higher ranks first (stride: smaller first)
     "macs": "MACs",
     "params": "params",
     "latency_ms": "measured latency",
+    "grad_norm": "grad-norm (zero-cost)",
+    "zico": "ZiCo (zero-cost)",
     "short10": "10 fine-tuning steps",
     "zero_shot": "distilled model, no fine-tuning",
 }
