@@ -47,6 +47,7 @@ def held_out(folder: Path) -> pd.DataFrame:
     points = pd.DataFrame(summary["points"])
     seeds = summary["seeds"]
     points["truth"] = (points[f"seed{seeds[0]}"] + points[f"seed{seeds[1]}"]) / 2
+    points["seed_a"], points["seed_b"] = points[f"seed{seeds[0]}"], points[f"seed{seeds[1]}"]
     run_predictor = AccuracyPredictor.load(latest_predictor_dir(ws) / "accuracy.json")
     evaluated = read_evaluated(ws.evaluated_path)
     measured = evaluated[evaluated["init"] == "distilled"].drop_duplicates("code").set_index("code")["measured_miou"]
@@ -90,9 +91,9 @@ def table(points: pd.DataFrame, *, groups: np.ndarray | None) -> list[str]:
         _, mask = largest_group(points["stride"].to_numpy()[g == k])
         inside[np.flatnonzero(g == k)[mask]] = True
     stride = points["neg_stride"].to_numpy(float)
-    seeds = [c for c in points.columns if c.startswith("seed") and "@" not in c][:2]
-    rows = [f"| the other seed (the yardstick) | {kendall_difference(points[seeds[0]], None, points[seeds[1]], groups=g).text()} "
-            f"| {kendall_difference(points[seeds[0]][inside], None, points[seeds[1]][inside], groups=g[inside]).text()} | |"]
+    a, b = points["seed_a"].to_numpy(float), points["seed_b"].to_numpy(float)
+    rows = [f"| the other seed (the yardstick) | {kendall_difference(a, None, b, groups=g).text()} "
+            f"| {kendall_difference(a[inside], None, b[inside], groups=g[inside]).text()} | |"]
     for column, label in RANKERS.items():
         if column not in points or not np.isfinite(points[column].to_numpy(float)).any():
             continue

@@ -11,7 +11,7 @@ end-to-end tests), `quick` (minutes on a laptop CPU), `full`. Sections follow th
                the report's LUT-fidelity and device-vs-paper figures are drawn from)
     predictor  points in its space-filling design, design seed
     search     trials, sampler seed (refine round k searches with seed + k), candidates re-ranked by
-               the predictor's zero-shot stage
+               their expected gain over the reference, and by what (the predictor or its zero-shot stage)
     evaluate   points evaluated in full, fine-tuning (`ffnet_nas.settings.TrainConfig`, KD weight 1),
                the validation images the score uses, refine rounds and their points, whether the
                verdict's two points are fine-tuned again to measure the noise

@@ -13,6 +13,7 @@ scored on the images their fine-tuned mIoU was, plus the output stride) beside i
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from pathlib import Path
 from typing import Sequence
@@ -32,6 +33,8 @@ from ffnet_nas.space.catalogue import variants
 from ffnet_nas.space.errors import InvalidInput
 from ffnet_nas.space.io import atomic_write_csv
 
+logger = logging.getLogger(__name__)
+
 
 def library_nsr(workspace: Workspace) -> dict[tuple[str, str], float]:
     from ffnet_nas.distill.library import BlockLibrary
@@ -44,9 +47,16 @@ def library_nsr(workspace: Workspace) -> dict[tuple[str, str], float]:
 
 def stored_feature_set(workspace: Workspace) -> str:
     """The feature set of the workdir's fitted predictor (a refit and a refine round keep it), else
-    `DEFAULT_FEATURE_SET`."""
+    `DEFAULT_FEATURE_SET`; also the default, with a warning, when that file cannot be read (the fit
+    about to run replaces it, so a damaged file must not block the fit that repairs it)."""
     path = workspace.predictor_dir / PREDICTOR_FILE
-    return feature_set_of(AccuracyPredictor.load(path).feature_names) if path.exists() else DEFAULT_FEATURE_SET
+    if not path.exists():
+        return DEFAULT_FEATURE_SET
+    try:
+        return feature_set_of(AccuracyPredictor.load(path).feature_names)
+    except InvalidInput as e:
+        logger.warning("%s; refitting on the %s features (--features chooses)", e, DEFAULT_FEATURE_SET)
+        return DEFAULT_FEATURE_SET
 
 
 def check_feature_set(name: str) -> str:

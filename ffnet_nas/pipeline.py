@@ -241,7 +241,7 @@ def _search(ctx, summary: RunSummary, *, lut: str, published_ms: dict[str, float
         space=ctx.space, targets=targets, trials=b.search.trials, num_classes=ctx.num_classes, seed=b.search.seed,
         study_per_predictors=True, lut=lut,  # the table this run measured, not any other
         out_dir=ctx.workspace.search_dir, evaluate_top=b.evaluate.top,
-        # the points sent to full evaluation: the likeliest to beat the reference (zero-shot stage)
+        # the points sent to full evaluation: the likeliest to beat the reference (budget's rerank_by)
         rerank=b.search.rerank, rerank_by=b.search.rerank_by, reference=summary.reference, device=ctx.device, sole_writer=True))
     logger.info("  %d trials; Pareto table -> %s", found.result.n_complete, found.paths["pareto"])
     summary.files["search"] = str(found.paths["pareto"])

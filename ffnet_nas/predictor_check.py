@@ -18,7 +18,7 @@ measures each:
   published zero-cost proxies on the assembled model (`ffnet_nas.predictors.zero_cost`: grad-norm
   and ZiCo), the assembled distilled model scored with no fine-tuning (as distilled, and with its
   BatchNorm statistics recalibrated: `ffnet_nas.zero_shot`), and `short_steps` steps of
-  fine-tuning; and the predictor's zero-shot stage, what the search re-ranks by.
+  fine-tuning; and the predictor's zero-shot stage (what `--rerank-by zero-shot` re-ranks by).
 
 `summarize` (pure) ranks the points by each and reports Kendall's tau against the truth with a
 bootstrap 95% interval, overall and within the largest output-stride group, beside the predictor's
@@ -266,11 +266,12 @@ def other_ridge(predictor, evaluated: pd.DataFrame, nsr):
 
 def _staged_record(reranked_path, evaluated: pd.DataFrame) -> dict:
     """The zero-shot stage's predictions in the run's re-ranked list against what those points then
-    measured (distilled rows of `evaluated`); empty without the list."""
+    measured (distilled rows of `evaluated`); empty without the list, or when the list was re-ranked
+    by the predictor itself (no zero-shot scores: its record is the predictor's out-of-sample one)."""
     if not reranked_path.exists() or not len(evaluated):
         return {}
     listed = pd.read_csv(reranked_path)
-    if not {"code", "miou"} <= set(listed.columns):
+    if not {"code", "miou"} <= set(listed.columns) or not listed.get("zero_shot_miou", pd.Series(dtype=float)).notna().any():
         return {}
     measured = evaluated[evaluated["init"] == "distilled"].set_index("code")["measured_miou"]
     both = listed[listed["code"].isin(measured.index)]
@@ -385,7 +386,8 @@ def summarize(points: pd.DataFrame, *, seeds: tuple[int, int], short_steps: int,
     other = "choices" if feature_set == "nsr" else "nsr"
     candidates = [(f"accuracy predictor ({label[feature_set]}, every point of the search)", column("predicted")),
                   (f"the {label[other]} on the same design points (not used by this run)", column(f"predicted_{other}")),
-                  ("accuracy predictor, zero-shot stage (the search's re-ranking)", column("predicted_zero_shot")),
+                  ("accuracy predictor, zero-shot stage (the re-ranking of --rerank-by zero-shot)",
+                   column("predicted_zero_shot")),
                   ("output stride alone (smaller first)", -strides.astype(float)),
                   ("params", column("params")), ("MACs", column("macs")), ("measured latency", column("latency_ms")),
                   ("grad-norm (zero-cost)", column("grad_norm")), ("ZiCo (zero-cost)", column("zico")),

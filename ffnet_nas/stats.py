@@ -108,13 +108,16 @@ def kendall_difference(a: Sequence[float], b: Sequence[float] | None, truth: Seq
     x = np.asarray(a, float).ravel()
     y = np.zeros_like(x) if b is None else np.asarray(b, float).ravel()
     t = np.asarray(truth, float).ravel()
-    g = np.zeros(len(x), dtype=int) if groups is None else np.unique(np.asarray(groups), return_inverse=True)[1]
+    g = np.zeros(len(x), dtype=int) if groups is None else np.unique(np.asarray(groups), return_inverse=True)[1].ravel()
     if not (x.shape == y.shape == t.shape == g.shape):
         raise ValueError(f"kendall_difference: {x.size}, {y.size}, {t.size} values and {g.size} groups; expected the same")
+    every_group = np.unique(g)
     ok = np.isfinite(x) & np.isfinite(y) & np.isfinite(t)
     x, y, t, g = x[ok], y[ok], t[ok], g[ok]
     rng = np.random.default_rng(seed)
-    members = [np.flatnonzero(g == k) for k in np.unique(g)]
+    # a group left with too few finite points makes the pooled figure undefined, not silently
+    # a figure of the other groups
+    members = [np.flatnonzero(g == k) for k in every_group]
 
     def mean_tau(scores: np.ndarray, picks: list[np.ndarray]) -> np.ndarray:
         return np.mean([_tau_b(scores[idx], t[idx]) for idx in picks], axis=0)
@@ -122,8 +125,10 @@ def kendall_difference(a: Sequence[float], b: Sequence[float] | None, truth: Seq
     def value(scores: np.ndarray) -> float:
         return float(mean_tau(scores, [m[None, :] for m in members])[0])
 
+    if any(len(m) < MIN_RANKED for m in members):
+        return Interval(float("nan"), float("nan"), float("nan"), int(len(x)))
     diff = value(x) - (0.0 if b is None else value(y))
-    if not np.isfinite(diff) or any(len(m) < MIN_RANKED for m in members):
+    if not np.isfinite(diff):
         return Interval(float("nan"), float("nan"), float("nan"), int(len(x)))
     picks = [m[rng.integers(0, len(m), size=(resamples, len(m)))] for m in members]
     draws = mean_tau(x, picks) - (0.0 if b is None else mean_tau(y, picks))

@@ -14,7 +14,7 @@ ridge on what one forward pass sees and the block NSR cannot, the mIoU of the as
 model with no fine-tuning (`ffnet_nas.zero_shot`), plus the output stride. On held-out points of a
 quick run that score ranked fine-tunes ending at their last step almost as well as the yardstick
 ranked itself (Kendall tau 0.87 vs 0.80), but the averaged fine-tunes adopted since it ranks worse
-than output stride alone (0.47: docs/results.md), so the search re-ranks its best candidates with
+than output stride alone (0.47 and 0.73 on two draws against 0.76 and 0.80: docs/results.md), so the search re-ranks its best candidates with
 it only when asked (`ffnet_nas.steps.search`, `rerank_by="zero-shot"`).
 
 Every prediction carries a standard deviation (`predict_with_std`): the leave-one-out RMSE
@@ -209,6 +209,10 @@ class AccuracyPredictor:
         d = read_json(path, what="accuracy predictor")
         try:
             v = d["validation"]
+            n = len(d["feature_names"])
+            if not len(d["mean"]) == len(d["scale"]) == len(d["coef"]) == n:
+                raise ValueError(f"{n} feature names but {len(d['mean'])}/{len(d['scale'])}/{len(d['coef'])} "
+                                 "means/scales/coefficients")
             return cls(
                 feature_names=tuple(d["feature_names"]), mean=tuple(d["mean"]), scale=tuple(d["scale"]),
                 coef=tuple(d["coef"]), intercept=float(d["intercept"]), alpha=float(d["alpha"]),
@@ -219,7 +223,7 @@ class AccuracyPredictor:
                 meta=d.get("meta", {}),
             )
         except (KeyError, TypeError, ValueError) as e:
-            raise InvalidInput(f"accuracy predictor {str(path)!r} is malformed (missing {e}); "
+            raise InvalidInput(f"accuracy predictor {str(path)!r} is malformed ({'missing ' if isinstance(e, KeyError) else ''}{e}); "
                                "re-run 'ffnet-nas fit-predictor'") from None
 
 

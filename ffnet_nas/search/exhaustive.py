@@ -8,9 +8,11 @@ the search needs is a sum of independent parts plus at most one known non-linear
 * latency: the table's unit times add up (pre_down, stem, per stage its first block + (depth-1)
   repeats, the head unit), then the calibration a*sum + b: additive (c = 0);
 * params and MACs: the complexity cache's parts add up (stem, stages, adapters, head): additive;
-* predicted mIoU (`predictors.accuracy`): ridge on log10 NSR per position (s4 couples the stem and
-  the first stage's depth, hence the 2-D table F; s8..s32 one stage each; the head), log2 output
-  stride (fixed by the skeleton and the up-head) and log10 of the params P at `PARAMS_HW` with
+* predicted mIoU (`predictors.accuracy`), either feature set: the NSR ridge reads log10 NSR per
+  position (s4 couples the stem and the first stage's depth, hence the 2-D table F; s8..s32 one
+  stage each; the head); the choices ridge reads indicators of the stem (in F), of the head's
+  choices (in H) and of the skeleton's own choices (constant in it); both read log2 output stride
+  (fixed by the skeleton and the up-head) and log10 of the params P at `PARAMS_HW` with
   `PARAMS_NUM_CLASSES` classes: the one non-additive term, c * log10(P).
 
 The tables are *probed*: the same scalar callables the NSGA-II objective calls are asked at the

@@ -154,6 +154,7 @@ def search(*, workspace: Workspace, request: SearchRequest, progress: bool = Tru
                                       or request.study.strip(".") == ""):
         # the study name becomes a folder under search/: `../../x` would write outside the workdir
         raise InvalidInput(f"--study {request.study!r}: expected a name without path separators, e.g. mobile-25ms")
+    _check_library_covers(workspace, request.space)  # distill comes first: name it first
     preds = loading.load_predictors(lut_dir=workspace.lut_dir, predictor_dir=request.predictor_dir or workspace.predictor_dir,
                                     space=request.space, lut=request.lut)
     storage = request.storage or workspace.adopt_legacy_journal()
@@ -183,6 +184,27 @@ def search(*, workspace: Workspace, request: SearchRequest, progress: bool = Tru
             paths["reranked"] = atomic_write_csv(out_dir / "reranked.csv", reranked)
     return SearchOutput(result=result, predictors=preds, storage=storage, paths=paths, to_evaluate=tuple(top),
                         reranked=reranked)
+
+
+def _check_library_covers(workspace: Workspace, space) -> None:
+    """Refuse, before any trial, a space with blocks the workdir's library lacks (or failed to
+    distil): the choices ridge would score such points, and the first one found would fail only
+    when it is assembled for evaluation. A workdir without a library (objectives handed in) is not
+    checked."""
+    from ffnet_nas.distill.choices import space_choices
+    from ffnet_nas.distill.library import BlockLibrary
+    from ffnet_nas.predictors.accuracy import nsr_table
+
+    library = BlockLibrary(workspace.library_dir)
+    if not library.table_path.exists():
+        return
+    usable = nsr_table(library.table().to_dict("records"))
+    needed = space_choices(space)
+    missing = [f"{c.position}:{c.choice}" for c in needed if (c.position, c.choice) not in usable]
+    if missing:
+        raise InvalidInput(f"the block library {str(library.table_path)!r} lacks {len(missing)} of the {len(needed)} "
+                           f"blocks space {space.name!r} needs (first: {missing[0]}), so a point found could not be "
+                           f"assembled: run 'ffnet-nas distill --space {space.name}' (it distils only the missing ones)")
 
 
 def _rerank(workspace: Workspace, request: SearchRequest, result, *, progress: bool):

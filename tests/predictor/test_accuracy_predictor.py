@@ -138,3 +138,28 @@ def test_feature_set_of_names_a_stored_predictors_features_or_refuses():
     assert feature_set_of(FEATURES) == "nsr" and feature_set_of(list(CHOICE_FEATURES)) == "choices"
     with pytest.raises(InvalidInput, match="expected one of the feature sets"):
         feature_set_of(("log_params",))
+
+
+def test_a_damaged_predictor_file_is_one_line_and_does_not_block_the_refit_that_replaces_it(tmp_path, caplog):
+    from ffnet_nas.fit_predictor import stored_feature_set
+    from ffnet_nas.predictors.accuracy import CHOICE_FEATURES, PREDICTOR_FILE, choice_features
+    from ffnet_nas.workspace import Workspace
+
+    points = get_space("mobile").sample_many(6, seed=7)
+    fitted = fit_accuracy_predictor(np.stack([choice_features(a) for a in points]), np.arange(6.0),
+                                    codes=[a.code for a in points], feature_names=CHOICE_FEATURES)
+    ws = Workspace(tmp_path)
+    ws.predictor_dir.mkdir(parents=True)
+    path = fitted.save(ws.predictor_dir / PREDICTOR_FILE)
+    assert stored_feature_set(ws) == "choices"
+    import json
+
+    d = json.loads(path.read_text())
+    d["coef"] = d["coef"][:-1]  # one coefficient short: one line, not a numpy traceback at the first prediction
+    path.write_text(json.dumps(d))
+    with pytest.raises(InvalidInput, match="malformed .*17 feature names but 17/17/16"):
+        AccuracyPredictor.load(path)
+    d["feature_names"] = ["depth"] * 16 + ["x"]
+    d["coef"] = d["coef"] + [0.0]
+    path.write_text(json.dumps(d))
+    assert stored_feature_set(ws) == "choices" and "refitting on the choices features" in caplog.text

@@ -97,6 +97,9 @@ def test_kendall_difference_is_paired_and_pools_groups_without_ranking_across_th
     assert pooled.value == pytest.approx(np.mean(per_run)) and pooled.value > 0.9
     assert kendall_difference(within, None, shifted).value < pooled.value  # unpooled, the runs' offset counts
     assert not np.isfinite(kendall_difference(truth[:2], None, truth[:2]).value)  # too few points: undefined
+    lost = within.copy()
+    lost[groups == "run2"] = np.nan  # one run's ranker missing: no pooled figure from the other run alone
+    assert not np.isfinite(kendall_difference(lost, None, shifted, groups=groups).value)
     with pytest.raises(ValueError, match="expected the same"):
         kendall_difference(good, poor[:3], truth)
 
@@ -153,7 +156,7 @@ def test_summarize_ranks_against_the_mean_of_the_seeds_overall_and_within_the_la
     assert not np.isfinite(by["output stride alone (smaller first)"].within.value)  # one stride: no ranking
     assert not np.isfinite(by["ZiCo (zero-cost)"].overall.value)  # not measured: undefined, not 0
     assert check.out_of_sample.n == 2 and check.out_of_sample_mae == pytest.approx(4.5)  # distilled, predicted rows
-    assert not np.isfinite(by["accuracy predictor, zero-shot stage (the search's re-ranking)"].overall.value)  # none fitted
+    assert not np.isfinite(by["accuracy predictor, zero-shot stage (the re-ranking of --rerank-by zero-shot)"].overall.value)
     assert not np.isfinite(check.scoring.value) and f"| {nsr} | 0." in check.table()
     json.dumps(check.to_dict(), allow_nan=True)
     assert check.yardstick_fewer is None and "both scored on the first" not in check.table()
@@ -268,9 +271,14 @@ def test_the_re_ranked_points_that_were_evaluated_are_the_stages_out_of_sample_r
 
     listed = tmp_path / "reranked.csv"
     assert _staged_record(listed, pd.DataFrame({"code": ["a"], "init": ["distilled"], "measured_miou": [1.0]})) == {}
-    pd.DataFrame({"code": list("abcde"), "miou": [50.0, 48.0, 46.0, 44.0, 30.0]}).to_csv(listed, index=False)
     evaluated = pd.DataFrame({"code": list("abcdx"), "init": ["distilled"] * 3 + ["random", "distilled"],
                               "measured_miou": [49.0, 49.5, 45.0, 10.0, 5.0]})
+    # re-ranked by the predictor itself (no zero-shot scores): not the stage's record
+    pd.DataFrame({"code": list("abcde"), "miou": [50.0, 48.0, 46.0, 44.0, 30.0],
+                  "zero_shot_miou": [float("nan")] * 5}).to_csv(listed, index=False)
+    assert _staged_record(listed, evaluated) == {}
+    pd.DataFrame({"code": list("abcde"), "miou": [50.0, 48.0, 46.0, 44.0, 30.0],
+                  "zero_shot_miou": [20.0, 19, 18, 17, 10]}).to_csv(listed, index=False)
     record = _staged_record(listed, evaluated)  # a, b, c: d was evaluated from random init, e never
     assert record["zero_shot_out_of_sample"].n == 3
     assert record["zero_shot_out_of_sample"].value == pytest.approx(scipy_stats.kendalltau([50, 48, 46], [49, 49.5, 45]).statistic)

@@ -217,6 +217,9 @@ def test_a_fit_writes_the_stage_and_the_search_lists_what_it_ranks_first(workdir
     assert off.reranked is None and "reranked" not in off.paths
     with pytest.raises(InvalidInput, match="--rerank-by 'oracle': expected one of predictor, zero-shot"):
         steps.SearchRequest(**request, rerank=6, rerank_by="oracle")
+    # a space whose blocks the library lacks: refused before any trial (the choices ridge would score its points)
+    with pytest.raises(InvalidInput, match="lacks .* blocks space 'mobile' needs .*ffnet-nas distill --space mobile"):
+        steps.search(workspace=ws, progress=False, request=steps.SearchRequest(**{**request, "space": get_space("mobile")}))
 
 
 def test_the_stage_keeps_the_feature_set_whose_leave_one_out_ranks_best():
