@@ -14,7 +14,10 @@ Prints, per folder and pooled over the folders (a tau is the mean of the per-fol
 resampled within their folder, and no pair across folders is ranked): Kendall tau with a bootstrap
 95% interval, overall and within each folder's largest output-stride group, and each ranker's paired
 difference from output stride alone (`ffnet_nas.stats.kendall_difference`): an interval above zero is
-what "beats stride alone" means. Two folders whose workdirs drew the *same* held-out points (the same
+what "beats stride alone" means. Twice: as plain tau-b, which leaves the pairs stride ties out of its
+denominator, and with every ranker's ties broken at random (in expectation), which is what ranking by
+stride and then choosing among the points of one stride could do. Besides the `FEATURE_SETS` ridges
+it fits one candidate, the choices plus choice x stride interactions. Two folders whose workdirs drew the *same* held-out points (the same
 --draw-seed on the same library) are one sample, not two; give folders with different draws.
 Issue 13, item 3 (docs/results.md).
 """
@@ -58,13 +61,31 @@ def held_out(folder: Path) -> pd.DataFrame:
         if ridge is None:
             raise InvalidInput(f"{str(ws.evaluated_path)!r} lacks design points the run's predictor was fitted on")
         points[f"ridge_{name}"] = [ridge.predict(c, nsr) for c in points["code"]]
+    points["ridge_interactions"] = _interaction_ridge(codes, [measured[c] for c in codes], list(points["code"]))
     points["folder"] = str(folder)
     points["n_design"] = len(codes)
     return points
 
 
+def _with_interactions(codes: list[str]) -> np.ndarray:
+    """The choices features plus each indicator times log2 output stride: may a choice matter
+    differently at another stride? (A candidate, not a `FEATURE_SETS` member: docs/results.md.)"""
+    from ffnet_nas.predictors.accuracy import choice_features
+
+    x = np.stack([choice_features(c) for c in codes])  # [log2 stride, indicators..., log10 params]
+    return np.hstack([x, x[:, 1:-1] * x[:, :1]])
+
+
+def _interaction_ridge(codes: list[str], measured: list[float], query: list[str]) -> list[float]:
+    from ffnet_nas.predictors.accuracy import fit_accuracy_predictor
+
+    ridge = fit_accuracy_predictor(_with_interactions(codes), np.asarray(measured, float), codes=codes)
+    return list(ridge.predict_features(_with_interactions(query)))
+
+
 RANKERS = {  # column -> label; higher ranks first (stride: smaller first)
     "ridge_choices": "choices ridge (the default)",
+    "ridge_interactions": "choices ridge + choice x stride (a candidate)",
     "ridge_nsr": "NSR ridge",
     "predicted_zero_shot": "zero-shot stage",
     "neg_stride": "output stride alone",
@@ -80,7 +101,9 @@ RANKERS = {  # column -> label; higher ranks first (stride: smaller first)
 
 def table(points: pd.DataFrame, *, groups: np.ndarray | None) -> list[str]:
     """Markdown rows: each ranker's tau overall and within the largest stride group(s), and its paired
-    difference from stride alone (overall)."""
+    differences (overall) from stride alone, first as plain tau-b (which leaves stride's tied pairs
+    out), then with every ranker's ties broken at random (`ffnet_nas.stats._tau_b`): what a search
+    that must choose among points of one stride could get from stride alone."""
     from ffnet_nas.predictor_check import largest_group
     from ffnet_nas.stats import kendall_difference
 
@@ -93,15 +116,21 @@ def table(points: pd.DataFrame, *, groups: np.ndarray | None) -> list[str]:
     stride = points["neg_stride"].to_numpy(float)
     a, b = points["seed_a"].to_numpy(float), points["seed_b"].to_numpy(float)
     rows = [f"| the other seed (the yardstick) | {kendall_difference(a, None, b, groups=g).text()} "
-            f"| {kendall_difference(a[inside], None, b[inside], groups=g[inside]).text()} | |"]
+            f"| {kendall_difference(a[inside], None, b[inside], groups=g[inside]).text()} | | |"]
     for column, label in RANKERS.items():
         if column not in points or not np.isfinite(points[column].to_numpy(float)).any():
             continue
         score = points[column].to_numpy(float)
         overall = kendall_difference(score, None, truth, groups=g)
         within = kendall_difference(score[inside], None, truth[inside], groups=g[inside])
-        versus = kendall_difference(score, stride, truth, groups=g) if column != "neg_stride" else None
-        rows.append(f"| {label} | {overall.text()} | {within.text()} | {versus.text() if versus else ''} |")
+        if column == "neg_stride":
+            rows.append(f"| {label} | {overall.text()} | {within.text()} | | |")
+            fair = kendall_difference(score, None, truth, groups=g, ties_at_random=True)
+            rows.append(f"| {label}, ties broken at random | {fair.text()} | 0.00 (all tied) | | |")
+            continue
+        versus = kendall_difference(score, stride, truth, groups=g)
+        fair = kendall_difference(score, stride, truth, groups=g, ties_at_random=True)
+        rows.append(f"| {label} | {overall.text()} | {within.text()} | {versus.text()} | {fair.text()} |")
     return rows
 
 
@@ -113,8 +142,8 @@ def main(argv: list[str] | None = None) -> None:
     frames = [held_out(Path(f)) for f in args.check_workdirs]
     for frame in frames:
         frame["neg_stride"] = -frame["stride"].astype(float)
-    header = ["| ranking by | tau, all points | tau, largest stride group | minus stride alone (paired) |",
-              "|---|---:|---:|---:|"]
+    header = ["| ranking by | tau, all points | tau, largest stride group | minus stride alone (paired) "
+              "| minus stride, ties at random (paired) |", "|---|---:|---:|---:|---:|"]
     for frame in frames:
         print(f"\n{frame['folder'][0]}: {len(frame)} held-out points, ridges fitted on the run's "
               f"{frame['n_design'][0]} design points; truth = mean of the two seeds")

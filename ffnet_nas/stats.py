@@ -74,21 +74,22 @@ class Interval:
 
 
 def kendall_interval(a: Sequence[float], b: Sequence[float], *, resamples: int = 2000, seed: int = 0,
-                     level: float = 0.95) -> Interval:
+                     level: float = 0.95, ties_at_random: bool = False) -> Interval:
     """Kendall's tau-b of `a` vs `b` and its percentile bootstrap interval: the pairs resampled with
-    replacement `resamples` times (resamples where tau is undefined, e.g. all one pair, are left out)."""
+    replacement `resamples` times (resamples where tau is undefined, e.g. all one pair, are left out).
+    `ties_at_random`: `a`'s ties broken by a random order, in expectation (`_tau_b`)."""
     x, y = np.asarray(a, float).ravel(), np.asarray(b, float).ravel()
     if x.shape != y.shape:
         raise ValueError(f"kendall_interval: a has {x.size} values, b {y.size}; expected the same")
     ok = np.isfinite(x) & np.isfinite(y)
     x, y = x[ok], y[ok]
-    tau = rank_correlations(x, y).kendall
+    tau = float(_tau_b(x[None], y[None], ties_at_random=True)[0]) if ties_at_random else rank_correlations(x, y).kendall
     if not np.isfinite(tau):
         return Interval(float("nan"), float("nan"), float("nan"), int(len(x)))
     rng = np.random.default_rng(seed)
     draws = []
     for idx in np.array_split(rng.integers(0, len(x), size=(resamples, len(x))), max(1, resamples * len(x) ** 2 // 4_000_000)):
-        draws.append(_tau_b(x[idx], y[idx]))
+        draws.append(_tau_b(x[idx], y[idx], ties_at_random=ties_at_random))
     draws = np.concatenate(draws)
     draws = draws[np.isfinite(draws)]
     tail = (1 - level) / 2 * 100
@@ -98,13 +99,14 @@ def kendall_interval(a: Sequence[float], b: Sequence[float], *, resamples: int =
 
 def kendall_difference(a: Sequence[float], b: Sequence[float] | None, truth: Sequence[float], *,
                        groups: Sequence | None = None, resamples: int = 2000, seed: int = 0,
-                       level: float = 0.95) -> Interval:
+                       level: float = 0.95, ties_at_random: bool = False) -> Interval:
     """tau(a, truth) - tau(b, truth) (b None: tau(a, truth) alone) with a *paired* percentile bootstrap
     interval: both rankers are judged on the same resampled points, so the interval says whether one
     ranks better than the other, which two overlapping `kendall_interval`s cannot. With `groups`
     (e.g. the run each held-out point came from) a tau is the mean of the per-group taus, points are
     resampled within their group, and no pair across groups is ranked (their truths are not
-    comparable). Points with a non-finite value are left out."""
+    comparable). Points with a non-finite value are left out. `ties_at_random`: each ranker's ties
+    broken by a random order, in expectation (`_tau_b`)."""
     x = np.asarray(a, float).ravel()
     y = np.zeros_like(x) if b is None else np.asarray(b, float).ravel()
     t = np.asarray(truth, float).ravel()
@@ -120,7 +122,7 @@ def kendall_difference(a: Sequence[float], b: Sequence[float] | None, truth: Seq
     members = [np.flatnonzero(g == k) for k in every_group]
 
     def mean_tau(scores: np.ndarray, picks: list[np.ndarray]) -> np.ndarray:
-        return np.mean([_tau_b(scores[idx], t[idx]) for idx in picks], axis=0)
+        return np.mean([_tau_b(scores[idx], t[idx], ties_at_random=ties_at_random) for idx in picks], axis=0)
 
     def value(scores: np.ndarray) -> float:
         return float(mean_tau(scores, [m[None, :] for m in members])[0])
@@ -175,13 +177,23 @@ def expected_gain(mean_a, std_a, mean_b, std_b) -> np.ndarray:
     return out
 
 
-def _tau_b(xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+def _tau_b(xs: np.ndarray, ys: np.ndarray, *, ties_at_random: bool = False) -> np.ndarray:
     """Kendall's tau-b of each row pair (rows: resamples), vectorised: sum of sign products over the
-    pairs, over the root of the untied pair counts of each side (NaN where one side is constant)."""
+    pairs, over the root of the untied pair counts of each side (NaN where one side is constant).
+
+    `ties_at_random`: the expected tau-b once the ties of `xs` are broken by a random order (those of
+    `ys`, the truth, are kept). A tied pair then agrees with the truth as often as not, so it adds
+    nothing to the numerator but counts in the denominator, which no longer depends on the order:
+    the expectation is exact. Plain tau-b leaves a ranker's tied pairs out of its denominator, so a
+    rule that declines to order most pairs (output stride alone) scores higher than any total order
+    built on it could; with this, it scores what ranking by it and choosing anyway would.
+    """
     sx = np.sign(xs[:, :, None] - xs[:, None, :])
     sy = np.sign(ys[:, :, None] - ys[:, None, :])
+    n = xs.shape[1]
+    untied_x = np.full(len(xs), float(n * (n - 1))) if ties_at_random else np.abs(sx).sum((1, 2))
     with np.errstate(invalid="ignore", divide="ignore"):
-        return (sx * sy).sum((1, 2)) / np.sqrt(np.abs(sx).sum((1, 2)) * np.abs(sy).sum((1, 2)))
+        return (sx * sy).sum((1, 2)) / np.sqrt(untied_x * np.abs(sy).sum((1, 2)))
 
 # ---- Pareto sets and hypervolume (latency down, mIoU up) ---------------------------------------
 

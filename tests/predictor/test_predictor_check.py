@@ -47,6 +47,26 @@ def test_kendall_interval_is_scipys_tau_with_a_bootstrap_interval_around_it():
     assert noisy.high - noisy.low > r.high - r.low  # fewer points, wider interval
 
 
+def test_ties_at_random_is_the_expected_tau_of_the_rule_with_its_ties_broken_by_chance():
+    rng = np.random.default_rng(2)
+    truth = rng.normal(size=12)
+    stride = np.repeat([16.0, 8.0, 4.0], 4)[np.argsort(np.argsort(truth))]  # smaller stride, higher truth
+    stride[[np.argmax(truth), np.argmin(truth)]] = 8.0  # mostly right across groups; ties most pairs
+    rule = -stride
+    broken = [scipy_stats.kendalltau(rule + 1e-6 * rng.random(12), truth).statistic for _ in range(20000)]
+    fair = kendall_interval(rule, truth, ties_at_random=True)
+    assert fair.value == pytest.approx(np.mean(broken), abs=0.005)  # brute force: random tie-breaks
+    assert fair.value < kendall_interval(rule, truth).value  # plain tau-b credits the tied pairs
+    assert fair.low <= fair.value <= fair.high
+    # a ranker without ties is unchanged; one that ties everything scores 0, never undefined
+    assert kendall_interval(truth, truth, ties_at_random=True).value == pytest.approx(1.0)
+    assert kendall_interval(np.zeros(12), truth, ties_at_random=True).value == 0
+    assert not np.isfinite(kendall_interval(np.zeros(12), truth).value)
+    close = truth + 0.01 * rng.normal(size=12)  # no ties: its tau is plain tau-b
+    d = kendall_difference(close, rule, truth, ties_at_random=True)
+    assert d.value == pytest.approx(scipy_stats.kendalltau(close, truth).statistic - fair.value) and d.low > 0
+
+
 class _Net(nn.Module):
     def __init__(self):
         super().__init__()
