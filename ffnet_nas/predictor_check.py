@@ -398,8 +398,15 @@ def summarize(points: pd.DataFrame, *, seeds: tuple[int, int], short_steps: int,
         candidates.append((f"distilled model, no fine-tuning, first {fewer_images} images",
                            column(f"zero_shot@{fewer_images}")))
     # the other ridge is left out where it could not be fitted (or in an older check's table)
-    rankers = tuple(Ranker(name, *both(score)) for name, score in candidates
-                    if "not used by this run" not in name or np.isfinite(score).any())
+    rankers = [Ranker(name, *both(score)) for name, score in candidates
+               if "not used by this run" not in name or np.isfinite(score).any()]
+    # plain tau-b leaves stride's tied pairs (every pair inside a group) out: this row is what a
+    # search that must choose among one stride's points gets from stride alone (stats._tau_b)
+    after = next(i for i, r in enumerate(rankers) if r.name.startswith("output stride alone")) + 1
+    rankers.insert(after, Ranker("output stride alone, ties broken at random (what choosing by it gets)",
+                                 kendall_interval(-strides.astype(float), truth, ties_at_random=True),
+                                 kendall_interval(-strides[inside].astype(float), truth[inside], ties_at_random=True)))
+    rankers = tuple(rankers)
     yardstick, yardstick_within = both(a, b)
     fewer = {}
     if fewer_images:

@@ -174,6 +174,12 @@ def test_summarize_ranks_against_the_mean_of_the_seeds_overall_and_within_the_la
     assert by["params"].within.value == pytest.approx(-1.0)
     assert by["output stride alone (smaller first)"].overall.value > 0.5  # stride 4 best, 16 worst here
     assert not np.isfinite(by["output stride alone (smaller first)"].within.value)  # one stride: no ranking
+    chosen = by["output stride alone, ties broken at random (what choosing by it gets)"]
+    names = [r.name for r in check.rankers]
+    assert names.index(chosen.name) == names.index("output stride alone (smaller first)") + 1
+    # the pairs inside a group count as coin flips: lower than plain tau-b, and 0 within a group
+    assert 0 < chosen.overall.value < by["output stride alone (smaller first)"].overall.value
+    assert chosen.within.value == 0
     assert not np.isfinite(by["ZiCo (zero-cost)"].overall.value)  # not measured: undefined, not 0
     assert check.out_of_sample.n == 2 and check.out_of_sample_mae == pytest.approx(4.5)  # distilled, predicted rows
     assert not np.isfinite(by["accuracy predictor, zero-shot stage (the re-ranking of --rerank-by zero-shot)"].overall.value)
