@@ -34,7 +34,7 @@ import pandas as pd
 
 def held_out(folder: Path) -> pd.DataFrame:
     """The check's points (summary.json) with the truth and every feature set's prediction."""
-    from ffnet_nas.evaluate import read_evaluated
+    from ffnet_nas.evaluate import distilled_miou, read_evaluated
     from ffnet_nas.fit_predictor import library_nsr
     from ffnet_nas.predictor_check import SUMMARY_FILE, latest_predictor_dir
     from ffnet_nas.predictors.accuracy import FEATURE_SETS, AccuracyPredictor, refit_on
@@ -53,11 +53,11 @@ def held_out(folder: Path) -> pd.DataFrame:
     points["seed_a"], points["seed_b"] = points[f"seed{seeds[0]}"], points[f"seed{seeds[1]}"]
     run_predictor = AccuracyPredictor.load(latest_predictor_dir(ws) / "accuracy.json")
     evaluated = read_evaluated(ws.evaluated_path)
-    measured = evaluated[evaluated["init"] == "distilled"].drop_duplicates("code").set_index("code")["measured_miou"]
+    measured = distilled_miou(evaluated)
     codes = list(run_predictor.codes)
     nsr = library_nsr(ws)
     for name in FEATURE_SETS:
-        ridge = refit_on(codes, measured.to_dict(), feature_set=name, nsr=nsr)
+        ridge = refit_on(codes, measured, feature_set=name, nsr=nsr)
         if ridge is None:
             raise InvalidInput(f"{str(ws.evaluated_path)!r} lacks design points the run's predictor was fitted on")
         points[f"ridge_{name}"] = [ridge.predict(c, nsr) for c in points["code"]]

@@ -75,6 +75,15 @@ def read_evaluated(path: str | Path) -> pd.DataFrame:
                                 "evaluated again), or move the file away to start over")
 
 
+def distilled_miou(evaluated: pd.DataFrame) -> dict[str, float]:
+    """Measured mIoU of each point fine-tuned from the distilled library (`read_evaluated`'s rows),
+    by code: what a predictor is fitted on and checked against."""
+    if not len(evaluated):
+        return {}
+    rows = evaluated[evaluated["init"] == "distilled"]
+    return dict(zip(rows["code"], rows["measured_miou"].astype(float)))
+
+
 def _upsert(path: Path, row: dict) -> pd.DataFrame:
     frame = read_evaluated(path)
     keep = ~((frame["code"] == row["code"]) & (frame["init"] == row["init"])) if len(frame) else slice(None)

@@ -26,8 +26,8 @@ from ffnet_nas.settings import TrainConfig
 from ffnet_nas.workspace import Workspace
 from ffnet_nas.predictors.accuracy import (DEFAULT_FEATURE_SET, FEATURE_SETS, LOO_FILE, PREDICTOR_FILE,
                                            ZERO_SHOT_FEATURE_SETS, ZERO_SHOT_FILE, AccuracyPredictor,
-                                           feature_set_of, fit_accuracy_predictor, missing_blocks, nsr_table,
-                                           point_features, zero_shot_features)
+                                           feature_set_of, fit_accuracy_predictor, fit_feature_set, missing_blocks,
+                                           nsr_table, zero_shot_features)
 from ffnet_nas.space.arch import Arch
 from ffnet_nas.space.catalogue import variants
 from ffnet_nas.space.errors import InvalidInput
@@ -82,14 +82,9 @@ def fit_from_table(workspace: Workspace, *, out_dir: str | Path | None = None, v
     if not usable:
         raise InvalidInput(f"no evaluated point in {str(workspace.evaluated_path)!r} has all its blocks in the library: "
                            "run 'ffnet-nas fit-predictor --n N' (it evaluates points) or 'ffnet-nas evaluate CODE...'")
-    names = FEATURE_SETS[feature_set]
-    x = np.stack([point_features(a, names, nsr) for a, _ in usable])
     y = np.array([m for _, m in usable], dtype=float)
-    # the NSR snapshot goes with the NSR predictor only: the choices ridge never reads it
-    predictor = fit_accuracy_predictor(x, y, codes=[a.code for a, _ in usable], feature_names=names,
-                                       nsr=nsr if feature_set == "nsr" else None,
-                                       meta={"library": workspace.relative(workspace.library_dir),
-                                             "n_evaluated": len(usable)})
+    predictor = fit_feature_set([a.code for a, _ in usable], y, feature_set=feature_set, nsr=nsr,
+                                meta={"library": workspace.relative(workspace.library_dir), "n_evaluated": len(usable)})
     out_dir = Path(out_dir) if out_dir is not None else workspace.predictor_dir
     archs = [a for a, _ in usable]
     stage = fit_zero_shot_stage(workspace, archs, y, val_images=val_images, score_at=score_at, device=device,

@@ -229,13 +229,14 @@ def check_predictor(*, workspace: Workspace, space, k: int, config: TrainConfig,
     stage = load_zero_shot_predictor(predictor_dir)
     feature_set = feature_set_of(predictor.feature_names)
     other = other_ridge(predictor, evaluated, nsr)
+    other_column = None if other is None else f"predicted_{feature_set_of(other.feature_names)}"
     rows = []
     for arch in points:
         cx = r.complexity(arch)
         rows.append({"code": arch.code, "stride": arch.output_stride, "params": cx.params, "macs": cx.macs,
                      "predicted": predictor.predict(arch), **store.values(arch.code)})
         if other is not None:
-            rows[-1][f"predicted_{feature_set_of(other.feature_names)}"] = other.predict(arch, nsr)
+            rows[-1][other_column] = other.predict(arch, nsr)
         if stage is not None:  # the search's second stage, from the zero-shot score it was fitted on
             zs = rows[-1]["zero_shot_bn" if stage.meta.get("bn_batches") else "zero_shot"]
             rows[-1]["predicted_zero_shot"] = float(
@@ -255,13 +256,11 @@ def other_ridge(predictor, evaluated: pd.DataFrame, nsr):
     """The ridge on the feature set the run's predictor does not use, fitted in memory on the very
     points and mIoU it was fitted on (`predictors.accuracy.refit_on`): which features rank this run's
     held-out points better is then one line apart in the table. None when those rows are gone."""
+    from ffnet_nas.evaluate import distilled_miou
     from ffnet_nas.predictors.accuracy import FEATURE_SETS, feature_set_of, refit_on
 
-    if not len(evaluated):
-        return None
-    measured = evaluated[evaluated["init"] == "distilled"].drop_duplicates("code").set_index("code")["measured_miou"]
     other = next(k for k in FEATURE_SETS if k != feature_set_of(predictor.feature_names))
-    return refit_on(predictor.codes, measured.to_dict(), feature_set=other, nsr=nsr)
+    return refit_on(predictor.codes, distilled_miou(evaluated), feature_set=other, nsr=nsr)
 
 
 def _staged_record(reranked_path, evaluated: pd.DataFrame) -> dict:
@@ -273,9 +272,11 @@ def _staged_record(reranked_path, evaluated: pd.DataFrame) -> dict:
     listed = pd.read_csv(reranked_path)
     if not {"code", "miou"} <= set(listed.columns) or not listed.get("zero_shot_miou", pd.Series(dtype=float)).notna().any():
         return {}
-    measured = evaluated[evaluated["init"] == "distilled"].set_index("code")["measured_miou"]
-    both = listed[listed["code"].isin(measured.index)]
-    p, m = both["miou"].to_numpy(float), measured.loc[both["code"]].to_numpy(float)
+    from ffnet_nas.evaluate import distilled_miou
+
+    measured = distilled_miou(evaluated)
+    both = listed[listed["code"].isin(measured)]
+    p, m = both["miou"].to_numpy(float), np.array([measured[c] for c in both["code"]], float)
     return {"zero_shot_out_of_sample": kendall_interval(p, m),
             "zero_shot_out_of_sample_mae": float(np.mean(np.abs(p - m))) if len(p) else math.nan}
 

@@ -289,16 +289,23 @@ def fit_accuracy_predictor(
                              meta=provenance(**(meta or {})))
 
 
+def fit_feature_set(codes: Sequence[str], measured: Sequence[float], *, feature_set: str,
+                    nsr: Mapping[tuple[str, str], float], meta: dict | None = None) -> AccuracyPredictor:
+    """A ridge on `feature_set` (a `FEATURE_SETS` key) fitted on the points `codes` and their
+    `measured` mIoU; the NSR snapshot goes with the NSR set only (the choices ridge never reads it)."""
+    names = FEATURE_SETS[feature_set]
+    x = np.stack([point_features(c, names, nsr) for c in codes]) if len(codes) else np.zeros((0, len(names)))
+    return fit_accuracy_predictor(x, np.asarray(measured, float), codes=list(codes), feature_names=names,
+                                  nsr=nsr if feature_set == "nsr" else None, meta=meta)
+
+
 def refit_on(codes: Sequence[str], measured: Mapping[str, float], *, feature_set: str,
              nsr: Mapping[tuple[str, str], float]) -> AccuracyPredictor | None:
     """A ridge on `feature_set` fitted on the points `codes` with their `measured` mIoU (e.g. another
     feature set on a stored predictor's very design); None when a point has no measurement."""
     if any(c not in measured for c in codes) or len(codes) < 4:
         return None
-    names = FEATURE_SETS[feature_set]
-    x = np.stack([point_features(c, names, nsr) for c in codes])
-    return fit_accuracy_predictor(x, np.array([measured[c] for c in codes], float), codes=list(codes),
-                                  feature_names=names, nsr=nsr if feature_set == "nsr" else None)
+    return fit_feature_set(codes, [measured[c] for c in codes], feature_set=feature_set, nsr=nsr)
 
 
 # The predictor's folder (the caller picks it: the workdir's predictor/, a refine round's): the

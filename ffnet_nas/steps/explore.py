@@ -193,12 +193,12 @@ def _check_library_covers(workspace: Workspace, space) -> None:
     checked."""
     from ffnet_nas.distill.choices import space_choices
     from ffnet_nas.distill.library import BlockLibrary
-    from ffnet_nas.predictors.accuracy import nsr_table
+    from ffnet_nas.fit_predictor import library_nsr
 
     library = BlockLibrary(workspace.library_dir)
     if not library.table_path.exists():
         return
-    usable = nsr_table(library.table().to_dict("records"))
+    usable = library_nsr(workspace)
     needed = space_choices(space)
     missing = [f"{c.position}:{c.choice}" for c in needed if (c.position, c.choice) not in usable]
     if missing:

@@ -247,7 +247,7 @@ def test_the_check_measures_held_out_points_without_touching_the_run_and_resumes
     assert (ws.predictor_dir / "accuracy.json").read_bytes() == predictor_before
     assert not list(ws.predictor_check_dir.glob("*-seed*.pt"))  # resume states deleted once scored
     summary = json.loads((ws.predictor_check_dir / SUMMARY_FILE).read_text())
-    assert summary["n_points"] == 4 and len(summary["rankers"]) == len(check.rankers) == 12
+    assert summary["n_points"] == 4 and len(summary["rankers"]) == len(check.rankers) == 13  # 12 rankers + stride with its ties broken
     # the run fitted the default choices ridge; the NSR ridge on the same design is ranked beside it
     names = [r.name for r in check.rankers]
     assert "accuracy predictor (choices ridge, every point of the search)" in names
