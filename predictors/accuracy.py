@@ -24,10 +24,11 @@ is less sure than one inside it; the search turns it into a probability of beati
 The choices ridge (`CHOICE_FEATURES`, feature set "choices", the default since 2026-12-04): the
 same ridge on what the point *is* rather than how well its blocks imitate the teacher: the output
 stride, one indicator per categorical choice (stem, block type, first-stage stride, up-head,
-seg-head, upsampling, pre_down, three stages) and log10 params. On two independent draws of 16
-held-out points (two quick runs, each ridge fitted on its run's 10 design points) it ranked the
-averaged fine-tunes with Kendall tau 0.77, the NSR ridge 0.53 (paired difference +0.24 [+0.02,
-+0.46]) and output stride alone 0.78: no worse than stride, where the NSR ridge was clearly worse
+seg-head, upsampling, pre_down, three stages) and log10 params. On three independent draws of 16
+held-out points (each ridge fitted on its run's 10 design points) it ranked the averaged
+fine-tunes with Kendall tau 0.76, the NSR ridge 0.60 (paired difference +0.16 [-0.02, +0.31]) and
+output stride alone 0.79 as plain tau-b, 0.62 with stride's ties broken at random (paired +0.13
+[+0.01, +0.23]): it ties stride across strides and orders points within one, a little
 (docs/results.md). A block's NSR is a noisy one-number summary of its choice, and five of them
 overfit ten design points. `FEATURE_SETS` names both; a
 stored predictor's `feature_names` say which one it is, so older NSR predictors load unchanged.
