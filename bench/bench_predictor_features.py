@@ -79,7 +79,11 @@ def _with_interactions(codes: list[str]) -> np.ndarray:
 def _interaction_ridge(codes: list[str], measured: list[float], query: list[str]) -> list[float]:
     from ffnet_nas.predictors.accuracy import fit_accuracy_predictor
 
-    ridge = fit_accuracy_predictor(_with_interactions(codes), np.asarray(measured, float), codes=codes)
+    from ffnet_nas.predictors.accuracy import CHOICE_FEATURES
+
+    names = tuple(CHOICE_FEATURES) + tuple(f"{n} x log2 stride" for n in CHOICE_FEATURES[1:-1])
+    ridge = fit_accuracy_predictor(_with_interactions(codes), np.asarray(measured, float), codes=codes,
+                                   feature_names=names)
     return list(ridge.predict_features(_with_interactions(query)))
 
 

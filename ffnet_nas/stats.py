@@ -184,14 +184,16 @@ def _tau_b(xs: np.ndarray, ys: np.ndarray, *, ties_at_random: bool = False) -> n
     `ties_at_random`: the expected tau-b once the ties of `xs` are broken by a random order (those of
     `ys`, the truth, are kept). A tied pair then agrees with the truth as often as not, so it adds
     nothing to the numerator but counts in the denominator, which no longer depends on the order:
-    the expectation is exact. Plain tau-b leaves a ranker's tied pairs out of its denominator, so a
-    rule that declines to order most pairs (output stride alone) scores higher than any total order
-    built on it could; with this, it scores what ranking by it and choosing anyway would.
+    the expectation is exact. A pair tied on *both* sides counts on neither, as in plain tau-b: that
+    is a point the bootstrap drew twice (the truth, a mean of fine-tunes, has no other ties), and a
+    point is not ranked against itself. Plain tau-b leaves a ranker's tied pairs out of its
+    denominator, so a rule that declines to order most pairs (output stride alone) scores higher
+    than the same rule with its ties broken at random, or by anything no better than chance; with
+    this, it scores what ranking by it and choosing anyway would.
     """
     sx = np.sign(xs[:, :, None] - xs[:, None, :])
     sy = np.sign(ys[:, :, None] - ys[:, None, :])
-    n = xs.shape[1]
-    untied_x = np.full(len(xs), float(n * (n - 1))) if ties_at_random else np.abs(sx).sum((1, 2))
+    untied_x = ((sx != 0) | (sy != 0)).sum((1, 2)) if ties_at_random else np.abs(sx).sum((1, 2))
     with np.errstate(invalid="ignore", divide="ignore"):
         return (sx * sy).sum((1, 2)) / np.sqrt(untied_x * np.abs(sy).sum((1, 2)))
 

@@ -14,7 +14,8 @@ ridge on what one forward pass sees and the block NSR cannot, the mIoU of the as
 model with no fine-tuning (`ffnet_nas.zero_shot`), plus the output stride. On held-out points of a
 quick run that score ranked fine-tunes ending at their last step almost as well as the yardstick
 ranked itself (Kendall tau 0.87 vs 0.80), but the averaged fine-tunes adopted since it ranks worse
-than output stride alone (0.47 and 0.73 on two draws against 0.76 and 0.80: docs/results.md), so the search re-ranks its best candidates with
+than output stride alone (0.47, 0.73 and 0.78 on three draws, 0.66 pooled, against stride's 0.79:
+docs/results.md), so the search re-ranks its best candidates with
 it only when asked (`ffnet_nas.steps.search`, `rerank_by="zero-shot"`).
 
 Every prediction carries a standard deviation (`predict_with_std`): the leave-one-out RMSE
@@ -27,10 +28,11 @@ stride, one indicator per categorical choice (stem, block type, first-stage stri
 seg-head, upsampling, pre_down, three stages) and log10 params. On three independent draws of 16
 held-out points (each ridge fitted on its run's 10 design points) it ranked the averaged
 fine-tunes with Kendall tau 0.76, the NSR ridge 0.60 (paired difference +0.16 [-0.02, +0.31]) and
-output stride alone 0.79 as plain tau-b, 0.62 with stride's ties broken at random (paired +0.13
-[+0.01, +0.23]): it ties stride across strides and orders points within one, a little
-(docs/results.md). A block's NSR is a noisy one-number summary of its choice, and five of them
-overfit ten design points. `FEATURE_SETS` names both; a
+output stride alone 0.79 as plain tau-b, 0.62 with stride's ties broken at random. It orders the
+stride groups as stride does; choosing among the points of one stride, it beats stride alone, barely
+(paired +0.13 [+0.01, +0.24]) (docs/results.md). A block's NSR is a noisy one-number summary of its
+choice, and five of them may overfit ten design points: the NSR ridge fitted its design best
+(leave-one-out) and ranked held-out points worst on two of three draws. `FEATURE_SETS` names both; a
 stored predictor's `feature_names` say which one it is, so older NSR predictors load unchanged.
 
 Compute and storage are split: `fit_accuracy_predictor` returns a frozen `AccuracyPredictor`

@@ -53,18 +53,28 @@ def test_ties_at_random_is_the_expected_tau_of_the_rule_with_its_ties_broken_by_
     stride = np.repeat([16.0, 8.0, 4.0], 4)[np.argsort(np.argsort(truth))]  # smaller stride, higher truth
     stride[[np.argmax(truth), np.argmin(truth)]] = 8.0  # mostly right across groups; ties most pairs
     rule = -stride
-    broken = [scipy_stats.kendalltau(rule + 1e-6 * rng.random(12), truth).statistic for _ in range(20000)]
+    broken = [scipy_stats.kendalltau(rule + 1e-6 * rng.random(12), truth).statistic for _ in range(5000)]
     fair = kendall_interval(rule, truth, ties_at_random=True)
     assert fair.value == pytest.approx(np.mean(broken), abs=0.005)  # brute force: random tie-breaks
     assert fair.value < kendall_interval(rule, truth).value  # plain tau-b credits the tied pairs
     assert fair.low <= fair.value <= fair.high
-    # a ranker without ties is unchanged; one that ties everything scores 0, never undefined
-    assert kendall_interval(truth, truth, ties_at_random=True).value == pytest.approx(1.0)
+    # a ranker without ties is unchanged, its bootstrap interval too (a point drawn twice is tied
+    # on both sides: never ranked against itself); one that ties everything scores 0, never undefined
+    assert kendall_interval(truth, truth, ties_at_random=True).text() == "1.00 [1.00, 1.00]"
+    noisy = truth + rng.normal(size=12)
+    fair_noisy, plain_noisy = kendall_interval(noisy, truth, ties_at_random=True), kendall_interval(noisy, truth)
+    assert np.allclose([fair_noisy.value, fair_noisy.low, fair_noisy.high], [plain_noisy.value, plain_noisy.low, plain_noisy.high])
     assert kendall_interval(np.zeros(12), truth, ties_at_random=True).value == 0
     assert not np.isfinite(kendall_interval(np.zeros(12), truth).value)
     close = truth + 0.01 * rng.normal(size=12)  # no ties: its tau is plain tau-b
     d = kendall_difference(close, rule, truth, ties_at_random=True)
     assert d.value == pytest.approx(scipy_stats.kendalltau(close, truth).statistic - fair.value) and d.low > 0
+    groups = np.repeat(["run1", "run2"], 6)  # pooled: the mean of the per-group expected taus
+    pooled = kendall_difference(rule, None, truth, groups=groups, ties_at_random=True)
+    per_group = [kendall_interval(rule[groups == k], truth[groups == k], ties_at_random=True).value for k in ("run1", "run2")]
+    assert pooled.value == pytest.approx(np.mean(per_group)) and pooled.low <= pooled.value <= pooled.high
+    assert not np.isfinite(kendall_interval([1.0], [2.0], ties_at_random=True).value)  # too few points
+    assert not np.isfinite(kendall_interval(rule, np.ones(12), ties_at_random=True).value)  # a constant truth
 
 
 class _Net(nn.Module):
