@@ -187,8 +187,10 @@ class Budget:
 # How a fine-tune ends (ffnet_nas.averaging): the weights averaged over the second half of its
 # steps, BatchNorm statistics recomputed on 128 training crops. On 16 held-out points of a quick run
 # this halved the mean difference between two fine-tuning seeds of a point (1.00 to 0.50 mIoU on
-# 256 images) and raised their Kendall tau from 0.60 to 0.82 at no cost in mean mIoU
-# (bench/bench_yardstick.py, docs/results.md); the cost is one forward pass over the crops.
+# 256 images) and raised their Kendall tau from 0.60 to 0.82 at no cost in mean mIoU; on a second
+# draw it cut the difference less (0.98 to 0.78) and left the tau as it was (0.82 to 0.83), and
+# averaging 75 of 100 steps cost 0.71 mIoU (bench/bench_yardstick.py, docs/results.md). The cost is
+# one forward pass over the crops.
 FINETUNE_AVERAGE_TAIL = 0.5
 FINETUNE_PRECISE_BN = 128
 
