@@ -77,9 +77,7 @@ def _with_interactions(codes: list[str]) -> np.ndarray:
 
 
 def _interaction_ridge(codes: list[str], measured: list[float], query: list[str]) -> list[float]:
-    from ffnet_nas.predictors.accuracy import fit_accuracy_predictor
-
-    from ffnet_nas.predictors.accuracy import CHOICE_FEATURES
+    from ffnet_nas.predictors.accuracy import CHOICE_FEATURES, fit_accuracy_predictor
 
     names = tuple(CHOICE_FEATURES) + tuple(f"{n} x log2 stride" for n in CHOICE_FEATURES[1:-1])
     ridge = fit_accuracy_predictor(_with_interactions(codes), np.asarray(measured, float), codes=codes,
