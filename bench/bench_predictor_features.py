@@ -17,7 +17,9 @@ difference from output stride alone (`ffnet_nas.stats.kendall_difference`): an i
 what "beats stride alone" means. Twice: as plain tau-b, which leaves the pairs stride ties out of its
 denominator, and with every ranker's ties broken at random (in expectation), which is what ranking by
 stride and then choosing among the points of one stride could do. Besides the `FEATURE_SETS` ridges
-it fits one candidate, the choices plus choice x stride interactions. Two folders whose workdirs drew the *same* held-out points (the same
+it fits one candidate, the choices plus choice x stride interactions, and, given two folders or
+more, two ridges fitted on the other folders' held-out points (their 10-step scores; their truth)
+in place of the run's design: does the ridge want more, cheaper design points? Two folders whose workdirs drew the *same* held-out points (the same
 --draw-seed on the same library) are one sample, not two; give folders with different draws.
 Issue 13, item 3 (docs/results.md).
 """
@@ -85,8 +87,28 @@ def _interaction_ridge(codes: list[str], measured: list[float], query: list[str]
     return list(ridge.predict_features(_with_interactions(query)))
 
 
+def other_checks_ridges(frames: list[pd.DataFrame]) -> None:
+    """Adds to each folder's points two choices ridges fitted on *the other folders'* held-out
+    points instead of the run's design: one on their 10-step scores (many cheap labels: 10 steps
+    cost a tenth of a design point's fine-tune), one on their truth (as many full-cost labels).
+    Does the ridge want more design points, or other features? (Issue 13, item 3: "more and
+    cheaper design points".) Needs two folders or more; the points of one folder never label it."""
+    from ffnet_nas.predictors.accuracy import fit_feature_set
+
+    for i, frame in enumerate(frames):
+        others = pd.concat([f for j, f in enumerate(frames) if j != i], ignore_index=True)
+        for label, column in (("short10", "ridge_others_short10"), ("truth", "ridge_others_truth")):
+            if label not in others or not np.isfinite(others[label].to_numpy(float)).all():
+                continue  # a check run without the short fine-tune
+            ridge = fit_feature_set(list(others["code"]), others[label].to_numpy(float), feature_set="choices", nsr={})
+            frame[column] = [ridge.predict(c, {}) for c in frame["code"]]
+            frame[f"n_{column}"] = len(others)
+
+
 RANKERS = {  # column -> label; higher ranks first (stride: smaller first)
     "ridge_choices": "choices ridge (the default)",
+    "ridge_others_short10": "choices ridge on the other checks' points, 10-step labels",
+    "ridge_others_truth": "choices ridge on the other checks' points, full labels",
     "ridge_interactions": "choices ridge + choice x stride (a candidate)",
     "ridge_nsr": "NSR ridge",
     "predicted_zero_shot": "zero-shot stage",
@@ -144,6 +166,8 @@ def main(argv: list[str] | None = None) -> None:
     frames = [held_out(Path(f)) for f in args.check_workdirs]
     for frame in frames:
         frame["neg_stride"] = -frame["stride"].astype(float)
+    if len(frames) > 1:
+        other_checks_ridges(frames)
     header = ["| ranking by | tau, all points | tau, largest stride group | minus stride alone (paired) "
               "| minus stride, ties at random (paired) |", "|---|---:|---:|---:|---:|"]
     for frame in frames:
@@ -158,6 +182,15 @@ def main(argv: list[str] | None = None) -> None:
                   "them twice")
         print(f"\npooled over {len(frames)} checks ({len(pooled)} points; a tau is the mean of the per-check taus):")
         print("\n".join(header + table(pooled, groups=pooled["folder"].to_numpy())))
+        from ffnet_nas.stats import kendall_difference
+
+        default, truth = pooled["ridge_choices"].to_numpy(float), pooled["truth"].to_numpy(float)
+        for column in ("ridge_others_short10", "ridge_others_truth"):
+            if column not in pooled:
+                continue
+            versus = kendall_difference(pooled[column].to_numpy(float), default, truth, groups=pooled["folder"].to_numpy())
+            print(f"{RANKERS[column]} ({pooled[f'n_{column}'].iloc[0]} points each) minus the default ridge "
+                  f"(its run's {pooled['n_design'].iloc[0]} design points), paired: {versus.text()}")
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ def _check_folder(root, *, draw_seed: int, rng) -> Workspace:
                            feature_names=CHOICE_FEATURES).save(ws.predictor_dir / PREDICTOR_FILE)
     points = [{"code": a.code, "stride": a.output_stride, "seed0": _truth(a) + rng.normal(scale=0.3),
                "seed1": _truth(a) + rng.normal(scale=0.3), "params": rng.uniform(1e7, 3e7),
-               "predicted_zero_shot": rng.normal()} for a in held]
+               "predicted_zero_shot": rng.normal(), "short10": _truth(a) - 8 + rng.normal(scale=1.0)} for a in held]
     ws.predictor_check_dir.mkdir(parents=True)
     (ws.predictor_check_dir / "summary.json").write_text(json.dumps({"seeds": [0, 1], "points": points}))
     return ws
@@ -60,3 +60,27 @@ def test_the_bench_refits_each_feature_set_on_the_runs_design_and_pools_checks(t
     assert "pooled over 2 checks (20 points" in out and "warning" not in out
     bench.main([str(one.root), str(one.root)])
     assert "the same held-out points" in capsys.readouterr().out
+
+
+def test_the_other_checks_ridges_never_see_their_own_folders_points(tmp_path, capsys):
+    rng = np.random.default_rng(1)
+    folders = [_check_folder(tmp_path / name, draw_seed=seed, rng=rng) for name, seed in (("a", 1), ("b", 2), ("c", 3))]
+    frames = [bench.held_out(ws.root) for ws in folders]
+    for frame in frames:
+        frame["truth"] = frame["truth"].astype(float)
+    bench.other_checks_ridges(frames)
+    assert list(frames[0]["n_ridge_others_truth"].unique()) == [20]  # b's and c's ten points each
+    from scipy.stats import kendalltau
+
+    # fitted on 20 points of another draw, the full-label ridge still learns what decides here
+    assert kendalltau(frames[0]["ridge_others_truth"], frames[0]["truth"]).statistic > 0.6
+    before = frames[0]["ridge_others_truth"].copy()
+    scrambled = [f.copy() for f in frames]
+    scrambled[0]["truth"] = rng.permutation(scrambled[0]["truth"].to_numpy())  # a's own labels: no effect on a
+    scrambled[0]["short10"] = 0.0
+    bench.other_checks_ridges(scrambled)
+    np.testing.assert_allclose(scrambled[0]["ridge_others_truth"], before)
+    assert not np.allclose(scrambled[1]["ridge_others_truth"], frames[1]["ridge_others_truth"])  # but b's moved
+    bench.main([str(ws.root) for ws in folders])
+    out = capsys.readouterr().out
+    assert "10-step labels (20 points each) minus the default ridge (its run's 10 design points), paired:" in out
