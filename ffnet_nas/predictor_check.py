@@ -377,37 +377,37 @@ def summarize(points: pd.DataFrame, *, seeds: tuple[int, int], short_steps: int,
     strides = points["stride"].to_numpy()
     group, inside = largest_group(strides)
 
-    def both(score: np.ndarray, target: np.ndarray = truth) -> tuple[Interval, Interval]:
-        return kendall_interval(score, target), kendall_interval(score[inside], target[inside])
+    def both(score: np.ndarray, target: np.ndarray = truth, *, ties_at_random: bool = False) -> tuple[Interval, Interval]:
+        return (kendall_interval(score, target, ties_at_random=ties_at_random),
+                kendall_interval(score[inside], target[inside], ties_at_random=ties_at_random))
 
     def column(name: str) -> np.ndarray:
         return points[name].to_numpy(float) if name in points else np.full(len(points), np.nan)
 
     label = {"nsr": "NSR ridge", "choices": "choices ridge"}
     other = "choices" if feature_set == "nsr" else "nsr"
-    candidates = [(f"accuracy predictor ({label[feature_set]}, every point of the search)", column("predicted")),
-                  (f"the {label[other]} on the same design points (not used by this run)", column(f"predicted_{other}")),
+    other_ridge = column(f"predicted_{other}")
+    stride_first = -strides.astype(float)
+    # (name, score, ties broken at random): plain tau-b leaves a ranker's tied pairs out, so stride
+    # alone is also shown as a search that must choose among one stride's points gets it (stats._tau_b)
+    candidates = [(f"accuracy predictor ({label[feature_set]}, every point of the search)", column("predicted"), False),
+                  # left out where it could not be fitted (or in an older check's table)
+                  *([(f"the {label[other]} on the same design points (not used by this run)", other_ridge, False)]
+                    if np.isfinite(other_ridge).any() else []),
                   ("accuracy predictor, zero-shot stage (the re-ranking of --rerank-by zero-shot)",
-                   column("predicted_zero_shot")),
-                  ("output stride alone (smaller first)", -strides.astype(float)),
-                  ("params", column("params")), ("MACs", column("macs")), ("measured latency", column("latency_ms")),
-                  ("grad-norm (zero-cost)", column("grad_norm")), ("ZiCo (zero-cost)", column("zico")),
-                  ("distilled model, no fine-tuning", column("zero_shot")),
-                  ("distilled model, BatchNorm recalibrated, no fine-tuning", column("zero_shot_bn")),
-                  (f"{short_steps} fine-tuning steps", column(f"short{short_steps}"))]
+                   column("predicted_zero_shot"), False),
+                  ("output stride alone (smaller first)", stride_first, False),
+                  ("output stride alone, ties broken at random (what choosing by it gets)", stride_first, True),
+                  ("params", column("params"), False), ("MACs", column("macs"), False),
+                  ("measured latency", column("latency_ms"), False),
+                  ("grad-norm (zero-cost)", column("grad_norm"), False), ("ZiCo (zero-cost)", column("zico"), False),
+                  ("distilled model, no fine-tuning", column("zero_shot"), False),
+                  ("distilled model, BatchNorm recalibrated, no fine-tuning", column("zero_shot_bn"), False),
+                  (f"{short_steps} fine-tuning steps", column(f"short{short_steps}"), False)]
     if fewer_images:
         candidates.append((f"distilled model, no fine-tuning, first {fewer_images} images",
-                           column(f"zero_shot@{fewer_images}")))
-    # the other ridge is left out where it could not be fitted (or in an older check's table)
-    rankers = [Ranker(name, *both(score)) for name, score in candidates
-               if "not used by this run" not in name or np.isfinite(score).any()]
-    # plain tau-b leaves stride's tied pairs (every pair inside a group) out: this row is what a
-    # search that must choose among one stride's points gets from stride alone (stats._tau_b)
-    after = next(i for i, r in enumerate(rankers) if r.name.startswith("output stride alone")) + 1
-    rankers.insert(after, Ranker("output stride alone, ties broken at random (what choosing by it gets)",
-                                 kendall_interval(-strides.astype(float), truth, ties_at_random=True),
-                                 kendall_interval(-strides[inside].astype(float), truth[inside], ties_at_random=True)))
-    rankers = tuple(rankers)
+                           column(f"zero_shot@{fewer_images}"), False))
+    rankers = tuple(Ranker(name, *both(score, ties_at_random=random)) for name, score, random in candidates)
     yardstick, yardstick_within = both(a, b)
     fewer = {}
     if fewer_images:
