@@ -77,24 +77,11 @@ def kendall_interval(a: Sequence[float], b: Sequence[float], *, resamples: int =
                      level: float = 0.95, ties_at_random: bool = False) -> Interval:
     """Kendall's tau-b of `a` vs `b` and its percentile bootstrap interval: the pairs resampled with
     replacement `resamples` times (resamples where tau is undefined, e.g. all one pair, are left out).
-    `ties_at_random`: `a`'s ties broken by a random order, in expectation (`_tau_b`)."""
-    x, y = np.asarray(a, float).ravel(), np.asarray(b, float).ravel()
-    if x.shape != y.shape:
-        raise ValueError(f"kendall_interval: a has {x.size} values, b {y.size}; expected the same")
-    ok = np.isfinite(x) & np.isfinite(y)
-    x, y = x[ok], y[ok]
-    tau = float(_tau_b(x[None], y[None], ties_at_random=True)[0]) if ties_at_random else rank_correlations(x, y).kendall
-    if not np.isfinite(tau):
-        return Interval(float("nan"), float("nan"), float("nan"), int(len(x)))
-    rng = np.random.default_rng(seed)
-    draws = []
-    for idx in np.array_split(rng.integers(0, len(x), size=(resamples, len(x))), max(1, resamples * len(x) ** 2 // 4_000_000)):
-        draws.append(_tau_b(x[idx], y[idx], ties_at_random=ties_at_random))
-    draws = np.concatenate(draws)
-    draws = draws[np.isfinite(draws)]
-    tail = (1 - level) / 2 * 100
-    low, high = np.percentile(draws, [tail, 100 - tail])
-    return Interval(float(tau), float(low), float(high), int(len(x)))
+    `ties_at_random`: `a`'s ties broken by a random order, in expectation (`_tau_b`). One ranker
+    against a truth: `kendall_difference` with no second ranker, so both draw the same resamples."""
+    if np.asarray(a).size != np.asarray(b).size:
+        raise ValueError(f"kendall_interval: a has {np.asarray(a).size} values, b {np.asarray(b).size}; expected the same")
+    return kendall_difference(a, None, b, resamples=resamples, seed=seed, level=level, ties_at_random=ties_at_random)
 
 
 def kendall_difference(a: Sequence[float], b: Sequence[float] | None, truth: Sequence[float], *,

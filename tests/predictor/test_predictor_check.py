@@ -45,6 +45,9 @@ def test_kendall_interval_is_scipys_tau_with_a_bootstrap_interval_around_it():
     assert kendall_interval([1, np.nan, 3, 4], [1, 2, 3, 4]).n == 3  # non-finite pairs dropped
     noisy = kendall_interval(a[:6], b[:6])
     assert noisy.high - noisy.low > r.high - r.low  # fewer points, wider interval
+    assert kendall_interval(a, b) == kendall_difference(a, None, b)  # one ranker: the same resamples
+    with pytest.raises(ValueError, match="a has 20 values, b 19"):
+        kendall_interval(a, b[:19])
 
 
 def test_ties_at_random_is_the_expected_tau_of_the_rule_with_its_ties_broken_by_chance():
