@@ -105,6 +105,22 @@ def other_checks_ridges(frames: list[pd.DataFrame]) -> None:
             frame[f"n_{column}"] = len(others)
 
 
+def yardstick_pairs(points: pd.DataFrame, *, target: float = 0.85) -> dict[str, float]:
+    """The yardstick (seed a against seed b) split by pair: pairs of points of one output stride and
+    pairs across strides, each as tau (concordant minus discordant over the pair count), and the
+    within-stride tau that would lift the overall tau to `target` with the across-stride pairs as
+    they are. Issue 13, item 2: which pairs hold the yardstick below its target? (Pure.)"""
+    a, b = points["seed_a"].to_numpy(float), points["seed_b"].to_numpy(float)
+    stride = points["stride"].to_numpy()
+    i, j = np.triu_indices(len(points), k=1)
+    agree = np.sign(a[i] - a[j]) * np.sign(b[i] - b[j])
+    same = stride[i] == stride[j]
+    share = float(same.mean())
+    within, across = float(agree[same].mean()), float(agree[~same].mean())
+    return {"within_share": share, "within": within, "across": across,
+            "overall": float(agree.mean()), "within_needed": (target - (1 - share) * across) / share}
+
+
 RANKERS = {  # column -> label; higher ranks first (stride: smaller first)
     "ridge_choices": "choices ridge (the default)",
     "ridge_others_short10": "choices ridge on the other checks' points, 10-step labels",
@@ -174,6 +190,10 @@ def main(argv: list[str] | None = None) -> None:
         print(f"\n{frame['folder'][0]}: {len(frame)} held-out points, ridges fitted on the run's "
               f"{frame['n_design'][0]} design points; truth = mean of the two seeds")
         print("\n".join(header + table(frame, groups=None)))
+        pairs = yardstick_pairs(frame)
+        print(f"yardstick by pair: {pairs['within_share']:.0%} of pairs share a stride, seed-to-seed tau "
+              f"{pairs['within']:.2f} on them and {pairs['across']:.2f} across strides; 0.85 overall would need "
+              f"{pairs['within_needed']:.2f} within")
     if len(frames) > 1:
         pooled = pd.concat(frames, ignore_index=True)
         drawn = [frozenset(f["code"]) for f in frames]

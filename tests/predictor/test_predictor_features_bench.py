@@ -5,6 +5,7 @@ import math
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from bench import bench_predictor_features as bench
 from ffnet_nas.predictors.accuracy import CHOICE_FEATURES, PREDICTOR_FILE, choice_features, fit_accuracy_predictor
@@ -84,3 +85,14 @@ def test_the_other_checks_ridges_never_see_their_own_folders_points(tmp_path, ca
     bench.main([str(ws.root) for ws in folders])
     out = capsys.readouterr().out
     assert "10-step labels (20 points each) minus the default ridge (its run's 10 design points), paired:" in out
+
+
+def test_yardstick_pairs_splits_the_seed_agreement_by_stride():
+    points = pd.DataFrame({"stride": [8, 8, 8, 16, 16],
+                           "seed_a": [40.0, 39.0, 38.0, 30.0, 29.0],
+                           "seed_b": [39.0, 40.0, 38.5, 29.0, 30.0]})  # every pair across strides agrees
+    pairs = bench.yardstick_pairs(points)
+    assert pairs["within_share"] == pytest.approx(4 / 10) and pairs["across"] == 1.0
+    assert pairs["within"] == pytest.approx(0.0)  # (0,2) and (1,2) agree; (0,1) and (3,4) do not
+    assert pairs["overall"] == pytest.approx(0.6)  # the six across-stride pairs, over ten
+    assert pairs["within_needed"] == pytest.approx((0.85 - 0.6) / 0.4)
