@@ -109,12 +109,19 @@ def kendall_difference(a: Sequence[float], b: Sequence[float] | None, truth: Seq
     members = [np.flatnonzero(g == k) for k in every_group]
 
     def mean_tau(scores: np.ndarray, picks: list[np.ndarray]) -> np.ndarray:
-        return np.mean([_tau_b(scores[idx], t[idx], ties_at_random=ties_at_random) for idx in picks], axis=0)
+        # _tau_b holds a few (resamples, n, n) arrays: in chunks of ~4M pairs, so a check over
+        # hundreds of points stays within memory (the chunks draw the very same resamples)
+        def tau(idx: np.ndarray) -> np.ndarray:
+            chunks = max(1, len(idx) * idx.shape[1] ** 2 // 4_000_000)
+            return np.concatenate([_tau_b(scores[i], t[i], ties_at_random=ties_at_random)
+                                   for i in np.array_split(idx, chunks)])
+
+        return np.mean([tau(idx) for idx in picks], axis=0)
 
     def value(scores: np.ndarray) -> float:
         return float(mean_tau(scores, [m[None, :] for m in members])[0])
 
-    if any(len(m) < MIN_RANKED for m in members):
+    if not members or any(len(m) < MIN_RANKED for m in members):
         return Interval(float("nan"), float("nan"), float("nan"), int(len(x)))
     diff = value(x) - (0.0 if b is None else value(y))
     if not np.isfinite(diff):
