@@ -18,16 +18,21 @@ what "beats stride alone" means. Twice: as plain tau-b, which leaves the pairs s
 denominator, and with every ranker's ties broken at random (in expectation), which is what ranking by
 stride and then choosing among the points of one stride could do. Besides the `FEATURE_SETS` ridges
 it fits one candidate, the choices plus choice x stride interactions, and, given two folders or
-more, two ridges fitted on the other folders' held-out points (their 10-step scores; their truth)
-in place of the run's design: does the ridge want more, cheaper design points? Two folders whose workdirs drew the *same* held-out points (the same
---draw-seed on the same library) are one sample, not two; give folders with different draws.
+more of one design, two ridges fitted on the other folders' held-out points (their 10-step scores;
+their truth) in place of the run's design: does the ridge want more, cheaper design points? Pooled,
+the default ridge is paired against each other ridge and stage. Per folder, the yardstick is split
+into pairs of one stride and pairs across strides (`yardstick_pairs`). Two folders whose workdirs
+drew the *same* held-out points (the same --draw-seed on the same library) are one sample, not two;
+give folders with different draws.
 Issue 13, item 3 (docs/results.md).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -66,6 +71,10 @@ def held_out(folder: Path) -> pd.DataFrame:
     points["ridge_interactions"] = _interaction_ridge(codes, [measured[c] for c in codes], list(points["code"]))
     points["folder"] = str(folder)
     points["n_design"] = len(codes)
+    # runs whose designs match (codes and measured mIoU) share one teacher, library and fine-tune:
+    # only their points' mIoU are on one scale, so only they may label each other's ridges
+    design = json.dumps(sorted((c, round(measured[c], 6)) for c in codes))
+    points["design"] = hashlib.sha256(design.encode()).hexdigest()[:16]
     return points
 
 
@@ -87,39 +96,73 @@ def _interaction_ridge(codes: list[str], measured: list[float], query: list[str]
     return list(ridge.predict_features(_with_interactions(query)))
 
 
-def other_checks_ridges(frames: list[pd.DataFrame]) -> None:
-    """Adds to each folder's points two choices ridges fitted on *the other folders'* held-out
-    points instead of the run's design: one on their 10-step scores (many cheap labels: 10 steps
-    cost a tenth of a design point's fine-tune), one on their truth (as many full-cost labels).
-    Does the ridge want more design points, or other features? (Issue 13, item 3: "more and
-    cheaper design points".) Needs two folders or more; the points of one folder never label it."""
+def other_checks_ridges(frames: list[pd.DataFrame]) -> list[pd.DataFrame]:
+    """Each folder's points with two more rankers: choices ridges fitted on *the other folders'*
+    held-out points instead of the run's design, one on their 10-step scores (many cheap labels: 10
+    steps cost a tenth of a design point's fine-tune), one on their truth (as many full-cost labels),
+    with `n_<column>` the points each was fitted on. Does the ridge want more design points, or other
+    features? (Issue 13, item 3: "more and cheaper design points".) Only folders of the same design
+    (same run setup: one mIoU scale) label each other, a point never labels itself (draws of one
+    library may share a point), and points without a finite label are left out. A folder with no
+    such neighbours gets no column. (Pure: new frames.)"""
     from ffnet_nas.predictors.accuracy import fit_feature_set
 
+    out = []
     for i, frame in enumerate(frames):
-        others = pd.concat([f for j, f in enumerate(frames) if j != i], ignore_index=True)
+        frame = frame.copy()
+        others = [f for j, f in enumerate(frames) if j != i and (f["design"] == frame["design"].iloc[0]).all()]
+        others = pd.concat(others, ignore_index=True) if others else pd.DataFrame(columns=["code"])
+        others = others[~others["code"].isin(set(frame["code"]))]
         for label, column in (("short10", "ridge_others_short10"), ("truth", "ridge_others_truth")):
-            if label not in others or not np.isfinite(others[label].to_numpy(float)).all():
-                continue  # a check run without the short fine-tune
-            ridge = fit_feature_set(list(others["code"]), others[label].to_numpy(float), feature_set="choices", nsr={})
+            if label not in others:
+                continue  # checks run without the short fine-tune
+            usable = others[np.isfinite(others[label].to_numpy(float))]
+            if len(usable) < 4:
+                continue
+            ridge = fit_feature_set(list(usable["code"]), usable[label].to_numpy(float), feature_set="choices", nsr={})
             frame[column] = [ridge.predict(c, {}) for c in frame["code"]]
-            frame[f"n_{column}"] = len(others)
+            frame[f"n_{column}"] = len(usable)
+        out.append(frame)
+    return out
 
 
-def yardstick_pairs(points: pd.DataFrame, *, target: float = 0.85) -> dict[str, float]:
-    """The yardstick (seed a against seed b) split by pair: pairs of points of one output stride and
-    pairs across strides, each as tau (concordant minus discordant over the pair count), and the
-    within-stride tau that would lift the overall tau to `target` with the across-stride pairs as
-    they are. Issue 13, item 2: which pairs hold the yardstick below its target? (Pure.)"""
+@dataclass(frozen=True)
+class YardstickPairs:
+    """The yardstick (seed a against seed b) split by pair; taus are (concordant - discordant) / pairs."""
+
+    within_share: float  # of all pairs, those whose two points share an output stride
+    within: float  # the seeds' tau on those pairs (NaN: none)
+    across: float  # on the pairs across strides (NaN: none)
+    overall: float
+    within_needed: float  # the within tau that would lift the overall tau to the target, across as it is
+    seed_sd: float  # one seed's noise: the standard deviation of seed a - seed b, over sqrt(2)
+    truth_sd: float  # the two-seed mean's standard deviation inside a stride group (pooled over groups)
+
+
+def yardstick_pairs(points: pd.DataFrame, *, target: float = 0.85) -> YardstickPairs:
+    """Which pairs hold the yardstick below `target`? Issue 13, item 2. Points without both seeds'
+    scores are left out; fewer than 3 points is undefined (NaN). (Pure.)"""
     a, b = points["seed_a"].to_numpy(float), points["seed_b"].to_numpy(float)
-    stride = points["stride"].to_numpy()
-    i, j = np.triu_indices(len(points), k=1)
+    ok = np.isfinite(a) & np.isfinite(b)
+    a, b, stride = a[ok], b[ok], points["stride"].to_numpy()[ok]
+    if len(a) < 3:
+        return YardstickPairs(*[float("nan")] * 7)
+    i, j = np.triu_indices(len(a), k=1)
     agree = np.sign(a[i] - a[j]) * np.sign(b[i] - b[j])
     same = stride[i] == stride[j]
     share = float(same.mean())
-    within, across = float(agree[same].mean()), float(agree[~same].mean())
-    return {"within_share": share, "within": within, "across": across,
-            "overall": float(agree.mean()), "within_needed": (target - (1 - share) * across) / share}
+    within = float(agree[same].mean()) if same.any() else float("nan")
+    across = float(agree[~same].mean()) if (~same).any() else float("nan")
+    needed = float("nan") if not same.any() else target if share == 1 else (target - (1 - share) * across) / share
+    mean = (a + b) / 2
+    deviations = np.concatenate([mean[stride == k] - mean[stride == k].mean() for k in np.unique(stride)])
+    dof = len(a) - len(np.unique(stride))
+    truth_sd = float(np.sqrt((deviations ** 2).sum() / dof)) if dof > 0 else float("nan")
+    return YardstickPairs(share, within, across, float(agree.mean()), needed,
+                          float(np.std(a - b, ddof=1) / np.sqrt(2)), truth_sd)
 
+
+YARDSTICK_TARGET = 0.85  # issue 13, item 2: seed-to-seed tau overall
 
 RANKERS = {  # column -> label; higher ranks first (stride: smaller first)
     "ridge_choices": "choices ridge (the default)",
@@ -183,17 +226,19 @@ def main(argv: list[str] | None = None) -> None:
     for frame in frames:
         frame["neg_stride"] = -frame["stride"].astype(float)
     if len(frames) > 1:
-        other_checks_ridges(frames)
+        frames = other_checks_ridges(frames)
     header = ["| ranking by | tau, all points | tau, largest stride group | minus stride alone (paired) "
               "| minus stride, ties at random (paired) |", "|---|---:|---:|---:|---:|"]
     for frame in frames:
         print(f"\n{frame['folder'][0]}: {len(frame)} held-out points, ridges fitted on the run's "
               f"{frame['n_design'][0]} design points; truth = mean of the two seeds")
         print("\n".join(header + table(frame, groups=None)))
-        pairs = yardstick_pairs(frame)
-        print(f"yardstick by pair: {pairs['within_share']:.0%} of pairs share a stride, seed-to-seed tau "
-              f"{pairs['within']:.2f} on them and {pairs['across']:.2f} across strides; 0.85 overall would need "
-              f"{pairs['within_needed']:.2f} within")
+        pairs = yardstick_pairs(frame, target=YARDSTICK_TARGET)
+        needed = "unreachable" if pairs.within_needed > 1 else f"{pairs.within_needed:.2f}"
+        print(f"yardstick by pair: {pairs.within_share:.0%} of pairs share a stride, seed-to-seed tau "
+              f"{pairs.within:.2f} on them and {pairs.across:.2f} across strides; {YARDSTICK_TARGET} overall "
+              f"would need {needed} within. Inside a stride group the truth spreads {pairs.truth_sd:.2f} mIoU "
+              f"(standard deviation); one seed's noise is {pairs.seed_sd:.2f}")
     if len(frames) > 1:
         pooled = pd.concat(frames, ignore_index=True)
         drawn = [frozenset(f["code"]) for f in frames]
@@ -204,14 +249,18 @@ def main(argv: list[str] | None = None) -> None:
         print("\n".join(header + table(pooled, groups=pooled["folder"].to_numpy())))
         from ffnet_nas.stats import kendall_difference
 
-        default, truth = pooled["ridge_choices"].to_numpy(float), pooled["truth"].to_numpy(float)
-        for column in ("ridge_others_short10", "ridge_others_truth"):
-            if column not in pooled:
+        default, truth, folder = (pooled[c].to_numpy(float) if c != "folder" else pooled[c].to_numpy()
+                                  for c in ("ridge_choices", "truth", "folder"))
+        print("\nthe default ridge (each run's design) minus another ranker, paired:")
+        for column in ("ridge_nsr", "predicted_zero_shot", "short10", "ridge_others_short10", "ridge_others_truth"):
+            if column not in pooled or not np.isfinite(pooled[column].to_numpy(float)).any():
                 continue
-            versus = kendall_difference(pooled[column].to_numpy(float), default, truth, groups=pooled["folder"].to_numpy())
-            print(f"{RANKERS[column]} ({pooled[f'n_{column}'].iloc[0]} points each) minus the default ridge "
-                  f"(its run's {pooled['n_design'].iloc[0]} design points), paired: {versus.text()}")
-
+            fitted = (f" (fitted on {pooled[f'n_{column}'].min():.0f}-{pooled[f'n_{column}'].max():.0f} points)"
+                      if f"n_{column}" in pooled else "")
+            other = pooled[column].to_numpy(float)
+            has = np.isfinite(other)  # folders without this ranker (e.g. no neighbour of their design) sit out
+            versus = kendall_difference(default[has], other[has], truth[has], groups=folder[has])
+            print(f"- minus {RANKERS[column]}{fitted}: {versus.text()} over {has.sum()} points")
 
 if __name__ == "__main__":
     main()

@@ -388,8 +388,9 @@ def summarize(points: pd.DataFrame, *, seeds: tuple[int, int], short_steps: int,
     other = "choices" if feature_set == "nsr" else "nsr"
     other_ridge = column(f"predicted_{other}")
     stride_first = -strides.astype(float)
-    # (name, score, ties broken at random): plain tau-b leaves a ranker's tied pairs out, so stride
-    # alone is also shown as a search that must choose among one stride's points gets it (stats._tau_b)
+    # (name, score, ties broken at random). Plain tau-b leaves a ranker's tied pairs out, which
+    # flatters stride alone (it ties every pair inside a group); its second row breaks those ties at
+    # random, which is what a search choosing among one stride's points by stride gets (stats._tau_b)
     candidates = [(f"accuracy predictor ({label[feature_set]}, every point of the search)", column("predicted"), False),
                   # left out where it could not be fitted (or in an older check's table)
                   *([(f"the {label[other]} on the same design points (not used by this run)", other_ridge, False)]
@@ -407,7 +408,7 @@ def summarize(points: pd.DataFrame, *, seeds: tuple[int, int], short_steps: int,
     if fewer_images:
         candidates.append((f"distilled model, no fine-tuning, first {fewer_images} images",
                            column(f"zero_shot@{fewer_images}"), False))
-    rankers = tuple(Ranker(name, *both(score, ties_at_random=random)) for name, score, random in candidates)
+    rankers = tuple(Ranker(name, *both(score, ties_at_random=by_chance)) for name, score, by_chance in candidates)
     yardstick, yardstick_within = both(a, b)
     fewer = {}
     if fewer_images:

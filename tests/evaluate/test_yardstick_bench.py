@@ -35,3 +35,28 @@ def test_an_out_folder_keeps_the_protocol_it_was_measured_under(tmp_path):
     with pytest.raises(SystemExit, match="expected a new --out folder"):
         claim_protocol(path, {**run, "lr": 0.005})
     assert json.loads(path.read_text()) == run  # the refused protocol did not overwrite the record
+
+
+def test_two_protocols_are_compared_like_with_like_on_their_common_points(tmp_path, capsys):
+    from bench.compare_yardsticks import compare, main
+
+    truth = [30.0, 32.0, 34.0, 36.0, 38.0, 40.0]
+
+    def protocol(noise, shift, extra=()):
+        rows = [{"code": f"p{i}", "seed": s, "avg50_bn@truth": t + shift + noise[i] * (1 if s else -1)}
+                for i, t in enumerate(truth) for s in (0, 1)]
+        return pd.DataFrame(rows + list(extra))
+
+    quiet = protocol([0.1] * 6, -1.0, extra=[{"code": "only_in_a", "seed": 0, "avg50_bn@truth": 99.0}])
+    noisy = protocol([0.0, 2.5, 0.0, 2.5, 0.0, 2.5], 0.0)  # each seed swaps neighbours; their mean does not
+    c = compare(quiet, noisy, variant_a="avg50_bn@truth", variant_b="avg50_bn@truth")
+    assert c.points == 6  # the point only A scored, under one seed, is left out
+    assert c.within_a.startswith("1.00") and not c.within_b.startswith("1.00")
+    assert c.across_means.startswith("1.00")  # the same ordering underneath
+    assert c.mean_a - c.mean_b == pytest.approx(-1.0)
+    quiet.to_csv((tmp_path / "a").mkdir() or tmp_path / "a" / "yardstick.csv", index=False)
+    noisy.to_csv((tmp_path / "b").mkdir() or tmp_path / "b" / "yardstick.csv", index=False)
+    main([str(tmp_path / "a"), str(tmp_path / "b")])
+    assert "A - B -1.00" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="no column 'avg75_bn@truth'"):
+        main([str(tmp_path / "a"), str(tmp_path / "b"), "--variant", "avg75_bn@truth"])

@@ -18,18 +18,21 @@ def _truth(arch) -> float:
     return 60.0 - 5 * math.log2(arch.output_stride) + 1.5 * (arch.up_head == "C")
 
 
-def _check_folder(root, *, draw_seed: int, rng) -> Workspace:
-    """A workdir as bench_predictor leaves it: design rows, library, the run's predictor, the check."""
+def _check_folder(root, *, draw_seed: int, rng, design_seed: int | None = None) -> Workspace:
+    """A workdir as bench_predictor leaves it: design rows, library, the run's predictor, the check.
+    Folders of one `design_seed` share the design and its measured mIoU, as checks of one run do."""
     ws = Workspace(root)
     space = get_space("mobile")
-    design = space.sample_many(10, seed=draw_seed)
+    design_seed = draw_seed if design_seed is None else design_seed
+    design = space.sample_many(10, seed=design_seed)
     held = [a for a in space.sample_many(60, seed=draw_seed + 100) if a not in design][:10]
     blocks = {(b.position, b.choice) for a in design + held for b in a.blocks()}
     ws.library_dir.mkdir(parents=True)
     pd.DataFrame([{"position": p, "choice": c, "status": "ok", "nsr_val": rng.uniform(0.05, 0.9), "nsr_train": 0.1,
                    "steps": 1, "seconds": 1.0, "params": 1, "file": "", "message": ""} for p, c in sorted(blocks)]
                  ).to_csv(ws.library_dir / "blocks.csv", index=False)
-    y = np.array([_truth(a) + rng.normal(scale=0.2) for a in design])
+    measure = np.random.default_rng(design_seed)
+    y = np.array([_truth(a) + measure.normal(scale=0.2) for a in design])
     pd.DataFrame({"code": [a.code for a in design], "init": "distilled", "measured_miou": y}).to_csv(
         ws.evaluated_path, index=False)
     ws.predictor_dir.mkdir(parents=True)
@@ -65,26 +68,33 @@ def test_the_bench_refits_each_feature_set_on_the_runs_design_and_pools_checks(t
 
 def test_the_other_checks_ridges_never_see_their_own_folders_points(tmp_path, capsys):
     rng = np.random.default_rng(1)
-    folders = [_check_folder(tmp_path / name, draw_seed=seed, rng=rng) for name, seed in (("a", 1), ("b", 2), ("c", 3))]
-    frames = [bench.held_out(ws.root) for ws in folders]
-    for frame in frames:
-        frame["truth"] = frame["truth"].astype(float)
-    bench.other_checks_ridges(frames)
-    assert list(frames[0]["n_ridge_others_truth"].unique()) == [20]  # b's and c's ten points each
+    same = [_check_folder(tmp_path / n, draw_seed=d, design_seed=7, rng=rng) for n, d in (("a", 1), ("b", 2), ("c", 3))]
+    alien = _check_folder(tmp_path / "d", draw_seed=4, rng=rng)  # another run's design: another mIoU scale
+    frames = [bench.held_out(ws.root) for ws in same + [alien]]
+    new = bench.other_checks_ridges(frames)
+    assert "ridge_others_truth" not in frames[0]  # pure: the frames handed in are unchanged
+    assert list(new[0]["n_ridge_others_truth"].unique()) == [20]  # b's and c's ten points each, never d's
+    assert "ridge_others_truth" not in new[3]  # d has no check of its own design
     from scipy.stats import kendalltau
 
-    # fitted on 20 points of another draw, the full-label ridge still learns what decides here
-    assert kendalltau(frames[0]["ridge_others_truth"], frames[0]["truth"]).statistic > 0.6
-    before = frames[0]["ridge_others_truth"].copy()
+    # fitted on 20 points of other draws, the full-label ridge still learns what decides here
+    assert kendalltau(new[0]["ridge_others_truth"], new[0]["truth"]).statistic > 0.6
     scrambled = [f.copy() for f in frames]
     scrambled[0]["truth"] = rng.permutation(scrambled[0]["truth"].to_numpy())  # a's own labels: no effect on a
     scrambled[0]["short10"] = 0.0
-    bench.other_checks_ridges(scrambled)
-    np.testing.assert_allclose(scrambled[0]["ridge_others_truth"], before)
-    assert not np.allclose(scrambled[1]["ridge_others_truth"], frames[1]["ridge_others_truth"])  # but b's moved
-    bench.main([str(ws.root) for ws in folders])
-    out = capsys.readouterr().out
-    assert "10-step labels (20 points each) minus the default ridge (its run's 10 design points), paired:" in out
+    again = bench.other_checks_ridges(scrambled)
+    for column in ("ridge_others_truth", "ridge_others_short10"):
+        np.testing.assert_allclose(again[0][column], new[0][column])
+        assert not np.allclose(again[1][column], new[1][column])  # but b's moved
+    # a point drawn by two checks never labels itself, and a missing label is left out
+    shared = [frames[0], pd.concat([frames[1], frames[0].iloc[:1]], ignore_index=True), frames[2]]
+    shared[2] = shared[2].assign(short10=np.where(np.arange(len(shared[2])) == 0, np.nan, shared[2]["short10"]))
+    out = bench.other_checks_ridges(shared)
+    assert list(out[0]["n_ridge_others_truth"].unique()) == [20] and list(out[0]["n_ridge_others_short10"].unique()) == [19]
+    bench.main([str(ws.root) for ws in same + [alien]])
+    printed = capsys.readouterr().out
+    assert "- minus choices ridge on the other checks' points, 10-step labels (fitted on 20-20 points):" in printed
+    assert "over 30 points" in printed  # d sits the other-check rows out
 
 
 def test_yardstick_pairs_splits_the_seed_agreement_by_stride():
@@ -92,7 +102,15 @@ def test_yardstick_pairs_splits_the_seed_agreement_by_stride():
                            "seed_a": [40.0, 39.0, 38.0, 30.0, 29.0],
                            "seed_b": [39.0, 40.0, 38.5, 29.0, 30.0]})  # every pair across strides agrees
     pairs = bench.yardstick_pairs(points)
-    assert pairs["within_share"] == pytest.approx(4 / 10) and pairs["across"] == 1.0
-    assert pairs["within"] == pytest.approx(0.0)  # (0,2) and (1,2) agree; (0,1) and (3,4) do not
-    assert pairs["overall"] == pytest.approx(0.6)  # the six across-stride pairs, over ten
-    assert pairs["within_needed"] == pytest.approx((0.85 - 0.6) / 0.4)
+    assert pairs.within_share == pytest.approx(4 / 10) and pairs.across == 1.0
+    assert pairs.within == pytest.approx(0.0)  # (0,2) and (1,2) agree; (0,1) and (3,4) do not
+    assert pairs.overall == pytest.approx(0.6)  # the six across-stride pairs, over ten
+    assert pairs.within_needed == pytest.approx((0.85 - 0.6 * pairs.across) / 0.4)
+    assert pairs.seed_sd == pytest.approx(0.7246, abs=1e-4)  # differences 1, -1, -0.5, 1, -1: sd 1.025, / sqrt 2
+    # two-seed means 39.5, 39.5, 38.25 (stride 8) and 29.5, 29.5 (16): squares 1.0417 over 5 - 2 groups
+    assert pairs.truth_sd == pytest.approx(0.5893, abs=1e-4)
+    unsure = points.assign(seed_b=[39.0, 40.0, 38.5, 39.2, 29.0])  # seed b puts a stride-16 point above one at 8
+    assert bench.yardstick_pairs(unsure).across == pytest.approx((4 - 2) / 6)  # discordant with points 0 and 2
+    one_stride = bench.yardstick_pairs(points[points["stride"] == 8])
+    assert one_stride.within_share == 1 and np.isnan(one_stride.across) and one_stride.within_needed == 0.85
+    assert np.isnan(bench.yardstick_pairs(points.assign(seed_b=np.nan)).overall)  # no finite pair: undefined

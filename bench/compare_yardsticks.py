@@ -1,0 +1,91 @@
+"""Two fine-tuning protocols on the same held-out points: does the one with less seed noise rank
+what the other ranks? Reads two `bench.bench_yardstick --out` folders; fine-tunes nothing.
+
+    .venv/bin/python -m bench.compare_yardsticks DIR_A DIR_B [--variant avg50_bn@truth] [--variant-b NAME]
+
+Prints, each with a bootstrap 95% interval (`ffnet_nas.stats.kendall_interval`), like against like:
+one seed against one seed within each protocol (its yardstick), one seed of A against one seed of B
+(the mean of the four such taus), and the two-seed mean of A against that of B; and the mean mIoU
+of each with their paired difference. If A's seeds agree better with each other than B's, and a
+seed of A agrees with a seed of B about as well as B's own seeds do, A measures B's ordering with
+less noise. Issue 13, item 2 (docs/results.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+FILE = "yardstick.csv"
+
+
+@dataclass(frozen=True)
+class Comparison:
+    points: int
+    within_a: str  # seed against seed, protocol A
+    within_b: str
+    across_seeds: str  # one seed of A against one of B: the mean of the four taus and of their intervals' ends (indicative)
+    across_means: str  # the two-seed means
+    mean_a: float
+    mean_b: float
+
+
+def wide(frame: pd.DataFrame, variant: str) -> pd.DataFrame:
+    """One row per point, one column per seed."""
+    if variant not in frame:
+        raise SystemExit(f"no column {variant!r} in a yardstick.csv; expected one of "
+                         f"{', '.join(c for c in frame.columns if '@' in c)}")
+    return frame.pivot_table(index="code", columns="seed", values=variant)
+
+
+def compare(a: pd.DataFrame, b: pd.DataFrame, *, variant_a: str, variant_b: str) -> Comparison:
+    """The figures above for the points both folders scored under both seeds (pure)."""
+    from ffnet_nas.stats import kendall_interval
+
+    wa, wb = wide(a, variant_a), wide(b, variant_b)
+    common = wa.dropna().index.intersection(wb.dropna().index)
+    wa, wb = wa.loc[common], wb.loc[common]
+    sa, sb = list(wa.columns), list(wb.columns)
+    if len(sa) != 2 or len(sb) != 2:
+        raise SystemExit(f"expected two seeds per protocol; got {sa} and {sb}")
+    cross = [kendall_interval(wa[x].to_numpy(), wb[y].to_numpy()) for x in sa for y in sb]
+    mean = lambda field: float(np.mean([getattr(c, field) for c in cross]))  # noqa: E731
+    return Comparison(
+        points=len(common),
+        within_a=kendall_interval(wa[sa[0]].to_numpy(), wa[sa[1]].to_numpy()).text(),
+        within_b=kendall_interval(wb[sb[0]].to_numpy(), wb[sb[1]].to_numpy()).text(),
+        across_seeds=f"{mean('value'):.2f} [{mean('low'):.2f}, {mean('high'):.2f}]",
+        across_means=kendall_interval(wa.mean(axis=1).to_numpy(), wb.mean(axis=1).to_numpy()).text(),
+        mean_a=float(wa.to_numpy().mean()), mean_b=float(wb.to_numpy().mean()))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("a", help="a bench.bench_yardstick --out folder")
+    parser.add_argument("b", help="another, on the same workdir and --draw-seed")
+    parser.add_argument("--variant", default="avg50_bn@truth", help="the score column of A (ending@images)")
+    parser.add_argument("--variant-b", default=None, help="the score column of B (default: --variant)")
+    args = parser.parse_args(argv)
+    frames = []
+    for folder in (args.a, args.b):
+        path = Path(folder) / FILE
+        if not path.is_file():
+            raise SystemExit(f"{str(path)!r} is missing; expected a bench.bench_yardstick --out folder")
+        frames.append(pd.read_csv(path))
+    variant_b = args.variant_b or args.variant
+    c = compare(*frames, variant_a=args.variant, variant_b=variant_b)
+    print(f"{c.points} points scored under both seeds by both protocols; A = {args.a} ({args.variant}), "
+          f"B = {args.b} ({variant_b})\n")
+    print("| Kendall tau | value [95%] |\n|---|---:|")
+    print(f"| A: seed against seed | {c.within_a} |\n| B: seed against seed | {c.within_b} |")
+    print(f"| a seed of A against a seed of B (mean of the 4 taus and of their intervals) | {c.across_seeds} |")
+    print(f"| two-seed mean of A against that of B | {c.across_means} |")
+    print(f"\nmean mIoU: A {c.mean_a:.2f}, B {c.mean_b:.2f}, A - B {c.mean_a - c.mean_b:+.2f}")
+
+
+if __name__ == "__main__":
+    main()
