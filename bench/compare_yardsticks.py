@@ -3,6 +3,9 @@ what the other ranks? Reads two `bench.bench_yardstick --out` folders; fine-tune
 
     .venv/bin/python -m bench.compare_yardsticks DIR_A DIR_B [--variant avg50_bn@truth] [--variant-b NAME]
 
+DIR_B may also be a predictor check's folder (`bench.bench_predictor --out`): its two seeds' scores,
+as the run's fine-tune ends and on the check's images, are the variant `check`.
+
 Prints, each with a bootstrap 95% interval (`ffnet_nas.stats.kendall_interval`), like against like:
 one seed against one seed within each protocol (its yardstick), one seed of A against one seed of B
 (the mean of the four such taus), and the two-seed mean of A against that of B; and the mean mIoU
@@ -14,6 +17,7 @@ less noise. Issue 13, item 2 (docs/results.md).
 from __future__ import annotations
 
 import argparse
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,6 +67,20 @@ def compare(a: pd.DataFrame, b: pd.DataFrame, *, variant_a: str, variant_b: str)
         mean_a=float(wa.to_numpy().mean()), mean_b=float(wb.to_numpy().mean()))
 
 
+def load(folder: Path) -> pd.DataFrame:
+    """A `bench_yardstick --out` folder's scores, or a predictor check's as the variant `check`."""
+    path = folder / FILE
+    if path.is_file():
+        return pd.read_csv(path)
+    check = folder / "predictor" / "check" / "summary.json"
+    if check.is_file():
+        summary = json.loads(check.read_text())
+        return pd.DataFrame([{"code": p["code"], "seed": s, "check": p[f"seed{s}"]}
+                             for p in summary["points"] for s in summary["seeds"]])
+    raise SystemExit(f"{str(folder)!r} holds neither {FILE} nor predictor/check/summary.json; expected a "
+                     "bench.bench_yardstick or bench.bench_predictor --out folder")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("a", help="a bench.bench_yardstick --out folder")
@@ -70,12 +88,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--variant", default="avg50_bn@truth", help="the score column of A (ending@images)")
     parser.add_argument("--variant-b", default=None, help="the score column of B (default: --variant)")
     args = parser.parse_args(argv)
-    frames = []
-    for folder in (args.a, args.b):
-        path = Path(folder) / FILE
-        if not path.is_file():
-            raise SystemExit(f"{str(path)!r} is missing; expected a bench.bench_yardstick --out folder")
-        frames.append(pd.read_csv(path))
+    frames = [load(Path(folder)) for folder in (args.a, args.b)]
     variant_b = args.variant_b or args.variant
     c = compare(*frames, variant_a=args.variant, variant_b=variant_b)
     print(f"{c.points} points scored under both seeds by both protocols; A = {args.a} ({args.variant}), "

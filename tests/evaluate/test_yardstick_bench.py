@@ -58,5 +58,13 @@ def test_two_protocols_are_compared_like_with_like_on_their_common_points(tmp_pa
     noisy.to_csv((tmp_path / "b").mkdir() or tmp_path / "b" / "yardstick.csv", index=False)
     main([str(tmp_path / "a"), str(tmp_path / "b")])
     assert "A - B -1.00" in capsys.readouterr().out
+    check = tmp_path / "c" / "predictor" / "check"  # a predictor check's seeds are the variant "check"
+    check.mkdir(parents=True)
+    points = [{"code": f"p{i}", "seed0": t - 1.0, "seed1": t - 1.0} for i, t in enumerate(truth)]
+    (check / "summary.json").write_text(json.dumps({"seeds": [0, 1], "points": points}))
+    main([str(tmp_path / "b"), str(tmp_path / "c"), "--variant-b", "check"])
+    assert "A - B +1.00" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="holds neither"):
+        main([str(tmp_path / "a"), str(tmp_path)])
     with pytest.raises(SystemExit, match="no column 'avg75_bn@truth'"):
         main([str(tmp_path / "a"), str(tmp_path / "b"), "--variant", "avg75_bn@truth"])
