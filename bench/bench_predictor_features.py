@@ -249,8 +249,8 @@ def main(argv: list[str] | None = None) -> None:
         print("\n".join(header + table(pooled, groups=pooled["folder"].to_numpy())))
         from ffnet_nas.stats import kendall_difference
 
-        default, truth, folder = (pooled[c].to_numpy(float) if c != "folder" else pooled[c].to_numpy()
-                                  for c in ("ridge_choices", "truth", "folder"))
+        default, truth = pooled["ridge_choices"].to_numpy(float), pooled["truth"].to_numpy(float)
+        folder = pooled["folder"].to_numpy()
         print("\nthe default ridge (each run's design) minus another ranker, paired:")
         for column in ("ridge_nsr", "predicted_zero_shot", "short10", "ridge_others_short10", "ridge_others_truth"):
             if column not in pooled or not np.isfinite(pooled[column].to_numpy(float)).any():
