@@ -55,7 +55,10 @@ def _train(tmp_path, *, ckpt, out, amp, workers, kill_at):
                           capture_output=True, text=True, timeout=300)
 
 
-@pytest.mark.parametrize("amp, workers", [("bf16", 0), ("none", 2), ("bf16", 2)])
+# bf16 with worker processes is the case with both kinds of state to restore (autocast, loader
+# workers); the two simpler ones add ~30 s and run with the slow tests
+@pytest.mark.parametrize("amp, workers", [pytest.param("bf16", 0, marks=pytest.mark.slow),
+                                          pytest.param("none", 2, marks=pytest.mark.slow), ("bf16", 2)])
 def test_sigkill_then_resume_is_bit_for_bit(tmp_path, amp, workers):
     straight = _train(tmp_path, ckpt="none", out=tmp_path / "straight.pt", amp=amp, workers=workers, kill_at=0)
     assert straight.returncode == 0, straight.stderr[-2000:]

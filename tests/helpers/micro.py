@@ -1,8 +1,14 @@
 """A micro workdir made in seconds (random-init teacher, a tiny space's block library, optionally a
-latency table), and a 2-worker Dask LocalCluster: shared by the evaluation and cluster tests."""
+latency table), and a 2-worker Dask LocalCluster: shared by the evaluation and cluster tests. Also
+the command of a real `ffnet-nas run --budget micro` (`run_command`), which the pipeline tests share
+one finished copy of (tests/pipeline/conftest.py)."""
 
 from __future__ import annotations
 
+import dataclasses
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import torch
@@ -21,6 +27,10 @@ from ffnet_nas.workspace import Workspace
 TINY_SPACE = {"base": "mobile", "name": "tiny", "stems": ["B"], "up_heads": ["B"], "seg_heads": ["B", "C"],
               "stages": {4: {"depths": [[1, 2], [1], [1], [2, 1]], "widths": [[16], [32], [48], [64]]}},
               "first_strides": [1, 2], "pre_downs": [False], "input_size": "32x64"}
+# the space of the real micro runs (`run_command`): 8 points, both first strides, two seg heads
+RUN_SPACE = {"base": "mobile", "name": "tiny", "stems": ["B"], "up_heads": ["B"], "seg_heads": ["B", "C"],
+             "stages": {4: {"depths": [[1, 2], [1], [1], [1]], "widths": [[16], [32], [48], [64]]}},
+             "first_strides": [1, 2], "pre_downs": [False], "input_size": "32x64"}
 TEACHER_CODE = "stemB-basic-d1.1.1.1-w16.32.48.64-s1-upB-segB-nearest"
 # a latency table in well under a second a unit: good enough to have one, not to trust its figures
 FAST_PROTOCOL = Protocol(warmup_runs=1, warmup_s=0.0, min_repeats=3, max_repeats=4, rel_tol=0.5, max_seconds=0.2)
@@ -53,3 +63,35 @@ def local_cluster():
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
                                   worker_dashboard_address=None) as cluster:
         yield cluster
+
+
+def run_command(workdir: Path, space: Path) -> list[str]:
+    """`ffnet-nas run --budget micro` on `space`, one thread, no progress bars: as a subprocess argv."""
+    return [sys.executable, "-m", "ffnet_nas", "run", "--budget", "micro", "--space", str(space),
+            "--workdir", str(workdir), "--no-progress", "--threads", "1"]
+
+
+def unbuffered_env() -> dict[str, str]:
+    """The environment for a subprocess whose output is read line by line as it runs."""
+    return {**os.environ, "PYTHONUNBUFFERED": "1"}
+
+
+@dataclasses.dataclass(frozen=True)
+class FinishedRun:
+    """A finished micro run: its workdir, the space file it searched and what its first run printed."""
+
+    workdir: Path
+    space: Path
+    stdout: str
+
+
+def finished_run(root: Path) -> FinishedRun:
+    """Run `ffnet-nas run --budget micro` on RUN_SPACE under `root` (about 30 s here) and check it finished."""
+    import yaml
+
+    space = root / "tiny.yaml"
+    space.write_text(yaml.safe_dump(RUN_SPACE))
+    workdir = root / "run"
+    done = subprocess.run(run_command(workdir, space), capture_output=True, text=True, env=unbuffered_env(), timeout=900)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return FinishedRun(workdir=workdir, space=space, stdout=done.stdout)

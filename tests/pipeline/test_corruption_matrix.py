@@ -11,14 +11,10 @@ from __future__ import annotations
 import contextlib
 import io
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
-from tests.pipeline.test_pipeline import TINY
 
 LUT = "lut/cpu-fp32-eager-b1-32x64-t1"
 ARTIFACTS = {
@@ -51,17 +47,10 @@ def damage(kind: str, data: bytes) -> bytes:
     raise ValueError(kind)
 
 
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory):
-    root = tmp_path_factory.mktemp("matrix")
-    space = root / "tiny.yaml"
-    space.write_text(yaml.safe_dump(TINY))
-    workdir = root / "run"
-    done = subprocess.run([sys.executable, "-m", "ffnet_nas", "run", "--budget", "micro", "--space", str(space),
-                           "--workdir", str(workdir), "--no-progress", "--threads", "1"],
-                          capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, done.stderr[-2000:]
-    return workdir, space
+@pytest.fixture()
+def finished(micro_run):
+    # the session's shared micro run (tests/pipeline/conftest.py); every check damages a copy of it
+    return micro_run.workdir, micro_run.space
 
 
 def _commands(space: Path) -> dict[str, list[str]]:

@@ -1,11 +1,14 @@
-"""`ffnet-nas run` end to end on a micro setting, and killed (SIGKILL) at several steps."""
+"""`ffnet-nas run` end to end on a micro setting, and killed (SIGKILL) at several steps.
+
+The default suite reads one shared finished run (tests/pipeline/conftest.py): moved and run again, it
+redoes nothing; a run killed once a point is fine-tuned keeps that point and finishes. The run killed at every step in turn
+(about 100 s) is marked slow."""
 
 import dataclasses
 import json
-import os
+import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,19 +18,7 @@ import yaml
 
 from ffnet_nas.pipeline import default_target, get_budget, nearest_published
 from ffnet_nas.space import InvalidInput
-
-TINY = {"base": "mobile", "name": "tiny", "stems": ["B"], "up_heads": ["B"], "seg_heads": ["B", "C"],
-        "stages": {4: {"depths": [[1, 2], [1], [1], [1]], "widths": [[16], [32], [48], [64]]}},
-        "first_strides": [1, 2], "pre_downs": [False], "input_size": "32x64"}
-
-
-def _cmd(workdir: Path, space: Path) -> list[str]:
-    return [sys.executable, "-m", "ffnet_nas", "run", "--budget", "micro", "--space", str(space),
-            "--workdir", str(workdir), "--no-progress", "--threads", "1"]
-
-
-def _env():
-    return {**os.environ, "PYTHONUNBUFFERED": "1"}
+from tests.helpers.micro import RUN_SPACE, run_command, unbuffered_env
 
 
 def _check_artifacts(workdir: Path) -> None:
@@ -62,59 +53,83 @@ def _without_provenance(obj):
 @pytest.fixture()
 def space_file(tmp_path):
     path = tmp_path / "tiny.yaml"
-    path.write_text(yaml.safe_dump(TINY))
+    path.write_text(yaml.safe_dump(RUN_SPACE))
     return path
 
 
-def test_run_micro_end_to_end_then_skips_everything(tmp_path, space_file):
-    workdir = tmp_path / "run"
-    first = subprocess.run(_cmd(workdir, space_file), capture_output=True, text=True, env=_env(), timeout=900)
-    assert first.returncode == 0, first.stderr[-2000:]
+def test_run_micro_end_to_end_then_skips_everything_after_a_move(micro_run, tmp_path):
+    assert "best found:" in micro_run.stdout and "time per step" in micro_run.stdout
+    # relocatable: the shared run, copied elsewhere, reads its own files only; no file records where
+    # the run was made
+    workdir = tmp_path / "elsewhere" / "run"
+    shutil.copytree(micro_run.workdir, workdir)
     _check_artifacts(workdir)
-    assert "best found:" in first.stdout and "time per step" in first.stdout
-    evaluated_before = (workdir / "evaluated.csv").read_text()
-    blocks_before = (workdir / "library" / "blocks.csv").read_text()
-    second = subprocess.run(_cmd(workdir, space_file), capture_output=True, text=True, env=_env(), timeout=900)
-    assert second.returncode == 0, second.stderr[-2000:]
-    assert "teacher exists" in second.stdout and "0 trained now" in second.stdout and "(0 measured now)" in second.stdout
-    assert (workdir / "library" / "blocks.csv").read_text() == blocks_before
-    assert (workdir / "evaluated.csv").read_text() == evaluated_before  # nothing finished was redone
-    # relocatable: no file records where the workdir was; moved, it reads its own files only
-    moved = tmp_path / "elsewhere" / "run"
-    moved.parent.mkdir()
-    workdir.rename(moved)
-    for path in moved.rglob("*"):
+    for path in workdir.rglob("*"):
         # report/ is written for people (it names its inputs) and never read back; provenance
         # records say where a file was made, which stays true after a move
-        if path.suffix in (".json", ".csv", ".journal") and "report" not in path.relative_to(moved).parts:
+        if path.suffix in (".json", ".csv", ".journal") and "report" not in path.relative_to(workdir).parts:
             text = path.read_text(errors="replace")
             if path.suffix == ".json":
                 text = json.dumps(_without_provenance(json.loads(text)))
-            assert str(workdir) not in text, path
-    third = subprocess.run(_cmd(moved, space_file), capture_output=True, text=True, env=_env(), timeout=900)
-    assert third.returncode == 0, third.stderr[-2000:]
-    assert "0 trained now" in third.stdout and "(0 measured now)" in third.stdout
-    assert (moved / "evaluated.csv").read_text() == evaluated_before
-    assert not workdir.exists()
+            assert str(micro_run.workdir) not in text, path
+    evaluated_before = (workdir / "evaluated.csv").read_text()
+    blocks_before = (workdir / "library" / "blocks.csv").read_text()
+    again = subprocess.run(run_command(workdir, micro_run.space), capture_output=True, text=True, env=unbuffered_env(),
+                           timeout=900)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "teacher exists" in again.stdout and "0 trained now" in again.stdout and "(0 measured now)" in again.stdout
+    assert (workdir / "library" / "blocks.csv").read_text() == blocks_before
+    assert (workdir / "evaluated.csv").read_text() == evaluated_before  # nothing finished was redone
 
 
-# Each step made long enough (5-20 s here) that a kill 1-3 s after its marker lands inside it;
-# the test checks that it did, so a step that got faster cannot turn the test into a no-op.
+def test_run_killed_once_a_point_is_fine_tuned_keeps_it_and_finishes(tmp_path, space_file):
+    """SIGKILL as soon as the first point's row is on disk (the predictor's design points are the
+    first fine-tuned): the next run keeps that row as it was and finishes. (Every step killed in
+    turn: the slow test below.)"""
+    workdir = tmp_path / "run"
+    log = tmp_path / "killed.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(run_command(workdir, space_file), stdout=out, stderr=subprocess.STDOUT,
+                                env=unbuffered_env())
+        deadline = time.time() + 600
+        # rows are written atomically (a whole new file), so a row read here is a finished point
+        while proc.poll() is None and time.time() < deadline:
+            if (workdir / "evaluated.csv").exists() and len(pd.read_csv(workdir / "evaluated.csv")) >= 1:
+                break
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    seen = log.read_text()
+    assert "[7/7]" not in seen, f"the kill landed after the last step began:\n{seen[-2000:]}"
+    before = pd.read_csv(workdir / "evaluated.csv").set_index(["code", "init"])
+    assert len(before) >= 1
+    final = subprocess.run(run_command(workdir, space_file), capture_output=True, text=True, env=unbuffered_env(),
+                           timeout=900)
+    assert final.returncode == 0, final.stderr[-2000:]
+    assert "teacher exists" in final.stdout and "0 trained now" in final.stdout  # what finished was not redone
+    _check_artifacts(workdir)
+    after = pd.read_csv(workdir / "evaluated.csv").set_index(["code", "init"])
+    # a finished point is kept as it was: a redone one would have been timed again
+    pd.testing.assert_frame_equal(after.loc[before.index], before)
+    assert len(after) > len(before)
+
+
 SLOW_STEPS = {"budget": {"name": "micro", "distill": {"block": {"steps": 100}},
                          "latency": {"protocol": {"min_repeats": 10, "max_repeats": 20, "max_seconds": 0.5}},
                          "search": {"trials": 600}, "evaluate": {"top": 3, "finetune": {"steps": 60}}}}
 
 
+@pytest.mark.slow
 def test_run_survives_sigkill_at_every_step(tmp_path, space_file):
     workdir = tmp_path / "run"
     config = tmp_path / "slow.yaml"
     config.write_text(yaml.safe_dump(SLOW_STEPS))
-    cmd = [*_cmd(workdir, space_file), "--config", str(config)]
+    cmd = [*run_command(workdir, space_file), "--config", str(config)]
     del cmd[cmd.index("--budget"):cmd.index("--budget") + 2]  # a --budget flag would override the file's
     # kill shortly after each of these steps starts, then re-run; the last run finishes
     for marker, delay in (("[2/7] distill", 2.0), ("[3/7] latency", 1.5), ("[4/7] predictor", 3.0),
                           ("[5/7] search", 1.0), ("[6/7] evaluate", 1.0)):
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env())
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=unbuffered_env())
         seen = ""
         deadline = time.time() + 600
         for line in proc.stdout:
@@ -129,7 +144,7 @@ def test_run_survives_sigkill_at_every_step(tmp_path, space_file):
         # the kill landed in the step it targets: the pipeline never announced the next one
         step = int(marker[1])
         assert f"[{step + 1}/7]" not in seen, f"the kill meant for {marker} landed later:\n{seen[-1500:]}"
-    final = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=900)
+    final = subprocess.run(cmd, capture_output=True, text=True, env=unbuffered_env(), timeout=900)
     assert final.returncode == 0, final.stderr[-2000:]
     _check_artifacts(workdir)
     # no trial lost or duplicated in the journal-backed study, although the search was killed once:

@@ -14,7 +14,7 @@ import torch
 import yaml
 
 from tests.helpers.trees import make_tree, write_pool
-from tests.pipeline.test_pipeline import TINY
+from tests.helpers.micro import RUN_SPACE
 
 REPO = Path(__file__).resolve().parents[2]
 TRAIN, DEPLOY = "32x64", "64x128"
@@ -32,7 +32,7 @@ def _run(workdir: Path, space: Path, *extra: str, score_at: str = "train") -> su
 @pytest.fixture()
 def space_file(tmp_path):
     path = tmp_path / "tiny.yaml"
-    path.write_text(yaml.safe_dump(TINY))
+    path.write_text(yaml.safe_dump(RUN_SPACE))
     return path
 
 

@@ -1,0 +1,31 @@
+"""One finished `ffnet-nas run --budget micro`, shared by the pipeline tests that read a finished
+run (the end-to-end, resume and corruption tests): made once per session, about 30 s here.
+
+Shared means read-only: a test that changes anything copies the workdir first (`shutil.copytree`).
+Under pytest-xdist the workers share it too: the first to need it makes it while holding a lock in
+the session's common temporary folder, the others wait and read it (the pattern xdist documents
+for session data)."""
+
+from __future__ import annotations
+
+import fcntl
+from pathlib import Path
+
+import pytest
+
+from tests.helpers.micro import FinishedRun, finished_run
+
+
+@pytest.fixture(scope="session")
+def micro_run(tmp_path_factory, request) -> FinishedRun:
+    if not hasattr(request.config, "workerinput"):  # not an xdist worker: nobody to share with
+        return finished_run(tmp_path_factory.mktemp("micro_run"))
+    root = tmp_path_factory.getbasetemp().parent / "micro_run"  # this session's folder, common to its workers
+    with open(root.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or when a crashed holder dies
+        stdout = root / "stdout.txt"
+        if not stdout.exists():
+            root.mkdir(exist_ok=True)
+            made = finished_run(root)
+            stdout.write_text(made.stdout)  # last: its presence says the run finished
+        return FinishedRun(workdir=root / "run", space=root / "tiny.yaml", stdout=Path(stdout).read_text())
