@@ -1,6 +1,6 @@
 """Segmentation data sets behind one factory.
 
-    ds = make_dataset("synthetic" | "synthetic:SEED" | "cityscapes:/path" | "ade20k:/path" | "folder:/path",
+    ds = make_dataset("synthetic" | "synthetic:SEED" | "synthetic:SEED:hard" | "cityscapes:/path" | "ade20k:/path" | "folder:/path",
                       split="train" | "val", size_hw=None, augment=False)
     image, mask = ds[i]   # float32 (3, H, W) ImageNet-normalised; int64 (H, W), 255 = ignore
     ds.num_classes, ds.ignore_index, ds.class_names
@@ -21,7 +21,7 @@ from .transforms import EvalTransform, TrainTransform
 
 KINDS = ("synthetic", "cityscapes", "ade20k", "folder")
 SPLITS = ("train", "val")
-SPEC_HELP = "synthetic | synthetic:SEED | cityscapes:PATH | ade20k:PATH | folder:PATH"
+SPEC_HELP = "synthetic | synthetic:SEED | synthetic:SEED:hard | cityscapes:PATH | ade20k:PATH | folder:PATH"
 
 
 def parse_spec(spec: str) -> tuple[str, str | None]:
@@ -33,8 +33,11 @@ def parse_spec(spec: str) -> tuple[str, str | None]:
     if kind not in KINDS:
         raise InvalidInput(f"data {spec!r}: unknown kind {kind!r}; expected {SPEC_HELP}{closest(kind, KINDS)}")
     if kind == "synthetic":
-        if arg and not arg.lstrip("-").isdigit():
+        seed, _, level = arg.partition(":")
+        if seed and not seed.lstrip("-").isdigit():
             raise InvalidInput(f"data {spec!r}: expected an integer seed, e.g. synthetic:0")
+        if level and level != "hard":
+            raise InvalidInput(f"data {spec!r}: unknown level {level!r}; expected synthetic:SEED or synthetic:SEED:hard")
         return kind, arg or "0"
     if not arg:
         raise InvalidInput(f"data {spec!r}: {kind} needs a path; expected {kind}:PATH")
@@ -57,7 +60,8 @@ def make_dataset(spec: str, split: str = "train", *, size_hw: tuple[int, int] | 
         from .synthetic import DEFAULT_HW, SyntheticStreets
 
         hw = size_hw or DEFAULT_HW
-        return SyntheticStreets(seed=int(arg), split=split, size_hw=hw,
+        seed, _, level = arg.partition(":")
+        return SyntheticStreets(seed=int(seed), level=level or "default", split=split, size_hw=hw,
                                 transform=TrainTransform(hw, scale_range=scale_range) if augment else EvalTransform(None),
                                 cache_dir=Path(cache_dir) if cache_dir else None, n=num_images, progress=progress)
     root = Path(arg).expanduser()

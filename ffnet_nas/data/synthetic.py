@@ -16,6 +16,12 @@ pole, sign, car. It is built so that the things the FFNet paper argues about mat
 * **Not solvable per pixel.** Per-image colour, contrast and brightness jitter, value-noise
   textures and sensor noise.
 
+**The harder level** (`synthetic:SEED:hard`, issue 13) leans further on context: the curb fades
+out within 12% of the ground instead of 35%, half the scenes have no lane line, 40% of the
+buildings have no windows, and the ground's texture is twice as strong. It exists to test whether
+the accuracy yardstick separates architectures better when their capacity and receptive field
+matter more; the default level is unchanged (same scenes, same cache files).
+
 Geometry is in units of image height, so the same seed gives the same scenes at any size.
 Generation is vectorised over a chunk of images (torch, CPU): about a second per hundred
 128x256 images.
@@ -40,6 +46,7 @@ SPLIT_SIZES = {"train": 512, "val": 128}
 VERSION = 1  # bump when the generator changes: cache files carry it in their name
 _CHUNK = 8
 _BUILDING_SLOTS, _POLE_SLOTS, _CAR_SLOTS = 8, 4, 3
+LEVELS = ("default", "hard")
 
 
 def _u(g: torch.Generator, shape, lo: float = 0.0, hi: float = 1.0) -> torch.Tensor:
@@ -60,8 +67,12 @@ def _paint(img: torch.Tensor, lbl: torch.Tensor, mask: torch.Tensor, colour: tor
     return torch.where(mask[:, None], colour, img)
 
 
-def generate(n: int, *, seed: int, size_hw: tuple[int, int] = DEFAULT_HW, progress: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """`n` scenes: images uint8 (n, 3, H, W), masks uint8 (n, H, W) with ids in CLASS_NAMES order."""
+def generate(n: int, *, seed: int, size_hw: tuple[int, int] = DEFAULT_HW, level: str = "default",
+             progress: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """`n` scenes: images uint8 (n, 3, H, W), masks uint8 (n, H, W) with ids in CLASS_NAMES order.
+    `level`: one of LEVELS (module doc)."""
+    if level not in LEVELS:
+        raise ValueError(f"level {level!r}: expected one of {', '.join(LEVELS)}")
     from tqdm.auto import tqdm
 
     g = torch.Generator().manual_seed(int(seed))
@@ -71,7 +82,7 @@ def generate(n: int, *, seed: int, size_hw: tuple[int, int] = DEFAULT_HW, progre
     torch.set_num_threads(1)
     try:
         for start in tqdm(range(0, n, _CHUNK), desc="generating scenes", unit="chunk", disable=not progress, dynamic_ncols=True):
-            img, lbl = _scenes(g, min(_CHUNK, n - start), size_hw)
+            img, lbl = _scenes(g, min(_CHUNK, n - start), size_hw, hard=level == "hard")
             images.append(img)
             masks.append(lbl)
     finally:
@@ -79,7 +90,9 @@ def generate(n: int, *, seed: int, size_hw: tuple[int, int] = DEFAULT_HW, progre
     return torch.cat(images), torch.cat(masks)
 
 
-def _scenes(g: torch.Generator, b: int, hw: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+def _scenes(g: torch.Generator, b: int, hw: tuple[int, int], *, hard: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    # The hard level's extra random draws happen only at that level, so the default level draws
+    # exactly the numbers it always drew (its scenes and cache files stay valid).
     h_px, w_px = hw
     yy = ((torch.arange(h_px) + 0.5) / h_px).view(1, h_px, 1)  # 0 top .. 1 bottom
     uu = ((torch.arange(w_px) + 0.5) / h_px).view(1, 1, w_px)  # same unit as yy
@@ -117,6 +130,8 @@ def _scenes(g: torch.Generator, b: int, hw: tuple[int, int]) -> tuple[torch.Tens
         margin = 0.5 * pw
         win = ((((uu - x0) / pw) % 1.0) < 0.55) & ((((yy - top) / ph) % 1.0) > 0.35) \
             & (uu > x0 + margin) & (uu < x1 - margin) & (yy > top + 0.5 * ph) & (yy < horizon - 0.3 * ph)
+        if hard:  # a plain facade: told from the sky only by where it stands
+            win = win & (_u(g, p(1, 1)) >= 0.4)
         win_colour = torch.where(_u(g, p(1, 1, 1)) < 0.5, facade * 0.45, (facade * 0.3 + 0.6).clamp(0, 1))
         tex = facade + (_noise(g, b, hw, 24) - 0.5) * 0.12
         colour = torch.where(win[:, None], win_colour, tex).clamp(0, 1)
@@ -133,19 +148,22 @@ def _scenes(g: torch.Generator, b: int, hw: tuple[int, int]) -> tuple[torch.Tens
     # Ground: road and sidewalk share one texture; only geometry tells them apart.
     ground = (yy >= horizon) & ~((lbl == VEGETATION) & (yy < horizon + 0.06))
     grey = _u(g, p(1, 1, 1), 0.25, 0.6) + (_u(g, p(3, 1, 1)) - 0.5) * 0.12
-    ground_tex = (grey + (_noise(g, b, hw, 20) - 0.5) * 0.15 + (_noise(g, b, hw, 60) - 0.5) * 0.1).clamp(0, 1)
+    strength = 2.0 if hard else 1.0
+    ground_tex = (grey + strength * ((_noise(g, b, hw, 20) - 0.5) * 0.15 + (_noise(g, b, hw, 60) - 0.5) * 0.1)).clamp(0, 1)
     offset = (uu - vp).abs() - slope * depth
     road = ground & (offset < 0)
     img = _paint(img, lbl, ground & ~road, ground_tex, SIDEWALK)
     img = _paint(img, lbl, road, ground_tex, ROAD)
     # The curb is visible near the horizon only, fading to nothing within 35% of the ground.
-    fade = (1 - depth / (0.35 * (1 - horizon))).clamp(0, 1)
+    fade = (1 - depth / ((0.12 if hard else 0.35) * (1 - horizon))).clamp(0, 1)
     curb = ground & (offset.abs() < 0.6 * px + 0.01 * depth) & (fade > 0)
     curb_colour = (ground_tex + 0.12 * fade[:, None] * torch.where(_u(g, p(1, 1, 1)) < 0.5, 1.0, -1.0)).clamp(0, 1)
     img = _paint(img, lbl, curb, curb_colour, None)  # label stays road/sidewalk
     # Lane line: dashed in perspective along the centre; it is road.
     dash = ((0.12 / (depth + 0.02) + _u(g, p(1, 1))) % 1.0) < 0.5
     lane = road & ((uu - vp).abs() < 0.5 * px + 0.012 * depth) & dash
+    if hard:  # no lane line in half the scenes
+        lane = lane & (_u(g, p(1, 1)) < 0.5)
     img = _paint(img, lbl, lane, _u(g, p(1, 1, 1), 0.8, 1.0).expand(b, 3, 1, 1), ROAD)
 
     # Cars on the road, far ones first so near ones occlude them.
@@ -199,8 +217,8 @@ class SyntheticStreets(SegmentationDataset):
     """Generated scenes held in memory as uint8; transforms applied on access."""
 
     def __init__(self, *, seed: int, split: str, size_hw: tuple[int, int], transform: Transform,
-                 cache_dir: Path | None = None, n: int | None = None, progress: bool = False):
-        self.spec = f"synthetic:{seed}"
+                 cache_dir: Path | None = None, n: int | None = None, progress: bool = False, level: str = "default"):
+        self.spec = f"synthetic:{seed}" if level == "default" else f"synthetic:{seed}:{level}"
         self.split = split
         self.seed = seed
         self.size_hw = tuple(size_hw)
@@ -209,7 +227,7 @@ class SyntheticStreets(SegmentationDataset):
         self.transform = transform
         n = SPLIT_SIZES[split] if n is None else n
         self.images, self.masks, self.cache_path, self.generated = _load_or_generate(
-            seed=seed, split=split, size_hw=self.size_hw, n=n, cache_dir=cache_dir, progress=progress)
+            seed=seed, split=split, size_hw=self.size_hw, n=n, cache_dir=cache_dir, progress=progress, level=level)
 
     def __len__(self) -> int:
         return len(self.images)
@@ -223,11 +241,13 @@ def split_seed(seed: int, split: str) -> int:
     return (int(seed) * 1_000_003 + {"train": 0, "val": 1}[split]) % (2**63)
 
 
-def _load_or_generate(*, seed: int, split: str, size_hw: tuple[int, int], n: int, cache_dir: Path | None, progress: bool):
+def _load_or_generate(*, seed: int, split: str, size_hw: tuple[int, int], n: int, cache_dir: Path | None, progress: bool,
+                      level: str = "default"):
     """(images, masks, cache file or None, whether they were generated now)."""
     path = None
     if cache_dir is not None:
-        path = Path(cache_dir) / f"synthetic-v{VERSION}-seed{seed}-{split}-{size_hw[0]}x{size_hw[1]}-n{n}.pt"
+        kind = "synthetic" if level == "default" else f"synthetic-{level}"  # the default's names predate levels
+        path = Path(cache_dir) / f"{kind}-v{VERSION}-seed{seed}-{split}-{size_hw[0]}x{size_hw[1]}-n{n}.pt"
         if path.is_file():
             from ffnet_nas.space.io import DIGEST_KEY, tensor_digest
 
@@ -240,7 +260,7 @@ def _load_or_generate(*, seed: int, split: str, size_hw: tuple[int, int], n: int
             except Exception:  # noqa: BLE001 - a corrupt cache is only a cache: regenerate it
                 pass
             logger.warning("data cache %s is damaged; generating it again", path)
-    images, masks = generate(n, seed=split_seed(seed, split), size_hw=size_hw, progress=progress)
+    images, masks = generate(n, seed=split_seed(seed, split), size_hw=size_hw, level=level, progress=progress)
     if path is not None:
         from ffnet_nas.space.io import DIGEST_KEY, atomic_torch_save, tensor_digest
 
@@ -249,13 +269,13 @@ def _load_or_generate(*, seed: int, split: str, size_hw: tuple[int, int], n: int
     return images, masks, path, True
 
 
-def preview(n: int = 4, *, seed: int = 0, size_hw: tuple[int, int] = DEFAULT_HW) -> torch.Tensor:
+def preview(n: int = 4, *, seed: int = 0, size_hw: tuple[int, int] = DEFAULT_HW, level: str = "default") -> torch.Tensor:
     """Images above their colourised masks, (3, 2H, nW) uint8: for eyeballing the generator."""
-    images, masks = generate(n, seed=seed, size_hw=size_hw)
+    images, masks = generate(n, seed=seed, size_hw=size_hw, level=level)
     palette = torch.tensor([[70, 130, 180], [70, 70, 70], [107, 142, 35], [128, 64, 128],
                             [244, 35, 232], [153, 153, 153], [220, 220, 0], [0, 0, 142]], dtype=torch.uint8)
     coloured = palette[masks.long()].permute(0, 3, 1, 2)
     return torch.cat([torch.cat(list(images), -1), torch.cat(list(coloured), -1)], -2)
 
 
-__all__ = ["CLASS_NAMES", "DEFAULT_HW", "SyntheticStreets", "generate", "preview"]
+__all__ = ["CLASS_NAMES", "DEFAULT_HW", "LEVELS", "SyntheticStreets", "generate", "preview"]

@@ -1,5 +1,7 @@
 """The embedded synthetic street scenes: deterministic, well-formed, and built as documented."""
 
+import hashlib
+
 import numpy as np
 import pytest
 import torch
@@ -74,7 +76,7 @@ def test_augmented_items_have_crop_size_and_ignore_padding():
     assert (mask == 255).any()  # a half-size image padded to the crop: padding is ignored
 
 
-@pytest.mark.parametrize("spec", ["synthetic:abc", "synth", "", "cityscapes"])
+@pytest.mark.parametrize("spec", ["synthetic:abc", "synth", "", "cityscapes", "synthetic:0:harder", "synthetic:x:hard"])
 def test_bad_specs_are_one_clear_line(spec):
     with pytest.raises(InvalidInput) as e:
         make_dataset(spec)
@@ -86,3 +88,32 @@ def test_bad_split_and_size():
         make_dataset("synthetic", "test")
     with pytest.raises(InvalidInput, match="at least 8x8"):
         make_dataset("synthetic", size_hw=(4, 4))
+
+
+def test_the_default_level_draws_the_scenes_it_always_drew():
+    # the hard level's extra draws happen at that level only: scenes and cache files made before
+    # levels existed stay valid (this digest was taken before the hard level was added)
+    images, masks = generate(8, seed=3, size_hw=(32, 64))
+    digest = hashlib.sha256(images.numpy().tobytes() + masks.numpy().tobytes()).hexdigest()
+    assert digest == "2fee3fb56c00929525e372a21a5a2f9ecdf4d549e57d64ab469edda044dc5446"
+
+
+def test_the_hard_level_is_its_own_data_set_with_a_stronger_ground_texture(tmp_path):
+    hard = make_dataset("synthetic:5:hard", "val", size_hw=HW, num_images=16, cache_dir=tmp_path)
+    default = make_dataset("synthetic:5", "val", size_hw=HW, num_images=16, cache_dir=tmp_path)
+    assert hard.spec == "synthetic:5:hard" and default.spec == "synthetic:5"
+    assert hard.class_names == default.class_names and not torch.equal(hard.images, default.images)
+    assert {p.name.split("-v")[0] for p in tmp_path.glob("*.pt")} == {"synthetic", "synthetic-hard"}
+    again = make_dataset("synthetic:5:hard", "val", size_hw=HW, num_images=16, cache_dir=tmp_path)
+    assert torch.equal(again.images, hard.images) and torch.equal(again.masks, hard.masks)
+
+    def ground_spread(ds):  # per image: the SD of the road and sidewalk pixels' brightness
+        spreads = []
+        for image, mask in zip(ds.images.float().mean(1), ds.masks):
+            ground = (mask == ROAD) | (mask == SIDEWALK)
+            if ground.sum() > 50:
+                spreads.append(float(image[ground].std()))
+        return np.median(spreads)
+
+    # twice the texture amplitude (and the same camera noise): clearly more spread, at most ~2x
+    assert 1.3 < ground_spread(hard) / ground_spread(default) < 2.5

@@ -260,6 +260,8 @@ ROWS = [
                                     "--workdir", "{tmp}/w"], setup_corrupt_predictor, "corrupt or truncated"),
     ("missing data root", ["train-teacher", "--data", "cityscapes:{tmp}/nowhere", "--workdir", "{tmp}/w"], setup_none, "leftImg8bit"),
     ("unknown data kind", ["train-teacher", "--data", "imagenet:/x", "--workdir", "{tmp}/w"], setup_none, "synthetic"),
+    ("unknown level of the embedded data", ["run", "--data", "synthetic:0:harder", "--workdir", "{tmp}/w"], setup_none,
+     "unknown level 'harder'; expected synthetic:SEED or synthetic:SEED:hard"),
     ("workdir is a file", ["report", "--paper", "--workdir", "{tmp}/afile"], setup_file_as_workdir, "afile"),
     ("unknown budget", ["run", "--budget", "huge", "--workdir", "{tmp}/w"], setup_none, "expected one of micro, quick, full"),
     ("thread count beyond the machine", ["measure-latency", "--threads", "100000", "--workdir", "{tmp}/w"], setup_none,
