@@ -21,26 +21,6 @@ def _few_threads():
     yield
 
 
-# Under pytest-xdist (`-n 2 --dist loadscope`, pyproject.toml) each worker takes the next whole module
-# in collection order; the slowest modules (sequential seconds, 2026-12-05) go first so that no
-# worker is left running one long module alone at the end.
-SLOWEST_FIRST = (
-    "tests/evaluate/test_ddp.py",  # 92 s
-    "tests/report/test_report_run.py",  # 78 s
-    "tests/pipeline/test_pipeline.py",  # 70 s
-    "tests/pipeline/test_run_user_data.py",  # 64 s
-    "tests/distill/test_distill_dask.py",  # 58 s
-    "tests/latency/test_import_latency.py",  # 45 s
-    "tests/space/test_builder.py",  # 40 s
-    "tests/predictor/test_predictor_check.py",  # 40 s
-)
-
-
-def pytest_collection_modifyitems(config, items):
-    rank = {path: i for i, path in enumerate(SLOWEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.nodeid.partition("::")[0], len(rank)))  # stable: the rest keep their order
-
-
 def missing_component(reason: str) -> str | None:
     """The required component a skip reason names, if any."""
     return next((name for name in REQUIRED_IN_CI if name.lower() in reason.lower()), None)
