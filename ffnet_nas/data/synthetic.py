@@ -18,9 +18,10 @@ pole, sign, car. It is built so that the things the FFNet paper argues about mat
 
 **The harder level** (`synthetic:SEED:hard`, issue 13) leans further on context: the curb fades
 out within 12% of the ground instead of 35%, half the scenes have no lane line, 40% of the
-buildings have no windows, and the ground's texture is twice as strong. It exists to test whether
+buildings have no windows, and the ground's texture is twice as strong. It was made to test whether
 the accuracy yardstick separates architectures better when their capacity and receptive field
-matter more; the default level is unchanged (same scenes, same cache files).
+matter more (on one quick run it did not: the seed noise grew with it; docs/results.md). The
+default level is unchanged (same scenes, same cache files).
 
 Geometry is in units of image height, so the same seed gives the same scenes at any size.
 Generation is vectorised over a chunk of images (torch, CPU): about a second per hundred
