@@ -227,7 +227,7 @@ BUDGETS: dict[str, Budget] = {
     "micro": _budget("micro", (32, 64), input_hw=(32, 64), teacher="stemB-basic-d1.1.1.1-w16.32.48.64-s1-upB-segB-nearest", teacher_steps=10,
                      distill_steps=3, train_images=8, distill_val=8, calibrate=2, points=4, finetune_steps=2, val_images=8,
                      trials=30, rerank=4, top=1, rounds=1, round_points=1, validate=2, validate_published=2, batch_size=4,
-                     # one more seed, and BatchNorm recomputed on 16 crops rather than 128, run the same code as
+                     # two seeds (the run's own and one more) and BatchNorm recomputed on 16 crops rather than 128 run the same code as
                      # quick and full in a fraction of the time (a micro run is for the tests, not for its figures)
                      repeats=(3, 5), seconds=0.2, check_seeds=2, precise_bn=16),
     # ~6 min measured with 300/40/8/60; spending more of the 15 minutes on quality.

@@ -28,7 +28,7 @@ def register(subparsers) -> None:
     p.add_argument("--space", default="mobile", help="built-in space (mobile, gpu_large, gpu_small, all, mobile_peers) or a YAML file")
     p.add_argument("--teacher", default=None, metavar="FILE", help="teacher file (default: WORKDIR/teacher/teacher.pt)")
     p.add_argument("--data", default=None,
-                   help="synthetic | synthetic:SEED | cityscapes:PATH | ade20k:PATH | folder:PATH "
+                   help="synthetic | synthetic:SEED[:hard] | cityscapes:PATH | ade20k:PATH | folder:PATH "
                         "(default: the data the teacher was trained on, else synthetic)")
     p.add_argument("--jobs", type=int, default=1,
                    help="blocks trained in parallel processes, each with cores/N torch threads (default 1)")

@@ -35,7 +35,7 @@ def register(sub) -> None:
     p.add_argument("--budget", default=None, choices=BUDGETS,
                    help="micro (seconds, for tests), quick (minutes; default), full")
     p.add_argument("--data", default=None, metavar="SPEC",
-                   help="the data of every step: synthetic[:SEED] (default) | cityscapes:PATH | ade20k:PATH | folder:PATH")
+                   help="the data of every step: synthetic[:SEED[:hard]] (default) | cityscapes:PATH | ade20k:PATH | folder:PATH")
     p.add_argument("--teacher", default=None, metavar="FILE",
                    help="a teacher you have (a teacher file of ffnet-nas, or official FFNet weights of the budget's "
                         "teacher arch, loaded strictly): no teacher training")

@@ -16,7 +16,7 @@ def register(subparsers) -> None:
                     "--checkpoint. Checkpoints periodically to WORKDIR/teacher/; re-running after a kill continues "
                     "from the last checkpoint. Writes WORKDIR/teacher/teacher.pt.")
     p.add_argument("--arch", default=DEFAULT_TEACHER, help=f"published name or arch code (default {DEFAULT_TEACHER})")
-    p.add_argument("--data", default="synthetic", help="synthetic[:SEED] | cityscapes:PATH | ade20k:PATH | folder:PATH")
+    p.add_argument("--data", default="synthetic", help="synthetic[:SEED[:hard]] | cityscapes:PATH | ade20k:PATH | folder:PATH")
     p.add_argument("--checkpoint", default=None, metavar="FILE", help="official weights to load (strict) instead of training")
     p.add_argument("--init", default=None, metavar="imagenet:FILE",
                    help="start the backbone from official ImageNet classification weights (strict on the backbone)")

@@ -33,12 +33,14 @@ def parse_spec(spec: str) -> tuple[str, str | None]:
     if kind not in KINDS:
         raise InvalidInput(f"data {spec!r}: unknown kind {kind!r}; expected {SPEC_HELP}{closest(kind, KINDS)}")
     if kind == "synthetic":
-        seed, _, level = arg.partition(":")
-        if seed and not seed.lstrip("-").isdigit():
-            raise InvalidInput(f"data {spec!r}: expected an integer seed, e.g. synthetic:0")
-        if level and level != "hard":
+        if not arg:
+            return kind, "0"
+        seed, colon, level = arg.partition(":")
+        if not seed.lstrip("-").isdigit():
+            raise InvalidInput(f"data {spec!r}: expected an integer seed, e.g. synthetic:0 or synthetic:0:hard")
+        if colon and level != "hard":
             raise InvalidInput(f"data {spec!r}: unknown level {level!r}; expected synthetic:SEED or synthetic:SEED:hard")
-        return kind, arg or "0"
+        return kind, arg
     if not arg:
         raise InvalidInput(f"data {spec!r}: {kind} needs a path; expected {kind}:PATH")
     return kind, arg

@@ -149,8 +149,11 @@ def _scenes(g: torch.Generator, b: int, hw: tuple[int, int], *, hard: bool = Fal
     # Ground: road and sidewalk share one texture; only geometry tells them apart.
     ground = (yy >= horizon) & ~((lbl == VEGETATION) & (yy < horizon + 0.06))
     grey = _u(g, p(1, 1, 1), 0.25, 0.6) + (_u(g, p(3, 1, 1)) - 0.5) * 0.12
+    # the strength scales each term's constant, so the default level adds the same float32 terms in
+    # the same order as before levels existed (a regrouped sum rounds differently)
     strength = 2.0 if hard else 1.0
-    ground_tex = (grey + strength * ((_noise(g, b, hw, 20) - 0.5) * 0.15 + (_noise(g, b, hw, 60) - 0.5) * 0.1)).clamp(0, 1)
+    ground_tex = (grey + (_noise(g, b, hw, 20) - 0.5) * (0.15 * strength)
+                  + (_noise(g, b, hw, 60) - 0.5) * (0.1 * strength)).clamp(0, 1)
     offset = (uu - vp).abs() - slope * depth
     road = ground & (offset < 0)
     img = _paint(img, lbl, ground & ~road, ground_tex, SIDEWALK)

@@ -76,7 +76,8 @@ def test_augmented_items_have_crop_size_and_ignore_padding():
     assert (mask == 255).any()  # a half-size image padded to the crop: padding is ignored
 
 
-@pytest.mark.parametrize("spec", ["synthetic:abc", "synth", "", "cityscapes", "synthetic:0:harder", "synthetic:x:hard"])
+@pytest.mark.parametrize("spec", ["synthetic:abc", "synth", "", "cityscapes", "synthetic:0:harder", "synthetic:x:hard",
+                                  "synthetic::hard", "synthetic::", "synthetic:0:"])
 def test_bad_specs_are_one_clear_line(spec):
     with pytest.raises(InvalidInput) as e:
         make_dataset(spec)
@@ -91,11 +92,17 @@ def test_bad_split_and_size():
 
 
 def test_the_default_level_draws_the_scenes_it_always_drew():
-    # the hard level's extra draws happen at that level only: scenes and cache files made before
-    # levels existed stay valid (this digest was taken before the hard level was added)
-    images, masks = generate(8, seed=3, size_hw=(32, 64))
+    # the hard level's extra draws happen at that level only, and the default adds its float32 terms
+    # in the old order: scenes and cache files made before levels existed stay valid. The digest
+    # was taken with the code before the hard level (commit 717db46) on 64 validation scenes at
+    # 64x128: enough pixels that a changed rounding shows (a first version regrouped a sum and
+    # changed ~3e-6 of the values, which 8 tiny scenes missed). torch's kernels are part of it, so a
+    # torch upgrade may need it taken again from that commit.
+    from ffnet_nas.data.synthetic import split_seed
+
+    images, masks = generate(64, seed=split_seed(0, "val"), size_hw=(64, 128))
     digest = hashlib.sha256(images.numpy().tobytes() + masks.numpy().tobytes()).hexdigest()
-    assert digest == "2fee3fb56c00929525e372a21a5a2f9ecdf4d549e57d64ab469edda044dc5446"
+    assert digest == "47dc41b2a038b9ba1d5d6b8be4ef88f9c2b9a998564a9a9f44a8429ba57429a3"
 
 
 def test_the_hard_level_is_its_own_data_set_with_a_stronger_ground_texture(tmp_path):

@@ -9,6 +9,8 @@ for session data)."""
 from __future__ import annotations
 
 import fcntl
+import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -23,9 +25,18 @@ def micro_run(tmp_path_factory, request) -> FinishedRun:
     root = tmp_path_factory.getbasetemp().parent / "micro_run"  # this session's folder, common to its workers
     with open(root.with_suffix(".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or when a crashed holder dies
-        stdout = root / "stdout.txt"
+        stdout, failed = root / "stdout.txt", root / "failed.txt"
+        if failed.exists():  # the first maker failed: one failure, not one more 30-s attempt per worker
+            pytest.fail(f"the shared micro run failed in another worker: {failed.read_text()[-2000:]}")
         if not stdout.exists():
-            root.mkdir(exist_ok=True)
-            made = finished_run(root)
-            stdout.write_text(made.stdout)  # last: its presence says the run finished
+            shutil.rmtree(root, ignore_errors=True)  # a maker killed half-way: start clean, never resume it
+            root.mkdir()
+            try:
+                made = finished_run(root)
+            except BaseException as e:
+                failed.write_text(f"{type(e).__name__}: {e}")
+                raise
+            tmp = stdout.with_suffix(".tmp")
+            tmp.write_text(made.stdout)
+            os.replace(tmp, stdout)  # last, and whole: its presence says the run finished
         return FinishedRun(workdir=root / "run", space=root / "tiny.yaml", stdout=Path(stdout).read_text())

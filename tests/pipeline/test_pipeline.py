@@ -77,7 +77,7 @@ def test_run_micro_end_to_end_then_skips_everything_after_a_move(micro_run, tmp_
     again = subprocess.run(run_command(workdir, micro_run.space), capture_output=True, text=True, env=unbuffered_env(),
                            timeout=900)
     assert again.returncode == 0, again.stderr[-2000:]
-    assert "teacher exists" in again.stdout and "0 trained now" in again.stdout and "(0 measured now)" in again.stdout
+    assert "teacher exists" in again.stdout and ", 0 trained now," in again.stdout and "(0 measured now)" in again.stdout
     assert (workdir / "library" / "blocks.csv").read_text() == blocks_before
     assert (workdir / "evaluated.csv").read_text() == evaluated_before  # nothing finished was redone
 
@@ -100,13 +100,14 @@ def test_run_killed_once_a_point_is_fine_tuned_keeps_it_and_finishes(tmp_path, s
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     seen = log.read_text()
+    assert proc.returncode == -signal.SIGKILL, f"the run ended before the kill:\n{seen[-2000:]}"
     assert "[7/7]" not in seen, f"the kill landed after the last step began:\n{seen[-2000:]}"
     before = pd.read_csv(workdir / "evaluated.csv").set_index(["code", "init"])
     assert len(before) >= 1
     final = subprocess.run(run_command(workdir, space_file), capture_output=True, text=True, env=unbuffered_env(),
                            timeout=900)
     assert final.returncode == 0, final.stderr[-2000:]
-    assert "teacher exists" in final.stdout and "0 trained now" in final.stdout  # what finished was not redone
+    assert "teacher exists" in final.stdout and ", 0 trained now," in final.stdout  # what finished was not redone
     _check_artifacts(workdir)
     after = pd.read_csv(workdir / "evaluated.csv").set_index(["code", "init"])
     # a finished point is kept as it was: a redone one would have been timed again
