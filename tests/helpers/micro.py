@@ -85,12 +85,18 @@ class FinishedRun:
     stdout: str
 
 
-def finished_run(root: Path) -> FinishedRun:
-    """Run `ffnet-nas run --budget micro` on RUN_SPACE under `root` (about 30 s here) and check it finished."""
+def write_run_space(folder: Path) -> Path:
+    """RUN_SPACE as the YAML file `--space` takes: FOLDER/tiny.yaml."""
     import yaml
 
-    space = root / "tiny.yaml"
-    space.write_text(yaml.safe_dump(RUN_SPACE))
+    path = folder / "tiny.yaml"
+    path.write_text(yaml.safe_dump(RUN_SPACE))
+    return path
+
+
+def finished_run(root: Path) -> FinishedRun:
+    """Run `ffnet-nas run --budget micro` on RUN_SPACE under `root` (about 30 s here) and check it finished."""
+    space = write_run_space(root)
     workdir = root / "run"
     done = subprocess.run(run_command(workdir, space), capture_output=True, text=True, env=unbuffered_env(), timeout=900)
     assert done.returncode == 0, done.stderr[-2000:]

@@ -1,5 +1,6 @@
 """One finished `ffnet-nas run --budget micro`, shared by the pipeline tests that read a finished
-run (the end-to-end, resume and corruption tests): made once per session, about 30 s here.
+run (the end-to-end, resume and corruption tests): made once per session, about 30 s here. And the
+space file of the micro runs the pipeline tests make themselves (`space_file`).
 
 Shared means read-only: a test that changes anything copies the workdir first (`shutil.copytree`).
 Under pytest-xdist the workers share it too: the first to need it makes it while holding a lock in
@@ -15,7 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.micro import FinishedRun, finished_run
+from tests.helpers.micro import FinishedRun, finished_run, write_run_space
+
+
+@pytest.fixture()
+def space_file(tmp_path) -> Path:
+    return write_run_space(tmp_path)
 
 
 @pytest.fixture(scope="session")
@@ -39,4 +45,4 @@ def micro_run(tmp_path_factory, request) -> FinishedRun:
             tmp = stdout.with_suffix(".tmp")
             tmp.write_text(made.stdout)
             os.replace(tmp, stdout)  # last, and whole: its presence says the run finished
-        return FinishedRun(workdir=root / "run", space=root / "tiny.yaml", stdout=Path(stdout).read_text())
+        return FinishedRun(workdir=root / "run", space=root / "tiny.yaml", stdout=stdout.read_text())

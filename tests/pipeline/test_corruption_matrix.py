@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 
-
 LUT = "lut/cpu-fp32-eager-b1-32x64-t1"
 ARTIFACTS = {
     "teacher": "teacher/teacher.pt", "train_state": "teacher/train_state.pt", "library_meta": "library/library.json",
@@ -47,22 +46,17 @@ def damage(kind: str, data: bytes) -> bytes:
     raise ValueError(kind)
 
 
-@pytest.fixture()
-def finished(micro_run):
-    # the session's shared micro run (tests/pipeline/conftest.py); every check damages a copy of it
-    return micro_run.workdir, micro_run.space
-
-
 def _commands(space: Path) -> dict[str, list[str]]:
     return {"run": ["run", "--budget", "micro", "--space", str(space), "--no-progress", "--threads", "1"],
             "search": ["search", "--target", "latency<5ms", "--space", str(space), "--no-progress"],
             "report": ["report", "--format", "html"]}
 
 
-def _check(finished, tmp_path, artifact: str, kind: str, command: str) -> None:
+def _check(micro_run, tmp_path, artifact: str, kind: str, command: str) -> None:
     from ffnet_nas.cli import main
 
-    base, space = finished
+    # the session's shared run (tests/pipeline/conftest.py), damaged in a copy
+    base, space = micro_run.workdir, micro_run.space
     workdir = tmp_path / "w"
     shutil.copytree(base, workdir)
     matches = sorted(workdir.glob(ARTIFACTS[artifact]))
@@ -95,16 +89,16 @@ QUICK = [("evaluated", "torn"), ("blocks_csv", "garble"), ("lut_csv", "duplicate
 
 
 @pytest.mark.parametrize("artifact, kind", QUICK, ids=[f"{a}-{k}" for a, k in QUICK])
-def test_run_after_damage_repairs_or_names_the_file(finished, tmp_path, artifact, kind):
-    _check(finished, tmp_path, artifact, kind, "run")
+def test_run_after_damage_repairs_or_names_the_file(micro_run, tmp_path, artifact, kind):
+    _check(micro_run, tmp_path, artifact, kind, "run")
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("command", ("run", "search", "report"))
 @pytest.mark.parametrize("kind", DAMAGES)
 @pytest.mark.parametrize("artifact", list(ARTIFACTS))
-def test_every_damage_of_every_artifact(finished, tmp_path, artifact, kind, command):
-    _check(finished, tmp_path, artifact, kind, command)
+def test_every_damage_of_every_artifact(micro_run, tmp_path, artifact, kind, command):
+    _check(micro_run, tmp_path, artifact, kind, command)
 
 
 PICKLED = [a for a, pattern in ARTIFACTS.items() if pattern.endswith(".pt")]
@@ -112,7 +106,7 @@ PICKLED = [a for a, pattern in ARTIFACTS.items() if pattern.endswith(".pt")]
 
 @pytest.mark.parametrize("command", ("run", "report"))
 @pytest.mark.parametrize("artifact", PICKLED)
-def test_a_pickle_planted_at_any_weight_path_never_runs(finished, tmp_path, artifact, command):
+def test_a_pickle_planted_at_any_weight_path_never_runs(micro_run, tmp_path, artifact, command):
     """Every torch file the tool reads from a workdir, replaced by a pickle whose loading would
     create a file: nothing is created, and the command repairs or names the file."""
     import torch
@@ -120,7 +114,7 @@ def test_a_pickle_planted_at_any_weight_path_never_runs(finished, tmp_path, arti
     from ffnet_nas.cli import main
     from tests.helpers.hostile import Planted
 
-    base, space = finished
+    base, space = micro_run.workdir, micro_run.space
     workdir = tmp_path / "w"
     shutil.copytree(base, workdir)
     target = sorted(workdir.glob(ARTIFACTS[artifact]))[0]

@@ -18,7 +18,7 @@ import yaml
 
 from ffnet_nas.pipeline import default_target, get_budget, nearest_published
 from ffnet_nas.space import InvalidInput
-from tests.helpers.micro import RUN_SPACE, run_command, unbuffered_env
+from tests.helpers.micro import run_command, unbuffered_env
 
 
 def _check_artifacts(workdir: Path) -> None:
@@ -48,13 +48,6 @@ def _without_provenance(obj):
     if isinstance(obj, list):
         return [_without_provenance(v) for v in obj]
     return obj
-
-
-@pytest.fixture()
-def space_file(tmp_path):
-    path = tmp_path / "tiny.yaml"
-    path.write_text(yaml.safe_dump(RUN_SPACE))
-    return path
 
 
 def test_run_micro_end_to_end_then_skips_everything_after_a_move(micro_run, tmp_path):

@@ -14,7 +14,6 @@ import torch
 import yaml
 
 from tests.helpers.trees import make_tree, write_pool
-from tests.helpers.micro import RUN_SPACE
 
 REPO = Path(__file__).resolve().parents[2]
 TRAIN, DEPLOY = "32x64", "64x128"
@@ -27,13 +26,6 @@ def _run(workdir: Path, space: Path, *extra: str, score_at: str = "train") -> su
            str(workdir), "--no-progress", "--threads", "1", "--train-size", TRAIN, "--input-size", DEPLOY, *extra]
     return subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=900,
                           env={**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(REPO)})
-
-
-@pytest.fixture()
-def space_file(tmp_path):
-    path = tmp_path / "tiny.yaml"
-    path.write_text(yaml.safe_dump(RUN_SPACE))
-    return path
 
 
 def _check(workdir: Path, *, classes: int, data_kind: str, stdout: str, score_hw: str) -> dict:
