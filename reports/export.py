@@ -57,6 +57,12 @@ def export_static(figures: list[ReportFigure], out_dir: str | Path, *, formats: 
                 _with_kaleido(drawn, wanted, tmp)
             except Exception as e:  # kaleido raises its own types when it finds no browser
                 kaleido_error = f"{type(e).__name__}: {e}".splitlines()[0]
+            else:
+                # kaleido can return without writing every file (seen once with two test workers
+                # starting Chromium at the same time): a missing image is a failure, not a silent gap
+                missing = [f"{f.slug}.{fmt}" for f in drawn for fmt in wanted if not (tmp / f"{f.slug}.{fmt}").is_file()]
+                if missing:
+                    kaleido_error = f"it wrote no {missing[0]} ({len(missing)} file(s) missing)"
         if not kaleido_available() or kaleido_error:
             if kaleido_error:
                 skipped.append(f"kaleido failed ({kaleido_error}); fell back to Chromium screenshots")

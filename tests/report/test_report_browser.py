@@ -101,6 +101,19 @@ def test_png_by_screenshot_when_kaleido_is_missing(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["paper_mobile.png"]
 
 
+def test_an_image_kaleido_did_not_write_is_made_by_screenshot_and_said(tmp_path, monkeypatch):
+    """kaleido returned once without writing one PNG (two test workers starting Chromium at once), and
+    the report silently lacked it: now a missing image is a kaleido failure, with the fallback's PNG."""
+    from ffnet_nas.reports.build import paper_report_figures
+
+    monkeypatch.setattr(export, "kaleido_available", lambda: True)
+    monkeypatch.setattr(export, "_with_kaleido", lambda drawn, wanted, tmp: None)  # returns, writes nothing
+    fig = [f for f in paper_report_figures() if f.slug == "paper_mobile"]
+    result = export.export_static(fig, tmp_path, formats=("png",))
+    _assert_not_blank(_png(result.written["paper_mobile"][0]))
+    assert any("kaleido failed (it wrote no paper_mobile.png (1 file(s) missing))" in s for s in result.skipped), result.skipped
+
+
 def test_png_by_screenshot_with_an_unusable_tmpdir(tmp_path, monkeypatch):
     """Chromium died ("zygote ... Broken pipe") when TMPDIR pointed nowhere; Python's tempfile
     falls back to a usable folder, and Chromium is now given that one."""
