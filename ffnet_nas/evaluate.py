@@ -59,6 +59,21 @@ COLUMNS = (
     "score_hw",
 )
 PRECISIONS = ("fp32", "int8")  # what a point's accuracy is scored in
+# The column a run ranks and judges points by, per precision. Under an INT8 latency table the run
+# ships INT8 models, so their accuracy is the quantised model's (int8_miou), not the float one's.
+ACCURACY_COLUMNS = {"fp32": "measured_miou", "int8": "int8_miou"}
+
+
+def accuracy_column(precision: str) -> str:
+    """The evaluated table's column that holds a point's accuracy in `precision` (`PRECISIONS`)."""
+    if precision not in ACCURACY_COLUMNS:
+        raise InvalidInput(f"precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
+    return ACCURACY_COLUMNS[precision]
+
+
+def accuracy_label(precision: str) -> str:
+    """How the CLI and the report name that accuracy: "mIoU", or "INT8 mIoU"."""
+    return "INT8 mIoU" if accuracy_column(precision) == "int8_miou" else "mIoU"
 # The size the validation images are scored at: train (the crop, default), input (the deployment
 # input, the latency table's size), native (real data at its own label size; the embedded data
 # at its generated size, the training size).
@@ -263,8 +278,7 @@ def evaluate_points(archs: Iterable["Arch | str"], *, workspace: Workspace, conf
     here, on the device the table was measured on. `precision` "int8": each point's fine-tuned
     model is also quantised and scored (`int8_miou`), here, after its fine-tune. `score_at`: the
     size measured_miou is scored at (SCORE_AT)."""
-    if precision not in PRECISIONS:
-        raise InvalidInput(f"precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
+    accuracy_column(precision)  # a bad precision is one line before any work
     archs = [resolve(a) for a in archs]
     done = read_evaluated(workspace.evaluated_path)
     finished = set(zip(done["code"], done["init"])) if len(done) else set()
@@ -305,44 +319,61 @@ def evaluate_points(archs: Iterable["Arch | str"], *, workspace: Workspace, conf
         logger.log(level, "%s (%s): mIoU %.2f%s -> %s", arch.code, init, row["measured_miou"], latency,
                    workspace.evaluated_path)
     if precision == "int8" and distributed.is_main():
-        _score_int8(archs, workspace=workspace, init=init, val_images=val_images, level=level)
+        fill_int8_miou(archs, workspace=workspace, init=init, val_images=val_images, level=level)
     frame = read_evaluated(workspace.evaluated_path)
     codes = {a.code for a in archs}
     return frame[frame["code"].isin(codes) & (frame["init"] == init)]
 
 
-def _score_int8(archs: list[Arch], *, workspace: Workspace, init: str, val_images: int | None, level: int) -> None:
-    """int8_miou for every point whose row lacks it: its model.pt quantised as the INT8 latency table's
-    networks are (`ffnet_nas.predictors.latency.int8`), calibrated on 16 training images, scored on the
-    validation images of its measured_miou. A re-run scores only the rows still without it."""
-    from ffnet_nas.data import make_dataset
-    from ffnet_nas.distill.teacher import read_teacher_info
-    from ffnet_nas.predictors.latency.int8 import calibration_images, score_int8
+def fill_int8_miou(archs: Iterable[Arch], *, workspace: Workspace, init: str = "distilled", val_images: int | None,
+                   level: int = logging.INFO) -> None:
+    """int8_miou for every point whose row lacks it (`Int8Scorer`: the INT8 latency table's recipe), on
+    the validation images of its measured_miou. A re-run scores only the rows still without it."""
     from ffnet_nas.space.checkpoint import load_model
 
     rows = read_evaluated(workspace.evaluated_path)
-    data, input_hw = data_of(read_teacher_info(workspace.teacher_path))
-    val = calibration = None
+    scorer = None
     for arch in archs:
         row = rows[(rows["code"] == arch.code) & (rows["init"] == init)] if len(rows) else rows
         if not len(row) or ("int8_miou" in row and pd.notna(row["int8_miou"].iloc[0])):
             continue
-        if val is None:  # loaded on the first point that needs it
-            val = make_dataset(data, "val", size_hw=input_hw, cache_dir=workspace.data_dir)
-            calibration = calibration_images(data, size_hw=input_hw, cache_dir=workspace.data_dir)
+        scorer = scorer or Int8Scorer(workspace)  # made on the first point that needs it
         model = load_model(workspace.point_model_path(arch.stable_hash, init)).eval()
-        n = len(val) if val_images is None else min(val_images, len(val))
-        score = score_int8(model, calibration=calibration, images=[val[i] for i in range(n)],
-                           num_classes=model.num_classes, ignore_index=getattr(val, "ignore_index", 255),
-                           fp32_too=False)
+        miou = scorer.miou(model, stop=val_images)
         record = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.iloc[0].to_dict().items()}
-        _upsert(workspace.evaluated_path, {**record, "int8_miou": 100 * score.miou})
-        logger.log(level, "%s (%s): int8 mIoU %.2f (float %.2f) -> %s", arch.code, init, 100 * score.miou,
+        _upsert(workspace.evaluated_path, {**record, "int8_miou": miou})
+        logger.log(level, "%s (%s): int8 mIoU %.2f (float %.2f) -> %s", arch.code, init, miou,
                    record["measured_miou"], workspace.evaluated_path)
 
 
+class Int8Scorer:
+    """The accuracy of a model as it ships in INT8: quantised as the INT8 latency table's networks
+    are (`ffnet_nas.predictors.latency.int8`), calibrated on 16 training images of the workdir's
+    data, scored over validation images, all at the teacher's training size. Every INT8 accuracy
+    of a workdir (int8_miou, the held-out check, the win check) is this one recipe."""
+
+    def __init__(self, workspace: Workspace):
+        from ffnet_nas.data import make_dataset
+        from ffnet_nas.distill.teacher import read_teacher_info
+        from ffnet_nas.predictors.latency.int8 import calibration_images
+
+        data, input_hw = data_of(read_teacher_info(workspace.teacher_path))
+        self.val = make_dataset(data, "val", size_hw=input_hw, cache_dir=workspace.data_dir)
+        self._calibration = calibration_images(data, size_hw=input_hw, cache_dir=workspace.data_dir)
+
+    def miou(self, model, *, start: int = 0, stop: int | None = None) -> float:
+        """INT8 mIoU in points over validation images [start, stop) (stop None: to the end)."""
+        from ffnet_nas.predictors.latency.int8 import score_int8
+
+        stop = len(self.val) if stop is None else min(stop, len(self.val))
+        pairs = [self.val[i] for i in range(start, stop)]
+        return 100 * score_int8(model, calibration=self._calibration, images=pairs, num_classes=model.num_classes,
+                                ignore_index=getattr(self.val, "ignore_index", 255), fp32_too=False).miou
+
+
 def held_out_miou(codes: Iterable[str], *, workspace: Workspace, val_images: int | None, device: str = "cpu",
-                  progress: bool = False, score_hw: tuple[int, int] | None | str = "train") -> dict[str, float]:
+                  progress: bool = False, score_hw: tuple[int, int] | None | str = "train",
+                  precision: str = "fp32") -> dict[str, float]:
     """mIoU of evaluated (distilled) points on the validation images their scores did not use
     (those after the first `val_images`).
 
@@ -350,22 +381,27 @@ def held_out_miou(codes: Iterable[str], *, workspace: Workspace, val_images: int
     points of noise); a verdict that holds on images no choice was made on is one to trust.
     Empty when the scores used the whole validation split. Under torchrun every rank calls it and
     the images are shared out (`training.evaluate`); it writes nothing. `score_hw`: the size the
-    scores were taken at ("train": the teacher's training size; None: native)."""
+    scores were taken at ("train": the teacher's training size; None: native). `precision` "int8":
+    the quantised model's mIoU (`Int8Scorer`, at the training size as int8_miou is), what an
+    INT8 run judges by; every rank computes it whole."""
     from ffnet_nas.data import make_dataset
     from ffnet_nas.training import evaluate
     from ffnet_nas.space.checkpoint import load_model
     from ffnet_nas.distill.teacher import read_teacher_info
 
+    accuracy_column(precision)  # a bad precision is one line
     if val_images is None:
         return {}
     data, input_hw = data_of(read_teacher_info(workspace.teacher_path))
+    int8 = precision == "int8"
     with distributed.main_first():
-        val = make_dataset(data, "val", size_hw=input_hw if score_hw == "train" else score_hw, cache_dir=workspace.data_dir)
+        val = make_dataset(data, "val", size_hw=input_hw if score_hw == "train" or int8 else score_hw,
+                           cache_dir=workspace.data_dir)
     if len(val) <= val_images:
         return {}
     table = read_evaluated(workspace.evaluated_path)
     evaluated = set(table[table["init"] == "distilled"]["code"])
-    scores = {}
+    scores, quantised = {}, None
     for code in dict.fromkeys(codes):
         # the weights of this workdir's point, wherever the table says they were written (an older
         # table holds absolute paths: in a copied workdir those are the original's files)
@@ -374,8 +410,12 @@ def held_out_miou(codes: Iterable[str], *, workspace: Workspace, val_images: int
         checkpoint = workspace.point_model_path(Arch.parse(code).stable_hash, "distilled")
         if checkpoint.exists():
             model = load_model(checkpoint).eval()
-            score = evaluate(model, val, start=val_images, device=device, progress=progress, desc="held-out")
-            scores[code] = 100 * score.miou
+            if int8:
+                quantised = quantised or Int8Scorer(workspace)
+                scores[code] = quantised.miou(model, start=val_images)
+            else:
+                score = evaluate(model, val, start=val_images, device=device, progress=progress, desc="held-out")
+                scores[code] = 100 * score.miou
     return scores
 
 

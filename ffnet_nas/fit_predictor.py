@@ -21,7 +21,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from ffnet_nas.evaluate import evaluate_points, read_evaluated
+from ffnet_nas import distributed
+from ffnet_nas.evaluate import accuracy_column, evaluate_points, fill_int8_miou, read_evaluated
 from ffnet_nas.settings import TrainConfig
 from ffnet_nas.workspace import Workspace
 from ffnet_nas.predictors.accuracy import (DEFAULT_FEATURE_SET, FEATURE_SETS, LOO_FILE, PREDICTOR_FILE,
@@ -68,28 +69,41 @@ def check_feature_set(name: str) -> str:
 
 def fit_from_table(workspace: Workspace, *, out_dir: str | Path | None = None, val_images: int | None = None,
                    score_at: str = "train", device: str = "cpu", progress: bool = True,
-                   lut: str | None = None, feature_set: str | None = None) -> AccuracyPredictor:
+                   lut: str | None = None, feature_set: str | None = None, precision: str = "fp32") -> AccuracyPredictor:
     """Refit on every usable evaluated row; saves the predictor (on `feature_set`, a `FEATURE_SETS`
     key; None: `stored_feature_set`), the zero-shot stage (its scores on the first `val_images`
     validation images at `score_at`, as the rows were scored) and the LOO table in `out_dir`
-    (default: the workdir's predictor folder)."""
+    (default: the workdir's predictor folder). `precision` "int8": fitted on int8_miou (rows without
+    it are left out), the accuracy an INT8 run ranks by; the predictor records which (`meta.accuracy`)."""
+    column = accuracy_column(precision)
     feature_set = check_feature_set(feature_set or stored_feature_set(workspace))
     nsr = library_nsr(workspace)
     frame = read_evaluated(workspace.evaluated_path)
     frame = frame[frame["init"] == "distilled"] if len(frame) else frame
-    usable = [(Arch.parse(c), m) for c, m in zip(frame["code"], frame["measured_miou"])
-              if not missing_blocks(Arch.parse(c), nsr)]
+    if precision == "int8" and len(frame):  # rows evaluated in fp32 only are scored in INT8 first (once)
+        if distributed.is_main():  # one writer of the table; the other ranks (torchrun) read it after
+            fill_int8_miou([Arch.parse(c) for c in frame["code"]], workspace=workspace, val_images=val_images)
+        distributed.barrier()
+        frame = read_evaluated(workspace.evaluated_path)
+        frame = frame[frame["init"] == "distilled"]
+    values = frame[column] if column in frame.columns else pd.Series(np.nan, index=frame.index)
+    usable = [(Arch.parse(c), float(m)) for c, m in zip(frame["code"], values)
+              if pd.notna(m) and not missing_blocks(Arch.parse(c), nsr)]
     if not usable:
-        raise InvalidInput(f"no evaluated point in {str(workspace.evaluated_path)!r} has all its blocks in the library: "
-                           "run 'ffnet-nas fit-predictor --n N' (it evaluates points) or 'ffnet-nas evaluate CODE...'")
+        how = "'ffnet-nas evaluate --precision int8 CODE...' (it scores the evaluated points in INT8)" if precision == "int8" \
+            else "'ffnet-nas fit-predictor --n N' (it evaluates points) or 'ffnet-nas evaluate CODE...'"
+        raise InvalidInput(f"no evaluated point in {str(workspace.evaluated_path)!r} has {column} and all its blocks in "
+                           f"the library: run {how}")
     y = np.array([m for _, m in usable], dtype=float)
     predictor = fit_feature_set([a.code for a, _ in usable], y, feature_set=feature_set, nsr=nsr,
-                                meta={"library": workspace.relative(workspace.library_dir), "n_evaluated": len(usable)})
+                                meta={"library": workspace.relative(workspace.library_dir), "n_evaluated": len(usable),
+                                      "accuracy": column})
     out_dir = Path(out_dir) if out_dir is not None else workspace.predictor_dir
     archs = [a for a, _ in usable]
     stage = fit_zero_shot_stage(workspace, archs, y, val_images=val_images, score_at=score_at, device=device,
                                 progress=progress, lut=lut)
-    loo = {"code": [a.code for a in archs], "measured_miou": y, "loo_predicted_miou": predictor.validation.loo_predictions}
+    # the column is the accuracy fitted (measured_miou, or int8_miou), so the table says what it holds
+    loo = {"code": [a.code for a in archs], column: y, "loo_predicted_miou": predictor.validation.loo_predictions}
     if stage is not None:
         stage, scores = stage
         loo.update(zero_shot_miou=scores, zero_shot_loo_predicted_miou=stage.validation.loo_predictions)
@@ -152,7 +166,7 @@ def zero_shot_data_key(resources) -> str:
 def fit_predictor(*, workspace: Workspace, space, n: int, config: TrainConfig, val_images: int | None = None,
                   seed: int = 0, device: str = "cpu", progress: bool = True, lut: str | None = None,
                   scheduler: str | None = None, score_at: str = "train",
-                  feature_set: str | None = None) -> AccuracyPredictor:
+                  feature_set: str | None = None, precision: str = "fp32") -> AccuracyPredictor:
     """Evaluate a space-filling design of `n` points (fine-tuned with `config`, scored on the first
     `val_images` validation images, timed with the table `lut`; fine-tuned on the Dask cluster
     at `scheduler` when given), then `fit_from_table`."""
@@ -169,9 +183,9 @@ def fit_predictor(*, workspace: Workspace, space, n: int, config: TrainConfig, v
         raise InvalidInput(f"{len(lacking)} selected point(s) need blocks the library lacks, e.g. {code}: "
                            f"{', '.join(blocks)}; run 'ffnet-nas distill --space {space.name}' first")
     evaluate_points(points, workspace=workspace, config=config, val_images=val_images, device=device, progress=progress,
-                    lut=lut, scheduler=scheduler, score_at=score_at)
+                    lut=lut, scheduler=scheduler, score_at=score_at, precision=precision)
     return fit_from_table(workspace, val_images=val_images, score_at=score_at, device=device, progress=progress,
-                          lut=lut, feature_set=feature_set)
+                          lut=lut, feature_set=feature_set, precision=precision)
 
 
 def structure_class(arch: Arch) -> tuple[int, int, bool]:

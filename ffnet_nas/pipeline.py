@@ -190,6 +190,13 @@ def _finetune(ctx) -> dict:
     return {"finetune": finetune, "val_images": e.val_images, "score_at": e.score_at}
 
 
+def _precision(ctx) -> str:
+    """What the run's accuracy is scored in: INT8 under an INT8 latency table (the models it would
+    ship are quantised, so their quantised mIoU is what the predictor learns and the verdict
+    compares), else fp32."""
+    return "int8" if ctx.budget.latency.dtype == "int8" else "fp32"
+
+
 def _score_hw(ctx):
     """The size the run's scores were taken at, for the held-out check to take its own at."""
     from ffnet_nas.evaluate import scoring_size
@@ -212,7 +219,7 @@ def _predictor(ctx, *, lut: str) -> None:
     # changing the objective under a half-finished search: refit explicitly instead
     fitted = steps.fit_predictor(workspace=ctx.workspace, progress=ctx.progress, request=steps.PredictorRequest(
         space=ctx.space, points=b.points, seed=b.seed, reuse=True, lut=lut, device=ctx.device, scheduler=ctx.scheduler,
-        **_finetune(ctx)))
+        precision=_precision(ctx), **_finetune(ctx)))
     if not fitted.fitted_now:
         logger.info("  accuracy predictor exists: %s (skipped; 'ffnet-nas fit-predictor --refit-only' refits)",
                     fitted.folder / _predictor_file())
@@ -252,7 +259,7 @@ def _search(ctx, summary: RunSummary, *, lut: str, published_ms: dict[str, float
 
 def _evaluate(ctx, summary: RunSummary, *, found, targets, lut: str, published: dict, published_ms: dict) -> None:
     from ffnet_nas import steps
-    from ffnet_nas.evaluate import held_out_miou
+    from ffnet_nas.evaluate import accuracy_column, held_out_miou
     from ffnet_nas.refine import RefineRequest, best_candidate, challengers, evaluated_rows, refine
 
     ws, b = ctx.workspace, ctx.budget.evaluate
@@ -266,8 +273,10 @@ def _evaluate(ctx, summary: RunSummary, *, found, targets, lut: str, published: 
         pool = found.reranked if found.reranked is not None else found.result.pareto
         top += challengers(pool, published_ms[summary.reference], k=b.top, exclude=top)
     points = [Arch.parse(c) for c in top] + ([ref_arch] if ref_arch is not None else [])
-    # an INT8 latency table: the candidates' accuracy is scored in INT8 too (int8_miou beside measured_miou)
-    precision = "int8" if ctx.budget.latency.dtype == "int8" else "fp32"
+    # an INT8 latency table: the candidates' accuracy is scored in INT8 too (int8_miou beside measured_miou),
+    # and the verdict compares that
+    precision = _precision(ctx)
+    summary.accuracy = accuracy = accuracy_column(precision)
     steps.evaluate(workspace=ws, progress=ctx.progress, request=steps.EvaluateRequest(
         points=tuple(points), lut=lut, device=ctx.device, scheduler=ctx.scheduler, precision=precision,
         **_finetune(ctx)))
@@ -277,11 +286,11 @@ def _evaluate(ctx, summary: RunSummary, *, found, targets, lut: str, published: 
             candidates=tuple(top), rounds=b.rounds, points=b.round_points, trials=ctx.budget.search.trials,
             seed=ctx.budget.search.seed, num_classes=ctx.num_classes, lut=lut, device=ctx.device,
             rerank=ctx.budget.search.rerank, rerank_by=ctx.budget.search.rerank_by,
-            scheduler=ctx.scheduler, **_finetune(ctx)))
+            scheduler=ctx.scheduler, precision=precision, **_finetune(ctx)))
         summary.rounds = [asdict(r) for r in rounds]
         top += [c for r in rounds for c in r.points]
     rows = evaluated_rows(ws)
-    best, summary.beats_reference = best_candidate(rows, top, ref_arch)
+    best, summary.beats_reference = best_candidate(rows, top, ref_arch, accuracy=accuracy)
     if ref_arch is not None:
         summary.reference_row = _plain(rows.get(ref_arch.code))
     else:
@@ -290,7 +299,7 @@ def _evaluate(ctx, summary: RunSummary, *, found, targets, lut: str, published: 
     if summary.best and summary.reference_row:
         # the verdict was picked on the scoring images; say whether it holds on the rest
         held = held_out_miou([summary.best["code"], summary.reference_row["code"]], workspace=ws,
-                             val_images=b.val_images, device=ctx.device, score_hw=_score_hw(ctx))
+                             val_images=b.val_images, device=ctx.device, score_hw=_score_hw(ctx), precision=precision)
         for row in (summary.best, summary.reference_row):
             row["held_out_miou"] = held.get(row["code"])
         if len(held) == 2:
@@ -301,7 +310,7 @@ def _evaluate(ctx, summary: RunSummary, *, found, targets, lut: str, published: 
             settings = _finetune(ctx)
             check = check_win(workspace=ws, best=summary.best, reference=summary.reference_row,
                               config=settings["finetune"], val_images=b.val_images, seeds=b.check_seeds, device=ctx.device,
-                              score_at=b.score_at, progress=ctx.progress, lut=lut)
+                              score_at=b.score_at, progress=ctx.progress, lut=lut, precision=precision)
             summary.win_check = {**asdict(check), "text": check.text()}
             summary.files["second_seed"] = str(ws.second_seed_path)
     summary.files["evaluated"] = str(ws.evaluated_path)
@@ -321,19 +330,21 @@ def describe(summary: RunSummary) -> list[str]:
     if summary.input_hw:
         lines.append(f"data {summary.data}, trained at {_hw(summary.train_hw)}, deployment input {_hw(summary.input_hw)} "
                      "(latency, target and MACs are at this size)")
+    column = summary.accuracy
+    unit = "INT8 mIoU" if column == "int8_miou" else "mIoU"
     if summary.best:
         b = summary.best
-        lines.append(f"best found: {b['code']}  mIoU {b['measured_miou']:.2f}  "
+        lines.append(f"best found: {b['code']}  {unit} {_miou(b.get(column))}  "
                      f"{_ms(b.get('measured_latency_ms'))} (predicted {_ms(b.get('predicted_latency_ms'))})")
     if summary.reference_row:
         r = summary.reference_row
-        lines.append(f"published nearest the target: {summary.reference}  mIoU {r['measured_miou']:.2f}  "
+        lines.append(f"published nearest the target: {summary.reference}  {unit} {_miou(r.get(column))}  "
                      f"{_ms(r.get('measured_latency_ms'))}")
         verdict = "yes" if summary.beats_reference else "no"
-        lines.append(f"beats it (higher measured mIoU at lower measured latency, same device and data): {verdict}")
+        lines.append(f"beats it (higher measured {unit} at lower measured latency, same device and data): {verdict}")
         if summary.held_out_confirms is not None and summary.best:
             held = "more" if summary.held_out_confirms else "NOT more"
-            lines.append(f"on the held-out validation images (not used to pick it): mIoU "
+            lines.append(f"on the held-out validation images (not used to pick it): {unit} "
                          f"{summary.best['held_out_miou']:.2f} vs {r['held_out_miou']:.2f}, {held} accurate there too")
         if summary.win_check:
             lines.append(summary.win_check["text"])
@@ -354,3 +365,7 @@ def _hw(hw) -> str:
 
 def _ms(value) -> str:
     return "n/a" if value is None else f"{value:.2f} ms"
+
+
+def _miou(value) -> str:
+    return "n/a" if value is None else f"{value:.2f}"

@@ -47,11 +47,12 @@ class Round:
     points: tuple[str, ...]  # codes this round evaluated
 
 
-def beats(row: dict, ref: dict | None) -> bool:
-    """Higher measured mIoU at lower (or equal) measured latency, same device and data."""
-    if ref is None or _missing(row.get("measured_latency_ms")) or _missing(ref.get("measured_latency_ms")):
+def beats(row: dict, ref: dict | None, *, accuracy: str = "measured_miou") -> bool:
+    """Higher measured accuracy (the `accuracy` column: measured_miou, or int8_miou in an INT8 run)
+    at lower (or equal) measured latency, same device and data."""
+    if ref is None or any(_missing(r.get(c)) for r in (row, ref) for c in ("measured_latency_ms", accuracy)):
         return False
-    return row["measured_miou"] > ref["measured_miou"] and row["measured_latency_ms"] <= ref["measured_latency_ms"]
+    return row[accuracy] > ref[accuracy] and row["measured_latency_ms"] <= ref["measured_latency_ms"]
 
 
 def _missing(value) -> bool:
@@ -101,6 +102,7 @@ class RefineRequest:
     score_at: str = "train"  # the size the mIoU is scored at (evaluate.SCORE_AT)
     rerank: int = 0  # candidates re-ranked each round (steps.SearchRequest.rerank)
     rerank_by: str = "predictor"  # by what (steps.SearchRequest.rerank_by)
+    precision: str = "fp32"  # "int8": points scored, fitted on and judged by their INT8 mIoU (an INT8 table)
 
 
 def refine(*, workspace: Workspace, request: RefineRequest, progress: bool = True) -> list[Round]:
@@ -108,12 +110,15 @@ def refine(*, workspace: Workspace, request: RefineRequest, progress: bool = Tru
     stops when one of the `candidates` (the search's points already evaluated) or of the rounds'
     points beats `reference` (which must be evaluated). Other evaluated points (the predictor's
     design, published variants) teach the predictor but are not finds."""
+    from ffnet_nas.evaluate import accuracy_column
+
+    accuracy = accuracy_column(request.precision)
     done: list[Round] = []
     for index in range(1, request.rounds + 1):
         rows = evaluated_rows(workspace)
         ref = rows.get(request.reference.code)
         finds = [*request.candidates, *(c for r in done for c in r.points)]
-        if any(beats(rows[c], ref) for c in finds if c in rows and c != request.reference.code):
+        if any(beats(rows[c], ref, accuracy=accuracy) for c in finds if c in rows and c != request.reference.code):
             break
         done.append(_round(index, workspace=workspace, request=request, progress=progress))
         if not done[-1].points:
@@ -129,7 +134,8 @@ def _round(index: int, *, workspace: Workspace, request: RefineRequest, progress
     ws = workspace
     fitted = steps.fit_predictor(workspace=ws, progress=progress, request=steps.PredictorRequest(
         refit_only=True, reuse=True, out_dir=ws.round_predictor_dir(index),  # reuse: fitted before a kill, keep it
-        val_images=request.val_images, score_at=request.score_at, device=request.device, lut=request.lut))
+        val_images=request.val_images, score_at=request.score_at, device=request.device, lut=request.lut,
+        precision=request.precision))
     v = fitted.predictor.validation
     logger.info("  round %d: predictor refitted on %d evaluated points (LOO Kendall tau %.2f) -> %s",
                 index, v.n, v.kendall_tau, fitted.folder)
@@ -160,7 +166,7 @@ def _round(index: int, *, workspace: Workspace, request: RefineRequest, progress
         steps.evaluate(workspace=ws, progress=progress, request=steps.EvaluateRequest(
             points=tuple(Arch.parse(c) for c in codes), finetune=request.finetune, val_images=request.val_images,
             lut=request.lut, predictor_dir=fitted.folder, device=request.device, scheduler=request.scheduler,
-            score_at=request.score_at))
+            score_at=request.score_at, precision=request.precision))
     return Round(index, str(fitted.folder), v.n, _plain_tau(v.kendall_tau), tuple(codes))
 
 
@@ -169,13 +175,15 @@ def _plain_tau(tau: float) -> float | None:
     return round(tau, 3) if tau == tau else None
 
 
-def best_candidate(rows: dict[str, dict], candidates: Sequence[str], reference: Arch | None) -> tuple[dict | None, bool]:
-    """The most accurate candidate that beats the reference (or, if none does, the most accurate
-    candidate) and whether it beats it."""
-    pool = [rows[c] for c in dict.fromkeys(candidates) if c in rows and (reference is None or c != reference.code)]
+def best_candidate(rows: dict[str, dict], candidates: Sequence[str], reference: Arch | None, *,
+                   accuracy: str = "measured_miou") -> tuple[dict | None, bool]:
+    """The most accurate candidate (by the `accuracy` column) that beats the reference (or, if none
+    does, the most accurate candidate) and whether it beats it."""
+    pool = [rows[c] for c in dict.fromkeys(candidates) if c in rows and (reference is None or c != reference.code)
+            and not _missing(rows[c].get(accuracy))]
     ref = rows.get(reference.code) if reference is not None else None
-    winning = [r for r in pool if beats(r, ref)]
-    best = max(winning or pool, key=lambda r: r["measured_miou"], default=None)
+    winning = [r for r in pool if beats(r, ref, accuracy=accuracy)]
+    best = max(winning or pool, key=lambda r: r[accuracy], default=None)
     return best, bool(winning)
 
 

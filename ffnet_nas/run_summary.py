@@ -32,6 +32,9 @@ class RunSummary:
     # the best point and the reference fine-tuned again (ffnet_nas.win_check): the four wins, each
     # point's own spread, and whether the win is larger than that noise
     win_check: dict | None = None
+    # the evaluated table's column every mIoU above is (ffnet_nas.evaluate.ACCURACY_COLUMNS): the fine-tuned
+    # model's, or under an INT8 latency table the quantised model's, what ships
+    accuracy: str = "measured_miou"
     rounds: list = field(default_factory=list)  # refine rounds run after the first evaluation
     seconds: dict = field(default_factory=dict)
     files: dict = field(default_factory=dict)

@@ -59,6 +59,7 @@ class WinCheck:
     held_out_win: float = math.nan
     held_out_low: float = math.nan
     held_out_high: float = math.nan
+    precision: str = "fp32"  # the accuracy compared: the float model's, or "int8" (the quantised one's)
 
     def text(self) -> str:
         wins = ", ".join(f"{k} {v:+.2f}" for k, v in self.wins.items())
@@ -67,14 +68,18 @@ class WinCheck:
                    else "NO: the win is within the yardstick's noise")
         interval = (f"; mean held-out win {self.held_out_win:+.2f} mIoU, 95% interval over the {len(self.seeds)} seeds "
                     f"[{self.held_out_low:+.2f}, {self.held_out_high:+.2f}]" if math.isfinite(self.held_out_low) else "")
-        return (f"win over the reference measured under {len(self.seeds)} seeds ({wins}); the same point under two "
+        what = " in INT8 mIoU" if self.precision == "int8" else ""
+        return (f"win over the reference{what} measured under {len(self.seeds)} seeds ({wins}); the same point under two "
                 f"seeds differed by up to {self.largest_same_point:.2f} mIoU{interval}; larger than the noise: {verdict}")
 
 
-def _setting(config: TrainConfig, val_images: int | None, score_hw) -> str:
+def _setting(config: TrainConfig, val_images: int | None, score_hw, precision: str = "fp32") -> str:
     """What a second-seed score depends on besides the point (its row is reused only for the same)."""
     plain = dataclasses.asdict(config)
-    return json.dumps({"finetune": plain, "val_images": val_images, "score_hw": score_hw}, sort_keys=True, default=str)
+    setting = {"finetune": plain, "val_images": val_images, "score_hw": score_hw}
+    if precision != "fp32":  # fp32 rows keep the setting they were written under
+        setting["precision"] = precision
+    return json.dumps(setting, sort_keys=True, default=str)
 
 
 def _read(path) -> pd.DataFrame:
@@ -86,14 +91,18 @@ def _read(path) -> pd.DataFrame:
 
 def second_seed_scores(archs: list[Arch], *, workspace: Workspace, config: TrainConfig, val_images: int | None,
                        device: str = "cpu", score_at: str = "train", progress: bool = True,
-                       lut: str | None = None) -> dict[str, tuple[float, float]]:
+                       lut: str | None = None, precision: str = "fp32") -> dict[str, tuple[float, float]]:
     """code -> (mIoU on the first `val_images` images, on the images after them: NaN when there are
-    none) of each point fine-tuned from its distilled blocks under `config` (cached: module docstring)."""
+    none) of each point fine-tuned from its distilled blocks under `config` (cached: module docstring).
+    `precision` "int8": the fine-tuned model's INT8 mIoU (`evaluate.Int8Scorer`), as an INT8 run judges."""
     from ffnet_nas.distill.assemble import assemble
+    from ffnet_nas.evaluate import Int8Scorer, accuracy_column
     from ffnet_nas.training import evaluate, train
 
+    accuracy_column(precision)  # a bad precision is one line
     r = Resources.load(workspace, score_at=score_at, lut=lut)  # lut: the run's table, when the workdir holds several
-    setting = _setting(config, val_images, r.score_hw)
+    setting = _setting(config, val_images, r.score_hw, precision)
+    int8 = Int8Scorer(workspace) if precision == "int8" else None
     path = workspace.second_seed_path
     table = _read(path)
     rows = {(c, s): (float(a), float(b)) for c, s, a, b in zip(table["code"], table["setting"], table["scoring_miou"],
@@ -108,8 +117,12 @@ def second_seed_scores(archs: list[Arch], *, workspace: Workspace, config: Train
               progress=progress, desc=f"{arch.stable_hash} seed {config.seed}",
               fingerprint={"init": "distilled", "data": r.data})
         model.eval()
-        scoring = 100 * evaluate(model, r.val_ds, device=device, limit=val_images, progress=False).miou
-        held_out = 100 * evaluate(model, r.val_ds, device=device, start=val_images, progress=False).miou if held else math.nan
+        if int8 is not None:
+            scoring = int8.miou(model, stop=val_images)
+            held_out = int8.miou(model, start=val_images) if held else math.nan
+        else:
+            scoring = 100 * evaluate(model, r.val_ds, device=device, limit=val_images, progress=False).miou
+            held_out = 100 * evaluate(model, r.val_ds, device=device, start=val_images, progress=False).miou if held else math.nan
         rows[(arch.code, setting)] = (scoring, held_out)
         atomic_write_csv(path, pd.DataFrame([{"code": c, "setting": s, "scoring_miou": a, "held_out_miou": b}
                                              for (c, s), (a, b) in rows.items()], columns=list(COLUMNS)))
@@ -119,7 +132,7 @@ def second_seed_scores(archs: list[Arch], *, workspace: Workspace, config: Train
 
 
 def judge(scores: Sequence[dict[str, tuple[float, float]]], *, best: str, reference: str,
-          seeds: Sequence[int]) -> WinCheck:
+          seeds: Sequence[int], precision: str = "fp32") -> WinCheck:
     """The wins and the same-point spreads from each seed's {code: (scoring, held-out)} scores (pure)."""
     if len(scores) != len(seeds) or len(seeds) < 2:
         raise ValueError(f"expected one score table per seed and at least two seeds, got {len(scores)} for {seeds}")
@@ -144,26 +157,29 @@ def judge(scores: Sequence[dict[str, tuple[float, float]]], *, best: str, refere
         low, high = mean - half, mean + half
     return WinCheck(seeds=tuple(seeds), wins=wins, same_point=spreads, smallest_win=smallest,
                     largest_same_point=largest, exceeds_noise=smallest > 0 and smallest > largest,
-                    held_out_win=mean, held_out_low=low, held_out_high=high)
+                    held_out_win=mean, held_out_low=low, held_out_high=high, precision=precision)
 
 
 def check_win(*, workspace: Workspace, best: dict, reference: dict, config: TrainConfig, val_images: int | None,
               seeds: int = 2, device: str = "cpu", score_at: str = "train", progress: bool = True,
-              lut: str | None = None) -> WinCheck:
-    """`best` and `reference`: evaluated rows with measured_miou and held_out_miou (the run's summary
-    rows, fine-tuned under `config.seed`); both are fine-tuned again under the next `seeds - 1` seeds."""
+              lut: str | None = None, precision: str = "fp32") -> WinCheck:
+    """`best` and `reference`: evaluated rows with the accuracy of `precision` (measured_miou, or
+    int8_miou) and held_out_miou in it (the run's summary rows, fine-tuned under `config.seed`);
+    both are fine-tuned again under the next `seeds - 1` seeds and scored in the same precision."""
+    from ffnet_nas.evaluate import accuracy_column
+
     if not isinstance(seeds, int) or seeds < 2:
         raise InvalidInput(f"seeds={seeds!r}: expected at least 2 (the run's own and one more)")
-    nan = math.nan
-    first = {row["code"]: (float(row["measured_miou"]), float(row.get("held_out_miou") or nan)) for row in (best, reference)}
+    nan, column = math.nan, accuracy_column(precision)
+    first = {row["code"]: (float(row[column]), float(row.get("held_out_miou") or nan)) for row in (best, reference)}
     archs = [Arch.parse(best["code"]), Arch.parse(reference["code"])]
     tables, used = [first], [config.seed]
     for k in range(1, seeds):
         other = dataclasses.replace(config, seed=config.seed + k)
         tables.append(second_seed_scores(archs, workspace=workspace, config=other, val_images=val_images, device=device,
-                                         score_at=score_at, progress=progress, lut=lut))
+                                         score_at=score_at, progress=progress, lut=lut, precision=precision))
         used.append(other.seed)
-    return judge(tables, best=best["code"], reference=reference["code"], seeds=used)
+    return judge(tables, best=best["code"], reference=reference["code"], seeds=used, precision=precision)
 
 
 __all__ = ["WinCheck", "check_win", "judge", "second_seed_scores"]

@@ -11,7 +11,7 @@ The formats read here are those the other layers write (columns named in each fu
     search        search/<study>/pareto.csv, published.csv, summary.json (+ the Optuna storage, by
                   default search/study.journal: `ffnet_nas.workspace.JOURNAL_NAME`)
     evaluated     evaluated.csv (code, init, measured_miou, measured_latency_ms, predicted_*, params, macs)
-    predictor     predictor/loo.csv (code, measured_miou, loo_predicted_miou) + predictor/accuracy.json;
+    predictor     predictor/loo.csv (code, measured_miou or int8_miou, loo_predicted_miou) + predictor/accuracy.json;
                   predictor/benchmark.csv (code, predicted_miou, measured_miou), a held-out benchmark, if any
     run verdict   run_summary.json (RunSummary: best, reference_row, reference, beats_reference, ...)
 """
@@ -287,7 +287,8 @@ def undrawable_targets(texts) -> list[str]:
 # ---- full evaluation and the accuracy predictor ------------------------------------------------
 
 def evaluated(inputs: ReportInputs) -> tuple[pd.DataFrame | None, Missing | None]:
-    """Points fine-tuned and evaluated in full, with the mIoU in column `miou`.
+    """Points fine-tuned and evaluated in full, with the mIoU in column `miou` (`accuracy`: the
+    float model's, or the INT8 one's after an INT8 run).
 
     Rows fine-tuned from random initialisation (`init` = random, a comparison run) are left
     out: the figures show what the distilled pipeline delivers.
@@ -296,9 +297,11 @@ def evaluated(inputs: ReportInputs) -> tuple[pd.DataFrame | None, Missing | None
     frame, missing = _read_csv(path, ("code",), what="table of fully evaluated points", command=CMD_EVALUATE)
     if frame is None:
         return None, missing
-    column = next((c for c in ("measured_miou", "miou") if c in frame.columns), None)
+    wanted = accuracy(inputs)
+    column = next((c for c in ((wanted,) if wanted != "measured_miou" else ("measured_miou", "miou")) if c in frame.columns), None)
     if column is None:
-        return None, Missing("table of fully evaluated points without column measured_miou", str(path), CMD_EVALUATE, EVALUATED_COLUMNS)
+        command = CMD_EVALUATE + " --precision int8" if wanted == "int8_miou" else CMD_EVALUATE
+        return None, Missing(f"table of fully evaluated points without column {wanted}", str(path), command, EVALUATED_COLUMNS)
     if "init" in frame.columns:
         frame = frame[frame["init"].fillna("distilled") == "distilled"]
     frame = frame.assign(miou=frame[column]).dropna(subset=["miou"])
@@ -313,9 +316,14 @@ def predictor(inputs: ReportInputs) -> tuple[Loaded | None, Missing | None]:
     """
     base = inputs.predictor_dir or Path("predictor")
     meta = _read_json(base / "accuracy.json")
-    loo, _ = _read_csv(base / "loo.csv", ("code", "measured_miou", "loo_predicted_miou"), what="", command="")
+    loo, _ = _read_csv(base / "loo.csv", ("code", "loo_predicted_miou"), what="", command="")
+    # the measured column is the accuracy the predictor was fitted on: int8_miou in an INT8 run
+    measured = next((c for c in ("int8_miou", "measured_miou") if loo is not None and c in loo.columns), None)
+    if loo is not None and measured is None:
+        raise InvalidInput(f"report input {str(base / 'loo.csv')!r} has neither measured_miou nor int8_miou; "
+                           "expected a table this tool wrote: delete it and re-run the step that writes it")
     if loo is not None:
-        frame = pd.DataFrame({"code": loo["code"], "predicted": loo["loo_predicted_miou"], "measured": loo["measured_miou"]})
+        frame = pd.DataFrame({"code": loo["code"], "predicted": loo["loo_predicted_miou"], "measured": loo[measured]})
         return Loaded(frame.dropna(), meta, base / "loo.csv"), None
     files = sorted(base.glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True) if base.is_dir() else []
     found = [(p, d) for p in files for d in [_read_json(p)] if "validation" in d and "codes" in d]
@@ -356,6 +364,12 @@ def predictor_benchmark(inputs: ReportInputs) -> Loaded | None:
     frame = pd.DataFrame({"code": frame["code"], "predicted": pd.to_numeric(frame["predicted_miou"], errors="coerce"),
                           "measured": pd.to_numeric(frame["measured_miou"], errors="coerce")}).dropna()
     return Loaded(frame.reset_index(drop=True), {}, base / "benchmark.csv") if len(frame) else None
+
+
+def accuracy(inputs: ReportInputs) -> str:
+    """The evaluated table's column the report's mIoU is: the one the run judged by (its summary's
+    `accuracy`, int8_miou under an INT8 latency table), else measured_miou."""
+    return (run_summary(inputs) or {}).get("accuracy") or "measured_miou"
 
 
 def run_summary(inputs: ReportInputs) -> dict | None:

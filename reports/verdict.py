@@ -44,14 +44,16 @@ class Verdict:
     headline: str
     closing: tuple[str, ...]  # what the CLI printed (empty when the summary did not carry it)
     context: str  # space, budget, device, target
+    unit: str = "mIoU"  # what the sides' accuracy is: "INT8 mIoU" in an INT8 run
 
 
 
-def _side(role: str, row: dict | None, name: str | None = None) -> Side | None:
+def _side(role: str, row: dict | None, name: str | None = None, *, accuracy: str = "measured_miou") -> Side | None:
+    # `accuracy`: the column the run judged by (int8_miou in an INT8 run); shown as the measured mIoU
     if not row or not row.get("code"):
         return None
     return Side(role=role, code=str(row["code"]), name=str(name or row.get("name") or ""),
-                measured_miou=finite_or_none(row.get("measured_miou")),
+                measured_miou=finite_or_none(row.get(accuracy)),
                 held_out_miou=finite_or_none(row.get("held_out_miou")),
                 predicted_miou=finite_or_none(row.get("predicted_miou")),
                 measured_latency_ms=finite_or_none(row.get("measured_latency_ms")),
@@ -69,19 +71,21 @@ def _ms(v: float | None) -> str:
 
 def verdict(summary: dict) -> Verdict:
     """The verdict of one run from its summary dict (RunSummary fields, optionally 'closing')."""
-    found = _side("found", summary.get("best"))
-    ref = _side("reference", summary.get("reference_row"), summary.get("reference"))
+    accuracy = summary.get("accuracy") or "measured_miou"
+    unit = "INT8 mIoU" if accuracy == "int8_miou" else "mIoU"
+    found = _side("found", summary.get("best"), accuracy=accuracy)
+    ref = _side("reference", summary.get("reference_row"), summary.get("reference"), accuracy=accuracy)
     beats, held = summary.get("beats_reference"), summary.get("held_out_confirms")
     context = ", ".join(f"{k} {summary[k]}" for k in ("space", "budget", "device", "target") if summary.get(k))
     if found is None:
         headline = "The run evaluated no search point in full: nothing to compare yet."
     elif ref is None:
-        headline = (f"Found {found.code}: {_pct(found.measured_miou)} mIoU at {_ms(found.measured_latency_ms)} measured. "
+        headline = (f"Found {found.code}: {_pct(found.measured_miou)} {unit} at {_ms(found.measured_latency_ms)} measured. "
                     "No published variant of this space was compared with it (the space holds none, or no latency target).")
     else:
         verb = "beats" if beats else "does not beat"
         headline = (f"The point found {verb} {ref.name or ref.code}: {_pct(found.measured_miou)} vs "
-                    f"{_pct(ref.measured_miou)} mIoU at {_ms(found.measured_latency_ms)} vs {_ms(ref.measured_latency_ms)}, "
+                    f"{_pct(ref.measured_miou)} {unit} at {_ms(found.measured_latency_ms)} vs {_ms(ref.measured_latency_ms)}, "
                     "both measured on this device and data.")
         if held is not None and found.held_out_miou is not None and ref.held_out_miou is not None:
             headline += (f" On the held-out validation images: {_pct(found.held_out_miou)} vs {_pct(ref.held_out_miou)}"
@@ -91,7 +95,7 @@ def verdict(summary: dict) -> Verdict:
         if str(line).startswith(_NOT_VERDICT):
             break
         closing.append(str(line))
-    return Verdict(found, ref, beats, held, headline, tuple(closing), context)
+    return Verdict(found, ref, beats, held, headline, tuple(closing), context, unit)
 
 
 # ---- render ----------------------------------------------------------------------------------
@@ -117,9 +121,9 @@ def verdict_html(v: Verdict) -> str:
             f"<table class=\"verdict\"><tr><th></th>{heads}</tr>"
             f"<tr><th>code</th>{cells(lambda s: '<code>' + html.escape(s.code) + '</code>')}</tr>"
             f"<tr><th>architecture</th>{cells(lambda s: _drawing(s.code))}</tr>"
-            f"<tr><th>measured mIoU</th>{cells(lambda s: '<b>' + _pct(s.measured_miou) + '</b>')}</tr>"
-            f"<tr><th>held-out mIoU</th>{cells(lambda s: _pct(s.held_out_miou))}</tr>"
-            f"<tr><th>predicted mIoU</th>{cells(lambda s: _pct(s.predicted_miou))}</tr>"
+            f"<tr><th>measured {v.unit}</th>{cells(lambda s: '<b>' + _pct(s.measured_miou) + '</b>')}</tr>"
+            f"<tr><th>held-out {v.unit}</th>{cells(lambda s: _pct(s.held_out_miou))}</tr>"
+            f"<tr><th>predicted {v.unit}</th>{cells(lambda s: _pct(s.predicted_miou))}</tr>"
             f"<tr><th>measured latency</th>{cells(lambda s: '<b>' + _ms(s.measured_latency_ms) + '</b>')}</tr>"
             f"<tr><th>predicted latency (LUT)</th>{cells(lambda s: _ms(s.predicted_latency_ms))}</tr>"
             f"<tr><th>params · MACs</th>{cells(lambda s: fmt_count(s.params) + ' · ' + fmt_count(s.macs))}</tr>"

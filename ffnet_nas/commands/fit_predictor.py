@@ -23,6 +23,9 @@ def register(sub) -> None:
                    help="what the ridge reads: choices (output stride, one indicator per categorical choice, log "
                         "params) or nsr (the distilled blocks' held-out NSR, log params, output stride); default: "
                         "the workdir predictor's, else choices. --check ranks with both")
+    p.add_argument("--precision", choices=("fp32", "int8"), default="fp32",
+                   help="the accuracy it learns: fp32 (the fine-tuned model's mIoU) or int8 (the model quantised as "
+                        "the INT8 latency table does: evaluated points are scored in INT8 as needed; column int8_miou)")
     p.add_argument("--check", type=int, default=None, metavar="K",
                    help="fit nothing: check the workdir's predictor on K points never evaluated, each fine-tuned under "
                         "two seeds as the run did (its run_summary.json; else the fine-tuning flags), against the "
@@ -51,7 +54,8 @@ def run(args: argparse.Namespace) -> int:
     check_scheduler(scheduler)
     request = _refit_request(args, workspace) if args.refit_only else steps.PredictorRequest(
         space=get_search_space(args.space), points=args.n, seed=args.seed, finetune=finetune_config(args),
-        val_images=args.val_images, device=args.device, lut=args.lut, scheduler=scheduler, features=args.features)
+        val_images=args.val_images, device=args.device, lut=args.lut, scheduler=scheduler, features=args.features,
+        precision=args.precision)
     fitted = steps.fit_predictor(workspace=workspace, request=request)
     predictor = fitted.predictor
     v = predictor.validation
@@ -59,7 +63,8 @@ def run(args: argparse.Namespace) -> int:
 
     print(f"accuracy predictor: ridge on the {feature_set_of(predictor.feature_names)} features (alpha "
           f"{predictor.alpha:g}) on {v.n} fine-tuned points; leave-one-out "
-          f"Kendall tau {v.kendall_tau:.3f}, Spearman {v.spearman:.3f}, mean abs error {v.mae:.2f} mIoU")
+          f"Kendall tau {v.kendall_tau:.3f}, Spearman {v.spearman:.3f}, mean abs error {v.mae:.2f} "
+          f"{'INT8 mIoU' if args.precision == 'int8' else 'mIoU'}")
     stage = load_zero_shot_predictor(fitted.folder)
     if stage is not None:
         z = stage.validation
@@ -80,7 +85,7 @@ def _refit_request(args: argparse.Namespace, workspace):
     settings = run_settings(workspace) if args.val_images is None else None
     val_images, score_at = (settings.val_images, settings.score_at) if settings is not None else (args.val_images, "train")
     return steps.PredictorRequest(refit_only=True, val_images=val_images, score_at=score_at, device=args.device,
-                                  lut=args.lut, features=args.features)
+                                  lut=args.lut, features=args.features, precision=args.precision)
 
 
 def _check(args: argparse.Namespace, workspace) -> int:

@@ -49,9 +49,15 @@ class PredictorRequest:
     score_at: str = "train"  # the size the design's mIoU is scored at (evaluate.SCORE_AT)
     # the predictor's features (predictors.accuracy.FEATURE_SETS); None: the workdir predictor's, else the default
     features: str | None = None
+    # the accuracy it learns (evaluate.ACCURACY_COLUMNS): "int8" fits the INT8 mIoU an INT8 run judges by,
+    # and scores the design's points in INT8 too
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
+        from ffnet_nas.evaluate import accuracy_column
+
         _check_val_images(self.val_images)
+        accuracy_column(self.precision)
         if self.features is not None:
             from ffnet_nas.fit_predictor import check_feature_set
 
@@ -77,7 +83,7 @@ def fit_predictor(*, workspace: Workspace, request: PredictorRequest, progress: 
     if request.refit_only:
         predictor = fit_from_table(workspace, out_dir=folder, val_images=request.val_images, score_at=request.score_at,
                                    device=request.device, progress=progress, lut=request.lut,
-                                   feature_set=request.features)
+                                   feature_set=request.features, precision=request.precision)
     else:
         if request.space is None or request.finetune is None:
             raise TypeError("PredictorRequest: space and finetune are needed to evaluate a design (or refit_only=True)")
@@ -86,7 +92,7 @@ def fit_predictor(*, workspace: Workspace, request: PredictorRequest, progress: 
         predictor = fit_design(workspace=workspace, space=request.space, n=request.points, config=request.finetune,
                                val_images=request.val_images, seed=request.seed, device=request.device,
                                progress=progress, lut=request.lut, scheduler=request.scheduler,
-                               score_at=request.score_at, feature_set=request.features)
+                               score_at=request.score_at, feature_set=request.features, precision=request.precision)
     return PredictorResult(predictor=predictor, folder=folder, fitted_now=True)
 
 

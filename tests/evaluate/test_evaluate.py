@@ -186,3 +186,45 @@ def test_int8_precision_scores_the_quantised_model_on_the_same_images(workdir):
     assert workdir.evaluated_path.stat().st_mtime_ns == mtime
     with pytest.raises(InvalidInput, match="precision 'int4'"):
         evaluate_points([arch], workspace=workdir, **SETTINGS, progress=False, precision="int4")
+
+
+def test_an_int8_fit_scores_fp32_rows_in_int8_first_and_learns_the_int8_miou(workdir):
+    """fit-predictor --precision int8 (and an INT8 run): rows evaluated in fp32 only get their int8_miou
+    first; the ridge is fitted on it, and the predictor and its LOO table say so."""
+    from ffnet_nas.evaluate import Int8Scorer, held_out_miou
+    from ffnet_nas.space.checkpoint import load_model
+
+    archs = [from_dict(TINY).sample(i) for i in range(4)]
+    evaluate_points(archs, workspace=workdir, **SETTINGS, progress=False)  # fp32 only
+    out = workdir.root / "int8-predictor"
+    predictor = fit_from_table(workdir, out_dir=out, val_images=VAL_IMAGES, precision="int8")
+    table = read_evaluated(workdir.evaluated_path)
+    table = table[table["init"] == "distilled"].set_index("code")
+    assert table["int8_miou"].notna().all()  # every usable row was scored in INT8, once
+    loo = pd.read_csv(out / "loo.csv").set_index("code")
+    assert "int8_miou" in loo.columns and "measured_miou" not in loo.columns
+    assert loo["int8_miou"].to_dict() == pytest.approx(table.loc[loo.index, "int8_miou"].to_dict())
+    assert predictor.meta["accuracy"] == "int8_miou" and predictor.validation.n == len(table)
+    # the same rows, fitted in fp32: the other column, and the INT8 scores are not redone
+    mtime = workdir.evaluated_path.stat().st_mtime_ns
+    assert fit_from_table(workdir, out_dir=workdir.root / "fp32-predictor", val_images=VAL_IMAGES).meta["accuracy"] \
+        == "measured_miou"
+    fit_from_table(workdir, out_dir=out, val_images=VAL_IMAGES, precision="int8")
+    assert workdir.evaluated_path.stat().st_mtime_ns == mtime
+    # the held-out check of an INT8 run: the quantised model on the images after the scoring ones
+    model = load_model(workdir.point_model_path(archs[0].stable_hash, "distilled")).eval()
+    held = held_out_miou([archs[0].code], workspace=workdir, val_images=VAL_IMAGES, precision="int8")
+    scorer = Int8Scorer(workdir)
+    assert held[archs[0].code] == pytest.approx(scorer.miou(model, start=VAL_IMAGES))
+    assert scorer.miou(model, stop=VAL_IMAGES) == pytest.approx(table.loc[archs[0].code, "int8_miou"])
+    with pytest.raises(InvalidInput, match="precision 'fp16': expected one of fp32, int8"):
+        held_out_miou([archs[0].code], workspace=workdir, val_images=VAL_IMAGES, precision="fp16")
+
+
+def test_an_int8_fit_with_no_scoreable_row_says_how_to_get_one(workdir, tmp_path):
+    import shutil
+
+    ws = Workspace(tmp_path)  # the library and the teacher, nothing evaluated
+    shutil.copytree(workdir.library_dir, ws.library_dir)
+    with pytest.raises(InvalidInput, match="int8_miou.*evaluate --precision int8"):
+        fit_from_table(ws, precision="int8")

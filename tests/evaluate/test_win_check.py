@@ -92,3 +92,25 @@ def test_the_two_points_are_fine_tuned_again_once_and_the_run_files_stay(workdir
     assert math.isfinite(three.held_out_low)
     with pytest.raises(InvalidInput, match="seeds=1: expected at least 2"):
         check_win(workspace=ws, best=best, reference=ref, config=CONFIG, val_images=VAL_IMAGES, seeds=1, progress=False)
+
+
+def test_an_int8_check_scores_the_quantised_models_under_its_own_setting(workdir):
+    """In an INT8 run the other seeds are scored as the verdict is: the fine-tuned model quantised
+    (evaluate.Int8Scorer). Their rows carry the precision in their setting, so a float check of the
+    same points never reuses them, and the reverse."""
+    import json
+
+    ws, points = workdir
+    config = finetune_config(steps=1, batch_size=2, seed=5)
+    before = len(pd.read_csv(ws.second_seed_path)) if ws.second_seed_path.exists() else 0
+    int8 = second_seed_scores(points, workspace=ws, config=config, val_images=VAL_IMAGES, progress=False,
+                              precision="int8")
+    table = pd.read_csv(ws.second_seed_path)
+    assert len(table) == before + 2
+    settings = [json.loads(s) for s in table["setting"]]
+    assert sum(s.get("precision") == "int8" for s in settings) == 2
+    assert all(0 <= a <= 100 and 0 <= b <= 100 for a, b in int8.values())
+    fp32 = second_seed_scores(points, workspace=ws, config=config, val_images=VAL_IMAGES, progress=False)
+    assert len(pd.read_csv(ws.second_seed_path)) == before + 4 and set(fp32) == set(int8)
+    with pytest.raises(InvalidInput, match="precision 'int4'"):
+        second_seed_scores(points, workspace=ws, config=config, val_images=VAL_IMAGES, progress=False, precision="int4")

@@ -211,6 +211,36 @@ def test_evaluated_and_predictor_tables(tmp_path):
     assert np.allclose(merged["predicted_x"], merged["predicted_y"]) and np.allclose(merged["measured_x"], merged["measured_y"])
 
 
+def test_after_an_int8_run_the_tables_read_the_int8_accuracy(tmp_path):
+    """run_summary.json's `accuracy` (int8_miou under an INT8 latency table) is the mIoU the figures
+    show; the predictor's loo.csv then holds that column; an evaluated table without it is a Missing
+    box naming the command that scores it."""
+    import json
+
+    import pandas as pd
+
+    from tests.helpers.report import write_evaluated_and_predictor
+
+    write_evaluated_and_predictor(tmp_path, n=6)
+    table = pd.read_csv(tmp_path / "evaluated.csv")
+    summary_path = tmp_path / "run_summary.json"
+    summary_path.write_text(json.dumps({"budget": "quick", "space": "mobile", "device": "cpu", "accuracy": "int8_miou"}))
+    inputs = inp.ReportInputs(evaluated_path=tmp_path / "evaluated.csv", predictor_dir=tmp_path / "predictor",
+                              run_summary_path=summary_path)
+    ev, missing = inp.evaluated(inputs)
+    assert ev is None and "without column int8_miou" in missing.what and "--precision int8" in missing.command
+    table.assign(int8_miou=table["measured_miou"] - 1.0).to_csv(tmp_path / "evaluated.csv", index=False)
+    ev, missing = inp.evaluated(inputs)
+    assert missing is None and (ev["miou"] == ev["int8_miou"]).all()
+    loo = pd.read_csv(tmp_path / "predictor" / "loo.csv").rename(columns={"measured_miou": "int8_miou"})
+    loo.to_csv(tmp_path / "predictor" / "loo.csv", index=False)
+    loaded, _ = inp.predictor(inputs)
+    assert np.allclose(loaded.frame["measured"], loo["int8_miou"])
+    loo.drop(columns=["int8_miou"]).to_csv(tmp_path / "predictor" / "loo.csv", index=False)
+    with pytest.raises(InvalidInput, match="neither measured_miou nor int8_miou"):
+        inp.predictor(inputs)
+
+
 def test_log_ticks_are_plain_numbers_inside_the_range():
     from ffnet_nas.reports.style import log_ticks
 
