@@ -34,7 +34,7 @@ from typing import Iterable, Mapping
 import pandas as pd
 
 from ffnet_nas import distributed
-from ffnet_nas.settings import TrainConfig
+from ffnet_nas.settings import TrainConfig, accuracy_column
 from ffnet_nas.workspace import Workspace
 from ffnet_nas.space.arch import Arch, resolve
 from ffnet_nas.space.catalogue import name_of
@@ -58,22 +58,6 @@ COLUMNS = (
     # own label size)
     "score_hw",
 )
-PRECISIONS = ("fp32", "int8")  # what a point's accuracy is scored in
-# The column a run ranks and judges points by, per precision. Under an INT8 latency table the run
-# ships INT8 models, so their accuracy is the quantised model's (int8_miou), not the float one's.
-ACCURACY_COLUMNS = {"fp32": "measured_miou", "int8": "int8_miou"}
-
-
-def accuracy_column(precision: str) -> str:
-    """The evaluated table's column that holds a point's accuracy in `precision` (`PRECISIONS`)."""
-    if precision not in ACCURACY_COLUMNS:
-        raise InvalidInput(f"precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
-    return ACCURACY_COLUMNS[precision]
-
-
-def accuracy_label(precision: str) -> str:
-    """How the CLI and the report name that accuracy: "mIoU", or "INT8 mIoU"."""
-    return "INT8 mIoU" if accuracy_column(precision) == "int8_miou" else "mIoU"
 # The size the validation images are scored at: train (the crop, default), input (the deployment
 # input, the latency table's size), native (real data at its own label size; the embedded data
 # at its generated size, the training size).
@@ -318,8 +302,10 @@ def evaluate_points(archs: Iterable["Arch | str"], *, workspace: Workspace, conf
         latency = f", {row['measured_latency_ms']:.2f} ms" if row["measured_latency_ms"] is not None else ""
         logger.log(level, "%s (%s): mIoU %.2f%s -> %s", arch.code, init, row["measured_miou"], latency,
                    workspace.evaluated_path)
-    if precision == "int8" and distributed.is_main():
-        fill_int8_miou(archs, workspace=workspace, init=init, val_images=val_images, level=level)
+    if precision == "int8":
+        if distributed.is_main():  # one writer of the table; the other ranks read it after the barrier
+            fill_int8_miou(archs, workspace=workspace, init=init, val_images=val_images, level=level)
+        distributed.barrier()
     frame = read_evaluated(workspace.evaluated_path)
     codes = {a.code for a in archs}
     return frame[frame["code"].isin(codes) & (frame["init"] == init)]
@@ -337,8 +323,13 @@ def fill_int8_miou(archs: Iterable[Arch], *, workspace: Workspace, init: str = "
         row = rows[(rows["code"] == arch.code) & (rows["init"] == init)] if len(rows) else rows
         if not len(row) or ("int8_miou" in row and pd.notna(row["int8_miou"].iloc[0])):
             continue
+        weights = workspace.point_model_path(arch.stable_hash, init)
+        if not weights.exists():  # a row whose model was deleted: it cannot be quantised, say so and go on
+            logger.warning("%s (%s): no %s to quantise; its int8_miou stays empty (re-evaluate it: "
+                           "'ffnet-nas evaluate --redo --precision int8 %s')", arch.code, init, weights, arch.code)
+            continue
         scorer = scorer or Int8Scorer(workspace)  # made on the first point that needs it
-        model = load_model(workspace.point_model_path(arch.stable_hash, init)).eval()
+        model = load_model(weights).eval()
         miou = scorer.miou(model, stop=val_images)
         record = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.iloc[0].to_dict().items()}
         _upsert(workspace.evaluated_path, {**record, "int8_miou": miou})

@@ -22,7 +22,8 @@ import numpy as np
 import pandas as pd
 
 from ffnet_nas import distributed
-from ffnet_nas.evaluate import accuracy_column, evaluate_points, fill_int8_miou, read_evaluated
+from ffnet_nas.evaluate import evaluate_points, fill_int8_miou, read_evaluated
+from ffnet_nas.settings import ACCURACY_COLUMNS, accuracy_column
 from ffnet_nas.settings import TrainConfig
 from ffnet_nas.workspace import Workspace
 from ffnet_nas.predictors.accuracy import (DEFAULT_FEATURE_SET, FEATURE_SETS, LOO_FILE, PREDICTOR_FILE,
@@ -67,6 +68,20 @@ def check_feature_set(name: str) -> str:
     return name
 
 
+def workdir_precision(workspace: Workspace) -> str:
+    """The precision a workdir's accuracy is in (`settings.PRECISIONS`): what its predictor learned
+    (`meta.accuracy`), else what its run judged by (run_summary.json's `accuracy`), else fp32. A
+    refit without --precision keeps it, so it cannot turn an INT8 run's predictor into a float one."""
+    from ffnet_nas.predictors.load import load_accuracy_predictor
+    from ffnet_nas.run_summary import read_summary
+
+    stored = load_accuracy_predictor(workspace.predictor_dir)
+    column = stored.meta.get("accuracy") if stored is not None else None
+    if column is None and workspace.run_summary_path.exists():
+        column = read_summary(workspace.run_summary_path).accuracy
+    return {v: k for k, v in ACCURACY_COLUMNS.items()}.get(column, "fp32")
+
+
 def fit_from_table(workspace: Workspace, *, out_dir: str | Path | None = None, val_images: int | None = None,
                    score_at: str = "train", device: str = "cpu", progress: bool = True,
                    lut: str | None = None, feature_set: str | None = None, precision: str = "fp32") -> AccuracyPredictor:
@@ -81,8 +96,9 @@ def fit_from_table(workspace: Workspace, *, out_dir: str | Path | None = None, v
     frame = read_evaluated(workspace.evaluated_path)
     frame = frame[frame["init"] == "distilled"] if len(frame) else frame
     if precision == "int8" and len(frame):  # rows evaluated in fp32 only are scored in INT8 first (once)
+        fittable = [a for a in map(Arch.parse, frame["code"]) if not missing_blocks(a, nsr)]
         if distributed.is_main():  # one writer of the table; the other ranks (torchrun) read it after
-            fill_int8_miou([Arch.parse(c) for c in frame["code"]], workspace=workspace, val_images=val_images)
+            fill_int8_miou(fittable, workspace=workspace, val_images=val_images)
         distributed.barrier()
         frame = read_evaluated(workspace.evaluated_path)
         frame = frame[frame["init"] == "distilled"]

@@ -104,6 +104,7 @@ def from_run(workdir: Path, *, point: str | None = None) -> Found:
         "train_input_size": f"{train_hw[0]}x{train_hw[1]}" if train_hw else None,
         "deploy_input_size": f"{deploy_hw[0]}x{deploy_hw[1]}" if deploy_hw else None,
         "measured_miou": f"{float(miou):.2f}" if isinstance(miou, (int, float)) else None,
+        **_int8_record(row, record),
         **normalisation(),
     }
     input_hw = deploy_hw or train_hw
@@ -111,6 +112,16 @@ def from_run(workdir: Path, *, point: str | None = None) -> Found:
         raise InvalidInput(f"--from-run {str(workdir)!r}: neither the run nor its teacher records the size "
                            f"{arch.code} trained at: pass --input-size HxW")
     return Found(model=model, weights=str(model_path), input_hw=input_hw, metadata=metadata)
+
+
+def _int8_record(row: dict, record: dict) -> dict:
+    """The quantised model's mIoU when the point was scored in INT8, and which mIoU the run judged
+    by (an INT8 run: int8_miou); nothing for a float run, whose metadata stays as it was."""
+    int8 = row.get("int8_miou")
+    out = {"int8_miou": f"{float(int8):.2f}"} if isinstance(int8, (int, float)) and int8 == int8 else {}
+    if record.get("accuracy") not in (None, "measured_miou"):
+        out["judged_by"] = record["accuracy"]
+    return out
 
 
 def _teacher_info(ws):

@@ -259,7 +259,8 @@ def _search(ctx, summary: RunSummary, *, lut: str, published_ms: dict[str, float
 
 def _evaluate(ctx, summary: RunSummary, *, found, targets, lut: str, published: dict, published_ms: dict) -> None:
     from ffnet_nas import steps
-    from ffnet_nas.evaluate import accuracy_column, held_out_miou
+    from ffnet_nas.evaluate import held_out_miou
+    from ffnet_nas.settings import accuracy_column
     from ffnet_nas.refine import RefineRequest, best_candidate, challengers, evaluated_rows, refine
 
     ws, b = ctx.workspace, ctx.budget.evaluate
@@ -330,8 +331,10 @@ def describe(summary: RunSummary) -> list[str]:
     if summary.input_hw:
         lines.append(f"data {summary.data}, trained at {_hw(summary.train_hw)}, deployment input {_hw(summary.input_hw)} "
                      "(latency, target and MACs are at this size)")
+    from ffnet_nas.settings import accuracy_label
+
     column = summary.accuracy
-    unit = "INT8 mIoU" if column == "int8_miou" else "mIoU"
+    unit = accuracy_label(column)
     if summary.best:
         b = summary.best
         lines.append(f"best found: {b['code']}  {unit} {_miou(b.get(column))}  "

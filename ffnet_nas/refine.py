@@ -110,7 +110,7 @@ def refine(*, workspace: Workspace, request: RefineRequest, progress: bool = Tru
     stops when one of the `candidates` (the search's points already evaluated) or of the rounds'
     points beats `reference` (which must be evaluated). Other evaluated points (the predictor's
     design, published variants) teach the predictor but are not finds."""
-    from ffnet_nas.evaluate import accuracy_column
+    from ffnet_nas.settings import accuracy_column
 
     accuracy = accuracy_column(request.precision)
     done: list[Round] = []

@@ -10,7 +10,9 @@ hour into a run. `to_dict()` / `from_dict()` carry them through YAML or JSON; `f
 refuses keys it does not know rather than silently dropping a typo'd setting.
 
 This module owns only the values; `ffnet_nas.training` and `ffnet_nas.distill.train` own the
-loops that read them.
+loops that read them. It also says which accuracy a point is judged by per precision
+(`accuracy_column`: the fine-tuned model's `measured_miou`, or `int8_miou` under an INT8 latency
+table), a value every step that ranks or compares points reads.
 """
 
 from __future__ import annotations
@@ -218,3 +220,23 @@ class BlockTrainConfig(_Settings):
         self._need_real("weight_decay", low=0, expected="a finite number >= 0")
         self._need_int("seed", minimum=0, expected="an integer >= 0")
         self._need_int("eval_batch_size", minimum=1, expected="a positive integer")
+
+
+PRECISIONS = ("fp32", "int8")  # what a point's accuracy is scored in
+# The column a run ranks and judges points by, per precision. Under an INT8 latency table the run
+# ships INT8 models, so their accuracy is the quantised model's (int8_miou), not the float one's.
+ACCURACY_COLUMNS = {"fp32": "measured_miou", "int8": "int8_miou"}
+
+
+def accuracy_column(precision: str) -> str:
+    """The evaluated table's column that holds a point's accuracy in `precision` (`PRECISIONS`)."""
+    if precision not in ACCURACY_COLUMNS:
+        raise InvalidInput(f"precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
+    return ACCURACY_COLUMNS[precision]
+
+
+def accuracy_label(precision_or_column: str) -> str:
+    """How the CLI and the report name that accuracy ("mIoU", or "INT8 mIoU"), from a precision or
+    from the column itself (what a run summary records)."""
+    column = ACCURACY_COLUMNS.get(precision_or_column, precision_or_column)
+    return "INT8 mIoU" if column == "int8_miou" else "mIoU"

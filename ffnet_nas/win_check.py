@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from ffnet_nas.evaluate import Resources
-from ffnet_nas.settings import TrainConfig
+from ffnet_nas.settings import TrainConfig, accuracy_column, accuracy_label
 from ffnet_nas.workspace import Workspace
 from ffnet_nas.space.arch import Arch
 from ffnet_nas.space.errors import InvalidInput
@@ -68,7 +68,7 @@ class WinCheck:
                    else "NO: the win is within the yardstick's noise")
         interval = (f"; mean held-out win {self.held_out_win:+.2f} mIoU, 95% interval over the {len(self.seeds)} seeds "
                     f"[{self.held_out_low:+.2f}, {self.held_out_high:+.2f}]" if math.isfinite(self.held_out_low) else "")
-        what = " in INT8 mIoU" if self.precision == "int8" else ""
+        what = f" in {accuracy_label(self.precision)}" if self.precision != "fp32" else ""
         return (f"win over the reference{what} measured under {len(self.seeds)} seeds ({wins}); the same point under two "
                 f"seeds differed by up to {self.largest_same_point:.2f} mIoU{interval}; larger than the noise: {verdict}")
 
@@ -96,13 +96,13 @@ def second_seed_scores(archs: list[Arch], *, workspace: Workspace, config: Train
     none) of each point fine-tuned from its distilled blocks under `config` (cached: module docstring).
     `precision` "int8": the fine-tuned model's INT8 mIoU (`evaluate.Int8Scorer`), as an INT8 run judges."""
     from ffnet_nas.distill.assemble import assemble
-    from ffnet_nas.evaluate import Int8Scorer, accuracy_column
+    from ffnet_nas.evaluate import Int8Scorer
     from ffnet_nas.training import evaluate, train
 
     accuracy_column(precision)  # a bad precision is one line
     r = Resources.load(workspace, score_at=score_at, lut=lut)  # lut: the run's table, when the workdir holds several
     setting = _setting(config, val_images, r.score_hw, precision)
-    int8 = Int8Scorer(workspace) if precision == "int8" else None
+    int8 = None  # the INT8 scorer, made when a point needs scoring (a finished check costs nothing)
     path = workspace.second_seed_path
     table = _read(path)
     rows = {(c, s): (float(a), float(b)) for c, s, a, b in zip(table["code"], table["setting"], table["scoring_miou"],
@@ -117,7 +117,8 @@ def second_seed_scores(archs: list[Arch], *, workspace: Workspace, config: Train
               progress=progress, desc=f"{arch.stable_hash} seed {config.seed}",
               fingerprint={"init": "distilled", "data": r.data})
         model.eval()
-        if int8 is not None:
+        if precision == "int8":
+            int8 = int8 or Int8Scorer(workspace)
             scoring = int8.miou(model, stop=val_images)
             held_out = int8.miou(model, start=val_images) if held else math.nan
         else:
@@ -166,11 +167,13 @@ def check_win(*, workspace: Workspace, best: dict, reference: dict, config: Trai
     """`best` and `reference`: evaluated rows with the accuracy of `precision` (measured_miou, or
     int8_miou) and held_out_miou in it (the run's summary rows, fine-tuned under `config.seed`);
     both are fine-tuned again under the next `seeds - 1` seeds and scored in the same precision."""
-    from ffnet_nas.evaluate import accuracy_column
-
     if not isinstance(seeds, int) or seeds < 2:
         raise InvalidInput(f"seeds={seeds!r}: expected at least 2 (the run's own and one more)")
     nan, column = math.nan, accuracy_column(precision)
+    missing = [row["code"] for row in (best, reference) if row.get(column) is None or row[column] != row[column]]
+    if missing:
+        raise InvalidInput(f"{missing[0]} has no {column}: expected both points scored in {precision} "
+                           f"('ffnet-nas evaluate --precision {precision} {missing[0]}')")
     first = {row["code"]: (float(row[column]), float(row.get("held_out_miou") or nan)) for row in (best, reference)}
     archs = [Arch.parse(best["code"]), Arch.parse(reference["code"])]
     tables, used = [first], [config.seed]

@@ -18,6 +18,7 @@ from ffnet_nas.reports.paper import render_paper_figure
 from ffnet_nas.reports.pareto import render_pareto
 from ffnet_nas.reports.pareto_data import pareto_data
 from ffnet_nas.reports.published import PAPER_FIGURES, paper_points
+from ffnet_nas.settings import accuracy_label
 from ffnet_nas.space.errors import InvalidInput
 from ffnet_nas.space.io import atomic_write_json, provenance
 from ffnet_nas.space.searchspace import WITH_PEERS
@@ -115,7 +116,8 @@ def lut_report_figure(inputs: inp.ReportInputs) -> ReportFigure:
 
 
 def predictor_report_figure(inputs: inp.ReportInputs) -> ReportFigure:
-    title = "Accuracy predictor fidelity: predicted vs measured mIoU"
+    unit = accuracy_label(inp.accuracy(inputs))
+    title = f"Accuracy predictor fidelity: predicted vs measured {unit}"
     loaded, missing = inp.predictor(inputs)
     if loaded is None:
         return ReportFigure("predictor_fidelity", "evidence", title, None, missing=(missing,))
@@ -126,7 +128,7 @@ def predictor_report_figure(inputs: inp.ReportInputs) -> ReportFigure:
     oos = oos[~oos["code"].isin(loaded.frame["code"])]  # a design point is scored by its LOO value, once
     bench = inp.predictor_benchmark(inputs)
     fig, fid = evidence.predictor_fidelity_figure(loaded.frame, meta=loaded.meta, out_of_sample=oos,
-                                                  benchmark=bench.frame if bench else None)
+                                                  benchmark=bench.frame if bench else None, unit=unit)
     produced = {"predictor": str(loaded.path), "fitted": (loaded.meta.get("meta") or {}).get("created", ""),
                 "fine-tuned points used": len(loaded.frame), "out-of-sample points": len(oos),
                 "held-out benchmark": str(bench.path) if bench else "none in this workdir"}

@@ -104,7 +104,7 @@ def short_name(name) -> str:
 
 
 def predictor_fidelity_figure(frame: pd.DataFrame, *, meta: dict | None = None, out_of_sample: pd.DataFrame | None = None,
-                              benchmark: pd.DataFrame | None = None) -> tuple[go.Figure, Fidelity]:
+                              benchmark: pd.DataFrame | None = None, unit: str = "mIoU") -> tuple[go.Figure, Fidelity]:
     """Predicted vs measured mIoU: leave-one-out on the predictor's design points (circles), and
     out of sample (squares): the evaluated points, predicted before they were measured; plus
     the held-out benchmark (diamonds) when the workdir has one. Returns the LOO fidelity."""
@@ -137,8 +137,9 @@ def predictor_fidelity_figure(frame: pd.DataFrame, *, meta: dict | None = None, 
                               "Leave-one-out: each design point predicted by a model fitted without it.",
                               "Out of sample: points predicted when the search or a refine round chose them, measured "
                               "afterwards (the real test)." + (f" Ridge strength α={alpha:g}." if alpha is not None else "")])))
-    fig.update_layout(xaxis=axis_style("measured mIoU (%, full fine-tune + evaluation)", rng),
-                      yaxis=axis_style("predicted mIoU (%)", rng),
+    # `unit`: "INT8 mIoU" after an INT8 run (the accuracy the predictor learned)
+    fig.update_layout(xaxis=axis_style(f"measured {unit} (%, full fine-tune + evaluation)", rng),
+                      yaxis=axis_style(f"predicted {unit} (%)", rng),
                       legend_title_text="Points")
     return fig, fid
 

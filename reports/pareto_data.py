@@ -33,6 +33,7 @@ from ffnet_nas.reports import inputs as inp
 from ffnet_nas.reports.families import backbone_kind, family_of_arch
 from ffnet_nas.reports.model import Missing
 from ffnet_nas.reports.style import finite_or_none
+from ffnet_nas.settings import accuracy_label
 from ffnet_nas.space.arch import PEER_BLOCK_TYPES, PEER_UP_HEADS, Arch
 from ffnet_nas.space.catalogue import get_variant, name_of
 from ffnet_nas.space.errors import InvalidInput
@@ -191,7 +192,7 @@ def pareto_data(inputs: inp.ReportInputs, *, verdict: dict | None = None) -> Par
     return ParetoData(
         points=pd.DataFrame(rows, columns=list(POINT_COLUMNS)),
         mode="search",
-        y_title="mIoU (%) on this workdir's data set",
+        y_title=f"{accuracy_label(inp.accuracy(inputs))} (%) on this workdir's data set",
         device=device,
         targets=tuple(inp.drawable_targets(targets)),
         target_texts=tuple(targets),

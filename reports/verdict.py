@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from ffnet_nas.reports.sketch import arch_caption, sketch, sketch_svg
 from ffnet_nas.reports.style import finite_or_none, fmt_count
+from ffnet_nas.settings import ACCURACY_COLUMNS, accuracy_label
 from ffnet_nas.space.arch import Arch
 from ffnet_nas.space.errors import InvalidInput
 
@@ -48,7 +49,7 @@ class Verdict:
 
 
 
-def _side(role: str, row: dict | None, name: str | None = None, *, accuracy: str = "measured_miou") -> Side | None:
+def _side(role: str, row: dict | None, name: str | None = None, *, accuracy: str = ACCURACY_COLUMNS["fp32"]) -> Side | None:
     # `accuracy`: the column the run judged by (int8_miou in an INT8 run); shown as the measured mIoU
     if not row or not row.get("code"):
         return None
@@ -71,8 +72,8 @@ def _ms(v: float | None) -> str:
 
 def verdict(summary: dict) -> Verdict:
     """The verdict of one run from its summary dict (RunSummary fields, optionally 'closing')."""
-    accuracy = summary.get("accuracy") or "measured_miou"
-    unit = "INT8 mIoU" if accuracy == "int8_miou" else "mIoU"
+    accuracy = summary.get("accuracy") or ACCURACY_COLUMNS["fp32"]
+    unit = accuracy_label(accuracy)
     found = _side("found", summary.get("best"), accuracy=accuracy)
     ref = _side("reference", summary.get("reference_row"), summary.get("reference"), accuracy=accuracy)
     beats, held = summary.get("beats_reference"), summary.get("held_out_confirms")

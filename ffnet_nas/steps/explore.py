@@ -12,7 +12,7 @@ rule for which table), so the commands, `run` and its refine rounds score points
 from __future__ import annotations
 
 import dataclasses
-
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
@@ -54,7 +54,7 @@ class PredictorRequest:
     precision: str = "fp32"
 
     def __post_init__(self) -> None:
-        from ffnet_nas.evaluate import accuracy_column
+        from ffnet_nas.settings import accuracy_column
 
         _check_val_images(self.val_images)
         accuracy_column(self.precision)
@@ -77,9 +77,15 @@ def fit_predictor(*, workspace: Workspace, request: PredictorRequest, progress: 
 
     folder = Path(request.out_dir or workspace.predictor_dir)
     if request.reuse:
+        from ffnet_nas.settings import accuracy_column
+
         stored = load_accuracy_predictor(folder)
-        if stored is not None:
+        learned = stored.meta.get("accuracy", "measured_miou") if stored is not None else None
+        if stored is not None and learned == accuracy_column(request.precision):
             return PredictorResult(predictor=stored, folder=folder, fitted_now=False)
+        if stored is not None:  # a workdir re-run under another precision: its predictor learned the other accuracy
+            logging.getLogger(__name__).info("  the predictor in %s learned %s; this step needs %s: fitting it again",
+                                             folder, learned, accuracy_column(request.precision))
     if request.refit_only:
         predictor = fit_from_table(workspace, out_dir=folder, val_images=request.val_images, score_at=request.score_at,
                                    device=request.device, progress=progress, lut=request.lut,
@@ -217,8 +223,6 @@ def _rerank(workspace: Workspace, request: SearchRequest, result, *, progress: b
     """The best `request.rerank` feasible points (front first, then by the search's predicted mIoU;
     published variants left out) re-ranked by their expected gain over the reference, with the mean
     and spread of `request.rerank_by`; None when that predictor (or stage) was not fitted."""
-    import logging
-
     from ffnet_nas.evaluate import Resources
     from ffnet_nas.fit_predictor import zero_shot_data_key
     from ffnet_nas.predictors.load import load_accuracy_predictor, load_zero_shot_predictor

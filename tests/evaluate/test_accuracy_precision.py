@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from ffnet_nas.evaluate import accuracy_column, accuracy_label
+from ffnet_nas.settings import accuracy_column, accuracy_label
 from ffnet_nas.pipeline import describe
 from ffnet_nas.refine import beats, best_candidate
 from ffnet_nas.reports.verdict import verdict, verdict_html
@@ -66,3 +66,22 @@ def test_the_win_check_says_which_accuracy_it_compared():
     assert "win over the reference in INT8 mIoU measured under 2 seeds" in judge(
         scores, best=A, reference=REF.code, seeds=[0, 1], precision="int8").text()
     assert "win over the reference measured under 2 seeds" in judge(scores, best=A, reference=REF.code, seeds=[0, 1]).text()
+
+
+def test_a_win_check_without_the_runs_accuracy_is_one_line(tmp_path):
+    from ffnet_nas.budgets import finetune_config
+    from ffnet_nas.win_check import check_win
+    from ffnet_nas.workspace import Workspace
+
+    unscored = {**ROWS[B], "int8_miou": None}
+    with pytest.raises(InvalidInput, match=f"{B} has no int8_miou: expected both points scored in int8"):
+        check_win(workspace=Workspace(tmp_path), best=unscored, reference=ROWS[REF.code],
+                  config=finetune_config(steps=1), val_images=4, precision="int8")
+
+
+def test_the_exported_models_metadata_says_its_int8_accuracy_and_what_the_run_judged_by():
+    from ffnet_nas.found import _int8_record
+
+    assert _int8_record({"int8_miou": 46.456}, {"accuracy": "int8_miou"}) == {"int8_miou": "46.46",
+                                                                             "judged_by": "int8_miou"}
+    assert _int8_record({"int8_miou": math.nan}, {}) == {} and _int8_record({}, {"accuracy": "measured_miou"}) == {}

@@ -228,3 +228,37 @@ def test_an_int8_fit_with_no_scoreable_row_says_how_to_get_one(workdir, tmp_path
     shutil.copytree(workdir.library_dir, ws.library_dir)
     with pytest.raises(InvalidInput, match="int8_miou.*evaluate --precision int8"):
         fit_from_table(ws, precision="int8")
+
+
+def test_a_stored_predictor_is_reused_only_for_the_accuracy_it_learned(workdir, tmp_path, caplog):
+    """A workdir re-run under an INT8 table must not search with the float predictor of its first run:
+    `reuse` keeps a predictor only when it learned the accuracy asked for. A fit without --precision
+    keeps the workdir's (its predictor's, else its run's)."""
+    import json
+    import shutil
+
+    from ffnet_nas import steps
+    from ffnet_nas.fit_predictor import workdir_precision
+
+    evaluate_points([from_dict(TINY).sample(i) for i in range(4)], workspace=workdir, **SETTINGS, progress=False)
+    out = workdir.root / "reused"
+
+    def fit(precision):
+        return steps.fit_predictor(workspace=workdir, progress=False, request=steps.PredictorRequest(
+            refit_only=True, reuse=True, out_dir=out, val_images=VAL_IMAGES, precision=precision))
+
+    assert fit("fp32").fitted_now and not fit("fp32").fitted_now
+    with caplog.at_level(logging.INFO):
+        int8 = fit("int8")
+    assert int8.fitted_now and int8.predictor.meta["accuracy"] == "int8_miou"
+    assert "learned measured_miou; this step needs int8_miou" in caplog.text
+    assert not fit("int8").fitted_now
+    # the default precision of a fit: fp32 on a bare workdir, the run's, then the predictor's
+    ws = Workspace(tmp_path)
+    assert workdir_precision(ws) == "fp32"
+    ws.run_summary_path.write_text(json.dumps({"budget": "micro", "space": "tiny", "device": "cpu",
+                                               "accuracy": "int8_miou"}))
+    assert workdir_precision(ws) == "int8"
+    ws.predictor_dir.mkdir(parents=True)
+    shutil.copy(workdir.root / "fp32-predictor" / "accuracy.json", ws.predictor_dir / "accuracy.json")
+    assert workdir_precision(ws) == "fp32"
