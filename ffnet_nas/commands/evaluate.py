@@ -7,6 +7,7 @@ import argparse
 from ffnet_nas.commands._common import (FINETUNE_AVERAGE_TAIL, FINETUNE_PRECISE_BN, INITS, add_amp_arg, add_scheduler_arg,
                                         common_options)
 from ffnet_nas.commands.train_teacher import add_sync_bn_arg
+from ffnet_nas.settings import PRECISIONS
 
 
 def add_finetune_args(p: argparse.ArgumentParser) -> None:
@@ -57,9 +58,10 @@ def register(sub) -> None:
     p.add_argument("--score-at", choices=("train", "input", "native"), default="train",
                    help="the size the mIoU is scored at: train (the teacher's training size, default), input (the "
                         "deployment input: the latency table's size) or native (real data at its own label size)")
-    p.add_argument("--precision", choices=("fp32", "int8"), default="fp32",
+    p.add_argument("--precision", choices=PRECISIONS, default=None,
                    help="int8: also quantise each fine-tuned model (ONNX Runtime static QDQ, as the int8 latency "
-                        "table does) and score it on the same images (column int8_miou)")
+                        "table does) and score it on the same images (column int8_miou); default: the workdir's "
+                        "(int8 where its predictor learned INT8 mIoU or its run judged by it), else fp32")
     add_lut_arg(p)
     add_finetune_args(p)
     add_sync_bn_arg(p)
@@ -92,7 +94,10 @@ def run(args: argparse.Namespace) -> int:
     from ffnet_nas.space.arch import resolve
     from ffnet_nas.space.errors import InvalidInput
 
+    from ffnet_nas.fit_predictor import workdir_precision
+
     workspace = Workspace(args.workdir)
+    args.precision = args.precision or workdir_precision(workspace)  # an INT8 workdir's points are scored in INT8
     points = list(args.points)
     if args.from_search:
         points += _from_search(workspace, args.top)

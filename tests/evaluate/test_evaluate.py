@@ -262,3 +262,21 @@ def test_a_stored_predictor_is_reused_only_for_the_accuracy_it_learned(workdir, 
     ws.predictor_dir.mkdir(parents=True)
     shutil.copy(workdir.root / "fp32-predictor" / "accuracy.json", ws.predictor_dir / "accuracy.json")
     assert workdir_precision(ws) == "fp32"
+
+
+def test_evaluate_in_an_int8_workdir_scores_int8_without_being_told(workdir, tmp_path, capsys):
+    import json
+    import shutil
+
+    root = tmp_path / "w"
+    shutil.copytree(workdir.root, root, ignore=shutil.ignore_patterns("predictor", "*-predictor", "reused"))
+    ws = Workspace(root)
+    ws.run_summary_path.write_text(json.dumps({"budget": "micro", "space": "tiny", "device": "cpu",
+                                               "accuracy": "int8_miou"}))
+    arch = from_dict(TINY).sample(5)
+    assert main(["evaluate", arch.code, "--steps", "2", "--batch-size", "2", "--val-images", str(VAL_IMAGES),
+                 "--workdir", str(root)]) == 0
+    header = next(line for line in capsys.readouterr().out.splitlines() if "measured_miou" in line)
+    assert "int8_miou" in header  # the printed table has the column
+    table = read_evaluated(ws.evaluated_path).set_index("code")
+    assert pd.notna(table.loc[arch.code, "int8_miou"])
