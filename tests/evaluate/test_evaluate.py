@@ -278,5 +278,6 @@ def test_evaluate_in_an_int8_workdir_scores_int8_without_being_told(workdir, tmp
                  "--workdir", str(root)]) == 0
     header = next(line for line in capsys.readouterr().out.splitlines() if "measured_miou" in line)
     assert "int8_miou" in header  # the printed table has the column
-    table = read_evaluated(ws.evaluated_path).set_index("code")
+    table = read_evaluated(ws.evaluated_path)
+    table = table[table["init"] == "distilled"].set_index("code")  # other tests of the module add random-init rows
     assert pd.notna(table.loc[arch.code, "int8_miou"])
