@@ -58,16 +58,20 @@ def test_forms_compute_the_same_function():
 
     from tests.helpers.bn import randomise_bn
 
+    torch.manual_seed(0)  # weights and input: the same numbers every run (they were unseeded, and one run in many
+    # drew an output element 1.2e-4 off, over a fixed 1e-4 bound)
     model = build_model(Arch.parse("stemB-basic-d1.1.1.1-w16.32.48.64-s1-upB-segB-nearest"), num_classes=8).eval()
     randomise_bn(model)
     x = torch.randn(1, 3, 32, 64)
     with torch.no_grad():
         ref = model(x)
+        # folding reorders float32 arithmetic: the rounding it may change scales with the outputs' size
+        atol = 1e-5 * float(ref.abs().max())
         for form in ("folded", "folded_cl"):
             m, (xf,) = apply_form(model, (x,), form)
             assert not any(isinstance(mod, torch.nn.BatchNorm2d) for mod in m.modules())
             assert xf.is_contiguous(memory_format=torch.channels_last) == (form == "folded_cl")
-            torch.testing.assert_close(m(xf), ref, rtol=1e-4, atol=1e-4)
+            torch.testing.assert_close(m(xf), ref, rtol=1e-4, atol=atol)
 
 
 @pytest.mark.parametrize("args, match", [
