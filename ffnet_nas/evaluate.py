@@ -303,9 +303,7 @@ def evaluate_points(archs: Iterable["Arch | str"], *, workspace: Workspace, conf
         logger.log(level, "%s (%s): mIoU %.2f%s -> %s", arch.code, init, row["measured_miou"], latency,
                    workspace.evaluated_path)
     if precision == "int8":
-        if distributed.is_main():  # one writer of the table; the other ranks read it after the barrier
-            fill_int8_miou(archs, workspace=workspace, init=init, val_images=val_images, level=level)
-        distributed.barrier()
+        fill_int8_miou(archs, workspace=workspace, init=init, val_images=val_images, level=level)
     frame = read_evaluated(workspace.evaluated_path)
     codes = {a.code for a in archs}
     return frame[frame["code"].isin(codes) & (frame["init"] == init)]
@@ -314,7 +312,15 @@ def evaluate_points(archs: Iterable["Arch | str"], *, workspace: Workspace, conf
 def fill_int8_miou(archs: Iterable[Arch], *, workspace: Workspace, init: str = "distilled", val_images: int | None,
                    level: int = logging.INFO) -> None:
     """int8_miou for every point whose row lacks it (`Int8Scorer`: the INT8 latency table's recipe), on
-    the validation images of its measured_miou. A re-run scores only the rows still without it."""
+    the validation images of its measured_miou. A re-run scores only the rows still without it.
+    Under torchrun rank 0 is the one writer and every rank returns once the table is written."""
+    if distributed.is_main():
+        _fill_int8_miou(archs, workspace=workspace, init=init, val_images=val_images, level=level)
+    distributed.barrier()
+
+
+def _fill_int8_miou(archs: Iterable[Arch], *, workspace: Workspace, init: str, val_images: int | None,
+                    level: int) -> None:
     from ffnet_nas.space.checkpoint import load_model
 
     rows = read_evaluated(workspace.evaluated_path)
@@ -384,15 +390,19 @@ def held_out_miou(codes: Iterable[str], *, workspace: Workspace, val_images: int
     if val_images is None:
         return {}
     data, input_hw = data_of(read_teacher_info(workspace.teacher_path))
-    int8 = precision == "int8"
+    quantised = None
     with distributed.main_first():
-        val = make_dataset(data, "val", size_hw=input_hw if score_hw == "train" or int8 else score_hw,
-                           cache_dir=workspace.data_dir)
+        if precision == "int8":  # the scorer's validation split, at the training size int8_miou is scored at
+            quantised = Int8Scorer(workspace)
+            val = quantised.val
+        else:
+            val = make_dataset(data, "val", size_hw=input_hw if score_hw == "train" else score_hw,
+                               cache_dir=workspace.data_dir)
     if len(val) <= val_images:
         return {}
     table = read_evaluated(workspace.evaluated_path)
     evaluated = set(table[table["init"] == "distilled"]["code"])
-    scores, quantised = {}, None
+    scores = {}
     for code in dict.fromkeys(codes):
         # the weights of this workdir's point, wherever the table says they were written (an older
         # table holds absolute paths: in a copied workdir those are the original's files)
@@ -401,8 +411,7 @@ def held_out_miou(codes: Iterable[str], *, workspace: Workspace, val_images: int
         checkpoint = workspace.point_model_path(Arch.parse(code).stable_hash, "distilled")
         if checkpoint.exists():
             model = load_model(checkpoint).eval()
-            if int8:
-                quantised = quantised or Int8Scorer(workspace)
+            if quantised is not None:
                 scores[code] = quantised.miou(model, start=val_images)
             else:
                 score = evaluate(model, val, start=val_images, device=device, progress=progress, desc="held-out")

@@ -21,7 +21,6 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from ffnet_nas import distributed
 from ffnet_nas.evaluate import evaluate_points, fill_int8_miou, read_evaluated
 from ffnet_nas.settings import ACCURACY_COLUMNS, accuracy_column
 from ffnet_nas.settings import TrainConfig
@@ -97,9 +96,7 @@ def fit_from_table(workspace: Workspace, *, out_dir: str | Path | None = None, v
     frame = frame[frame["init"] == "distilled"] if len(frame) else frame
     if precision == "int8" and len(frame):  # rows evaluated in fp32 only are scored in INT8 first (once)
         fittable = [a for a in map(Arch.parse, frame["code"]) if not missing_blocks(a, nsr)]
-        if distributed.is_main():  # one writer of the table; the other ranks (torchrun) read it after
-            fill_int8_miou(fittable, workspace=workspace, val_images=val_images)
-        distributed.barrier()
+        fill_int8_miou(fittable, workspace=workspace, val_images=val_images)
         frame = read_evaluated(workspace.evaluated_path)
         frame = frame[frame["init"] == "distilled"]
     values = frame[column] if column in frame.columns else pd.Series(np.nan, index=frame.index)

@@ -170,7 +170,7 @@ def check_win(*, workspace: Workspace, best: dict, reference: dict, config: Trai
     if not isinstance(seeds, int) or seeds < 2:
         raise InvalidInput(f"seeds={seeds!r}: expected at least 2 (the run's own and one more)")
     nan, column = math.nan, accuracy_column(precision)
-    missing = [row["code"] for row in (best, reference) if row.get(column) is None or row[column] != row[column]]
+    missing = [row["code"] for row in (best, reference) if pd.isna(row.get(column))]
     if missing:
         raise InvalidInput(f"{missing[0]} has no {column}: expected both points scored in {precision} "
                            f"('ffnet-nas evaluate --precision {precision} {missing[0]}')")

@@ -179,9 +179,7 @@ def render_pareto(data: ParetoData) -> go.Figure | None:
                   for _, r in peers.sort_values("miou", ascending=False).iterrows()]
     drawn = pts[pts["miou"].notna()]
     placed, dropped = place_labels(label_pts, panel, obstacles=list(zip(drawn["latency_ms"], drawn["miou"])), font_size=10)
-    # the accuracy axis says which mIoU it is: "INT8 mIoU (%) ..." after an INT8 run
-    what = data.y_title.split(" (%)")[0] if data.mode == "search" else "mIoU"
-    fig.update_layout(**base_layout(frame, title=f"Latency on {data.device} vs {what}: measured (filled) vs predicted (hollow)",
+    fig.update_layout(**base_layout(frame, title=f"Latency on {data.device} vs {data.accuracy_label}: measured (filled) vs predicted (hollow)",
                                     subtitle=_subtitle(data, target_notes, dropped)))
     fig.update_layout(
         xaxis=dict(axis_style(f"latency on {data.device} (ms, batch 1)", x_range), type="log" if log else "linear",

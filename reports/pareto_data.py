@@ -72,6 +72,7 @@ class ParetoData:
     miou_bias: float | None = None
     n_bias: int = 0
     peer_notes: tuple[str, ...] = ()  # peer reference points not placed, and why
+    accuracy_label: str = "mIoU"  # which mIoU the y axis is: "INT8 mIoU" after an INT8 run
 
 
 def _arch_fields(code: str) -> dict:
@@ -189,10 +190,12 @@ def pareto_data(inputs: inp.ReportInputs, *, verdict: dict | None = None) -> Par
     produced = {**produced, "peer points (NOT FFNet)": _peer_line(rows, peer_notes), "search study": summary.get("study"), "trials": summary.get("complete_trials"),
                 "search run": (summary.get("provenance") or {}).get("created")}
     found, ref, ref_name = _verdict_codes(verdict)
+    label = accuracy_label(inp.accuracy(inputs))
     return ParetoData(
         points=pd.DataFrame(rows, columns=list(POINT_COLUMNS)),
         mode="search",
-        y_title=f"{accuracy_label(inp.accuracy(inputs))} (%) on this workdir's data set",
+        y_title=f"{label} (%) on this workdir's data set",
+        accuracy_label=label,
         device=device,
         targets=tuple(inp.drawable_targets(targets)),
         target_texts=tuple(targets),

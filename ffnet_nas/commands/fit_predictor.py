@@ -112,9 +112,10 @@ def _check(args: argparse.Namespace, workspace) -> int:
         space, config, val_images, score_at = get_search_space(args.space), finetune_config(args), args.val_images, "train"
     from ffnet_nas.fit_predictor import workdir_precision
 
-    if workdir_precision(workspace) != "fp32":
+    learned = workdir_precision(workspace)
+    if learned != "fp32":
         # the check's truth is the float fine-tune's mIoU; say so rather than compare unlike things silently
-        print(f"note: this workdir's predictor learned {accuracy_label(workdir_precision(workspace))}; the check "
+        print(f"note: this workdir's predictor learned {accuracy_label(learned)}; the check "
               "fine-tunes and scores in float, so its figures rank the float mIoU (INT8 moved every published "
               "mobile variant by under 0.3 mIoU on the embedded data: docs/results.md)")
     check = check_predictor(workspace=workspace, space=space, k=args.check, config=config, val_images=val_images,

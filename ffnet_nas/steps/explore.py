@@ -79,13 +79,13 @@ def fit_predictor(*, workspace: Workspace, request: PredictorRequest, progress: 
     if request.reuse:
         from ffnet_nas.settings import accuracy_column
 
-        stored = load_accuracy_predictor(folder)
+        stored, needed = load_accuracy_predictor(folder), accuracy_column(request.precision)
         learned = stored.meta.get("accuracy", "measured_miou") if stored is not None else None
-        if stored is not None and learned == accuracy_column(request.precision):
+        if stored is not None and learned == needed:
             return PredictorResult(predictor=stored, folder=folder, fitted_now=False)
         if stored is not None:  # a workdir re-run under another precision: its predictor learned the other accuracy
             logging.getLogger(__name__).info("  the predictor in %s learned %s; this step needs %s: fitting it again",
-                                             folder, learned, accuracy_column(request.precision))
+                                             folder, learned, needed)
     if request.refit_only:
         predictor = fit_from_table(workspace, out_dir=folder, val_images=request.val_images, score_at=request.score_at,
                                    device=request.device, progress=progress, lut=request.lut,
