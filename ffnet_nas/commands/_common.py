@@ -65,10 +65,10 @@ def add_scheduler_arg(parser: argparse.ArgumentParser, *, work: str) -> None:
                              "the workers share (docs/scale.md)")
 
 
-def add_amp_arg(parser: argparse.ArgumentParser) -> None:
-    """--amp, for the commands that train (mixed precision: torch.autocast)."""
+def add_amp_arg(parser: argparse.ArgumentParser, *, default: str = "float32") -> None:
+    """--amp, for the commands that train (mixed precision: torch.autocast); `default`: what no flag means."""
     parser.add_argument("--amp", default=None, choices=AMP_DTYPES,
-                        help="mixed precision while training: bf16 (CPU and GPU) or fp16 (CUDA only); default float32")
+                        help=f"mixed precision while training: bf16 (CPU and GPU) or fp16 (CUDA only); default {default}")
 
 
 def resolve_device(name: str) -> str:

@@ -10,22 +10,33 @@ from ffnet_nas.commands.train_teacher import add_sync_bn_arg
 from ffnet_nas.settings import PRECISIONS
 
 
+# The fine-tune of a workdir that no `ffnet-nas run` made (built step by step); a run's workdir
+# fine-tunes as its run did (`finetune_settings`), so its rows stay comparable
+CLI_FINETUNE = {"steps": 300, "batch_size": 8, "lr": 0.01, "kd_weight": 1.0}
+# flag -> TrainConfig field, for the flags whose default is the run's
+_FINETUNE_FLAGS = {"steps": "steps", "batch_size": "batch_size", "lr": "lr", "kd_weight": "kd_weight",
+                   "average_tail": "average_tail", "precise_bn": "precise_bn", "amp": "amp"}
+
+
 def add_finetune_args(p: argparse.ArgumentParser) -> None:
-    """The fine-tuning options `evaluate` and `fit-predictor` share (with `common_options(device="cpu")`)."""
-    p.add_argument("--steps", type=int, default=300, help="fine-tuning steps per point (default 300)")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--lr", type=float, default=0.01)
-    p.add_argument("--kd-weight", type=float, default=1.0, help="weight of the KD term from the teacher (default 1)")
-    p.add_argument("--val-images", type=int, default=None, help="evaluate on the first N validation images only")
+    """The fine-tuning options `evaluate` and `fit-predictor` share (with `common_options(device="cpu")`).
+    Each defaults to what the workdir's run used (its run_summary.json), else to the value shown."""
+    run = "the workdir's run, else "
+    p.add_argument("--steps", type=int, default=None, help=f"fine-tuning steps per point (default: {run}300)")
+    p.add_argument("--batch-size", type=int, default=None, help=f"(default: {run}8)")
+    p.add_argument("--lr", type=float, default=None, help=f"(default: {run}0.01)")
+    p.add_argument("--kd-weight", type=float, default=None, help=f"weight of the KD term from the teacher (default: {run}1)")
+    p.add_argument("--val-images", type=int, default=None,
+                   help=f"evaluate on the first N validation images only (default: {run}all)")
     p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes (default 0)")
     # the run's ending (ffnet_nas.budgets.FINETUNE_*, through _common's checked copies: no torch for --help)
-    p.add_argument("--average-tail", type=float, default=FINETUNE_AVERAGE_TAIL, metavar="FRACTION",
-                   help=f"end with the weights averaged over this last fraction of the steps (default "
+    p.add_argument("--average-tail", type=float, default=None, metavar="FRACTION",
+                   help=f"end with the weights averaged over this last fraction of the steps (default: {run}"
                         f"{FINETUNE_AVERAGE_TAIL}; 0: the last step's weights)")
-    p.add_argument("--precise-bn", type=int, default=FINETUNE_PRECISE_BN, metavar="N",
-                   help=f"then recompute BatchNorm statistics on the first N training crops (default "
+    p.add_argument("--precise-bn", type=int, default=None, metavar="N",
+                   help=f"then recompute BatchNorm statistics on the first N training crops (default: {run}"
                         f"{FINETUNE_PRECISE_BN}; 0: keep the running averages; needed when --average-tail is set)")
-    add_amp_arg(p)
+    add_amp_arg(p, default=f"{run}float32")
 
 
 def add_lut_arg(p: argparse.ArgumentParser) -> None:
@@ -35,12 +46,33 @@ def add_lut_arg(p: argparse.ArgumentParser) -> None:
                         "(the points are timed with its settings)")
 
 
-def finetune_config(args: argparse.Namespace):
-    """The fine-tuning options as the library's settings (`TrainConfig`, KD from the teacher)."""
-    from ffnet_nas.budgets import finetune_config as config
+def finetune_settings(args: argparse.Namespace, workspace=None):
+    """(TrainConfig, validation images, scoring size) for the points: each flag given, else what
+    the workdir's run did (its run_summary.json: a point added by hand is then fine-tuned and
+    scored like the run's, so evaluated.csv compares like with like), else the CLI's defaults.
+    Prints one line naming the run's settings when they are used."""
+    import dataclasses
 
-    return config(steps=args.steps, batch_size=args.batch_size, lr=args.lr, kd_weight=args.kd_weight, amp=args.amp,
-                  num_workers=args.workers, average_tail=args.average_tail, precise_bn=args.precise_bn)
+    from ffnet_nas.budgets import finetune_config as config
+    from ffnet_nas.predictor_check import run_settings
+
+    from ffnet_nas.space.errors import InvalidInput
+
+    try:
+        settings = run_settings(workspace) if workspace is not None else None
+    except InvalidInput as e:  # a summary without the run's budget (hand-made, or older): say so, use the flags
+        print(f"note: {e}; fine-tuning with the flags and their defaults")
+        settings = None
+    base = settings.config if settings is not None else config(**CLI_FINETUNE)
+    given = {field: getattr(args, flag) for flag, field in _FINETUNE_FLAGS.items() if getattr(args, flag, None) is not None}
+    finetune = dataclasses.replace(base, **given, num_workers=args.workers)
+    val_images = args.val_images if args.val_images is not None else (settings.val_images if settings else None)
+    score_at = getattr(args, "score_at", None) or (settings.score_at if settings else "train")
+    if settings is not None:
+        print(f"fine-tuning as the workdir's run did unless a flag says otherwise: {finetune.steps} steps, batch "
+              f"{finetune.batch_size}, lr {finetune.lr:g}{', ' + finetune.amp if finetune.amp else ''}, scored on "
+              f"{val_images or 'all'} validation images at the {score_at} size (its run_summary.json)")
+    return finetune, val_images, score_at
 
 
 def register(sub) -> None:
@@ -55,9 +87,10 @@ def register(sub) -> None:
     p.add_argument("--init", choices=INITS, default="distilled",
                    help="distilled blocks (default) or random initialisation (for comparison)")
     p.add_argument("--redo", action="store_true", help="evaluate again even if the point is in the table")
-    p.add_argument("--score-at", choices=("train", "input", "native"), default="train",
-                   help="the size the mIoU is scored at: train (the teacher's training size, default), input (the "
-                        "deployment input: the latency table's size) or native (real data at its own label size)")
+    p.add_argument("--score-at", choices=("train", "input", "native"), default=None,
+                   help="the size the mIoU is scored at: train (the teacher's training size), input (the deployment "
+                        "input: the latency table's size) or native (real data at its own label size); default: the "
+                        "workdir's run's, else train")
     p.add_argument("--precision", choices=PRECISIONS, default=None,
                    help="int8: also quantise each fine-tuned model (ONNX Runtime static QDQ, as the int8 latency "
                         "table does) and score it on the same images (column int8_miou); default: the workdir's "
@@ -104,8 +137,8 @@ def run(args: argparse.Namespace) -> int:
     if not points:
         raise InvalidInput("no point given: expected NAME_OR_CODE... or --from-search")
     archs = tuple(resolve(p) for p in points)  # every name/code checked before any training starts
-    finetune = finetune_config(args)
-    check_batch_split(args.batch_size)
+    finetune, val_images, score_at = finetune_settings(args, workspace)
+    check_batch_split(finetune.batch_size)
     scheduler = scheduler_address(args.scheduler)
     if scheduler and distributed.launched() is not None:
         raise InvalidInput("--scheduler under torchrun: expected one of them (Dask spreads points over workers, "
@@ -114,8 +147,8 @@ def run(args: argparse.Namespace) -> int:
     # under torchrun: the process group, this rank's device (cuda -> cuda:LOCAL_RANK); else nothing
     with distributed.session(device=args.device, sync_bn=args.sync_bn) as device:
         result = steps.evaluate(workspace=workspace, request=steps.EvaluateRequest(
-            points=archs, finetune=finetune, val_images=args.val_images, init=args.init, redo=args.redo,
-            device=device, lut=args.lut, scheduler=scheduler, precision=args.precision, score_at=args.score_at))
+            points=archs, finetune=finetune, val_images=val_images, init=args.init, redo=args.redo,
+            device=device, lut=args.lut, scheduler=scheduler, precision=args.precision, score_at=score_at))
     if distributed.env_rank() != 0:
         return 0  # rank 0 prints the table
     frame = result.rows

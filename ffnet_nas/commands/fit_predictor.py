@@ -6,7 +6,7 @@ import argparse
 
 from ffnet_nas.commands._common import FEATURE_SET_NAMES, add_scheduler_arg, common_options
 from ffnet_nas.settings import PRECISIONS, accuracy_label
-from ffnet_nas.commands.evaluate import add_finetune_args, add_lut_arg, finetune_config
+from ffnet_nas.commands.evaluate import add_finetune_args, add_lut_arg, finetune_settings
 
 
 def register(sub) -> None:
@@ -57,10 +57,14 @@ def run(args: argparse.Namespace) -> int:
     from ffnet_nas.fit_predictor import workdir_precision
 
     args.precision = args.precision or workdir_precision(workspace)
-    request = _refit_request(args, workspace) if args.refit_only else steps.PredictorRequest(
-        space=get_search_space(args.space), points=args.n, seed=args.seed, finetune=finetune_config(args),
-        val_images=args.val_images, device=args.device, lut=args.lut, scheduler=scheduler, features=args.features,
-        precision=args.precision)
+    if args.refit_only:
+        request = _refit_request(args, workspace)
+    else:
+        finetune, val_images, score_at = finetune_settings(args, workspace)
+        request = steps.PredictorRequest(
+            space=get_search_space(args.space), points=args.n, seed=args.seed, finetune=finetune, val_images=val_images,
+            score_at=score_at, device=args.device, lut=args.lut, scheduler=scheduler, features=args.features,
+            precision=args.precision)
     fitted = steps.fit_predictor(workspace=workspace, request=request)
     predictor = fitted.predictor
     v = predictor.validation
@@ -109,7 +113,8 @@ def _check(args: argparse.Namespace, workspace) -> int:
         print(f"checking as the run evaluated: space {settings.space}, {config.steps} fine-tuning steps, "
               f"{val_images or 'all'} validation images (its run_summary.json; the fine-tuning flags are not used)")
     else:
-        space, config, val_images, score_at = get_search_space(args.space), finetune_config(args), args.val_images, "train"
+        config, val_images, score_at = finetune_settings(args)
+        space = get_search_space(args.space)
     from ffnet_nas.fit_predictor import workdir_precision
 
     learned = workdir_precision(workspace)

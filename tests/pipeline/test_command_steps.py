@@ -65,6 +65,45 @@ def test_evaluate_builds_its_request_from_the_options(tmp_path, asked, capsys):
     assert capsys.readouterr().out.splitlines()[-1] == f"wrote {ws.evaluated_path}"
 
 
+def _run_summary(ws: Workspace, *, amp: str | None) -> None:
+    """What `ffnet-nas run --budget micro [--amp ...]` records of its settings."""
+    import json
+
+    from ffnet_nas.budgets import budget_dict, get_budget
+
+    ws.root.mkdir(parents=True, exist_ok=True)
+    ws.run_summary_path.write_text(json.dumps({"budget": "micro", "space": "mobile", "device": "cpu", "provenance": {
+        "budget": budget_dict(get_budget("micro")), "config": {"space": "mobile", "amp": amp}}}))
+
+
+def test_evaluate_and_fit_predictor_fine_tune_as_the_workdirs_run_did(tmp_path, asked, capsys):
+    """A point added by hand to a run's workdir is fine-tuned and scored like the run's points
+    (before: 300 steps on every image beside the quick run's 100 steps on 64, in one table)."""
+    import dataclasses
+
+    from ffnet_nas.budgets import get_budget
+
+    ws = Workspace(tmp_path / "w")
+    run = get_budget("micro").evaluate
+    _run_summary(ws, amp="bf16")
+    assert main(["evaluate", CODE, "--workdir", str(ws.root)]) == 0
+    request = asked["evaluate"][1]
+    assert request.finetune == dataclasses.replace(run.finetune, amp="bf16")  # the run's --amp too
+    assert (request.val_images, request.score_at) == (run.val_images, run.score_at)
+    assert f"{run.finetune.steps} steps" in capsys.readouterr().out
+    # a flag given wins over the run's setting, and only that one
+    assert main(["evaluate", CODE, "--steps", "5", "--val-images", "3", "--workdir", str(ws.root)]) == 0
+    request = asked["evaluate"][1]
+    assert request.finetune == dataclasses.replace(run.finetune, amp="bf16", steps=5) and request.val_images == 3
+    assert main(["fit-predictor", "--n", "4", "--workdir", str(ws.root)]) == 0
+    request = asked["fit_predictor"][1]
+    assert request.finetune == dataclasses.replace(run.finetune, amp="bf16") and request.val_images == run.val_images
+    # no run summary: the command's own defaults
+    assert main(["evaluate", CODE, "--workdir", str(tmp_path / "bare")]) == 0
+    request = asked["evaluate"][1]
+    assert request.finetune == finetune_config(steps=300) and request.val_images is None and request.score_at == "train"
+
+
 def test_evaluate_from_search_reads_the_workspace_list(tmp_path, asked, capsys):
     ws = Workspace(tmp_path / "w")
     assert main(["evaluate", "--from-search", "--workdir", str(ws.root)]) == 2
