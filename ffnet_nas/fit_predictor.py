@@ -21,7 +21,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from ffnet_nas.evaluate import evaluate_points, fill_int8_miou, read_evaluated
+from ffnet_nas.evaluate import evaluate_points, read_evaluated
+from ffnet_nas.evaluate.int8 import fill_int8_miou
 from ffnet_nas.settings import ACCURACY_COLUMNS, accuracy_column
 from ffnet_nas.settings import TrainConfig
 from ffnet_nas.workspace import Workspace

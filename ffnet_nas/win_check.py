@@ -94,9 +94,9 @@ def second_seed_scores(archs: list[Arch], *, workspace: Workspace, config: Train
                        lut: str | None = None, precision: str = "fp32") -> dict[str, tuple[float, float]]:
     """code -> (mIoU on the first `val_images` images, on the images after them: NaN when there are
     none) of each point fine-tuned from its distilled blocks under `config` (cached: module docstring).
-    `precision` "int8": the fine-tuned model's INT8 mIoU (`evaluate.Int8Scorer`), as an INT8 run judges."""
+    `precision` "int8": the fine-tuned model's INT8 mIoU (`evaluate.int8.Int8Scorer`), as an INT8 run judges."""
     from ffnet_nas.distill.assemble import assemble
-    from ffnet_nas.evaluate import Int8Scorer
+    from ffnet_nas.evaluate.int8 import Int8Scorer
     from ffnet_nas.training import evaluate, train
 
     accuracy_column(precision)  # a bad precision is one line

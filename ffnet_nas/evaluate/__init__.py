@@ -24,9 +24,7 @@ point, writes the row and deletes the resume state, and the others wait for it a
 from __future__ import annotations
 
 import logging
-import math
 import time
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping
@@ -40,7 +38,7 @@ from ffnet_nas.space.arch import Arch, resolve
 from ffnet_nas.space.catalogue import name_of
 from ffnet_nas.space.complexity import complexity
 from ffnet_nas.space.errors import InvalidInput
-from ffnet_nas.space.io import atomic_write_csv, atomic_write_json, read_checked_csv, read_json
+from ffnet_nas.space.io import atomic_write_csv, read_checked_csv
 
 logger = logging.getLogger(__name__)
 
@@ -278,7 +276,9 @@ def evaluate_points(archs: Iterable["Arch | str"], *, workspace: Workspace, conf
                 workspace.point_row_path(arch.stable_hash, init).unlink(missing_ok=True)
             todo.append(arch)
         if todo:
-            _evaluate_on_cluster(todo, scheduler=scheduler, workspace=workspace, config=config, val_images=val_images,
+            from ffnet_nas.evaluate.cluster import evaluate_on_cluster
+
+            evaluate_on_cluster(todo, scheduler=scheduler, workspace=workspace, config=config, val_images=val_images,
                                  init=init, device=device, predictor_dir=predictor_dir, lut=lut, level=level,
                                  score_at=score_at)
         archs_left: list[Arch] = []
@@ -303,69 +303,12 @@ def evaluate_points(archs: Iterable["Arch | str"], *, workspace: Workspace, conf
         logger.log(level, "%s (%s): mIoU %.2f%s -> %s", arch.code, init, row["measured_miou"], latency,
                    workspace.evaluated_path)
     if precision == "int8":
+        from ffnet_nas.evaluate.int8 import fill_int8_miou
+
         fill_int8_miou(archs, workspace=workspace, init=init, val_images=val_images, level=level)
     frame = read_evaluated(workspace.evaluated_path)
     codes = {a.code for a in archs}
     return frame[frame["code"].isin(codes) & (frame["init"] == init)]
-
-
-def fill_int8_miou(archs: Iterable[Arch], *, workspace: Workspace, init: str = "distilled", val_images: int | None,
-                   level: int = logging.INFO) -> None:
-    """int8_miou for every point whose row lacks it (`Int8Scorer`: the INT8 latency table's recipe), on
-    the validation images of its measured_miou. A re-run scores only the rows still without it.
-    Under torchrun rank 0 is the one writer and every rank returns once the table is written."""
-    if distributed.is_main():
-        _fill_int8_miou(archs, workspace=workspace, init=init, val_images=val_images, level=level)
-    distributed.barrier()
-
-
-def _fill_int8_miou(archs: Iterable[Arch], *, workspace: Workspace, init: str, val_images: int | None,
-                    level: int) -> None:
-    from ffnet_nas.space.checkpoint import load_model
-
-    rows = read_evaluated(workspace.evaluated_path)
-    scorer = None
-    for arch in archs:
-        row = rows[(rows["code"] == arch.code) & (rows["init"] == init)] if len(rows) else rows
-        if not len(row) or ("int8_miou" in row and pd.notna(row["int8_miou"].iloc[0])):
-            continue
-        weights = workspace.point_model_path(arch.stable_hash, init)
-        if not weights.exists():  # a row whose model was deleted: it cannot be quantised, say so and go on
-            logger.warning("%s (%s): no %s to quantise; its int8_miou stays empty (re-evaluate it: "
-                           "'ffnet-nas evaluate --redo --precision int8 %s')", arch.code, init, weights, arch.code)
-            continue
-        scorer = scorer or Int8Scorer(workspace)  # made on the first point that needs it
-        model = load_model(weights).eval()
-        miou = scorer.miou(model, stop=val_images)
-        record = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.iloc[0].to_dict().items()}
-        _upsert(workspace.evaluated_path, {**record, "int8_miou": miou})
-        logger.log(level, "%s (%s): int8 mIoU %.2f (float %.2f) -> %s", arch.code, init, miou,
-                   record["measured_miou"], workspace.evaluated_path)
-
-
-class Int8Scorer:
-    """The accuracy of a model as it ships in INT8: quantised as the INT8 latency table's networks
-    are (`ffnet_nas.predictors.latency.int8`), calibrated on 16 training images of the workdir's
-    data, scored over validation images, all at the teacher's training size. Every INT8 accuracy
-    of a workdir (int8_miou, the held-out check, the win check) is this one recipe."""
-
-    def __init__(self, workspace: Workspace):
-        from ffnet_nas.data import make_dataset
-        from ffnet_nas.distill.teacher import read_teacher_info
-        from ffnet_nas.predictors.latency.int8 import calibration_images
-
-        data, input_hw = data_of(read_teacher_info(workspace.teacher_path))
-        self.val = make_dataset(data, "val", size_hw=input_hw, cache_dir=workspace.data_dir)
-        self._calibration = calibration_images(data, size_hw=input_hw, cache_dir=workspace.data_dir)
-
-    def miou(self, model, *, start: int = 0, stop: int | None = None) -> float:
-        """INT8 mIoU in points over validation images [start, stop) (stop None: to the end)."""
-        from ffnet_nas.predictors.latency.int8 import score_int8
-
-        stop = len(self.val) if stop is None else min(stop, len(self.val))
-        pairs = [self.val[i] for i in range(start, stop)]
-        return 100 * score_int8(model, calibration=self._calibration, images=pairs, num_classes=model.num_classes,
-                                ignore_index=getattr(self.val, "ignore_index", 255), fp32_too=False).miou
 
 
 def held_out_miou(codes: Iterable[str], *, workspace: Workspace, val_images: int | None, device: str = "cpu",
@@ -393,6 +336,8 @@ def held_out_miou(codes: Iterable[str], *, workspace: Workspace, val_images: int
     quantised = None
     with distributed.main_first():
         if precision == "int8":  # the scorer's validation split, at the training size int8_miou is scored at
+            from ffnet_nas.evaluate.int8 import Int8Scorer
+
             quantised = Int8Scorer(workspace)
             val = quantised.val
         else:
@@ -417,114 +362,3 @@ def held_out_miou(codes: Iterable[str], *, workspace: Workspace, val_images: int
                 score = evaluate(model, val, start=val_images, device=device, progress=progress, desc="held-out")
                 scores[code] = 100 * score.miou
     return scores
-
-
-# ---- on a Dask cluster ------------------------------------------------------------------------
-
-
-
-@dataclass(frozen=True)
-class PointTask:
-    """One fine-tune for a Dask worker: names and paths, which the worker opens on the shared workdir."""
-
-    code: str
-    workdir: str  # absolute: a worker's working directory is its own
-    config: TrainConfig
-    val_images: int | None
-    init: str
-    device: str
-    predictor_dir: str | None
-    lut: str | None
-    score_at: str = "train"
-
-
-_WORKER_RESOURCES: dict[tuple, Resources] = {}
-
-
-def finetune_on_worker(task: PointTask) -> dict:
-    """On a Dask worker: claim the point, fine-tune and score it, write its weights and its row
-    (`Workspace.point_row_path`, without latency: that is timed where the table was measured);
-    returns the row, or `{"status": CLAIMED}` when another process holds the point."""
-    from ffnet_nas.claims import CLAIMED, claim, holder
-
-    ws, arch = Workspace(task.workdir), Arch.parse(task.code)
-    claim_path = ws.point_claim_path(arch.stable_hash, task.init)
-    with claim(claim_path) as mine:
-        if not mine:
-            return {"code": task.code, "status": CLAIMED, "holder": holder(claim_path)}
-        done = _worker_row(ws, arch, task.init)
-        if done is not None:  # finished by whoever held the claim before
-            return done
-        key = (task.workdir, task.predictor_dir, task.lut, task.score_at)
-        if key not in _WORKER_RESOURCES:  # a worker serves many points of one run: load once
-            _WORKER_RESOURCES.clear()
-            loaded = Resources.load(ws, predictor_dir=Path(task.predictor_dir) if task.predictor_dir else None,
-                                    lut=task.lut, score_at=task.score_at)
-            _WORKER_RESOURCES[key] = dataclasses.replace(loaded, table=None)
-        row = evaluate_point(arch, workspace=ws, config=task.config, val_images=task.val_images, init=task.init,
-                             device=task.device, progress=False, resources=_WORKER_RESOURCES[key])
-        atomic_write_json(ws.point_row_path(arch.stable_hash, task.init), row)
-        return row
-
-
-def _worker_row(ws: Workspace, arch: Arch, init: str) -> dict | None:
-    """The row a worker wrote for this point, when it and the point's weights are there."""
-    path = ws.point_row_path(arch.stable_hash, init)
-    if not (path.is_file() and ws.point_model_path(arch.stable_hash, init).is_file()):
-        return None
-    try:
-        row = read_json(path, what="worker's row")
-    except InvalidInput:
-        return None  # damaged: the point is evaluated again
-    return row if isinstance(row, dict) and row.get("code") == arch.code and row.get("init") == init else None
-
-
-def _evaluate_on_cluster(archs: list[Arch], *, scheduler: str, workspace: Workspace, config: TrainConfig,
-                         val_images: int | None, init: str, device: str, predictor_dir: Path | None, lut: str | None,
-                         level: int, score_at: str = "train") -> None:
-    """Fine-tune `archs` on the cluster's workers; time each here and add its row as it comes back."""
-    from ffnet_nas.claims import CLAIMED, wait_for_release
-    from ffnet_nas.cluster import map_unordered
-    from ffnet_nas.distill.teacher import read_teacher_info
-    from ffnet_nas.predictors.load import choose_lut, load_latency_table
-
-    _, input_hw = data_of(read_teacher_info(workspace.teacher_path))
-    table_path = choose_lut(lut_dir=workspace.lut_dir, input_hw=input_hw, lut=lut)
-    table = load_latency_table(table_path) if table_path is not None else None
-
-    def finish(row: dict) -> None:
-        arch = Arch.parse(row["code"])
-        if table is not None:
-            predicted_ms, measured_ms = point_latency(arch, table)
-            row = {**row, "predicted_latency_ms": predicted_ms, "measured_latency_ms": measured_ms,
-                   "latency_table": table.path.name}
-        _upsert(workspace.evaluated_path, row)
-        workspace.point_row_path(arch.stable_hash, init).unlink(missing_ok=True)
-        workspace.point_resume_path(arch.stable_hash, init).unlink(missing_ok=True)
-        latency = f", {row['measured_latency_ms']:.2f} ms" if row["measured_latency_ms"] is not None else ""
-        logger.log(level, "%s (%s): mIoU %.2f%s (fine-tuned on the cluster) -> %s", arch.code, init,
-                   row["measured_miou"], latency, workspace.evaluated_path)
-
-    root = str(workspace.root.resolve())
-    pending = []
-    for arch in archs:
-        row = _worker_row(workspace, arch, init)
-        if row is not None:  # a worker finished it before this process was stopped: only time it
-            finish(row)
-        else:
-            pending.append(PointTask(code=arch.code, workdir=root, config=config, val_images=val_images, init=init,
-                                     device=device, predictor_dir=str(Path(predictor_dir).resolve()) if predictor_dir
-                                     else None, lut=lut, score_at=score_at))
-    while pending:
-        claimed = []
-        for row in map_unordered(finetune_on_worker, pending, address=scheduler, name="evaluate",
-                                 describe=lambda t: f"point {t.code}"):
-            if row.get("status") == CLAIMED:
-                logger.info("%s is being fine-tuned by %s: taken up again at the end", row["code"], row["holder"])
-                claimed.append(next(t for t in pending if t.code == row["code"]))
-            else:
-                finish(row)
-        for task in claimed:  # wait until each is released (finished, or its holder died)
-            arch = Arch.parse(task.code)
-            wait_for_release(workspace.point_claim_path(arch.stable_hash, init))
-        pending = claimed

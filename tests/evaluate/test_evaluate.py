@@ -191,7 +191,8 @@ def test_int8_precision_scores_the_quantised_model_on_the_same_images(workdir):
 def test_an_int8_fit_scores_fp32_rows_in_int8_first_and_learns_the_int8_miou(workdir):
     """fit-predictor --precision int8 (and an INT8 run): rows evaluated in fp32 only get their int8_miou
     first; the ridge is fitted on it, and the predictor and its LOO table say so."""
-    from ffnet_nas.evaluate import Int8Scorer, held_out_miou
+    from ffnet_nas.evaluate import held_out_miou
+    from ffnet_nas.evaluate.int8 import Int8Scorer
     from ffnet_nas.space.checkpoint import load_model
 
     archs = [from_dict(TINY).sample(i) for i in range(4)]

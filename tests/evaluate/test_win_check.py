@@ -96,7 +96,7 @@ def test_the_two_points_are_fine_tuned_again_once_and_the_run_files_stay(workdir
 
 def test_an_int8_check_scores_the_quantised_models_under_its_own_setting(workdir):
     """In an INT8 run the other seeds are scored as the verdict is: the fine-tuned model quantised
-    (evaluate.Int8Scorer). Their rows carry the precision in their setting, so a float check of the
+    (evaluate.int8.Int8Scorer). Their rows carry the precision in their setting, so a float check of the
     same points never reuses them, and the reverse."""
     import json
 

@@ -35,7 +35,7 @@ LAYERS = {
     "ffnet_nas.pipeline": 8,
     "ffnet_nas.commands": 9, "ffnet_nas.cli": 10, "ffnet_nas.__main__": 11,
 }
-PACKAGES = ("space", "distill", "predictors", "reports", "search", "steps", "commands", "data")
+PACKAGES = ("space", "distill", "predictors", "reports", "search", "steps", "commands", "data", "evaluate")
 
 
 def _group(module: str) -> str:
