@@ -91,8 +91,8 @@ def run_pipeline(*, workspace: Workspace, config: RunConfig, progress: bool = Tr
     ctx = steps.open_run(workspace=workspace, config=config, progress=progress, scheduler=scheduler)
     summary = RunSummary(budget=config.budget.name, space=ctx.space.name, device=ctx.device_name, data=config.data,
                          train_hw=list(ctx.train_hw), input_hw=list(ctx.input_hw))
-    logger.info("data %s; training at %dx%d, deployment input %dx%d (latency, target, MACs)", config.data,
-                *ctx.train_hw, *ctx.input_hw)
+    logger.info("data %s; training at %dx%d in %s, deployment input %dx%d (latency, target, MACs)", config.data,
+                *ctx.train_hw, _precision_text(ctx.config, given=config.amp), *ctx.input_hw)
 
     with _Step(summary, "teacher"):
         ctx = _teacher(ctx, summary)
@@ -116,11 +116,20 @@ def run_pipeline(*, workspace: Workspace, config: RunConfig, progress: bool = Tr
                                                           run_summary={**asdict(summary), "closing": describe(summary)}))
         summary.files["report"] = str(result.index)
 
-    record = {**asdict(summary), "provenance": provenance(budget=budget_dict(config.budget), config=_config_record(config))}
+    # ctx.config: the training precision as resolved (what a check or a later evaluate must repeat)
+    record = {**asdict(summary), "provenance": provenance(budget=budget_dict(config.budget),
+                                                          config=_config_record(ctx.config))}
     # relative to the workdir: a copied or moved workdir names its own files
     record["files"] = {k: workspace.relative(v) for k, v in summary.files.items()}
     summary.files["summary"] = str(atomic_write_json(workspace.run_summary_path, record))
     return summary
+
+
+def _precision_text(resolved: RunConfig, *, given: str | None) -> str:
+    if resolved.amp is None:
+        return "float32"
+    why = "" if given else " (the budget's default on a CPU with native bf16; --amp fp32 for float32)"
+    return f"{resolved.amp} autocast{why}"
 
 
 def _config_record(config: RunConfig) -> dict:

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ffnet_nas.budgets import DEFAULT_BUDGET, Budget, budget_dict, get_budget
-from ffnet_nas.settings import AMP_DTYPES
+from ffnet_nas.settings import AMP_DTYPES, RUN_AMPS
 from ffnet_nas.space.errors import InvalidInput, closest
 
 HEADER = """\
@@ -36,7 +36,8 @@ HEADER = """\
 # published variants; threads: null means torch's default. budget.train_hw is the crop every
 # training step uses; budget.input_hw the deployment input (latency, target, MACs), null: the
 # space's paper resolution. teacher: a teacher file or official weights (no teacher training);
-# init: imagenet:FILE starts the teacher's backbone there. amp: bf16 | fp16 | null.
+# init: imagenet:FILE starts the teacher's backbone there. amp: bf16 | fp16 | fp32 | null (null: the
+# budget's: bf16 where budget.cpu_amp says so and the CPU runs bf16 natively, else float32).
 """
 
 
@@ -53,7 +54,9 @@ class RunConfig:
     init: str | None = None
     target: str | None = None  # e.g. "latency<25ms"; None: the median of the published variants
     device: str = "cpu"  # every step: teacher, distillation, fine-tuning, scoring, latency
-    amp: str | None = None  # mixed precision of every training step: bf16 | fp16 (CUDA only) | null
+    # mixed precision of every training step: bf16 | fp16 (CUDA only) | fp32 (none) | None: the
+    # budget's (`training_precision`)
+    amp: str | None = None
     workers: int = 0  # DataLoader worker processes of every training step
     threads: int | None = None
     formats: tuple[str, ...] = ("html",)  # report formats
@@ -61,8 +64,8 @@ class RunConfig:
     def __post_init__(self) -> None:
         if self.threads is not None and (isinstance(self.threads, bool) or self.threads < 1):
             raise InvalidInput(f"threads={self.threads!r}: expected a positive integer or null")
-        if self.amp is not None and self.amp not in AMP_DTYPES:
-            raise InvalidInput(f"amp={self.amp!r}: expected {' or '.join(AMP_DTYPES)} (or null: float32)")
+        if self.amp is not None and self.amp not in RUN_AMPS:
+            raise InvalidInput(f"amp={self.amp!r}: expected {', '.join(RUN_AMPS)} or null (the budget's)")
         if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 0:
             raise InvalidInput(f"workers={self.workers!r}: expected 0 or more data-loader workers")
         if self.init is not None and not (isinstance(self.init, str) and self.init.startswith("imagenet:")
@@ -73,6 +76,21 @@ class RunConfig:
                                "has no initialisation)")
         if not self.formats:
             raise InvalidInput("formats=[]: expected at least one of html, png, svg")
+
+
+def training_precision(config: RunConfig, *, native_bf16: bool | None = None) -> str | None:
+    """The autocast dtype of every training step of the run (None: float32): `config.amp` when
+    given (fp32: none), else the budget's `cpu_amp` when the run trains on a CPU that runs it
+    natively (`native_bf16`: asked of `settings.native_bf16_cpu` when None), else None."""
+    if config.amp is not None:
+        return None if config.amp == "fp32" else config.amp
+    if config.budget.cpu_amp is None or config.device != "cpu":
+        return None
+    if native_bf16 is None:
+        from ffnet_nas.settings import native_bf16_cpu
+
+        native_bf16 = native_bf16_cpu()
+    return config.budget.cpu_amp if native_bf16 else None
 
 
 def config_dict(config: RunConfig) -> dict:
@@ -217,4 +235,5 @@ def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 
 
-__all__ = ["AMP_DTYPES", "RunConfig", "config_dict", "config_from_dict", "load_config", "to_yaml", "with_overrides"]
+__all__ = ["AMP_DTYPES", "RunConfig", "config_dict", "config_from_dict", "load_config", "to_yaml", "training_precision",
+           "with_overrides"]

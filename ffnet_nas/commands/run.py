@@ -46,8 +46,9 @@ def register(sub) -> None:
     p.add_argument("--input-size", default=None, metavar="HxW",
                    help="the deployment input: latency table, target, timings, MACs (default: the budget's; "
                         "full: the space's paper resolution)")
-    p.add_argument("--amp", default=None, choices=("bf16", "fp16"),
-                   help="mixed precision for every training step (fp16 needs CUDA; default float32)")
+    p.add_argument("--amp", default=None, choices=("bf16", "fp16", "fp32"),
+                   help="mixed precision for every training step (fp16 needs CUDA; fp32: none); default: the "
+                        "budget's: quick trains in bf16 on a CPU with native bf16 instructions, else float32")
     p.add_argument("--workers", default=None, type=int, metavar="N", help="DataLoader worker processes (default 0)")
     p.add_argument("--format", default=None, help="report formats: html,png,svg (default html)")
     p.add_argument("--config", default=None, metavar="FILE", help="run with the settings in this YAML file")

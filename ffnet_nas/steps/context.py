@@ -97,6 +97,11 @@ def open_run(*, workspace: Workspace, config: RunConfig, progress: bool = True,
     # latency step, when the teacher has said the class count (1 here only fills the field).
     spec = make_spec(device=config.device, dtype=budget.latency.dtype, backend=budget.latency.backend,
                      batch=budget.latency.batch, input_hw=space.input_hw, threads=config.threads, num_classes=1)
+    from ffnet_nas.run_config import training_precision
+
+    # from here on config.amp is what every training step runs in (None: float32), resolved once,
+    # so the run summary records it and `evaluate` / `fit-predictor --check` repeat it
+    config = dataclasses.replace(config, amp=training_precision(config))
     check_amp(config.amp, config.device)
     if scheduler:  # a wrong address fails here, not after the teacher's minutes
         from ffnet_nas.cluster import check_scheduler

@@ -34,7 +34,8 @@ def test_the_yaml_holds_every_setting_the_run_uses(capsys):
     assert budget["name"] == "quick" and budget["train_hw"] == budget["input_hw"] == [64, 128]
     assert budget["search"] == {"trials": 300, "seed": 0, "rerank": 24, "rerank_by": "predictor"}
     assert budget["evaluate"]["finetune"]["kd_weight"] == 1.0 and budget["evaluate"]["finetune"]["seed"] == 0
-    assert budget["distill"]["block"]["steps"] == 80 and budget["teacher"]["steps"] == 500
+    assert budget["distill"]["block"]["steps"] == 60 and budget["teacher"]["steps"] == 500
+    assert budget["cpu_amp"] == "bf16" and data["amp"] is None  # null: the budget's precision (training_precision)
     assert budget["latency"]["protocol"]["max_repeats"] == 60
 
 
@@ -65,6 +66,8 @@ def test_flags_given_explicitly_override_the_file(tmp_path, capsys):
     ("budget: {predictor: {points: 2}}", "budget.predictor.points=2: expected at least 4"),
     ("budget: {name: huge}", "budget.name: unknown budget 'huge'"),
     ("threads: 0", "threads=0: expected a positive integer"),
+    ("amp: fp64", "amp='fp64': expected bf16, fp16, fp32 or null"),
+    ("budget: {cpu_amp: fp16}", "budget.cpu_amp='fp16': expected bf16 or null"),
     ("- a list", "expected a mapping"),
     ("budget: {search: [1, 2", "not valid YAML"),
     ("budget: {distill: {block: {lr: 1e999}}}", "budget.distill.block.lr: expected a finite number"),
@@ -90,7 +93,8 @@ def test_budgets_keep_their_numbers():
              # finetune steps, val images, trials, evaluate top, rounds, round points, batch, repeats, seconds
         "micro": ((32, 64), "stemB-basic-d1.1.1.1-w16.32.48.64-s1-upB-segB-nearest", 10, 3, 8, 8, 2, 4, 2, 8, 30, 1, 1, 1,
                   4, (3, 5), 0.2),
-        "quick": ((64, 128), "segmentation_ffnet46NS_CCC_mobile", 500, 80, 128, 32, 4, 10, 100, 64, 300, 2, 2, 3, 8,
+        # quick: 60 block-training steps since 2026-12-05 (80 before; docs/results.md, "The quick run within 15 minutes")
+        "quick": ((64, 128), "segmentation_ffnet46NS_CCC_mobile", 500, 60, 128, 32, 4, 10, 100, 64, 300, 2, 2, 3, 8,
                   (10, 60), 2.0),
         "full": ((128, 256), "segmentation_ffnet46NS_CCC_mobile", 1500, 300, 256, 64, 8, 20, 300, None, 2000, 3, 3, 3, 8,
                  (10, 60), 2.0),
@@ -112,6 +116,36 @@ def test_budgets_keep_their_numbers():
         type(get_budget("micro"))("micro", (32, 64))  # keyword-only: no positional rows any more
     with pytest.raises(InvalidInput, match="did you mean: quick"):
         get_budget("quik")
+
+
+def test_the_training_precision_is_the_flag_else_the_budgets_on_a_cpu_that_runs_it_natively():
+    from ffnet_nas.run_config import training_precision
+
+    quick, micro = get_budget("quick"), get_budget("micro")
+    assert quick.cpu_amp == "bf16" and micro.cpu_amp is None and get_budget("full").cpu_amp is None
+    for native in (True, False):
+        assert training_precision(RunConfig(budget=quick), native_bf16=native) == ("bf16" if native else None)
+        assert training_precision(RunConfig(budget=quick, amp="fp32"), native_bf16=native) is None  # asked: float32
+        assert training_precision(RunConfig(budget=micro, amp="bf16"), native_bf16=native) == "bf16"  # asked: bf16
+        assert training_precision(RunConfig(budget=micro), native_bf16=native) is None  # the tests' budget: float32
+        assert training_precision(RunConfig(budget=quick, device="cuda"), native_bf16=native) is None  # CPUs only
+
+
+def test_a_run_records_the_precision_it_trained_in(tmp_path, monkeypatch):
+    """open_run resolves the precision once: what the run summary's provenance then records, and
+    what `evaluate` and `fit-predictor --check` repeat (predictor_check.run_settings)."""
+    import dataclasses
+
+    from ffnet_nas import settings, steps
+    from ffnet_nas.workspace import Workspace
+
+    budget = dataclasses.replace(get_budget("micro"), cpu_amp="bf16")
+    for native, want in ((True, "bf16"), (False, None)):
+        monkeypatch.setattr(settings, "native_bf16_cpu", lambda native=native: native)
+        ctx = steps.open_run(workspace=Workspace(tmp_path / "w"), config=RunConfig(budget=budget), progress=False)
+        assert ctx.config.amp == want
+    ctx = steps.open_run(workspace=Workspace(tmp_path / "w"), config=RunConfig(budget=budget, amp="fp32"), progress=False)
+    assert ctx.config.amp is None
 
 
 def test_a_run_summary_from_before_the_change_still_reads(tmp_path):
