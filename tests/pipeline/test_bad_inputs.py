@@ -48,6 +48,11 @@ def setup_string_boolean_yaml(tmp_path):
     return [tmp_path / "str.yaml"]
 
 
+def setup_config_with_unknown_amp(tmp_path):
+    (tmp_path / "run.yaml").write_text("budget: quick\namp: fp64\n")
+    return [tmp_path / "run.yaml"]
+
+
 def setup_official_19_classes(tmp_path):
     """Official-format weights (a plain state dict) of a head with 19 classes (Cityscapes)."""
     import torch
@@ -210,6 +215,8 @@ ROWS = [
                                                  "--workdir", "{tmp}/w"], setup_none, "cityscapes"),
     ("fp16 autocast on the CPU", ["run", "--budget", "micro", "--amp", "fp16", "--workdir", "{tmp}/w"], setup_none,
      "float16 autocast needs a CUDA device"),
+    ("a run config with an unknown training precision", ["run", "--config", "{tmp}/run.yaml", "--workdir", "{tmp}/w"],
+     setup_config_with_unknown_amp, "expected bf16, fp16, fp32 or null"),
     ("a teacher and an ImageNet init together", ["run", "--budget", "micro", "--teacher", "{tmp}/t.pt", "--init",
                                                  "imagenet:{tmp}/i.pth", "--workdir", "{tmp}/w"], setup_none,
      "expected one"),
