@@ -65,7 +65,7 @@ def main() -> int:
     t0 = time.perf_counter()
     for steps in budgets:
         bench_ws = scratch(workdir, steps)
-        config = finetune_config(steps=steps)  # the fine-tuning `evaluate` uses (KD weight 1), this many steps
+        config = finetune_config(steps=steps)  # the run's fine-tuning recipe (KD weight 1) in float32, this many steps
         for arch in points:  # alternate inits point by point: drift hits both alike
             for init in ("distilled", "random"):
                 frame = evaluate_points([arch], workspace=bench_ws, config=config, val_images=args.val_images, init=init,

@@ -91,8 +91,10 @@ def run_pipeline(*, workspace: Workspace, config: RunConfig, progress: bool = Tr
     ctx = steps.open_run(workspace=workspace, config=config, progress=progress, scheduler=scheduler)
     summary = RunSummary(budget=config.budget.name, space=ctx.space.name, device=ctx.device_name, data=config.data,
                          train_hw=list(ctx.train_hw), input_hw=list(ctx.input_hw))
-    logger.info("data %s; training at %dx%d in %s, deployment input %dx%d (latency, target, MACs)", config.data,
-                *ctx.train_hw, _precision_text(ctx.config, given=config.amp), *ctx.input_hw)
+    steps.write_training_precision(ctx)
+    logger.info("data %s; training at %dx%d in %s (%s), deployment input %dx%d (latency, target, MACs)", config.data,
+                *ctx.train_hw, f"{ctx.config.amp} autocast" if ctx.config.amp else "float32", ctx.precision_source,
+                *ctx.input_hw)
 
     with _Step(summary, "teacher"):
         ctx = _teacher(ctx, summary)
@@ -117,19 +119,14 @@ def run_pipeline(*, workspace: Workspace, config: RunConfig, progress: bool = Tr
         summary.files["report"] = str(result.index)
 
     # ctx.config: the training precision as resolved (what a check or a later evaluate must repeat)
+    # fp32, not null: in a config null means "the budget's", which on another CPU may be bf16
     record = {**asdict(summary), "provenance": provenance(budget=budget_dict(config.budget),
-                                                          config=_config_record(ctx.config))}
+                                                          config={**_config_record(ctx.config),
+                                                                  "amp": ctx.config.amp or "fp32"})}
     # relative to the workdir: a copied or moved workdir names its own files
     record["files"] = {k: workspace.relative(v) for k, v in summary.files.items()}
     summary.files["summary"] = str(atomic_write_json(workspace.run_summary_path, record))
     return summary
-
-
-def _precision_text(resolved: RunConfig, *, given: str | None) -> str:
-    if resolved.amp is None:
-        return "float32"
-    why = "" if given else " (the budget's default on a CPU with native bf16; --amp fp32 for float32)"
-    return f"{resolved.amp} autocast{why}"
 
 
 def _config_record(config: RunConfig) -> dict:

@@ -150,8 +150,8 @@ def run_settings(workspace: Workspace) -> RunSettings | None:
         config = TrainConfig(**{k: v for k, v in evaluate["finetune"].items() if k in names})
         # `run --amp` overrides the budget's fine-tune (pipeline._finetune): repeat it, or a check of a
         # bf16 run would fine-tune in float32
-        amp = provenance["config"].get("amp")
-        if amp:
+        amp = provenance["config"].get("amp")  # "fp32" (or null, before it was recorded): float32
+        if amp and amp != "fp32":
             config = dataclasses.replace(config, amp=amp)
         return RunSettings(space=str(provenance["config"]["space"]), config=config,
                            val_images=evaluate.get("val_images"), score_at=str(evaluate.get("score_at", "train")))

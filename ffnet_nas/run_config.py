@@ -235,5 +235,5 @@ def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 
 
-__all__ = ["AMP_DTYPES", "RunConfig", "config_dict", "config_from_dict", "load_config", "to_yaml", "training_precision",
+__all__ = ["AMP_DTYPES", "RUN_AMPS", "RunConfig", "config_dict", "config_from_dict", "load_config", "to_yaml", "training_precision",
            "with_overrides"]

@@ -141,6 +141,10 @@ class Workspace:
         return self.root / "report"
 
     @property
+    def training_precision_path(self) -> Path:  # what `ffnet-nas run` trains in here: {"amp": "bf16" | "fp16" | "fp32"}
+        return self.root / "training_precision.json"
+
+    @property
     def run_summary_path(self) -> Path:  # what `ffnet-nas run` found (RunSummary as JSON)
         return self.root / "run_summary.json"
 

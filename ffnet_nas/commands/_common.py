@@ -66,9 +66,12 @@ def add_scheduler_arg(parser: argparse.ArgumentParser, *, work: str) -> None:
 
 
 def add_amp_arg(parser: argparse.ArgumentParser, *, default: str = "float32") -> None:
-    """--amp, for the commands that train (mixed precision: torch.autocast); `default`: what no flag means."""
-    parser.add_argument("--amp", default=None, choices=AMP_DTYPES,
-                        help=f"mixed precision while training: bf16 (CPU and GPU) or fp16 (CUDA only); default {default}")
+    """--amp, for the commands that train (mixed precision: torch.autocast); `default`: what no flag
+    means. fp32 is offered where the default may be a run's autocast (`evaluate`, `fit-predictor`)."""
+    choices = AMP_DTYPES if default == "float32" else (*AMP_DTYPES, "fp32")
+    parser.add_argument("--amp", default=None, choices=choices,
+                        help=f"mixed precision while training: bf16 (CPU and GPU) or fp16 (CUDA only)"
+                             f"{'' if default == 'float32' else '; fp32: none'}; default {default}")
 
 
 def resolve_device(name: str) -> str:

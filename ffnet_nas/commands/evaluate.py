@@ -65,10 +65,14 @@ def finetune_settings(args: argparse.Namespace, workspace=None):
         settings = None
     base = settings.config if settings is not None else config(**CLI_FINETUNE)
     given = {field: getattr(args, flag) for flag, field in _FINETUNE_FLAGS.items() if getattr(args, flag, None) is not None}
+    if given.get("amp") == "fp32":  # asked for float32 where the run used autocast
+        given["amp"] = None
     finetune = dataclasses.replace(base, **given, num_workers=args.workers)
     val_images = args.val_images if args.val_images is not None else (settings.val_images if settings else None)
     score_at = getattr(args, "score_at", None) or (settings.score_at if settings else "train")
-    if settings is not None:
+    from ffnet_nas import distributed
+
+    if settings is not None and distributed.env_rank() == 0:  # under torchrun: one line, not one per rank
         print(f"fine-tuning as the workdir's run did unless a flag says otherwise: {finetune.steps} steps, batch "
               f"{finetune.batch_size}, lr {finetune.lr:g}{', ' + finetune.amp if finetune.amp else ''}, scored on "
               f"{val_images or 'all'} validation images at the {score_at} size (its run_summary.json)")

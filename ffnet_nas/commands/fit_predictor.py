@@ -17,7 +17,7 @@ def register(sub) -> None:
                                    "(or, with --features nsr, their blocks' held-out NSR) to measured mIoU, and "
                                    "reports leave-one-out Kendall tau and Spearman.")
     p.add_argument("--n", type=int, default=12, help="points to pick (default 12); all evaluated rows are used")
-    p.add_argument("--space", default="mobile", help="built-in space name or YAML file (default mobile)")
+    p.add_argument("--space", default=None, help="built-in space name or YAML file (default: the workdir's run's, else mobile)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--refit-only", action="store_true", help="refit on the evaluated rows, evaluate nothing")
     p.add_argument("--features", choices=FEATURE_SET_NAMES, default=None,
@@ -46,7 +46,6 @@ def run(args: argparse.Namespace) -> int:
     from ffnet_nas.cluster import check_scheduler, scheduler_address
     from ffnet_nas.predictors.accuracy import LOO_FILE, PREDICTOR_FILE, ZERO_SHOT_FILE
     from ffnet_nas.predictors.load import load_zero_shot_predictor
-    from ffnet_nas.space.searchspace import get_search_space
     from ffnet_nas.workspace import Workspace
 
     workspace = Workspace(args.workdir)
@@ -62,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         finetune, val_images, score_at = finetune_settings(args, workspace)
         request = steps.PredictorRequest(
-            space=get_search_space(args.space), points=args.n, seed=args.seed, finetune=finetune, val_images=val_images,
+            space=_space(args, workspace), points=args.n, seed=args.seed, finetune=finetune, val_images=val_images,
             score_at=score_at, device=args.device, lut=args.lut, scheduler=scheduler, features=args.features,
             precision=args.precision)
     fitted = steps.fit_predictor(workspace=workspace, request=request)
@@ -83,6 +82,21 @@ def run(args: argparse.Namespace) -> int:
               f"-> {fitted.folder / ZERO_SHOT_FILE}")
     print(f"wrote {fitted.folder / PREDICTOR_FILE} and {fitted.folder / LOO_FILE}")
     return 0
+
+
+def _space(args: argparse.Namespace, workspace):
+    """--space, else the space the workdir's run searched (its run_summary.json), else mobile."""
+    from ffnet_nas.predictor_check import run_settings
+    from ffnet_nas.space.errors import InvalidInput
+    from ffnet_nas.space.searchspace import get_search_space
+
+    if args.space:
+        return get_search_space(args.space)
+    try:
+        settings = run_settings(workspace)
+    except InvalidInput:  # a summary without the run's settings: finetune_settings has said so
+        settings = None
+    return get_search_space(settings.space if settings is not None else "mobile")
 
 
 def _refit_request(args: argparse.Namespace, workspace):
@@ -110,11 +124,12 @@ def _check(args: argparse.Namespace, workspace) -> int:
     if settings is not None:
         space, config, val_images, score_at = (get_search_space(settings.space), settings.config, settings.val_images,
                                                settings.score_at)
-        print(f"checking as the run evaluated: space {settings.space}, {config.steps} fine-tuning steps, "
+        print(f"checking as the run evaluated: space {settings.space}, {config.steps} fine-tuning steps"
+              f"{' in ' + config.amp if config.amp else ''}, "
               f"{val_images or 'all'} validation images (its run_summary.json; the fine-tuning flags are not used)")
     else:
         config, val_images, score_at = finetune_settings(args)
-        space = get_search_space(args.space)
+        space = get_search_space(args.space or "mobile")
     from ffnet_nas.fit_predictor import workdir_precision
 
     learned = workdir_precision(workspace)

@@ -16,7 +16,8 @@ space, device, data, teacher metadata and config, made once), see `ffnet_nas.pip
 command, which has no context, takes the class count from `workdir_num_classes`.
 """
 
-from ffnet_nas.steps.context import RunContext, open_run, workdir_num_classes
+from ffnet_nas.steps.context import (RunContext, open_run, read_training_precision, run_precision, workdir_num_classes,
+                                     write_training_precision)
 from ffnet_nas.steps.explore import (EvaluateRequest, EvaluateResult, PredictorRequest, PredictorResult, SearchOutput,
                                      SearchRequest, evaluate, fit_predictor, search)
 from ffnet_nas.steps.prepare import (DistillRequest, DistillResult, LatencyRequest, TeacherRequest, TeacherResult,
@@ -26,4 +27,4 @@ from ffnet_nas.steps.publish import ReportRequest, report
 __all__ = ["DistillRequest", "DistillResult", "EvaluateRequest", "EvaluateResult", "LatencyRequest", "PredictorRequest",
            "PredictorResult", "ReportRequest", "RunContext", "SearchOutput", "SearchRequest", "TeacherRequest",
            "TeacherResult", "distill", "evaluate", "fit_predictor", "measure_latency", "open_run", "report", "search",
-           "train_teacher", "workdir_num_classes"]
+           "read_training_precision", "run_precision", "train_teacher", "workdir_num_classes", "write_training_precision"]

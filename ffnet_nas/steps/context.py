@@ -33,6 +33,8 @@ class RunContext:
     # a Dask scheduler's address: blocks and candidate fine-tunes go to its workers (how the run
     # is carried out, not what it computes: not part of the config file)
     scheduler: str | None = None
+    # where config.amp (resolved: None is float32) came from, for the run's first line
+    precision_source: str = ""
 
     @property
     def budget(self) -> Budget:
@@ -97,18 +99,64 @@ def open_run(*, workspace: Workspace, config: RunConfig, progress: bool = True,
     # latency step, when the teacher has said the class count (1 here only fills the field).
     spec = make_spec(device=config.device, dtype=budget.latency.dtype, backend=budget.latency.backend,
                      batch=budget.latency.batch, input_hw=space.input_hw, threads=config.threads, num_classes=1)
-    from ffnet_nas.run_config import training_precision
-
     # from here on config.amp is what every training step runs in (None: float32), resolved once,
     # so the run summary records it and `evaluate` / `fit-predictor --check` repeat it
-    config = dataclasses.replace(config, amp=training_precision(config))
+    amp, source = run_precision(workspace, config)
+    config = dataclasses.replace(config, amp=amp)
     check_amp(config.amp, config.device)
     if scheduler:  # a wrong address fails here, not after the teacher's minutes
         from ffnet_nas.cluster import check_scheduler
 
         check_scheduler(scheduler)
     return RunContext(workspace=workspace, config=config, space=space, targets=targets, device_name=spec.device_name,
-                      progress=progress, scheduler=scheduler)
+                      progress=progress, scheduler=scheduler, precision_source=source)
+
+
+def run_precision(workspace: Workspace, config: RunConfig) -> tuple[str | None, str]:
+    """(autocast dtype or None for float32, where it came from) for the run in `workspace`.
+
+    `--amp` when given. Else the precision this workdir recorded when its run first started
+    (training_precision.json), so a re-run or a resume never mixes float32 and bf16 work, also on
+    another machine. Else float32 for a workdir started before the record existed (it has a
+    teacher: float32 was every run's default then). Else the budget's (`training_precision`)."""
+    from ffnet_nas.run_config import training_precision
+
+    if config.amp is not None:
+        return training_precision(config), "--amp"
+    recorded = read_training_precision(workspace)
+    if recorded is not None:
+        return (None if recorded == "fp32" else recorded), f"this workdir's ({workspace.training_precision_path.name})"
+    if workspace.teacher_path.exists() or workspace.teacher_state_path.exists():
+        return None, "this workdir's: started before the precision was recorded, in float32"
+    amp = training_precision(config)
+    return amp, ("the budget's, on a CPU with native bf16" if amp else "the budget's")
+
+
+def read_training_precision(workspace: Workspace) -> str | None:
+    """The precision recorded in the workdir ("bf16", "fp16", "fp32"), None when there is no record."""
+    from ffnet_nas.run_config import RUN_AMPS
+    from ffnet_nas.space.io import read_json
+
+    path = workspace.training_precision_path
+    if not path.exists():
+        return None
+    data = read_json(path, what="training precision record")
+    amp = data.get("amp") if isinstance(data, dict) else None
+    if amp not in RUN_AMPS:
+        raise InvalidInput(f"{str(path)!r} holds {data!r}: expected {{\"amp\": one of {', '.join(RUN_AMPS)}}} as "
+                           "'ffnet-nas run' writes it (delete it to let the run decide again)")
+    return amp
+
+
+def write_training_precision(ctx: RunContext) -> Path:
+    """Record what this run trains in, once: the first run of a workdir decides for every later one."""
+    from ffnet_nas.space.io import atomic_write_json
+
+    path = ctx.workspace.training_precision_path
+    amp = ctx.config.amp or "fp32"
+    if read_training_precision(ctx.workspace) != amp:
+        atomic_write_json(path, {"amp": amp})
+    return path
 
 
 def _check_teacher_inputs(config: RunConfig) -> None:
@@ -140,4 +188,5 @@ def workdir_num_classes(workspace: Workspace, *, data: str | None = None, lut_pa
     return class_count(data or "synthetic")
 
 
-__all__ = ["RunContext", "open_run", "workdir_num_classes"]
+__all__ = ["RunContext", "open_run", "read_training_precision", "run_precision", "workdir_num_classes",
+           "write_training_precision"]

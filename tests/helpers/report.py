@@ -2,7 +2,7 @@
 
 The numbers are made up (seeded), the formats are not: column names follow
 predictors/latency/validate.py, distill/library.py, ffnet_nas/search/api.py and
-predictors/accuracy.py, ffnet_nas/evaluate.py and ffnet_nas/fit_predictor.py. The journal is a real Optuna journal with trials carrying the same
+predictors/accuracy.py, ffnet_nas/evaluate/ and ffnet_nas/fit_predictor.py. The journal is a real Optuna journal with trials carrying the same
 user attribute and constraints the search sets ('code', one constraint per target).
 """
 

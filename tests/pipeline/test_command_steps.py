@@ -65,7 +65,7 @@ def test_evaluate_builds_its_request_from_the_options(tmp_path, asked, capsys):
     assert capsys.readouterr().out.splitlines()[-1] == f"wrote {ws.evaluated_path}"
 
 
-def _run_summary(ws: Workspace, *, amp: str | None) -> None:
+def _run_summary(ws: Workspace, *, amp: str | None, space: str = "mobile") -> None:
     """What `ffnet-nas run --budget micro [--amp ...]` records of its settings."""
     import json
 
@@ -73,7 +73,7 @@ def _run_summary(ws: Workspace, *, amp: str | None) -> None:
 
     ws.root.mkdir(parents=True, exist_ok=True)
     ws.run_summary_path.write_text(json.dumps({"budget": "micro", "space": "mobile", "device": "cpu", "provenance": {
-        "budget": budget_dict(get_budget("micro")), "config": {"space": "mobile", "amp": amp}}}))
+        "budget": budget_dict(get_budget("micro")), "config": {"space": space, "amp": amp}}}))
 
 
 def test_evaluate_and_fit_predictor_fine_tune_as_the_workdirs_run_did(tmp_path, asked, capsys):
@@ -95,9 +95,14 @@ def test_evaluate_and_fit_predictor_fine_tune_as_the_workdirs_run_did(tmp_path, 
     assert main(["evaluate", CODE, "--steps", "5", "--val-images", "3", "--workdir", str(ws.root)]) == 0
     request = asked["evaluate"][1]
     assert request.finetune == dataclasses.replace(run.finetune, amp="bf16", steps=5) and request.val_images == 3
+    # float32 asked for where the run trained in bf16
+    assert main(["evaluate", CODE, "--amp", "fp32", "--workdir", str(ws.root)]) == 0
+    assert asked["evaluate"][1].finetune == run.finetune and run.finetune.amp is None
+    _run_summary(ws, amp="bf16", space="mobile_peers")
     assert main(["fit-predictor", "--n", "4", "--workdir", str(ws.root)]) == 0
     request = asked["fit_predictor"][1]
     assert request.finetune == dataclasses.replace(run.finetune, amp="bf16") and request.val_images == run.val_images
+    assert request.space.name == "mobile_peers"  # the space the run searched
     # no run summary: the command's own defaults
     assert main(["evaluate", CODE, "--workdir", str(tmp_path / "bare")]) == 0
     request = asked["evaluate"][1]
