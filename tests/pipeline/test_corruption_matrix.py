@@ -2,7 +2,7 @@
 `search` and `report` repair it and finish, or stop with one line naming the file and saying what
 to do. Never a traceback, never another exit status.
 
-The whole matrix (23 artifacts x 5 damages x 3 commands, ~11 min here) is marked slow; the default
+The whole matrix (24 artifacts x 5 damages x 3 commands, ~11 min here) is marked slow; the default
 run takes one damage per kind of file through `run`, and plants a code-running pickle at every torch
 file the tool reads."""
 
@@ -25,6 +25,7 @@ ARTIFACTS = {
     "journal": "search/study.journal", "search_summary": "search/summary.json", "pareto": "search/pareto.csv",
     "run_summary": "run_summary.json", "data": "data/synthetic-v1-seed0-val-32x64-n128.pt",
     "zero_shot": "zero_shot.csv", "zero_shot_stage": "predictor/zero_shot.json", "reranked": "search/reranked.csv",
+    "training_precision": "training_precision.json",
 }
 DAMAGES = ("truncate", "garble", "empty", "torn", "duplicate")  # the last two: text files only
 TEXT = (".csv", ".json", ".journal")
@@ -85,7 +86,7 @@ def _check(micro_run, tmp_path, artifact: str, kind: str, command: str) -> None:
 # one damage per kind of file, through `run` (the default suite)
 QUICK = [("evaluated", "torn"), ("blocks_csv", "garble"), ("lut_csv", "duplicate"), ("lut_e2e", "empty"),
          ("journal", "garble"), ("block_file", "garble"), ("teacher", "truncate"), ("predictor", "torn"),
-         ("zero_shot", "garble"), ("zero_shot_stage", "truncate")]
+         ("zero_shot", "garble"), ("zero_shot_stage", "truncate"), ("training_precision", "empty")]
 
 
 @pytest.mark.parametrize("artifact, kind", QUICK, ids=[f"{a}-{k}" for a, k in QUICK])
