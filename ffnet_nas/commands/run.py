@@ -48,7 +48,8 @@ def register(sub) -> None:
                         "full: the space's paper resolution)")
     p.add_argument("--amp", default=None, choices=("bf16", "fp16", "fp32"),
                    help="mixed precision for every training step (fp16 needs CUDA; fp32: none); default: the "
-                        "budget's: quick trains in bf16 on a CPU with native bf16 instructions, else float32")
+                        "workdir's (training_precision.json), else the budget's (float32; budget.cpu_amp: bf16 asks for bf16 on a "
+                        "CPU with native bf16 instructions)")
     p.add_argument("--workers", default=None, type=int, metavar="N", help="DataLoader worker processes (default 0)")
     p.add_argument("--format", default=None, help="report formats: html,png,svg (default html)")
     p.add_argument("--config", default=None, metavar="FILE", help="run with the settings in this YAML file")
