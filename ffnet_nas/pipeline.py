@@ -111,6 +111,7 @@ def run_pipeline(*, workspace: Workspace, config: RunConfig, progress: bool = Tr
     with _Step(summary, "evaluate"):
         _evaluate(ctx, summary, found=found, targets=targets, lut=table.path.stem, published=published,
                   published_ms=published_ms)
+        _time_side_by_side(summary, table, published=published)
     with _Step(summary, "report"):
         # the table this run measured, as for its other steps (not whichever else the folder holds)
         result = steps.report(workspace=workspace, progress=progress,
@@ -323,6 +324,23 @@ def _evaluate(ctx, summary: RunSummary, *, found, targets, lut: str, published: 
     summary.files["evaluated"] = str(ws.evaluated_path)
 
 
+# rounds of the verdict's side-by-side timing (each times both networks under the table's protocol)
+PAIRED_ROUNDS = 5
+
+
+def _time_side_by_side(summary: RunSummary, table, *, published: dict) -> None:
+    """The best point and the reference timed again, side by side (`evaluate.paired_latency`), so
+    "at lower measured latency" does not rest on two timings taken minutes apart."""
+    from ffnet_nas.evaluate import paired_latency
+
+    if not (summary.best and summary.reference_row and summary.reference):
+        return
+    best_ms, ref_ms = paired_latency(Arch.parse(summary.best["code"]), published[summary.reference], table,
+                                     rounds=PAIRED_ROUNDS)
+    summary.latency_pair = {"best_ms": best_ms, "reference_ms": ref_ms, "rounds": PAIRED_ROUNDS}
+    summary.latency_confirms = best_ms < ref_ms
+
+
 def _plain(row: dict | None) -> dict | None:
     if row is None:
         return None
@@ -355,6 +373,12 @@ def describe(summary: RunSummary) -> list[str]:
             held = "more" if summary.held_out_confirms else "NOT more"
             lines.append(f"on the held-out validation images (not used to pick it): {unit} "
                          f"{summary.best['held_out_miou']:.2f} vs {r['held_out_miou']:.2f}, {held} accurate there too")
+        if summary.latency_pair:
+            p = summary.latency_pair
+            faster = "faster there too" if summary.latency_confirms else "NOT faster there"
+            lines.append(f"timed side by side ({p['rounds']} interleaved rounds, the lowest of each): "
+                         f"{p['best_ms']:.2f} vs {p['reference_ms']:.2f} ms, {faster} "
+                         f"({p['reference_ms'] / p['best_ms']:.2f}x)")
         if summary.win_check:
             lines.append(summary.win_check["text"])
     if summary.rounds:

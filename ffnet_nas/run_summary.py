@@ -32,6 +32,10 @@ class RunSummary:
     # the best point and the reference fine-tuned again (ffnet_nas.win_check): the four wins, each
     # point's own spread, and whether the win is larger than that noise
     win_check: dict | None = None
+    # the best point and the reference timed side by side after the verdict (evaluate.paired_latency):
+    # best_ms, reference_ms, rounds; and whether the best point is faster there too
+    latency_pair: dict | None = None
+    latency_confirms: bool | None = None
     # the evaluated table's column every mIoU above is (ffnet_nas.evaluate.ACCURACY_COLUMNS): the fine-tuned
     # model's, or under an INT8 latency table the quantised model's, what ships
     accuracy: str = "measured_miou"

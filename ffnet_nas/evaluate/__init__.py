@@ -24,6 +24,7 @@ point, writes the row and deletes the resume state, and the others wait for it a
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -189,6 +190,25 @@ def point_latency(arch: Arch, table) -> tuple[float, float]:
     with measurement_context(table.spec.device, table.spec.threads):
         measured = min(time_arch(arch, table, protocol).estimate_ms for _ in range(protocol.rounds))
     return predict_latency(arch, table), measured
+
+
+def paired_latency(first: Arch, second: Arch, table, *, rounds: int = 5) -> tuple[float, float]:
+    """Both networks timed side by side: `rounds` rounds, each timing both under the table's
+    protocol and measurement context (the order alternating, first-second then second-first), the
+    lowest of each kept. The verdict's two latencies were measured minutes apart, each after its
+    own fine-tune; on this 2-core VM the speed drifts by 20-50% over minutes (whole stretches of a
+    run's evaluate step, docs/results.md), which a side-by-side timing shares between the two."""
+    from ffnet_nas.predictors.latency.protocol import Protocol, default_protocol, measurement_context
+    from ffnet_nas.predictors.latency.validate import time_arch
+
+    stored = table.meta.get("protocol")
+    protocol = Protocol(**stored) if stored else default_protocol(table.spec.device)
+    best = {first.code: math.inf, second.code: math.inf}
+    with measurement_context(table.spec.device, table.spec.threads):
+        for r in range(rounds):
+            for arch in ((first, second) if r % 2 == 0 else (second, first)):
+                best[arch.code] = min(best[arch.code], time_arch(arch, table, protocol).estimate_ms)
+    return best[first.code], best[second.code]
 
 
 def evaluate_point(arch: "Arch | str", *, workspace: Workspace, config: TrainConfig, val_images: int | None = None,

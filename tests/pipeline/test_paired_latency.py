@@ -1,0 +1,37 @@
+"""The verdict's latency, side by side: the best point and the reference timed in interleaved
+rounds under the table's protocol (evaluate.paired_latency), and the line the run prints."""
+
+from __future__ import annotations
+
+from ffnet_nas.evaluate import paired_latency
+from ffnet_nas.pipeline import describe
+from ffnet_nas.predictors.load import load_latency_table
+from ffnet_nas.run_summary import RunSummary
+from ffnet_nas.space import Arch
+
+SMALL = Arch.parse("stemB-basic-d1.1.1.1-w16.32.48.64-s1-upB-segB-nearest")
+LARGE = Arch.parse("stemC-basic-d16.24.20-w64.128.256-s2-upB-segB-nearest")  # ~1,000x the MACs of SMALL
+
+
+def test_side_by_side_times_both_under_the_tables_protocol_and_keeps_the_order(micro_run):
+    table = load_latency_table(micro_run.workdir / "lut" / "cpu-fp32-eager-b1-32x64-t1.csv")  # the micro run's
+    small_ms, large_ms = paired_latency(SMALL, LARGE, table, rounds=2)
+    assert 0 < small_ms < large_ms  # the returned pair is (first, second), whatever order each round timed
+    large_again, small_again = paired_latency(LARGE, SMALL, table, rounds=2)
+    assert 0 < small_again < large_again
+
+
+def test_the_run_says_whether_the_best_point_is_faster_side_by_side():
+    summary = RunSummary(budget="quick", space="mobile", device="cpu", target="latency<=12ms", reference="ffnet_ref",
+                         best={"code": SMALL.code, "measured_miou": 47.0, "measured_latency_ms": 10.0,
+                               "predicted_latency_ms": 10.5},
+                         reference_row={"code": LARGE.code, "measured_miou": 46.0, "measured_latency_ms": 12.0},
+                         beats_reference=True, latency_pair={"best_ms": 9.0, "reference_ms": 13.5, "rounds": 5},
+                         latency_confirms=True)
+    lines = "\n".join(describe(summary))
+    assert "timed side by side (5 interleaved rounds, the lowest of each): 9.00 vs 13.50 ms, faster there too (1.50x)" \
+        in lines
+    summary.latency_pair, summary.latency_confirms = {"best_ms": 12.5, "reference_ms": 12.0, "rounds": 5}, False
+    assert "12.50 vs 12.00 ms, NOT faster there (0.96x)" in "\n".join(describe(summary))
+    summary.latency_pair = summary.latency_confirms = None  # an older summary, or no reference: no line
+    assert "side by side" not in "\n".join(describe(summary))
