@@ -41,14 +41,17 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--steps", type=int, default=None, help="fine-tuning steps (default: the run's)")
     parser.add_argument("--val-images", type=int, default=None, help="images scored (default: the run's)")
+    parser.add_argument("--amp", choices=("bf16", "fp32"), default=None,
+                        help="the fine-tunes' precision (default: the run's; fp32 where the run trained in bf16 "
+                             "separates the fine-tune's precision from the library's)")
     parser.add_argument("--val-split", type=int, default=None, help="embedded validation images generated")
     parser.add_argument("--fewer-images", type=int, default=None,
                         help="also score every seed's model on the first N images (the yardstick at two image counts)")
     parser.add_argument("--out", default=None, help="copy the workdir here first (for a changed protocol)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    if args.out is None and (args.steps or args.val_images or args.val_split):
-        raise SystemExit("--steps/--val-images/--val-split change the protocol: give --out DIR for its measurements")
+    if args.out is None and (args.steps or args.val_images or args.val_split or args.amp):
+        raise SystemExit("--steps/--val-images/--val-split/--amp change the protocol: give --out DIR for its measurements")
     root = args.workdir
     if args.out is not None:
         root = link_copy(args.workdir, args.out, ignore=("check", "model.pt"))
@@ -57,6 +60,8 @@ def main() -> None:
     if settings is None:
         raise SystemExit(f"{args.workdir}: no run_summary.json; expected a workdir finished by 'ffnet-nas run'")
     config = settings.config if args.steps is None else dataclasses.replace(settings.config, steps=args.steps)
+    if args.amp is not None:
+        config = dataclasses.replace(config, amp=None if args.amp == "fp32" else args.amp)
     t0 = time.perf_counter()
     check = check_predictor(workspace=workspace, space=get_search_space(settings.space), k=args.k, config=config,
                             val_images=args.val_images or settings.val_images, score_at=settings.score_at,
