@@ -28,6 +28,7 @@ import time
 
 from bench._workdir import link_copy
 from ffnet_nas.predictor_check import check_predictor, run_settings
+from ffnet_nas.settings import autocast_dtype
 from ffnet_nas.space.searchspace import get_search_space
 from ffnet_nas.workspace import Workspace
 
@@ -61,7 +62,7 @@ def main() -> None:
         raise SystemExit(f"{args.workdir}: no run_summary.json; expected a workdir finished by 'ffnet-nas run'")
     config = settings.config if args.steps is None else dataclasses.replace(settings.config, steps=args.steps)
     if args.amp is not None:
-        config = dataclasses.replace(config, amp=None if args.amp == "fp32" else args.amp)
+        config = dataclasses.replace(config, amp=autocast_dtype(args.amp))
     t0 = time.perf_counter()
     check = check_predictor(workspace=workspace, space=get_search_space(settings.space), k=args.k, config=config,
                             val_images=args.val_images or settings.val_images, score_at=settings.score_at,

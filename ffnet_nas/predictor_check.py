@@ -42,7 +42,7 @@ import numpy as np
 import pandas as pd
 
 from ffnet_nas.evaluate import Resources, point_latency, read_evaluated
-from ffnet_nas.settings import TrainConfig
+from ffnet_nas.settings import TrainConfig, autocast_dtype
 from ffnet_nas.stats import Interval, kendall_interval
 from ffnet_nas.workspace import Workspace
 from ffnet_nas.space.arch import Arch
@@ -150,8 +150,8 @@ def run_settings(workspace: Workspace) -> RunSettings | None:
         config = TrainConfig(**{k: v for k, v in evaluate["finetune"].items() if k in names})
         # `run --amp` overrides the budget's fine-tune (pipeline._finetune): repeat it, or a check of a
         # bf16 run would fine-tune in float32
-        amp = provenance["config"].get("amp")  # "fp32" (or null, before it was recorded): float32
-        if amp and amp != "fp32":
+        amp = autocast_dtype(provenance["config"].get("amp"))  # "fp32" (or null, before it was recorded): float32
+        if amp:
             config = dataclasses.replace(config, amp=amp)
         return RunSettings(space=str(provenance["config"]["space"]), config=config,
                            val_images=evaluate.get("val_images"), score_at=str(evaluate.get("score_at", "train")))

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ffnet_nas.budgets import DEFAULT_BUDGET, Budget, budget_dict, get_budget
-from ffnet_nas.settings import AMP_DTYPES, RUN_AMPS
+from ffnet_nas.settings import AMP_DTYPES, RUN_AMPS, autocast_dtype
 from ffnet_nas.space.errors import InvalidInput, closest
 
 HEADER = """\
@@ -83,7 +83,7 @@ def training_precision(config: RunConfig, *, native_bf16: bool | None = None) ->
     given (fp32: none), else the budget's `cpu_amp` when the run trains on a CPU that runs it
     natively (`native_bf16`: asked of `settings.native_bf16_cpu` when None), else None."""
     if config.amp is not None:
-        return None if config.amp == "fp32" else config.amp
+        return autocast_dtype(config.amp)
     if config.budget.cpu_amp is None or config.device != "cpu":
         return None
     if native_bf16 is None:

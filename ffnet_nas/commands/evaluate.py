@@ -46,32 +46,38 @@ def add_lut_arg(p: argparse.ArgumentParser) -> None:
                         "(the points are timed with its settings)")
 
 
-def finetune_settings(args: argparse.Namespace, workspace=None):
-    """(TrainConfig, validation images, scoring size) for the points: each flag given, else what
-    the workdir's run did (its run_summary.json: a point added by hand is then fine-tuned and
-    scored like the run's, so evaluated.csv compares like with like), else the CLI's defaults.
-    Prints one line naming the run's settings when they are used."""
-    import dataclasses
-
-    from ffnet_nas.budgets import finetune_config as config
+def workdir_run_settings(workspace):
+    """How the workdir's `ffnet-nas run` fine-tuned and scored (`predictor_check.run_settings`), None
+    for a workdir built step by step; a summary without the run's budget (hand-made, or older) is
+    a printed note and None: the flags and their defaults then apply."""
     from ffnet_nas.predictor_check import run_settings
-
     from ffnet_nas.space.errors import InvalidInput
 
     try:
-        settings = run_settings(workspace) if workspace is not None else None
-    except InvalidInput as e:  # a summary without the run's budget (hand-made, or older): say so, use the flags
+        return run_settings(workspace)
+    except InvalidInput as e:
         print(f"note: {e}; fine-tuning with the flags and their defaults")
-        settings = None
+        return None
+
+
+def finetune_settings(args: argparse.Namespace, settings=None):
+    """(TrainConfig, validation images, scoring size) for the points: each flag given, else what
+    the workdir's run did (`settings`, from `workdir_run_settings`: a point added by hand is then
+    fine-tuned and scored like the run's, so evaluated.csv compares like with like), else the
+    CLI's defaults. Prints one line naming the run's settings when they are used."""
+    import dataclasses
+
+    from ffnet_nas import distributed
+    from ffnet_nas.budgets import finetune_config as config
+    from ffnet_nas.settings import autocast_dtype
+
     base = settings.config if settings is not None else config(**CLI_FINETUNE)
     given = {field: getattr(args, flag) for flag, field in _FINETUNE_FLAGS.items() if getattr(args, flag, None) is not None}
-    if given.get("amp") == "fp32":  # asked for float32 where the run used autocast
-        given["amp"] = None
+    if "amp" in given:  # fp32: float32 asked for where the run used autocast
+        given["amp"] = autocast_dtype(given["amp"])
     finetune = dataclasses.replace(base, **given, num_workers=args.workers)
     val_images = args.val_images if args.val_images is not None else (settings.val_images if settings else None)
     score_at = getattr(args, "score_at", None) or (settings.score_at if settings else "train")
-    from ffnet_nas import distributed
-
     if settings is not None and distributed.env_rank() == 0:  # under torchrun: one line, not one per rank
         print(f"fine-tuning as the workdir's run did unless a flag says otherwise: {finetune.steps} steps, batch "
               f"{finetune.batch_size}, lr {finetune.lr:g}{', ' + finetune.amp if finetune.amp else ''}, scored on "
@@ -141,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
     if not points:
         raise InvalidInput("no point given: expected NAME_OR_CODE... or --from-search")
     archs = tuple(resolve(p) for p in points)  # every name/code checked before any training starts
-    finetune, val_images, score_at = finetune_settings(args, workspace)
+    finetune, val_images, score_at = finetune_settings(args, workdir_run_settings(workspace))
     check_batch_split(finetune.batch_size)
     scheduler = scheduler_address(args.scheduler)
     if scheduler and distributed.launched() is not None:

@@ -6,7 +6,7 @@ import argparse
 
 from ffnet_nas.commands._common import FEATURE_SET_NAMES, add_scheduler_arg, common_options
 from ffnet_nas.settings import PRECISIONS, accuracy_label
-from ffnet_nas.commands.evaluate import add_finetune_args, add_lut_arg, finetune_settings
+from ffnet_nas.commands.evaluate import add_finetune_args, add_lut_arg, finetune_settings, workdir_run_settings
 
 
 def register(sub) -> None:
@@ -59,9 +59,14 @@ def run(args: argparse.Namespace) -> int:
     if args.refit_only:
         request = _refit_request(args, workspace)
     else:
-        finetune, val_images, score_at = finetune_settings(args, workspace)
+        from ffnet_nas.space.searchspace import get_search_space
+
+        settings = workdir_run_settings(workspace)
+        finetune, val_images, score_at = finetune_settings(args, settings)
+        # --space, else the space the workdir's run searched, else mobile
+        space = get_search_space(args.space or (settings.space if settings is not None else "mobile"))
         request = steps.PredictorRequest(
-            space=_space(args, workspace), points=args.n, seed=args.seed, finetune=finetune, val_images=val_images,
+            space=space, points=args.n, seed=args.seed, finetune=finetune, val_images=val_images,
             score_at=score_at, device=args.device, lut=args.lut, scheduler=scheduler, features=args.features,
             precision=args.precision)
     fitted = steps.fit_predictor(workspace=workspace, request=request)
@@ -82,21 +87,6 @@ def run(args: argparse.Namespace) -> int:
               f"-> {fitted.folder / ZERO_SHOT_FILE}")
     print(f"wrote {fitted.folder / PREDICTOR_FILE} and {fitted.folder / LOO_FILE}")
     return 0
-
-
-def _space(args: argparse.Namespace, workspace):
-    """--space, else the space the workdir's run searched (its run_summary.json), else mobile."""
-    from ffnet_nas.predictor_check import run_settings
-    from ffnet_nas.space.errors import InvalidInput
-    from ffnet_nas.space.searchspace import get_search_space
-
-    if args.space:
-        return get_search_space(args.space)
-    try:
-        settings = run_settings(workspace)
-    except InvalidInput:  # a summary without the run's settings: finetune_settings has said so
-        settings = None
-    return get_search_space(settings.space if settings is not None else "mobile")
 
 
 def _refit_request(args: argparse.Namespace, workspace):

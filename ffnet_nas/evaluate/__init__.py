@@ -182,14 +182,21 @@ def point_latency(arch: Arch, table) -> tuple[float, float]:
     the rules its keys and its calibration were measured by. Timed outside that context, right
     after fine-tuning, the same network measured ~25% slower here."""
     from ffnet_nas.predictors.latency import predict_latency
-    from ffnet_nas.predictors.latency.protocol import Protocol, default_protocol, measurement_context
+    from ffnet_nas.predictors.latency.protocol import measurement_context
     from ffnet_nas.predictors.latency.validate import time_arch
 
-    stored = table.meta.get("protocol")
-    protocol = Protocol(**stored) if stored else default_protocol(table.spec.device)
+    protocol = _table_protocol(table)
     with measurement_context(table.spec.device, table.spec.threads):
         measured = min(time_arch(arch, table, protocol).estimate_ms for _ in range(protocol.rounds))
     return predict_latency(arch, table), measured
+
+
+def _table_protocol(table):
+    """The timing protocol the table was measured by (its metadata), else the device's default."""
+    from ffnet_nas.predictors.latency.protocol import Protocol, default_protocol
+
+    stored = table.meta.get("protocol")
+    return Protocol(**stored) if stored else default_protocol(table.spec.device)
 
 
 def paired_latency(first: Arch, second: Arch, table, *, rounds: int = 5) -> tuple[float, float]:
@@ -198,11 +205,10 @@ def paired_latency(first: Arch, second: Arch, table, *, rounds: int = 5) -> tupl
     lowest of each kept. The verdict's two latencies were measured minutes apart, each after its
     own fine-tune; on this 2-core VM the speed drifts by 20-50% over minutes (whole stretches of a
     run's evaluate step, docs/results.md), which a side-by-side timing shares between the two."""
-    from ffnet_nas.predictors.latency.protocol import Protocol, default_protocol, measurement_context
+    from ffnet_nas.predictors.latency.protocol import measurement_context
     from ffnet_nas.predictors.latency.validate import time_arch
 
-    stored = table.meta.get("protocol")
-    protocol = Protocol(**stored) if stored else default_protocol(table.spec.device)
+    protocol = _table_protocol(table)
     best = {first.code: math.inf, second.code: math.inf}
     with measurement_context(table.spec.device, table.spec.threads):
         for r in range(rounds):

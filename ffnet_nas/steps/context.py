@@ -119,34 +119,25 @@ def run_precision(workspace: Workspace, config: RunConfig) -> tuple[str | None, 
     (training_precision.json), so a re-run or a resume never mixes float32 and bf16 work, also on
     another machine. Else float32 for a workdir started before the record existed (it has a
     teacher: float32 was every run's default then). Else the budget's (`training_precision`)."""
+    from ffnet_nas.predictor_check import run_settings
     from ffnet_nas.run_config import training_precision
+    from ffnet_nas.settings import autocast_dtype
 
     if config.amp is not None:
         return training_precision(config), "--amp"
     recorded = read_training_precision(workspace)
     if recorded is not None:
-        return (None if recorded == "fp32" else recorded), f"this workdir's ({workspace.training_precision_path.name})"
-    summarised = _summary_precision(workspace)
-    if summarised is not None:  # a finished run from before the record: what its summary says it trained in
-        return (None if summarised == "fp32" else summarised), "this workdir's (its run_summary.json)"
+        return autocast_dtype(recorded), f"this workdir's ({workspace.training_precision_path.name})"
+    try:
+        finished = run_settings(workspace)
+    except InvalidInput:  # unreadable or older: the teacher rule below decides
+        finished = None
+    if finished is not None:  # a finished run from before the record: what its summary says it trained in
+        return finished.config.amp, "this workdir's (its run_summary.json)"
     if workspace.teacher_path.exists() or workspace.teacher_state_path.exists():
         return None, "this workdir's: started before the precision was recorded, in float32"
     amp = training_precision(config)
     return amp, ("the budget's, on a CPU with native bf16" if amp else "the budget's")
-
-
-def _summary_precision(workspace: Workspace) -> str | None:
-    """What a run summary's provenance says the run trained in ("fp32" for null), None without one."""
-    from ffnet_nas.space.io import read_json
-
-    if not workspace.run_summary_path.exists():
-        return None
-    try:
-        config = read_json(workspace.run_summary_path, what="run summary")["provenance"]["config"]
-    except (InvalidInput, KeyError, TypeError):
-        return None  # unreadable or older: the teacher rule below decides
-    amp = config.get("amp") if isinstance(config, dict) else None
-    return amp if amp in ("bf16", "fp16") else "fp32"
 
 
 def read_training_precision(workspace: Workspace) -> str | None:

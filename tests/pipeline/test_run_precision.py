@@ -37,7 +37,10 @@ def test_the_flag_then_the_record_then_an_older_workdir_then_the_budget(tmp_path
     amp, source = run_precision(ws, RunConfig(budget=BF16_MICRO))
     assert amp is None and "before the precision was recorded" in source
     # ... unless its run summary says what the run trained in
-    ws.run_summary_path.write_text(json.dumps({"provenance": {"config": {"amp": "bf16"}}}))
+    from ffnet_nas.budgets import budget_dict  # the provenance as `run` writes it
+
+    ws.run_summary_path.write_text(json.dumps({"provenance": {"budget": budget_dict(BF16_MICRO),
+                                                              "config": {"space": "mobile", "amp": "bf16"}}}))
     assert run_precision(ws, RunConfig(budget=BF16_MICRO)) == ("bf16", "this workdir's (its run_summary.json)")
     # the record wins over the teacher's presence and over the machine
     ws.training_precision_path.write_text(json.dumps({"amp": "bf16"}))
