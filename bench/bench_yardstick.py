@@ -105,6 +105,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None, help="fine-tuning steps (default: the run's)")
     parser.add_argument("--lr", type=float, default=None, help="fine-tuning learning rate (default: the run's)")
     parser.add_argument("--batch-size", type=int, default=None, help="fine-tuning batch (default: the run's)")
+    parser.add_argument("--freeze-bn", action="store_true", help="fine-tune with BatchNorm statistics held fixed "
+                        "(recomputed on --bn-images crops first; TrainConfig.freeze_bn)")
+    parser.add_argument("--grad-clip", type=float, default=None, help="clip the gradient norm (default: the run's)")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
@@ -132,14 +135,19 @@ def main() -> None:
     # weights and statistics, whatever ending the run used (runs since the averaged ending record
     # average_tail and precise_bn, which would otherwise be applied before this bench's variants)
     protocol = {"average_tail": 0.0, "precise_bn": 0, **{k: v for k, v in (("steps", args.steps), ("lr", args.lr),
-                                                                           ("batch_size", args.batch_size)) if v}}
+                                                                           ("batch_size", args.batch_size),
+                                                                           ("grad_clip", args.grad_clip)) if v}}
+    if args.freeze_bn:  # the statistics are recomputed before the first step and held: the "trained" ending keeps them
+        protocol.update(freeze_bn=True, precise_bn=args.bn_images)
     base = dataclasses.replace(settings.config, **protocol)
     seeds = [int(s) for s in args.seeds.split(",")]
     tails = sorted(int(n) for n in args.average.split(",") if n)
     if len(seeds) != 2 or any(not 1 <= n <= base.steps for n in tails):
         raise SystemExit(f"expected two seeds and tails between 1 and {base.steps} steps")
     claim_protocol(root / PROTOCOL, {"steps": base.steps, "lr": base.lr, "batch_size": base.batch_size,
-                                     "bn_images": args.bn_images, "val_split": args.val_split})
+                                     "bn_images": args.bn_images, "val_split": args.val_split,
+                                     **({"freeze_bn": True, "grad_clip": base.grad_clip} if base.freeze_bn else {}),
+                                     **({"grad_clip": base.grad_clip} if base.grad_clip else {})})
     space = get_search_space(settings.space)
     evaluated = read_evaluated(workspace.evaluated_path)
     nsr = nsr_table(BlockLibrary(workspace.library_dir).table().to_dict("records"))
@@ -150,7 +158,8 @@ def main() -> None:
     val_ds = make_dataset(r.data, "val", size_hw=r.score_hw, num_images=args.val_split, cache_dir=workspace.data_dir)
     scopes = {"run": settings.val_images, "truth": args.truth_images}
     bn_batches = fixed_batches(r.train_ds, batch_size=8, n_batches=max(1, args.bn_images // 8), seed=0)
-    variants = ["trained", "precise_bn"] + [f"avg{n}_bn" for n in tails]
+    # held statistics: the averaged weights are also scored with them, as the fine-tune trained under them
+    variants = ["trained", "precise_bn"] + [f"avg{n}_bn" for n in tails] + ([f"avg{n}" for n in tails] if base.freeze_bn else [])
 
     path = root / FILE
     done = pd.read_csv(path) if path.exists() else pd.DataFrame()
@@ -176,6 +185,8 @@ def main() -> None:
         for n in tails:
             avg = copy.deepcopy(model)
             averages[n].apply(avg)
+            if base.freeze_bn:
+                models[f"avg{n}"] = copy.deepcopy(avg)
             recalibrate_bn(avg, bn_batches)
             models[f"avg{n}_bn"] = avg
         row = {"code": arch.code, "stride": arch.output_stride, "seed": seed}
@@ -188,7 +199,8 @@ def main() -> None:
     frame = pd.DataFrame(rows)
     frame = frame[frame["code"].isin({a.code for a in points})]
     table = summarize(frame, variants=variants, scopes=list(scopes))
-    print(f"{len(points)} held-out points, fine-tuned {base.steps} steps (lr {base.lr:g}, batch {base.batch_size}) "
+    print(f"{len(points)} held-out points, fine-tuned {base.steps} steps (lr {base.lr:g}, batch {base.batch_size}"
+          f"{', BatchNorm held' if base.freeze_bn else ''}{f', gradient clipped at {base.grad_clip:g}' if base.grad_clip else ''}) "
           f"under seeds {seeds}; scopes: "
           f"run = first {settings.val_images} images, truth = first {args.truth_images} of {args.val_split}; precise "
           f"BN over {len(bn_batches) * 8} training crops\n")

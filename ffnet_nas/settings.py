@@ -113,8 +113,8 @@ class _Settings:
         out = dataclasses.asdict(self)  # type: ignore[call-overload]
         if out.get("amp", "") is None:
             del out["amp"]
-        for name in ("average_tail", "precise_bn"):  # the same for the end-of-run settings when off
-            if out.get(name, None) == 0:
+        for name in ("average_tail", "precise_bn", "freeze_bn"):  # the same for the end-of-run settings when off
+            if name in out and not out[name]:
                 del out[name]
         return out
 
@@ -165,6 +165,14 @@ class TrainConfig(_Settings):
     # resume fingerprint only when set, so checkpoints from before the fields resume.
     average_tail: float = 0.0
     precise_bn: int = 0
+    # BatchNorm held fixed while training: its statistics are recomputed once, before the first
+    # step, on the first `precise_bn` training crops (0: the model's own are kept), and then
+    # normalise every batch as at inference; the layers' scale and shift still train. Statistics of
+    # 8 crops change with every batch the seed draws; fixed ones take that noise out of a fine-tune.
+    # Without batch statistics nothing rescales a layer whose weights grow, so set `grad_clip` too.
+    # The ending keeps these statistics (only the weights are averaged). Part of the resume
+    # fingerprint only when set.
+    freeze_bn: bool = False
 
     @property
     def average_steps(self) -> int:
@@ -197,9 +205,11 @@ class TrainConfig(_Settings):
             self._need_real("grad_clip", low=0, expected="None or a finite gradient norm >= 0 (0: no clipping)")
         self._need_int("precise_bn", minimum=0, expected="0 (off) or a number of training crops")
         self._need_real("average_tail", low=0, high=1, expected="a fraction of the steps in [0, 1] (0: off)")
-        if self.average_tail and not self.precise_bn:
-            raise self._bad("average_tail", "0 unless precise_bn is set too: averaged weights need BatchNorm "
-                                            "statistics of their own")
+        if not isinstance(self.freeze_bn, bool):
+            raise self._bad("freeze_bn", "true or false")
+        if self.average_tail and not (self.precise_bn or self.freeze_bn):
+            raise self._bad("average_tail", "0 unless precise_bn or freeze_bn is set too: averaged weights need "
+                                            "BatchNorm statistics of their own, or fixed ones")
 
     def lr_at(self, step: int) -> float:
         """Learning rate for optimisation step `step` (0-based): linear warm-up, then the schedule."""

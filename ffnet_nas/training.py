@@ -358,6 +358,11 @@ def _train(model: nn.Module, dataset, *, config: TrainConfig, checkpoint_path: s
     autocast, scaler = _mixed_precision(config.amp, device)
     if scaler is not None and state is not None and "scaler" in state:
         scaler.load_state_dict(state["scaler"])
+    if state is None and config.freeze_bn and config.precise_bn:
+        # the statistics the frozen layers hold: the model's own as it starts, over fixed crops
+        # (the same for every seed; fixed_batches restores the global RNG, so the stream below is
+        # untouched). A resume finds them in the checkpoint's buffers instead.
+        recalibrate_bn(model, _precise_bn_batches(plain_dataset, config))
     if state is None:
         # The augmentation draws from the global RNGs: seed them, or a point's result would depend
         # on what the process ran before it (one point measured 45.5 and 43.9 mIoU that way).
@@ -371,6 +376,8 @@ def _train(model: nn.Module, dataset, *, config: TrainConfig, checkpoint_path: s
     loss_value = losses[-1][1] if losses else float("nan")
     ignore_index = getattr(dataset, "ignore_index", IGNORE_INDEX)
     net.train()
+    if config.freeze_bn:
+        _hold_batch_norm(net)
     bar = tqdm(total=config.steps, initial=start, desc=desc, disable=not progress, dynamic_ncols=True, unit="step")
     try:
         for step, (images, masks) in enumerate(batches, start=start):
@@ -450,11 +457,23 @@ def _finish(model: nn.Module, dataset, *, config: TrainConfig, tail: TailAverage
     elif tail is not None:  # a checkpoint past the configured steps: no step of the tail ran here
         logger.warning("no step of the averaged tail ran (the checkpoint is past step %d): the last weights are kept",
                        config.steps)
-    if config.precise_bn:
-        batches = fixed_batches(dataset, batch_size=config.batch_size,
-                                n_batches=math.ceil(config.precise_bn / config.batch_size), seed=0)
-        recalibrate_bn(model, batches)
+    if config.precise_bn and not config.freeze_bn:  # frozen statistics are the ones the weights trained under
+        recalibrate_bn(model, _precise_bn_batches(dataset, config))
         model.train()  # as the loop leaves it
+
+
+def _precise_bn_batches(dataset, config: TrainConfig) -> list:
+    """The first `config.precise_bn` training crops, drawn the same for every seed and every call."""
+    return fixed_batches(dataset, batch_size=config.batch_size, n_batches=math.ceil(config.precise_bn / config.batch_size),
+                         seed=0)
+
+
+def _hold_batch_norm(model: nn.Module) -> None:
+    """Every BatchNorm layer normalises with its running statistics and stops updating them (eval
+    mode), while its scale and shift keep their gradients (`TrainConfig.freeze_bn`)."""
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.eval()
 
 
 def memory_format(device: torch.device) -> torch.memory_format:
