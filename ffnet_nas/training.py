@@ -457,9 +457,9 @@ def _finish(model: nn.Module, dataset, *, config: TrainConfig, tail: TailAverage
     elif tail is not None:  # a checkpoint past the configured steps: no step of the tail ran here
         logger.warning("no step of the averaged tail ran (the checkpoint is past step %d): the last weights are kept",
                        config.steps)
-    if config.precise_bn and not config.freeze_bn:  # frozen statistics are the ones the weights trained under
+    if config.precise_bn and not config.freeze_bn:  # held statistics are the ones the weights trained under
         recalibrate_bn(model, _precise_bn_batches(dataset, config))
-        model.train()  # as the loop leaves it
+    model.train()  # every layer, as a run without these settings leaves it
 
 
 def _precise_bn_batches(dataset, config: TrainConfig) -> list:

@@ -129,7 +129,7 @@ def test_resuming_to_more_steps_starts_a_new_tail(train_ds, tmp_path):
 def test_settings_are_checked_and_off_keeps_older_fingerprints():
     with pytest.raises(InvalidInput, match=r"average_tail=1.5: expected a fraction of the steps in \[0, 1\]"):
         TrainConfig(steps=4, average_tail=1.5, precise_bn=8)
-    with pytest.raises(InvalidInput, match="average_tail=0.5: expected 0 unless precise_bn is set too"):
+    with pytest.raises(InvalidInput, match="average_tail=0.5: expected 0 unless precise_bn or freeze_bn is set too"):
         TrainConfig(steps=4, average_tail=0.5)
     with pytest.raises(InvalidInput, match="precise_bn=-1"):
         TrainConfig(precise_bn=-1)
