@@ -15,7 +15,8 @@ from ffnet_nas.settings import PRECISIONS
 CLI_FINETUNE = {"steps": 300, "batch_size": 8, "lr": 0.01, "kd_weight": 1.0}
 # flag -> TrainConfig field, for the flags whose default is the run's
 _FINETUNE_FLAGS = {"steps": "steps", "batch_size": "batch_size", "lr": "lr", "kd_weight": "kd_weight",
-                   "average_tail": "average_tail", "precise_bn": "precise_bn", "amp": "amp"}
+                   "average_tail": "average_tail", "precise_bn": "precise_bn", "freeze_bn": "freeze_bn",
+                   "grad_clip": "grad_clip", "amp": "amp"}
 
 
 def add_finetune_args(p: argparse.ArgumentParser) -> None:
@@ -36,6 +37,11 @@ def add_finetune_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precise-bn", type=int, default=None, metavar="N",
                    help=f"then recompute BatchNorm statistics on the first N training crops (default: {run}"
                         f"{FINETUNE_PRECISE_BN}; 0: keep the running averages; needed when --average-tail is set)")
+    p.add_argument("--freeze-bn", choices=("on", "off"), default=None,
+                   help=f"on: hold BatchNorm while fine-tuning, its statistics recomputed first on the --precise-bn "
+                        f"crops; set --grad-clip with it (default: {run}off)")
+    p.add_argument("--grad-clip", type=float, default=None, metavar="NORM",
+                   help=f"clip the gradient norm at NORM (default: {run}none; 0: none)")
     add_amp_arg(p, default=f"{run}float32")
 
 
@@ -75,12 +81,15 @@ def finetune_settings(args: argparse.Namespace, settings=None):
     given = {field: getattr(args, flag) for flag, field in _FINETUNE_FLAGS.items() if getattr(args, flag, None) is not None}
     if "amp" in given:  # fp32: float32 asked for where the run used autocast
         given["amp"] = autocast_dtype(given["amp"])
+    if "freeze_bn" in given:
+        given["freeze_bn"] = given["freeze_bn"] == "on"
     finetune = dataclasses.replace(base, **given, num_workers=args.workers)
     val_images = args.val_images if args.val_images is not None else (settings.val_images if settings else None)
     score_at = getattr(args, "score_at", None) or (settings.score_at if settings else "train")
     if settings is not None and distributed.env_rank() == 0:  # under torchrun: one line, not one per rank
         print(f"fine-tuning as the workdir's run did unless a flag says otherwise: {finetune.steps} steps, batch "
-              f"{finetune.batch_size}, lr {finetune.lr:g}{', ' + finetune.amp if finetune.amp else ''}, scored on "
+              f"{finetune.batch_size}, lr {finetune.lr:g}{', ' + finetune.amp if finetune.amp else ''}"
+              f"{', BatchNorm held' if finetune.freeze_bn else ''}, scored on "
               f"{val_images or 'all'} validation images at the {score_at} size (its run_summary.json)")
     return finetune, val_images, score_at
 

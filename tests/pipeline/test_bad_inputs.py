@@ -286,6 +286,8 @@ ROWS = [
      "average_tail=2.0: expected a fraction of the steps in [0, 1] (0: off)"),
     ("averaged weights without precise BatchNorm", ["evaluate", TINY_CODE, "--precise-bn", "0", "--workdir", "{tmp}/w"],
      setup_none, "average_tail=0.5: expected 0 unless precise_bn or freeze_bn is set too"),
+    ("negative gradient clip", ["evaluate", TINY_CODE, "--freeze-bn", "on", "--grad-clip", "-1", "--workdir", "{tmp}/w"],
+     setup_none, "grad_clip=-1.0: expected None or a finite gradient norm >= 0 (0: no clipping)"),
     ("code planted in a training checkpoint", ["train-teacher", "--steps", "2", "--input-size", "32x64", "--batch-size", "2",
                                                "--eval-images", "2", "--no-progress", "--device", "cpu", "--workdir", "{tmp}/w"],
      setup_planted_training_state, "could run code"),

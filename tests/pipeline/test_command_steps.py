@@ -95,6 +95,9 @@ def test_evaluate_and_fit_predictor_fine_tune_as_the_workdirs_run_did(tmp_path, 
     assert main(["evaluate", CODE, "--steps", "5", "--val-images", "3", "--workdir", str(ws.root)]) == 0
     request = asked["evaluate"][1]
     assert request.finetune == dataclasses.replace(run.finetune, amp="bf16", steps=5) and request.val_images == 3
+    # the held-BatchNorm fine-tune, asked for by flag
+    assert main(["evaluate", CODE, "--freeze-bn", "on", "--grad-clip", "5", "--workdir", str(ws.root)]) == 0
+    assert asked["evaluate"][1].finetune == dataclasses.replace(run.finetune, amp="bf16", freeze_bn=True, grad_clip=5.0)
     # float32 asked for where the run trained in bf16
     assert main(["evaluate", CODE, "--amp", "fp32", "--workdir", str(ws.root)]) == 0
     assert asked["evaluate"][1].finetune == run.finetune and run.finetune.amp is None
