@@ -3,6 +3,7 @@
     .venv/bin/python -m bench.bench_yardstick --workdir runs/quick --out DIR [--k 16] [--draw-seed 0]
                                               [--average 25,50] [--bn-images 128] [--val-split 512]
                                               [--truth-images 256] [--steps N] [--lr LR] [--batch-size N]
+                                              [--freeze-bn] [--grad-clip NORM]
 
 Issue 13, item 2: the quick budget's yardstick (two fine-tuning seeds of one point) ranks held-out
 points with Kendall tau ~0.8, and more scoring images or more steps did not sharpen it
@@ -146,7 +147,7 @@ def main() -> None:
         raise SystemExit(f"expected two seeds and tails between 1 and {base.steps} steps")
     claim_protocol(root / PROTOCOL, {"steps": base.steps, "lr": base.lr, "batch_size": base.batch_size,
                                      "bn_images": args.bn_images, "val_split": args.val_split,
-                                     **({"freeze_bn": True, "grad_clip": base.grad_clip} if base.freeze_bn else {}),
+                                     **({"freeze_bn": True} if base.freeze_bn else {}),
                                      **({"grad_clip": base.grad_clip} if base.grad_clip else {})})
     space = get_search_space(settings.space)
     evaluated = read_evaluated(workspace.evaluated_path)

@@ -376,14 +376,14 @@ def _train(model: nn.Module, dataset, *, config: TrainConfig, checkpoint_path: s
     loss_value = losses[-1][1] if losses else float("nan")
     ignore_index = getattr(dataset, "ignore_index", IGNORE_INDEX)
     net.train()
-    if config.freeze_bn:
-        _hold_batch_norm(net)
     bar = tqdm(total=config.steps, initial=start, desc=desc, disable=not progress, dynamic_ncols=True, unit="step")
     try:
         for step, (images, masks) in enumerate(batches, start=start):
             lr = config.lr_at(step)
             for group in optimizer.param_groups:
                 group["lr"] = lr
+            if config.freeze_bn:  # again each step: an on_step that evaluates leaves the model in train mode
+                _hold_batch_norm(net)
             images = images.to(device, non_blocking=True, memory_format=fmt)
             masks = masks.to(device, non_blocking=True)
             with autocast():

@@ -76,6 +76,8 @@ class WinCheck:
 def _setting(config: TrainConfig, val_images: int | None, score_hw, precision: str = "fp32") -> str:
     """What a second-seed score depends on besides the point (its row is reused only for the same)."""
     plain = dataclasses.asdict(config)
+    if not plain.get("freeze_bn"):  # rows written before the field existed keep matching
+        plain.pop("freeze_bn", None)
     setting = {"finetune": plain, "val_images": val_images, "score_hw": score_hw}
     if precision != "fp32":  # fp32 rows keep the setting they were written under
         setting["precision"] = precision

@@ -36,7 +36,8 @@ def add_finetune_args(p: argparse.ArgumentParser) -> None:
                         f"{FINETUNE_AVERAGE_TAIL}; 0: the last step's weights)")
     p.add_argument("--precise-bn", type=int, default=None, metavar="N",
                    help=f"then recompute BatchNorm statistics on the first N training crops (default: {run}"
-                        f"{FINETUNE_PRECISE_BN}; 0: keep the running averages; needed when --average-tail is set)")
+                        f"{FINETUNE_PRECISE_BN}; 0: keep the running averages; needed when --average-tail is set, unless "
+                        "--freeze-bn is on; with it, the crops the held statistics are computed on)")
     p.add_argument("--freeze-bn", choices=("on", "off"), default=None,
                    help=f"on: hold BatchNorm while fine-tuning, its statistics recomputed first on the --precise-bn "
                         f"crops; set --grad-clip with it (default: {run}off)")
@@ -89,7 +90,8 @@ def finetune_settings(args: argparse.Namespace, settings=None):
     if settings is not None and distributed.env_rank() == 0:  # under torchrun: one line, not one per rank
         print(f"fine-tuning as the workdir's run did unless a flag says otherwise: {finetune.steps} steps, batch "
               f"{finetune.batch_size}, lr {finetune.lr:g}{', ' + finetune.amp if finetune.amp else ''}"
-              f"{', BatchNorm held' if finetune.freeze_bn else ''}, scored on "
+              f"{', BatchNorm held' if finetune.freeze_bn else ''}"
+              f"{f', gradient clipped at {finetune.grad_clip:g}' if finetune.grad_clip else ''}, scored on "
               f"{val_images or 'all'} validation images at the {score_at} size (its run_summary.json)")
     return finetune, val_images, score_at
 

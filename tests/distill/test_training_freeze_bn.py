@@ -52,9 +52,13 @@ def test_statistics_are_recomputed_once_and_held_while_scale_and_shift_train(tra
     recalibrate_bn(expected, fixed_batches(train_ds, batch_size=2, n_batches=2, seed=0))
     seen = []
     model = copy.deepcopy(start)
+
+    def on_step(step, _loss):
+        seen.append((all(not m.training for m in _norms(model)), _stats(model)))
+        model.train()  # what an on_step that evaluates leaves behind: the next step holds BatchNorm again
+
     # the layers normalise with the held statistics at every step, not with the batch's
-    train(model, train_ds, config=config, progress=False,
-          on_step=lambda step, _loss: seen.append((all(not m.training for m in _norms(model)), _stats(model))))
+    train(model, train_ds, config=config, progress=False, on_step=on_step)
     assert len(seen) == 4 and all(held for held, _ in seen)
     for _, stats in seen:
         assert all(torch.equal(stats[k], v) for k, v in _stats(expected).items())

@@ -114,3 +114,18 @@ def test_an_int8_check_scores_the_quantised_models_under_its_own_setting(workdir
     assert len(pd.read_csv(ws.second_seed_path)) == before + 4 and set(fp32) == set(int8)
     with pytest.raises(InvalidInput, match="precision 'int4'"):
         second_seed_scores(points, workspace=ws, config=config, val_images=VAL_IMAGES, progress=False, precision="int4")
+
+
+def test_a_rows_setting_names_held_batchnorm_only_when_it_is_on():
+    """Rows written before TrainConfig.freeze_bn existed keep matching (a finished run resumed does
+    not fine-tune its verdict's points again); a held-BatchNorm fine-tune is another setting."""
+    import dataclasses
+    import json
+
+    from ffnet_nas.win_check import _setting
+
+    before = json.dumps({"finetune": {k: v for k, v in dataclasses.asdict(CONFIG).items() if k != "freeze_bn"},
+                         "val_images": VAL_IMAGES, "score_hw": HW}, sort_keys=True, default=str)
+    assert _setting(CONFIG, VAL_IMAGES, HW) == before
+    held = dataclasses.replace(CONFIG, freeze_bn=True, grad_clip=5.0)
+    assert _setting(held, VAL_IMAGES, HW) != before and '"freeze_bn": true' in _setting(held, VAL_IMAGES, HW)
