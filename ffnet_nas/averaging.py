@@ -66,11 +66,16 @@ class TailAverage:
                 p.copy_(self.sums[name] / self.count)
 
 
+def batch_norms(model: nn.Module) -> list[nn.Module]:
+    """Every BatchNorm layer of `model` (any dimension, SyncBatchNorm included)."""
+    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
 def recalibrate_bn(model: nn.Module, batches) -> None:
     """Recompute every BatchNorm's running mean and variance as the plain average over `batches`
     ((images, masks) pairs; train-mode forward passes without gradients, on the model's device);
     the weights are untouched; leaves eval mode."""
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    norms = batch_norms(model)
     momenta = [m.momentum for m in norms]
     for m in norms:
         m.reset_running_stats()
@@ -85,4 +90,4 @@ def recalibrate_bn(model: nn.Module, batches) -> None:
     model.eval()
 
 
-__all__ = ["TailAverage", "recalibrate_bn"]
+__all__ = ["TailAverage", "batch_norms", "recalibrate_bn"]

@@ -56,7 +56,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ffnet_nas.averaging import TailAverage, recalibrate_bn
+from ffnet_nas.averaging import TailAverage, batch_norms, recalibrate_bn
 from ffnet_nas.data import fixed_batches
 from ffnet_nas.metrics import IGNORE_INDEX, ConfusionMeter, SegmentationScore
 # OPTIMIZERS and SCHEDULES are re-exported (the CLI's copy is checked against them); the settings
@@ -471,9 +471,8 @@ def _precise_bn_batches(dataset, config: TrainConfig) -> list:
 def _hold_batch_norm(model: nn.Module) -> None:
     """Every BatchNorm layer normalises with its running statistics and stops updating them (eval
     mode), while its scale and shift keep their gradients (`TrainConfig.freeze_bn`)."""
-    for m in model.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm):
-            m.eval()
+    for m in batch_norms(model):
+        m.eval()
 
 
 def memory_format(device: torch.device) -> torch.memory_format:

@@ -7,9 +7,8 @@ import copy
 
 import pytest
 import torch
-from torch import nn
 
-from ffnet_nas.averaging import recalibrate_bn
+from ffnet_nas.averaging import batch_norms, recalibrate_bn
 from ffnet_nas.data import fixed_batches, make_dataset
 from ffnet_nas.settings import TrainConfig
 from ffnet_nas.space.builder import build_model
@@ -163,24 +162,26 @@ def test_a_checkpoint_past_the_configured_steps_keeps_its_weights(train_ds, tmp_
 
 # BatchNorm held (TrainConfig.freeze_bn)
 
-def _norms(model):
-    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-
-
 def _stats(model):
     return {k: v.detach().clone() for k, v in model.named_buffers() if "running" in k}
+
+
+def _recalibrated_start(train_ds):
+    """The model a held-BatchNorm run starts from: statistics over its first 4 crops, drawn under seed 0."""
+    m = _model()
+    recalibrate_bn(m, fixed_batches(train_ds, batch_size=2, n_batches=2, seed=0))
+    return m
 
 
 def test_statistics_are_recomputed_once_and_held_while_scale_and_shift_train(train_ds):
     config = TrainConfig(steps=4, batch_size=2, freeze_bn=True, precise_bn=4, grad_clip=1.0)
     start = _model()
-    expected = copy.deepcopy(start)
-    recalibrate_bn(expected, fixed_batches(train_ds, batch_size=2, n_batches=2, seed=0))
+    expected = _recalibrated_start(train_ds)
     seen = []
     model = copy.deepcopy(start)
 
     def on_step(step, _loss):
-        seen.append((all(not m.training for m in _norms(model)), _stats(model)))
+        seen.append((all(not m.training for m in batch_norms(model)), _stats(model)))
         model.train()  # what an on_step that evaluates leaves behind: the next step holds BatchNorm again
 
     # the layers normalise with the held statistics at every step, not with the batch's
@@ -189,9 +190,9 @@ def test_statistics_are_recomputed_once_and_held_while_scale_and_shift_train(tra
     for _, stats in seen:
         assert all(torch.equal(stats[k], v) for k, v in _stats(expected).items())
     assert all(torch.equal(a, b) for a, b in zip(_stats(model).values(), _stats(expected).values()))  # the ending keeps them
-    weights = [m.weight for m in _norms(model)]
-    assert any(not torch.equal(a, b) for a, b in zip(weights, [m.weight for m in _norms(start)]))  # scale still trains
-    assert model.training and all(m.training for m in _norms(model))  # the model is left as a plain run leaves it
+    weights = [m.weight for m in batch_norms(model)]
+    assert any(not torch.equal(a, b) for a, b in zip(weights, [m.weight for m in batch_norms(start)]))  # scale still trains
+    assert model.training and all(m.training for m in batch_norms(model))  # the model is left as a plain run leaves it
 
 
 def test_without_precise_bn_the_model_keeps_its_own_statistics(train_ds):
@@ -211,12 +212,6 @@ def test_the_averaged_ending_keeps_the_held_statistics_and_averages_the_weights(
         assert torch.allclose(p, (seen[3][name] + seen[4][name]) / 2, atol=1e-6), name
     assert all(torch.equal(a, b) for a, b in zip(_stats(model).values(),
                                                    _stats(_recalibrated_start(train_ds)).values()))
-
-
-def _recalibrated_start(train_ds):
-    m = _model()
-    recalibrate_bn(m, fixed_batches(train_ds, batch_size=2, n_batches=2, seed=0))
-    return m
 
 
 def test_a_killed_fine_tune_resumes_with_the_statistics_it_started_with(train_ds, tmp_path):
