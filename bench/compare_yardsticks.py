@@ -75,7 +75,7 @@ def load(folder: Path) -> pd.DataFrame:
     check = folder / "predictor" / "check" / "summary.json"
     if check.is_file():
         summary = json.loads(check.read_text())
-        return pd.DataFrame([{"code": p["code"], "seed": s, "check": p[f"seed{s}"]}
+        return pd.DataFrame([{"code": p["code"], "stride": p.get("stride"), "seed": s, "check": p[f"seed{s}"]}
                              for p in summary["points"] for s in summary["seeds"]])
     raise SystemExit(f"{str(folder)!r} holds neither {FILE} nor predictor/check/summary.json; expected a "
                      "bench.bench_yardstick or bench.bench_predictor --out folder")

@@ -24,6 +24,7 @@ import time
 from dataclasses import asdict
 
 from ffnet_nas.budgets import BUDGETS, Budget, budget_dict, get_budget  # noqa: F401  (BUDGETS: the CLI's choices)
+from ffnet_nas.rivals import PublishedRivals, latency_limit, nearest_published  # noqa: F401  (nearest_published: tests, API)
 from ffnet_nas.run_config import RunConfig
 from ffnet_nas.run_summary import RunSummary
 from ffnet_nas.workspace import Workspace
@@ -51,15 +52,6 @@ def default_target(reference_ms: dict[str, float]) -> str:
 def _round_ms(ms: float) -> float:
     digits = 2 - int(math.floor(math.log10(abs(ms)))) if ms > 0 else 2
     return round(ms, max(0, digits))
-
-
-def nearest_published(published_ms: dict[str, float], limit_ms: float) -> str | None:
-    """The slowest published variant predicted within the latency limit (what a user picks today)."""
-    under = {name: ms for name, ms in published_ms.items() if ms <= limit_ms}
-    pool = under or published_ms
-    if not pool:
-        return None
-    return max(pool, key=pool.get) if under else min(pool, key=pool.get)
 
 
 class _Step:
@@ -249,7 +241,7 @@ def _search(ctx, summary: RunSummary, *, lut: str, published_ms: dict[str, float
     summary.target = ctx.config.target or default_target(reference_ms)
     targets = parse_targets(summary.target)
     b = ctx.budget
-    limit = next((t.bound for t in targets if t.metric == "latency" and t.upper), None)
+    limit = latency_limit(targets)
     summary.reference = nearest_published(published_ms, limit) if limit is not None else None
     found = steps.search(workspace=ctx.workspace, progress=ctx.progress, request=steps.SearchRequest(
         space=ctx.space, targets=targets, trials=b.search.trials, num_classes=ctx.num_classes, seed=b.search.seed,
@@ -269,6 +261,7 @@ def _evaluate(ctx, summary: RunSummary, *, found, targets, lut: str, published: 
     from ffnet_nas.evaluate import held_out_miou
     from ffnet_nas.settings import accuracy_column
     from ffnet_nas.refine import RefineRequest, best_candidate, challengers, evaluated_rows, refine
+    from ffnet_nas.rivals import compare as compare_rivals, strongest_rival, with_rivals
 
     ws, b = ctx.workspace, ctx.budget.evaluate
     ref_arch = published[summary.reference] if summary.reference else None
@@ -281,6 +274,12 @@ def _evaluate(ctx, summary: RunSummary, *, found, targets, lut: str, published: 
         pool = found.reranked if found.reranked is not None else found.result.pareto
         top += challengers(pool, published_ms[summary.reference], k=b.top, exclude=top)
     points = [Arch.parse(c) for c in top] + ([ref_arch] if ref_arch is not None else [])
+    # the published variant the predictor rates most accurate within the target (the evaluate step
+    # skips it when measured): the verdict names the strongest published rival, not only the nearest
+    limit = latency_limit(targets)
+    published_codes = {n: a.code for n, a in published.items()}
+    points = with_rivals(points, predicted=found.result.published.to_dict("records"), published=published,
+                         published_ms=published_ms, limit_ms=limit, k=b.rivals)
     # an INT8 latency table: the candidates' accuracy is scored in INT8 too (int8_miou beside measured_miou),
     # and the verdict compares that
     precision = _precision(ctx)
@@ -289,8 +288,12 @@ def _evaluate(ctx, summary: RunSummary, *, found, targets, lut: str, published: 
         points=tuple(points), lut=lut, device=ctx.device, scheduler=ctx.scheduler, precision=precision,
         **_finetune(ctx)))
     if ref_arch is not None and b.rounds:
+        # the strongest published variant within the target measured so far: the rounds try to out-score it too
+        rival = strongest_rival(evaluated_rows(ws), published_codes=published_codes, published_ms=published_ms,
+                                limit_ms=limit, accuracy=accuracy, reference=summary.reference) if b.chase_rival else None
         rounds = refine(workspace=ws, progress=ctx.progress, request=RefineRequest(
             space=ctx.space, targets=targets, reference=ref_arch, reference_ms=published_ms[summary.reference],
+            rival=published[rival] if rival else None,
             candidates=tuple(top), rounds=b.rounds, points=b.round_points, trials=ctx.budget.search.trials,
             seed=ctx.budget.search.seed, num_classes=ctx.num_classes, lut=lut, device=ctx.device,
             rerank=ctx.budget.search.rerank, rerank_by=ctx.budget.search.rerank_by,
@@ -304,13 +307,22 @@ def _evaluate(ctx, summary: RunSummary, *, found, targets, lut: str, published: 
     else:
         summary.beats_reference = None
     summary.best = _plain(best)
+    if limit is not None:
+        summary.published_rivals = asdict(compare_rivals(summary.best, rows, published_ms=published_ms, limit_ms=limit,
+                                                         published_codes=published_codes, accuracy=accuracy))
     if summary.best and summary.reference_row:
         # the verdict was picked on the scoring images; say whether it holds on the rest
-        held = held_out_miou([summary.best["code"], summary.reference_row["code"]], workspace=ws,
-                             val_images=b.val_images, device=ctx.device, score_hw=_score_hw(ctx), precision=precision)
+        # and, beside the reference, the strongest published rival: the rounds stopped on the scoring images
+        strongest = (summary.published_rivals or {}).get("strongest")
+        held = held_out_miou([summary.best["code"], summary.reference_row["code"], *([strongest["code"]] if strongest else [])],
+                             workspace=ws, val_images=b.val_images, device=ctx.device, score_hw=_score_hw(ctx),
+                             precision=precision)
         for row in (summary.best, summary.reference_row):
             row["held_out_miou"] = held.get(row["code"])
-        if len(held) == 2:
+        if strongest:
+            summary.published_rivals.update(held_out_found=held.get(summary.best["code"]),
+                                            held_out_rival=held.get(strongest["code"]))
+        if summary.best["code"] in held and summary.reference_row["code"] in held:
             summary.held_out_confirms = held[summary.best["code"]] > held[summary.reference_row["code"]]
         if b.check_win:
             from ffnet_nas.win_check import check_win
@@ -381,6 +393,9 @@ def describe(summary: RunSummary) -> list[str]:
                          f"({p['reference_ms'] / p['best_ms']:.2f}x)")
         if summary.win_check:
             lines.append(summary.win_check["text"])
+    if summary.published_rivals:
+        noise = (summary.win_check or {}).get("largest_same_point")
+        lines.append(PublishedRivals.from_dict(summary.published_rivals).text(unit=unit, noise=noise))
     if summary.rounds:
         n = sum(len(r["points"]) for r in summary.rounds)
         last = summary.rounds[-1]

@@ -12,6 +12,13 @@ protocol the predictor models. A round refits the predictor on every evaluated p
 again with it, and evaluates the new points that could beat the reference (predicted faster by
 a margin, most accurate first). Rounds stop as soon as an evaluated point beats the reference.
 
+With a `rival` (the most accurate published variant within the target the run measured, when it
+is not the reference: `ffnet_nas.rivals`), beating the nearest reference is not enough: rounds go
+on until a find beats the reference and also is more accurate than the rival (both on measured
+values), and each round re-ranks its candidates by the expected gain over the rival. The
+challengers are picked as for the reference (predicted faster than it), so the point that stops
+the rounds is one the verdict can take as its best.
+
 A round calls the same step functions as `fit-predictor`, `search` and `evaluate`
 (`ffnet_nas.steps`): nothing of predictor -> search -> evaluate is copied here.
 
@@ -103,13 +110,15 @@ class RefineRequest:
     rerank: int = 0  # candidates re-ranked each round (steps.SearchRequest.rerank)
     rerank_by: str = "predictor"  # by what (steps.SearchRequest.rerank_by)
     precision: str = "fp32"  # "int8": points scored, fitted on and judged by their INT8 mIoU (an INT8 table)
+    rival: Arch | None = None  # a published variant a find must also out-score (already evaluated; module docstring)
 
 
 def refine(*, workspace: Workspace, request: RefineRequest, progress: bool = True) -> list[Round]:
     """Up to `rounds` refit-search-evaluate rounds, each evaluating up to `points` new points;
     stops when one of the `candidates` (the search's points already evaluated) or of the rounds'
-    points beats `reference` (which must be evaluated). Other evaluated points (the predictor's
-    design, published variants) teach the predictor but are not finds."""
+    points beats `reference` (which must be evaluated) and, given a `rival`, out-scores it too.
+    Other evaluated points (the predictor's design, published variants) teach the predictor but
+    are not finds."""
     from ffnet_nas.settings import accuracy_column
 
     accuracy = accuracy_column(request.precision)
@@ -117,14 +126,25 @@ def refine(*, workspace: Workspace, request: RefineRequest, progress: bool = Tru
     for index in range(1, request.rounds + 1):
         rows = evaluated_rows(workspace)
         ref = rows.get(request.reference.code)
+        # a rival without a row cannot be out-scored: its rounds run (the run evaluates it first)
+        rival = rows.get(request.rival.code, {}) if request.rival is not None else None
         finds = [*request.candidates, *(c for r in done for c in r.points)]
-        if any(beats(rows[c], ref, accuracy=accuracy) for c in finds if c in rows and c != request.reference.code):
+        if any(beats(rows[c], ref, accuracy=accuracy) and _out_scores(rows[c], rival, accuracy=accuracy)
+               for c in finds if c in rows and c != request.reference.code):
             break
         done.append(_round(index, workspace=workspace, request=request, progress=progress))
         if not done[-1].points:
             logger.info("  round %d: no new point is predicted to beat the reference; stopping", index)
             break
     return done
+
+
+def _out_scores(row: dict, rival: dict | None, *, accuracy: str) -> bool:
+    """More accurate than the rival (None: no rival, nothing more to out-score). A rival without a
+    score cannot be out-scored."""
+    if rival is None:
+        return True
+    return not _missing(rival.get(accuracy)) and not _missing(row.get(accuracy)) and row[accuracy] > rival[accuracy]
 
 
 def _round(index: int, *, workspace: Workspace, request: RefineRequest, progress: bool) -> Round:
@@ -147,7 +167,7 @@ def _round(index: int, *, workspace: Workspace, request: RefineRequest, progress
         found = steps.search(workspace=ws, progress=progress, request=steps.SearchRequest(
             space=request.space, targets=request.targets, trials=request.trials, num_classes=request.num_classes,
             seed=request.seed + index, study_per_predictors=True, lut=request.lut, predictor_dir=fitted.folder,
-            rerank=request.rerank, rerank_by=request.rerank_by, reference=request.reference.code,
+            rerank=request.rerank, rerank_by=request.rerank_by, reference=(request.rival or request.reference).code,
             device=request.device))
         every = pd.DataFrame(found.result.extra["rows"])
         seen = list(evaluated_rows(ws))

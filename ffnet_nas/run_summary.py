@@ -39,6 +39,9 @@ class RunSummary:
     # the evaluated table's column every mIoU above is (ffnet_nas.evaluate.ACCURACY_COLUMNS): the fine-tuned
     # model's, or under an INT8 latency table the quantised model's, what ships
     accuracy: str = "measured_miou"
+    # the published variants within the latency target that the run measured, the most accurate of
+    # them and whether the best point beats it too (ffnet_nas.rivals.PublishedRivals as a dict)
+    published_rivals: dict | None = None
     rounds: list = field(default_factory=list)  # refine rounds run after the first evaluation
     seconds: dict = field(default_factory=dict)
     files: dict = field(default_factory=dict)

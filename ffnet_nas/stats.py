@@ -86,48 +86,55 @@ def kendall_interval(a: Sequence[float], b: Sequence[float], *, resamples: int =
 
 def kendall_difference(a: Sequence[float], b: Sequence[float] | None, truth: Sequence[float], *,
                        groups: Sequence | None = None, resamples: int = 2000, seed: int = 0,
-                       level: float = 0.95, ties_at_random: bool = False) -> Interval:
+                       level: float = 0.95, ties_at_random: bool = False,
+                       truth_b: Sequence[float] | None = None) -> Interval:
     """tau(a, truth) - tau(b, truth) (b None: tau(a, truth) alone) with a *paired* percentile bootstrap
     interval: both rankers are judged on the same resampled points, so the interval says whether one
     ranks better than the other, which two overlapping `kendall_interval`s cannot. With `groups`
     (e.g. the run each held-out point came from) a tau is the mean of the per-group taus, points are
     resampled within their group, and no pair across groups is ranked (their truths are not
     comparable). Points with a non-finite value are left out. `ties_at_random`: each ranker's ties
-    broken by a random order, in expectation (`_tau_b`)."""
+    broken by a random order, in expectation (`_tau_b`). `truth_b`: b is judged against this truth
+    instead (two measurements of the same points, e.g. two fine-tuning protocols, each ranked by its
+    own predictor), still on the same resampled points."""
+    if b is None and truth_b is not None:
+        raise ValueError("kendall_difference: truth_b without b; expected b, the ranker judged against it")
     x = np.asarray(a, float).ravel()
     y = np.zeros_like(x) if b is None else np.asarray(b, float).ravel()
     t = np.asarray(truth, float).ravel()
+    tb = t if truth_b is None else np.asarray(truth_b, float).ravel()
     g = np.zeros(len(x), dtype=int) if groups is None else np.unique(np.asarray(groups), return_inverse=True)[1].ravel()
-    if not (x.shape == y.shape == t.shape == g.shape):
-        raise ValueError(f"kendall_difference: {x.size}, {y.size}, {t.size} values and {g.size} groups; expected the same")
+    if not (x.shape == y.shape == t.shape == tb.shape == g.shape):
+        raise ValueError(f"kendall_difference: {x.size}, {y.size}, {t.size}, {tb.size} values and {g.size} groups; "
+                         "expected the same")
     every_group = np.unique(g)
-    ok = np.isfinite(x) & np.isfinite(y) & np.isfinite(t)
-    x, y, t, g = x[ok], y[ok], t[ok], g[ok]
+    ok = np.isfinite(x) & np.isfinite(y) & np.isfinite(t) & np.isfinite(tb)
+    x, y, t, tb, g = x[ok], y[ok], t[ok], tb[ok], g[ok]
     rng = np.random.default_rng(seed)
     # a group left with too few finite points makes the pooled figure undefined, not silently
     # a figure of the other groups
     members = [np.flatnonzero(g == k) for k in every_group]
 
-    def mean_tau(scores: np.ndarray, picks: list[np.ndarray]) -> np.ndarray:
+    def mean_tau(scores: np.ndarray, picks: list[np.ndarray], target: np.ndarray = t) -> np.ndarray:
         # _tau_b holds a few (resamples, n, n) arrays: in chunks of ~4M pairs, so a check over
         # hundreds of points stays within memory (the chunks draw the very same resamples)
         def tau(idx: np.ndarray) -> np.ndarray:
             chunks = max(1, len(idx) * idx.shape[1] ** 2 // 4_000_000)
-            return np.concatenate([_tau_b(scores[i], t[i], ties_at_random=ties_at_random)
+            return np.concatenate([_tau_b(scores[i], target[i], ties_at_random=ties_at_random)
                                    for i in np.array_split(idx, chunks)])
 
         return np.mean([tau(idx) for idx in picks], axis=0)
 
-    def value(scores: np.ndarray) -> float:
-        return float(mean_tau(scores, [m[None, :] for m in members])[0])
+    def value(scores: np.ndarray, target: np.ndarray = t) -> float:
+        return float(mean_tau(scores, [m[None, :] for m in members], target)[0])
 
     if not members or any(len(m) < MIN_RANKED for m in members):
         return Interval(float("nan"), float("nan"), float("nan"), int(len(x)))
-    diff = value(x) - (0.0 if b is None else value(y))
+    diff = value(x) - (0.0 if b is None else value(y, tb))
     if not np.isfinite(diff):
         return Interval(float("nan"), float("nan"), float("nan"), int(len(x)))
     picks = [m[rng.integers(0, len(m), size=(resamples, len(m)))] for m in members]
-    draws = mean_tau(x, picks) - (0.0 if b is None else mean_tau(y, picks))
+    draws = mean_tau(x, picks) - (0.0 if b is None else mean_tau(y, picks, tb))
     draws = draws[np.isfinite(draws)]
     tail = (1 - level) / 2 * 100
     low, high = np.percentile(draws, [tail, 100 - tail])

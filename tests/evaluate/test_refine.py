@@ -111,7 +111,7 @@ def test_refine_rounds_refit_search_and_evaluate_then_resume_without_redoing(wor
     assert resumed.set_index("code").loc[new[0], "seconds"] == after.set_index("code").loc[new[0], "seconds"]
 
 
-def test_refine_stops_when_the_reference_is_already_beaten(workdir):
+def test_refine_stops_when_the_reference_is_already_beaten(workdir, monkeypatch):
     ws, space = workdir
     table = read_evaluated(ws.evaluated_path)
     table = table[table["init"] == "distilled"]
@@ -124,6 +124,31 @@ def test_refine_stops_when_the_reference_is_already_beaten(workdir):
     # a point the search did not propose (the predictor's design, a published variant) is not a find:
     # beating the reference with it does not stop the rounds
     assert [r.index for r in _refine(ws, space, Arch.parse(weakest["code"]), rounds=1, candidates=[])] == [1]
+    # a published rival more accurate than every find keeps the rounds going, though the reference is
+    # beaten; a round that searches (not one whose list an earlier call wrote: it is read back)
+    # re-ranks against the rival
+    from ffnet_nas import steps
+
+    frame = read_evaluated(ws.evaluated_path)
+    rival = frame[frame["init"] == "distilled"].sort_values("measured_miou").iloc[-1]["code"]
+    finds = [c for c in frame["code"] if c not in (rival, weakest["code"])]
+    frame.loc[frame["code"] == rival, "measured_miou"] = 101.0
+    frame.to_csv(ws.evaluated_path, index=False)
+    searched, search = [], steps.search
+
+    def spy(*, request, **kw):
+        searched.append(request.reference)
+        return search(request=request, **kw)
+
+    monkeypatch.setattr(steps, "search", spy)
+    chase = dict(candidates=finds, rival=Arch.parse(rival))
+    assert [r.index for r in _refine(ws, space, Arch.parse(weakest["code"]), rounds=3, **chase)] == [1, 2, 3]
+    assert searched and set(searched) == {rival}  # every round that searched (alone, round 2 does too)
+    # once a find out-scores the rival (and beats the reference) no round runs
+    frame = read_evaluated(ws.evaluated_path)
+    frame.loc[frame["code"] == rival, "measured_miou"] = -0.5
+    frame.to_csv(ws.evaluated_path, index=False)
+    assert _refine(ws, space, Arch.parse(weakest["code"]), rounds=3, **chase) == []
 
 
 def test_challengers_margin_can_be_relaxed():

@@ -48,9 +48,18 @@ def setup_string_boolean_yaml(tmp_path):
     return [tmp_path / "str.yaml"]
 
 
-def setup_config_with_unknown_amp(tmp_path):
-    (tmp_path / "run.yaml").write_text("budget: quick\namp: fp64\n")
-    return [tmp_path / "run.yaml"]
+def _run_config(text: str):
+    """A setup that writes `text` as {tmp}/run.yaml (a `run --config` file) and protects it."""
+    def setup(tmp_path):
+        (tmp_path / "run.yaml").write_text(text)
+        return [tmp_path / "run.yaml"]
+
+    return setup
+
+
+setup_config_with_unknown_amp = _run_config("budget: quick\namp: fp64\n")
+setup_config_with_negative_rivals = _run_config("budget:\n  name: quick\n  evaluate:\n    rivals: -1\n")
+setup_config_with_chase_rival_not_a_boolean = _run_config("budget:\n  name: quick\n  evaluate:\n    chase_rival: maybe\n")
 
 
 def setup_official_19_classes(tmp_path):
@@ -217,6 +226,10 @@ ROWS = [
      "float16 autocast needs a CUDA device"),
     ("a run config with an unknown training precision", ["run", "--config", "{tmp}/run.yaml", "--workdir", "{tmp}/w"],
      setup_config_with_unknown_amp, "expected bf16, fp16, fp32 or null"),
+    ("a run config with a negative count of published rivals", ["run", "--config", "{tmp}/run.yaml", "--workdir", "{tmp}/w"],
+     setup_config_with_negative_rivals, "budget.evaluate.rivals=-1: expected an integer >= 0"),
+    ("a run config whose chase_rival is not true or false", ["run", "--config", "{tmp}/run.yaml", "--workdir", "{tmp}/w"],
+     setup_config_with_chase_rival_not_a_boolean, "budget.evaluate.chase_rival: expected true or false, got 'maybe'"),
     ("a teacher and an ImageNet init together", ["run", "--budget", "micro", "--teacher", "{tmp}/t.pt", "--init",
                                                  "imagenet:{tmp}/i.pth", "--workdir", "{tmp}/w"], setup_none,
      "expected one"),

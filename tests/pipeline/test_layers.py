@@ -29,7 +29,7 @@ LAYERS = {
     "ffnet_nas.reports": 4, "ffnet_nas.run_config": 4, "ffnet_nas.teacher": 4, "ffnet_nas.evaluate": 4,
     "ffnet_nas.zero_shot": 4,
     "ffnet_nas.fit_predictor": 5, "ffnet_nas.found": 5, "ffnet_nas.predictor_check": 5,
-    "ffnet_nas.win_check": 5,
+    "ffnet_nas.win_check": 5, "ffnet_nas.rivals": 5,
     "ffnet_nas.steps": 6,
     "ffnet_nas.refine": 7,
     "ffnet_nas.pipeline": 8,

@@ -39,6 +39,8 @@ def _check_artifacts(workdir: Path) -> None:
     assert len(pareto) >= 1 and "code" in pareto.columns
     assert summary["target"].startswith("latency<=")
     assert summary["best"] is not None
+    # the micro space holds no published variant (its widths are 16-64): no rival, and the line says so
+    assert summary["published_rivals"]["within"] == 0 and summary["published_rivals"]["strongest"] is None
     assert (workdir / "report" / "index.html").stat().st_size > 1000
 
 
@@ -201,6 +203,15 @@ def test_closing_lines_give_verdict_held_out_check_and_rounds():
     assert "beats it (higher measured mIoU at lower measured latency, same device and data): yes" in text
     assert "45.82 vs 46.00, NOT more accurate there too" in text
     assert "refine rounds: 1, 3 more point(s) evaluated; last predictor fitted on 15 points" in text
+    assert "published variants within the target" not in text  # a summary from before the rivals line
     summary = dataclasses.replace(summary, beats_reference=False, held_out_confirms=None, rounds=[])
     text = "\n".join(describe(summary))
     assert "same device and data): no" in text and "held-out" not in text and "refine rounds" not in text
+    rivals = {"limit_ms": 20.5, "within": 6, "measured": ["segmentation_ffnet74NS_CBB_mobile", "x"], "margin": -0.5,
+              "beats": False, "strongest": {"name": "x", "code": "c", "accuracy": 47.86, "predicted_latency_ms": 18.0},
+              "found_ms": 15.56}
+    text = "\n".join(describe(dataclasses.replace(summary, published_rivals=rivals, win_check={"text": "w",
+                                                                                              "largest_same_point": 0.8})))
+    assert ("published variants within the target: 6, 2 of them measured in this workdir; "
+            "the most accurate: x  mIoU 47.86  18.00 ms (table); the found point is more accurate: NO (-0.50), "
+            "and it is faster (15.56 ms, table); the same point differed by up to 0.80 between seeds") in text

@@ -143,6 +143,27 @@ def test_kendall_difference_is_paired_and_pools_groups_without_ranking_across_th
         kendall_difference(good, poor[:3], truth)
 
 
+def test_kendall_difference_judges_b_against_its_own_truth_on_the_same_resampled_points():
+    # two protocols measuring the same points, each ranked by its own predictor
+    rng = np.random.default_rng(2)
+    truth_a, truth_b = rng.normal(size=16), rng.normal(size=16)
+    good_a, poor_b = truth_a + rng.normal(scale=0.2, size=16), truth_b + rng.normal(scale=2.0, size=16)
+    d = kendall_difference(good_a, poor_b, truth_a, truth_b=truth_b)
+    assert d.value == pytest.approx(scipy_stats.kendalltau(good_a, truth_a).statistic
+                                    - scipy_stats.kendalltau(poor_b, truth_b).statistic)
+    assert d.low > 0 and d.low <= d.value <= d.high
+    # against its own truth a perfect ranker of B ties a perfect ranker of A on every resample
+    same = kendall_difference(truth_a, truth_b, truth_a, truth_b=truth_b)
+    assert same.value == 0 and same.low == 0 and same.high == 0
+    # without truth_b, B is judged against A's truth (the unchanged default)
+    assert kendall_difference(good_a, poor_b, truth_a).value == pytest.approx(
+        scipy_stats.kendalltau(good_a, truth_a).statistic - scipy_stats.kendalltau(poor_b, truth_a).statistic)
+    with pytest.raises(ValueError, match="expected the same"):
+        kendall_difference(good_a, poor_b, truth_a, truth_b=truth_b[:3])
+    with pytest.raises(ValueError, match="truth_b without b"):
+        kendall_difference(good_a, None, truth_a, truth_b=truth_b)
+
+
 def test_zero_cost_proxies_match_their_papers_formulas_and_leave_the_model_alone():
     torch.manual_seed(0)
     model = _Net().eval()
