@@ -56,6 +56,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ffnet_nas import soft_targets
 from ffnet_nas.averaging import TailAverage, batch_norms, recalibrate_bn
 from ffnet_nas.data import fixed_batches
 from ffnet_nas.metrics import IGNORE_INDEX, ConfusionMeter, SegmentationScore
@@ -271,6 +272,15 @@ def train(model: nn.Module, dataset, *, config: TrainConfig, checkpoint_path: st
             _revert_sync_bn(model)
 
 
+def _teacher_key(teacher: nn.Module, config: TrainConfig, fmt: torch.memory_format) -> tuple:
+    """What makes the teacher's output for a batch what it is, besides the batch: its weights and
+    buffers, the autocast precision, the memory format and the thread count (a reduction split
+    over other threads may round differently), so a remembered target is the one it would compute."""
+    from ffnet_nas.space.io import tensor_digest
+
+    return tensor_digest(teacher.state_dict()), config.amp, str(fmt), torch.get_num_threads()
+
+
 def _revert_sync_bn(module: nn.Module) -> None:
     """SyncBatchNorm back to BatchNorm2d, same parameters and buffers (what files and callers expect)."""
     for name, child in module.named_children():
@@ -316,6 +326,8 @@ def _train(model: nn.Module, dataset, *, config: TrainConfig, checkpoint_path: s
     tail = TailAverage(last=config.average_steps, steps=config.steps, state=partial) if config.average_steps else None
     if teacher is not None:
         teacher.to(device, memory_format=fmt).eval()
+        # the memo keeps CPU targets only (ffnet_nas.soft_targets): no digest to take elsewhere
+        teacher_key = _teacher_key(teacher, config, fmt) if config.kd_weight > 0 and device.type == "cpu" else None
     net: nn.Module = model
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel
@@ -400,7 +412,8 @@ def _train(model: nn.Module, dataset, *, config: TrainConfig, checkpoint_path: s
                 loss = segmentation_loss(logits, masks, ignore_index=ignore_index)
             if teacher is not None and config.kd_weight > 0:
                 with torch.no_grad(), autocast():
-                    target = teacher(images).float()
+                    # the same batch under the same teacher gives the same targets: remembered across fine-tunes
+                    target = soft_targets.shared()(teacher, images, key=teacher_key).float()
                 # a mean over this rank's pixels: every rank holds the same number, so DDP's mean is the global one
                 loss = loss + config.kd_weight * kd_loss(logits, target, temperature=config.kd_temperature)
             if world > 1:
