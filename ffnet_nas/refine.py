@@ -39,6 +39,7 @@ import pandas as pd
 from ffnet_nas.workspace import Workspace
 from ffnet_nas.space.arch import Arch
 from ffnet_nas.space.io import atomic_write_csv
+from ffnet_nas.stats import finite_or_none
 
 logger = logging.getLogger(__name__)
 
@@ -57,13 +58,9 @@ class Round:
 def beats(row: dict, ref: dict | None, *, accuracy: str = "measured_miou") -> bool:
     """Higher measured accuracy (the `accuracy` column: measured_miou, or int8_miou in an INT8 run)
     at lower (or equal) measured latency, same device and data."""
-    if ref is None or any(_missing(r.get(c)) for r in (row, ref) for c in ("measured_latency_ms", accuracy)):
+    if ref is None or any(finite_or_none(r.get(c)) is None for r in (row, ref) for c in ("measured_latency_ms", accuracy)):
         return False
     return row[accuracy] > ref[accuracy] and row["measured_latency_ms"] <= ref["measured_latency_ms"]
-
-
-def _missing(value) -> bool:
-    return value is None or value != value  # NaN
 
 
 def challengers(rows: pd.DataFrame, reference_ms: float, *, k: int, exclude: Sequence[str] = (),
@@ -144,7 +141,8 @@ def _out_scores(row: dict, rival: dict | None, *, accuracy: str) -> bool:
     score cannot be out-scored."""
     if rival is None:
         return True
-    return not _missing(rival.get(accuracy)) and not _missing(row.get(accuracy)) and row[accuracy] > rival[accuracy]
+    mine, theirs = finite_or_none(row.get(accuracy)), finite_or_none(rival.get(accuracy))
+    return mine is not None and theirs is not None and mine > theirs
 
 
 def _round(index: int, *, workspace: Workspace, request: RefineRequest, progress: bool) -> Round:
@@ -200,7 +198,7 @@ def best_candidate(rows: dict[str, dict], candidates: Sequence[str], reference: 
     """The most accurate candidate (by the `accuracy` column) that beats the reference (or, if none
     does, the most accurate candidate) and whether it beats it."""
     pool = [rows[c] for c in dict.fromkeys(candidates) if c in rows and (reference is None or c != reference.code)
-            and not _missing(rows[c].get(accuracy))]
+            and finite_or_none(rows[c].get(accuracy)) is not None]
     ref = rows.get(reference.code) if reference is not None else None
     winning = [r for r in pool if beats(r, ref, accuracy=accuracy)]
     best = max(winning or pool, key=lambda r: r[accuracy], default=None)

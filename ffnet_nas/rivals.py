@@ -18,9 +18,10 @@ rivals are compared on accuracy alone, since all of them fit the budget.
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 from typing import Mapping, Sequence
+
+from ffnet_nas.stats import finite_or_none
 
 
 def latency_limit(targets: Sequence) -> float | None:
@@ -131,10 +132,6 @@ def strongest_rival(rows: Mapping[str, Mapping], *, published_codes: Mapping[str
     return None if found is None or found.name == reference else found.name
 
 
-def _known(value) -> bool:
-    return value is not None and math.isfinite(float(value))
-
-
 def compare(best: Mapping | None, rows: Mapping[str, Mapping], *, published_codes: Mapping[str, str],
             published_ms: Mapping[str, float], limit_ms: float, accuracy: str = "measured_miou") -> PublishedRivals:
     """The published variants within the limit measured in the workdir (`rows`: its evaluated rows by
@@ -142,14 +139,15 @@ def compare(best: Mapping | None, rows: Mapping[str, Mapping], *, published_code
     finite accuracy (an INT8 score not taken) is not measured. `published_codes`: name -> code."""
     within = within_limit(published_ms, limit_ms)
     measured = [(name, rows[published_codes[name]]) for name in sorted(within)
-                if published_codes[name] in rows and _known(rows[published_codes[name]].get(accuracy))]
+                if published_codes[name] in rows and finite_or_none(rows[published_codes[name]].get(accuracy)) is not None]
     if not measured:
         return PublishedRivals(limit_ms=limit_ms, within=len(within), measured=(), strongest=None, margin=None,
                                beats=None)
     name, row = max(measured, key=lambda nr: float(nr[1][accuracy]))
     strongest = Rival(name=name, code=row["code"], accuracy=float(row[accuracy]), predicted_latency_ms=float(within[name]))
-    margin = float(best[accuracy]) - strongest.accuracy if best is not None and _known(best.get(accuracy)) else None
-    found_ms = float(best["predicted_latency_ms"]) if best is not None and _known(best.get("predicted_latency_ms")) else None
+    found = finite_or_none(best.get(accuracy)) if best is not None else None
+    margin = found - strongest.accuracy if found is not None else None
+    found_ms = finite_or_none(best.get("predicted_latency_ms")) if best is not None else None
     return PublishedRivals(limit_ms=limit_ms, within=len(within), measured=tuple(n for n, _ in measured),
                            strongest=strongest, margin=margin, beats=None if margin is None else margin > 0,
                            found_ms=found_ms)

@@ -2,6 +2,8 @@
 
 Pure functions on arrays; imports nothing from the package, so every layer may use it.
 
+- `finite_or_none`: a cell of a table (blank, NaN, text or a number) as a float when it is a
+  finite number, else None: how every reader of measured figures tells a figure from a gap.
 - `rank_correlations`: Spearman and Kendall of predicted vs measured values. One NaN rule for the
   whole project: pairs with a non-finite value are dropped, and the statistics of fewer than 3
   pairs or of constant data are undefined, so they are NaN (never 0, which would read as "no
@@ -23,6 +25,7 @@ Pure functions on arrays; imports nothing from the package, so every layer may u
 from __future__ import annotations
 
 import bisect
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Mapping, Sequence, Union
@@ -30,6 +33,15 @@ from typing import Mapping, Sequence, Union
 import numpy as np
 
 MIN_RANKED = 3  # fewer pairs than this have no meaningful rank statistic
+
+
+def finite_or_none(value) -> float | None:
+    """`value` as a float when it is a finite number (table cells may be blank, NaN or text), else None."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) else None
 
 
 @dataclass(frozen=True)

@@ -32,12 +32,12 @@ import pandas as pd
 from ffnet_nas.reports import inputs as inp
 from ffnet_nas.reports.families import backbone_kind, family_of_arch
 from ffnet_nas.reports.model import Missing
-from ffnet_nas.reports.style import finite_or_none
 from ffnet_nas.settings import accuracy_label
 from ffnet_nas.space.arch import PEER_BLOCK_TYPES, PEER_UP_HEADS, Arch
 from ffnet_nas.space.catalogue import get_variant, name_of
 from ffnet_nas.space.errors import InvalidInput
 from ffnet_nas.space.peers import get_peer, peer_of, peer_points
+from ffnet_nas.stats import finite_or_none
 
 log = logging.getLogger(__name__)
 

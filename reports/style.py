@@ -6,7 +6,6 @@ PNG made from the HTML must show the same layout as the HTML.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -145,12 +144,3 @@ def log_ticks(lo_log10: float, hi_log10: float) -> dict:
     if len(vals) < 2:  # a range this narrow reads fine with plotly's own ticks
         return {}
     return dict(tickmode="array", tickvals=vals, ticktext=[f"{v:g}" for v in vals])
-
-
-def finite_or_none(value) -> float | None:
-    """`value` as a float when it is a finite number (table cells may be blank, NaN or text), else None."""
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        return None
-    return v if math.isfinite(v) else None

@@ -13,10 +13,11 @@ import html
 from dataclasses import dataclass
 
 from ffnet_nas.reports.sketch import arch_caption, sketch, sketch_svg
-from ffnet_nas.reports.style import finite_or_none, fmt_count
+from ffnet_nas.reports.style import fmt_count
 from ffnet_nas.settings import ACCURACY_COLUMNS, accuracy_label
 from ffnet_nas.space.arch import Arch
 from ffnet_nas.space.errors import InvalidInput
+from ffnet_nas.stats import finite_or_none
 
 # The CLI's closing lines end with timings and file paths; the verdict is what comes before them.
 _NOT_VERDICT = ("time per step", "wrote ")
