@@ -65,7 +65,8 @@ def _given(value):
 
 def run(args: argparse.Namespace) -> int:
     from ffnet_nas.budgets import DEFAULT_BUDGET, get_budget
-    from ffnet_nas.pipeline import describe, run_pipeline
+    from ffnet_nas.closing import describe
+    from ffnet_nas.pipeline import run_pipeline
     from ffnet_nas.reports.build import parse_formats
     from ffnet_nas.run_config import RunConfig, load_config, to_yaml, with_overrides
     from ffnet_nas.space.complexity import parse_hw

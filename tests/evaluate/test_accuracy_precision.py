@@ -8,7 +8,7 @@ import math
 import pytest
 
 from ffnet_nas.settings import accuracy_column, accuracy_label
-from ffnet_nas.pipeline import describe
+from ffnet_nas.closing import describe
 from ffnet_nas.refine import beats, best_candidate
 from ffnet_nas.reports.verdict import verdict, verdict_html
 from ffnet_nas.run_summary import RunSummary

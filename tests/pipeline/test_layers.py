@@ -31,7 +31,7 @@ LAYERS = {
     "ffnet_nas.zero_shot": 4,
     "ffnet_nas.fit_predictor": 5, "ffnet_nas.found": 5, "ffnet_nas.predictor_check": 5,
     "ffnet_nas.win_check": 5, "ffnet_nas.rivals": 5,
-    "ffnet_nas.steps": 6,
+    "ffnet_nas.steps": 6, "ffnet_nas.closing": 6,
     "ffnet_nas.refine": 7,
     "ffnet_nas.pipeline": 8,
     "ffnet_nas.commands": 9, "ffnet_nas.cli": 10, "ffnet_nas.__main__": 11,

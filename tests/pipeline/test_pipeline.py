@@ -187,7 +187,7 @@ def test_run_rejects_bad_input_before_any_work(tmp_path, space_file, capsys):
 
 
 def test_closing_lines_give_verdict_held_out_check_and_rounds():
-    from ffnet_nas.pipeline import describe
+    from ffnet_nas.closing import describe
     from ffnet_nas.run_summary import RunSummary
 
     best = {"code": "stemC-basic-d8.24.8-w64.128.256-s2-upC-segC-nearest", "measured_miou": 47.36,
