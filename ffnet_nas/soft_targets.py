@@ -15,7 +15,8 @@ digest of its weights), the autocast setting and the digest of the image bytes, 
 same computation on the same input, bit for bit. Only CPU tensors are remembered (on a GPU the
 pass costs less than the copy and the hash); it fills up to `max_bytes` and then stops adding
 rather than evicting, since fine-tunes replay the stream from its start and an evicting memo
-smaller than one stream would never hit.
+smaller than one stream would never hit. Only when it is full and another teacher key asks
+(another teacher, precision or thread count) do the other keys' targets make room.
 """
 
 from __future__ import annotations
@@ -67,10 +68,19 @@ class SoftTargets:
         size = out.numel() * out.element_size()
         with self._lock:
             self.misses += 1
+            if self.bytes + size > self.max_bytes:
+                self._drop_other_teachers(key)
             if self.bytes + size <= self.max_bytes and k not in self._store:
                 self._store[k] = out.detach()
                 self.bytes += size
         return out
+
+    def _drop_other_teachers(self, key: Hashable) -> None:
+        # a process that moves on to another teacher (or precision) will not ask for the old one's
+        # targets again: they give way, where the targets of this teacher's stream never evict each other
+        for k in [k for k in self._store if k[0] != key]:
+            self.bytes -= self._store[k].numel() * self._store[k].element_size()
+            del self._store[k]
 
     def clear(self) -> None:
         with self._lock:

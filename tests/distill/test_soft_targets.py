@@ -102,3 +102,20 @@ def test_targets_of_a_batch_are_keyed_by_its_bytes(memo):
     memo.enabled = False  # off: computed, not looked up, not counted
     memo(teacher, a, key="t")
     assert len(calls) == 5 and (memo.hits, memo.misses) == (1, 4)
+
+
+def test_a_full_memo_makes_room_for_another_teacher_only(memo):
+    def teacher(x):
+        return x * 2
+
+    batches = [torch.full((1, 1, 2, 2), float(i)) for i in range(3)]
+    memo.max_bytes = 2 * batches[0].numel() * batches[0].element_size()
+    memo(teacher, batches[0], key="old")
+    memo(teacher, batches[1], key="old")
+    memo(teacher, batches[2], key="old")  # full: the stream's own targets do not evict each other
+    assert memo.bytes == memo.max_bytes
+    memo(teacher, batches[0], key="old")
+    assert memo.hits == 1
+    memo(teacher, batches[2], key="new")  # full, and another teacher asks: the old one's targets go
+    memo(teacher, batches[2], key="new")
+    assert memo.hits == 2 and memo.bytes == batches[0].numel() * batches[0].element_size()
