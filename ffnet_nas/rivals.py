@@ -96,7 +96,9 @@ class PublishedRivals:
             held = "more" if self.held_out_found > self.held_out_rival else "NOT more"
             line += f"; on the held-out images {self.held_out_found:.2f} vs {self.held_out_rival:.2f}, {held} accurate"
         if noise is not None:
-            line += f"; the same point differed by up to {noise:.2f} between seeds"
+            # the margin is one seed of each point: a margin inside one point's own seed spread says nothing
+            larger = "larger" if abs(self.margin) > noise else "NOT larger"
+            line += f"; the same point differed by up to {noise:.2f} between seeds: the margin is {larger} than that"
         return line
 
 

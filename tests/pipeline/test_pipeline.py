@@ -214,4 +214,5 @@ def test_closing_lines_give_verdict_held_out_check_and_rounds():
                                                                                               "largest_same_point": 0.8})))
     assert ("published variants within the target: 6, 2 of them measured in this workdir; "
             "the most accurate: x  mIoU 47.86  18.00 ms (table); the found point is more accurate: NO (-0.50), "
-            "and it is faster (15.56 ms, table); the same point differed by up to 0.80 between seeds") in text
+            "and it is faster (15.56 ms, table); the same point differed by up to 0.80 between seeds: "
+            "the margin is NOT larger than that") in text

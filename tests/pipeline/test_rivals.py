@@ -30,7 +30,8 @@ def test_the_strongest_measured_rival_within_the_target_not_the_nearest():
     assert "published variants within the target: 3, 3 of them measured in this workdir" in line
     assert ("the most accurate: twin  mIoU 46.00  19.60 ms (table); the found point is more accurate: NO (-1.50), "
             "and it is faster (15.50 ms, table)") in line
-    assert line.endswith("the same point differed by up to 0.79 between seeds")
+    assert line.endswith("the same point differed by up to 0.79 between seeds: the margin is larger than that")
+    assert r.text(noise=1.5).endswith("up to 1.50 between seeds: the margin is NOT larger than that")  # a tie with the noise
     held = dataclasses.replace(r, held_out_found=42.0, held_out_rival=44.9).text()
     assert "; on the held-out images 42.00 vs 44.90, NOT more accurate" in held
     assert "more accurate;" not in dataclasses.replace(r, held_out_found=42.0).text()  # one side unscored: no claim
