@@ -140,9 +140,10 @@ class EvaluateBudget:
     # the size the mIoU is scored at: train (the crop), input (the deployment input), native (real
     # data at its own label size)
     score_at: str = "train"
-    # the best point and the reference fine-tuned again under the next seeds, so the verdict can say
-    # whether the win is larger than the yardstick's noise (ffnet_nas.win_check); check_seeds counts
-    # the run's own seed: 3 is two more fine-tunes of each point
+    # the best point and the reference (and the strongest published rival measured within the target,
+    # when it is another variant) fine-tuned again under the next seeds, so the verdict can say whether
+    # the win is larger than the yardstick's noise (ffnet_nas.win_check); check_seeds counts the run's
+    # own seed: 3 is two more fine-tunes of each point
     check_win: bool = True
     check_seeds: int = 3
     # the published variants within the target that the predictor rates most accurate, fine-tuned
