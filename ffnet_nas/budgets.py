@@ -140,9 +140,10 @@ class EvaluateBudget:
     # the size the mIoU is scored at: train (the crop), input (the deployment input), native (real
     # data at its own label size)
     score_at: str = "train"
-    # the best point and the reference fine-tuned again under the next seeds, so the verdict can say
-    # whether the win is larger than the yardstick's noise (ffnet_nas.win_check); check_seeds counts
-    # the run's own seed: 3 is two more fine-tunes of each point
+    # the best point and the reference (and the strongest published rival measured within the target,
+    # when it is another variant) fine-tuned again under the next seeds, so the verdict can say whether
+    # the win is larger than the yardstick's noise (ffnet_nas.win_check); check_seeds counts the run's
+    # own seed: 3 is two more fine-tunes of each point
     check_win: bool = True
     check_seeds: int = 3
     # the published variants within the target that the predictor rates most accurate, fine-tuned
@@ -248,7 +249,8 @@ BUDGETS: dict[str, Budget] = {
     # its native instructions (cpu_amp) with 60 steps took 795 s but scored 0.80 mIoU lower and made
     # two seeds of a point differ 24% more, so it was not adopted (docs/results.md, "The quick run
     # within 15 minutes"). With the strongest published rival named and chased (evaluate.rivals,
-    # evaluate.chase_rival) a fresh run took 1351 s there: one refine round, +4.0 mIoU found.
+    # evaluate.chase_rival) a fresh run took 1351 s there: one refine round, +4.0 mIoU found. With the
+    # teacher's targets remembered across fine-tunes (ffnet_nas.soft_targets) the next took 1132 s (no round).
     # It deploys at its training size, 64x128, not the paper's 512x1024: the latency step took 22 s
     # at 64x128 in the README's run, and 512x1024 has 64x the pixels (~20 min of timing on this
     # 2-core CPU), which alone would overrun the 15 minutes. --input-size 512x1024 deploys there.

@@ -47,6 +47,8 @@ def describe(summary: RunSummary) -> list[str]:
     if summary.published_rivals:
         noise = (summary.win_check or {}).get("largest_same_point")
         lines.append(PublishedRivals.from_dict(summary.published_rivals).text(unit=unit, noise=noise))
+    if summary.rival_check:
+        lines.append(summary.rival_check["text"])
     if summary.rounds:
         n = sum(len(r["points"]) for r in summary.rounds)
         last = summary.rounds[-1]

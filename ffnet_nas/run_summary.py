@@ -42,6 +42,9 @@ class RunSummary:
     # the published variants within the latency target that the run measured, the most accurate of
     # them and whether the best point beats it too (ffnet_nas.rivals.PublishedRivals as a dict)
     published_rivals: dict | None = None
+    # the best point and that strongest rival, when it is not the reference, fine-tuned again as the
+    # win check does (ffnet_nas.win_check.WinCheck as a dict, its "text" included)
+    rival_check: dict | None = None
     rounds: list = field(default_factory=list)  # refine rounds run after the first evaluation
     seconds: dict = field(default_factory=dict)
     files: dict = field(default_factory=dict)

@@ -17,6 +17,10 @@ two points can happen to agree closely (a CI run saw 0.22 mIoU where held-out po
 on average), three seeds of each are less likely to. Beside the rule, `text` gives the mean win on
 the held-out images with a t-interval over the seeds (the images there picked nothing).
 
+The run checks the best point against the strongest published rival within its target the same
+way (`text(against=...)`); a point that loses on every measurement by more than the noise is told
+apart from a tie (`loses_beyond_noise`).
+
 The other seeds' scores are kept in `Workspace.second_seed_path` (one row per point and setting,
 written atomically when a point is scored; the fine-tune checkpoints into the point's folder), so a
 killed check resumes and a finished one costs nothing.
@@ -61,15 +65,26 @@ class WinCheck:
     held_out_high: float = math.nan
     precision: str = "fp32"  # the accuracy compared: the float model's, or "int8" (the quantised one's)
 
-    def text(self) -> str:
+    @property
+    def loses_beyond_noise(self) -> bool:
+        """Every win negative and the least negative beyond the largest same-point difference: the
+        other point is the more accurate one, by more than the noise."""
+        largest = max(self.wins.values())
+        return largest < 0 and -largest > self.largest_same_point
+
+    def text(self, *, against: str = "the reference") -> str:
         wins = ", ".join(f"{k} {v:+.2f}" for k, v in self.wins.items())
         ratio = self.smallest_win / self.largest_same_point if self.largest_same_point > 0 else math.inf
-        verdict = (f"yes (smallest win {ratio:.1f}x the largest same-point difference)" if self.exceeds_noise
-                   else "NO: the win is within the yardstick's noise")
+        if self.exceeds_noise:
+            verdict = f"yes (smallest win {ratio:.1f}x the largest same-point difference)"
+        elif self.loses_beyond_noise:
+            verdict = f"NO: {against} is the more accurate, by more than the noise"
+        else:
+            verdict = "NO: the win is within the yardstick's noise"
         interval = (f"; mean held-out win {self.held_out_win:+.2f} mIoU, 95% interval over the {len(self.seeds)} seeds "
                     f"[{self.held_out_low:+.2f}, {self.held_out_high:+.2f}]" if math.isfinite(self.held_out_low) else "")
         what = f" in {accuracy_label(self.precision)}" if self.precision != "fp32" else ""
-        return (f"win over the reference{what} measured under {len(self.seeds)} seeds ({wins}); the same point under two "
+        return (f"win over {against}{what} measured under {len(self.seeds)} seeds ({wins}); the same point under two "
                 f"seeds differed by up to {self.largest_same_point:.2f} mIoU{interval}; larger than the noise: {verdict}")
 
 

@@ -55,22 +55,39 @@ def test_a_third_seed_compares_every_pair_of_seeds_and_can_overturn_two_that_agr
         judge([first], best="b", reference="r", seeds=(0,))
 
 
+def test_a_point_that_loses_by_more_than_the_noise_is_told_apart_from_a_tie():
+    worse = judge([{"b": (40.0, 39.0), "r": (45.0, 44.5)}, {"b": (40.5, 39.2), "r": (45.3, 44.0)}], best="b",
+                  reference="r", seeds=(0, 1), precision="fp32")
+    assert worse.loses_beyond_noise and not worse.exceeds_noise
+    text = worse.text(against="the strongest published rival")
+    assert text.startswith("win over the strongest published rival measured under 2 seeds")
+    assert text.endswith("larger than the noise: NO: the strongest published rival is the more accurate, by more than the noise")
+    tie = judge([{"b": (40.0, 39.0), "r": (40.5, 39.4)}, {"b": (40.6, 39.2), "r": (40.1, 39.0)}], best="b",
+                reference="r", seeds=(0, 1))
+    assert not tie.loses_beyond_noise and tie.text().endswith("NO: the win is within the yardstick's noise")
+
+
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
     space = from_dict(TINY)
     ws = micro_workdir(tmp_path_factory.mktemp("win"), TINY, hw=HW)
-    points = list(dict.fromkeys(space.sample(i) for i in range(6)))[:2]
+    points = list(dict.fromkeys(space.sample(i) for i in range(6)))[:3]
     evaluate_points(points, workspace=ws, config=CONFIG, val_images=VAL_IMAGES, progress=False)
     return ws, points
 
 
-def test_the_two_points_are_fine_tuned_again_once_and_the_run_files_stay(workdir):
-    ws, points = workdir
-    evaluated = ws.evaluated_path.read_bytes()
+def _rows(ws, points):
     rows = read_evaluated(ws.evaluated_path).set_index("code")
     held = held_out_miou([a.code for a in points], workspace=ws, val_images=VAL_IMAGES)
-    best, ref = ({"code": a.code, "measured_miou": rows.loc[a.code, "measured_miou"], "held_out_miou": held[a.code]}
-                 for a in points)
+    return [{"code": a.code, "measured_miou": rows.loc[a.code, "measured_miou"], "held_out_miou": held[a.code]}
+            for a in points]
+
+
+def test_the_two_points_are_fine_tuned_again_once_and_the_run_files_stay(workdir):
+    ws, points = workdir
+    points = points[:2]
+    evaluated = ws.evaluated_path.read_bytes()
+    best, ref = _rows(ws, points)
     check = check_win(workspace=ws, best=best, reference=ref, config=CONFIG, val_images=VAL_IMAGES, progress=False)
     assert check.seeds == (0, 1) and len(check.wins) == 4  # the default: the run's seed and one more
     assert ws.evaluated_path.read_bytes() == evaluated  # the run's rows and models are not replaced
@@ -94,6 +111,20 @@ def test_the_two_points_are_fine_tuned_again_once_and_the_run_files_stay(workdir
         check_win(workspace=ws, best=best, reference=ref, config=CONFIG, val_images=VAL_IMAGES, seeds=1, progress=False)
 
 
+def test_checking_the_best_point_against_a_rival_too_fine_tunes_only_the_rival(workdir):
+    """The run checks the best point against the reference and then against the strongest published
+    rival: the best point's other seeds are on file by then, so the rival's check costs its own fine-tunes only."""
+    ws, points = workdir
+    best, ref, rival = _rows(ws, points)
+    against_ref = check_win(workspace=ws, best=best, reference=ref, config=CONFIG, val_images=VAL_IMAGES, progress=False)
+    rows = len(pd.read_csv(ws.second_seed_path))
+    against_rival = check_win(workspace=ws, best=best, reference=rival, config=CONFIG, val_images=VAL_IMAGES,
+                              progress=False)
+    assert len(pd.read_csv(ws.second_seed_path)) == rows + 1  # the rival under seed 1, nothing else
+    assert against_rival.same_point[best["code"]] == against_ref.same_point[best["code"]]  # the same best-point rows
+    assert set(against_rival.same_point) == {best["code"], rival["code"]}
+
+
 def test_an_int8_check_scores_the_quantised_models_under_its_own_setting(workdir):
     """In an INT8 run the other seeds are scored as the verdict is: the fine-tuned model quantised
     (evaluate.int8.Int8Scorer). Their rows carry the precision in their setting, so a float check of the
@@ -101,6 +132,7 @@ def test_an_int8_check_scores_the_quantised_models_under_its_own_setting(workdir
     import json
 
     ws, points = workdir
+    points = points[:2]
     config = finetune_config(steps=1, batch_size=2, seed=5)
     before = len(pd.read_csv(ws.second_seed_path)) if ws.second_seed_path.exists() else 0
     int8 = second_seed_scores(points, workspace=ws, config=config, val_images=VAL_IMAGES, progress=False,

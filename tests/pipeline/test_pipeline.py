@@ -216,3 +216,7 @@ def test_closing_lines_give_verdict_held_out_check_and_rounds():
             "the most accurate: x  mIoU 47.86  18.00 ms (table); the found point is more accurate: NO (-0.50), "
             "and it is faster (15.56 ms, table); the same point differed by up to 0.80 between seeds: "
             "the margin is NOT larger than that") in text
+    checked = dataclasses.replace(summary, published_rivals=rivals, rival_check={"text": "win over the strongest published rival …"})
+    lines = describe(checked)
+    assert lines[[i for i, line in enumerate(lines) if line.startswith("published variants")][0] + 1] == \
+        "win over the strongest published rival …"  # the rival's check right below its line
