@@ -63,6 +63,9 @@ class PublishedRivals:
     # both scored on the validation images no choice was made on (None: not scored, or none held out)
     held_out_found: float | None = None
     held_out_rival: float | None = None
+    # both timed side by side after the verdict (evaluate.paired_latency; None: not timed)
+    paired_found_ms: float | None = None
+    paired_rival_ms: float | None = None
 
     @classmethod
     def from_dict(cls, record: Mapping) -> "PublishedRivals":
@@ -88,10 +91,14 @@ class PublishedRivals:
         if self.margin is None:
             return line + "; no found point to compare with it"
         line += f"; the found point is more accurate: {'yes' if self.beats else 'NO'} ({self.margin:+.2f})"
-        if not self.beats and self.found_ms is not None:
+        if not self.beats and self.found_ms is not None and self.paired_found_ms is None:
             # less accurate than a published variant is still a trade-off while it is faster
             faster = "faster" if self.found_ms < s.predicted_latency_ms else "NOT faster"
             line += f", and it is {faster} ({self.found_ms:.2f} ms, table)"
+        if self.paired_found_ms is not None and self.paired_rival_ms is not None:
+            faster = "faster" if self.paired_found_ms < self.paired_rival_ms else "NOT faster"
+            line += (f"; timed side by side {self.paired_found_ms:.2f} vs {self.paired_rival_ms:.2f} ms, {faster} "
+                     f"({self.paired_rival_ms / self.paired_found_ms:.2f}x)")
         if self.held_out_found is not None and self.held_out_rival is not None:
             held = "more" if self.held_out_found > self.held_out_rival else "NOT more"
             line += f"; on the held-out images {self.held_out_found:.2f} vs {self.held_out_rival:.2f}, {held} accurate"

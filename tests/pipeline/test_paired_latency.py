@@ -35,3 +35,25 @@ def test_the_run_says_whether_the_best_point_is_faster_side_by_side():
     assert "12.50 vs 12.00 ms, NOT faster there (0.96x)" in "\n".join(describe(summary))
     summary.latency_pair = summary.latency_confirms = None  # an older summary, or no reference: no line
     assert "side by side" not in "\n".join(describe(summary))
+
+
+def test_the_strongest_published_rival_is_timed_beside_the_best_point_too(micro_run):
+    from ffnet_nas.pipeline import _time_side_by_side
+
+    table = load_latency_table(micro_run.workdir / "lut" / "cpu-fp32-eager-b1-32x64-t1.csv")
+    medium = Arch.parse("stemB-basic-d2.2.2.2-w32.64.96.128-s1-upB-segB-nearest")
+    rival = {"name": "rival", "code": LARGE.code, "accuracy": 47.5, "predicted_latency_ms": 11.0}
+    summary = RunSummary(budget="quick", space="mobile", device="cpu", target="latency<=12ms", reference="ref",
+                         best={"code": SMALL.code}, reference_row={"code": medium.code},
+                         published_rivals={"strongest": rival})
+    _time_side_by_side(summary, table, published={"ref": medium, "rival": LARGE})
+    found_ms, rival_ms = summary.published_rivals["paired_found_ms"], summary.published_rivals["paired_rival_ms"]
+    assert 0 < found_ms < rival_ms  # the large rival, timed beside the small point
+    assert summary.latency_pair["best_ms"] > 0 and summary.latency_pair["reference_ms"] != rival_ms
+    # the strongest rival is the reference itself: its pair is the reference's, not timed twice
+    same = RunSummary(budget="quick", space="mobile", device="cpu", target="latency<=12ms", reference="ref",
+                      best={"code": SMALL.code}, reference_row={"code": medium.code},
+                      published_rivals={"strongest": {**rival, "name": "ref", "code": medium.code}})
+    _time_side_by_side(same, table, published={"ref": medium})
+    assert (same.published_rivals["paired_found_ms"], same.published_rivals["paired_rival_ms"]) == \
+        (same.latency_pair["best_ms"], same.latency_pair["reference_ms"])

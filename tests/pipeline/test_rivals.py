@@ -38,6 +38,14 @@ def test_the_strongest_measured_rival_within_the_target_not_the_nearest():
     slower = compare({**best, "predicted_latency_ms": 25.0}, rows, published_codes=CODES, published_ms=MS, limit_ms=27.7)
     assert "NO (-1.50), and it is NOT faster (25.00 ms, table)" in slower.text()
     assert dataclasses.replace(r, margin=2.0, beats=True).text().endswith("more accurate: yes (+2.00)")
+    # timed side by side after the verdict: the measured pair replaces the table's word on speed
+    paired = dataclasses.replace(r, paired_found_ms=16.0, paired_rival_ms=20.0).text()
+    assert "(table); the found point is more accurate: NO (-1.50); timed side by side 16.00 vs 20.00 ms, faster (1.25x)" \
+        in paired and "(15.50 ms, table)" not in paired
+    assert "20.00 vs 16.00 ms, NOT faster (0.80x)" in dataclasses.replace(r, paired_found_ms=20.0, paired_rival_ms=16.0).text()
+    # run_summary.json written before the pair existed still reads
+    assert PublishedRivals.from_dict({k: v for k, v in dataclasses.asdict(r).items()
+                                      if not k.startswith("paired")}).paired_found_ms is None
     tie = compare({**best, "measured_miou": 46.0}, rows, published_codes=CODES, published_ms=MS, limit_ms=27.7)
     assert tie.beats is False  # a tie is not a win
     # the accuracy the verdict judges by (INT8 under an INT8 table); a row without it is not measured
