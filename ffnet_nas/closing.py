@@ -49,6 +49,8 @@ def describe(summary: RunSummary) -> list[str]:
         lines.append(PublishedRivals.from_dict(summary.published_rivals).text(unit=unit, noise=noise))
     if summary.rival_check:
         lines.append(summary.rival_check["text"])
+    if (short := in_short(summary)) is not None:
+        lines.append(short)
     if summary.rounds:
         n = sum(len(r["points"]) for r in summary.rounds)
         last = summary.rounds[-1]
@@ -58,6 +60,38 @@ def describe(summary: RunSummary) -> list[str]:
     lines.append("time per step (s): " + ", ".join(f"{k} {v}" for k, v in summary.seconds.items()))
     lines += [f"wrote {k}: {v}" for k, v in summary.files.items()]
     return lines
+
+
+def in_short(summary: RunSummary) -> str | None:
+    """What the user should take away, against the strongest published variant measured within the
+    target: the found point is more accurate by more than the noise, ties it, or loses to it, by the
+    check under several seeds (the rival's own, or the reference's when the two are one), and whether
+    it is faster side by side. None when there is no rival or no such check (`check_win` off)."""
+    rivals = summary.published_rivals or {}
+    strongest = rivals.get("strongest")
+    if not summary.best or not strongest:
+        return None
+    check = summary.rival_check or (summary.win_check if strongest["name"] == summary.reference else None)
+    if not check or not check.get("wins"):
+        return None
+    name, seeds = strongest["name"], len(check["seeds"])
+    found_ms, rival_ms = rivals.get("paired_found_ms"), rivals.get("paired_rival_ms")
+    faster = None if found_ms is None or rival_ms is None else found_ms < rival_ms
+    speed = "" if faster is None else (f", {'faster' if faster else 'NOT faster'} side by side "
+                                       f"({found_ms:.2f} vs {rival_ms:.2f} ms)")
+    cover = f" ({len(rivals.get('measured') or ())} of the {rivals.get('within')} published variants within the target measured)"
+    closest = max(check["wins"].values())
+    if check["exceeds_noise"]:
+        return (f"in short: the found point is more accurate than {name}, the strongest published variant measured "
+                f"within the target, by more than the noise over {seeds} seeds{speed}{cover}")
+    if closest < 0 and -closest > check["largest_same_point"]:
+        return (f"in short: {name} (published) is more accurate than the found point by more than the noise over "
+                f"{seeds} seeds{speed}: at this budget the search found nothing better within the target{cover}")
+    if faster:
+        return (f"in short: the found point is as accurate as {name}, the strongest published variant measured within "
+                f"the target (a tie within the noise over {seeds} seeds){speed}{cover}")
+    return (f"in short: the found point is no better than {name} (published): as accurate within the noise over "
+            f"{seeds} seeds{speed}; at this budget the search found nothing that beats it{cover}")
 
 
 def _hw(hw) -> str:
@@ -72,4 +106,4 @@ def _miou(value) -> str:
     return "n/a" if value is None else f"{value:.2f}"
 
 
-__all__ = ["describe"]
+__all__ = ["describe", "in_short"]
