@@ -23,6 +23,7 @@ line naming the field); `ffnet_nas.run_config` reads and writes them as YAML.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 from ffnet_nas.predictors.latency.protocol import Protocol
@@ -153,10 +154,17 @@ class EvaluateBudget:
     # refine rounds also while the most accurate published variant within the target that the run
     # measured out-scores every find (ffnet_nas.refine: up to rounds x round_points more fine-tunes)
     chase_rival: bool = True
+    # ... until a find out-scores it by more than this many mIoU: a one-seed margin smaller than one
+    # point's seed-to-seed spread is not a win. The largest same-point difference of the quick runs'
+    # win checks was 0.79, 0.81, 0.90 and 1.27 mIoU (docs/results.md); q8 stopped its chase on +0.23,
+    # which three seeds then showed to be a tie
+    chase_margin: float = 1.0
 
     def __post_init__(self) -> None:
         _need(self, "check_win", isinstance(self.check_win, bool), "true or false")
         _need(self, "chase_rival", isinstance(self.chase_rival, bool), "true or false")
+        _need(self, "chase_margin", isinstance(self.chase_margin, (int, float)) and not isinstance(self.chase_margin, bool)
+              and math.isfinite(self.chase_margin) and self.chase_margin >= 0, "a number of mIoU >= 0")
         _need(self, "check_seeds", isinstance(self.check_seeds, int) and not isinstance(self.check_seeds, bool)
               and self.check_seeds >= 2, "an integer >= 2 (the run's own seed and at least one more)")
         _count(self, "top", "rounds", "rivals")

@@ -294,7 +294,7 @@ def _evaluate(ctx, summary: RunSummary, *, found, targets, lut: str, published: 
                                 limit_ms=limit, accuracy=accuracy, reference=summary.reference) if b.chase_rival else None
         rounds = refine(workspace=ws, progress=ctx.progress, request=RefineRequest(
             space=ctx.space, targets=targets, reference=ref_arch, reference_ms=published_ms[summary.reference],
-            rival=published[rival] if rival else None,
+            rival=published[rival] if rival else None, rival_margin=b.chase_margin,
             candidates=tuple(top), rounds=b.rounds, points=b.round_points, trials=ctx.budget.search.trials,
             seed=ctx.budget.search.seed, num_classes=ctx.num_classes, lut=lut, device=ctx.device,
             rerank=ctx.budget.search.rerank, rerank_by=ctx.budget.search.rerank_by,

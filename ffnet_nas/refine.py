@@ -15,7 +15,8 @@ a margin, most accurate first). Rounds stop as soon as an evaluated point beats 
 With a `rival` (the most accurate published variant within the target the run measured, when it
 is not the reference: `ffnet_nas.rivals`), beating the nearest reference is not enough: rounds go
 on until a find beats the reference and also is more accurate than the rival (both on measured
-values), and each round re-ranks its candidates by the expected gain over the rival. The
+values; by more than `rival_margin` mIoU, since a one-seed margin inside the seeds' noise is
+not a win), and each round re-ranks its candidates by the expected gain over the rival. The
 challengers are picked as for the reference (predicted faster than it), so the point that stops
 the rounds is one the verdict can take as its best.
 
@@ -108,6 +109,7 @@ class RefineRequest:
     rerank_by: str = "predictor"  # by what (steps.SearchRequest.rerank_by)
     precision: str = "fp32"  # "int8": points scored, fitted on and judged by their INT8 mIoU (an INT8 table)
     rival: Arch | None = None  # a published variant a find must also out-score (already evaluated; module docstring)
+    rival_margin: float = 0.0  # by more than this many mIoU (EvaluateBudget.chase_margin)
 
 
 def refine(*, workspace: Workspace, request: RefineRequest, progress: bool = True) -> list[Round]:
@@ -126,7 +128,8 @@ def refine(*, workspace: Workspace, request: RefineRequest, progress: bool = Tru
         # a rival without a row cannot be out-scored: its rounds run (the run evaluates it first)
         rival = rows.get(request.rival.code, {}) if request.rival is not None else None
         finds = [*request.candidates, *(c for r in done for c in r.points)]
-        if any(beats(rows[c], ref, accuracy=accuracy) and _out_scores(rows[c], rival, accuracy=accuracy)
+        if any(beats(rows[c], ref, accuracy=accuracy)
+               and _out_scores(rows[c], rival, accuracy=accuracy, margin=request.rival_margin)
                for c in finds if c in rows and c != request.reference.code):
             break
         done.append(_round(index, workspace=workspace, request=request, progress=progress))
@@ -136,13 +139,13 @@ def refine(*, workspace: Workspace, request: RefineRequest, progress: bool = Tru
     return done
 
 
-def _out_scores(row: dict, rival: dict | None, *, accuracy: str) -> bool:
-    """More accurate than the rival (None: no rival, nothing more to out-score). A rival without a
-    score cannot be out-scored."""
+def _out_scores(row: dict, rival: dict | None, *, accuracy: str, margin: float = 0.0) -> bool:
+    """More accurate than the rival by more than `margin` (None: no rival, nothing more to
+    out-score). A rival without a score cannot be out-scored."""
     if rival is None:
         return True
     mine, theirs = finite_or_none(row.get(accuracy)), finite_or_none(rival.get(accuracy))
-    return mine is not None and theirs is not None and mine > theirs
+    return mine is not None and theirs is not None and mine > theirs + margin
 
 
 def _round(index: int, *, workspace: Workspace, request: RefineRequest, progress: bool) -> Round:

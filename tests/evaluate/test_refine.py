@@ -149,6 +149,14 @@ def test_refine_stops_when_the_reference_is_already_beaten(workdir, monkeypatch)
     frame.loc[frame["code"] == rival, "measured_miou"] = -0.5
     frame.to_csv(ws.evaluated_path, index=False)
     assert _refine(ws, space, Arch.parse(weakest["code"]), rounds=3, **chase) == []
+    # ... by more than the margin: a find 0.4 above the rival is inside a 0.5 margin, and the rounds go on
+    frame = read_evaluated(ws.evaluated_path)
+    top = frame[frame["code"].isin(finds)]["measured_miou"].max()
+    frame.loc[frame["code"] == rival, "measured_miou"] = top - 0.4
+    frame.to_csv(ws.evaluated_path, index=False)
+    assert _refine(ws, space, Arch.parse(weakest["code"]), rounds=3, rival_margin=0.3, **chase) == []
+    assert [r.index for r in _refine(ws, space, Arch.parse(weakest["code"]), rounds=3, rival_margin=0.5, **chase)] \
+        == [1, 2, 3]
 
 
 def test_challengers_margin_can_be_relaxed():

@@ -60,6 +60,7 @@ def _run_config(text: str):
 setup_config_with_unknown_amp = _run_config("budget: quick\namp: fp64\n")
 setup_config_with_negative_rivals = _run_config("budget:\n  name: quick\n  evaluate:\n    rivals: -1\n")
 setup_config_with_chase_rival_not_a_boolean = _run_config("budget:\n  name: quick\n  evaluate:\n    chase_rival: maybe\n")
+setup_config_with_negative_chase_margin = _run_config("budget:\n  name: quick\n  evaluate:\n    chase_margin: -0.5\n")
 
 
 def setup_official_19_classes(tmp_path):
@@ -230,6 +231,8 @@ ROWS = [
      setup_config_with_negative_rivals, "budget.evaluate.rivals=-1: expected an integer >= 0"),
     ("a run config whose chase_rival is not true or false", ["run", "--config", "{tmp}/run.yaml", "--workdir", "{tmp}/w"],
      setup_config_with_chase_rival_not_a_boolean, "budget.evaluate.chase_rival: expected true or false, got 'maybe'"),
+    ("a run config with a negative chase margin", ["run", "--config", "{tmp}/run.yaml", "--workdir", "{tmp}/w"],
+     setup_config_with_negative_chase_margin, "budget.evaluate.chase_margin=-0.5: expected a number of mIoU >= 0"),
     ("a teacher and an ImageNet init together", ["run", "--budget", "micro", "--teacher", "{tmp}/t.pt", "--init",
                                                  "imagenet:{tmp}/i.pth", "--workdir", "{tmp}/w"], setup_none,
      "expected one"),
