@@ -79,7 +79,7 @@ def in_short(summary: RunSummary) -> str | None:
     faster = None if found_ms is None or rival_ms is None else found_ms < rival_ms
     speed = "" if faster is None else (f", {'faster' if faster else 'NOT faster'} side by side "
                                        f"({found_ms:.2f} vs {rival_ms:.2f} ms)")
-    cover = f" ({len(rivals.get('measured') or ())} of the {rivals.get('within')} published variants within the target measured)"
+    cover = f"; {len(rivals.get('measured') or ())} of the {rivals.get('within')} published variants within the target measured"
     closest = max(check["wins"].values())
     if check["exceeds_noise"]:
         return (f"in short: the found point is more accurate than {name}, the strongest published variant measured "

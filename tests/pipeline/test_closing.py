@@ -36,7 +36,7 @@ def test_a_tie_with_a_faster_rival_says_the_search_found_nothing_better():
     text = in_short(_summary(rival_check=TIE))
     assert text == ("in short: the found point is no better than segmentation_ffnet40S_BCC_mobile (published): as "
                     "accurate within the noise over 2 seeds, NOT faster side by side (19.10 vs 17.17 ms); at this budget "
-                    "the search found nothing that beats it (4 of the 18 published variants within the target measured)")
+                    "the search found nothing that beats it; 4 of the 18 published variants within the target measured")
     assert describe(_summary(rival_check=TIE))[-2] == text  # after the rival's check, before the times
 
 
