@@ -9,6 +9,8 @@ step wrote) and decides nothing; `run_summary.json` keeps the same lines under "
 
 from __future__ import annotations
 
+import math
+
 from ffnet_nas.rivals import PublishedRivals
 from ffnet_nas.run_summary import RunSummary
 from ffnet_nas.settings import accuracy_label
@@ -87,6 +89,13 @@ def in_short(summary: RunSummary) -> str | None:
     if closest < 0 and -closest > check["largest_same_point"]:
         return (f"in short: {name} (published) is more accurate than the found point by more than the noise over "
                 f"{seeds} seeds{speed}: at this budget the search found nothing better within the target{cover}")
+    if min(check["wins"].values()) > 0:
+        # ahead on every measurement, yet by less than one point's seed spread: say both, not "a tie"
+        mean = check.get("held_out_win")
+        held = (f", mean held-out {mean:+.2f} [{check['held_out_low']:+.2f}, {check['held_out_high']:+.2f}]"
+                if mean is not None and math.isfinite(mean) else "")
+        return (f"in short: the found point scored above {name} (published) on all {len(check['wins'])} measurements"
+                f"{held}, but not by more than one point's seed spread ({check['largest_same_point']:.2f}){speed}{cover}")
     if faster:
         return (f"in short: the found point is as accurate as {name}, the strongest published variant measured within "
                 f"the target (a tie within the noise over {seeds} seeds){speed}{cover}")

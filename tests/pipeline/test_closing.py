@@ -30,6 +30,14 @@ def _summary(**changes) -> RunSummary:
 TIE = _check(((46.7, 44.6), (46.5, 44.0)), ((46.5, 44.6), (46.9, 44.5)))
 WIN = _check(((49.0, 48.0), (49.2, 48.1)), ((46.5, 44.6), (46.9, 44.5)))
 LOSS = _check(((44.0, 42.0), (44.1, 42.3)), ((46.5, 44.6), (46.9, 44.5)))
+AHEAD = _check(((47.5, 45.6), (48.9, 45.9)), ((46.5, 44.6), (46.9, 44.5)))  # every win > 0, the smallest under the spread
+
+
+def test_ahead_on_every_measurement_but_inside_the_spread_says_both():
+    text = in_short(_summary(rival_check=AHEAD))
+    assert text.startswith("in short: the found point scored above segmentation_ffnet40S_BCC_mobile (published) on all "
+                           "4 measurements, mean held-out +1.20 [")
+    assert "but not by more than one point's seed spread (1.40), NOT faster side by side (19.10 vs 17.17 ms); 4 of" in text
 
 
 def test_a_tie_with_a_faster_rival_says_the_search_found_nothing_better():
