@@ -258,7 +258,8 @@ BUDGETS: dict[str, Budget] = {
     # two seeds of a point differ 24% more, so it was not adopted (docs/results.md, "The quick run
     # within 15 minutes"). With the strongest published rival named and chased (evaluate.rivals,
     # evaluate.chase_rival) a fresh run took 1351 s there: one refine round, +4.0 mIoU found. With the
-    # teacher's targets remembered across fine-tunes (ffnet_nas.soft_targets) the next took 1132 s (no round).
+    # teacher's targets remembered across fine-tunes (ffnet_nas.soft_targets) the next took 1132 s (no round);
+    # with the rival's win check and the chase margin, 1306 s (one round).
     # It deploys at its training size, 64x128, not the paper's 512x1024: the latency step took 22 s
     # at 64x128 in the README's run, and 512x1024 has 64x the pixels (~20 min of timing on this
     # 2-core CPU), which alone would overrun the 15 minutes. --input-size 512x1024 deploys there.
