@@ -47,7 +47,8 @@ def describe(summary: RunSummary) -> list[str]:
         if summary.win_check:
             lines.append(summary.win_check["text"])
     if summary.published_rivals:
-        noise = (summary.win_check or {}).get("largest_same_point")
+        # the rival's own check when it ran (the reference's spread says nothing about the rival's)
+        noise = (summary.rival_check or summary.win_check or {}).get("largest_same_point")
         lines.append(PublishedRivals.from_dict(summary.published_rivals).text(unit=unit, noise=noise))
     if summary.rival_check:
         lines.append(summary.rival_check["text"])

@@ -69,6 +69,17 @@ def test_the_reference_as_the_strongest_rival_is_judged_by_the_win_check():
     assert text.startswith("in short: the found point is more accurate than segmentation_ffnet54S_BCC_mobile_pre_down")
 
 
+def test_the_rivals_line_sets_the_margin_beside_the_rivals_own_check_when_it_ran():
+    rivals = {**RIVALS, "paired_found_ms": None, "paired_rival_ms": None}
+    reference_check = {"text": "w", "largest_same_point": 3.87}
+    line = [x for x in describe(_summary(published_rivals=rivals, win_check=reference_check, rival_check=WIN))
+            if x.startswith("published variants")][0]
+    assert line.endswith(f"up to {WIN['largest_same_point']:.2f} between seeds: the margin is NOT larger than that")
+    alone = [x for x in describe(_summary(published_rivals=rivals, win_check=reference_check))
+             if x.startswith("published variants")][0]
+    assert alone.endswith("up to 3.87 between seeds: the margin is NOT larger than that")
+
+
 def test_nothing_to_say_without_a_rival_or_a_check():
     assert in_short(_summary()) is None  # check_win off: one seed is no ground for a last word
     assert in_short(_summary(rival_check=TIE, published_rivals={**RIVALS, "strongest": None})) is None
