@@ -9,11 +9,11 @@ step wrote) and decides nothing; `run_summary.json` keeps the same lines under "
 
 from __future__ import annotations
 
-import math
-
 from ffnet_nas.rivals import PublishedRivals
 from ffnet_nas.run_summary import RunSummary
 from ffnet_nas.settings import accuracy_label
+from ffnet_nas.stats import finite_or_none
+from ffnet_nas.win_check import WinCheck
 
 
 def describe(summary: RunSummary) -> list[str]:
@@ -74,29 +74,28 @@ def in_short(summary: RunSummary) -> str | None:
     strongest = rivals.get("strongest")
     if not summary.best or not strongest:
         return None
-    check = summary.rival_check or (summary.win_check if strongest["name"] == summary.reference else None)
-    if not check or not check.get("wins"):
+    record = summary.rival_check or (summary.win_check if strongest["name"] == summary.reference else None)
+    if not record or not record.get("wins"):
         return None
-    name, seeds = strongest["name"], len(check["seeds"])
+    check = WinCheck.from_dict(record)
+    name, seeds = strongest["name"], len(check.seeds)
     found_ms, rival_ms = rivals.get("paired_found_ms"), rivals.get("paired_rival_ms")
     faster = None if found_ms is None or rival_ms is None else found_ms < rival_ms
     speed = "" if faster is None else (f", {'faster' if faster else 'NOT faster'} side by side "
                                        f"({found_ms:.2f} vs {rival_ms:.2f} ms)")
     cover = f"; {len(rivals.get('measured') or ())} of the {rivals.get('within')} published variants within the target measured"
-    closest = max(check["wins"].values())
-    if check["exceeds_noise"]:
+    if check.exceeds_noise:
         return (f"in short: the found point is more accurate than {name}, the strongest published variant measured "
                 f"within the target, by more than the noise over {seeds} seeds{speed}{cover}")
-    if closest < 0 and -closest > check["largest_same_point"]:
+    if check.loses_beyond_noise:
         return (f"in short: {name} (published) is more accurate than the found point by more than the noise over "
                 f"{seeds} seeds{speed}: at this budget the search found nothing better within the target{cover}")
-    if min(check["wins"].values()) > 0:
+    if check.smallest_win > 0:
         # ahead on every measurement, yet by less than one point's seed spread: say both, not "a tie"
-        mean = check.get("held_out_win")
-        held = (f", mean held-out {mean:+.2f} [{check['held_out_low']:+.2f}, {check['held_out_high']:+.2f}]"
-                if mean is not None and math.isfinite(mean) else "")
-        return (f"in short: the found point scored above {name} (published) on all {len(check['wins'])} measurements"
-                f"{held}, but not by more than one point's seed spread ({check['largest_same_point']:.2f}){speed}{cover}")
+        held = (f", mean held-out {check.held_out_win:+.2f} [{check.held_out_low:+.2f}, {check.held_out_high:+.2f}]"
+                if finite_or_none(check.held_out_win) is not None else "")  # NaN, or null in an old summary
+        return (f"in short: the found point scored above {name} (published) on all {len(check.wins)} measurements"
+                f"{held}, but not by more than one point's seed spread ({check.largest_same_point:.2f}){speed}{cover}")
     if faster:
         return (f"in short: the found point is as accurate as {name}, the strongest published variant measured within "
                 f"the target (a tie within the noise over {seeds} seeds){speed}{cover}")

@@ -266,8 +266,8 @@ def _evaluate(ctx, summary: RunSummary, *, found, targets, lut: str, published: 
 
     ws, b = ctx.workspace, ctx.budget.evaluate
     ref_arch = published[summary.reference] if summary.reference else None
-    published_codes = {a.code for a in published.values()}
-    top = [c for c in found.to_evaluate if c not in published_codes]  # a published point is not a find
+    published_codes = {n: a.code for n, a in published.items()}
+    top = [c for c in found.to_evaluate if c not in published_codes.values()]  # a published point is not a find
     if ref_arch is not None:
         # also the front points predicted to dominate the reference by a margin the latency
         # predictor's error (a few %) cannot erase: the claim to test is "beats it", so test
@@ -278,7 +278,6 @@ def _evaluate(ctx, summary: RunSummary, *, found, targets, lut: str, published: 
     # the published variant the predictor rates most accurate within the target (the evaluate step
     # skips it when measured): the verdict names the strongest published rival, not only the nearest
     limit = latency_limit(targets)
-    published_codes = {n: a.code for n, a in published.items()}
     points = with_rivals(points, predicted=found.result.published.to_dict("records"), published=published,
                          published_ms=published_ms, limit_ms=limit, k=b.rivals)
     # an INT8 latency table: the candidates' accuracy is scored in INT8 too (int8_miou beside measured_miou),

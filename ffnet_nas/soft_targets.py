@@ -40,6 +40,10 @@ def image_digest(images: torch.Tensor) -> str:
     return h.hexdigest()
 
 
+def _nbytes(t: torch.Tensor) -> int:
+    return t.numel() * t.element_size()
+
+
 class SoftTargets:
     """A memo of teacher outputs by (teacher key, input bytes); counts its hits and misses."""
 
@@ -65,7 +69,7 @@ class SoftTargets:
                 self.hits += 1
                 return found
         out = teacher(images)
-        size = out.numel() * out.element_size()
+        size = _nbytes(out)
         with self._lock:
             self.misses += 1
             if self.bytes + size > self.max_bytes:
@@ -79,8 +83,7 @@ class SoftTargets:
         # a process that moves on to another teacher (or precision) will not ask for the old one's
         # targets again: they give way, where the targets of this teacher's stream never evict each other
         for k in [k for k in self._store if k[0] != key]:
-            self.bytes -= self._store[k].numel() * self._store[k].element_size()
-            del self._store[k]
+            self.bytes -= _nbytes(self._store.pop(k))
 
     def clear(self) -> None:
         with self._lock:

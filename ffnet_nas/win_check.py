@@ -65,6 +65,15 @@ class WinCheck:
     held_out_high: float = math.nan
     precision: str = "fp32"  # the accuracy compared: the float model's, or "int8" (the quantised one's)
 
+    @classmethod
+    def from_dict(cls, record: dict) -> "WinCheck":
+        """From `dataclasses.asdict` (run_summary.json's `win_check` / `rival_check`, whose extra
+        keys such as "text" are left out)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in record.items() if k in names}
+        values["seeds"] = tuple(values["seeds"])
+        return cls(**values)
+
     @property
     def loses_beyond_noise(self) -> bool:
         """Every win negative and the least negative beyond the largest same-point difference: the

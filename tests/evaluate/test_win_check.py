@@ -11,7 +11,7 @@ from ffnet_nas.budgets import finetune_config
 from ffnet_nas.evaluate import evaluate_points, held_out_miou, read_evaluated
 from ffnet_nas.space.errors import InvalidInput
 from ffnet_nas.space.searchspace import from_dict
-from ffnet_nas.win_check import check_win, judge, second_seed_scores
+from ffnet_nas.win_check import WinCheck, check_win, judge, second_seed_scores
 from tests.helpers.micro import TINY_SPACE, micro_workdir
 
 HW = (32, 64)
@@ -65,6 +65,12 @@ def test_a_point_that_loses_by_more_than_the_noise_is_told_apart_from_a_tie():
     tie = judge([{"b": (40.0, 39.0), "r": (40.5, 39.4)}, {"b": (40.6, 39.2), "r": (40.1, 39.0)}], best="b",
                 reference="r", seeds=(0, 1))
     assert not tie.loses_beyond_noise and tie.text().endswith("NO: the win is within the yardstick's noise")
+    # as run_summary.json keeps it (seeds a list, the text beside the fields) and reads it back
+    import dataclasses
+    import json
+
+    kept = json.loads(json.dumps({**dataclasses.asdict(worse), "text": worse.text()}))
+    assert WinCheck.from_dict(kept) == worse and WinCheck.from_dict(kept).loses_beyond_noise
 
 
 @pytest.fixture(scope="module")
