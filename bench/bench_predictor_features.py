@@ -69,6 +69,8 @@ def held_out(folder: Path) -> pd.DataFrame:
             raise InvalidInput(f"{str(ws.evaluated_path)!r} lacks design points the run's predictor was fitted on")
         points[f"ridge_{name}"] = [ridge.predict(c, nsr) for c in points["code"]]
     points["ridge_interactions"] = _interaction_ridge(codes, [measured[c] for c in codes], list(points["code"]))
+    for column, values in zero_shot_candidates(latest_predictor_dir(ws), points).items():
+        points[column] = values
     points["folder"] = str(folder)
     points["n_design"] = len(codes)
     # runs whose designs match (codes and measured mIoU) share one teacher, library and fine-tune:
@@ -94,6 +96,52 @@ def _interaction_ridge(codes: list[str], measured: list[float], query: list[str]
     ridge = fit_accuracy_predictor(_with_interactions(codes), np.asarray(measured, float), codes=codes,
                                    feature_names=names)
     return list(ridge.predict_features(_with_interactions(query)))
+
+
+def zero_shot_candidates(predictor_dir: Path, points: pd.DataFrame) -> dict[str, list[float]]:
+    """Three rankers that read the distilled model's score (issue 13, item 3; declared in
+    docs/results.md before their first reading), fitted on the design the run's zero-shot stage was
+    fitted on (its loo.csv: each design point's measured and zero-shot mIoU), ranking `points` by
+    their own zero-shot scores (the column the stage reads):
+
+    - `zs_stride`: the zero-shot stage with its stride term always on (a ridge on the score and
+      log2 output stride), where the run's stage keeps whichever of score-alone and score+stride
+      ranks its design better leave-one-out;
+    - `choices_zs`: the choices ridge with the score as one more feature;
+    - `stride_then_zs`: output stride first, the score among points of one stride (a fixed rule).
+
+    Empty when the run fitted no zero-shot stage. (Reads files; fits in memory.)"""
+    from ffnet_nas.predictors.accuracy import (CHOICE_FEATURES, LOO_FILE, ZERO_SHOT_FEATURES, choice_features,
+                                               fit_accuracy_predictor, zero_shot_features)
+    from ffnet_nas.predictors.load import load_zero_shot_predictor
+
+    stage = load_zero_shot_predictor(predictor_dir)
+    loo_path = Path(predictor_dir) / LOO_FILE
+    if stage is None or not loo_path.exists():
+        return {}
+    design = pd.read_csv(loo_path)
+    label = next(c for c in design.columns if c in ("measured_miou", "int8_miou"))
+    design = design[np.isfinite(design["zero_shot_miou"].to_numpy(float))]
+    codes, y = list(design["code"]), design[label].to_numpy(float)
+    zs_design = design["zero_shot_miou"].to_numpy(float)
+    zs = points["zero_shot_bn" if stage.meta.get("bn_batches") else "zero_shot"].to_numpy(float)
+    query = list(points["code"])
+
+    def stage_x(cs, scores):
+        return np.stack([zero_shot_features(c, v, ZERO_SHOT_FEATURES) for c, v in zip(cs, scores)])
+
+    with_stride = fit_accuracy_predictor(stage_x(codes, zs_design), y, codes=codes, feature_names=ZERO_SHOT_FEATURES)
+
+    def choices_x(cs, scores):
+        return np.hstack([np.stack([choice_features(c) for c in cs]), np.asarray(scores, float)[:, None]])
+
+    combined = fit_accuracy_predictor(choices_x(codes, zs_design), y, codes=codes,
+                                      feature_names=tuple(CHOICE_FEATURES) + ("zero_shot_miou",))
+    # stride 4 before 8 before 16 whatever the score (scores are mIoU in [0, 100])
+    stride = points["stride"].to_numpy(float)
+    return {"zs_stride": list(with_stride.predict_features(stage_x(query, zs))),
+            "choices_zs": list(combined.predict_features(choices_x(query, zs))),
+            "stride_then_zs": list(-1000.0 * np.log2(stride) + zs)}
 
 
 def other_checks_ridges(frames: list[pd.DataFrame]) -> list[pd.DataFrame]:
@@ -169,6 +217,9 @@ RANKERS = {  # column -> label; higher ranks first (stride: smaller first)
     "ridge_others_short10": "choices ridge on the other checks' points, 10-step labels",
     "ridge_others_truth": "choices ridge on the other checks' points, full labels",
     "ridge_interactions": "choices ridge + choice x stride (a candidate)",
+    "zs_stride": "zero-shot stage, stride term always on (candidate)",
+    "choices_zs": "choices ridge + zero-shot score (candidate)",
+    "stride_then_zs": "stride, then zero-shot within a stride (candidate rule)",
     "ridge_nsr": "NSR ridge",
     "predicted_zero_shot": "zero-shot stage",
     "neg_stride": "output stride alone",
@@ -252,7 +303,8 @@ def main(argv: list[str] | None = None) -> None:
         default, truth = pooled["ridge_choices"].to_numpy(float), pooled["truth"].to_numpy(float)
         folder = pooled["folder"].to_numpy()
         print("\nthe default ridge (each run's design) minus another ranker, paired:")
-        for column in ("ridge_nsr", "predicted_zero_shot", "short10", "ridge_others_short10", "ridge_others_truth"):
+        for column in ("ridge_nsr", "predicted_zero_shot", "zs_stride", "choices_zs", "stride_then_zs", "short10",
+                       "ridge_others_short10", "ridge_others_truth"):
             if column not in pooled or not np.isfinite(pooled[column].to_numpy(float)).any():
                 continue
             fitted = (f" (fitted on {pooled[f'n_{column}'].min():.0f}-{pooled[f'n_{column}'].max():.0f} points)"
