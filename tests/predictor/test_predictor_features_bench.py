@@ -114,3 +114,49 @@ def test_yardstick_pairs_splits_the_seed_agreement_by_stride():
     one_stride = bench.yardstick_pairs(points[points["stride"] == 8])
     assert one_stride.within_share == 1 and np.isnan(one_stride.across) and one_stride.within_needed == 0.85
     assert np.isnan(bench.yardstick_pairs(points.assign(seed_b=np.nan)).overall)  # no finite pair: undefined
+
+
+def _with_zero_shot_stage(ws: Workspace, *, rng) -> None:
+    """Add what a run's zero-shot stage leaves: loo.csv (design mIoU and zero-shot scores), zero_shot.json,
+    and each held-out point's score. The score sees the within-stride effect (the up-head) but not the
+    stride: alone it ranks across strides badly, beside stride it ranks well."""
+    from ffnet_nas.predictors.accuracy import LOO_FILE, ZERO_SHOT_FEATURES, ZERO_SHOT_FILE, zero_shot_features
+    from ffnet_nas.space.arch import Arch
+
+    def score(code):
+        return 30.0 + 1.5 * (Arch.parse(code).up_head == "C") + rng.normal(scale=0.1)
+
+    design = pd.read_csv(ws.evaluated_path)
+    scores = [score(c) for c in design["code"]]
+    pd.DataFrame({"code": design["code"], "measured_miou": design["measured_miou"], "loo_predicted_miou": 0.0,
+                  "zero_shot_miou": scores}).to_csv(ws.predictor_dir / LOO_FILE, index=False)
+    x = np.stack([zero_shot_features(c, v, ZERO_SHOT_FEATURES[:1]) for c, v in zip(design["code"], scores)])
+    fit_accuracy_predictor(x, design["measured_miou"].to_numpy(float), codes=list(design["code"]),
+                           feature_names=ZERO_SHOT_FEATURES[:1]).save(ws.predictor_dir / ZERO_SHOT_FILE)
+    path = ws.predictor_check_dir / "summary.json"
+    summary = json.loads(path.read_text())
+    for p in summary["points"]:
+        p["zero_shot"] = score(p["code"])
+    path.write_text(json.dumps(summary))
+
+
+def test_the_zero_shot_candidates_put_stride_first_and_the_score_inside_a_stride(tmp_path, capsys):
+    from scipy.stats import kendalltau
+
+    rng = np.random.default_rng(3)
+    ws = _check_folder(tmp_path / "a", draw_seed=5, rng=rng)
+    assert "zs_stride" not in bench.held_out(ws.root)  # no stage in the run: no candidate
+    _with_zero_shot_stage(ws, rng=rng)
+    points = bench.held_out(ws.root)
+    truth = points["truth"]
+    # the score alone cannot see the stride; each candidate can, and reads the score inside a stride
+    alone = kendalltau(points["zero_shot"], truth).statistic
+    for column in ("zs_stride", "stride_then_zs", "choices_zs"):
+        assert kendalltau(points[column], truth).statistic > alone + 0.2, column
+    # the fixed rule: every stride-4 point above every stride-8 point, the score's order within a stride
+    rule = points.sort_values("stride_then_zs", ascending=False)
+    assert list(rule["stride"]) == sorted(rule["stride"])
+    for _, group in rule.groupby("stride"):
+        assert list(group["zero_shot"]) == sorted(group["zero_shot"], reverse=True)
+    bench.main([str(ws.root)])
+    assert "| zero-shot stage, stride term always on (candidate) |" in capsys.readouterr().out
