@@ -230,6 +230,7 @@ RANKERS = {  # column -> label; higher ranks first (stride: smaller first)
     "zico": "ZiCo (zero-cost)",
     "short10": "10 fine-tuning steps",
     "zero_shot": "distilled model, no fine-tuning",
+    "zero_shot_bn": "distilled model, BatchNorm recalibrated",
 }
 
 
