@@ -41,9 +41,12 @@ def describe(summary: RunSummary) -> list[str]:
         if summary.latency_pair:
             p = summary.latency_pair
             faster = "faster there too" if summary.latency_confirms else "NOT faster there"
+            from ffnet_nas.evaluate import rounds_text
+
+            rounds = rounds_text(p.get("ratios"))
             lines.append(f"timed side by side ({p['rounds']} interleaved rounds, the lowest of each): "
                          f"{p['best_ms']:.2f} vs {p['reference_ms']:.2f} ms, {faster} "
-                         f"({p['reference_ms'] / p['best_ms']:.2f}x)")
+                         f"({p['reference_ms'] / p['best_ms']:.2f}x{'; ' + rounds if rounds else ''})")
         if summary.win_check:
             lines.append(summary.win_check["text"])
     if summary.published_rivals:
@@ -81,8 +84,11 @@ def in_short(summary: RunSummary) -> str | None:
     name, seeds = strongest["name"], len(check.seeds)
     found_ms, rival_ms = rivals.get("paired_found_ms"), rivals.get("paired_rival_ms")
     faster = None if found_ms is None or rival_ms is None else found_ms < rival_ms
+    from ffnet_nas.evaluate import rounds_text
+
+    rounds = rounds_text(rivals.get("paired_ratios"))
     speed = "" if faster is None else (f", {'faster' if faster else 'NOT faster'} side by side "
-                                       f"({found_ms:.2f} vs {rival_ms:.2f} ms)")
+                                       f"({found_ms:.2f} vs {rival_ms:.2f} ms{'; ' + rounds if rounds else ''})")
     cover = f"; {len(rivals.get('measured') or ())} of the {rivals.get('within')} published variants within the target measured"
     if check.exceeds_noise:
         return (f"in short: the found point is more accurate than {name}, the strongest published variant measured "

@@ -359,13 +359,15 @@ def _time_side_by_side(summary: RunSummary, table, *, published: dict) -> None:
     best, with_reference = Arch.parse(summary.best["code"]), None
     if summary.reference_row and summary.reference:
         with_reference = paired_latency(best, published[summary.reference], table, rounds=PAIRED_ROUNDS)
-        summary.latency_pair = {"best_ms": with_reference[0], "reference_ms": with_reference[1], "rounds": PAIRED_ROUNDS}
-        summary.latency_confirms = with_reference[0] < with_reference[1]
+        summary.latency_pair = {"best_ms": with_reference.first_ms, "reference_ms": with_reference.second_ms,
+                                "rounds": with_reference.rounds, "ratios": list(with_reference.ratios)}
+        summary.latency_confirms = with_reference.first_ms < with_reference.second_ms
     strongest = (summary.published_rivals or {}).get("strongest")
     if strongest:
         pair = (with_reference if with_reference and strongest["name"] == summary.reference
                 else paired_latency(best, published[strongest["name"]], table, rounds=PAIRED_ROUNDS))
-        summary.published_rivals.update(paired_found_ms=pair[0], paired_rival_ms=pair[1])
+        summary.published_rivals.update(paired_found_ms=pair.first_ms, paired_rival_ms=pair.second_ms,
+                                        paired_ratios=list(pair.ratios))
 
 
 def _plain(row: dict | None) -> dict | None:

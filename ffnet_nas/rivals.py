@@ -66,6 +66,7 @@ class PublishedRivals:
     # both timed side by side after the verdict (evaluate.paired_latency; None: not timed)
     paired_found_ms: float | None = None
     paired_rival_ms: float | None = None
+    paired_ratios: tuple[float, ...] = ()  # each round's rival / found (evaluate.PairedTiming; (): older summary)
 
     @classmethod
     def from_dict(cls, record: Mapping) -> "PublishedRivals":
@@ -74,6 +75,7 @@ class PublishedRivals:
         names = {f.name for f in dataclasses.fields(cls)}
         values = {k: v for k, v in record.items() if k in names}
         values["measured"] = tuple(values.get("measured") or ())
+        values["paired_ratios"] = tuple(values.get("paired_ratios") or ())
         if values.get("strongest") is not None:
             values["strongest"] = Rival(**{k: values["strongest"][k] for k in ("name", "code", "accuracy",
                                                                              "predicted_latency_ms")})
@@ -97,8 +99,11 @@ class PublishedRivals:
             line += f", and it is {faster} ({self.found_ms:.2f} ms, table)"
         if self.paired_found_ms is not None and self.paired_rival_ms is not None:
             faster = "faster" if self.paired_found_ms < self.paired_rival_ms else "NOT faster"
+            from ffnet_nas.evaluate import rounds_text
+
+            rounds = rounds_text(self.paired_ratios)
             line += (f"; timed side by side {self.paired_found_ms:.2f} vs {self.paired_rival_ms:.2f} ms, {faster} "
-                     f"({self.paired_rival_ms / self.paired_found_ms:.2f}x)")
+                     f"({self.paired_rival_ms / self.paired_found_ms:.2f}x{'; ' + rounds if rounds else ''})")
         if self.held_out_found is not None and self.held_out_rival is not None:
             held = "more" if self.held_out_found > self.held_out_rival else "NOT more"
             line += f"; on the held-out images {self.held_out_found:.2f} vs {self.held_out_rival:.2f}, {held} accurate"

@@ -24,7 +24,6 @@ point, writes the row and deletes the resume state, and the others wait for it a
 from __future__ import annotations
 
 import logging
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -199,22 +198,49 @@ def _table_protocol(table):
     return Protocol(**stored) if stored else default_protocol(table.spec.device)
 
 
-def paired_latency(first: Arch, second: Arch, table, *, rounds: int = 5) -> tuple[float, float]:
+@dataclass(frozen=True)
+class PairedTiming:
+    """Two networks timed side by side (`paired_latency`): the lowest of each over the rounds, and
+    each round's ratio second / first (> 1: the first was faster in that round). The lowest-of
+    figures are the verdict's; the ratios say whether the rounds agree on it."""
+
+    first_ms: float
+    second_ms: float
+    ratios: tuple[float, ...]
+
+    @property
+    def rounds(self) -> int:
+        return len(self.ratios)
+
+
+def rounds_text(ratios) -> str:
+    """"faster in 4 of 5 rounds, 0.93-1.22x" (of the first network; '' without ratios: an older summary)."""
+    ratios = [float(r) for r in ratios or ()]
+    if not ratios:
+        return ""
+    return f"faster in {sum(r > 1 for r in ratios)} of {len(ratios)} rounds, {min(ratios):.2f}-{max(ratios):.2f}x"
+
+
+def paired_latency(first: Arch, second: Arch, table, *, rounds: int = 5) -> PairedTiming:
     """Both networks timed side by side: `rounds` rounds, each timing both under the table's
     protocol and measurement context (the order alternating, first-second then second-first), the
-    lowest of each kept. The verdict's two latencies were measured minutes apart, each after its
-    own fine-tune; on this 2-core VM the speed drifts by 20-50% over minutes (whole stretches of a
-    run's evaluate step, docs/results.md), which a side-by-side timing shares between the two."""
+    lowest of each kept, and each round's ratio. The verdict's two latencies were measured minutes
+    apart, each after its own fine-tune; on this 2-core VM the speed drifts by 20-50% over minutes
+    (whole stretches of a run's evaluate step, docs/results.md), which a side-by-side timing shares
+    between the two. Whether one round agrees with the next is what the ratios show."""
     from ffnet_nas.predictors.latency.protocol import measurement_context
     from ffnet_nas.predictors.latency.validate import time_arch
 
     protocol = _table_protocol(table)
-    best = {first.code: math.inf, second.code: math.inf}
+    times: dict[str, list[float]] = {first.code: [], second.code: []}
     with measurement_context(table.spec.device, table.spec.threads):
         for r in range(rounds):
             for arch in ((first, second) if r % 2 == 0 else (second, first)):
-                best[arch.code] = min(best[arch.code], time_arch(arch, table, protocol).estimate_ms)
-    return best[first.code], best[second.code]
+                times[arch.code].append(time_arch(arch, table, protocol).estimate_ms)
+    a, b = times[first.code], times[second.code]
+    if first.code == second.code:  # one network twice: each round timed it twice
+        a, b = a[0::2], a[1::2]
+    return PairedTiming(min(a), min(b), tuple(y / x for x, y in zip(a, b)))
 
 
 def evaluate_point(arch: "Arch | str", *, workspace: Workspace, config: TrainConfig, val_images: int | None = None,

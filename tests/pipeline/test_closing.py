@@ -53,6 +53,9 @@ def test_a_tie_with_a_slower_rival_and_a_clear_win_and_a_clear_loss():
     assert in_short(_summary(rival_check=TIE, published_rivals=faster)).startswith(
         "in short: the found point is as accurate as segmentation_ffnet40S_BCC_mobile, the strongest published variant "
         "measured within the target (a tie within the noise over 2 seeds), faster side by side (15.00 vs 17.17 ms)")
+    rounds = {**faster, "paired_ratios": [1.2, 0.95, 1.1, 1.15, 1.05]}  # the rounds, where the summary kept them
+    assert "faster side by side (15.00 vs 17.17 ms; faster in 4 of 5 rounds, 0.95-1.20x)" in \
+        in_short(_summary(rival_check=TIE, published_rivals=rounds))
     assert in_short(_summary(rival_check=WIN)).startswith(
         "in short: the found point is more accurate than segmentation_ffnet40S_BCC_mobile, the strongest published "
         "variant measured within the target, by more than the noise over 2 seeds, NOT faster side by side")

@@ -3,7 +3,7 @@ rounds under the table's protocol (evaluate.paired_latency), and the line the ru
 
 from __future__ import annotations
 
-from ffnet_nas.evaluate import paired_latency
+from ffnet_nas.evaluate import paired_latency, rounds_text
 from ffnet_nas.pipeline import describe
 from ffnet_nas.predictors.load import load_latency_table
 from ffnet_nas.run_summary import RunSummary
@@ -15,10 +15,20 @@ LARGE = Arch.parse("stemC-basic-d16.24.20-w64.128.256-s2-upB-segB-nearest")  # ~
 
 def test_side_by_side_times_both_under_the_tables_protocol_and_keeps_the_order(micro_run):
     table = load_latency_table(micro_run.workdir / "lut" / "cpu-fp32-eager-b1-32x64-t1.csv")  # the micro run's
-    small_ms, large_ms = paired_latency(SMALL, LARGE, table, rounds=2)
-    assert 0 < small_ms < large_ms  # the returned pair is (first, second), whatever order each round timed
-    large_again, small_again = paired_latency(LARGE, SMALL, table, rounds=2)
-    assert 0 < small_again < large_again
+    pair = paired_latency(SMALL, LARGE, table, rounds=2)
+    assert 0 < pair.first_ms < pair.second_ms  # the returned pair is (first, second), whatever order each round timed
+    # one ratio per round, second / first: ~1,000x the MACs is slower in every round
+    assert pair.rounds == 2 and all(r > 1 for r in pair.ratios)
+    again = paired_latency(LARGE, SMALL, table, rounds=3)
+    assert 0 < again.second_ms < again.first_ms and again.rounds == 3 and all(r < 1 for r in again.ratios)
+    twice = paired_latency(SMALL, SMALL, table, rounds=2)  # one network against itself: still one ratio a round
+    assert twice.rounds == 2 and twice.first_ms > 0 and twice.second_ms > 0
+
+
+def test_the_rounds_say_whether_they_agree():
+    assert rounds_text([1.2, 0.9, 1.1, 1.05, 1.3]) == "faster in 4 of 5 rounds, 0.90-1.30x"
+    assert rounds_text([0.8, 0.7]) == "faster in 0 of 2 rounds, 0.70-0.80x"
+    assert rounds_text(None) == rounds_text([]) == ""  # an older summary kept no ratios
 
 
 def test_the_run_says_whether_the_best_point_is_faster_side_by_side():
@@ -30,7 +40,9 @@ def test_the_run_says_whether_the_best_point_is_faster_side_by_side():
                          latency_confirms=True)
     lines = "\n".join(describe(summary))
     assert "timed side by side (5 interleaved rounds, the lowest of each): 9.00 vs 13.50 ms, faster there too (1.50x)" \
-        in lines
+        in lines  # a summary written before the rounds' ratios were kept
+    summary.latency_pair["ratios"] = [1.4, 1.6, 0.95, 1.5, 1.45]
+    assert "9.00 vs 13.50 ms, faster there too (1.50x; faster in 4 of 5 rounds, 0.95-1.60x)" in "\n".join(describe(summary))
     summary.latency_pair, summary.latency_confirms = {"best_ms": 12.5, "reference_ms": 12.0, "rounds": 5}, False
     assert "12.50 vs 12.00 ms, NOT faster there (0.96x)" in "\n".join(describe(summary))
     summary.latency_pair = summary.latency_confirms = None  # an older summary, or no reference: no line
@@ -49,6 +61,8 @@ def test_the_strongest_published_rival_is_timed_beside_the_best_point_too(micro_
     _time_side_by_side(summary, table, published={"ref": medium, "rival": LARGE})
     found_ms, rival_ms = summary.published_rivals["paired_found_ms"], summary.published_rivals["paired_rival_ms"]
     assert 0 < found_ms < rival_ms  # the large rival, timed beside the small point
+    assert len(summary.published_rivals["paired_ratios"]) == len(summary.latency_pair["ratios"]) > 1
+    assert all(r > 1 for r in summary.published_rivals["paired_ratios"])
     assert summary.latency_pair["best_ms"] > 0 and summary.latency_pair["reference_ms"] != rival_ms
     # the strongest rival is the reference itself: its pair is the reference's, not timed twice
     same = RunSummary(budget="quick", space="mobile", device="cpu", target="latency<=12ms", reference="ref",

@@ -43,6 +43,10 @@ def test_the_strongest_measured_rival_within_the_target_not_the_nearest():
     assert "(table); the found point is more accurate: NO (-1.50); timed side by side 16.00 vs 20.00 ms, faster (1.25x)" \
         in paired and "(15.50 ms, table)" not in paired
     assert "20.00 vs 16.00 ms, NOT faster (0.80x)" in dataclasses.replace(r, paired_found_ms=20.0, paired_rival_ms=16.0).text()
+    # each round's ratio says whether the rounds agree on it
+    rounds = dataclasses.replace(r, paired_found_ms=16.0, paired_rival_ms=20.0, paired_ratios=(1.3, 0.9, 1.25)).text()
+    assert "16.00 vs 20.00 ms, faster (1.25x; faster in 2 of 3 rounds, 0.90-1.30x)" in rounds
+    assert PublishedRivals.from_dict({**dataclasses.asdict(r), "paired_ratios": [1.3, 0.9]}).paired_ratios == (1.3, 0.9)
     # run_summary.json written before the pair existed still reads
     assert PublishedRivals.from_dict({k: v for k, v in dataclasses.asdict(r).items()
                                       if not k.startswith("paired")}).paired_found_ms is None
