@@ -232,14 +232,12 @@ def paired_latency(first: Arch, second: Arch, table, *, rounds: int = 5) -> Pair
     from ffnet_nas.predictors.latency.validate import time_arch
 
     protocol = _table_protocol(table)
-    times: dict[str, list[float]] = {first.code: [], second.code: []}
+    pair, times = (first, second), ([], [])  # by position, so one network against itself needs no case of its own
     with measurement_context(table.spec.device, table.spec.threads):
         for r in range(rounds):
-            for arch in ((first, second) if r % 2 == 0 else (second, first)):
-                times[arch.code].append(time_arch(arch, table, protocol).estimate_ms)
-    a, b = times[first.code], times[second.code]
-    if first.code == second.code:  # one network twice: each round timed it twice
-        a, b = a[0::2], a[1::2]
+            for i in ((0, 1) if r % 2 == 0 else (1, 0)):
+                times[i].append(time_arch(pair[i], table, protocol).estimate_ms)
+    a, b = times
     return PairedTiming(min(a), min(b), tuple(y / x for x, y in zip(a, b)))
 
 
