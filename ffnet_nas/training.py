@@ -30,7 +30,7 @@ GradScaler, whose state the checkpoint keeps.
 
 Several processes (torchrun; `ffnet_nas.distributed`): the model is wrapped in
 DistributedDataParallel (SyncBatchNorm when asked, CUDA only). The global batch of step s is still
-`batch_indices(s, ...)`; rank r trains on every world_size-th image of it from position r, so the
+`batches.batch_indices(s, ...)`; rank r trains on every world_size-th image of it from position r, so the
 batch size must split evenly. The cross-entropy is summed on each rank and divided by the valid
 pixels of the whole global batch (one all-reduce of a count), so the averaged gradient is the
 single-process gradient of the same batch; what still differs is BatchNorm, whose batch statistics
@@ -45,18 +45,16 @@ from __future__ import annotations
 import logging
 import math
 import pickle
-import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ffnet_nas import soft_targets
+from ffnet_nas import batches, soft_targets
 from ffnet_nas.averaging import TailAverage, batch_norms, recalibrate_bn
 from ffnet_nas.data import fixed_batches
 from ffnet_nas.metrics import IGNORE_INDEX, ConfusionMeter, SegmentationScore
@@ -68,7 +66,7 @@ from ffnet_nas.space.io import DIGEST_KEY, check_digest, refused_as_code
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["OPTIMIZERS", "SCHEDULES", "TrainResult", "TrainingDiverged", "batch_indices", "evaluate",
+__all__ = ["OPTIMIZERS", "SCHEDULES", "TrainResult", "TrainingDiverged", "evaluate",
            "kd_loss", "load_train_state", "make_optimizer", "segmentation_loss", "train"]
 
 
@@ -84,44 +82,6 @@ class TrainResult:
     seconds: float  # this invocation only
     losses: tuple[tuple[int, float], ...] = field(repr=False, default=())
     checkpoint_path: Path | None = None
-
-
-def batch_indices(step: int, *, batch_size: int, n: int, seed: int) -> list[int]:
-    """The dataset indices of batch `step`: epoch-wise shuffles, a pure function of (seed, step)."""
-    out = []
-    for flat in range(step * batch_size, (step + 1) * batch_size):
-        epoch, pos = divmod(flat, n)
-        perm = _epoch_perm(seed, epoch, n)
-        out.append(int(perm[pos]))
-    return out
-
-
-_PERM_CACHE: dict[tuple[int, int, int], torch.Tensor] = {}
-
-
-def _epoch_perm(seed: int, epoch: int, n: int) -> torch.Tensor:
-    key = (seed, epoch, n)
-    if key not in _PERM_CACHE:
-        if len(_PERM_CACHE) > 8:
-            _PERM_CACHE.clear()
-        _PERM_CACHE[key] = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
-    return _PERM_CACHE[key]
-
-
-class _StepBatches(torch.utils.data.Sampler):
-    """Batch `step` for steps start..stop-1; with several ranks, this rank's share of the global batch."""
-
-    def __init__(self, *, start: int, stop: int, batch_size: int, n: int, seed: int, rank: int = 0, world: int = 1):
-        self.start, self.stop, self.batch_size, self.n, self.seed = start, stop, batch_size, n, seed
-        self.rank, self.world = rank, world
-
-    def __iter__(self) -> Iterator[list[int]]:
-        for step in range(self.start, self.stop):
-            # the global batch is the single-process one, whatever the world size: resume stays a pure function
-            yield batch_indices(step, batch_size=self.batch_size, n=self.n, seed=self.seed)[self.rank::self.world]
-
-    def __len__(self) -> int:
-        return self.stop - self.start
 
 
 def segmentation_loss(logits: torch.Tensor, target: torch.Tensor, *, ignore_index: int = IGNORE_INDEX,
@@ -152,38 +112,6 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimiz
     if config.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum)
     return torch.optim.AdamW(groups, lr=config.lr)
-
-
-def _rng_state() -> dict[str, Any]:
-    """Every RNG the loop draws from, in types `torch.load(weights_only=True)` accepts.
-
-    numpy's state holds an ndarray, which the safe unpickler refuses, so its key goes in a tensor;
-    Python's state is a tuple of ints, which it accepts as is.
-    """
-    name, keys, pos, has_gauss, cached = np.random.get_state()
-    numpy_state = {"name": str(name), "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)), "pos": int(pos),
-                   "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}
-    return {"torch": torch.get_rng_state(), "numpy": numpy_state, "python": random.getstate()}
-
-
-def _rank_seed(seed: int, rank: int) -> int:
-    """The augmentation seed of `rank`: the run's seed on rank 0 (one process is unchanged), a
-    distinct stream on the others (the same draws on every rank would augment alike)."""
-    return seed if rank == 0 else (seed * 1_000_003 + rank) % 2**63
-
-
-def _seed_all(seed: int) -> None:
-    torch.manual_seed(seed)
-    np.random.seed(seed % 2**32)
-    random.seed(seed)
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    n = state["numpy"]
-    np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"]))
-    version, internal, gauss_next = state["python"]
-    random.setstate((version, tuple(internal), gauss_next))
 
 
 def _fingerprint(model: nn.Module, config: TrainConfig, extra: dict[str, Any]) -> dict[str, Any]:
@@ -342,10 +270,10 @@ def _train(model: nn.Module, dataset, *, config: TrainConfig, checkpoint_path: s
 
         # Each rank's augmentation stream is its own: the file keeps all of them, or a resumed job
         # would augment differently from the uninterrupted one on every rank but 0.
-        rng_ranks = distributed.all_gather_object(_rng_state()) if world > 1 else None
+        rng_ranks = distributed.all_gather_object(batches.rng_state()) if world > 1 else None
         if rank == 0:
             weights = model.state_dict()
-            payload = {"step": step, "model": weights, "optimizer": optimizer.state_dict(), "rng": _rng_state(),
+            payload = {"step": step, "model": weights, "optimizer": optimizer.state_dict(), "rng": batches.rng_state(),
                        "losses": losses, "fingerprint": fp, DIGEST_KEY: tensor_digest(weights)}
             if scaler is not None:
                 payload["scaler"] = scaler.state_dict()
@@ -359,12 +287,12 @@ def _train(model: nn.Module, dataset, *, config: TrainConfig, checkpoint_path: s
         # no rank runs ahead of a checkpoint that a kill could make it resume from
         distributed.barrier()
 
-    sampler = _StepBatches(start=start, stop=config.steps, batch_size=config.batch_size, n=len(dataset),
+    sampler = batches.StepBatches(start=start, stop=config.steps, batch_size=config.batch_size, n=len(dataset),
                            seed=config.seed, rank=rank, world=world)
     if config.num_workers:
         # Worker processes draw from their own RNGs, which a checkpoint cannot hold: seed every item
         # from (seed, rank, step, position) instead, so a resumed run gets the same batches.
-        sampler, dataset = _SeededSteps(sampler), _SeededItems(dataset)
+        sampler, dataset = batches.SeededSteps(sampler), batches.SeededItems(dataset)
     loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, num_workers=config.num_workers,
                                          pin_memory=device.type == "cuda")
     autocast, scaler = _mixed_precision(config.amp, device)
@@ -378,19 +306,19 @@ def _train(model: nn.Module, dataset, *, config: TrainConfig, checkpoint_path: s
     if state is None:
         # The augmentation draws from the global RNGs: seed them, or a point's result would depend
         # on what the process ran before it (one point measured 45.5 and 43.9 mIoU that way).
-        _seed_all(_rank_seed(config.seed, rank))
+        batches.seed_all(batches.rank_seed(config.seed, rank))
     # Creating the iterator draws a seed from torch's RNG: do it before restoring the saved state,
     # as the uninterrupted run did it before its first step.
-    batches = iter(loader)
+    stream = iter(loader)
     if state is not None:
-        _restore_rng(state, rank=rank, world=world, seed=config.seed, start=start)
+        batches.restore_rng(state, rank=rank, world=world, seed=config.seed, start=start)
     t0 = time.perf_counter()
     loss_value = losses[-1][1] if losses else float("nan")
     ignore_index = getattr(dataset, "ignore_index", IGNORE_INDEX)
     net.train()
     bar = tqdm(total=config.steps, initial=start, desc=desc, disable=not progress, dynamic_ncols=True, unit="step")
     try:
-        for step, (images, masks) in enumerate(batches, start=start):
+        for step, (images, masks) in enumerate(stream, start=start):
             lr = config.lr_at(step)
             for group in optimizer.param_groups:
                 group["lr"] = lr
@@ -502,59 +430,6 @@ def _mixed_precision(amp: str | None, device: torch.device):
     return autocast_factory(amp, device), (torch.amp.GradScaler(device.type) if amp == "fp16" else None)
 
 
-class _SeededSteps(torch.utils.data.Sampler):
-    """A step sampler's batches as (index, item seed) pairs: the seed is a pure function of the
-    run's seed, the rank, the step and the position in the batch."""
-
-    def __init__(self, steps: _StepBatches):
-        self.steps = steps
-
-    def __iter__(self):
-        s = self.steps
-        for step, batch in enumerate(s, start=s.start):
-            yield [(i, (s.seed * 1_000_003 + s.rank * 7_919 + step) * 1_024 + k) for k, i in enumerate(batch)]
-
-    def __len__(self) -> int:
-        return len(self.steps)
-
-
-class _SeededItems(torch.utils.data.Dataset):
-    """`dataset[index]` with torch, numpy and random seeded from the item's seed first (what
-    the augmentation draws from), in whichever worker process it is made."""
-
-    def __init__(self, dataset):
-        self.dataset = dataset
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, item):
-        index, seed = item
-        _seed_all(seed % 2**63)
-        return self.dataset[index]
-
-    def __getattr__(self, name):  # num_classes, ignore_index, ... of the wrapped set
-        if name == "dataset":
-            raise AttributeError(name)
-        return getattr(self.dataset, name)
-
-
-def _restore_rng(state: dict[str, Any], *, rank: int, world: int, seed: int, start: int) -> None:
-    """This rank's RNG state from the checkpoint: its own entry when the job that wrote it had as
-    many ranks; otherwise a fresh stream per step count (the run continues, not as it would have)."""
-    saved = state.get("rng_ranks")
-    if rank == 0:
-        _set_rng_state(state["rng"])
-    elif isinstance(saved, list) and len(saved) == world:
-        _set_rng_state(saved[rank])
-    else:
-        _seed_all(_rank_seed(seed, rank) + start)
-    if world > 1 and rank == 0 and not (isinstance(saved, list) and len(saved) == world):
-        logger.warning("resuming with %d processes from a checkpoint written by %s: the augmentation of ranks 1.. "
-                       "differs from an uninterrupted run", world,
-                       f"{len(saved)} processes" if isinstance(saved, list) else "one process")
-
-
 def _describe_difference(old: dict[str, Any], new: dict[str, Any]) -> str:
     flat_old, flat_new = _flatten(old), _flatten(new)
     keys = [k for k in sorted(set(flat_old) | set(flat_new)) if flat_old.get(k) != flat_new.get(k)]
@@ -593,8 +468,8 @@ def evaluate(model: nn.Module, dataset, *, batch_size: int = 8, device: str | to
     indices: Sequence[int] = range(min(start, end), end)
     # whole batches per rank, not images: a batch holds the images it holds in one process, so
     # every logit (and the summed matrix) is the single-process one
-    batches = distributed.shard([list(indices[i:i + batch_size]) for i in range(0, len(indices), batch_size)])
-    loader = torch.utils.data.DataLoader(dataset, batch_sampler=batches, num_workers=num_workers)
+    shards = distributed.shard([list(indices[i:i + batch_size]) for i in range(0, len(indices), batch_size)])
+    loader = torch.utils.data.DataLoader(dataset, batch_sampler=shards, num_workers=num_workers)
     meter = ConfusionMeter(num_classes=dataset.num_classes, ignore_index=getattr(dataset, "ignore_index", IGNORE_INDEX),
                            class_names=getattr(dataset, "class_names", ()))
     try:

@@ -13,7 +13,8 @@ import torch
 
 from ffnet_nas.data import make_dataset
 from ffnet_nas.settings import TrainConfig
-from ffnet_nas.training import TrainingDiverged, batch_indices, evaluate, kd_loss, train
+from ffnet_nas.batches import batch_indices
+from ffnet_nas.training import TrainingDiverged, evaluate, kd_loss, train
 from ffnet_nas.space.builder import build_model
 from ffnet_nas.space.errors import InvalidInput
 from tests.helpers.kill import Killed, kill_at

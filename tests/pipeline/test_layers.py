@@ -24,7 +24,7 @@ LAYERS = {
     "ffnet_nas.settings": 1, "ffnet_nas.workspace": 1, "ffnet_nas.lock": 1, "ffnet_nas.metrics": 1, "ffnet_nas.data": 1,
     "ffnet_nas.claims": 1, "ffnet_nas.cluster": 1, "ffnet_nas.run_summary": 1,
     "ffnet_nas.timm_models": 1, "ffnet_nas.distributed": 1, "ffnet_nas.averaging": 1,
-    "ffnet_nas.soft_targets": 1,
+    "ffnet_nas.soft_targets": 1, "ffnet_nas.batches": 1,
     "ffnet_nas.distill": 2, "ffnet_nas.predictors": 2, "ffnet_nas.training": 2,
     "ffnet_nas.search": 3, "ffnet_nas.budgets": 3,
     "ffnet_nas.reports": 4, "ffnet_nas.run_config": 4, "ffnet_nas.teacher": 4, "ffnet_nas.evaluate": 4,
