@@ -21,7 +21,10 @@ it fits one candidate, the choices plus choice x stride interactions, and, given
 more of one design, two ridges fitted on the other folders' held-out points (their 10-step scores;
 their truth) in place of the run's design: does the ridge want more, cheaper design points? Pooled,
 the default ridge is paired against each other ridge and stage. Per folder, the yardstick is split
-into pairs of one stride and pairs across strides (`yardstick_pairs`). Two folders whose workdirs
+into pairs of one stride and pairs across strides (`yardstick_pairs`). Read after the fact (docs/results.md,
+"What orders the points of one stride under F"): the choices ridge without the two indicators of how a
+point reaches its stride (`ROUTE_FEATURES`), the rule "stride, then seg head C before B", and, pooled,
+what each level of a choice adds inside a stride group (`within_group_effects`). Two folders whose workdirs
 drew the *same* held-out points (the same --draw-seed on the same library) are one sample, not two;
 give folders with different draws.
 Issue 13, item 3 (docs/results.md).
@@ -32,11 +35,14 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from ffnet_nas.space import Arch
 
 
 def held_out(folder: Path) -> pd.DataFrame:
@@ -69,6 +75,10 @@ def held_out(folder: Path) -> pd.DataFrame:
             raise InvalidInput(f"{str(ws.evaluated_path)!r} lacks design points the run's predictor was fitted on")
         points[f"ridge_{name}"] = [ridge.predict(c, nsr) for c in points["code"]]
     points["ridge_interactions"] = _interaction_ridge(codes, [measured[c] for c in codes], list(points["code"]))
+    points["ridge_no_route"] = _ridge_without(ROUTE_FEATURES, codes, [measured[c] for c in codes], list(points["code"]))
+    # stride 4 before 8 before 16, then seg-head C before B inside a stride
+    points["stride_then_seg"] = [-10.0 * math.log2(s) + (Arch.parse(c).seg_head == "C")
+                                 for c, s in zip(points["code"], points["stride"])]
     for column, values in zero_shot_candidates(latest_predictor_dir(ws), points).items():
         points[column] = values
     points["folder"] = str(folder)
@@ -96,6 +106,48 @@ def _interaction_ridge(codes: list[str], measured: list[float], query: list[str]
     ridge = fit_accuracy_predictor(_with_interactions(codes), np.asarray(measured, float), codes=codes,
                                    feature_names=names)
     return list(ridge.predict_features(_with_interactions(query)))
+
+
+# How a point reaches its output stride (a first stride of 2, or the input halved first): inside a
+# stride group these made no difference on 64 held-out points, while the run's ridge weighted them
+# most after stride (docs/results.md, "What orders the points of one stride under F")
+ROUTE_FEATURES = ("first_stride=2", "pre_down=True")
+
+
+def _ridge_without(dropped: tuple[str, ...], codes: list[str], measured: list[float], query: list[str]) -> list[float]:
+    """The choices ridge without the features `dropped`, fitted on the run's design (a candidate read
+    after the fact, not a `FEATURE_SETS` member)."""
+    from ffnet_nas.predictors.accuracy import CHOICE_FEATURES, choice_features, fit_accuracy_predictor
+
+    keep = [i for i, name in enumerate(CHOICE_FEATURES) if name not in dropped]
+
+    def x(cs: list[str]) -> np.ndarray:
+        return np.stack([choice_features(c) for c in cs])[:, keep]
+
+    ridge = fit_accuracy_predictor(x(codes), np.asarray(measured, float), codes=codes,
+                                   feature_names=tuple(CHOICE_FEATURES[i] for i in keep))
+    return list(ridge.predict_features(x(query)))
+
+
+# the categorical choices whose effect inside a stride group `within_group_effects` reads
+EFFECT_CHOICES = ("seg_head", "up_head", "stem", "pre_down", "first_stride")
+
+
+def within_group_effects(points: pd.DataFrame) -> pd.DataFrame:
+    """What separates points of one stride: each point's truth minus the mean of its stride group
+    (per folder, so two runs' scales never mix), averaged per level of each choice, with its standard
+    error and count. Pure."""
+    frame = points.copy()
+    keys = [frame["folder"], frame["stride"]] if "folder" in frame else [frame["stride"]]
+    frame["residual"] = frame["truth"] - frame.groupby(keys)["truth"].transform("mean")
+    rows = []
+    for choice in EFFECT_CHOICES:
+        levels = [getattr(Arch.parse(c), choice) for c in frame["code"]]
+        for level, group in frame.groupby(pd.Series(levels, index=frame.index)):
+            r = group["residual"].to_numpy(float)
+            rows.append({"choice": choice, "level": str(level), "points": len(r), "mean": float(r.mean()),
+                         "sem": float(r.std(ddof=1) / math.sqrt(len(r))) if len(r) > 1 else float("nan")})
+    return pd.DataFrame(rows)
 
 
 def zero_shot_candidates(predictor_dir: Path, points: pd.DataFrame) -> dict[str, list[float]]:
@@ -217,6 +269,8 @@ RANKERS = {  # column -> label; higher ranks first (stride: smaller first)
     "ridge_others_short10": "choices ridge on the other checks' points, 10-step labels",
     "ridge_others_truth": "choices ridge on the other checks' points, full labels",
     "ridge_interactions": "choices ridge + choice x stride (a candidate)",
+    "ridge_no_route": "choices ridge without first stride and pre_down (read after the fact)",
+    "stride_then_seg": "stride, then seg head C before B (read after the fact)",
     "zs_stride": "zero-shot stage, stride term always on (candidate)",
     "choices_zs": "choices ridge + zero-shot score (candidate)",
     "stride_then_zs": "stride, then zero-shot within a stride (candidate rule)",
@@ -291,6 +345,10 @@ def main(argv: list[str] | None = None) -> None:
               f"{pairs.within:.2f} on them and {pairs.across:.2f} across strides; {YARDSTICK_TARGET} overall "
               f"would need {needed} within. Inside a stride group the truth spreads {pairs.truth_sd:.2f} mIoU "
               f"(standard deviation); one seed's noise is {pairs.seed_sd:.2f}")
+    effects = within_group_effects(pd.concat(frames, ignore_index=True))
+    print("\ninside a stride group (truth minus its group's mean, per folder), per level of a choice:")
+    print("\n".join(f"- {r.choice} {r.level}: {r.mean:+.2f} mIoU (standard error {r.sem:.2f}, {r.points} points)"
+                     for r in effects.itertuples()))
     if len(frames) > 1:
         pooled = pd.concat(frames, ignore_index=True)
         drawn = [frozenset(f["code"]) for f in frames]

@@ -160,3 +160,51 @@ def test_the_zero_shot_candidates_put_stride_first_and_the_score_inside_a_stride
         assert list(group["zero_shot"]) == sorted(group["zero_shot"], reverse=True)
     bench.main([str(ws.root)])
     assert "| zero-shot stage, stride term always on (candidate) |" in capsys.readouterr().out
+
+
+def test_within_group_effects_compare_points_of_one_stride_and_one_folder_only():
+    # the seg head adds 1.0 inside every stride group; the stride and the folder move whole groups
+    codes = ["stemB-basic-d4.5.8.8-w64.128.192.320-s2-upB-segC-nearest",   # stride 8
+             "stemB-basic-d4.5.8.8-w64.128.192.320-s2-upB-segB-nearest",
+             "stemC-basic-d4.5.8.8-w64.128.192.320-s1-upC-segC-nearest",   # stride 4
+             "stemC-basic-d4.5.8.8-w64.128.192.320-s1-upC-segB-nearest"]
+    from ffnet_nas.space import Arch
+
+    strides = [Arch.parse(c).output_stride for c in codes]
+    assert strides == [8, 8, 4, 4]
+    seg_c = np.array([c.endswith("segC-nearest") for c in codes], float)
+    frames = [pd.DataFrame({"code": codes, "stride": strides, "folder": f,
+                            "truth": offset + 10.0 * (np.array(strides) == 4) + seg_c})
+              for f, offset in (("a", 0.0), ("b", 30.0))]  # another run: another scale
+    effects = bench.within_group_effects(pd.concat(frames, ignore_index=True)).set_index(["choice", "level"])
+    assert effects.loc[("seg_head", "C"), "mean"] == pytest.approx(0.5)
+    assert effects.loc[("seg_head", "B"), "mean"] == pytest.approx(-0.5)
+    assert effects.loc[("seg_head", "C"), "points"] == 4 and effects.loc[("seg_head", "C"), "sem"] == pytest.approx(0.0)
+    # stem and up head change with the stride here: inside a group they are balanced, so they add nothing
+    assert effects.loc[("stem", "B"), "mean"] == pytest.approx(0.0) and effects.loc[("up_head", "C"), "mean"] == pytest.approx(0.0)
+    # without the folder, the two runs' scales would mix into the residuals
+    mixed = bench.within_group_effects(pd.concat(frames, ignore_index=True).drop(columns="folder"))
+    assert mixed.set_index(["choice", "level"]).loc[("seg_head", "C"), "sem"] > 1
+
+
+def test_the_after_the_fact_rankers_drop_the_route_to_a_stride_and_read_the_seg_head(tmp_path):
+    rng = np.random.default_rng(3)
+    points = bench.held_out(_check_folder(tmp_path / "a", draw_seed=1, rng=rng).root)
+    from ffnet_nas.space import Arch
+
+    arches = [Arch.parse(c) for c in points["code"]]
+    # the rule: every stride-4 point above every stride-8 point, and seg head C first inside a stride
+    for i, a in enumerate(arches):
+        for j, b in enumerate(arches):
+            if a.output_stride < b.output_stride or (a.output_stride == b.output_stride and a.seg_head == "C" != b.seg_head):
+                assert points["stride_then_seg"][i] > points["stride_then_seg"][j]
+    # the reduced ridge cannot tell two points apart that differ only in how they reach their stride
+    twins = ["stemB-basic-d4.5.8.8-w64.128.192.320-s2-upB-segC-nearest",
+             "stemB-basic-d4.5.8.8-w64.128.192.320-s1-upB-segC-nearest-predown"]
+    assert Arch.parse(twins[0]).output_stride == Arch.parse(twins[1]).output_stride
+    design = [Arch.parse(c) for c in points["code"]]
+    y = [float(v) for v in points["truth"]]
+    a, b = bench._ridge_without(bench.ROUTE_FEATURES, [d.code for d in design], y, twins)
+    assert a == pytest.approx(b)
+    full_a, full_b = bench._ridge_without((), [d.code for d in design], y, twins)
+    assert full_a != pytest.approx(full_b)  # the full ridge reads the route (params aside, the same point)
