@@ -33,6 +33,9 @@ def describe(summary: RunSummary) -> list[str]:
         lines.append(f"published nearest the target: {summary.reference}  {unit} {_miou(r.get(column))}  "
                      f"{_ms(r.get('measured_latency_ms'))}")
         verdict = "yes" if summary.beats_reference else "no"
+        if summary.beats_reference and summary.latency_confirms is False:
+            # the verdict's latencies were timed minutes apart; the side-by-side pair outranks them
+            verdict = "yes on the evaluate step's timings, but NOT faster side by side (below)"
         lines.append(f"beats it (higher measured {unit} at lower measured latency, same device and data): {verdict}")
         if summary.held_out_confirms is not None and summary.best:
             held = "more" if summary.held_out_confirms else "NOT more"

@@ -88,3 +88,22 @@ def test_nothing_to_say_without_a_rival_or_a_check():
     assert in_short(_summary(rival_check=TIE, published_rivals={**RIVALS, "strongest": None})) is None
     assert in_short(_summary(rival_check=TIE, best=None)) is None
     assert not any(line.startswith("in short") for line in describe(_summary()))
+
+
+def test_the_verdict_says_so_when_the_side_by_side_timing_disagrees_with_the_evaluate_steps():
+    reference = {"code": "ref", "measured_miou": 40.0, "measured_latency_ms": 30.0, "held_out_miou": 39.0}
+    best = {"code": "found", "measured_miou": 46.71, "measured_latency_ms": 26.6, "held_out_miou": 45.0}
+
+    def verdict(confirms: bool | None, pair: dict | None) -> str:
+        lines = describe(_summary(best=best, reference_row=reference, beats_reference=True,
+                                  latency_confirms=confirms, latency_pair=pair))
+        return next(line for line in lines if line.startswith("beats it"))
+
+    slower = {"best_ms": 26.79, "reference_ms": 25.37, "rounds": 5, "ratios": [0.95] * 5}
+    assert verdict(False, slower).endswith(": yes on the evaluate step's timings, but NOT faster side by side (below)")
+    faster = {"best_ms": 24.0, "reference_ms": 25.37, "rounds": 5, "ratios": [1.06] * 5}
+    assert verdict(True, faster).endswith(": yes")
+    assert verdict(None, None).endswith(": yes")  # an older summary, timed before the side-by-side check existed
+    lines = describe(_summary(best=best, reference_row=reference, beats_reference=False, latency_confirms=False,
+                              latency_pair=slower))
+    assert next(line for line in lines if line.startswith("beats it")).endswith(": no")
