@@ -33,9 +33,13 @@ def describe(summary: RunSummary) -> list[str]:
         lines.append(f"published nearest the target: {summary.reference}  {unit} {_miou(r.get(column))}  "
                      f"{_ms(r.get('measured_latency_ms'))}")
         verdict = "yes" if summary.beats_reference else "no"
+        # the verdict's latencies were timed minutes apart; when the side-by-side pair says otherwise, say so
+        best_acc, ref_acc = finite_or_none((summary.best or {}).get(column)), finite_or_none(r.get(column))
+        more_accurate = best_acc is not None and ref_acc is not None and best_acc > ref_acc
         if summary.beats_reference and summary.latency_confirms is False:
-            # the verdict's latencies were timed minutes apart; the side-by-side pair outranks them
             verdict = "yes on the evaluate step's timings, but NOT faster side by side (below)"
+        elif not summary.beats_reference and summary.latency_confirms and more_accurate:
+            verdict = "no on the evaluate step's timings, but faster side by side (below)"
         lines.append(f"beats it (higher measured {unit} at lower measured latency, same device and data): {verdict}")
         if summary.held_out_confirms is not None and summary.best:
             held = "more" if summary.held_out_confirms else "NOT more"
@@ -43,7 +47,8 @@ def describe(summary: RunSummary) -> list[str]:
                          f"{summary.best['held_out_miou']:.2f} vs {r['held_out_miou']:.2f}, {held} accurate there too")
         if summary.latency_pair:
             p = summary.latency_pair
-            faster = "faster there too" if summary.latency_confirms else "NOT faster there"
+            faster = ("NOT faster there" if not summary.latency_confirms
+                      else "faster there too" if summary.beats_reference else "faster there")
             from ffnet_nas.evaluate import rounds_text
 
             rounds = rounds_text(p.get("ratios"))

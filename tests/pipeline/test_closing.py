@@ -107,3 +107,16 @@ def test_the_verdict_says_so_when_the_side_by_side_timing_disagrees_with_the_eva
     lines = describe(_summary(best=best, reference_row=reference, beats_reference=False, latency_confirms=False,
                               latency_pair=slower))
     assert next(line for line in lines if line.startswith("beats it")).endswith(": no")
+    # the mirror case: more accurate, timed slower minutes apart, faster side by side
+    lines = describe(_summary(best=best, reference_row=reference, beats_reference=False, latency_confirms=True,
+                              latency_pair=faster))
+    assert next(line for line in lines if line.startswith("beats it")).endswith(
+        ": no on the evaluate step's timings, but faster side by side (below)")
+    assert any(line.startswith("timed side by side") and "faster there (" in line for line in lines)  # no "too"
+    assert any("faster there too" in line for line in describe(_summary(
+        best=best, reference_row=reference, beats_reference=True, latency_confirms=True, latency_pair=faster)))
+    # less accurate and faster side by side: a plain no
+    worse = {**best, "measured_miou": 39.0}
+    lines = describe(_summary(best=worse, reference_row=reference, beats_reference=False, latency_confirms=True,
+                              latency_pair=faster))
+    assert next(line for line in lines if line.startswith("beats it")).endswith(": no")
