@@ -119,6 +119,9 @@ def _ridge_without(dropped: tuple[str, ...], codes: list[str], measured: list[fl
     after the fact, not a `FEATURE_SETS` member)."""
     from ffnet_nas.predictors.accuracy import CHOICE_FEATURES, choice_features, fit_accuracy_predictor
 
+    unknown = set(dropped) - set(CHOICE_FEATURES)
+    if unknown:
+        raise ValueError(f"not choices features: {sorted(unknown)}; expected names from {CHOICE_FEATURES}")
     keep = [i for i, name in enumerate(CHOICE_FEATURES) if name not in dropped]
 
     def x(cs: list[str]) -> np.ndarray:
@@ -140,14 +143,38 @@ def within_group_effects(points: pd.DataFrame) -> pd.DataFrame:
     frame = points.copy()
     keys = [frame["folder"], frame["stride"]] if "folder" in frame else [frame["stride"]]
     frame["residual"] = frame["truth"] - frame.groupby(keys)["truth"].transform("mean")
+    group = pd.factorize(pd.MultiIndex.from_arrays(keys))[0]
     rows = []
     for choice in EFFECT_CHOICES:
-        levels = [getattr(Arch.parse(c), choice) for c in frame["code"]]
-        for level, group in frame.groupby(pd.Series(levels, index=frame.index)):
-            r = group["residual"].to_numpy(float)
-            rows.append({"choice": choice, "level": str(level), "points": len(r), "mean": float(r.mean()),
-                         "sem": float(r.std(ddof=1) / math.sqrt(len(r))) if len(r) > 1 else float("nan")})
+        levels = pd.Series([str(getattr(Arch.parse(c), choice)) for c in frame["code"]], index=frame.index)
+        contrasts = _level_contrasts(frame["truth"].to_numpy(float), group, levels.to_numpy())
+        for level, part in frame.groupby(levels):
+            r = part["residual"].to_numpy(float)
+            rows.append({"choice": choice, "level": level, "points": len(r), "mean": float(r.mean()),
+                         "sem": float(r.std(ddof=1) / math.sqrt(len(r))) if len(r) > 1 else float("nan"),
+                         **contrasts.get(level, {"vs_first": float("nan"), "vs_first_se": float("nan")})})
     return pd.DataFrame(rows)
+
+
+def _level_contrasts(truth: np.ndarray, group: np.ndarray, levels: np.ndarray) -> dict[str, dict[str, float]]:
+    """Each level's effect against the first level (sorted) inside the groups, with its standard error:
+    least squares of the truth on one intercept per group and one indicator per other level (the
+    residuals of a group sum to zero, so their plain standard errors would not do). The first level
+    gets 0 +- 0; no estimate (NaN) when the fit has no residual degree of freedom."""
+    names = sorted(set(levels))
+    x = np.hstack([np.eye(group.max() + 1)[group], np.stack([levels == n for n in names[1:]], axis=1).astype(float)
+                   if len(names) > 1 else np.zeros((len(levels), 0))])
+    coef, _, rank, _ = np.linalg.lstsq(x, truth, rcond=None)
+    dof = len(truth) - rank
+    out = {names[0]: {"vs_first": 0.0, "vs_first_se": 0.0}}
+    if dof <= 0 or rank < x.shape[1]:
+        return {n: {"vs_first": float("nan"), "vs_first_se": float("nan")} for n in names} | out
+    sigma2 = float(np.sum((truth - x @ coef) ** 2) / dof)
+    cov = sigma2 * np.linalg.inv(x.T @ x)
+    first = group.max() + 1
+    for i, name in enumerate(names[1:]):
+        out[name] = {"vs_first": float(coef[first + i]), "vs_first_se": float(math.sqrt(cov[first + i, first + i]))}
+    return out
 
 
 def zero_shot_candidates(predictor_dir: Path, points: pd.DataFrame) -> dict[str, list[float]]:
@@ -348,6 +375,8 @@ def main(argv: list[str] | None = None) -> None:
     effects = within_group_effects(pd.concat(frames, ignore_index=True))
     print("\ninside a stride group (truth minus its group's mean, per folder), per level of a choice:")
     print("\n".join(f"- {r.choice} {r.level}: {r.mean:+.2f} mIoU (standard error {r.sem:.2f}, {r.points} points)"
+                     + (f"; against {r.choice} {effects[effects.choice == r.choice].level.min()}: "
+                        f"{r.vs_first:+.2f} (standard error {r.vs_first_se:.2f})" if r.vs_first_se > 0 else "")
                      for r in effects.itertuples()))
     if len(frames) > 1:
         pooled = pd.concat(frames, ignore_index=True)

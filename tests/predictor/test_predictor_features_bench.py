@@ -180,6 +180,18 @@ def test_within_group_effects_compare_points_of_one_stride_and_one_folder_only()
     assert effects.loc[("seg_head", "C"), "mean"] == pytest.approx(0.5)
     assert effects.loc[("seg_head", "B"), "mean"] == pytest.approx(-0.5)
     assert effects.loc[("seg_head", "C"), "points"] == 4 and effects.loc[("seg_head", "C"), "sem"] == pytest.approx(0.0)
+    # the contrast C - B inside the groups, by least squares with one intercept per (folder, stride) group
+    assert effects.loc[("seg_head", "C"), "vs_first"] == pytest.approx(1.0)
+    assert effects.loc[("seg_head", "B"), "vs_first"] == 0.0
+    noisy = pd.concat(frames, ignore_index=True)
+    noisy["truth"] += np.array([0.2, -0.1, -0.3, 0.1, 0.1, 0.0, 0.2, -0.2])
+    c = bench.within_group_effects(noisy).set_index(["choice", "level"]).loc[("seg_head", "C")]
+    # by hand: each (folder, stride) group holds one C and one B, so the estimate is the mean paired
+    # difference and its standard error that of a paired mean, sqrt(2 * sigma2 / 4) with sigma2 from 8 - 5 dof
+    diffs = noisy["truth"].to_numpy()[0::2] - noisy["truth"].to_numpy()[1::2]
+    assert c["vs_first"] == pytest.approx(diffs.mean())
+    sigma2 = np.sum((diffs - diffs.mean()) ** 2) / 2 / 3  # each pair's residuals are +-(d - mean) / 2
+    assert c["vs_first_se"] == pytest.approx(np.sqrt(2 * sigma2 / 4))
     # stem and up head change with the stride here: inside a group they are balanced, so they add nothing
     assert effects.loc[("stem", "B"), "mean"] == pytest.approx(0.0) and effects.loc[("up_head", "C"), "mean"] == pytest.approx(0.0)
     # without the folder, the two runs' scales would mix into the residuals
@@ -204,6 +216,8 @@ def test_the_after_the_fact_rankers_drop_the_route_to_a_stride_and_read_the_seg_
     assert Arch.parse(twins[0]).output_stride == Arch.parse(twins[1]).output_stride
     design = [Arch.parse(c) for c in points["code"]]
     y = [float(v) for v in points["truth"]]
+    with pytest.raises(ValueError, match="not choices features"):
+        bench._ridge_without(("pre_down=true",), [d.code for d in design], y, twins)  # a misspelt name drops nothing
     a, b = bench._ridge_without(bench.ROUTE_FEATURES, [d.code for d in design], y, twins)
     assert a == pytest.approx(b)
     full_a, full_b = bench._ridge_without((), [d.code for d in design], y, twins)
