@@ -15,3 +15,17 @@ def link_copy(src: str | Path, dst: str | Path, *, ignore: tuple[str, ...] = ())
     if not dst.exists():
         shutil.copytree(src, dst, ignore=shutil.ignore_patterns(*ignore) if ignore else None, copy_function=os.link)
     return dst
+
+
+def held_out_points(workspace, space, k: int, *, seed: int) -> list:
+    """The `k` points `ffnet-nas fit-predictor --check k --draw-seed seed` draws from a workdir:
+    random points of `space` the workdir never evaluated, all of whose blocks its library holds. The
+    benches that measure those points another way draw them here, so they measure the same ones."""
+    from ffnet_nas.distill.library import BlockLibrary
+    from ffnet_nas.evaluate import read_evaluated
+    from ffnet_nas.predictor_check import draw_points
+    from ffnet_nas.predictors.accuracy import nsr_table
+
+    evaluated = read_evaluated(workspace.evaluated_path)
+    nsr = nsr_table(BlockLibrary(workspace.library_dir).table().to_dict("records"))
+    return draw_points(space, k, seed=seed, exclude=set(evaluated["code"]) if len(evaluated) else set(), nsr=nsr)

@@ -20,7 +20,7 @@ import argparse
 import statistics
 import time
 
-from bench._workdir import link_copy
+from bench._workdir import held_out_points, link_copy
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -40,10 +40,8 @@ def main(argv: list[str] | None = None) -> None:
 
     from ffnet_nas.data import make_dataset
     from ffnet_nas.distill.assemble import assemble
-    from ffnet_nas.distill.library import BlockLibrary
-    from ffnet_nas.evaluate import Resources, read_evaluated
-    from ffnet_nas.predictor_check import draw_points, run_settings
-    from ffnet_nas.predictors.accuracy import nsr_table
+    from ffnet_nas.evaluate import Resources
+    from ffnet_nas.predictor_check import run_settings
     from ffnet_nas.space.searchspace import get_search_space
     from ffnet_nas.training import evaluate, train
     from ffnet_nas.workspace import Workspace
@@ -56,9 +54,7 @@ def main(argv: list[str] | None = None) -> None:
     if not r.data.startswith("synthetic"):
         raise SystemExit(f"the embedded data only (this workdir's is {r.data!r}): it generates the larger split")
     val = make_dataset(r.data, "val", size_hw=r.score_hw, num_images=max(sizes), cache_dir=workspace.data_dir)
-    nsr = nsr_table(BlockLibrary(workspace.library_dir).table().to_dict("records"))
-    points = draw_points(get_search_space(settings.space), args.points, seed=args.draw_seed,
-                         exclude=set(read_evaluated(workspace.evaluated_path)["code"]), nsr=nsr)
+    points = held_out_points(workspace, get_search_space(settings.space), args.points, seed=args.draw_seed)
     finetune_s, seconds, scores = [], {n: [] for n in sizes}, {}
     for arch in points:
         model = assemble(arch, workspace.library_dir)

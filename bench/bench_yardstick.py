@@ -44,7 +44,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench._workdir import link_copy
+from bench._workdir import held_out_points, link_copy
 from ffnet_nas.predictor_check import largest_group
 from ffnet_nas.space.io import atomic_write_text
 from ffnet_nas.stats import kendall_interval
@@ -117,10 +117,8 @@ def main() -> None:
 
     from ffnet_nas.data import fixed_batches, make_dataset
     from ffnet_nas.distill.assemble import assemble
-    from ffnet_nas.distill.library import BlockLibrary
-    from ffnet_nas.evaluate import Resources, read_evaluated
-    from ffnet_nas.predictor_check import draw_points, run_settings
-    from ffnet_nas.predictors.accuracy import nsr_table
+    from ffnet_nas.evaluate import Resources
+    from ffnet_nas.predictor_check import run_settings
     from ffnet_nas.space.io import atomic_write_csv
     from ffnet_nas.space.searchspace import get_search_space
     from ffnet_nas.training import evaluate, train
@@ -150,9 +148,7 @@ def main() -> None:
                                      **({"freeze_bn": True} if base.freeze_bn else {}),
                                      **({"grad_clip": base.grad_clip} if base.grad_clip else {})})
     space = get_search_space(settings.space)
-    evaluated = read_evaluated(workspace.evaluated_path)
-    nsr = nsr_table(BlockLibrary(workspace.library_dir).table().to_dict("records"))
-    points = draw_points(space, args.k, seed=args.draw_seed, exclude=set(evaluated["code"]), nsr=nsr)
+    points = held_out_points(workspace, space, args.k, seed=args.draw_seed)
     r = Resources.load(workspace, score_at=settings.score_at)
     if not r.data.startswith("synthetic"):
         raise SystemExit(f"the embedded data only (this workdir's is {r.data!r}): it generates the larger split")
