@@ -145,8 +145,9 @@ def within_group_effects(points: pd.DataFrame) -> pd.DataFrame:
     frame["residual"] = frame["truth"] - frame.groupby(keys)["truth"].transform("mean")
     group = pd.factorize(pd.MultiIndex.from_arrays(keys))[0]
     rows = []
+    arches = [Arch.parse(c) for c in frame["code"]]
     for choice in EFFECT_CHOICES:
-        levels = pd.Series([str(getattr(Arch.parse(c), choice)) for c in frame["code"]], index=frame.index)
+        levels = pd.Series([str(getattr(a, choice)) for a in arches], index=frame.index)
         contrasts = _level_contrasts(frame["truth"].to_numpy(float), group, levels.to_numpy())
         for level, part in frame.groupby(levels):
             r = part["residual"].to_numpy(float)
@@ -373,10 +374,11 @@ def main(argv: list[str] | None = None) -> None:
               f"would need {needed} within. Inside a stride group the truth spreads {pairs.truth_sd:.2f} mIoU "
               f"(standard deviation); one seed's noise is {pairs.seed_sd:.2f}")
     effects = within_group_effects(pd.concat(frames, ignore_index=True))
+    first = effects.groupby("choice")["level"].min()  # the level each contrast is against (sorted first)
     print("\ninside a stride group (truth minus its group's mean, per folder), per level of a choice:")
     print("\n".join(f"- {r.choice} {r.level}: {r.mean:+.2f} mIoU (standard error {r.sem:.2f}, {r.points} points)"
-                     + (f"; against {r.choice} {effects[effects.choice == r.choice].level.min()}: "
-                        f"{r.vs_first:+.2f} (standard error {r.vs_first_se:.2f})" if r.vs_first_se > 0 else "")
+                     + (f"; against {r.choice} {first[r.choice]}: {r.vs_first:+.2f} (standard error {r.vs_first_se:.2f})"
+                        if r.level != first[r.choice] and np.isfinite(r.vs_first) else "")
                      for r in effects.itertuples()))
     if len(frames) > 1:
         pooled = pd.concat(frames, ignore_index=True)
