@@ -201,40 +201,49 @@ def main(argv: list[str] | None = None) -> int:
         return e.code if isinstance(e.code, int) else (0 if e.code is None else EXIT_BAD_INPUT)
     # imported after parsing: ffnet_nas.space loads torch, which --help must not pay for
     from ffnet_nas import distributed  # reads the environment only; torch stays unloaded until a session opens
-    from ffnet_nas.space.errors import InvalidInput
 
     rank = distributed.env_rank()  # 0 unless torchrun started this process as another rank
     # a command whose parser does not use common_options yet has no -q/-v: INFO, as before
     with _library_logging(getattr(args, "log_level", logging.INFO), rank=rank):
-        try:
-            launch = distributed.launched()
-            if launch is not None and args.command not in DISTRIBUTED_COMMANDS:
-                raise InvalidInput(f"launched as {launch.world_size} processes (torchrun), which only "
-                                   f"{' and '.join(DISTRIBUTED_COMMANDS)} run as one job; expected one process for "
-                                   f"'{args.command}'")
-            with _workdir_lock(args, rank=rank):
-                return int(args.func(args) or 0)
-        except InvalidInput as e:
-            # every rank of a torchrun job meets the same bad input and exits 2; one line is enough
-            if rank == 0:
-                print(f"{PROG} {args.command}: error: {e}", file=sys.stderr)
-            else:
-                _leave_the_word_to_rank_0(f"[rank {rank}] {PROG} {args.command}: error: {e}")
-            return EXIT_BAD_INPUT
-        except distributed.PeerFailed as e:
-            # Another rank stopped (rank 0 on bad input, say) while this one waited for it: that rank
-            # says why; rank 0 says which, the others stay quiet, and every rank exits 2 alike.
-            if rank == 0 or getattr(args, "log_level", logging.INFO) <= logging.DEBUG:
-                print(f"{f'[rank {rank}] ' if rank else ''}{PROG} {args.command}: error: {e}", file=sys.stderr)
-            return EXIT_BAD_INPUT
-        except BrokenPipeError:
-            # `ffnet-nas space list | head`: the reader left; not an error worth a traceback
-            sys.stderr.close()
-            return 0
-        except KeyboardInterrupt:
-            if rank == 0:
-                print(f"{PROG} {args.command}: interrupted; finished work is saved, re-run to continue", file=sys.stderr)
-            return 130
+        code = _command(args, rank=rank)
+    # a torchrun worker that opened a process group ends here, without the interpreter's teardown
+    return distributed.leave(code)
+
+
+def _command(args: argparse.Namespace, *, rank: int) -> int:
+    """Run the parsed command; its exit status (bad input: one line on stderr, status 2)."""
+    from ffnet_nas import distributed
+    from ffnet_nas.space.errors import InvalidInput
+
+    try:
+        launch = distributed.launched()
+        if launch is not None and args.command not in DISTRIBUTED_COMMANDS:
+            raise InvalidInput(f"launched as {launch.world_size} processes (torchrun), which only "
+                               f"{' and '.join(DISTRIBUTED_COMMANDS)} run as one job; expected one process for "
+                               f"'{args.command}'")
+        with _workdir_lock(args, rank=rank):
+            return int(args.func(args) or 0)
+    except InvalidInput as e:
+        # every rank of a torchrun job meets the same bad input and exits 2; one line is enough
+        if rank == 0:
+            print(f"{PROG} {args.command}: error: {e}", file=sys.stderr)
+        else:
+            _leave_the_word_to_rank_0(f"[rank {rank}] {PROG} {args.command}: error: {e}")
+        return EXIT_BAD_INPUT
+    except distributed.PeerFailed as e:
+        # Another rank stopped (rank 0 on bad input, say) while this one waited for it: that rank
+        # says why; rank 0 says which, the others stay quiet, and every rank exits 2 alike.
+        if rank == 0 or getattr(args, "log_level", logging.INFO) <= logging.DEBUG:
+            print(f"{f'[rank {rank}] ' if rank else ''}{PROG} {args.command}: error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except BrokenPipeError:
+        # `ffnet-nas space list | head`: the reader left; not an error worth a traceback
+        sys.stderr.close()
+        return 0
+    except KeyboardInterrupt:
+        if rank == 0:
+            print(f"{PROG} {args.command}: interrupted; finished work is saved, re-run to continue", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

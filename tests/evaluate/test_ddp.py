@@ -53,8 +53,9 @@ MIOU_TOLERANCE = 4.5
 
 
 def _env() -> dict[str, str]:
-    # one torch thread per process on a 2-core box (torchrun sets the same for its workers)
-    return {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    # one torch thread per process on a 2-core box (torchrun sets the same for its workers); a rank
+    # that aborts prints every thread's Python stack (faulthandler), so a failure here says where
+    return {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "PYTHONFAULTHANDLER": "1"}
 
 
 def _run(argv: list[str], *, timeout: float = 240) -> subprocess.CompletedProcess:
@@ -160,6 +161,8 @@ def test_gradient_of_a_ddp_step_is_the_single_process_gradient(tmp_path):
         assert a == pytest.approx(b, rel=1e-6)
     # batches shared out, confusion matrices summed: the single-process matrix, count for count
     assert torch.equal(ddp["confusion"], single["confusion"])
+    # the job ended through distributed.leave: status 0, no interpreter teardown (its atexit never ran)
+    assert not out.with_suffix(".atexit").exists()
 
 
 # ---- evaluate: 2 processes vs 1 ------------------------------------------------------------------
@@ -309,6 +312,7 @@ def test_a_single_process_sees_no_launch(monkeypatch):
         assert (distributed.rank(), distributed.world_size(), distributed.is_main()) == (0, 1, True)
         distributed.barrier()
         assert distributed.broadcast_object({"a": 1}) == {"a": 1} and distributed.shard([1, 2, 3]) == [1, 2, 3]
+    assert distributed.leave(3) == 3  # no group was opened: the status comes back, the process goes on
 
 
 def test_sync_bn_is_undone_after_training():
@@ -334,7 +338,12 @@ if __name__ == "__main__":
 
     if sys.argv[1:2] != ["grad"]:
         raise SystemExit("usage: python -m torch.distributed.run ... -m tests.evaluate.test_ddp grad OUT")
+    import atexit
+
+    # a file the interpreter's teardown would write: the test checks that `leave` skipped it
+    atexit.register(Path(sys.argv[2]).with_suffix(".atexit").touch)
     with distributed.session(device="cpu"):
         result = _gradient_job()
         if distributed.is_main():
             torch.save(result, sys.argv[2])
+    raise SystemExit(distributed.leave(0))  # as the CLI ends a torchrun worker (see leave)
