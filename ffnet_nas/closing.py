@@ -55,6 +55,11 @@ def describe(summary: RunSummary) -> list[str]:
             lines.append(f"timed side by side ({p['rounds']} interleaved rounds, the lowest of each): "
                          f"{p['best_ms']:.2f} vs {p['reference_ms']:.2f} ms, {faster} "
                          f"({p['reference_ms'] / p['best_ms']:.2f}x{'; ' + rounds if rounds else ''})")
+        if summary.side_by_side_tried:
+            passed = "; ".join(f"{t['code']} {t['best_ms']:.2f} vs {t['reference_ms']:.2f} ms"
+                               for t in summary.side_by_side_tried)
+            lines.append(f"passed over: {len(summary.side_by_side_tried)} more accurate winner(s) on the evaluate "
+                         f"step's timings that were NOT faster side by side ({passed})")
         if summary.win_check:
             lines.append(summary.win_check["text"])
     if summary.published_rivals:

@@ -196,16 +196,53 @@ def _plain_tau(tau: float) -> float | None:
     return round(tau, 3) if tau == tau else None
 
 
+def winners(rows: dict[str, dict], candidates: Sequence[str], reference: Arch | None, *,
+            accuracy: str = "measured_miou") -> list[dict]:
+    """The candidates that beat the reference on measured values (`beats`), most accurate first."""
+    if reference is None:
+        return []
+    ref = rows.get(reference.code)
+    pool = [rows[c] for c in dict.fromkeys(candidates) if c in rows and c != reference.code
+            and finite_or_none(rows[c].get(accuracy)) is not None]
+    return sorted((r for r in pool if beats(r, ref, accuracy=accuracy)), key=lambda r: r[accuracy], reverse=True)
+
+
 def best_candidate(rows: dict[str, dict], candidates: Sequence[str], reference: Arch | None, *,
                    accuracy: str = "measured_miou") -> tuple[dict | None, bool]:
     """The most accurate candidate (by the `accuracy` column) that beats the reference (or, if none
     does, the most accurate candidate) and whether it beats it."""
     pool = [rows[c] for c in dict.fromkeys(candidates) if c in rows and (reference is None or c != reference.code)
             and finite_or_none(rows[c].get(accuracy)) is not None]
-    ref = rows.get(reference.code) if reference is not None else None
-    winning = [r for r in pool if beats(r, ref, accuracy=accuracy)]
-    best = max(winning or pool, key=lambda r: r[accuracy], default=None)
+    winning = winners(rows, candidates, reference, accuracy=accuracy)
+    best = winning[0] if winning else max(pool, key=lambda r: r[accuracy], default=None)
     return best, bool(winning)
 
 
-__all__ = ["RefineRequest", "Round", "beats", "best_candidate", "challengers", "refine", "CHALLENGER_MARGIN"]
+# How many winners, most accurate first, are timed beside the reference before the verdict settles
+# for one that is not faster side by side (each try: PAIRED_ROUNDS timings of both networks).
+SIDE_BY_SIDE_TRIES = 3
+
+
+def first_faster_side_by_side(winning: Sequence[dict], reference: Arch, table, *, tries: int = SIDE_BY_SIDE_TRIES,
+                              rounds: int = 5) -> tuple[dict, list[tuple[dict, object]]]:
+    """The most accurate of `winning` that is also faster than `reference` timed side by side
+    (`evaluate.paired_latency`), and every pair timed on the way, in order.
+
+    The evaluate step timed each network on its own, minutes apart; a winner by a few percent there
+    can be slower beside the reference. Then the next most accurate winner is tried, up to `tries`;
+    when none is faster, the most accurate winner is returned (its pair, the first, says so)."""
+    from ffnet_nas.evaluate import paired_latency
+
+    if not winning:
+        raise ValueError("no winner to time: expected at least one candidate that beats the reference")
+    timed = []
+    for row in winning[:max(1, tries)]:
+        pair = paired_latency(Arch.parse(row["code"]), reference, table, rounds=rounds)
+        timed.append((row, pair))
+        if pair.first_ms < pair.second_ms:
+            return row, timed
+    return winning[0], timed
+
+
+__all__ = ["RefineRequest", "Round", "beats", "best_candidate", "challengers", "first_faster_side_by_side", "refine",
+           "winners", "CHALLENGER_MARGIN", "SIDE_BY_SIDE_TRIES"]

@@ -36,6 +36,9 @@ class RunSummary:
     # best_ms, reference_ms, rounds; and whether the best point is faster there too
     latency_pair: dict | None = None
     latency_confirms: bool | None = None
+    # more accurate winners (on the evaluate step's timings) that were NOT faster side by side, so the
+    # verdict passed over them (refine.first_faster_side_by_side): code, best_ms, reference_ms each
+    side_by_side_tried: list | None = None
     # the evaluated table's column every mIoU above is (ffnet_nas.evaluate.ACCURACY_COLUMNS): the fine-tuned
     # model's, or under an INT8 latency table the quantised model's, what ships
     accuracy: str = "measured_miou"

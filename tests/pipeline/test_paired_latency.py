@@ -3,6 +3,8 @@ rounds under the table's protocol (evaluate.paired_latency), and the line the ru
 
 from __future__ import annotations
 
+import pytest
+
 from ffnet_nas.evaluate import paired_latency, rounds_text
 from ffnet_nas.pipeline import describe
 from ffnet_nas.predictors.load import load_latency_table
@@ -71,3 +73,45 @@ def test_the_strongest_published_rival_is_timed_beside_the_best_point_too(micro_
     _time_side_by_side(same, table, published={"ref": medium})
     assert (same.published_rivals["paired_found_ms"], same.published_rivals["paired_rival_ms"]) == \
         (same.latency_pair["best_ms"], same.latency_pair["reference_ms"])
+
+
+def test_the_verdict_passes_over_a_winner_that_is_not_faster_side_by_side(micro_run):
+    """Two candidates beat the reference on the evaluate step's timings (the rows say so); timed
+    beside it under the table's protocol the more accurate one is ~1,000x the MACs and slower, so
+    the verdict takes the next one, which is faster there."""
+    from ffnet_nas.refine import best_candidate, first_faster_side_by_side, winners
+
+    table = load_latency_table(micro_run.workdir / "lut" / "cpu-fp32-eager-b1-32x64-t1.csv")
+    medium = Arch.parse("stemB-basic-d2.2.2.2-w32.64.96.128-s1-upB-segB-nearest")
+    rows = {LARGE.code: {"code": LARGE.code, "measured_miou": 48.0, "measured_latency_ms": 1.0},
+            SMALL.code: {"code": SMALL.code, "measured_miou": 47.0, "measured_latency_ms": 1.5},
+            "slow": {"code": "slow", "measured_miou": 49.0, "measured_latency_ms": 9.0},  # slower: no winner
+            medium.code: {"code": medium.code, "measured_miou": 46.0, "measured_latency_ms": 2.0}}
+    candidates = [SMALL.code, "slow", LARGE.code]
+    assert [r["code"] for r in winners(rows, candidates, medium)] == [LARGE.code, SMALL.code]  # most accurate first
+    assert best_candidate(rows, candidates, medium) == (rows[LARGE.code], True)
+    assert winners(rows, candidates, None) == []
+
+    chosen, timed = first_faster_side_by_side(winners(rows, candidates, medium), medium, table, rounds=2)
+    assert chosen is rows[SMALL.code]
+    assert [row["code"] for row, _ in timed] == [LARGE.code, SMALL.code]
+    assert timed[0][1].first_ms > timed[0][1].second_ms and timed[1][1].first_ms < timed[1][1].second_ms
+    # only one try allowed: the most accurate winner stays, and its pair says it is not faster
+    chosen, timed = first_faster_side_by_side(winners(rows, candidates, medium), medium, table, tries=1, rounds=2)
+    assert chosen is rows[LARGE.code] and len(timed) == 1 and timed[0][1].first_ms > timed[0][1].second_ms
+    with pytest.raises(ValueError, match="no winner to time"):
+        first_faster_side_by_side([], medium, table)
+
+
+def test_the_run_names_the_winners_it_passed_over():
+    summary = RunSummary(budget="quick", space="mobile", device="cpu", target="latency<=12ms", reference="ffnet_ref",
+                         best={"code": SMALL.code, "measured_miou": 47.0, "measured_latency_ms": 10.0},
+                         reference_row={"code": LARGE.code, "measured_miou": 46.0, "measured_latency_ms": 12.0},
+                         beats_reference=True, latency_pair={"best_ms": 9.0, "reference_ms": 13.5, "rounds": 5},
+                         latency_confirms=True,
+                         side_by_side_tried=[{"code": "stemC-x", "best_ms": 14.0, "reference_ms": 13.0}])
+    lines = "\n".join(describe(summary))
+    assert ("passed over: 1 more accurate winner(s) on the evaluate step's timings that were NOT faster side by "
+            "side (stemC-x 14.00 vs 13.00 ms)") in lines
+    summary.side_by_side_tried = []  # none passed over: no line
+    assert "passed over" not in "\n".join(describe(summary))
