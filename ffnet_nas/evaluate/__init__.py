@@ -394,6 +394,9 @@ def held_out_miou(codes: Iterable[str], *, workspace: Workspace, val_images: int
             val = make_dataset(data, "val", size_hw=input_hw if score_hw == "train" else score_hw,
                                cache_dir=workspace.data_dir)
     if len(val) <= val_images:
+        # said, not silent: the verdict then rests on the scoring images alone
+        logger.warning("no validation image is held out (the scores used the first %d, the split holds %d): the "
+                       "held-out check is skipped", val_images, len(val))
         return {}
     table = read_evaluated(workspace.evaluated_path)
     evaluated = set(table[table["init"] == "distilled"]["code"])

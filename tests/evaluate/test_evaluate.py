@@ -163,6 +163,29 @@ def test_held_out_miou_scores_only_the_images_the_scores_did_not_use(workdir):
     assert held_out_miou([arch.code], workspace=workdir, val_images=None) == {}  # nothing held out
 
 
+def test_held_out_miou_says_when_the_scores_used_every_image(workdir, caplog):
+    """A split no larger than the scoring images (a small folder of the user's, or val_images set
+    to the split's size) leaves nothing to hold out: an empty result, and a warning that says why."""
+    import logging
+
+    from ffnet_nas.evaluate import held_out_miou
+
+    arch = from_dict(TINY).sample(0)
+    evaluate_points([arch], workspace=workdir, **SETTINGS, progress=False)
+    size = len(make_dataset("synthetic", "val", size_hw=HW, cache_dir=workdir.data_dir))
+    for val_images in (size, size + 100):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="ffnet_nas.evaluate"):
+            assert held_out_miou([arch.code], workspace=workdir, val_images=val_images) == {}
+        assert [r.getMessage() for r in caplog.records] == [
+            f"no validation image is held out (the scores used the first {val_images}, the split holds {size}): "
+            "the held-out check is skipped"]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="ffnet_nas.evaluate"):
+        assert set(held_out_miou([arch.code], workspace=workdir, val_images=size - 1)) == {arch.code}
+    assert not caplog.records  # one image held out is enough to score
+
+
 def test_int8_precision_scores_the_quantised_model_on_the_same_images(workdir):
     """evaluate --precision int8: the fine-tuned model.pt quantised (ONNX Runtime QDQ) and scored on the
     scoring images; the float score stays, a re-run scores nothing again."""
