@@ -76,9 +76,7 @@ def held_out(folder: Path) -> pd.DataFrame:
         points[f"ridge_{name}"] = [ridge.predict(c, nsr) for c in points["code"]]
     points["ridge_interactions"] = _interaction_ridge(codes, [measured[c] for c in codes], list(points["code"]))
     points["ridge_no_route"] = _ridge_without(ROUTE_FEATURES, codes, [measured[c] for c in codes], list(points["code"]))
-    # stride 4 before 8 before 16, then seg-head C before B inside a stride
-    points["stride_then_seg"] = [-10.0 * math.log2(s) + (Arch.parse(c).seg_head == "C")
-                                 for c, s in zip(points["code"], points["stride"])]
+    points["stride_then_seg"] = stride_first(points["stride"], [float(Arch.parse(c).seg_head == "C") for c in points["code"]])
     for column, values in zero_shot_candidates(latest_predictor_dir(ws), points).items():
         points[column] = values
     points["folder"] = str(folder)
@@ -88,6 +86,15 @@ def held_out(folder: Path) -> pd.DataFrame:
     design = json.dumps(sorted((c, round(measured[c], 6)) for c in codes))
     points["design"] = hashlib.sha256(design.encode()).hexdigest()[:16]
     return points
+
+
+def stride_first(strides, within) -> list[float]:
+    """One score per point that ranks by output stride first (4 before 8 before 16) and by `within`
+    (higher first) among the points of one stride: the rules "stride, then X". The stride term is
+    scaled past the spread of `within`, so no value of it can overtake a smaller stride. (Pure.)"""
+    within = np.asarray(within, float)
+    spread = float(np.nanmax(within) - np.nanmin(within)) if np.isfinite(within).any() else 0.0
+    return list(-(spread + 1.0) * np.log2(np.asarray(strides, float)) + within)
 
 
 def _with_interactions(codes: list[str]) -> np.ndarray:
@@ -217,11 +224,9 @@ def zero_shot_candidates(predictor_dir: Path, points: pd.DataFrame) -> dict[str,
 
     combined = fit_accuracy_predictor(choices_x(codes, zs_design), y, codes=codes,
                                       feature_names=tuple(CHOICE_FEATURES) + ("zero_shot_miou",))
-    # stride 4 before 8 before 16 whatever the score (scores are mIoU in [0, 100])
-    stride = points["stride"].to_numpy(float)
     return {"zs_stride": list(with_stride.predict_features(stage_x(query, zs))),
             "choices_zs": list(combined.predict_features(choices_x(query, zs))),
-            "stride_then_zs": list(-1000.0 * np.log2(stride) + zs)}
+            "stride_then_zs": stride_first(points["stride"], zs)}
 
 
 def other_checks_ridges(frames: list[pd.DataFrame]) -> list[pd.DataFrame]:

@@ -222,3 +222,19 @@ def test_the_after_the_fact_rankers_drop_the_route_to_a_stride_and_read_the_seg_
     assert a == pytest.approx(b)
     full_a, full_b = bench._ridge_without((), [d.code for d in design], y, twins)
     assert full_a != pytest.approx(full_b)  # the full ridge reads the route (params aside, the same point)
+
+
+def test_stride_first_ranks_by_stride_whatever_the_spread_inside_a_stride():
+    # an mIoU-like spread (0 to 100) and a 0/1 indicator: neither lets a stride-16 point pass a stride-8 one
+    for within in ([100.0, 0.0, 0.0, 55.0, 99.0], [1.0, 0.0, 0.0, 1.0, 1.0]):
+        strides = [16, 8, 8, 4, 16]
+        key = bench.stride_first(strides, within)
+        order = sorted(range(5), key=lambda i: -key[i])
+        assert [strides[i] for i in order] == [4, 8, 8, 16, 16]
+        # inside a stride, `within` decides (higher first); equal values stay tied
+        assert np.sign(key[0] - key[4]) == np.sign(within[0] - within[4])
+        assert key[1] == key[2]
+    # a point without a score stays unranked (NaN); the others' spread still sets the stride term
+    key = bench.stride_first([16, 8, 8], [float("nan"), 100.0, 0.0])
+    assert math.isnan(key[0]) and key[1] - key[2] == 100.0
+    assert bench.stride_first([4, 8], [0.0, 100.0])[0] > bench.stride_first([4, 8], [0.0, 100.0])[1]
