@@ -204,8 +204,20 @@ def main(argv: list[str] | None = None) -> int:
 
     rank = distributed.env_rank()  # 0 unless torchrun started this process as another rank
     # a command whose parser does not use common_options yet has no -q/-v: INFO, as before
-    with _library_logging(getattr(args, "log_level", logging.INFO), rank=rank):
-        code = _command(args, rank=rank)
+    try:
+        with _library_logging(getattr(args, "log_level", logging.INFO), rank=rank):
+            code = _command(args, rank=rank)
+    except BaseException as e:  # noqa: BLE001 - re-raised unless a process group was opened
+        if not distributed.opened_a_group():
+            raise
+        # a torchrun worker that fails (or is stopped: SystemExit) ends through `leave` as well
+        if isinstance(e, SystemExit):
+            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        else:
+            import traceback
+
+            traceback.print_exc()
+            code = 1
     # a torchrun worker that opened a process group ends here, without the interpreter's teardown
     return distributed.leave(code)
 

@@ -41,7 +41,7 @@ DEFAULT_TIMEOUT_S = 1800.0
 
 __all__ = ["DEFAULT_TIMEOUT_S", "Launch", "PeerFailed", "Session", "active", "all_gather_object", "all_reduce_sum", "barrier",
            "broadcast_", "broadcast_object", "check_device", "env_rank", "is_main", "launched", "main_first", "rank", "session",
-           "leave", "shard", "sync_bn", "world_size"]
+           "leave", "opened_a_group", "shard", "sync_bn", "world_size"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -309,6 +309,17 @@ def leave(code: int) -> int:
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
-        except (OSError, ValueError):  # a closed pipe or stream: nothing more can reach it
+        except Exception:  # noqa: BLE001 - a closed pipe, a closed or missing stream: nothing more can reach it
             pass
+    try:  # what C and C++ code (gloo, torch) wrote through stdio: os._exit does not flush it
+        import ctypes
+
+        ctypes.CDLL(None).fflush(None)
+    except Exception:  # noqa: BLE001 - no C library to ask: nothing buffered there either
+        pass
     os._exit(code)
+
+
+def opened_a_group() -> bool:
+    """Whether a session in this process opened a process group (then `leave` ends the process)."""
+    return _OPENED_A_GROUP

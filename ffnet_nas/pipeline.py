@@ -261,8 +261,7 @@ def _evaluate(ctx, summary: RunSummary, *, found, targets, table, published: dic
     from ffnet_nas import steps
     from ffnet_nas.evaluate import held_out_miou
     from ffnet_nas.settings import accuracy_column
-    from ffnet_nas.refine import (RefineRequest, best_candidate, challengers, evaluated_rows,
-                                  first_faster_side_by_side, refine, winners)
+    from ffnet_nas.refine import RefineRequest, best_candidate, challengers, evaluated_rows, refine, winners
     from ffnet_nas.rivals import compare as compare_rivals, strongest_rival, with_rivals
 
     ws, b, lut = ctx.workspace, ctx.budget.evaluate, table.path.stem
@@ -304,14 +303,7 @@ def _evaluate(ctx, summary: RunSummary, *, found, targets, table, published: dic
     rows = evaluated_rows(ws)
     best, summary.beats_reference = best_candidate(rows, top, ref_arch, accuracy=accuracy)
     if summary.beats_reference:
-        # "at lower latency" rests on timings the evaluate step took one network at a time: the
-        # verdict's point must be faster beside the reference too, or the next most accurate winner is
-        best, timed = first_faster_side_by_side(winners(rows, top, ref_arch, accuracy=accuracy), ref_arch, table,
-                                                rounds=PAIRED_ROUNDS)
-        summary.side_by_side_tried = [{"code": row["code"], "best_ms": pair.first_ms, "reference_ms": pair.second_ms}
-                                      for row, pair in timed if row is not best]
-        pair = next(pair for row, pair in timed if row is best)
-        _keep_pair(summary, pair)
+        best = _pick_side_by_side(summary, winners(rows, top, ref_arch, accuracy=accuracy), ref_arch, table)
     if ref_arch is not None:
         summary.reference_row = _plain(rows.get(ref_arch.code))
     else:
@@ -378,6 +370,25 @@ def _time_side_by_side(summary: RunSummary, table, *, published: dict) -> None:
                 else paired_latency(best, published[strongest["name"]], table, rounds=PAIRED_ROUNDS))
         summary.published_rivals.update(paired_found_ms=pair.first_ms, paired_rival_ms=pair.second_ms,
                                         paired_ratios=list(pair.ratios))
+
+
+def _pick_side_by_side(summary: RunSummary, winning: list[dict], reference: Arch, table) -> dict:
+    """The verdict's point among the winners (most accurate first): "at lower latency" rests on
+    timings the evaluate step took one network at a time, so the point must be faster beside the
+    reference too, or the next most accurate winner is (`refine.first_faster_side_by_side`). Keeps
+    its pair and the more accurate winners passed over in `summary`."""
+    from ffnet_nas.refine import first_faster_side_by_side
+
+    best, timed = first_faster_side_by_side(winning, reference, table, rounds=PAIRED_ROUNDS)
+    chosen = next(i for i, (row, _) in enumerate(timed) if row is best)
+    # passed over: the winners timed before the chosen one, each more accurate (none when none was faster)
+    summary.side_by_side_tried = [{"code": row["code"], "best_ms": pair.first_ms, "reference_ms": pair.second_ms}
+                                  for row, pair in timed[:chosen]]
+    _keep_pair(summary, timed[chosen][1])
+    if not summary.latency_confirms:
+        logger.info("  none of the %d most accurate winner(s) is faster than the reference side by side; the verdict "
+                    "keeps the most accurate", len(timed))
+    return best
 
 
 def _keep_pair(summary: RunSummary, pair) -> None:

@@ -332,16 +332,38 @@ def test_sync_bn_is_undone_after_training():
     assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules()) > 0
 
 
+def test_a_worker_that_fails_after_opening_its_group_still_ends_through_leave(tmp_path):
+    """cli.main under torchrun, a command that raises once the process group is open: each rank
+    prints its traceback and exits 1 without the interpreter's teardown (its atexit never ran)."""
+    out = tmp_path / "raise.pt"
+    run = _run([*TORCHRUN, "-m", "tests.evaluate.test_ddp", "cli-raise", str(out)])
+    assert run.returncode != 0
+    codes = dict(re.findall(r"rank\s*: (\d+) \(local_rank: \d+\)\s*\n\s*exitcode\s*: (-?\d+)", run.stderr))
+    assert codes.get("0") == "1" or codes.get("1") == "1", run.stderr[-3000:]  # not -6 (SIGABRT): torchrun
+    assert "RuntimeError: a bug after the group opened" in run.stderr  # stops the other rank once one exits
+    assert not out.with_suffix(".atexit").exists()
+
+
 if __name__ == "__main__":
-    # the job of test_gradient_of_a_ddp_step_is_the_single_process_gradient, run by torchrun
+    # the jobs of test_gradient_of_a_ddp_step_is_the_single_process_gradient ("grad") and
+    # test_a_worker_that_fails_after_opening_its_group_still_ends_through_leave ("cli-raise"), run by torchrun
     from ffnet_nas import distributed
 
-    if sys.argv[1:2] != ["grad"]:
-        raise SystemExit("usage: python -m torch.distributed.run ... -m tests.evaluate.test_ddp grad OUT")
+    if sys.argv[1:2] not in (["grad"], ["cli-raise"]):
+        raise SystemExit("usage: python -m torch.distributed.run ... -m tests.evaluate.test_ddp grad|cli-raise OUT")
     import atexit
 
-    # a file the interpreter's teardown would write: the test checks that `leave` skipped it
+    # a file the interpreter's teardown would write: the tests check that `leave` skipped it
     atexit.register(Path(sys.argv[2]).with_suffix(".atexit").touch)
+    if sys.argv[1] == "cli-raise":
+        from ffnet_nas import cli
+
+        def _failing_command(args, *, rank):
+            with distributed.session(device="cpu"):
+                raise RuntimeError("a bug after the group opened")
+
+        cli._command = _failing_command
+        raise SystemExit(cli.main(["space", "list"]))
     with distributed.session(device="cpu"):
         result = _gradient_job()
         if distributed.is_main():

@@ -115,3 +115,39 @@ def test_the_run_names_the_winners_it_passed_over():
             "side (stemC-x 14.00 vs 13.00 ms)") in lines
     summary.side_by_side_tried = []  # none passed over: no line
     assert "passed over" not in "\n".join(describe(summary))
+
+
+def test_the_run_keeps_the_pair_of_the_point_it_picks_and_names_only_the_more_accurate_passed_over(micro_run):
+    """pipeline._pick_side_by_side on real timings (the micro run's table): the first winner faster,
+    the second, or none (then the most accurate stays, nothing counts as passed over); and the pair
+    kept is the one `_time_side_by_side` reuses instead of timing the pair again."""
+    from ffnet_nas.pipeline import _pick_side_by_side, _time_side_by_side
+
+    table = load_latency_table(micro_run.workdir / "lut" / "cpu-fp32-eager-b1-32x64-t1.csv")
+    medium = Arch.parse("stemB-basic-d2.2.2.2-w32.64.96.128-s1-upB-segB-nearest")
+    larger = Arch.parse("stemC-basic-d16.24.16-w64.128.256-s2-upB-segB-nearest")  # also far slower than medium
+    small, large, big = ({"code": a.code, "measured_miou": m} for a, m in ((SMALL, 47.0), (LARGE, 48.0), (larger, 46.5)))
+
+    def pick(winning):
+        summary = RunSummary(budget="quick", space="mobile", device="cpu", reference="ref")
+        return _pick_side_by_side(summary, winning, medium, table), summary
+
+    best, summary = pick([small, large])  # the most accurate is faster: nothing passed over
+    assert best is small and summary.side_by_side_tried == [] and summary.latency_confirms is True
+    best, summary = pick([large, small])
+    assert best is small and summary.latency_confirms is True
+    assert [t["code"] for t in summary.side_by_side_tried] == [LARGE.code]
+    assert summary.side_by_side_tried[0]["best_ms"] > summary.side_by_side_tried[0]["reference_ms"]
+    best, summary = pick([large, big])  # none faster: the most accurate stays, and none was passed over
+    assert best is large and summary.side_by_side_tried == [] and summary.latency_confirms is False
+    assert summary.latency_pair["best_ms"] > summary.latency_pair["reference_ms"]
+
+    # the verdict's pair is reused, not timed again (a new timing would not repeat these floats)
+    kept = dict(summary.latency_pair)
+    summary.best, summary.reference_row = {"code": LARGE.code}, {"code": medium.code}
+    summary.published_rivals = {"strongest": {"name": "ref", "code": medium.code, "accuracy": 47.0,
+                                              "predicted_latency_ms": 1.0}}
+    _time_side_by_side(summary, table, published={"ref": medium})
+    assert summary.latency_pair == kept
+    assert (summary.published_rivals["paired_found_ms"], summary.published_rivals["paired_rival_ms"]) == \
+        (kept["best_ms"], kept["reference_ms"])
