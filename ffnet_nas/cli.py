@@ -212,6 +212,8 @@ def main(argv: list[str] | None = None) -> int:
             raise
         # a torchrun worker that fails (or is stopped: SystemExit) ends through `leave` as well
         if isinstance(e, SystemExit):
+            if e.code is not None and not isinstance(e.code, int):
+                print(e.code, file=sys.stderr)  # as Python prints a SystemExit's message (os._exit would not)
             code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
         else:
             import traceback

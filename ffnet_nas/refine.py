@@ -196,23 +196,27 @@ def _plain_tau(tau: float) -> float | None:
     return round(tau, 3) if tau == tau else None
 
 
+def _measured(rows: dict[str, dict], candidates: Sequence[str], reference: Arch | None, accuracy: str) -> list[dict]:
+    # the candidates' rows with an accuracy, once each, the reference itself left out
+    return [rows[c] for c in dict.fromkeys(candidates) if c in rows and (reference is None or c != reference.code)
+            and finite_or_none(rows[c].get(accuracy)) is not None]
+
+
 def winners(rows: dict[str, dict], candidates: Sequence[str], reference: Arch | None, *,
             accuracy: str = "measured_miou") -> list[dict]:
     """The candidates that beat the reference on measured values (`beats`), most accurate first."""
     if reference is None:
         return []
     ref = rows.get(reference.code)
-    pool = [rows[c] for c in dict.fromkeys(candidates) if c in rows and c != reference.code
-            and finite_or_none(rows[c].get(accuracy)) is not None]
-    return sorted((r for r in pool if beats(r, ref, accuracy=accuracy)), key=lambda r: r[accuracy], reverse=True)
+    return sorted((r for r in _measured(rows, candidates, reference, accuracy) if beats(r, ref, accuracy=accuracy)),
+                  key=lambda r: r[accuracy], reverse=True)
 
 
 def best_candidate(rows: dict[str, dict], candidates: Sequence[str], reference: Arch | None, *,
                    accuracy: str = "measured_miou") -> tuple[dict | None, bool]:
     """The most accurate candidate (by the `accuracy` column) that beats the reference (or, if none
     does, the most accurate candidate) and whether it beats it."""
-    pool = [rows[c] for c in dict.fromkeys(candidates) if c in rows and (reference is None or c != reference.code)
-            and finite_or_none(rows[c].get(accuracy)) is not None]
+    pool = _measured(rows, candidates, reference, accuracy)
     winning = winners(rows, candidates, reference, accuracy=accuracy)
     best = winning[0] if winning else max(pool, key=lambda r: r[accuracy], default=None)
     return best, bool(winning)
