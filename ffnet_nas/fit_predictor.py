@@ -146,7 +146,7 @@ def fit_zero_shot_stage(workspace: Workspace, archs: Sequence[Arch], y: np.ndarr
     if len(archs) < 4 or not workspace.teacher_path.exists():
         return None
     # lut: the table the rows were timed with (a workdir may hold several; with score_at "input" it sets the size)
-    r = Resources.load(workspace, score_at=score_at, lut=lut)
+    r = Resources.load(workspace, score_at=score_at, lut=lut, val_images=val_images)
     scores = zero_shot_scores(archs, workspace=workspace, val_ds=r.val_ds, val_images=val_images,
                               data_key=zero_shot_data_key(r), train_ds=r.train_ds, bn_batches=STAGE_BN_BATCHES,
                               device=device, progress=progress)

@@ -216,7 +216,7 @@ def check_predictor(*, workspace: Workspace, space, k: int, config: TrainConfig,
     evaluated = read_evaluated(workspace.evaluated_path)
     nsr = nsr_table(BlockLibrary(workspace.library_dir).table().to_dict("records"))
     points = draw_points(space, k, seed=draw_seed, exclude=set(evaluated["code"]) if len(evaluated) else set(), nsr=nsr)
-    r = Resources.load(workspace, predictor_dir=predictor_dir, lut=lut, score_at=score_at)
+    r = Resources.load(workspace, predictor_dir=predictor_dir, lut=lut, score_at=score_at, val_images=val_images)
     if val_split is not None:
         from ffnet_nas.data import make_dataset
 

@@ -126,7 +126,7 @@ def second_seed_scores(archs: list[Arch], *, workspace: Workspace, config: Train
     from ffnet_nas.training import evaluate, train
 
     accuracy_column(precision)  # a bad precision is one line
-    r = Resources.load(workspace, score_at=score_at, lut=lut)  # lut: the run's table, when the workdir holds several
+    r = Resources.load(workspace, score_at=score_at, lut=lut, val_images=val_images)  # lut: the run's table, when the workdir holds several
     setting = _setting(config, val_images, r.score_hw, precision)
     int8 = None  # the INT8 scorer, made when a point needs scoring (a finished check costs nothing)
     path = workspace.second_seed_path
@@ -144,7 +144,7 @@ def second_seed_scores(archs: list[Arch], *, workspace: Workspace, config: Train
               fingerprint={"init": "distilled", "data": r.data})
         model.eval()
         if precision == "int8":
-            int8 = int8 or Int8Scorer(workspace)
+            int8 = int8 or Int8Scorer(workspace, scored=val_images)
             scoring = int8.miou(model, stop=val_images)
             held_out = int8.miou(model, start=val_images) if held else math.nan
         else:

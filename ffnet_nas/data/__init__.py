@@ -76,6 +76,21 @@ def make_dataset(spec: str, split: str = "train", *, size_hw: tuple[int, int] | 
     return build(root, split, spec=f"{kind}:{root}", transform=transform)
 
 
+def validation_split(spec: str, *, scored: int | None, size_hw: tuple[int, int] | None = None,
+                     cache_dir: str | Path | None = None, progress: bool = False) -> SegmentationDataset:
+    """The validation split a workdir's points are scored on (their first `scored` images) and
+    held out on (the images after them). A user's data set is what it is; the embedded one is
+    generated as large as the scoring needs (`synthetic.validation_size`): a run that scores on
+    256 images gets 512, the first 128 of them the default split's."""
+    kind, _ = parse_spec(spec)
+    if kind == "synthetic":
+        from .synthetic import validation_size
+
+        return make_dataset(spec, "val", size_hw=size_hw, cache_dir=cache_dir, num_images=validation_size(scored),
+                            progress=progress)
+    return make_dataset(spec, "val", size_hw=size_hw, cache_dir=cache_dir, progress=progress)
+
+
 def class_count(spec: str) -> int:
     """How many classes the data set `spec` labels, without loading (or generating) any image:
     what a head is sized for before a teacher exists."""
@@ -106,4 +121,5 @@ def _check_hw(size_hw) -> tuple[int, int]:
     return h, w
 
 
-__all__ = ["IGNORE_INDEX", "KINDS", "SegmentationDataset", "class_count", "fixed_batches", "make_dataset", "parse_spec"]
+__all__ = ["IGNORE_INDEX", "KINDS", "SegmentationDataset", "class_count", "fixed_batches", "make_dataset", "parse_spec",
+           "validation_split"]

@@ -46,6 +46,17 @@ DEFAULT_HW = (128, 256)
 SPLIT_SIZES = {"train": 512, "val": 128}
 VERSION = 1  # bump when the generator changes: cache files carry it in their name
 _CHUNK = 8
+
+
+def validation_size(scored: int | None) -> int:
+    """How many validation scenes the embedded data generates for a workdir that scores its points
+    on the first `scored` (None: all): the split's 128, or, when that is fewer, as many images
+    held out as scored, so the held-out check and the win check always have images no score
+    used. Rounded up to whole chunks: every size then begins with the same scenes (the generator
+    draws chunk by chunk), and a score on the first 64 is the same score in a split of any size."""
+    if scored is None:
+        return SPLIT_SIZES["val"]
+    return max(SPLIT_SIZES["val"], -(-2 * int(scored) // _CHUNK) * _CHUNK)
 _BUILDING_SLOTS, _POLE_SLOTS, _CAR_SLOTS = 8, 4, 3
 LEVELS = ("default", "hard")
 

@@ -118,11 +118,13 @@ class Resources:
 
     @classmethod
     def load(cls, workspace: Workspace, *, predictor_dir: Path | None = None, lut: str | None = None,
-             score_at: str = "train") -> "Resources":
+             score_at: str = "train", val_images: int | None = None) -> "Resources":
         """`lut`: the latency table's name when the workdir holds several at the teacher's size
-        (none there: the latency columns stay empty). `score_at`: one of SCORE_AT."""
+        (none there: the latency columns stay empty). `score_at`: one of SCORE_AT. `val_images`:
+        the images the points are scored on (None: all), which sizes the embedded data's
+        validation split (`data.validation_split`)."""
         from ffnet_nas.distill.teacher import load_teacher
-        from ffnet_nas.data import make_dataset
+        from ffnet_nas.data import make_dataset, validation_split
         from ffnet_nas.predictors.load import choose_lut, load_accuracy_predictor, load_latency_table
 
         teacher = load_teacher(workspace.teacher_path)
@@ -135,7 +137,7 @@ class Resources:
         # under torchrun rank 0 generates (and caches) the synthetic scenes once; the others read its file
         with distributed.main_first():
             train_ds = make_dataset(data, "train", size_hw=input_hw, augment=True, cache_dir=workspace.data_dir)
-            val_ds = make_dataset(data, "val", size_hw=score_hw, cache_dir=workspace.data_dir)
+            val_ds = validation_split(data, scored=val_images, size_hw=score_hw, cache_dir=workspace.data_dir)
         return cls(teacher=teacher, data=data, input_hw=input_hw, num_classes=int(meta["num_classes"]),
                    train_ds=train_ds, val_ds=val_ds, table=table,
                    predictor=load_accuracy_predictor(predictor_dir or workspace.predictor_dir), score_hw=score_hw)
@@ -259,7 +261,7 @@ def evaluate_point(arch: "Arch | str", *, workspace: Workspace, config: TrainCon
     if init not in INITS:
         raise InvalidInput(f"init={init!r}: expected one of {', '.join(INITS)}")
     arch = resolve(arch)
-    r = resources or Resources.load(workspace)
+    r = resources or Resources.load(workspace, val_images=val_images)
     model = assemble(arch, workspace.library_dir) if init == "distilled" else build_model(arch, num_classes=r.num_classes)
     t0 = time.perf_counter()
     train(model, r.train_ds, config=config, checkpoint_path=workspace.point_resume_path(arch.stable_hash, init),
@@ -340,7 +342,8 @@ def evaluate_points(archs: Iterable["Arch | str"], *, workspace: Workspace, conf
             logger.log(level, "%s (%s): already evaluated, skipped (--redo to repeat)", arch.code, init)
             continue
         # loaded on the first point that needs work
-        resources = resources or Resources.load(workspace, predictor_dir=predictor_dir, lut=lut, score_at=score_at)
+        resources = resources or Resources.load(workspace, predictor_dir=predictor_dir, lut=lut, score_at=score_at,
+                                                val_images=val_images)
         row = evaluate_point(arch, workspace=workspace, config=config, val_images=val_images, init=init, device=device,
                              progress=progress, resources=resources)
         if distributed.is_main():
@@ -374,7 +377,7 @@ def held_out_miou(codes: Iterable[str], *, workspace: Workspace, val_images: int
     scores were taken at ("train": the teacher's training size; None: native). `precision` "int8":
     the quantised model's mIoU (`Int8Scorer`, at the training size as int8_miou is), what an
     INT8 run judges by; every rank computes it whole."""
-    from ffnet_nas.data import make_dataset
+    from ffnet_nas.data import validation_split
     from ffnet_nas.training import evaluate
     from ffnet_nas.space.checkpoint import load_model
     from ffnet_nas.distill.teacher import read_teacher_info
@@ -388,11 +391,11 @@ def held_out_miou(codes: Iterable[str], *, workspace: Workspace, val_images: int
         if precision == "int8":  # the scorer's validation split, at the training size int8_miou is scored at
             from ffnet_nas.evaluate.int8 import Int8Scorer
 
-            quantised = Int8Scorer(workspace)
+            quantised = Int8Scorer(workspace, scored=val_images)
             val = quantised.val
         else:
-            val = make_dataset(data, "val", size_hw=input_hw if score_hw == "train" else score_hw,
-                               cache_dir=workspace.data_dir)
+            val = validation_split(data, scored=val_images, size_hw=input_hw if score_hw == "train" else score_hw,
+                                   cache_dir=workspace.data_dir)
     if len(val) <= val_images:
         # said, not silent: the verdict then rests on the scoring images alone
         logger.warning("no validation image is held out (the scores used the first %d, the split holds %d): the "

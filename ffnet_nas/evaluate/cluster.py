@@ -59,11 +59,11 @@ def finetune_on_worker(task: PointTask) -> dict:
         done = _worker_row(ws, arch, task.init)
         if done is not None:  # finished by whoever held the claim before
             return done
-        key = (task.workdir, task.predictor_dir, task.lut, task.score_at)
+        key = (task.workdir, task.predictor_dir, task.lut, task.score_at, task.val_images)
         if key not in _WORKER_RESOURCES:  # a worker serves many points of one run: load once
             _WORKER_RESOURCES.clear()
             loaded = Resources.load(ws, predictor_dir=Path(task.predictor_dir) if task.predictor_dir else None,
-                                    lut=task.lut, score_at=task.score_at)
+                                    lut=task.lut, score_at=task.score_at, val_images=task.val_images)
             _WORKER_RESOURCES[key] = dataclasses.replace(loaded, table=None)
         row = evaluate_point(arch, workspace=ws, config=task.config, val_images=task.val_images, init=task.init,
                              device=task.device, progress=False, resources=_WORKER_RESOURCES[key])

@@ -50,7 +50,7 @@ def _fill_int8_miou(archs: Iterable[Arch], *, workspace: Workspace, init: str, v
             logger.warning("%s (%s): no %s to quantise; its int8_miou stays empty (re-evaluate it: "
                            "'ffnet-nas evaluate --redo --precision int8 %s')", arch.code, init, weights, arch.code)
             continue
-        scorer = scorer or Int8Scorer(workspace)  # made on the first point that needs it
+        scorer = scorer or Int8Scorer(workspace, scored=val_images)  # made on the first point that needs it
         model = load_model(weights).eval()
         miou = scorer.miou(model, stop=val_images)
         record = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.iloc[0].to_dict().items()}
@@ -65,13 +65,15 @@ class Int8Scorer:
     data, scored over validation images, all at the teacher's training size. Every INT8 accuracy
     of a workdir (int8_miou, the held-out check, the win check) is this one recipe."""
 
-    def __init__(self, workspace: Workspace):
-        from ffnet_nas.data import make_dataset
+    def __init__(self, workspace: Workspace, *, scored: int | None = None):
+        """`scored`: the images the points are scored on (None: all), which sizes the embedded
+        data's validation split (`data.validation_split`)."""
+        from ffnet_nas.data import validation_split
         from ffnet_nas.distill.teacher import read_teacher_info
         from ffnet_nas.predictors.latency.int8 import calibration_images
 
         data, input_hw = data_of(read_teacher_info(workspace.teacher_path))
-        self.val = make_dataset(data, "val", size_hw=input_hw, cache_dir=workspace.data_dir)
+        self.val = validation_split(data, scored=scored, size_hw=input_hw, cache_dir=workspace.data_dir)
         self._calibration = calibration_images(data, size_hw=input_hw, cache_dir=workspace.data_dir)
 
     def miou(self, model, *, start: int = 0, stop: int | None = None) -> float:

@@ -251,7 +251,8 @@ def _rerank(workspace: Workspace, request: SearchRequest, result, *, progress: b
     if stage is None:
         log.info("  no zero-shot stage in %s: the list is ranked by the search's predicted mean", folder)
         return None
-    r = Resources.load(workspace, predictor_dir=folder, score_at=stage.meta.get("score_at", "train"), lut=request.lut)
+    r = Resources.load(workspace, predictor_dir=folder, score_at=stage.meta.get("score_at", "train"), lut=request.lut,
+                       val_images=stage.meta.get("val_images"))
     scores = zero_shot_scores([resolve(c["code"]) for c in ranked] + ([reference] if reference else []),
                               workspace=workspace, val_ds=r.val_ds, val_images=stage.meta.get("val_images"),
                               data_key=zero_shot_data_key(r), train_ds=r.train_ds,

@@ -124,3 +124,25 @@ def test_the_hard_level_is_its_own_data_set_with_a_stronger_ground_texture(tmp_p
 
     # twice the texture amplitude (and the same camera noise): clearly more spread, at most ~2x
     assert 1.3 < ground_spread(hard) / ground_spread(default) < 2.5
+
+
+@pytest.mark.parametrize("scored, size", [(None, 128), (1, 128), (64, 128), (65, 136), (100, 200), (256, 512)])
+def test_the_validation_split_holds_as_many_images_out_as_the_scores_use(scored, size):
+    from ffnet_nas.data.synthetic import validation_size
+
+    assert validation_size(scored) == size
+
+
+def test_a_larger_validation_split_begins_with_the_default_one(tmp_path):
+    """A run scoring on 256 images gets 512; its first 128 are the default split's, so a score on the
+    first 64 is the same in either, and a workdir's cached 128 stay valid (issue 13)."""
+    from ffnet_nas.data import validation_split
+    from tests.helpers.trees import write_pool
+
+    default = make_dataset("synthetic", "val", size_hw=(32, 64))
+    larger = validation_split("synthetic", scored=256, size_hw=(32, 64), cache_dir=tmp_path)
+    assert (len(default), len(larger)) == (128, 512)
+    assert torch.equal(larger.images[:128], default.images) and torch.equal(larger.masks[:128], default.masks)
+    assert not torch.equal(larger.images[128:256], default.images)  # new scenes, not the first ones again
+    write_pool(tmp_path / "pool", 20)  # a user's data set is what it is, however many images are scored
+    assert len(validation_split(f"folder:{tmp_path / 'pool'}", scored=256)) == 2

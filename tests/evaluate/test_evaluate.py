@@ -163,27 +163,46 @@ def test_held_out_miou_scores_only_the_images_the_scores_did_not_use(workdir):
     assert held_out_miou([arch.code], workspace=workdir, val_images=None) == {}  # nothing held out
 
 
-def test_held_out_miou_says_when_the_scores_used_every_image(workdir, caplog):
-    """A split no larger than the scoring images (a small folder of the user's, or val_images set
-    to the split's size) leaves nothing to hold out: an empty result, and a warning that says why."""
-    import logging
-
+def test_held_out_miou_says_when_the_scores_used_every_image(tmp_path, caplog):
+    """A user's split no larger than the scoring images (a small folder, or val_images set to its
+    size) leaves nothing to hold out: an empty result, and a warning that says why."""
     from ffnet_nas.evaluate import held_out_miou
+    from tests.helpers.trees import write_pool
 
-    arch = from_dict(TINY).sample(0)
-    evaluate_points([arch], workspace=workdir, **SETTINGS, progress=False)
-    size = len(make_dataset("synthetic", "val", size_hw=HW, cache_dir=workdir.data_dir))
-    for val_images in (size, size + 100):
+    write_pool(tmp_path / "pool", 20, hw=(32, 64))  # 2 validation images
+    ws = Workspace(tmp_path / "work")
+    teacher = build_model("stemB-basic-d1.1.1.1-w16.32.48.64-s1-upB-segB-nearest", num_classes=4).eval()
+    save_teacher(ws.teacher_path, teacher, data=f"folder:{tmp_path / 'pool'}", input_hw=list(HW), miou=0.0)
+    for val_images in (2, 102):
         caplog.clear()
         with caplog.at_level(logging.WARNING, logger="ffnet_nas.evaluate"):
-            assert held_out_miou([arch.code], workspace=workdir, val_images=val_images) == {}
+            assert held_out_miou(["stemB-any"], workspace=ws, val_images=val_images) == {}
         assert [r.getMessage() for r in caplog.records] == [
-            f"no validation image is held out (the scores used the first {val_images}, the split holds {size}): "
+            f"no validation image is held out (the scores used the first {val_images}, the split holds 2): "
             "the held-out check is skipped"]
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="ffnet_nas.evaluate"):
-        assert set(held_out_miou([arch.code], workspace=workdir, val_images=size - 1)) == {arch.code}
+        assert held_out_miou(["stemB-any"], workspace=ws, val_images=1) == {}  # nothing evaluated, one image out
     assert not caplog.records  # one image held out is enough to score
+
+
+def test_the_embedded_data_holds_out_as_many_images_as_the_scores_use(workdir, caplog):
+    """Scores on the whole default split (128 images) no longer leave the held-out check without
+    images: the embedded split grows to 256, and the check scores the 128 after the scoring ones."""
+    from ffnet_nas.data import validation_split
+    from ffnet_nas.evaluate import held_out_miou
+    from ffnet_nas.training import evaluate
+    from ffnet_nas.space.checkpoint import load_model
+
+    arch = from_dict(TINY).sample(0)
+    evaluate_points([arch], workspace=workdir, **SETTINGS, progress=False)
+    with caplog.at_level(logging.WARNING, logger="ffnet_nas.evaluate"):
+        held = held_out_miou([arch.code], workspace=workdir, val_images=128)
+    assert not caplog.records
+    val = validation_split("synthetic", scored=128, size_hw=HW, cache_dir=workdir.data_dir)
+    assert len(val) == 256
+    model = load_model(workdir.point_model_path(arch.stable_hash, "distilled")).eval()
+    assert held[arch.code] == pytest.approx(100 * evaluate(model, val, start=128, progress=False).miou)
 
 
 def test_int8_precision_scores_the_quantised_model_on_the_same_images(workdir):
