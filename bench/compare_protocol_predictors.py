@@ -1,13 +1,14 @@
 """Two fine-tuning protocols, each with its own run's predictor: which predictor ranks its own truth better?
 
     .venv/bin/python -m bench.compare_protocol_predictors --run-a WORKDIR --truth-a DIR [DIR ...] \\
-        --run-b WORKDIR --truth-b DIR [DIR ...] [--label-a A] [--label-b B]
+        --run-b WORKDIR --truth-b DIR [DIR ...] [--label-a A] [--label-b B] [--images-a run|truth] [--images-b ...]
 
 Each run (`ffnet-nas run` workdir) fine-tuned its design points under one protocol and fitted its
 predictor on them. Each truth folder is one draw of held-out points measured under that protocol:
 a `bench.bench_yardstick --out` folder (two seeds per point; the run's ending is the variant
-`avg50@run` under held BatchNorm, `avg50_bn@run` otherwise, as recorded in its protocol) or a
-predictor check (`bench.bench_predictor --out`, or a workdir after `fit-predictor --check`). Truth
+`avg50@run` under held BatchNorm, `avg50_bn@run` otherwise, as recorded in its protocol; with
+`--images-a truth` the same ending scored on the folder's larger image set, `@truth`: the truth for
+a run that scores on that many images, e.g. `val_images: 256`) or a predictor check (`bench.bench_predictor --out`, or a workdir after `fit-predictor --check`). Truth
 folders are paired by position (draw i of A with draw i of B); only the points both truths measured
 and neither run evaluated count, so both predictors face the same held-out points.
 
@@ -29,19 +30,24 @@ import numpy as np
 import pandas as pd
 
 
-def read_truth(folder: Path) -> pd.DataFrame:
+def read_truth(folder: Path, images: str = "run") -> pd.DataFrame:
     """code, stride, seed_a, seed_b: one draw's two seeds per point, as the run's fine-tune ends
-    (read as `compare_yardsticks` reads either kind of folder)."""
+    (read as `compare_yardsticks` reads either kind of folder); `images`: which of a yardstick
+    folder's image sets the scores are on ("run": the original run's scoring images, "truth": its
+    larger set)."""
     from bench.compare_yardsticks import load, wide
 
     frame = load(folder)
     if "check" in frame:
+        if images != "run":
+            raise SystemExit(f"{str(folder)!r} is a predictor check, scored on the run's images only; expected "
+                             "--images run for it")
         variant = "check"
     else:
         protocol = json.loads((folder / "yardstick_protocol.json").read_text())
         # the run's fine-tune ends on the second half's mean weights: with BatchNorm held they keep
         # the held statistics, otherwise the statistics are recomputed (precise BN)
-        variant = "avg50@run" if protocol.get("freeze_bn") else "avg50_bn@run"
+        variant = f"avg50@{images}" if protocol.get("freeze_bn") else f"avg50_bn@{images}"
     seeds = wide(frame, variant)
     a, b = seeds.columns[:2]
     return pd.DataFrame({"code": seeds.index, "stride": frame.groupby("code")["stride"].first().loc[seeds.index].to_numpy(),
@@ -110,13 +116,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--truth-b", required=True, nargs="+", type=Path)
     parser.add_argument("--label-a", default="A")
     parser.add_argument("--label-b", default="B")
+    for side in ("a", "b"):
+        parser.add_argument(f"--images-{side}", choices=("run", "truth"), default="run",
+                            help="a yardstick folder's scores on the original run's images or on its larger set")
     args = parser.parse_args(argv)
     if len(args.truth_a) != len(args.truth_b):
         raise SystemExit(f"{len(args.truth_a)} truth folders for A and {len(args.truth_b)} for B; expected one per draw for each")
     (pred_a, done_a), (pred_b, done_b) = run_predictor(args.run_a), run_predictor(args.run_b)
     draws = []
     for folder_a, folder_b in zip(args.truth_a, args.truth_b):
-        draws.append(held_out(read_truth(folder_a), read_truth(folder_b), predict_a=pred_a.predict,
+        draws.append(held_out(read_truth(folder_a, args.images_a), read_truth(folder_b, args.images_b),
+                              predict_a=pred_a.predict,
                               predict_b=pred_b.predict, evaluated=done_a | done_b))
         print(f"{folder_a} / {folder_b}: {len(draws[-1])} held-out points "
               f"({int(draws[-1]['inside'].sum())} in the largest stride group)")

@@ -12,7 +12,8 @@ from bench.compare_protocol_predictors import held_out, read_truth, table
 def _yardstick_folder(root, *, freeze_bn: bool, scores: dict[str, tuple[float, float]]):
     root.mkdir()
     (root / "yardstick_protocol.json").write_text(json.dumps({"steps": 100, "freeze_bn": freeze_bn}))
-    rows = [{"code": c, "stride": 8, "seed": s, "avg50@run": v + 100, "avg50_bn@run": v}
+    rows = [{"code": c, "stride": 8, "seed": s, "avg50@run": v + 100, "avg50_bn@run": v, "avg50@truth": v + 200,
+             "avg50_bn@truth": v + 300}
             for c, pair in scores.items() for s, v in enumerate(pair)]
     pd.DataFrame(rows).to_csv(root / "yardstick.csv", index=False)
     return root
@@ -31,6 +32,11 @@ def test_the_truth_is_the_runs_ending_of_its_protocol_in_either_kind_of_folder(t
     (check / "summary.json").write_text(json.dumps({"seeds": [3, 5], "points": points}))
     row = read_truth(tmp_path / "check").iloc[0]
     assert (row["code"], row["seed_a"], row["seed_b"]) == ("p0", 20.0, 21.0)
+    # a run scoring on the larger image set is judged on that set's scores, of its own ending
+    assert read_truth(tmp_path / "held", "truth").set_index("code").loc["p0", "seed_a"] == 230.0
+    assert read_truth(tmp_path / "batch", "truth").set_index("code").loc["p1", "seed_b"] == 334.0
+    with pytest.raises(SystemExit, match="scored on the run's images only"):
+        read_truth(tmp_path / "check", "truth")
 
 
 def test_each_predictor_is_judged_on_its_own_truth_over_the_same_held_out_points():
