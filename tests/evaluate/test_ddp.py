@@ -286,9 +286,14 @@ def test_bad_input_under_torchrun_is_one_line_exit_2_on_every_rank(tmp_path, arg
     assert "Traceback" not in err[0] + err[1]
     # torchrun's summary: rank 0 exited 2, and so did rank 1 unless torchrun, seeing rank 0 gone,
     # stopped it (SIGTERM) a moment before it got there
-    codes = dict(re.findall(r"rank\s*: (\d+) \(local_rank: \d+\)\s*\n\s*exitcode\s*: (-?\d+)", run.stderr))
+    codes = _exit_codes(run.stderr)
     assert codes.get("0") == "2" and codes.get("1") in ("2", "-15"), run.stderr[-2000:]
     assert not (tmp_path / "w").exists()  # nothing written, not even the lock file's folder
+
+
+def _exit_codes(stderr: str) -> dict[str, str]:
+    """rank -> exit code, from torchrun's summary of a failed job (ranks that failed only)."""
+    return dict(re.findall(r"rank\s*: (\d+) \(local_rank: \d+\)\s*\n\s*exitcode\s*: (-?\d+)", stderr))
 
 
 def test_a_single_process_sees_no_launch(monkeypatch):
@@ -338,7 +343,7 @@ def test_a_worker_that_fails_after_opening_its_group_still_ends_through_leave(tm
     out = tmp_path / "raise.pt"
     run = _run([*TORCHRUN, "-m", "tests.evaluate.test_ddp", "cli-raise", str(out)])
     assert run.returncode != 0
-    codes = dict(re.findall(r"rank\s*: (\d+) \(local_rank: \d+\)\s*\n\s*exitcode\s*: (-?\d+)", run.stderr))
+    codes = _exit_codes(run.stderr)
     assert codes.get("0") == "1" or codes.get("1") == "1", run.stderr[-3000:]  # not -6 (SIGABRT): torchrun
     assert "RuntimeError: a bug after the group opened" in run.stderr  # stops the other rank once one exits
     assert not out.with_suffix(".atexit").exists()
