@@ -228,7 +228,10 @@ def _budget(name: str, hw: tuple[int, int], *, input_hw: tuple[int, int] | None,
             distill_val: int, calibrate: int, points: int, finetune_steps: int, val_images: int | None, trials: int,
             top: int, rounds: int, round_points: int, validate: int, validate_published: int | None, rerank: int,
             batch_size: int = 8, repeats: tuple[int, int] = (10, 60), seconds: float = 2.0, check_seeds: int = 3,
-            precise_bn: int = FINETUNE_PRECISE_BN, cpu_amp: str | None = None) -> Budget:
+            precise_bn: int = FINETUNE_PRECISE_BN, cpu_amp: str | None = None, score_images: int | None | str = "val",
+            freeze_bn: bool = False, grad_clip: float | None = None) -> Budget:
+    """`val_images`: the teacher's and, unless `score_images` says otherwise ("val": the same), the
+    evaluated points' scoring images."""
     return Budget(
         name=name, train_hw=hw, input_hw=input_hw, cpu_amp=cpu_amp,
         teacher=TeacherBudget(arch=teacher, steps=teacher_steps, batch_size=batch_size, val_images=val_images),
@@ -238,8 +241,10 @@ def _budget(name: str, hw: tuple[int, int], *, input_hw: tuple[int, int] | None,
                               protocol=Protocol(min_repeats=repeats[0], max_repeats=repeats[1], max_seconds=seconds)),
         predictor=PredictorBudget(points=points),
         search=SearchBudget(trials=trials, rerank=rerank),
-        evaluate=EvaluateBudget(top=top, val_images=val_images, rounds=rounds, round_points=round_points,
-                                finetune=finetune_config(steps=finetune_steps, batch_size=batch_size, precise_bn=precise_bn),
+        evaluate=EvaluateBudget(top=top, val_images=val_images if score_images == "val" else score_images, rounds=rounds,
+                                round_points=round_points,
+                                finetune=finetune_config(steps=finetune_steps, batch_size=batch_size, precise_bn=precise_bn,
+                                                         freeze_bn=freeze_bn, grad_clip=grad_clip),
                                 check_seeds=check_seeds),
     )
 
@@ -268,7 +273,14 @@ BUDGETS: dict[str, Budget] = {
                      trials=300, rerank=24, top=2, rounds=2, round_points=3,
                      # 2 random + 8 published networks, 2 passes each: 164 s of timing on a 2-core VM under a load
                      # of ~6 (2026-12-02; every timing 5-10x its quiet value), so well under that on a quiet one
-                     validate=2, validate_published=8),
+                     validate=2, validate_published=8,
+                     # F2/256: BatchNorm statistics recomputed on 128 crops and held, the gradient clipped at 2.0,
+                     # scored on 256 images (the embedded split then holds 512). Two seeds of a held-out point
+                     # agreed at tau 0.96 (0.92 within a stride group) against the default's 0.77, and the run's
+                     # predictor ranked held-out points at 0.85 (0.51 within a group), the bars of a rule declared
+                     # before the run (docs/results.md, "The run under F2/256, and its predictor check"). The
+                     # teacher keeps scoring its mIoU on 64 images: a figure, not a choice.
+                     score_images=256, freeze_bn=True, grad_clip=2.0),
     "full": _budget("full", (128, 256), input_hw=None, teacher="segmentation_ffnet46NS_CCC_mobile", teacher_steps=1500, distill_steps=300,
                     train_images=256, distill_val=64, calibrate=8, points=20, finetune_steps=300, val_images=None,
                     trials=2000, rerank=64, top=3, rounds=3, round_points=3, validate=8, validate_published=16),

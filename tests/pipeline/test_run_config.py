@@ -90,7 +90,7 @@ def test_missing_config_file_is_one_line(tmp_path, capsys):
 def test_budgets_keep_their_numbers():
     # the values the positional Budget(...) rows held: a run must do the same work as before
     old = {  # train_hw, teacher arch, teacher steps, distill steps, train/val images, calibrate, predictor n,
-             # finetune steps, val images, trials, evaluate top, rounds, round points, batch, repeats, seconds
+             # finetune steps, the teacher's val images, trials, evaluate top, rounds, round points, batch, repeats, seconds
         "micro": ((32, 64), "stemB-basic-d1.1.1.1-w16.32.48.64-s1-upB-segB-nearest", 10, 3, 8, 8, 2, 4, 2, 8, 30, 1, 1, 1,
                   4, (3, 5), 0.2),
         "quick": ((64, 128), "segmentation_ffnet46NS_CCC_mobile", 500, 80, 128, 32, 4, 10, 100, 64, 300, 2, 2, 3, 8,
@@ -102,15 +102,18 @@ def test_budgets_keep_their_numbers():
         b = get_budget(name)
         got = (b.train_hw, b.teacher.arch, b.teacher.steps, b.distill.block.steps, b.distill.train_images,
                b.distill.val_images, b.latency.calibrate, b.predictor.points, b.evaluate.finetune.steps,
-               b.evaluate.val_images, b.search.trials, b.evaluate.top, b.evaluate.rounds, b.evaluate.round_points,
+               b.teacher.val_images, b.search.trials, b.evaluate.top, b.evaluate.rounds, b.evaluate.round_points,
                b.evaluate.finetune.batch_size, (b.latency.protocol.min_repeats, b.latency.protocol.max_repeats),
                b.latency.protocol.max_seconds)
         assert got == want, name
         assert b.teacher.batch_size == b.distill.block.batch_size == b.evaluate.finetune.batch_size
-        assert b.teacher.val_images == b.evaluate.val_images  # one validation subset, as before
         # what FinetuneSettings gave the training loop
         f = b.evaluate.finetune
         assert (f.lr, f.kd_weight, f.kd_temperature, f.checkpoint_every, f.seed) == (0.01, 1.0, 1.0, 50, 0)
+    # the quick budget's fine-tune and scoring since 2026-12-06: F2/256 (docs/results.md); the others as before
+    scoring = {name: (b.evaluate.val_images, b.evaluate.finetune.freeze_bn, b.evaluate.finetune.grad_clip)
+               for name, b in BUDGETS.items()}
+    assert scoring == {"micro": (8, False, None), "quick": (256, True, 2.0), "full": (None, False, None)}
     with pytest.raises(TypeError):
         type(get_budget("micro"))("micro", (32, 64))  # keyword-only: no positional rows any more
     with pytest.raises(InvalidInput, match="did you mean: quick"):
