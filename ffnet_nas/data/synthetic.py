@@ -46,6 +46,8 @@ DEFAULT_HW = (128, 256)
 SPLIT_SIZES = {"train": 512, "val": 128}
 VERSION = 1  # bump when the generator changes: cache files carry it in their name
 _CHUNK = 8
+_BUILDING_SLOTS, _POLE_SLOTS, _CAR_SLOTS = 8, 4, 3
+LEVELS = ("default", "hard")
 
 
 def validation_size(scored: int | None) -> int:
@@ -57,8 +59,6 @@ def validation_size(scored: int | None) -> int:
     if scored is None:
         return SPLIT_SIZES["val"]
     return max(SPLIT_SIZES["val"], -(-2 * int(scored) // _CHUNK) * _CHUNK)
-_BUILDING_SLOTS, _POLE_SLOTS, _CAR_SLOTS = 8, 4, 3
-LEVELS = ("default", "hard")
 
 
 def _u(g: torch.Generator, shape, lo: float = 0.0, hi: float = 1.0) -> torch.Tensor:
