@@ -20,7 +20,9 @@ stride and then choosing among the points of one stride could do. Besides the `F
 it fits one candidate, the choices plus choice x stride interactions, and, given two folders or
 more of one design, two ridges fitted on the other folders' held-out points (their 10-step scores;
 their truth) in place of the run's design: does the ridge want more, cheaper design points? Pooled,
-the default ridge is paired against each other ridge and stage. Per folder, the yardstick is split
+the default ridge is paired against each other ridge and stage. The yardstick's row carries its own
+paired lead over stride (one seed ranking the other, beside stride ranking it): the most any ranker
+could be shown to lead stride by on those points. Per folder, the yardstick is split
 into pairs of one stride and pairs across strides (`yardstick_pairs`). Read after the fact (docs/results.md,
 "What orders the points of one stride under F"): the choices ridge without the two indicators of how a
 point reaches its stride (`ROUTE_FEATURES`), the rule "stride, then seg head C before B", and, pooled,
@@ -337,8 +339,13 @@ def table(points: pd.DataFrame, *, groups: np.ndarray | None) -> list[str]:
         inside[np.flatnonzero(g == k)[mask]] = True
     stride = points["neg_stride"].to_numpy(float)
     a, b = points["seed_a"].to_numpy(float), points["seed_b"].to_numpy(float)
+    # the yardstick's own lead over stride (seed a ranking seed b, beside stride ranking seed b): how far
+    # above stride any ranker could be shown to be on these points (docs/results.md, "Can anything be
+    # shown to beat stride alone?")
     rows = [f"| the other seed (the yardstick) | {kendall_difference(a, None, b, groups=g).text()} "
-            f"| {kendall_difference(a[inside], None, b[inside], groups=g[inside]).text()} | | |"]
+            f"| {kendall_difference(a[inside], None, b[inside], groups=g[inside]).text()} "
+            f"| {kendall_difference(a, stride, b, groups=g).text()} "
+            f"| {kendall_difference(a, stride, b, groups=g, ties_at_random=True).text()} |"]
     for column, label in RANKERS.items():
         if column not in points or not np.isfinite(points[column].to_numpy(float)).any():
             continue

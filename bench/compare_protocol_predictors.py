@@ -13,7 +13,8 @@ folders are paired by position (draw i of A with draw i of B); only the points b
 and neither run evaluated count, so both predictors face the same held-out points.
 
 Prints per draw and pooled (the mean of the per-draw taus, points resampled within their draw) each
-protocol's yardstick (seed against seed) and its predictor's Kendall tau against the two-seed mean,
+protocol's yardstick (seed against seed, and its lead over output stride alone ranking the same
+seed: the most any ranker could be shown to lead stride by) and its predictor's Kendall tau against the two-seed mean,
 overall and within the largest output-stride group, with bootstrap 95% intervals, and the paired
 difference of the two predictors' taus. Fine-tunes nothing; seconds. Issue 13 (docs/results.md,
 "F5 as the quick budget's fine-tune").
@@ -97,9 +98,13 @@ def table(draws: list[pd.DataFrame], *, labels: tuple[str, str], group: bool) ->
         return frame[name].to_numpy(float)
 
     rows = []
+    stride = -col("stride")  # smaller first
     for side, label in zip(("A", "B"), labels):
         rows.append((f"{label}: the other seed (yardstick)",
                      kendall_difference(col(f"seed_a_{side}"), None, col(f"seed_b_{side}"), groups=draw).text()))
+        # the ceiling on any ranker's lead over stride alone on these points (plain tau-b, paired)
+        rows.append((f"{label}: the other seed minus stride alone (paired)",
+                     kendall_difference(col(f"seed_a_{side}"), stride, col(f"seed_b_{side}"), groups=draw).text()))
         rows.append((f"{label}: its run's predictor",
                      kendall_difference(col(f"predicted_{side}"), None, col(f"truth_{side}"), groups=draw).text()))
     rows.append((f"predictor tau, {labels[0]} minus {labels[1]} (paired)",

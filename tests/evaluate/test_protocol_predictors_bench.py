@@ -56,6 +56,19 @@ def test_each_predictor_is_judged_on_its_own_truth_over_the_same_held_out_points
     assert rows["B: its run's predictor"].startswith("-1.00")  # judged on B's own (reversed) truth
     assert rows["predictor tau, A minus B (paired)"].startswith("2.00")
     assert rows["A: the other seed (yardstick)"].startswith("1.00")
+    assert "A: the other seed minus stride alone (paired)" in rows  # one stride here: stride ranks nothing
+
+
+def test_the_yardstick_lead_over_stride_is_one_seed_against_the_other_beside_stride():
+    # stride 16 scores higher here, so stride (smaller first) gets all 16 pairs across strides
+    # wrong: tau-b (0 - 16) / sqrt((28 - 12) * 28) = -0.756; the seeds agree on every pair: 1.00
+    codes = [f"p{i}" for i in range(8)]
+    level = [1.0, 2.0, 3.0, 4.0, 10.0, 11.0, 12.0, 13.0]
+    truth = pd.DataFrame({"code": codes, "stride": [8] * 4 + [16] * 4, "seed_a": level,
+                          "seed_b": [v + 0.1 for v in level]})
+    draw = held_out(truth, truth, predict_a=lambda c: 0.0, predict_b=lambda c: 0.0, evaluated=set())
+    rows = dict(table([draw], labels=("A", "B"), group=False))
+    assert rows["A: the other seed minus stride alone (paired)"].startswith("1.76")
 
 
 def test_one_truth_folder_per_draw_for_each_protocol(tmp_path):

@@ -61,6 +61,9 @@ def test_the_bench_refits_each_feature_set_on_the_runs_design_and_pools_checks(t
     bench.main([str(one.root), str(two.root)])
     out = capsys.readouterr().out
     assert out.count("| choices ridge (the default) |") == 3  # each check, then pooled
+    # the yardstick's own lead over stride fills its two difference columns (no empty cell)
+    yardstick = [line for line in out.splitlines() if line.startswith("| the other seed (the yardstick) |")]
+    assert len(yardstick) == 3 and all("|  |" not in line and line.count("[") == 4 for line in yardstick)
     assert "pooled over 2 checks (20 points" in out and "warning" not in out
     bench.main([str(one.root), str(one.root)])
     assert "the same held-out points" in capsys.readouterr().out
