@@ -354,15 +354,15 @@ def _time_side_by_side(summary: RunSummary, table, *, published: dict) -> None:
     """The best point and the reference timed again, side by side (`evaluate.paired_latency`), so
     "at lower measured latency" does not rest on two timings taken minutes apart; and the best point
     beside the strongest published rival within the target (the same pair when that is the reference)."""
-    from ffnet_nas.evaluate import paired_latency
+    from ffnet_nas.evaluate import PairedTiming, paired_latency
 
     if not summary.best:
         return
     best, with_reference = Arch.parse(summary.best["code"]), None
     if summary.reference_row and summary.reference:
         # the evaluate step timed a winner beside the reference already (`first_faster_side_by_side`)
-        with_reference = _kept_pair(summary) or paired_latency(best, published[summary.reference], table,
-                                                               rounds=PAIRED_ROUNDS)
+        with_reference = (PairedTiming.from_record(summary.latency_pair)
+                          or paired_latency(best, published[summary.reference], table, rounds=PAIRED_ROUNDS))
         _keep_pair(summary, with_reference)
     strongest = (summary.published_rivals or {}).get("strongest")
     if strongest:
@@ -392,17 +392,8 @@ def _pick_side_by_side(summary: RunSummary, winning: list[dict], reference: Arch
 
 
 def _keep_pair(summary: RunSummary, pair) -> None:
-    summary.latency_pair = {"best_ms": pair.first_ms, "reference_ms": pair.second_ms, "rounds": pair.rounds,
-                            "ratios": list(pair.ratios)}
+    summary.latency_pair = pair.record()
     summary.latency_confirms = pair.first_ms < pair.second_ms
-
-
-def _kept_pair(summary: RunSummary):
-    from ffnet_nas.evaluate import PairedTiming
-
-    kept = summary.latency_pair
-    return None if kept is None else PairedTiming(first_ms=kept["best_ms"], second_ms=kept["reference_ms"],
-                                                  ratios=tuple(kept["ratios"]))
 
 
 def _plain(row: dict | None) -> dict | None:

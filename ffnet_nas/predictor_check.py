@@ -216,15 +216,8 @@ def check_predictor(*, workspace: Workspace, space, k: int, config: TrainConfig,
     evaluated = read_evaluated(workspace.evaluated_path)
     nsr = nsr_table(BlockLibrary(workspace.library_dir).table().to_dict("records"))
     points = draw_points(space, k, seed=draw_seed, exclude=set(evaluated["code"]) if len(evaluated) else set(), nsr=nsr)
-    r = Resources.load(workspace, predictor_dir=predictor_dir, lut=lut, score_at=score_at, val_images=val_images)
-    if val_split is not None:
-        from ffnet_nas.data import make_dataset
-
-        if not r.data.startswith("synthetic"):
-            raise InvalidInput(f"val_split {val_split}: only the embedded data can generate more validation images; "
-                               f"this workdir's data is {r.data!r}")
-        r = dataclasses.replace(r, val_ds=make_dataset(r.data, "val", size_hw=r.score_hw, num_images=val_split,
-                                                       cache_dir=workspace.data_dir))
+    r = Resources.load(workspace, predictor_dir=predictor_dir, lut=lut, score_at=score_at, val_images=val_images,
+                       val_split=val_split)
     folder = workspace.predictor_check_dir
     folder.mkdir(parents=True, exist_ok=True)
     store = _Store(folder / MEASUREMENTS_FILE)

@@ -77,17 +77,22 @@ def make_dataset(spec: str, split: str = "train", *, size_hw: tuple[int, int] | 
 
 
 def validation_split(spec: str, *, scored: int | None, size_hw: tuple[int, int] | None = None,
-                     cache_dir: str | Path | None = None, progress: bool = False) -> SegmentationDataset:
+                     cache_dir: str | Path | None = None, progress: bool = False,
+                     images: int | None = None) -> SegmentationDataset:
     """The validation split a workdir's points are scored on (their first `scored` images) and
     held out on (the images after them). A user's data set is what it is; the embedded one is
     generated as large as the scoring needs (`synthetic.validation_size`): a run that scores on
-    256 images gets 512, the first 128 of them the default split's."""
+    256 images gets 512, the first 128 of them the default split's. `images` generates exactly
+    that many embedded images instead (a yardstick measured on more of them; the embedded data only)."""
     kind, _ = parse_spec(spec)
     if kind == "synthetic":
         from .synthetic import validation_size
 
-        return make_dataset(spec, "val", size_hw=size_hw, cache_dir=cache_dir, num_images=validation_size(scored),
-                            progress=progress)
+        return make_dataset(spec, "val", size_hw=size_hw, cache_dir=cache_dir,
+                            num_images=validation_size(scored) if images is None else images, progress=progress)
+    if images is not None:
+        raise InvalidInput(f"val_split {images}: only the embedded data can generate more validation images; "
+                           f"this workdir's data is {spec!r}")
     return make_dataset(spec, "val", size_hw=size_hw, cache_dir=cache_dir, progress=progress)
 
 

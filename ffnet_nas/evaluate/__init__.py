@@ -118,11 +118,12 @@ class Resources:
 
     @classmethod
     def load(cls, workspace: Workspace, *, predictor_dir: Path | None = None, lut: str | None = None,
-             score_at: str = "train", val_images: int | None = None) -> "Resources":
+             score_at: str = "train", val_images: int | None = None, val_split: int | None = None) -> "Resources":
         """`lut`: the latency table's name when the workdir holds several at the teacher's size
         (none there: the latency columns stay empty). `score_at`: one of SCORE_AT. `val_images`:
         the images the points are scored on (None: all), which sizes the embedded data's
-        validation split (`data.validation_split`)."""
+        validation split (`data.validation_split`); `val_split`: that split generated with exactly
+        this many images instead (the embedded data only)."""
         from ffnet_nas.distill.teacher import load_teacher
         from ffnet_nas.data import make_dataset, validation_split
         from ffnet_nas.predictors.load import choose_lut, load_accuracy_predictor, load_latency_table
@@ -137,7 +138,8 @@ class Resources:
         # under torchrun rank 0 generates (and caches) the synthetic scenes once; the others read its file
         with distributed.main_first():
             train_ds = make_dataset(data, "train", size_hw=input_hw, augment=True, cache_dir=workspace.data_dir)
-            val_ds = validation_split(data, scored=val_images, size_hw=score_hw, cache_dir=workspace.data_dir)
+            val_ds = validation_split(data, scored=val_images, size_hw=score_hw, cache_dir=workspace.data_dir,
+                                      images=val_split)
         return cls(teacher=teacher, data=data, input_hw=input_hw, num_classes=int(meta["num_classes"]),
                    train_ds=train_ds, val_ds=val_ds, table=table,
                    predictor=load_accuracy_predictor(predictor_dir or workspace.predictor_dir), score_hw=score_hw)
@@ -213,6 +215,20 @@ class PairedTiming:
     @property
     def rounds(self) -> int:
         return len(self.ratios)
+
+    def record(self) -> dict:
+        """What run_summary.json keeps as `latency_pair` (the first network is the run's best point)."""
+        return {"best_ms": self.first_ms, "reference_ms": self.second_ms, "rounds": self.rounds,
+                "ratios": list(self.ratios)}
+
+    @classmethod
+    def from_record(cls, record: dict | None) -> "PairedTiming | None":
+        """The pair `record()` kept; None without one, or for a summary written before the rounds'
+        ratios were kept (that pair is timed again rather than carried on without them)."""
+        if not record or "ratios" not in record:
+            return None
+        return cls(first_ms=float(record["best_ms"]), second_ms=float(record["reference_ms"]),
+                   ratios=tuple(float(r) for r in record["ratios"]))
 
 
 def rounds_text(ratios) -> str:

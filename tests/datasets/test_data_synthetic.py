@@ -146,3 +146,18 @@ def test_a_larger_validation_split_begins_with_the_default_one(tmp_path):
     assert not torch.equal(larger.images[128:256], default.images)  # new scenes, not the first ones again
     write_pool(tmp_path / "pool", 20)  # a user's data set is what it is, however many images are scored
     assert len(validation_split(f"folder:{tmp_path / 'pool'}", scored=256)) == 2
+
+
+def test_a_validation_split_of_a_stated_size_is_the_embedded_datas_alone(tmp_path):
+    """`images` (the predictor check's --val-split) generates exactly that many embedded images, the
+    same scenes as the sized split begins with; a user's data set cannot grow, and says so in one line."""
+    from ffnet_nas.data import validation_split
+    from ffnet_nas.space.errors import InvalidInput
+    from tests.helpers.trees import write_pool
+
+    stated = validation_split("synthetic", scored=64, size_hw=(32, 64), images=136)
+    assert len(stated) == 136
+    assert torch.equal(stated.images[:128], make_dataset("synthetic", "val", size_hw=(32, 64)).images)
+    write_pool(tmp_path / "pool", 20)
+    with pytest.raises(InvalidInput, match=r"val_split 512: only the embedded data can generate more validation images"):
+        validation_split(f"folder:{tmp_path / 'pool'}", scored=64, images=512)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from ffnet_nas.evaluate import paired_latency, rounds_text
+from ffnet_nas.evaluate import PairedTiming, paired_latency, rounds_text
 from ffnet_nas.pipeline import describe
 from ffnet_nas.predictors.load import load_latency_table
 from ffnet_nas.run_summary import RunSummary
@@ -31,6 +31,16 @@ def test_the_rounds_say_whether_they_agree():
     assert rounds_text([1.2, 0.9, 1.1, 1.05, 1.3]) == "faster in 4 of 5 rounds, 0.90-1.30x"
     assert rounds_text([0.8, 0.7]) == "faster in 0 of 2 rounds, 0.70-0.80x"
     assert rounds_text(None) == rounds_text([]) == ""  # an older summary kept no ratios
+
+
+def test_the_kept_pair_reads_back_as_it_was_written():
+    pair = PairedTiming(first_ms=9.0, second_ms=13.5, ratios=(1.4, 1.6, 0.95))
+    record = pair.record()
+    assert record == {"best_ms": 9.0, "reference_ms": 13.5, "rounds": 3, "ratios": [1.4, 1.6, 0.95]}
+    assert PairedTiming.from_record(record) == pair
+    assert PairedTiming.from_record(None) is None
+    # a summary written before the rounds' ratios were kept: that pair is timed again, not read without them
+    assert PairedTiming.from_record({"best_ms": 9.0, "reference_ms": 13.5, "rounds": 5}) is None
 
 
 def test_the_run_says_whether_the_best_point_is_faster_side_by_side():
