@@ -20,12 +20,13 @@ stride and then choosing among the points of one stride could do. Besides the `F
 it fits one candidate, the choices plus choice x stride interactions, and, given two folders or
 more of one design, two ridges fitted on the other folders' held-out points (their 10-step scores;
 their truth) in place of the run's design: does the ridge want more, cheaper design points? Pooled,
-the default ridge is paired against each other ridge and stage. The yardstick's row carries its own
+the choices ridge is paired against each other ridge and stage. The yardstick's row carries its own
 paired lead over stride (one seed ranking the other, beside stride ranking it): the most any ranker
 could be shown to lead stride by on those points. Per folder, the yardstick is split
 into pairs of one stride and pairs across strides (`yardstick_pairs`). Read after the fact (docs/results.md,
 "What orders the points of one stride under F"): the choices ridge without the two indicators of how a
-point reaches its stride (`ROUTE_FEATURES`), the rule "stride, then seg head C before B", and, pooled,
+point reaches its stride (`predictors.accuracy.ROUTE_FEATURES`; since 2026-12-06 the feature set
+"route_free"), the rule "stride, then seg head C before B", and, pooled,
 what each level of a choice adds inside a stride group (`within_group_effects`). Two folders whose workdirs
 drew the *same* held-out points (the same --draw-seed on the same library) are one sample, not two;
 give folders with different draws.
@@ -77,7 +78,6 @@ def held_out(folder: Path) -> pd.DataFrame:
             raise InvalidInput(f"{str(ws.evaluated_path)!r} lacks design points the run's predictor was fitted on")
         points[f"ridge_{name}"] = [ridge.predict(c, nsr) for c in points["code"]]
     points["ridge_interactions"] = _interaction_ridge(codes, [measured[c] for c in codes], list(points["code"]))
-    points["ridge_no_route"] = _ridge_without(ROUTE_FEATURES, codes, [measured[c] for c in codes], list(points["code"]))
     points["stride_then_seg"] = stride_first(points["stride"], [float(Arch.parse(c).seg_head == "C") for c in points["code"]])
     for column, values in zero_shot_candidates(latest_predictor_dir(ws), points).items():
         points[column] = values
@@ -115,30 +115,6 @@ def _interaction_ridge(codes: list[str], measured: list[float], query: list[str]
     ridge = fit_accuracy_predictor(_with_interactions(codes), np.asarray(measured, float), codes=codes,
                                    feature_names=names)
     return list(ridge.predict_features(_with_interactions(query)))
-
-
-# How a point reaches its output stride (a first stride of 2, or the input halved first): inside a
-# stride group these made no difference on 64 held-out points, while the run's ridge weighted them
-# most after stride (docs/results.md, "What orders the points of one stride under F")
-ROUTE_FEATURES = ("first_stride=2", "pre_down=True")
-
-
-def _ridge_without(dropped: tuple[str, ...], codes: list[str], measured: list[float], query: list[str]) -> list[float]:
-    """The choices ridge without the features `dropped`, fitted on the run's design (a candidate read
-    after the fact, not a `FEATURE_SETS` member)."""
-    from ffnet_nas.predictors.accuracy import CHOICE_FEATURES, choice_features, fit_accuracy_predictor
-
-    unknown = set(dropped) - set(CHOICE_FEATURES)
-    if unknown:
-        raise ValueError(f"not choices features: {sorted(unknown)}; expected names from {CHOICE_FEATURES}")
-    keep = [i for i, name in enumerate(CHOICE_FEATURES) if name not in dropped]
-
-    def x(cs: list[str]) -> np.ndarray:
-        return np.stack([choice_features(c) for c in cs])[:, keep]
-
-    ridge = fit_accuracy_predictor(x(codes), np.asarray(measured, float), codes=codes,
-                                   feature_names=tuple(CHOICE_FEATURES[i] for i in keep))
-    return list(ridge.predict_features(x(query)))
 
 
 # the categorical choices whose effect inside a stride group `within_group_effects` reads
@@ -300,11 +276,11 @@ def yardstick_pairs(points: pd.DataFrame, *, target: float = 0.85) -> YardstickP
 YARDSTICK_TARGET = 0.85  # issue 13, item 2: seed-to-seed tau overall
 
 RANKERS = {  # column -> label; higher ranks first (stride: smaller first)
-    "ridge_choices": "choices ridge (the default)",
+    "ridge_route_free": "route-free choices ridge (no first stride, no pre_down)",
+    "ridge_choices": "choices ridge",
     "ridge_others_short10": "choices ridge on the other checks' points, 10-step labels",
     "ridge_others_truth": "choices ridge on the other checks' points, full labels",
     "ridge_interactions": "choices ridge + choice x stride (a candidate)",
-    "ridge_no_route": "choices ridge without first stride and pre_down (read after the fact)",
     "stride_then_seg": "stride, then seg head C before B (read after the fact)",
     "zs_stride": "zero-shot stage, stride term always on (candidate)",
     "choices_zs": "choices ridge + zero-shot score (candidate)",
@@ -404,8 +380,8 @@ def main(argv: list[str] | None = None) -> None:
 
         default, truth = pooled["ridge_choices"].to_numpy(float), pooled["truth"].to_numpy(float)
         folder = pooled["folder"].to_numpy()
-        print("\nthe default ridge (each run's design) minus another ranker, paired:")
-        for column in ("ridge_nsr", "predicted_zero_shot", "zs_stride", "choices_zs", "stride_then_zs", "short10",
+        print("\nthe choices ridge (each run's design) minus another ranker, paired:")
+        for column in ("ridge_route_free", "ridge_nsr", "predicted_zero_shot", "zs_stride", "choices_zs", "stride_then_zs", "short10",
                        "ridge_others_short10", "ridge_others_truth"):
             if column not in pooled or not np.isfinite(pooled[column].to_numpy(float)).any():
                 continue

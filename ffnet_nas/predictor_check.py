@@ -226,15 +226,14 @@ def check_predictor(*, workspace: Workspace, space, k: int, config: TrainConfig,
                  short_steps=short_steps, device=device, fewer_images=fewer_images)
     stage = load_zero_shot_predictor(predictor_dir)
     feature_set = feature_set_of(predictor.feature_names)
-    other = other_ridge(predictor, evaluated, nsr)
-    other_column = None if other is None else f"predicted_{feature_set_of(other.feature_names)}"
+    others = other_ridges(predictor, evaluated, nsr)
     rows = []
     for arch in points:
         cx = r.complexity(arch)
         rows.append({"code": arch.code, "stride": arch.output_stride, "params": cx.params, "macs": cx.macs,
                      "predicted": predictor.predict(arch), **store.values(arch.code)})
-        if other is not None:
-            rows[-1][other_column] = other.predict(arch, nsr)
+        for key, other in others.items():
+            rows[-1][f"predicted_{key}"] = other.predict(arch, nsr)
         if stage is not None:  # the search's second stage, from the zero-shot score it was fitted on
             zs = rows[-1]["zero_shot_bn" if stage.meta.get("bn_batches") else "zero_shot"]
             rows[-1]["predicted_zero_shot"] = float(
@@ -250,15 +249,17 @@ def check_predictor(*, workspace: Workspace, space, k: int, config: TrainConfig,
     return check
 
 
-def other_ridge(predictor, evaluated: pd.DataFrame, nsr):
-    """The ridge on the feature set the run's predictor does not use, fitted in memory on the very
-    points and mIoU it was fitted on (`predictors.accuracy.refit_on`): which features rank this run's
-    held-out points better is then one line apart in the table. None when those rows are gone."""
+def other_ridges(predictor, evaluated: pd.DataFrame, nsr) -> dict:
+    """The ridges on the feature sets the run's predictor does not use, each fitted in memory on the
+    very points and mIoU it was fitted on (`predictors.accuracy.refit_on`), by feature set: which
+    features rank this run's held-out points better is then a line apart in the table. Empty when
+    those rows are gone."""
     from ffnet_nas.evaluate import distilled_miou
     from ffnet_nas.predictors.accuracy import FEATURE_SETS, feature_set_of, refit_on
 
-    other = next(k for k in FEATURE_SETS if k != feature_set_of(predictor.feature_names))
-    return refit_on(predictor.codes, distilled_miou(evaluated), feature_set=other, nsr=nsr)
+    own, measured = feature_set_of(predictor.feature_names), distilled_miou(evaluated)
+    fitted = {key: refit_on(predictor.codes, measured, feature_set=key, nsr=nsr) for key in FEATURE_SETS if key != own}
+    return {key: ridge for key, ridge in fitted.items() if ridge is not None}
 
 
 def _staged_record(reranked_path, evaluated: pd.DataFrame) -> dict:
@@ -382,17 +383,18 @@ def summarize(points: pd.DataFrame, *, seeds: tuple[int, int], short_steps: int,
     def column(name: str) -> np.ndarray:
         return points[name].to_numpy(float) if name in points else np.full(len(points), np.nan)
 
-    label = {"nsr": "NSR ridge", "choices": "choices ridge"}
-    other = "choices" if feature_set == "nsr" else "nsr"
-    other_ridge = column(f"predicted_{other}")
+    from ffnet_nas.predictors.accuracy import FEATURE_SET_LABELS
+
+    others = [(key, column(f"predicted_{key}")) for key in FEATURE_SET_LABELS if key != feature_set]
     stride_first = -strides.astype(float)
     # (name, score, ties broken at random). Plain tau-b leaves a ranker's tied pairs out, which
     # flatters stride alone (it ties every pair inside a group); its second row breaks those ties at
     # random, which is what a search choosing among one stride's points by stride gets (stats._tau_b)
-    candidates = [(f"accuracy predictor ({label[feature_set]}, every point of the search)", column("predicted"), False),
+    candidates = [(f"accuracy predictor ({FEATURE_SET_LABELS[feature_set]}, every point of the search)",
+                   column("predicted"), False),
                   # left out where it could not be fitted (or in an older check's table)
-                  *([(f"the {label[other]} on the same design points (not used by this run)", other_ridge, False)]
-                    if np.isfinite(other_ridge).any() else []),
+                  *[(f"the {FEATURE_SET_LABELS[key]} on the same design points (not used by this run)", score, False)
+                    for key, score in others if np.isfinite(score).any()],
                   ("accuracy predictor, zero-shot stage (the re-ranking of --rerank-by zero-shot)",
                    column("predicted_zero_shot"), False),
                   ("output stride alone (smaller first)", stride_first, False),
@@ -429,4 +431,4 @@ def summarize(points: pd.DataFrame, *, seeds: tuple[int, int], short_steps: int,
 
 
 __all__ = ["PredictorCheck", "Ranker", "RunSettings", "run_settings", "check_predictor", "draw_points", "largest_group",
-           "latest_predictor_dir", "other_ridge", "summarize"]
+           "latest_predictor_dir", "other_ridges", "summarize"]

@@ -63,8 +63,16 @@ CHOICE_LEVELS = (("stem", STEMS), ("block", BLOCK_TYPES), ("first_stride", (1, 2
                  ("num_stages", (4, 3)))
 CHOICE_FEATURES = ("log2_output_stride",) + tuple(f"{name}={level}" for name, levels in CHOICE_LEVELS
                                                   for level in levels[1:]) + ("log_params",)
-FEATURE_SETS = {"choices": CHOICE_FEATURES, "nsr": FEATURES}
-DEFAULT_FEATURE_SET = "choices"
+# How a point reaches its output stride (a first stride of 2, or the input halved first). Both are
+# parts of the stride, which the ridge reads already; fitted on ~19 design points the choices ridge
+# gave them its largest weights after stride, and so ordered the points of one stride by their route,
+# which made no difference to their truth (docs/results.md, "What orders the points of one stride").
+ROUTE_FEATURES = ("first_stride=2", "pre_down=True")
+ROUTE_FREE_FEATURES = tuple(name for name in CHOICE_FEATURES if name not in ROUTE_FEATURES)
+FEATURE_SETS = {"route_free": ROUTE_FREE_FEATURES, "choices": CHOICE_FEATURES, "nsr": FEATURES}
+DEFAULT_FEATURE_SET = "route_free"
+FEATURE_SET_LABELS = {"route_free": "choices ridge without the route to a stride", "choices": "choices ridge",
+                      "nsr": "NSR ridge"}
 ZERO_SHOT_FEATURES = ("zero_shot_miou", "log2_output_stride")
 # the feature sets the zero-shot stage's fit chooses from, by leave-one-out rank (what the search
 # needs): with ~10 design points the stride term can swamp the zero-shot score, which already
@@ -128,7 +136,11 @@ def feature_set_of(names: Sequence[str]) -> str:
 
 def point_features(arch: "Arch | str", names: Sequence[str], nsr: Mapping[tuple[str, str], float]) -> np.ndarray:
     """The features `names` of a point (a `FEATURE_SETS` member); `nsr` is read only by the NSR set."""
-    return features(arch, nsr) if feature_set_of(names) == "nsr" else choice_features(arch)
+    key = feature_set_of(names)
+    if key == "nsr":
+        return features(arch, nsr)
+    x = choice_features(arch)
+    return x if key == "choices" else x[[CHOICE_FEATURES.index(n) for n in names]]
 
 
 def zero_shot_features(arch: "Arch | str", zero_shot_miou: float,

@@ -21,9 +21,10 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--refit-only", action="store_true", help="refit on the evaluated rows, evaluate nothing")
     p.add_argument("--features", choices=FEATURE_SET_NAMES, default=None,
-                   help="what the ridge reads: choices (output stride, one indicator per categorical choice, log "
-                        "params) or nsr (the distilled blocks' held-out NSR, log params, output stride); default: "
-                        "the workdir predictor's, else choices. --check ranks with both")
+                   help="what the ridge reads: route_free (output stride, one indicator per categorical choice but "
+                        "the first stride and pre_down, which only say how the point reaches its stride, log params), "
+                        "choices (every indicator) or nsr (the distilled blocks' held-out NSR, log params, output "
+                        "stride); default: the workdir predictor's, else route_free. --check ranks with all three")
     p.add_argument("--precision", choices=PRECISIONS, default=None,
                    help="the accuracy it learns: fp32 (the fine-tuned model's mIoU) or int8 (the model quantised as "
                         "the INT8 latency table does: evaluated points are scored in INT8 as needed; column int8_miou); "

@@ -96,7 +96,7 @@ def test_fit_predictor_cli_reports_loo_ranks(workdir, capsys):
     from ffnet_nas.fit_predictor import library_nsr
     from ffnet_nas.predictors.accuracy import AccuracyPredictor, feature_set_of, point_features
 
-    assert feature_set_of(again.feature_names) == "choices"  # the default
+    assert feature_set_of(again.feature_names) == "route_free"  # the default
     nsr = library_nsr(workdir)
     x = np.stack([point_features(Arch.parse(c), again.feature_names, nsr) for c in loo["code"]])
     y = loo["measured_miou"].to_numpy(float)

@@ -136,6 +136,15 @@ def test_feature_set_of_names_a_stored_predictors_features_or_refuses():
     from ffnet_nas.predictors.accuracy import CHOICE_FEATURES, feature_set_of
 
     assert feature_set_of(FEATURES) == "nsr" and feature_set_of(list(CHOICE_FEATURES)) == "choices"
+    from ffnet_nas.predictors.accuracy import ROUTE_FREE_FEATURES, point_features
+
+    assert feature_set_of(ROUTE_FREE_FEATURES) == "route_free"
+    assert set(CHOICE_FEATURES) - set(ROUTE_FREE_FEATURES) == {"first_stride=2", "pre_down=True"}
+    # the route-free features are the choices features less the two that say how a point reaches its stride
+    arch = get_space("mobile").sample_many(1, seed=3)[0]
+    full = point_features(arch, CHOICE_FEATURES, {})
+    assert list(point_features(arch, ROUTE_FREE_FEATURES, {})) == [v for n, v in zip(CHOICE_FEATURES, full)
+                                                                    if n in ROUTE_FREE_FEATURES]
     with pytest.raises(InvalidInput, match="expected one of the feature sets"):
         feature_set_of(("log_params",))
 
@@ -162,4 +171,5 @@ def test_a_damaged_predictor_file_is_one_line_and_does_not_block_the_refit_that_
     d["feature_names"] = ["depth"] * 16 + ["x"]
     d["coef"] = d["coef"] + [0.0]
     path.write_text(json.dumps(d))
-    assert stored_feature_set(ws) == "choices" and "refitting on the choices features" in caplog.text
+    # the default set: what a stored predictor of the old "choices" set keeps is its own, a damaged one the default
+    assert stored_feature_set(ws) == "route_free" and "refitting on the route_free features" in caplog.text

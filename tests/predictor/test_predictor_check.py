@@ -287,12 +287,13 @@ def test_the_check_measures_held_out_points_without_touching_the_run_and_resumes
     assert (ws.predictor_dir / "accuracy.json").read_bytes() == predictor_before
     assert not list(ws.predictor_check_dir.glob("*-seed*.pt"))  # resume states deleted once scored
     summary = json.loads((ws.predictor_check_dir / SUMMARY_FILE).read_text())
-    assert summary["n_points"] == 4 and len(summary["rankers"]) == len(check.rankers) == 13  # 12 rankers + stride with its ties broken
-    # the run fitted the default choices ridge; the NSR ridge on the same design is ranked beside it
+    assert summary["n_points"] == 4 and len(summary["rankers"]) == len(check.rankers) == 14  # 13 rankers + stride with its ties broken
+    # the run fitted the default route-free ridge; the other feature sets' ridges on the same design are ranked beside it
     names = [r.name for r in check.rankers]
-    assert "accuracy predictor (choices ridge, every point of the search)" in names
-    other = next(r for r in check.rankers if r.name == "the NSR ridge on the same design points (not used by this run)")
-    assert other.overall.n == 4 and all(np.isfinite(p["predicted_nsr"]) for p in summary["points"])
+    assert "accuracy predictor (choices ridge without the route to a stride, every point of the search)" in names
+    for key, label in (("nsr", "NSR ridge"), ("choices", "choices ridge")):
+        other = next(r for r in check.rankers if r.name == f"the {label} on the same design points (not used by this run)")
+        assert other.overall.n == 4 and all(np.isfinite(p[f"predicted_{key}"]) for p in summary["points"])
     # the search's second stage is checked too, from the zero-shot scores the check measured
     stage = next(r for r in check.rankers if "zero-shot stage" in r.name)
     assert stage.overall.n == 4 and all(np.isfinite(p["predicted_zero_shot"]) for p in summary["points"])

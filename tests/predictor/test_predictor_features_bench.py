@@ -60,7 +60,8 @@ def test_the_bench_refits_each_feature_set_on_the_runs_design_and_pools_checks(t
         kendalltau(points["ridge_nsr"], points["truth"]).statistic
     bench.main([str(one.root), str(two.root)])
     out = capsys.readouterr().out
-    assert out.count("| choices ridge (the default) |") == 3  # each check, then pooled
+    assert out.count("| choices ridge |") == 3  # each check, then pooled
+    assert out.count("| route-free choices ridge (no first stride, no pre_down) |") == 3
     # the yardstick's own lead over stride fills its two difference columns (no empty cell)
     yardstick = [line for line in out.splitlines() if line.startswith("| the other seed (the yardstick) |")]
     assert len(yardstick) == 3 and all("|  |" not in line and line.count("[") == 4 for line in yardstick)
@@ -217,14 +218,14 @@ def test_the_after_the_fact_rankers_drop_the_route_to_a_stride_and_read_the_seg_
     twins = ["stemB-basic-d4.5.8.8-w64.128.192.320-s2-upB-segC-nearest",
              "stemB-basic-d4.5.8.8-w64.128.192.320-s1-upB-segC-nearest-predown"]
     assert Arch.parse(twins[0]).output_stride == Arch.parse(twins[1]).output_stride
-    design = [Arch.parse(c) for c in points["code"]]
-    y = [float(v) for v in points["truth"]]
-    with pytest.raises(ValueError, match="not choices features"):
-        bench._ridge_without(("pre_down=true",), [d.code for d in design], y, twins)  # a misspelt name drops nothing
-    a, b = bench._ridge_without(bench.ROUTE_FEATURES, [d.code for d in design], y, twins)
-    assert a == pytest.approx(b)
-    full_a, full_b = bench._ridge_without((), [d.code for d in design], y, twins)
-    assert full_a != pytest.approx(full_b)  # the full ridge reads the route (params aside, the same point)
+    from ffnet_nas.predictors.accuracy import fit_feature_set
+
+    codes, y = list(points["code"]), [float(v) for v in points["truth"]]
+    free = fit_feature_set(codes, y, feature_set="route_free", nsr={})
+    assert free.predict(twins[0]) == pytest.approx(free.predict(twins[1]))
+    assert np.isfinite(points["ridge_route_free"]).all()  # the bench ranks with it, fitted on the run's design
+    full = fit_feature_set(codes, y, feature_set="choices", nsr={})
+    assert full.predict(twins[0]) != pytest.approx(full.predict(twins[1]))  # the full ridge reads the route
 
 
 def test_stride_first_ranks_by_stride_whatever_the_spread_inside_a_stride():
