@@ -22,7 +22,13 @@ Every prediction carries a standard deviation (`predict_with_std`): the leave-on
 widened by the point's leverage, sqrt(1 + 1/n + z (Z'Z + alpha I)^-1 z'), so a point far from the design
 is less sure than one inside it; the search turns it into a probability of beating the reference.
 
-The choices ridge (`CHOICE_FEATURES`, feature set "choices", the default since 2026-12-04): the
+The route-free ridge (`ROUTE_FREE_FEATURES`, feature set "route_free", the default since
+2026-12-06): the choices ridge below without the two indicators that only say how a point reaches
+its output stride (`ROUTE_FEATURES`), adopted by a rule declared before the draws that decided it
+(inside a stride group 0.27 vs 0.21 on 32 fresh held-out points; docs/results.md, "Two more draws
+on the fresh run").
+
+The choices ridge (`CHOICE_FEATURES`, feature set "choices", the default from 2026-12-04): the
 same ridge on what the point *is* rather than how well its blocks imitate the teacher: the output
 stride, one indicator per categorical choice (stem, block type, first-stage stride, up-head,
 seg-head, upsampling, pre_down, three stages) and log10 params. On three independent draws of 16
@@ -32,8 +38,8 @@ output stride alone 0.79 as plain tau-b, 0.62 with stride's ties broken at rando
 stride groups as stride does; choosing among the points of one stride, it beats stride alone, barely
 (paired +0.13 [+0.01, +0.24]) (docs/results.md). A block's NSR is a noisy one-number summary of its
 choice, and five of them may overfit ten design points: the NSR ridge fitted its design best
-(leave-one-out) and ranked held-out points worst on two of three draws. `FEATURE_SETS` names both; a
-stored predictor's `feature_names` say which one it is, so older NSR predictors load unchanged.
+(leave-one-out) and ranked held-out points worst on two of three draws. `FEATURE_SETS` names all
+three; a stored predictor's `feature_names` say which one it is, so older predictors load unchanged.
 
 Compute and storage are split: `fit_accuracy_predictor` returns a frozen `AccuracyPredictor`
 (plain numbers), `save`/`load` write and read it as JSON.

@@ -8,10 +8,10 @@ the search needs is a sum of independent parts plus at most one known non-linear
 * latency: the table's unit times add up (pre_down, stem, per stage its first block + (depth-1)
   repeats, the head unit), then the calibration a*sum + b: additive (c = 0);
 * params and MACs: the complexity cache's parts add up (stem, stages, adapters, head): additive;
-* predicted mIoU (`predictors.accuracy`), either feature set: the NSR ridge reads log10 NSR per
+* predicted mIoU (`predictors.accuracy`), any feature set: the NSR ridge reads log10 NSR per
   position (s4 couples the stem and the first stage's depth, hence the 2-D table F; s8..s32 one
-  stage each; the head); the choices ridge reads indicators of the stem (in F), of the head's
-  choices (in H) and of the skeleton's own choices (constant in it); both read log2 output stride
+  stage each; the head); the choices ridges read indicators of the stem (in F), of the head's
+  choices (in H) and of the skeleton's own choices (constant in it); all read log2 output stride
   (fixed by the skeleton and the up-head) and log10 of the params P at `PARAMS_HW` with
   `PARAMS_NUM_CLASSES` classes: the one non-additive term, c * log10(P).
 
