@@ -20,7 +20,7 @@ stride and then choosing among the points of one stride could do. Besides the `F
 it fits one candidate, the choices plus choice x stride interactions, and, given two folders or
 more of one design, two ridges fitted on the other folders' held-out points (their 10-step scores;
 their truth) in place of the run's design: does the ridge want more, cheaper design points? Pooled,
-the choices ridge is paired against each other ridge and stage. The yardstick's row carries its own
+the default feature set's ridge is paired against each other ridge and stage. The yardstick's row carries its own
 paired lead over stride (one seed ranking the other, beside stride ranking it): the most any ranker
 could be shown to lead stride by on those points. Per folder, the yardstick is split
 into pairs of one stride and pairs across strides (`yardstick_pairs`). Read after the fact (docs/results.md,
@@ -376,12 +376,15 @@ def main(argv: list[str] | None = None) -> None:
                   "them twice")
         print(f"\npooled over {len(frames)} checks ({len(pooled)} points; a tau is the mean of the per-check taus):")
         print("\n".join(header + table(pooled, groups=pooled["folder"].to_numpy())))
+        from ffnet_nas.predictors.accuracy import DEFAULT_FEATURE_SET, FEATURE_SETS
         from ffnet_nas.stats import kendall_difference
 
-        default, truth = pooled["ridge_choices"].to_numpy(float), pooled["truth"].to_numpy(float)
+        pivot = f"ridge_{DEFAULT_FEATURE_SET}"
+        default, truth = pooled[pivot].to_numpy(float), pooled["truth"].to_numpy(float)
         folder = pooled["folder"].to_numpy()
-        print("\nthe choices ridge (each run's design) minus another ranker, paired:")
-        for column in ("ridge_route_free", "ridge_nsr", "predicted_zero_shot", "zs_stride", "choices_zs", "stride_then_zs", "short10",
+        print(f"\nthe default ridge ({DEFAULT_FEATURE_SET}; each run's design) minus another ranker, paired:")
+        others = [f"ridge_{key}" for key in FEATURE_SETS if key != DEFAULT_FEATURE_SET]
+        for column in (*others, "predicted_zero_shot", "zs_stride", "choices_zs", "stride_then_zs", "short10",
                        "ridge_others_short10", "ridge_others_truth"):
             if column not in pooled or not np.isfinite(pooled[column].to_numpy(float)).any():
                 continue

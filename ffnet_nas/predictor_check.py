@@ -369,7 +369,7 @@ def largest_group(strides: np.ndarray) -> tuple[int, np.ndarray]:
 
 def summarize(points: pd.DataFrame, *, seeds: tuple[int, int], short_steps: int, evaluated: pd.DataFrame,
               loo_tau: float, predictor: str, steps: int, val_images: int | None,
-              fewer_images: int | None = None, feature_set: str = "nsr") -> PredictorCheck:
+              feature_set: str, fewer_images: int | None = None) -> PredictorCheck:
     """The check's figures from its per-point table (pure; see the module docstring)."""
     a, b = (points[f"seed{s}"].to_numpy(float) for s in seeds)
     truth = (a + b) / 2
@@ -383,9 +383,9 @@ def summarize(points: pd.DataFrame, *, seeds: tuple[int, int], short_steps: int,
     def column(name: str) -> np.ndarray:
         return points[name].to_numpy(float) if name in points else np.full(len(points), np.nan)
 
-    from ffnet_nas.predictors.accuracy import FEATURE_SET_LABELS
+    from ffnet_nas.predictors.accuracy import FEATURE_SET_LABELS, FEATURE_SETS
 
-    others = [(key, column(f"predicted_{key}")) for key in FEATURE_SET_LABELS if key != feature_set]
+    others = [(key, column(f"predicted_{key}")) for key in FEATURE_SETS if key != feature_set]
     stride_first = -strides.astype(float)
     # (name, score, ties broken at random). Plain tau-b leaves a ranker's tied pairs out, which
     # flatters stride alone (it ties every pair inside a group); its second row breaks those ties at

@@ -79,6 +79,9 @@ FEATURE_SETS = {"route_free": ROUTE_FREE_FEATURES, "choices": CHOICE_FEATURES, "
 DEFAULT_FEATURE_SET = "route_free"
 FEATURE_SET_LABELS = {"route_free": "choices ridge without the route to a stride", "choices": "choices ridge",
                       "nsr": "NSR ridge"}
+# the columns of `choice_features` each choices-based set reads (the NSR set reads none of them)
+_CHOICE_COLUMNS = {key: np.array([CHOICE_FEATURES.index(n) for n in names])
+                   for key, names in FEATURE_SETS.items() if set(names) <= set(CHOICE_FEATURES)}
 ZERO_SHOT_FEATURES = ("zero_shot_miou", "log2_output_stride")
 # the feature sets the zero-shot stage's fit chooses from, by leave-one-out rank (what the search
 # needs): with ~10 design points the stride term can swamp the zero-shot score, which already
@@ -145,8 +148,7 @@ def point_features(arch: "Arch | str", names: Sequence[str], nsr: Mapping[tuple[
     key = feature_set_of(names)
     if key == "nsr":
         return features(arch, nsr)
-    x = choice_features(arch)
-    return x if key == "choices" else x[[CHOICE_FEATURES.index(n) for n in names]]
+    return choice_features(arch)[_CHOICE_COLUMNS[key]]
 
 
 def zero_shot_features(arch: "Arch | str", zero_shot_miou: float,
@@ -340,7 +342,7 @@ def load_predictor(predictor_dir: str | Path):
     """`arch -> predicted mIoU` from `predictor_dir/accuracy.json` (what the search calls).
 
     With the NSR features, a point using a block the fit never saw raises InvalidInput naming the
-    missing blocks; the choices ridge predicts any point.
+    missing blocks; the choices ridges (`route_free`, `choices`) predict any point.
     """
     predictor = AccuracyPredictor.load(Path(predictor_dir) / PREDICTOR_FILE)
     nsr = predictor.nsr

@@ -85,6 +85,8 @@ def validation_split(spec: str, *, scored: int | None, size_hw: tuple[int, int] 
     256 images gets 512, the first 128 of them the default split's. `images` generates exactly
     that many embedded images instead (a yardstick measured on more of them; the embedded data only)."""
     kind, _ = parse_spec(spec)
+    if images is not None and scored is not None and images < scored:
+        raise InvalidInput(f"val_split {images}: expected at least the {scored} images the points are scored on")
     if kind == "synthetic":
         from .synthetic import validation_size
 

@@ -161,3 +161,5 @@ def test_a_validation_split_of_a_stated_size_is_the_embedded_datas_alone(tmp_pat
     write_pool(tmp_path / "pool", 20)
     with pytest.raises(InvalidInput, match=r"val_split 512: only the embedded data can generate more validation images"):
         validation_split(f"folder:{tmp_path / 'pool'}", scored=64, images=512)
+    with pytest.raises(InvalidInput, match=r"val_split 32: expected at least the 64 images the points are scored on"):
+        validation_split("synthetic", scored=64, images=32)

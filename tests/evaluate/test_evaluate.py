@@ -203,7 +203,7 @@ def test_the_embedded_data_holds_out_as_many_images_as_the_scores_use(workdir, c
     assert len(val) == 256
     model = load_model(workdir.point_model_path(arch.stable_hash, "distilled")).eval()
     assert held[arch.code] == pytest.approx(100 * evaluate(model, val, start=128, progress=False).miou)
-    # a check that states the split's size (--val-split) gets exactly that many, loaded once
+    # a check that states the split's size (--val-split) gets exactly that many from Resources.load itself
     from ffnet_nas.evaluate import Resources
 
     assert len(Resources.load(workdir, val_images=64, val_split=200).val_ds) == 200

@@ -131,6 +131,13 @@ def test_cli_copies_equal_the_library(copy, homes):
         assert ours == library
 
 
+def test_the_default_feature_set_comes_first_and_every_set_has_a_label():
+    from ffnet_nas.predictors.accuracy import DEFAULT_FEATURE_SET, FEATURE_SET_LABELS, FEATURE_SETS
+
+    assert _common.FEATURE_SET_NAMES[0] == DEFAULT_FEATURE_SET  # --help lists the default first
+    assert set(FEATURE_SET_LABELS) == set(FEATURE_SETS)  # the check names every set's ridge in its table
+
+
 def test_common_options_keep_each_commands_defaults():
     parser = build_parser()
 

@@ -203,7 +203,7 @@ def test_summarize_ranks_against_the_mean_of_the_seeds_overall_and_within_the_la
     evaluated = pd.DataFrame({"init": ["distilled", "distilled", "random", "distilled"],
                               "predicted_miou": [50.0, 40.0, 10.0, np.nan], "measured_miou": [45.0, 44.0, 0.0, 1.0]})
     check = summarize(points, seeds=(0, 1), short_steps=10, evaluated=evaluated, loo_tau=0.5, predictor="predictor",
-                      steps=100, val_images=64)
+                      steps=100, val_images=64, feature_set="nsr")
     truth = (points["seed0"] + points["seed1"]) / 2
     assert check.largest_group == "stride 8 (5 points)"
     assert check.yardstick.value == pytest.approx(scipy_stats.kendalltau(points["seed0"], points["seed1"]).statistic)
@@ -248,7 +248,7 @@ def test_summarize_puts_the_yardstick_on_fewer_images_beside_the_full_one():
         "zero_shot@16": [1.0, 2, 3, 4, 0, 0.5],
     })
     check = summarize(points, seeds=(0, 1), short_steps=10, evaluated=pd.DataFrame(), loo_tau=0.5,
-                      predictor="predictor", steps=100, val_images=64, fewer_images=16)
+                      predictor="predictor", steps=100, val_images=64, fewer_images=16, feature_set="route_free")
     fa, fb = points["seed0@16"], points["seed1@16"]
     assert check.yardstick_fewer.value == pytest.approx(scipy_stats.kendalltau(fa, fb).statistic)
     assert check.yardstick_fewer_within.n == 4 and check.seed_difference_fewer == pytest.approx(np.mean(np.abs(fa - fb)))
