@@ -93,8 +93,10 @@ def test_time_callable_measures_a_known_duration_and_stops_when_stable():
 def test_time_callable_respects_the_caps():
     calls = []
     proto = Protocol(warmup_runs=2, warmup_s=0.0, min_repeats=3, max_repeats=7, rel_tol=0.0, max_seconds=60)
+    # each call sleeps longer than the last, so no round's estimate can equal the one before (an empty
+    # call's timings can tie to the last digit, which rel_tol 0 counts as stable: seen once in a suite)
     with measurement_context("cpu", 1):
-        t = time_callable(lambda: calls.append(1), device="cpu", protocol=proto)
+        t = time_callable(lambda: (calls.append(1), time.sleep(2e-4 * len(calls))), device="cpu", protocol=proto)
     assert t.n == 7 and len(calls) == 9  # 2 warm-up + 7 timed, never more than max_repeats
 
 
