@@ -277,6 +277,7 @@ YARDSTICK_TARGET = 0.85  # issue 13, item 2: seed-to-seed tau overall
 
 RANKERS = {  # column -> label; higher ranks first (stride: smaller first)
     "ridge_route_free": "route-free choices ridge (no first stride, no pre_down)",
+    "ridge_within_stride": "within-stride ridge, with stage depths (a candidate)",
     "ridge_choices": "choices ridge",
     "ridge_others_short10": "choices ridge on the other checks' points, 10-step labels",
     "ridge_others_truth": "choices ridge on the other checks' points, full labels",

@@ -75,13 +75,28 @@ CHOICE_FEATURES = ("log2_output_stride",) + tuple(f"{name}={level}" for name, le
 # which made no difference to their truth (docs/results.md, "What orders the points of one stride").
 ROUTE_FEATURES = ("first_stride=2", "pre_down=True")
 ROUTE_FREE_FEATURES = tuple(name for name in CHOICE_FEATURES if name not in ROUTE_FEATURES)
-FEATURE_SETS = {"route_free": ROUTE_FREE_FEATURES, "choices": CHOICE_FEATURES, "nsr": FEATURES}
+# The within-stride set: the output stride as steps (a point of stride 16 has both ">=8" and ">=16"),
+# fitted all but unshrunk (`UNSHRUNK`), so the ridge takes each stride group's level from its points
+# and spends its shrinkage, and its choice of strength, on what orders the points of one stride; plus
+# the depth of each stage (log2(1 + blocks); 0 for a 3-stage point's missing fourth), which log params
+# cannot see: the first, high-resolution stage holds few parameters. A stride level the design lacks
+# is a column the design cannot tell from its neighbour's (or a constant one): it shares their level,
+# with a wide spread. Why: docs/results.md, "Inside a stride group: stage depths, levels unshrunk".
+STRIDE_STEP_FEATURES = tuple(f"output_stride>={s}" for s in (8, 16, 32))
+DEPTH_FEATURES = tuple(f"log2_depth_stage{k}" for k in range(1, 5))
+WITHIN_STRIDE_FEATURES = STRIDE_STEP_FEATURES + ROUTE_FREE_FEATURES[1:] + DEPTH_FEATURES
+UNSHRUNK = 1e-4  # a feature's share of the ridge penalty (others: 1); not 0, so collinear steps stay solvable
+PENALTY_WEIGHTS = dict.fromkeys(STRIDE_STEP_FEATURES, UNSHRUNK)
+FEATURE_SETS = {"route_free": ROUTE_FREE_FEATURES, "within_stride": WITHIN_STRIDE_FEATURES,
+                "choices": CHOICE_FEATURES, "nsr": FEATURES}
 DEFAULT_FEATURE_SET = "route_free"
-FEATURE_SET_LABELS = {"route_free": "choices ridge without the route to a stride", "choices": "choices ridge",
+FEATURE_SET_LABELS = {"route_free": "choices ridge without the route to a stride",
+                      "within_stride": "ridge within stride groups, with stage depths", "choices": "choices ridge",
                       "nsr": "NSR ridge"}
-# the columns of `choice_features` each choices-based set reads (the NSR set reads none of them)
-_CHOICE_COLUMNS = {key: np.array([CHOICE_FEATURES.index(n) for n in names])
-                   for key, names in FEATURE_SETS.items() if set(names) <= set(CHOICE_FEATURES)}
+# every feature a choices-based set may read (`design_features`), and the columns each set reads
+_DESIGN_FEATURES = CHOICE_FEATURES + STRIDE_STEP_FEATURES + DEPTH_FEATURES
+_CHOICE_COLUMNS = {key: np.array([_DESIGN_FEATURES.index(n) for n in names])
+                   for key, names in FEATURE_SETS.items() if set(names) <= set(_DESIGN_FEATURES)}
 ZERO_SHOT_FEATURES = ("zero_shot_miou", "log2_output_stride")
 # the feature sets the zero-shot stage's fit chooses from, by leave-one-out rank (what the search
 # needs): with ~10 design points the stride term can swamp the zero-shot score, which already
@@ -134,6 +149,15 @@ def choice_features(arch: "Arch | str") -> np.ndarray:
     return np.array([math.log2(arch.output_stride)] + indicators + [_log_params(arch)])
 
 
+def design_features(arch: "Arch | str") -> np.ndarray:
+    """`choice_features`, then the stride steps and stage depths: every column a choices-based
+    `FEATURE_SETS` member reads (`_DESIGN_FEATURES`); no block library needed."""
+    arch = resolve(arch)
+    steps = [float(arch.output_stride >= s) for s in (8, 16, 32)]
+    depths = [math.log2(1 + d) for d in (tuple(arch.depths) + (0,) * 4)[:4]]
+    return np.concatenate([choice_features(arch), steps, depths])
+
+
 def feature_set_of(names: Sequence[str]) -> str:
     """The `FEATURE_SETS` key whose features are `names` (a stored predictor's `feature_names`)."""
     for key, known in FEATURE_SETS.items():
@@ -148,7 +172,7 @@ def point_features(arch: "Arch | str", names: Sequence[str], nsr: Mapping[tuple[
     key = feature_set_of(names)
     if key == "nsr":
         return features(arch, nsr)
-    return choice_features(arch)[_CHOICE_COLUMNS[key]]
+    return design_features(arch)[_CHOICE_COLUMNS[key]]
 
 
 def zero_shot_features(arch: "Arch | str", zero_shot_miou: float,
@@ -265,18 +289,19 @@ def _standardise(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return (x - mean) / scale, mean, scale
 
 
-def _ridge(x: np.ndarray, y: np.ndarray, alpha: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+def _ridge(x: np.ndarray, y: np.ndarray, alpha: float,
+           penalty: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
     z, mean, scale = _standardise(x)
     y0 = y.mean()
-    coef = np.linalg.solve(z.T @ z + alpha * np.eye(z.shape[1]), z.T @ (y - y0))
+    coef = np.linalg.solve(z.T @ z + alpha * np.diag(penalty), z.T @ (y - y0))
     return mean, scale, coef, y0
 
 
-def _loo(x: np.ndarray, y: np.ndarray, alpha: float) -> np.ndarray:
+def _loo(x: np.ndarray, y: np.ndarray, alpha: float, penalty: np.ndarray) -> np.ndarray:
     preds = np.empty_like(y)
     for i in range(len(y)):
         keep = np.arange(len(y)) != i
-        mean, scale, coef, y0 = _ridge(x[keep], y[keep], alpha)
+        mean, scale, coef, y0 = _ridge(x[keep], y[keep], alpha, penalty)
         preds[i] = ((x[i] - mean) / scale) @ coef + y0
     return preds
 
@@ -296,16 +321,17 @@ def fit_accuracy_predictor(
                            "(run 'ffnet-nas evaluate' on more points or 'ffnet-nas fit-predictor --n N')")
     if x.ndim != 2:
         raise ValueError(f"x has shape {x.shape}; expected (points, features)")
-    best = min(alphas, key=lambda a: float(np.mean((_loo(x, y, a) - y) ** 2)))
-    loo = _loo(x, y, best)
-    mean, scale, coef, y0 = _ridge(x, y, best)
+    penalty = np.array([PENALTY_WEIGHTS.get(name, 1.0) for name in feature_names])
+    best = min(alphas, key=lambda a: float(np.mean((_loo(x, y, a, penalty) - y) ** 2)))
+    loo = _loo(x, y, best, penalty)
+    mean, scale, coef, y0 = _ridge(x, y, best, penalty)
     ranks = rank_correlations(loo, y)
     validation = Validation(len(y), ranks.kendall, ranks.spearman,
                             float(np.mean(np.abs(loo - y))), tuple(float(p) for p in loo),
                             float(np.sqrt(np.mean((loo - y) ** 2))))
     block_nsr = tuple(sorted((p, c, float(v)) for (p, c), v in (nsr or {}).items()))
     z, _, _ = _standardise(x)
-    inverse = np.linalg.inv(z.T @ z + best * np.eye(z.shape[1]))
+    inverse = np.linalg.inv(z.T @ z + best * np.diag(penalty))
     return AccuracyPredictor(tuple(feature_names), tuple(mean), tuple(scale), tuple(coef), float(y0), float(best),
                              validation, tuple(codes), block_nsr=block_nsr,
                              inverse_gram=tuple(tuple(float(v) for v in r) for r in inverse),
