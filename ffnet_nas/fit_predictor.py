@@ -64,8 +64,9 @@ def stored_feature_set(workspace: Workspace) -> str:
 def check_feature_set(name: str) -> str:
     if name not in FEATURE_SETS:
         raise InvalidInput(f"--features {name!r}: expected one of {', '.join(FEATURE_SETS)} "
-                           "(route_free: what the point is made of, less how it reaches its stride; choices: all "
-                           "of it; nsr: its distilled blocks' held-out NSR)")
+                           "(route_free: what the point is made of, less how it reaches its stride; within_stride: "
+                           "the same with stride levels unshrunk and stage depths; choices: all of it; nsr: its "
+                           "distilled blocks' held-out NSR)")
     return name
 
 

@@ -28,6 +28,13 @@ its output stride (`ROUTE_FEATURES`), adopted by a rule declared before the draw
 (inside a stride group 0.27 vs 0.21 on 32 fresh held-out points; docs/results.md, "Two more draws
 on the fresh run").
 
+The within-stride ridge (`WITHIN_STRIDE_FEATURES`, feature set "within_stride", a candidate since
+2026-12-06): the route-free choices with the output stride as steps that the ridge leaves all but
+unshrunk, so each stride group's level comes from its own points and the shrinkage (and its strength)
+is spent on what orders the points of one stride, plus each stage's depth, which log params cannot
+see (the first, high-resolution stage holds few parameters). Ruled on by a rule declared before
+the draws that decide it (docs/results.md, "Inside a stride group: stage depths, levels unshrunk").
+
 The choices ridge (`CHOICE_FEATURES`, feature set "choices", the default from 2026-12-04): the
 same ridge on what the point *is* rather than how well its blocks imitate the teacher: the output
 stride, one indicator per categorical choice (stem, block type, first-stage stride, up-head,
@@ -39,7 +46,7 @@ stride groups as stride does; choosing among the points of one stride, it beats 
 (paired +0.13 [+0.01, +0.24]) (docs/results.md). A block's NSR is a noisy one-number summary of its
 choice, and five of them may overfit ten design points: the NSR ridge fitted its design best
 (leave-one-out) and ranked held-out points worst on two of three draws. `FEATURE_SETS` names all
-three; a stored predictor's `feature_names` say which one it is, so older predictors load unchanged.
+four; a stored predictor's `feature_names` say which one it is, so older predictors load unchanged.
 
 Compute and storage are split: `fit_accuracy_predictor` returns a frozen `AccuracyPredictor`
 (plain numbers), `save`/`load` write and read it as JSON.
@@ -319,8 +326,8 @@ def fit_accuracy_predictor(
     if len(y) < 4:
         raise InvalidInput(f"need at least 4 evaluated points to fit and validate the accuracy predictor; got {len(y)} "
                            "(run 'ffnet-nas evaluate' on more points or 'ffnet-nas fit-predictor --n N')")
-    if x.ndim != 2:
-        raise ValueError(f"x has shape {x.shape}; expected (points, features)")
+    if x.ndim != 2 or x.shape[1] != len(feature_names):
+        raise ValueError(f"x has shape {x.shape}; expected (points, {len(feature_names)} features: {list(feature_names)})")
     penalty = np.array([PENALTY_WEIGHTS.get(name, 1.0) for name in feature_names])
     best = min(alphas, key=lambda a: float(np.mean((_loo(x, y, a, penalty) - y) ** 2)))
     loo = _loo(x, y, best, penalty)

@@ -125,7 +125,7 @@ def write_evaluated_and_predictor(root: Path, *, n: int = 8, seed: int = 0) -> N
     codes = [v.arch.code for v in pubs]
     measured = np.array([70 + 3 * math.log(v.arch.nominal_depth) + rng.normal(0, 0.5) for v in pubs])
     x = np.column_stack([measured + rng.normal(0, 0.8, n), rng.normal(0, 1, n)])
-    pred = fit_accuracy_predictor(x, measured, codes=codes)
+    pred = fit_accuracy_predictor(x, measured, codes=codes, feature_names=("noisy_miou", "noise"))
     (root / "predictor").mkdir(parents=True, exist_ok=True)
     pred.save(root / "predictor" / "accuracy.json")
     pd.DataFrame({"code": codes, "measured_miou": measured, "loo_predicted_miou": pred.validation.loo_predictions}).to_csv(

@@ -251,7 +251,7 @@ ROWS = [
     ("unknown re-ranker", ["search", "--rerank-by", "oracle", "--workdir", "{tmp}/w"], setup_none,
      "unknown rerank by 'oracle': expected one of predictor, zero-shot"),
     ("unknown predictor features", ["fit-predictor", "--features", "bogus", "--workdir", "{tmp}/w"], setup_none,
-     "unknown features 'bogus': expected one of route_free, choices, nsr"),
+     "unknown features 'bogus': expected one of route_free, within_stride, choices, nsr"),
     ("unknown reference to beat", ["search", "--evaluate-top", "2", "--reference", "segmentation_ffnet40S_BBB_mobil",
                                    "--workdir", "{tmp}/w"], setup_none, "did you mean: segmentation_ffnet40S_BBB_mobile"),
     ("malformed code", ["space", "show", "stemB-basic-d4.5.6-w64.128.192.320-s1-upB-segB-nearest"], setup_none, "widths"),

@@ -173,3 +173,65 @@ def test_a_damaged_predictor_file_is_one_line_and_does_not_block_the_refit_that_
     path.write_text(json.dumps(d))
     # the default set: what a stored predictor of the old "choices" set keeps is its own, a damaged one the default
     assert stored_feature_set(ws) == "route_free" and "refitting on the route_free features" in caplog.text
+
+
+def test_within_stride_features_are_stride_steps_the_route_free_choices_and_stage_depths():
+    from ffnet_nas.predictors.accuracy import (ROUTE_FREE_FEATURES, WITHIN_STRIDE_FEATURES, feature_set_of,
+                                               point_features)
+    from ffnet_nas.space.arch import Arch
+
+    assert feature_set_of(WITHIN_STRIDE_FEATURES) == "within_stride"
+    four = Arch.parse("stemB-basic-d16.8.6.4-w64.128.192.320-s1-upB-segC-nearest")  # stride 4
+    three = Arch.parse("stemC-basic-d8.12.16-w64.128.256-s2-upC-segB-nearest-predown")  # 3 stages, stride 8
+    f4, f3 = (dict(zip(WITHIN_STRIDE_FEATURES, point_features(a, WITHIN_STRIDE_FEATURES, {}))) for a in (four, three))
+    assert [f4[f"output_stride>={s}"] for s in (8, 16, 32)] == [0, 0, 0]
+    assert [f3[f"output_stride>={s}"] for s in (8, 16, 32)] == [1, 0, 0]
+    assert [f4[f"log2_depth_stage{k}"] for k in (1, 2, 3, 4)] == [math.log2(17), math.log2(9), math.log2(7), math.log2(5)]
+    assert f3["log2_depth_stage4"] == 0.0  # a 3-stage point's missing fourth stage: depth 0
+    # every route-free choice but the stride, which the steps replace
+    assert "log2_output_stride" not in f4 and set(ROUTE_FREE_FEATURES[1:]) <= set(f4)
+    assert f3["seg_head=C"] == 0 and f3["num_stages=3"] == 1 and f4["seg_head=C"] == 1
+
+
+def _within_stride_design():
+    """24 mobile points of strides 4 and 16 only, whose mIoU is a level per stride (10 apart) plus
+    a small effect of the first stage's depth that the choices cannot see."""
+    space = get_space("mobile")
+    pool = [a for a in space.sample_many(2000, seed=11) if a.output_stride in (4, 16)]
+    design = pool[:12] + [a for a in pool if a.output_stride == 4][:6] + [a for a in pool if a.output_stride == 16][:6]
+    design = list(dict.fromkeys(design))
+    y = np.array([50.0 - 10 * (a.output_stride == 16) + 0.5 * math.log2(1 + a.depths[0]) for a in design])
+    return design, y
+
+
+def test_the_within_stride_ridge_leaves_the_stride_levels_unshrunk():
+    from ffnet_nas.predictors.accuracy import FEATURE_SETS, point_features
+
+    design, y = _within_stride_design()
+    gaps = {}
+    for name in ("within_stride", "route_free"):
+        names = FEATURE_SETS[name]
+        x = np.stack([point_features(a, names, {}) for a in design])
+        # a strong ridge, as leave-one-out may choose on a noisy design: it shrinks what it penalises
+        fitted = fit_accuracy_predictor(x, y, codes=[a.code for a in design], feature_names=names, alphas=(30.0,))
+        pred = fitted.predict_features(x)
+        stride = np.array([a.output_stride for a in design])
+        gaps[name] = pred[stride == 4].mean() - pred[stride == 16].mean()
+    true_gap = y[[a.output_stride == 4 for a in design]].mean() - y[[a.output_stride == 16 for a in design]].mean()
+    assert gaps["within_stride"] == pytest.approx(true_gap, abs=0.3)  # the levels come from the points
+    assert gaps["route_free"] < 0.7 * true_gap  # the stride term shrunk with everything else
+
+
+def test_a_stride_the_design_lacks_takes_its_neighbours_levels_with_a_wide_spread():
+    from ffnet_nas.predictors.accuracy import WITHIN_STRIDE_FEATURES, point_features
+
+    design, y = _within_stride_design()
+    names = WITHIN_STRIDE_FEATURES
+    x = np.stack([point_features(a, names, {}) for a in design])
+    fitted = fit_accuracy_predictor(x, y, codes=[a.code for a in design], feature_names=names)
+    inside = next(a for a in design if a.output_stride == 4)
+    eight = next(a for a in get_space("mobile").sample_many(500, seed=12) if a.output_stride == 8)
+    (m_in, m_8), (s_in, s_8) = fitted.predict_with_std(np.stack([point_features(a, names, {}) for a in (inside, eight)]))
+    # ">=8" and ">=16" are one column on this design: stride 8 lands between the two levels it saw
+    assert 40.0 < m_8 < 50.5 + 0.5 * math.log2(17)
+    assert np.isfinite(s_8) and s_8 > 1.5 * s_in

@@ -287,11 +287,12 @@ def test_the_check_measures_held_out_points_without_touching_the_run_and_resumes
     assert (ws.predictor_dir / "accuracy.json").read_bytes() == predictor_before
     assert not list(ws.predictor_check_dir.glob("*-seed*.pt"))  # resume states deleted once scored
     summary = json.loads((ws.predictor_check_dir / SUMMARY_FILE).read_text())
-    assert summary["n_points"] == 4 and len(summary["rankers"]) == len(check.rankers) == 14  # 13 rankers + stride with its ties broken
+    assert summary["n_points"] == 4 and len(summary["rankers"]) == len(check.rankers) == 15  # 14 rankers + stride with its ties broken
     # the run fitted the default route-free ridge; the other feature sets' ridges on the same design are ranked beside it
     names = [r.name for r in check.rankers]
     assert "accuracy predictor (choices ridge without the route to a stride, every point of the search)" in names
-    for key, label in (("nsr", "NSR ridge"), ("choices", "choices ridge")):
+    for key, label in (("nsr", "NSR ridge"), ("choices", "choices ridge"),
+                       ("within_stride", "ridge within stride groups, with stage depths")):
         other = next(r for r in check.rankers if r.name == f"the {label} on the same design points (not used by this run)")
         assert other.overall.n == 4 and all(np.isfinite(p[f"predicted_{key}"]) for p in summary["points"])
     # the search's second stage is checked too, from the zero-shot scores the check measured
