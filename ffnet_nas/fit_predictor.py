@@ -210,12 +210,46 @@ def structure_class(arch: Arch) -> tuple[int, int, bool]:
     return arch.num_stages, arch.first_stride if arch.num_stages == 4 else 2, arch.pre_down
 
 
-def select_points(space, n: int, *, seed: int = 0, published: Sequence[Arch] = ()) -> list[Arch]:
+# The choices a "contrast" design varies one at a time: those that do not move the output stride
+# and, inside a stride group, the ones measured to matter (the seg head first: docs/results.md)
+CONTRAST_FIELDS = ("seg_head", "up_head", "stem")
+DESIGNS = ("spread", "contrast")
+
+
+def contrast_neighbours(arch: Arch, space, field: str) -> list[Arch]:
+    """The points of `space` that differ from `arch` in `field` alone and keep its output stride."""
+    from ffnet_nas.space.arch import SEG_HEADS, STEMS, UP_HEADS
+
+    levels = {"seg_head": SEG_HEADS, "up_head": UP_HEADS, "stem": STEMS}[field]
+    out = []
+    for level in levels:
+        if level == getattr(arch, field):
+            continue
+        try:
+            other = arch.replace(**{field: level})
+        except (InvalidInput, ValueError):
+            continue
+        if other in space and other.output_stride == arch.output_stride:
+            out.append(other)
+    return out
+
+
+def select_points(space, n: int, *, seed: int = 0, published: Sequence[Arch] = (), design: str = "spread",
+                  already: Sequence[Arch] = ()) -> list[Arch]:
     """N points that spread over the space: up to half of them published variants, the rest from
     a random pool. Each pick comes from the structure class (`structure_class`) with the fewest
     points so far, and within it maximises the smallest Hamming distance (over the fields the
     point uses) to the points already picked — a stratified space-filling design, so the
-    predictor's output-stride term is fitted on every class, not on whichever the pool favoured."""
+    predictor's output-stride term is fitted on every class, not on whichever the pool favoured.
+
+    `design="contrast"`: after the published half, one random point for each structure class not yet
+    seen, then each pick is a point already picked with one choice changed (`CONTRAST_FIELDS` in
+    turn; among the candidates, by the same class and distance rule), so the design holds pairs of
+    one stride that differ in one choice: what the predictor needs to learn a choice's effect inside
+    a stride group. The random pool fills in where no such neighbour is left. `already`: points
+    evaluated before (e.g. a finished run's), which count as picked but are not returned."""
+    if design not in DESIGNS:
+        raise InvalidInput(f"design {design!r}: expected one of {', '.join(DESIGNS)}")
     published = [a for a in dict.fromkeys(published) if a in space]
     encoded: dict[Arch, tuple] = {}
 
@@ -230,7 +264,8 @@ def select_points(space, n: int, *, seed: int = 0, published: Sequence[Arch] = (
         x, y = dict(code(a)), dict(code(b))
         return sum(x.get(k) != y.get(k) for k in x.keys() | y.keys())
 
-    chosen: list[Arch] = []
+    chosen: list[Arch] = list(dict.fromkeys(already))
+    n += len(chosen)
 
     def pick(candidates: list[Arch], k: int) -> None:
         candidates = [a for a in candidates if a not in chosen]
@@ -242,6 +277,17 @@ def select_points(space, n: int, *, seed: int = 0, published: Sequence[Arch] = (
             candidates.remove(best)
             chosen.append(best)
 
-    pick(published, min(len(published), (n + 1) // 2))
-    pick(space.sample_many(max(50 * n, 500), seed=seed), n - len(chosen))
-    return chosen
+    pool = space.sample_many(max(50 * n, 500), seed=seed)
+    pick(published, min(len(published), (n - len(already) + 1) // 2))
+    if design == "contrast":  # every structure class first (one point each), then the contrasts
+        seen = {structure_class(a) for a in chosen}
+        unseen = [a for a in pool if structure_class(a) not in seen]
+        pick(unseen, min(len({structure_class(a) for a in unseen}), n - len(chosen)))
+        for i in range(n - len(chosen)):
+            for field in CONTRAST_FIELDS[i % len(CONTRAST_FIELDS):] + CONTRAST_FIELDS[:i % len(CONTRAST_FIELDS)]:
+                candidates = list(dict.fromkeys(b for a in chosen for b in contrast_neighbours(a, space, field)))
+                if any(b not in chosen for b in candidates):
+                    pick(candidates, 1)
+                    break
+    pick(pool, n - len(chosen))
+    return chosen[len(already):]
