@@ -133,6 +133,42 @@ def test_select_points_spreads_and_includes_published():
     assert {p.num_stages for p in points} == {3, 4}  # the design covers both backbone kinds
 
 
+def test_a_contrast_design_pairs_points_of_one_stride_that_differ_in_one_choice():
+    from ffnet_nas.fit_predictor import CONTRAST_FIELDS, structure_class
+    from ffnet_nas.space.catalogue import variants
+
+    space = get_space("mobile")
+    published = [v.arch for v in variants()]
+    spread = select_points(space, 10, seed=0, published=published)
+    contrast = select_points(space, 10, seed=0, published=published, design="contrast")
+    assert len(set(contrast)) == 10 and all(p in space for p in contrast)
+    assert contrast[:5] == spread[:5]  # the published half is the same
+    pool_classes = {structure_class(a) for a in space.sample_many(500, seed=0)}
+    assert {structure_class(a) for a in contrast} == {structure_class(a) for a in spread} == pool_classes
+
+    def one_choice_apart(a, b):
+        differ = [f for f in ("stem", "block", "first_stride", "up_head", "seg_head", "upsample", "pre_down",
+                              "num_stages", "depths", "widths") if getattr(a, f) != getattr(b, f)]
+        return len(differ) == 1 and differ[0] in CONTRAST_FIELDS and a.output_stride == b.output_stride
+
+    neighbours = [b for i, b in enumerate(contrast) if any(one_choice_apart(a, b) for a in contrast[:i])]
+    assert len(neighbours) >= 3 and not any(any(one_choice_apart(a, b) for a in spread[:i])
+                                            for i, b in enumerate(spread))
+    # the seg head first: the one choice measured to matter inside a stride group
+    first = neighbours[0]
+    assert any(one_choice_apart(a, first) and a.seg_head != first.seg_head for a in contrast)
+
+
+def test_select_points_adds_to_points_already_evaluated_and_refuses_an_unknown_design():
+    space = get_space("mobile")
+    base = select_points(space, 8, seed=0)
+    for design in ("spread", "contrast"):
+        more = select_points(space, 4, seed=0, already=base, design=design)
+        assert len(set(more)) == 4 and not set(more) & set(base)
+    with pytest.raises(InvalidInput, match="design 'grid': expected one of spread, contrast"):
+        select_points(space, 4, design="grid")
+
+
 def test_evaluate_cli_rejects_bad_points_before_training(workdir, capsys):
     assert main(["evaluate", "segmentation_ffnet40S_BBB_mobil", "--workdir", str(workdir.root)]) == 2
     err = capsys.readouterr().err
