@@ -28,12 +28,14 @@ its output stride (`ROUTE_FEATURES`), adopted by a rule declared before the draw
 (inside a stride group 0.27 vs 0.21 on 32 fresh held-out points; docs/results.md, "Two more draws
 on the fresh run").
 
-The within-stride ridge (`WITHIN_STRIDE_FEATURES`, feature set "within_stride", a candidate since
+The within-stride ridge (`WITHIN_STRIDE_FEATURES`, feature set "within_stride", a candidate of
 2026-12-06): the route-free choices with the output stride as steps that the ridge leaves all but
 unshrunk, so each stride group's level comes from its own points and the shrinkage (and its strength)
 is spent on what orders the points of one stride, plus each stage's depth, which log params cannot
-see (the first, high-resolution stage holds few parameters). Ruled on by a rule declared before
-the draws that decide it (docs/results.md, "Inside a stride group: stage depths, levels unshrunk").
+see (the first, high-resolution stage holds few parameters). Not adopted: a rule declared before
+two fresh draws found it below the route-free ridge inside a stride group (0.28 vs 0.45) and overall
+(0.78 vs 0.80); the depth effect it was built on did not replicate (docs/results.md, "Inside a
+stride group: stage depths, levels unshrunk"). Kept for `fit-predictor --check`, which ranks it beside.
 
 The choices ridge (`CHOICE_FEATURES`, feature set "choices", the default from 2026-12-04): the
 same ridge on what the point *is* rather than how well its blocks imitate the teacher: the output
