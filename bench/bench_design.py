@@ -7,8 +7,8 @@ On a finished `ffnet-nas run` workdir (copied to `--out` first, hard links, so t
 written): the points the run's last predictor was fitted on are the base design. Two sets of
 `--extra` points are added to it by `ffnet_nas.fit_predictor.select_points(already=base)`, one per
 design ("spread": the run's own rule; "contrast": one-choice neighbours of evaluated points, of the
-same output stride), fine-tuned and scored exactly as the run's design points were (its budget, its
-seed). The default feature set's ridge is fitted on the base alone, on base + spread and on base +
+same output stride), fine-tuned and scored as the run's design points were (its budget and seed; the
+float32 mIoU, which an INT8 run's predictor does not learn). The default feature set's ridge is fitted on the base alone, on base + spread and on base +
 contrast, and ranks the held-out points of each CHECK folder (`bench.bench_predictor --out`
 folders of the same run: the mean of their two seeds is the truth). Held-out points that either
 design picked are left out. Prints Kendall tau with bootstrap 95% intervals overall and within each
@@ -71,6 +71,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workdir", required=True, help="the finished run (read only)")
     parser.add_argument("--out", required=True, help="where its copy and the extra points go")
     parser.add_argument("--extra", type=int, default=5, help="points each design adds")
+    parser.add_argument("--device", default="cpu", help="where the extra points are fine-tuned (the run's, for its figures)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
@@ -93,10 +94,12 @@ def main(argv: list[str] | None = None) -> None:
     for design, points in extras.items():
         print(f"{design}: " + ", ".join(a.code for a in points))
     evaluate_points([a for points in extras.values() for a in points], workspace=ws, config=settings.config,
-                    val_images=settings.val_images, score_at=settings.score_at)
+                    val_images=settings.val_images, score_at=settings.score_at, device=args.device)
     measured, nsr = distilled_miou(read_evaluated(ws.evaluated_path)), library_nsr(ws)
     designs = {"base": base, **{d: base + [a.code for a in points] for d, points in extras.items()}}
     ridges = {d: refit_on(codes, measured, feature_set=DEFAULT_FEATURE_SET, nsr=nsr) for d, codes in designs.items()}
+    if any(r is None for r in ridges.values()):
+        raise SystemExit(f"{ws.evaluated_path}: lacks a distilled row of a point the run's predictor was fitted on")
     seen = {c for codes in designs.values() for c in codes}
     frames = []
     for folder in args.checks:

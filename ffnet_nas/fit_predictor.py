@@ -30,7 +30,7 @@ from ffnet_nas.predictors.accuracy import (DEFAULT_FEATURE_SET, FEATURE_SETS, LO
                                            ZERO_SHOT_FEATURE_SETS, ZERO_SHOT_FILE, AccuracyPredictor,
                                            feature_set_of, fit_accuracy_predictor, fit_feature_set, missing_blocks,
                                            nsr_table, zero_shot_features)
-from ffnet_nas.space.arch import Arch
+from ffnet_nas.space.arch import SEG_HEADS, STEMS, UP_HEADS, Arch
 from ffnet_nas.space.catalogue import variants
 from ffnet_nas.space.errors import InvalidInput
 from ffnet_nas.space.io import atomic_write_csv
@@ -218,8 +218,6 @@ DESIGNS = ("spread", "contrast")
 
 def contrast_neighbours(arch: Arch, space, field: str) -> list[Arch]:
     """The points of `space` that differ from `arch` in `field` alone and keep its output stride."""
-    from ffnet_nas.space.arch import SEG_HEADS, STEMS, UP_HEADS
-
     levels = {"seg_head": SEG_HEADS, "up_head": UP_HEADS, "stem": STEMS}[field]
     out = []
     for level in levels:
@@ -242,14 +240,17 @@ def select_points(space, n: int, *, seed: int = 0, published: Sequence[Arch] = (
     point uses) to the points already picked — a stratified space-filling design, so the
     predictor's output-stride term is fitted on every class, not on whichever the pool favoured.
 
-    `design="contrast"`: after the published half, one random point for each structure class not yet
-    seen, then each pick is a point already picked with one choice changed (`CONTRAST_FIELDS` in
-    turn; among the candidates, by the same class and distance rule), so the design holds pairs of
-    one stride that differ in one choice: what the predictor needs to learn a choice's effect inside
-    a stride group. The random pool fills in where no such neighbour is left. `already`: points
-    evaluated before (e.g. a finished run's), which count as picked but are not returned."""
+    `design="contrast"`: after the published half, one point of the random pool for each structure
+    class not yet seen (by the rule above), then each pick is a point already picked with one choice
+    changed (`CONTRAST_FIELDS` in turn; among the candidates, the class with the fewest points first,
+    then the order the points were picked in: every candidate is at distance 1 from its source), so the
+    design holds pairs of one stride that differ in one choice: what the predictor needs to learn a
+    choice's effect inside a stride group. The random pool fills in where no such neighbour is left.
+    `already`: points evaluated before (e.g. a finished run's), which count as picked but are not
+    returned."""
     if design not in DESIGNS:
         raise InvalidInput(f"design {design!r}: expected one of {', '.join(DESIGNS)}")
+    already = list(dict.fromkeys(already))
     published = [a for a in dict.fromkeys(published) if a in space]
     encoded: dict[Arch, tuple] = {}
 
@@ -264,16 +265,16 @@ def select_points(space, n: int, *, seed: int = 0, published: Sequence[Arch] = (
         x, y = dict(code(a)), dict(code(b))
         return sum(x.get(k) != y.get(k) for k in x.keys() | y.keys())
 
-    chosen: list[Arch] = list(dict.fromkeys(already))
-    n += len(chosen)
+    chosen: list[Arch] = list(already)
+    n += len(already)
 
     def pick(candidates: list[Arch], k: int) -> None:
         candidates = [a for a in candidates if a not in chosen]
         for _ in range(min(k, len(candidates))):
             counts = Counter(structure_class(a) for a in chosen)
             fewest = min(counts[structure_class(a)] for a in candidates)
-            pool = [a for a in candidates if counts[structure_class(a)] == fewest]
-            best = max(pool, key=lambda a: min((distance(a, c) for c in chosen), default=0))
+            least_seen = [a for a in candidates if counts[structure_class(a)] == fewest]
+            best = max(least_seen, key=lambda a: min((distance(a, c) for c in chosen), default=0))
             candidates.remove(best)
             chosen.append(best)
 

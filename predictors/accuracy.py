@@ -89,8 +89,9 @@ ROUTE_FREE_FEATURES = tuple(name for name in CHOICE_FEATURES if name not in ROUT
 # and spends its shrinkage, and its choice of strength, on what orders the points of one stride; plus
 # the depth of each stage (log2(1 + blocks); 0 for a 3-stage point's missing fourth), which log params
 # cannot see: the first, high-resolution stage holds few parameters. A stride level the design lacks
-# is a column the design cannot tell from its neighbour's (or a constant one): it shares their level,
-# with a wide spread. Why: docs/results.md, "Inside a stride group: stage depths, levels unshrunk".
+# is a column it cannot tell from its neighbour's (a middle level: predicted midway between the two
+# around it) or a constant one (past the last: that level), with a wide spread either way. Why, and
+# why it was not adopted: docs/results.md, "Inside a stride group: stage depths, levels unshrunk".
 STRIDE_STEP_FEATURES = tuple(f"output_stride>={s}" for s in (8, 16, 32))
 DEPTH_FEATURES = tuple(f"log2_depth_stage{k}" for k in range(1, 5))
 WITHIN_STRIDE_FEATURES = STRIDE_STEP_FEATURES + ROUTE_FREE_FEATURES[1:] + DEPTH_FEATURES
@@ -340,7 +341,10 @@ def fit_accuracy_predictor(
                             float(np.sqrt(np.mean((loo - y) ** 2))))
     block_nsr = tuple(sorted((p, c, float(v)) for (p, c), v in (nsr or {}).items()))
     z, _, _ = _standardise(x)
-    inverse = np.linalg.inv(z.T @ z + best * np.diag(penalty))
+    # the spread's leverage treats every feature as penalised in full: a direction the design cannot
+    # identify (a stride level it lacks) is then as unsure as any level it never used (~1/alpha), not
+    # 1e4 times more, which would put such a point first wherever the spread is rewarded
+    inverse = np.linalg.inv(z.T @ z + best * np.diag(np.maximum(penalty, 1.0)))
     return AccuracyPredictor(tuple(feature_names), tuple(mean), tuple(scale), tuple(coef), float(y0), float(best),
                              validation, tuple(codes), block_nsr=block_nsr,
                              inverse_gram=tuple(tuple(float(v) for v in r) for r in inverse),

@@ -23,8 +23,9 @@ def register(sub) -> None:
     p.add_argument("--features", choices=FEATURE_SET_NAMES, default=None,
                    help="what the ridge reads: route_free (output stride, one indicator per categorical choice but "
                         "the first stride and pre_down, which only say how the point reaches its stride, log params), "
+                        "within_stride (the same with stride levels unshrunk and stage depths; not adopted), "
                         "choices (every indicator) or nsr (the distilled blocks' held-out NSR, log params, output "
-                        "stride); default: the workdir predictor's, else route_free. --check ranks with all three")
+                        "stride); default: the workdir predictor's, else route_free. --check ranks with all four")
     p.add_argument("--precision", choices=PRECISIONS, default=None,
                    help="the accuracy it learns: fp32 (the fine-tuned model's mIoU) or int8 (the model quantised as "
                         "the INT8 latency table does: evaluated points are scored in INT8 as needed; column int8_miou); "

@@ -165,6 +165,7 @@ def test_select_points_adds_to_points_already_evaluated_and_refuses_an_unknown_d
     for design in ("spread", "contrast"):
         more = select_points(space, 4, seed=0, already=base, design=design)
         assert len(set(more)) == 4 and not set(more) & set(base)
+        assert select_points(space, 4, seed=0, already=base + base[:3], design=design) == more  # repeats count once
     with pytest.raises(InvalidInput, match="design 'grid': expected one of spread, contrast"):
         select_points(space, 4, design="grid")
 

@@ -13,6 +13,10 @@ from ffnet_nas.space import Arch
 
 SMALL = Arch.parse("stemB-basic-d1.1.1.1-w16.32.48.64-s1-upB-segB-nearest")
 LARGE = Arch.parse("stemC-basic-d16.24.20-w64.128.256-s2-upB-segB-nearest")  # ~1,000x the MACs of SMALL
+# between the two, far from both side by side: medians at 32x64, 1 thread, two other busy processes on
+# two cores: SMALL 5.5-6.4 ms, MEDIUM 14 ms, LARGE 76-85 ms (at w32 MEDIUM took 8-16 ms, and its pair
+# with SMALL once flipped under such load)
+MEDIUM = Arch.parse("stemB-basic-d2.2.2.2-w64.128.192.320-s1-upB-segB-nearest")
 
 
 def test_side_by_side_times_both_under_the_tables_protocol_and_keeps_the_order(micro_run):
@@ -65,9 +69,7 @@ def test_the_strongest_published_rival_is_timed_beside_the_best_point_too(micro_
     from ffnet_nas.pipeline import _time_side_by_side
 
     table = load_latency_table(micro_run.workdir / "lut" / "cpu-fp32-eager-b1-32x64-t1.csv")
-    # medians at 32x64, 1 thread, two other busy processes on two cores: SMALL 5.5-6.4 ms, this 14 ms,
-    # LARGE 76-85 ms. At w32 this one took 8-16 ms, and the pair once flipped under such load.
-    medium = Arch.parse("stemB-basic-d2.2.2.2-w64.128.192.320-s1-upB-segB-nearest")
+    medium = MEDIUM
     rival = {"name": "rival", "code": LARGE.code, "accuracy": 47.5, "predicted_latency_ms": 11.0}
     summary = RunSummary(budget="quick", space="mobile", device="cpu", target="latency<=12ms", reference="ref",
                          best={"code": SMALL.code}, reference_row={"code": medium.code},
@@ -94,9 +96,7 @@ def test_the_verdict_passes_over_a_winner_that_is_not_faster_side_by_side(micro_
     from ffnet_nas.refine import best_candidate, first_faster_side_by_side, winners
 
     table = load_latency_table(micro_run.workdir / "lut" / "cpu-fp32-eager-b1-32x64-t1.csv")
-    # medians at 32x64, 1 thread, two other busy processes on two cores: SMALL 5.5-6.4 ms, this 14 ms,
-    # LARGE 76-85 ms. At w32 this one took 8-16 ms, and the pair once flipped under such load.
-    medium = Arch.parse("stemB-basic-d2.2.2.2-w64.128.192.320-s1-upB-segB-nearest")
+    medium = MEDIUM
     rows = {LARGE.code: {"code": LARGE.code, "measured_miou": 48.0, "measured_latency_ms": 1.0},
             SMALL.code: {"code": SMALL.code, "measured_miou": 47.0, "measured_latency_ms": 1.5},
             "slow": {"code": "slow", "measured_miou": 49.0, "measured_latency_ms": 9.0},  # slower: no winner
@@ -138,9 +138,7 @@ def test_the_run_keeps_the_pair_of_the_point_it_picks_and_names_only_the_more_ac
     from ffnet_nas.pipeline import _pick_side_by_side, _time_side_by_side
 
     table = load_latency_table(micro_run.workdir / "lut" / "cpu-fp32-eager-b1-32x64-t1.csv")
-    # medians at 32x64, 1 thread, two other busy processes on two cores: SMALL 5.5-6.4 ms, this 14 ms,
-    # LARGE 76-85 ms. At w32 this one took 8-16 ms, and the pair once flipped under such load.
-    medium = Arch.parse("stemB-basic-d2.2.2.2-w64.128.192.320-s1-upB-segB-nearest")
+    medium = MEDIUM
     larger = Arch.parse("stemC-basic-d16.24.16-w64.128.256-s2-upB-segB-nearest")  # also far slower than medium
     small, large, big = ({"code": a.code, "measured_miou": m} for a, m in ((SMALL, 47.0), (LARGE, 48.0), (larger, 46.5)))
 

@@ -232,6 +232,7 @@ def test_a_stride_the_design_lacks_takes_its_neighbours_levels_with_a_wide_sprea
     inside = next(a for a in design if a.output_stride == 4)
     eight = next(a for a in get_space("mobile").sample_many(500, seed=12) if a.output_stride == 8)
     (m_in, m_8), (s_in, s_8) = fitted.predict_with_std(np.stack([point_features(a, names, {}) for a in (inside, eight)]))
-    # ">=8" and ">=16" are one column on this design: stride 8 lands between the two levels it saw
-    assert 40.0 < m_8 < 50.5 + 0.5 * math.log2(17)
-    assert np.isfinite(s_8) and s_8 > 1.5 * s_in
+    # ">=8" and ">=16" are one column on this design: stride 8 lands midway between the levels it saw
+    assert m_8 == pytest.approx(45.0 + 0.5 * math.log2(1 + eight.depths[0]), abs=1.0)
+    # unsure, as a level the design never used is (~1/alpha), not the 1e4-fold of its tiny penalty
+    assert 1.5 * s_in < s_8 < 100 * s_in
