@@ -24,7 +24,6 @@ import logging
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from bench._workdir import link_copy
@@ -42,15 +41,12 @@ def extra_designs(space, base, k: int) -> dict:
 def ranked(frames: list[pd.DataFrame], columns: list[str]) -> list[str]:
     """Markdown rows: each column's tau against the truth, overall and within each folder's largest
     stride group, pooled over the folders (a tau is the mean of the per-folder taus)."""
-    from ffnet_nas.predictor_check import largest_group
+    from bench.bench_predictor_features import largest_groups
     from ffnet_nas.stats import kendall_difference
 
     points = pd.concat(frames, ignore_index=True)
     g = points["folder"].to_numpy()
-    inside = np.zeros(len(points), dtype=bool)
-    for k in np.unique(g):
-        _, mask = largest_group(points["stride"].to_numpy()[g == k])
-        inside[np.flatnonzero(g == k)[mask]] = True
+    inside = largest_groups(points["stride"].to_numpy(), g)
     truth = points["truth"].to_numpy(float)
     rows = ["| ranking by | tau, all points | tau, largest stride group |", "|---|---:|---:|"]
     for column in columns:

@@ -300,20 +300,27 @@ RANKERS = {  # column -> label; higher ranks first (stride: smaller first)
 }
 
 
+def largest_groups(strides: np.ndarray, folders: np.ndarray) -> np.ndarray:
+    """A mask of the points in their folder's largest output-stride group. (Pure.)"""
+    from ffnet_nas.predictor_check import largest_group
+
+    inside = np.zeros(len(strides), dtype=bool)
+    for k in np.unique(folders):
+        _, mask = largest_group(strides[folders == k])
+        inside[np.flatnonzero(folders == k)[mask]] = True
+    return inside
+
+
 def table(points: pd.DataFrame, *, groups: np.ndarray | None) -> list[str]:
     """Markdown rows: each ranker's tau overall and within the largest stride group(s), and its paired
     differences (overall) from stride alone, first as plain tau-b (which leaves stride's tied pairs
     out), then with every ranker's ties broken at random (`ffnet_nas.stats._tau_b`): what a search
     that must choose among points of one stride could get from stride alone."""
-    from ffnet_nas.predictor_check import largest_group
     from ffnet_nas.stats import kendall_difference
 
     truth = points["truth"].to_numpy(float)
     g = np.zeros(len(points), dtype=int) if groups is None else groups
-    inside = np.zeros(len(points), dtype=bool)
-    for k in np.unique(g):  # the largest stride group of each folder
-        _, mask = largest_group(points["stride"].to_numpy()[g == k])
-        inside[np.flatnonzero(g == k)[mask]] = True
+    inside = largest_groups(points["stride"].to_numpy(), g)
     stride = points["neg_stride"].to_numpy(float)
     a, b = points["seed_a"].to_numpy(float), points["seed_b"].to_numpy(float)
     # the yardstick's own lead over stride (seed a ranking seed b, beside stride ranking seed b): how far

@@ -92,7 +92,8 @@ ROUTE_FREE_FEATURES = tuple(name for name in CHOICE_FEATURES if name not in ROUT
 # is a column it cannot tell from its neighbour's (a middle level: predicted midway between the two
 # around it) or a constant one (past the last: that level), with a wide spread either way. Why, and
 # why it was not adopted: docs/results.md, "Inside a stride group: stage depths, levels unshrunk".
-STRIDE_STEP_FEATURES = tuple(f"output_stride>={s}" for s in (8, 16, 32))
+STRIDE_STEPS = (8, 16, 32)
+STRIDE_STEP_FEATURES = tuple(f"output_stride>={s}" for s in STRIDE_STEPS)
 DEPTH_FEATURES = tuple(f"log2_depth_stage{k}" for k in range(1, 5))
 WITHIN_STRIDE_FEATURES = STRIDE_STEP_FEATURES + ROUTE_FREE_FEATURES[1:] + DEPTH_FEATURES
 UNSHRUNK = 1e-4  # a feature's share of the ridge penalty (others: 1); not 0, so collinear steps stay solvable
@@ -163,7 +164,7 @@ def design_features(arch: "Arch | str") -> np.ndarray:
     """`choice_features`, then the stride steps and stage depths: every column a choices-based
     `FEATURE_SETS` member reads (`_DESIGN_FEATURES`); no block library needed."""
     arch = resolve(arch)
-    steps = [float(arch.output_stride >= s) for s in (8, 16, 32)]
+    steps = [float(arch.output_stride >= s) for s in STRIDE_STEPS]
     depths = [math.log2(1 + d) for d in (tuple(arch.depths) + (0,) * 4)[:4]]
     return np.concatenate([choice_features(arch), steps, depths])
 
@@ -344,7 +345,7 @@ def fit_accuracy_predictor(
     # the spread's leverage treats every feature as penalised in full: a direction the design cannot
     # identify (a stride level it lacks) is then as unsure as any level it never used (~1/alpha), not
     # 1e4 times more, which would put such a point first wherever the spread is rewarded
-    inverse = np.linalg.inv(z.T @ z + best * np.diag(np.maximum(penalty, 1.0)))
+    inverse = np.linalg.inv(z.T @ z + best * np.eye(z.shape[1]))
     return AccuracyPredictor(tuple(feature_names), tuple(mean), tuple(scale), tuple(coef), float(y0), float(best),
                              validation, tuple(codes), block_nsr=block_nsr,
                              inverse_gram=tuple(tuple(float(v) for v in r) for r in inverse),
