@@ -192,6 +192,14 @@ def test_a_fit_writes_the_stage_and_the_search_lists_what_it_ranks_first(workdir
     assert stage.feature_names in ZERO_SHOT_FEATURE_SETS and stage.meta["bn_batches"] == STAGE_BN_BATCHES
     loo = pd.read_csv(ws.predictor_dir / "loo.csv")
     assert {"zero_shot_miou", "zero_shot_loo_predicted_miou"} <= set(loo.columns)
+    # the stage is fitted on recalibrated scores (STAGE_BN_BATCHES), not on the models as distilled
+    r = Resources.load(ws, val_images=VAL_IMAGES)
+    fitted = loo.set_index("code")["zero_shot_miou"]
+    recalibrated = score_point(design[0], library=ws.library_dir, val_ds=r.val_ds, val_images=VAL_IMAGES,
+                               train_ds=r.train_ds, bn_batches=STAGE_BN_BATCHES)
+    as_distilled = score_point(design[0], library=ws.library_dir, val_ds=r.val_ds, val_images=VAL_IMAGES)
+    assert STAGE_BN_BATCHES > 0 and fitted[design[0].code] == pytest.approx(recalibrated)
+    assert recalibrated != pytest.approx(as_distilled)
     reference = design[0]
     request = dict(space=space, targets=parse_targets(""), trials=12, num_classes=8, seed=0, storage=None,
                    evaluate_top=2, out_dir=ws.search_dir / "ranked")
