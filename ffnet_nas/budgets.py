@@ -121,7 +121,7 @@ class SearchBudget:
     # the best feasible points re-ranked by the expected gain over the reference before the list for
     # full evaluation is made: 0 ranks by the predicted mean alone
     rerank: int = 0
-    # what gives the re-ranking its mean and spread (ffnet_nas.zero_shot.RERANK_BY): the search's own
+    # what gives the re-ranking its mean and spread (RERANK_BY above): the search's own
     # predictor, or the zero-shot stage (one forward pass per candidate)
     rerank_by: str = "predictor"
 
@@ -253,6 +253,8 @@ BUDGETS: dict[str, Budget] = {
     # Seconds, for the end-to-end test: a tiny space and tiny images.
     "micro": _budget("micro", (32, 64), input_hw=(32, 64), teacher="stemB-basic-d1.1.1.1-w16.32.48.64-s1-upB-segB-nearest", teacher_steps=10,
                      distill_steps=3, train_images=8, distill_val=8, calibrate=2, points=4, finetune_steps=2, teacher_val=8, score_images=8,
+                     # re-ranked as quick does (the zero-shot stage), so the tests run quick's path; micro's
+                     # fine-tunes train BatchNorm and its 8 training images recalibrate one batch: no figure of it counts
                      trials=30, rerank=4, rerank_by="zero-shot", top=1, rounds=1, round_points=1, validate=2, validate_published=2, batch_size=4,
                      # two seeds (the run's own and one more) and BatchNorm recomputed on 16 crops rather than 128 run the same code as
                      # quick and full in a fraction of the time (a micro run is for the tests, not for its figures)
@@ -272,7 +274,7 @@ BUDGETS: dict[str, Budget] = {
                      train_images=128, distill_val=32, calibrate=4, points=10, finetune_steps=100, teacher_val=64, score_images=256,
                      trials=300, rerank=24, top=2, rounds=2, round_points=3,
                      # the best 24 feasible points re-ranked by the zero-shot stage (recalibrated distilled models,
-                     # one forward pass each), which ranked 32 fresh held-out points at tau 0.90 where the ridge
+                     # two forward passes each), which ranked 32 fresh held-out points at tau 0.90 where the ridge
                      # ranked them at 0.86 (docs/results.md, "The zero-shot stage on BatchNorm-recalibrated
                      # scores"); full keeps its ridge: its fine-tunes train BatchNorm, and the stage was measured
                      # against held BatchNorm only

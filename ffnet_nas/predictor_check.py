@@ -310,7 +310,7 @@ def _measure(arch: Arch, *, store: _Store, r: Resources, workspace: Workspace, c
     from ffnet_nas.data import fixed_batches
     from ffnet_nas.predictors.zero_cost import grad_norm, zico
     from ffnet_nas.training import evaluate, train
-    from ffnet_nas.zero_shot import score_point
+    from ffnet_nas.zero_shot import BN_BATCHES, score_point
 
     code, folder = arch.code, workspace.predictor_check_dir
     # the next val_images images, disjoint from the scored ones, when the split has them
@@ -327,7 +327,8 @@ def _measure(arch: Arch, *, store: _Store, r: Resources, workspace: Workspace, c
             store.put(code, "zero_shot" + few, score(model, limit=fewer_images))
     if not store.has(code, "zero_shot_bn"):
         store.put(code, "zero_shot_bn", score_point(arch, library=workspace.library_dir, val_ds=r.val_ds,
-                                                    val_images=val_images, train_ds=r.train_ds, device=device))
+                                                    val_images=val_images, train_ds=r.train_ds, bn_batches=BN_BATCHES,
+                                                    device=device))
     if not (store.has(code, "grad_norm") and store.has(code, "zico")):
         batches = fixed_batches(r.train_ds, batch_size=PROXY_BATCH_SIZE, n_batches=PROXY_BATCHES, seed=0)
         model = assemble(arch, workspace.library_dir)

@@ -39,7 +39,7 @@ def register(subparsers) -> None:
     p.add_argument("--rerank-by", choices=RERANK_BY, default=RERANK_BY[0],
                    help="the mean and spread the re-ranking uses: predictor (the search's own accuracy predictor; "
                         "default) or zero-shot (the predictor's zero-shot stage: each point's distilled model scored "
-                        "once with no fine-tuning)")
+                        "once with no fine-tuning after recalibrating its BatchNorm; the quick budget's choice)")
     p.add_argument("--reference", default=None, metavar="NAME_OR_CODE",
                    help="with --rerank: order the list by the expected gain over this point (e.g. the published "
                         "variant nearest the target), not by the predicted mean")

@@ -76,7 +76,8 @@ def reranked_text(frame, *, max_rows: int = 10) -> str:
     """The re-ranking (steps.search `rerank`, by the search's predictor or the zero-shot stage): the
     largest expected gain over the reference first."""
     by_zero_shot = bool(frame["zero_shot_miou"].notna().any())
-    lines = ["re-ranked by the zero-shot stage (the distilled model's mIoU with no fine-tuning):" if by_zero_shot else
+    lines = ["re-ranked by the zero-shot stage (the distilled model's mIoU, BatchNorm recalibrated, no fine-tuning):"
+             if by_zero_shot else
              "re-ranked by the search's predictor with its spread (the expected gain over the reference):",
              f"{'rank':>4} {'latency_ms':>10} {'search':>8} {'zero-shot':>9} {'mIoU':>6} {'+-':>5} "
              f"{'P(beats ref)':>12} {'exp. gain':>9}  code"]

@@ -229,7 +229,7 @@ def _rerank(workspace: Workspace, request: SearchRequest, result, *, progress: b
     from ffnet_nas.search import tables
     from ffnet_nas.space.arch import resolve
     from ffnet_nas.space.catalogue import variants
-    from ffnet_nas.zero_shot import rerank, rerank_by_predictor, zero_shot_scores
+    from ffnet_nas.zero_shot import STAGE_BN_BATCHES, rerank, rerank_by_predictor, zero_shot_scores
 
     log = logging.getLogger(__name__)
     folder = request.predictor_dir or workspace.predictor_dir
@@ -238,7 +238,15 @@ def _rerank(workspace: Workspace, request: SearchRequest, result, *, progress: b
     excluded = {v.arch.code for v in variants()} | ({reference.code} if reference else set())
     ranked = [r for r in tables.top_k(result.extra["rows"], result.pareto.to_dict("records"), len(result.extra["rows"]))
               if r["code"] not in excluded][:request.rerank]
-    if request.rerank_by == "predictor":
+    stage = load_zero_shot_predictor(folder) if request.rerank_by == "zero-shot" else None
+    # a stage fitted before it recalibrated: on held-out points its raw scores ranked below the ridge
+    # (docs/results.md), so the ridge's mean and spread are the better of the two at hand
+    stale = stage is not None and int(stage.meta.get("bn_batches", 0)) != STAGE_BN_BATCHES
+    if stale:
+        log.info("  the zero-shot stage in %s was fitted on scores with BatchNorm recalibrated on %s batches, not %d "
+                 "(an older fit): re-ranked by the search's predictor instead; 'ffnet-nas fit-predictor --refit-only' "
+                 "refits it", folder, stage.meta.get("bn_batches", 0), STAGE_BN_BATCHES)
+    if request.rerank_by == "predictor" or stale:
         predictor = load_accuracy_predictor(folder)
         if predictor is None:  # objectives handed in without a fitted file have no spread
             log.info("  no fitted accuracy predictor in %s: the list is ranked by the search's predicted mean", folder)
@@ -247,7 +255,6 @@ def _rerank(workspace: Workspace, request: SearchRequest, result, *, progress: b
         log.info("  re-ranked %d candidates by the search's predictor and its spread (LOO Kendall tau %.2f)",
                  len(frame), predictor.validation.kendall_tau)
         return frame
-    stage = load_zero_shot_predictor(folder)
     if stage is None:
         log.info("  no zero-shot stage in %s: the list is ranked by the search's predicted mean", folder)
         return None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import math
 
 import numpy as np
@@ -16,6 +18,7 @@ from ffnet_nas.fit_predictor import choose_by_loo_rank, fit_from_table, zero_sho
 from ffnet_nas.predictors.accuracy import (ZERO_SHOT_FEATURE_SETS, ZERO_SHOT_FEATURES, ZERO_SHOT_FILE,
                                            AccuracyPredictor, Validation, fit_accuracy_predictor, zero_shot_features)
 from ffnet_nas.predictors.load import load_zero_shot_predictor
+from ffnet_nas.space.arch import resolve
 from ffnet_nas.space.searchspace import from_dict, get_space
 from ffnet_nas.space.errors import InvalidInput
 from ffnet_nas.stats import expected_gain, probability_greater
@@ -175,13 +178,18 @@ def test_zero_shot_scores_are_the_assembled_models_miou_cached_by_what_they_depe
     assert len(table) == 3 and table["signature"].nunique() == 3
     # recalibrated BatchNorm: its own signature, and the score of score_point
     recal = zero_shot_scores(design[:1], workspace=ws, val_ds=r.val_ds, val_images=VAL_IMAGES, data_key=key,
-                             train_ds=r.train_ds, progress=False)
+                             train_ds=r.train_ds, bn_batches=BN_BATCHES, progress=False)
     direct = score_point(design[0], library=ws.library_dir, val_ds=r.val_ds, val_images=VAL_IMAGES,
                          train_ds=r.train_ds, bn_batches=BN_BATCHES)
     assert recal[design[0].code] == pytest.approx(direct) and len(pd.read_csv(ws.zero_shot_path)) == 4
+    # recalibration asked for without the images to do it: refused, not quietly scored as distilled
+    with pytest.raises(ValueError, match="bn_batches=8: recalibrating BatchNorm needs train_ds"):
+        zero_shot_scores(design[2:3], workspace=ws, val_ds=r.val_ds, val_images=VAL_IMAGES, data_key=key,
+                         bn_batches=BN_BATCHES, progress=False)
+    assert len(pd.read_csv(ws.zero_shot_path)) == 4
 
 
-def test_a_fit_writes_the_stage_and_the_search_lists_what_it_ranks_first(workdir):
+def test_a_fit_writes_the_stage_and_the_search_lists_what_it_ranks_first(workdir, caplog):
     from ffnet_nas import steps
     from ffnet_nas.search.targets import parse_targets
 
@@ -214,6 +222,10 @@ def test_a_fit_writes_the_stage_and_the_search_lists_what_it_ranks_first(workdir
     scored = set(pd.read_csv(ws.zero_shot_path)["code"])
     assert set(frame["code"]) | {reference.code} <= scored
     assert frame["zero_shot_miou"].notna().all()
+    first = frame["code"][0]
+    assert frame["zero_shot_miou"][0] == pytest.approx(score_point(
+        resolve(first), library=ws.library_dir, val_ds=r.val_ds, val_images=VAL_IMAGES, train_ds=r.train_ds,
+        bn_batches=STAGE_BN_BATCHES))  # scored as the stage was fitted: recalibrated
     # the default: the search's own predictor re-ranks, with no forward pass
     before = ws.zero_shot_path.read_bytes()
     own = steps.search(workspace=ws, progress=False, request=steps.SearchRequest(
@@ -223,6 +235,18 @@ def test_a_fit_writes_the_stage_and_the_search_lists_what_it_ranks_first(workdir
     off = steps.search(workspace=ws, progress=False,
                        request=steps.SearchRequest(**{**request, "out_dir": ws.search_dir / "plain"}, rerank=0))
     assert off.reranked is None and "reranked" not in off.paths
+    # a stage fitted before the stage recalibrated (meta bn_batches 0) is not used on raw scores: the
+    # predictor re-ranks instead, and the log says how to refit
+    path = ws.predictor_dir / ZERO_SHOT_FILE
+    fresh = path.read_bytes()
+    dataclasses.replace(stage, meta={**stage.meta, "bn_batches": 0}).save(path)
+    with caplog.at_level(logging.INFO, logger="ffnet_nas.steps.explore"):
+        old = steps.search(workspace=ws, progress=False, request=steps.SearchRequest(
+            **{**request, "out_dir": ws.search_dir / "old"}, rerank=6, rerank_by="zero-shot", reference=reference.code))
+    path.write_bytes(fresh)
+    assert old.reranked["zero_shot_miou"].isna().all()
+    assert list(old.reranked["code"]) == list(own.reranked["code"])
+    assert "an older fit" in caplog.text and "fit-predictor --refit-only" in caplog.text
     with pytest.raises(InvalidInput, match="--rerank-by 'oracle': expected one of predictor, zero-shot"):
         steps.SearchRequest(**request, rerank=6, rerank_by="oracle")
     # a space whose blocks the library lacks: refused before any trial (the choices ridge would score its points)
