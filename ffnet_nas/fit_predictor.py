@@ -7,7 +7,7 @@ Training data: every row of `evaluated.csv` with distilled initialisation whose 
 in the library (so the predictor refits on everything evaluated so far, not only the N picked
 now). Writes the predictor (`PREDICTOR_FILE`) and its leave-one-out table (`LOO_FILE`: measured
 vs leave-one-out predicted mIoU per point, for the report) into the folder it is given, and the
-zero-shot stage (`ZERO_SHOT_FILE`: the same points' mIoU with no fine-tuning, `ffnet_nas.zero_shot`,
+zero-shot stage (`ZERO_SHOT_FILE`: the same points' recalibrated mIoU with no fine-tuning, `ffnet_nas.zero_shot`,
 scored on the images their fine-tuned mIoU was, plus the output stride) beside it.
 """
 

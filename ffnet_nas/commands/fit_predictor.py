@@ -83,8 +83,9 @@ def run(args: argparse.Namespace) -> int:
     stage = load_zero_shot_predictor(fitted.folder)
     if stage is not None:
         z = stage.validation
+        recalibrated = f", BatchNorm recalibrated on {stage.meta['bn_batches']} batches" if stage.meta.get("bn_batches") else ""
         print(f"zero-shot stage (ridge on {', '.join(stage.feature_names)}: the distilled model's mIoU with no "
-              f"fine-tuning{' and the output stride' if len(stage.feature_names) > 1 else ''}): leave-one-out "
+              f"fine-tuning{recalibrated}{' and the output stride' if len(stage.feature_names) > 1 else ''}): leave-one-out "
               f"Kendall tau {z.kendall_tau:.3f}, Spearman {z.spearman:.3f}, mean abs error {z.mae:.2f} mIoU "
               f"-> {fitted.folder / ZERO_SHOT_FILE}")
     print(f"wrote {fitted.folder / PREDICTOR_FILE} and {fitted.folder / LOO_FILE}")
