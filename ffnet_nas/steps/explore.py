@@ -241,11 +241,11 @@ def _rerank(workspace: Workspace, request: SearchRequest, result, *, progress: b
     stage = load_zero_shot_predictor(folder) if request.rerank_by == "zero-shot" else None
     # a stage fitted before it recalibrated: on held-out points its raw scores ranked below the ridge
     # (docs/results.md), so the ridge's mean and spread are the better of the two at hand
-    stale = stage is not None and int(stage.meta.get("bn_batches", 0)) != STAGE_BN_BATCHES
+    stale = stage is not None and STAGE_BN_BATCHES > 0 and not int(stage.meta.get("bn_batches", 0))
     if stale:
-        log.info("  the zero-shot stage in %s was fitted on scores with BatchNorm recalibrated on %s batches, not %d "
-                 "(an older fit): re-ranked by the search's predictor instead; 'ffnet-nas fit-predictor --refit-only' "
-                 "refits it", folder, stage.meta.get("bn_batches", 0), STAGE_BN_BATCHES)
+        log.info("  the zero-shot stage in %s was fitted on scores without BatchNorm recalibration (an older fit): "
+                 "re-ranked by the search's predictor instead; refit that folder's stage (the workdir's own: "
+                 "'ffnet-nas fit-predictor --refit-only')", folder)
     if request.rerank_by == "predictor" or stale:
         predictor = load_accuracy_predictor(folder)
         if predictor is None:  # objectives handed in without a fitted file have no spread

@@ -183,7 +183,7 @@ def test_zero_shot_scores_are_the_assembled_models_miou_cached_by_what_they_depe
                          train_ds=r.train_ds, bn_batches=BN_BATCHES)
     assert recal[design[0].code] == pytest.approx(direct) and len(pd.read_csv(ws.zero_shot_path)) == 4
     # recalibration asked for without the images to do it: refused, not quietly scored as distilled
-    with pytest.raises(ValueError, match="bn_batches=8: recalibrating BatchNorm needs train_ds"):
+    with pytest.raises(ValueError, match=f"bn_batches={BN_BATCHES}: recalibrating BatchNorm needs train_ds"):
         zero_shot_scores(design[2:3], workspace=ws, val_ds=r.val_ds, val_images=VAL_IMAGES, data_key=key,
                          bn_batches=BN_BATCHES, progress=False)
     assert len(pd.read_csv(ws.zero_shot_path)) == 4
@@ -240,13 +240,15 @@ def test_a_fit_writes_the_stage_and_the_search_lists_what_it_ranks_first(workdir
     path = ws.predictor_dir / ZERO_SHOT_FILE
     fresh = path.read_bytes()
     dataclasses.replace(stage, meta={**stage.meta, "bn_batches": 0}).save(path)
-    with caplog.at_level(logging.INFO, logger="ffnet_nas.steps.explore"):
-        old = steps.search(workspace=ws, progress=False, request=steps.SearchRequest(
-            **{**request, "out_dir": ws.search_dir / "old"}, rerank=6, rerank_by="zero-shot", reference=reference.code))
-    path.write_bytes(fresh)
+    try:
+        with caplog.at_level(logging.INFO, logger="ffnet_nas.steps.explore"):
+            old = steps.search(workspace=ws, progress=False, request=steps.SearchRequest(
+                **{**request, "out_dir": ws.search_dir / "old"}, rerank=6, rerank_by="zero-shot", reference=reference.code))
+    finally:
+        path.write_bytes(fresh)
     assert old.reranked["zero_shot_miou"].isna().all()
     assert list(old.reranked["code"]) == list(own.reranked["code"])
-    assert "an older fit" in caplog.text and "fit-predictor --refit-only" in caplog.text
+    assert "without BatchNorm recalibration (an older fit)" in caplog.text and "fit-predictor --refit-only" in caplog.text
     with pytest.raises(InvalidInput, match="--rerank-by 'oracle': expected one of predictor, zero-shot"):
         steps.SearchRequest(**request, rerank=6, rerank_by="oracle")
     # a space whose blocks the library lacks: refused before any trial (the choices ridge would score its points)
