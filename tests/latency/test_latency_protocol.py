@@ -1,5 +1,6 @@
 """Timing protocol: device/dtype checks, estimators, the repeat-until-stable loop."""
 
+import json
 import time
 
 import pytest
@@ -139,7 +140,7 @@ def test_steady_allocator_removes_page_faults_from_repeated_runs():
     if platform.system() != "Linux":
         pytest.skip("glibc only")
     script = """
-import contextlib, resource, sys, torch
+import contextlib, json, resource, sys, torch
 from ffnet_nas.predictors.latency.protocol import measurement_context, steady_allocator
 steady = sys.argv[1] == "steady"
 if steady and not steady_allocator():
@@ -148,23 +149,29 @@ x = torch.randn(10_500_000)  # 42 MB: above glibc's largest mmap threshold (32 M
 with measurement_context("cpu", 1) if steady else contextlib.nullcontext():
     for _ in range(3):
         x + 1
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    for _ in range(5):
+    faults = []
+    for _ in range(15):
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         x + 1  # with the default allocator: a fresh mmap and ~10,000 page faults per run
-    print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before, x.numel() * 4 // 4096)
+        faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+    print(json.dumps({"faults": faults, "pages": x.numel() * 4 // 4096}))
 """
 
-    def faults(mode: str) -> list[str]:
-        return subprocess.run([sys.executable, "-c", script, mode], check=False, capture_output=True, text=True,
-                              timeout=120).stdout.split()
+    def faults(mode: str) -> dict | str:
+        out = subprocess.run([sys.executable, "-c", script, mode], check=False, capture_output=True, text=True,
+                             timeout=120).stdout.strip()
+        return out if out == "skip" else json.loads(out)
 
-    out = faults("steady")
-    if out == ["skip"]:
+    steady = faults("steady")
+    if steady == "skip":
         pytest.skip("glibc only")
-    steady, pages = int(out[0]), int(out[1])
-    default = int(faults("default")[0])
-    # Default glibc: a fresh mmap per run, 5 x ~10,250 faults. Steady: the block is reused; what is
-    # left (measured 0 to ~2 x pages: the kernel's proactive reclaim, DAMON here, takes idle pages
-    # back and they fault in again) stays well below the default's count, measured beside it.
-    assert default >= 4 * pages, (default, pages)  # the default really maps afresh each run
-    assert steady < 0.6 * default, (steady, default, pages)
+    default = faults("default")
+    pages = steady["pages"]
+    # Per run, not summed: the default allocator maps the result afresh, so every run faults in all
+    # its pages. The steady one reuses the block, so a run faults nothing, except that now and then
+    # the whole block faults in again (the kernel's proactive reclaim, DAMON here, takes idle pages
+    # back: seen in 2 of 10 runs on a quiet machine and 3 of 5 under a loaded one, which failed a
+    # summed bound). So: every default run faults; at least a third of the steady runs do not.
+    assert all(f >= 0.9 * pages for f in default["faults"]), (default, pages)
+    quiet = sum(f < 0.5 * pages for f in steady["faults"])
+    assert quiet >= len(steady["faults"]) / 3, steady
