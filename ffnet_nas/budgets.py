@@ -266,7 +266,9 @@ BUDGETS: dict[str, Budget] = {
     # within 15 minutes"). With the strongest published rival named and chased (evaluate.rivals,
     # evaluate.chase_rival) a fresh run took 1351 s there: one refine round, +4.0 mIoU found. With the
     # teacher's targets remembered across fine-tunes (ffnet_nas.soft_targets) the next took 1132 s (no round);
-    # with the rival's win check and the chase margin, 1306 s (one round).
+    # with the rival's win check and the chase margin, 1306 s (one round). On 2026-12-07, with F2/256 and the
+    # zero-shot re-ranking, 1811 s on a machine as fast as those; the teacher, library, design and the verdict's
+    # 3-seed check alone need about 1030 s there ("The quick run's 15 minutes: where the time goes").
     # It deploys at its training size, 64x128, not the paper's 512x1024: the latency step took 22 s
     # at 64x128 in the README's run, and 512x1024 has 64x the pixels (~20 min of timing on this
     # 2-core CPU), which alone would overrun the 15 minutes. --input-size 512x1024 deploys there.
@@ -276,8 +278,9 @@ BUDGETS: dict[str, Budget] = {
                      # the best 24 feasible points re-ranked by the zero-shot stage (recalibrated distilled models,
                      # two forward passes each), which ranked 32 fresh held-out points at tau 0.90 where the ridge
                      # ranked them at 0.86 (docs/results.md, "The zero-shot stage on BatchNorm-recalibrated
-                     # scores"); full keeps its ridge: its fine-tunes train BatchNorm, and the stage was measured
-                     # against held BatchNorm only
+                     # scores"); on a second generated data set (synthetic:1) it only tied the ridge (0.76 vs 0.75),
+                     # under stride alone's 0.82 ("Z on a fresh teacher and library"), so it stays, as declared; full
+                     # keeps its ridge: its fine-tunes train BatchNorm, and the stage was measured against held BatchNorm only
                      rerank_by="zero-shot",
                      # 2 random + 8 published networks, 2 passes each: 164 s of timing on a 2-core VM under a load
                      # of ~6 (2026-12-02; every timing 5-10x its quiet value), so well under that on a quiet one
