@@ -267,8 +267,8 @@ BUDGETS: dict[str, Budget] = {
     # evaluate.chase_rival) a fresh run took 1351 s there: one refine round, +4.0 mIoU found. With the
     # teacher's targets remembered across fine-tunes (ffnet_nas.soft_targets) the next took 1132 s (no round);
     # with the rival's win check and the chase margin, 1306 s (one round). On 2026-12-07, with F2/256 and the
-    # zero-shot re-ranking, 1811 s on a machine as fast as those; the teacher, library, design and the verdict's
-    # 3-seed check alone need about 1030 s there ("The quick run's 15 minutes: where the time goes").
+    # zero-shot re-ranking, 1811 s on a machine as fast as those; the teacher, library, latency table, design and the
+    # verdict's 3-seed check alone need about 1030 s there ("The quick run's 15 minutes: where the time goes").
     # It deploys at its training size, 64x128, not the paper's 512x1024: the latency step took 22 s
     # at 64x128 in the README's run, and 512x1024 has 64x the pixels (~20 min of timing on this
     # 2-core CPU), which alone would overrun the 15 minutes. --input-size 512x1024 deploys there.
