@@ -278,8 +278,9 @@ BUDGETS: dict[str, Budget] = {
                      # the best 24 feasible points re-ranked by the zero-shot stage (recalibrated distilled models,
                      # two forward passes each), which ranked 32 fresh held-out points at tau 0.90 where the ridge
                      # ranked them at 0.86 (docs/results.md, "The zero-shot stage on BatchNorm-recalibrated
-                     # scores"); on a second generated data set (synthetic:1) it only tied the ridge (0.76 vs 0.75),
-                     # under stride alone's 0.82 ("Z on a fresh teacher and library"), so it stays, as declared; full
+                     # scores"); on a second and third generated data set it only tied or led the ridge (0.76 vs 0.75,
+                     # 0.78 vs 0.73), under stride alone's 0.82 and 0.79 ("Z on a fresh teacher and library", "Z on a
+                     # third data set"), so it stays, as declared; full
                      # keeps its ridge: its fine-tunes train BatchNorm, and the stage was measured against held BatchNorm only
                      rerank_by="zero-shot",
                      # 2 random + 8 published networks, 2 passes each: 164 s of timing on a 2-core VM under a load
