@@ -117,7 +117,7 @@ def fit_from_table(workspace: Workspace, *, out_dir: str | Path | None = None, v
     out_dir = Path(out_dir) if out_dir is not None else workspace.predictor_dir
     archs = [a for a, _ in usable]
     # the stage scores on the fine-tunes' own images (quick: 256): on 80 held-out points the first 64 ranked
-    # lower (-0.03 [-0.09, +0.01] overall, -0.13 [-0.28, -0.02] inside a stride group) for 1.9x less time
+    # lower (-0.03 [-0.09, +0.01] overall, -0.13 [-0.28, -0.02] inside a stride group) while running 1.9x faster
     # (docs/results.md, "Z on fewer images")
     stage = fit_zero_shot_stage(workspace, archs, y, val_images=val_images, score_at=score_at, device=device,
                                 progress=progress, lut=lut)
