@@ -334,6 +334,38 @@ def test_the_check_refuses_what_it_cannot_measure(workdir, tmp_path):
         check_predictor(workspace=Workspace(tmp_path / "empty"), k=4, **args)
 
 
+def test_the_image_count_bench_rescores_the_checks_z_exactly_scores_the_first_images_and_resumes(workdir, capsys):
+    """bench/bench_zero_shot_images.py on this module's check (measured here when no test before did)."""
+    from bench import bench_zero_shot_images as bench
+    from ffnet_nas.evaluate import Resources
+    from ffnet_nas.predictor_check import latest_predictor_dir
+    from ffnet_nas.space import Arch
+    from ffnet_nas.zero_shot import STAGE_BN_BATCHES, score_point
+
+    ws, space = workdir
+    check_predictor(workspace=ws, space=space, k=4, config=CONFIG, val_images=VAL_IMAGES, short_steps=1, progress=False)
+    points = bench.measure(ws.root, fewer=2)
+    assert len(points) == 4
+    # all the images: the check's stored score, to the bit (measure refuses a drift)
+    assert (points["z_full"] == points["zero_shot_bn"]).all()
+    # the first 2: what the zero-shot stage itself scores on 2 images
+    r = Resources.load(ws, predictor_dir=latest_predictor_dir(ws), val_images=VAL_IMAGES)
+    direct = score_point(Arch.parse(points["code"].iloc[0]), library=ws.library_dir, val_ds=r.val_ds, val_images=2,
+                         train_ds=r.train_ds, bn_batches=STAGE_BN_BATCHES)
+    assert points["z_fewer"].iloc[0] == direct
+    assert (points["s_full"] > 0).all() and (points["s_fewer"] > 0).all()
+    kept = pd.read_csv(ws.predictor_check_dir / bench.FILE)
+    assert len(kept) == 8 and set(kept["images"]) == {2, VAL_IMAGES}
+    # resume: nothing scored again, the same seconds read back
+    again = bench.measure(ws.root, fewer=2)
+    assert list(again["s_full"]) == list(points["s_full"])
+    bench.main([str(ws.root), str(ws.root), "--images", "2"])
+    out = capsys.readouterr().out
+    assert out.count("| fewer minus all (paired) |") == 3 and "pooled over 2 checks" in out
+    with pytest.raises(SystemExit, match=f"--images {VAL_IMAGES}: expected fewer than the {VAL_IMAGES} images"):
+        bench.measure(ws.root, fewer=VAL_IMAGES)
+
+
 def test_the_re_ranked_points_that_were_evaluated_are_the_stages_out_of_sample_record(tmp_path):
     from ffnet_nas.predictor_check import _staged_record
 
