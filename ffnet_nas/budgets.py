@@ -280,8 +280,8 @@ BUDGETS: dict[str, Budget] = {
                      # ranked them at 0.86 (docs/results.md, "The zero-shot stage on BatchNorm-recalibrated
                      # scores"); on a second and third generated data set it only tied or led the ridge (0.76 vs 0.75,
                      # 0.78 vs 0.73), under stride alone's 0.82 and 0.79 ("Z on a fresh teacher and library", "Z on a
-                     # third data set"), so it stays, as declared; full
-                     # keeps its ridge: its fine-tunes train BatchNorm, and the stage was measured against held BatchNorm only
+                     # third data set"), so it stays, as declared; full keeps its ridge: its fine-tunes train
+                     # BatchNorm, and the stage was measured against held BatchNorm only
                      rerank_by="zero-shot",
                      # 2 random + 8 published networks, 2 passes each: 164 s of timing on a 2-core VM under a load
                      # of ~6 (2026-12-02; every timing 5-10x its quiet value), so well under that on a quiet one
