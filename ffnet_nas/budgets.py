@@ -159,10 +159,15 @@ class EvaluateBudget:
     # win checks was 0.79, 0.81, 0.90 and 1.27 mIoU (docs/results.md); q8 stopped its chase on +0.23,
     # which three seeds then showed to be a tie
     chase_margin: float = 1.0
+    # ... and ends once a round raised the best find by less than the rival's lead still left
+    # (ffnet_nas.refine.stalled): in the three quick runs of 2026-12-07 the second round raised the
+    # best find by +0.02, 0 and 0 mIoU at about 190-220 s each; this would have skipped two of them
+    stop_stalled_chase: bool = True
 
     def __post_init__(self) -> None:
         _need(self, "check_win", isinstance(self.check_win, bool), "true or false")
         _need(self, "chase_rival", isinstance(self.chase_rival, bool), "true or false")
+        _need(self, "stop_stalled_chase", isinstance(self.stop_stalled_chase, bool), "true or false")
         _need(self, "chase_margin", isinstance(self.chase_margin, (int, float)) and not isinstance(self.chase_margin, bool)
               and math.isfinite(self.chase_margin) and self.chase_margin >= 0, "a number of mIoU >= 0")
         _need(self, "check_seeds", isinstance(self.check_seeds, int) and not isinstance(self.check_seeds, bool)

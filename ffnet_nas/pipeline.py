@@ -294,6 +294,7 @@ def _evaluate(ctx, summary: RunSummary, *, found, targets, table, published: dic
         rounds = refine(workspace=ws, progress=ctx.progress, request=RefineRequest(
             space=ctx.space, targets=targets, reference=ref_arch, reference_ms=published_ms[summary.reference],
             rival=published[rival] if rival else None, rival_margin=b.chase_margin,
+            stop_stalled=b.stop_stalled_chase,
             candidates=tuple(top), rounds=b.rounds, points=b.round_points, trials=ctx.budget.search.trials,
             seed=ctx.budget.search.seed, num_classes=ctx.num_classes, lut=lut, device=ctx.device,
             rerank=ctx.budget.search.rerank, rerank_by=ctx.budget.search.rerank_by,

@@ -1,16 +1,19 @@
 """Refine rounds (refit on evaluated points, search again, evaluate new challengers) on a micro workdir."""
 
+import shutil
+
 import pandas as pd
 import pytest
 
 from ffnet_nas.budgets import finetune_config
 from ffnet_nas.evaluate import evaluate_points, read_evaluated
 from ffnet_nas.fit_predictor import fit_from_table
-from ffnet_nas.refine import RefineRequest, beats, best_candidate, challengers, refine
+from ffnet_nas.refine import RefineRequest, beats, best_candidate, challengers, refine, stalled
 from ffnet_nas.search.targets import parse_targets
 from ffnet_nas.predictors.accuracy import AccuracyPredictor
 from ffnet_nas.space import Arch
 from ffnet_nas.space.searchspace import from_dict
+from ffnet_nas.workspace import Workspace
 from tests.helpers.micro import TINY_SPACE, micro_workdir
 
 HW = (32, 64)
@@ -48,6 +51,24 @@ def test_challengers_are_the_most_accurate_clearly_faster_unpublished_points():
     assert challengers(rows, 10.0, k=2, exclude=["b"]) == ["a"]
     assert challengers(rows, 4.0, k=2) == []
     assert challengers(rows.drop(columns="published"), 10.0, k=1) == ["e"]
+
+
+def test_a_stalled_chase_is_judged_on_the_best_find_that_beats_the_reference():
+    ref, rival = Arch.from_name("segmentation_ffnet54S_BBB_mobile_pre_down"), Arch.from_name("segmentation_ffnet40S_BCC_mobile")
+    request = RefineRequest(space=None, targets=(), reference=ref, reference_ms=26.0, candidates=(), finetune=CONFIG,
+                            val_images=None, rounds=3, points=3, trials=1, num_classes=8, rival=rival, rival_margin=1.0,
+                            stop_stalled=True)
+    rows = {ref.code: row(38.0, 26.0), rival.code: row(46.0, 19.0), "a": row(46.4, 20.0), "slow": row(47.5, 27.0),
+            "b": row(46.5, 24.0), "c": row(46.9, 24.0)}
+    # round 1 made "b": +0.1 over "a", with 0.5 still to go (the slower "slow" beats nothing, so it is no find)
+    why = stalled(rows, request, finds=["a", "slow", "b"], last=["b"])
+    assert why.startswith("raised the best find by +0.10 mIoU (46.40 -> 46.50), less than the 0.50 still needed")
+    assert "segmentation_ffnet40S_BCC_mobile (46.00) by 1" in why
+    # "c": +0.5 closes at least what is left (0.1): the chase goes on
+    assert stalled(rows, request, finds=["a", "c"], last=["c"]) is None
+    # the first find to beat the reference is progress, whatever its margin; no rival, nothing to stall
+    assert stalled(rows, request, finds=["slow", "b"], last=["b"]) is None
+    assert stalled(rows, RefineRequest(**{**request.__dict__, "rival": None}), finds=["a", "b"], last=["b"]) is None
 
 
 @pytest.fixture(scope="module")
@@ -157,6 +178,32 @@ def test_refine_stops_when_the_reference_is_already_beaten(workdir, monkeypatch)
     assert _refine(ws, space, Arch.parse(weakest["code"]), rounds=3, rival_margin=0.3, **chase) == []
     assert [r.index for r in _refine(ws, space, Arch.parse(weakest["code"]), rounds=3, rival_margin=0.5, **chase)] \
         == [1, 2, 3]
+
+
+def test_a_stalled_chase_stops_and_a_resume_keeps_the_rounds_it_had(workdir, tmp_path):
+    root = tmp_path / "copy"
+    shutil.copytree(workdir[0].root, root)
+    ws, space = Workspace(root), workdir[1]
+    for folder in [*ws.search_dir.glob("round*"), *ws.predictor_dir.glob("round*")]:
+        shutil.rmtree(folder)  # the rounds other tests ran: listed rounds are read back, not decided
+    frame = read_evaluated(ws.evaluated_path)
+    ranked = frame[frame["init"] == "distilled"].sort_values("measured_miou")
+    weakest, rival = ranked.iloc[0]["code"], ranked.iloc[-1]["code"]
+    frame.loc[frame["code"] == weakest, ["measured_miou", "measured_latency_ms"]] = [-1.0, 1e9]
+    frame.loc[frame["code"] == rival, "measured_miou"] = 101.0  # no round can close that lead
+    frame.to_csv(ws.evaluated_path, index=False)
+    chase = dict(candidates=[c for c in ranked["code"] if c not in (weakest, rival)], rival=Arch.parse(rival))
+    reference = Arch.parse(weakest)
+
+    rounds = _refine(ws, space, reference, rounds=3, stop_stalled=True, **chase)
+    assert [r.index for r in rounds] == [1] and "still needed to out-score" in rounds[0].stopped
+    text = ws.evaluated_path.read_text()
+    assert _refine(ws, space, reference, rounds=3, stop_stalled=True, **chase) == rounds  # the same decision again
+    assert ws.evaluated_path.read_text() == text
+    # a second round run without the rule is kept when the rule is back: only the round after it is decided
+    assert [r.index for r in _refine(ws, space, reference, rounds=2, **chase)] == [1, 2]
+    again = _refine(ws, space, reference, rounds=3, stop_stalled=True, **chase)
+    assert [r.index for r in again] == [1, 2] and again[0].stopped is None and again[1].stopped
 
 
 def test_challengers_margin_can_be_relaxed():

@@ -204,6 +204,9 @@ def test_closing_lines_give_verdict_held_out_check_and_rounds():
     assert "45.82 vs 46.00, NOT more accurate there too" in text
     assert "refine rounds: 1, 3 more point(s) evaluated; last predictor fitted on 15 points" in text
     assert "published variants within the target" not in text  # a summary from before the rivals line
+    assert "chase stopped" not in text  # a summary from before stalled chases stopped
+    stopped = dataclasses.replace(summary, rounds=[{**summary.rounds[0], "stopped": "raised the best find by +0.10"}])
+    assert "the rival chase stopped after round 1: it raised the best find by +0.10" in "\n".join(describe(stopped))
     summary = dataclasses.replace(summary, beats_reference=False, held_out_confirms=None, rounds=[])
     text = "\n".join(describe(summary))
     assert "same device and data): no" in text and "held-out" not in text and "refine rounds" not in text
