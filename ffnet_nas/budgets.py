@@ -159,9 +159,10 @@ class EvaluateBudget:
     # win checks was 0.79, 0.81, 0.90 and 1.27 mIoU (docs/results.md); q8 stopped its chase on +0.23,
     # which three seeds then showed to be a tie
     chase_margin: float = 1.0
-    # ... and ends once a round raised the best find by less than the rival's lead still left
+    # ... and ends when, at a round's pace, the rounds left could not close what the best find lacks
     # (ffnet_nas.refine.stalled): in the three quick runs of 2026-12-07 the second round raised the
-    # best find by +0.02, 0 and 0 mIoU at about 190-220 s each; this would have skipped two of them
+    # best find by +0.02, 0 and 0 mIoU (118, 129 and 99 s of fine-tunes; synthetic:2's round took 192 s
+    # in all); this would have skipped two of them
     stop_stalled_chase: bool = True
 
     def __post_init__(self) -> None:

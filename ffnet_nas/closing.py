@@ -77,7 +77,8 @@ def describe(summary: RunSummary) -> list[str]:
         lines.append(f"refine rounds: {len(summary.rounds)}, {n} more point(s) evaluated; last predictor fitted on "
                      f"{last['fitted_on']} points (LOO Kendall tau {tau})")
         if last.get("stopped"):  # (a summary written before stalled chases stopped has no such key)
-            lines.append(f"the rival chase stopped after round {last['index']}: it {last['stopped']}")
+            lines.append(f"the rival chase stopped after round {last['index']}: it {last['stopped']} "
+                         "(evaluate.stop_stalled_chase: false runs them)")
     lines.append("time per step (s): " + ", ".join(f"{k} {v}" for k, v in summary.seconds.items()))
     lines += [f"wrote {k}: {v}" for k, v in summary.files.items()]
     return lines

@@ -20,14 +20,14 @@ not a win), and each round re-ranks its candidates by the expected gain over the
 challengers are picked as for the reference (predicted faster than it), so the point that stops
 the rounds is one the verdict can take as its best.
 
-A stalled chase stops early (`stop_stalled`): once a find beats the reference, a round that raised
-the best such find by less than the rival's lead still left (its mIoU plus the margin, minus the
-best find's) ends the rounds. A round that closed less than what remains is rarely followed by one
-that closes all of it: in the three quick runs of 2026-12-07 the second round raised the best
-find by +0.02, 0 and 0 mIoU, and this rule would have skipped it in the two where round 1 had
-raised it by +0.34 with 0.64 still to go and by 0 with 0.69 (docs/results.md, "A stalled chase
-stops"). A round whose list an earlier run wrote is finished, not decided again, so a resumed
-workdir keeps the rounds it had.
+A stalled chase stops early (`stop_stalled`): once a find beats the reference, a round ends the
+rounds when, at its pace, the rounds left would not close what the best such find still lacks to
+out-score the rival by the margin (the round raised it by less than that shortfall divided by the
+rounds left). In the three quick runs of 2026-12-07 (two rounds each) the second round raised the
+best find by +0.02, 0 and 0 mIoU; this rule would have skipped it in the two where round 1 had
+raised it by +0.34 with 0.64 still lacking and by 0 with 0.69 (docs/results.md, "A stalled chase
+stops"). Two cases, one budget: a rule to keep checking, not a law. A round whose list an earlier
+run wrote is finished, not decided again, so a resumed workdir keeps the rounds it had.
 
 A round calls the same step functions as `fit-predictor`, `search` and `evaluate`
 (`ffnet_nas.steps`): nothing of predictor -> search -> evaluate is copied here.
@@ -64,7 +64,7 @@ class Round:
     fitted_on: int  # evaluated points it was fitted on
     kendall_tau: float | None  # its leave-one-out rank correlation (None: undefined)
     points: tuple[str, ...]  # codes this round evaluated
-    # why the rounds stopped after this one though the rival was not out-scored (`stalled`); None: they did not stop here
+    # why the rounds stopped after this one, short of the budget's and the rival not out-scored (`stalled`); None: they did not
     stopped: str | None = None
 
 
@@ -122,7 +122,7 @@ class RefineRequest:
     precision: str = "fp32"  # "int8": points scored, fitted on and judged by their INT8 mIoU (an INT8 table)
     rival: Arch | None = None  # a published variant a find must also out-score (already evaluated; module docstring)
     rival_margin: float = 0.0  # by more than this many mIoU (EvaluateBudget.chase_margin)
-    stop_stalled: bool = False  # a round that closed less of the rival's lead than remains ends the chase (module docstring)
+    stop_stalled: bool = False  # end the rival chase when, at a round's pace, the rounds left cannot close it (module docstring)
 
 
 def refine(*, workspace: Workspace, request: RefineRequest, progress: bool = True) -> list[Round]:
@@ -146,7 +146,8 @@ def refine(*, workspace: Workspace, request: RefineRequest, progress: bool = Tru
                for c in finds if c in rows and c != request.reference.code):
             break
         if done and request.stop_stalled and not workspace.round_to_evaluate_path(index).exists():
-            why = stalled(rows, request, finds=finds, last=done[-1].points, accuracy=accuracy)
+            why = stalled(rows, request, finds=finds, last=done[-1].points, rounds_left=request.rounds - index + 1,
+                          accuracy=accuracy)
             if why is not None:
                 logger.info("  round %d %s: the chase stops", done[-1].index, why)
                 done[-1] = dataclasses.replace(done[-1], stopped=why)
@@ -159,32 +160,38 @@ def refine(*, workspace: Workspace, request: RefineRequest, progress: bool = Tru
 
 
 def stalled(rows: dict[str, dict], request: RefineRequest, *, finds: Sequence[str], last: Sequence[str],
-            accuracy: str = "measured_miou") -> str | None:
-    """Why the rival chase stops after a round whose points were `last` (`finds` includes them), or
-    None to go on: the round raised the best find that beats the reference by less than the rival's
-    lead (plus the margin) still left. Only the chase stalls: while no find beats the reference (or
-    without a rival) the rounds go on, and a round that made the first winner is progress."""
-    if request.rival is None:
+            rounds_left: int, accuracy: str = "measured_miou") -> str | None:
+    """Why the rival chase stops after a round whose points were `last` (`finds` includes them), with
+    `rounds_left` of the budget's rounds still to run; None to go on. It stops when, at the pace of
+    that round, the rounds left would not close the shortfall: the round raised the best find that
+    beats the reference by less than 1/`rounds_left` of what that find still lacks to out-score the
+    rival by the margin. Only the chase stalls: while no find beats the reference (or without a
+    rival) the rounds go on, and a round that made the first winner is progress."""
+    if request.rival is None or rounds_left < 1:
         return None
     ref, rival = rows.get(request.reference.code), rows.get(request.rival.code)
     theirs = finite_or_none((rival or {}).get(accuracy))
-    if theirs is None:
+    if theirs is None or ref is None:
         return None
 
     def best(codes) -> float | None:
-        won = winners(rows, codes, request.reference, accuracy=accuracy) if ref is not None else []
+        won = winners(rows, codes, request.reference, accuracy=accuracy)
         return won[0][accuracy] if won else None
 
     before, after = best([c for c in finds if c not in set(last)]), best(finds)
     if before is None or after is None:
         return None
-    raised, left = after - before, theirs + request.rival_margin - after
-    if raised >= left:
+    raised, short = after - before, theirs + request.rival_margin - after
+    if raised * rounds_left >= short:
         return None
     from ffnet_nas.space.catalogue import name_of
 
-    return (f"raised the best find by {raised:+.2f} mIoU ({before:.2f} -> {after:.2f}), less than the {left:.2f} still "
-            f"needed to out-score {name_of(request.rival) or request.rival.code} ({theirs:.2f}) by {request.rival_margin:g}")
+    unit = "INT8 mIoU" if accuracy == "int8_miou" else "mIoU"
+    pace = (f"raised the best find that beats the reference by {raised:+.2f} {unit} ({before:.2f} -> {after:.2f})"
+            if raised > 0 else f"did not raise the best find that beats the reference ({after:.2f} {unit})")
+    left = f"the {rounds_left} round{'s' if rounds_left > 1 else ''} left"
+    return (f"{pace}; at that pace {left} would not close the {short:.2f} {unit} it still lacks to out-score "
+            f"{name_of(request.rival) or request.rival.code} ({theirs:.2f}) by {request.rival_margin:g} {unit}")
 
 
 def _out_scores(row: dict, rival: dict | None, *, accuracy: str, margin: float = 0.0) -> bool:

@@ -59,16 +59,30 @@ def test_a_stalled_chase_is_judged_on_the_best_find_that_beats_the_reference():
                             val_images=None, rounds=3, points=3, trials=1, num_classes=8, rival=rival, rival_margin=1.0,
                             stop_stalled=True)
     rows = {ref.code: row(38.0, 26.0), rival.code: row(46.0, 19.0), "a": row(46.4, 20.0), "slow": row(47.5, 27.0),
-            "b": row(46.5, 24.0), "c": row(46.9, 24.0)}
-    # round 1 made "b": +0.1 over "a", with 0.5 still to go (the slower "slow" beats nothing, so it is no find)
-    why = stalled(rows, request, finds=["a", "slow", "b"], last=["b"])
-    assert why.startswith("raised the best find by +0.10 mIoU (46.40 -> 46.50), less than the 0.50 still needed")
-    assert "segmentation_ffnet40S_BCC_mobile (46.00) by 1" in why
-    # "c": +0.5 closes at least what is left (0.1): the chase goes on
-    assert stalled(rows, request, finds=["a", "c"], last=["c"]) is None
-    # the first find to beat the reference is progress, whatever its margin; no rival, nothing to stall
-    assert stalled(rows, request, finds=["slow", "b"], last=["b"]) is None
-    assert stalled(rows, RefineRequest(**{**request.__dict__, "rival": None}), finds=["a", "b"], last=["b"]) is None
+            "b": row(46.5, 24.0), "c": row(46.9, 24.0), "d": row(46.75, 24.0)}
+    # round 1 made "b": +0.1 over "a", with 0.5 still lacking (the slower "slow" beats nothing, so it is no find)
+    why = stalled(rows, request, finds=["a", "slow", "b"], last=["b"], rounds_left=1)
+    assert why.startswith("raised the best find that beats the reference by +0.10 mIoU (46.40 -> 46.50); at that pace "
+                          "the 1 round left would not close the 0.50 mIoU")
+    assert why.endswith("segmentation_ffnet40S_BCC_mobile (46.00) by 1 mIoU")
+    assert "did not raise the best find" in stalled(rows, request, finds=["a", "b", "slow"], last=["slow"], rounds_left=2)
+    # "d": +0.35 with 0.25 lacking goes on; with two rounds left +0.1 a round (0.2 in all) stops but +0.35 goes on
+    assert stalled(rows, request, finds=["a", "d"], last=["d"], rounds_left=1) is None
+    assert stalled(rows, request, finds=["a", "b"], last=["b"], rounds_left=2) is not None
+    assert stalled(rows, request, finds=["b", "c"], last=["c"], rounds_left=2) is None  # +0.4, 0.1 lacking
+    rows["e"] = row(46.7, 24.0)  # exactly the pace needed goes on: +0.3 over "a", 0.3 lacking
+    assert stalled(rows, request, finds=["a", "e"], last=["e"], rounds_left=1) is None
+    # the first find to beat the reference is progress, whatever its margin; no rival, a rival not measured,
+    # or no round left: nothing to stall
+    assert stalled(rows, request, finds=["slow", "b"], last=["b"], rounds_left=1) is None
+    assert stalled(rows, RefineRequest(**{**request.__dict__, "rival": None}), finds=["a", "b"], last=["b"],
+                   rounds_left=1) is None
+    assert stalled({k: v for k, v in rows.items() if k != rival.code}, request, finds=["a", "b"], last=["b"],
+                   rounds_left=1) is None
+    assert stalled(rows, request, finds=["a", "b"], last=["b"], rounds_left=0) is None
+    # an INT8 run judges and words it in INT8 mIoU
+    int8 = {k: {**v, "int8_miou": v["measured_miou"] - 1.0} for k, v in rows.items()}
+    assert "+0.10 INT8 mIoU" in stalled(int8, request, finds=["a", "b"], last=["b"], rounds_left=1, accuracy="int8_miou")
 
 
 @pytest.fixture(scope="module")
@@ -196,7 +210,8 @@ def test_a_stalled_chase_stops_and_a_resume_keeps_the_rounds_it_had(workdir, tmp
     reference = Arch.parse(weakest)
 
     rounds = _refine(ws, space, reference, rounds=3, stop_stalled=True, **chase)
-    assert [r.index for r in rounds] == [1] and "still needed to out-score" in rounds[0].stopped
+    assert [r.index for r in rounds] == [1] and rounds[0].stopped is not None
+    assert "the 2 rounds left would not close" in rounds[0].stopped
     text = ws.evaluated_path.read_text()
     assert _refine(ws, space, reference, rounds=3, stop_stalled=True, **chase) == rounds  # the same decision again
     assert ws.evaluated_path.read_text() == text
