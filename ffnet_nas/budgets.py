@@ -124,10 +124,13 @@ class SearchBudget:
     # what gives the re-ranking its mean and spread (RERANK_BY above): the search's own
     # predictor, or the zero-shot stage (one forward pass per candidate)
     rerank_by: str = "predictor"
+    # ... of which every structure class among the feasible points (stages, first stride, pre_down)
+    # holds at least its best this many (steps.explore.rerank_pool; 0: the best `rerank` alone)
+    rerank_per_class: int = 0
 
     def __post_init__(self) -> None:
         _positive(self, "trials")
-        _count(self, "seed", "rerank")
+        _count(self, "seed", "rerank", "rerank_per_class")
         _need(self, "rerank_by", self.rerank_by in RERANK_BY, f"one of {', '.join(RERANK_BY)}")
 
 
@@ -233,7 +236,7 @@ def finetune_config(**changes) -> TrainConfig:
 def _budget(name: str, hw: tuple[int, int], *, input_hw: tuple[int, int] | None, teacher: str, teacher_steps: int, distill_steps: int, train_images: int,
             distill_val: int, calibrate: int, points: int, finetune_steps: int, teacher_val: int | None, score_images: int | None, trials: int,
             top: int, rounds: int, round_points: int, validate: int, validate_published: int | None, rerank: int,
-            rerank_by: str = "predictor", batch_size: int = 8, repeats: tuple[int, int] = (10, 60), seconds: float = 2.0, check_seeds: int = 3,
+            rerank_by: str = "predictor", rerank_per_class: int = 0, batch_size: int = 8, repeats: tuple[int, int] = (10, 60), seconds: float = 2.0, check_seeds: int = 3,
             precise_bn: int = FINETUNE_PRECISE_BN, cpu_amp: str | None = None,
             freeze_bn: bool = False, grad_clip: float | None = None) -> Budget:
     """`teacher_val`: the validation images the teacher's mIoU is reported on; `score_images`: the
@@ -246,7 +249,7 @@ def _budget(name: str, hw: tuple[int, int], *, input_hw: tuple[int, int] | None,
         latency=LatencyBudget(calibrate=calibrate, validate=validate, validate_published=validate_published,
                               protocol=Protocol(min_repeats=repeats[0], max_repeats=repeats[1], max_seconds=seconds)),
         predictor=PredictorBudget(points=points),
-        search=SearchBudget(trials=trials, rerank=rerank, rerank_by=rerank_by),
+        search=SearchBudget(trials=trials, rerank=rerank, rerank_by=rerank_by, rerank_per_class=rerank_per_class),
         evaluate=EvaluateBudget(top=top, val_images=score_images, rounds=rounds,
                                 round_points=round_points,
                                 finetune=finetune_config(steps=finetune_steps, batch_size=batch_size, precise_bn=precise_bn,
@@ -261,7 +264,7 @@ BUDGETS: dict[str, Budget] = {
                      distill_steps=3, train_images=8, distill_val=8, calibrate=2, points=4, finetune_steps=2, teacher_val=8, score_images=8,
                      # re-ranked as quick does (the zero-shot stage), so the tests run quick's path; micro's
                      # fine-tunes train BatchNorm and its 8 training images recalibrate one batch: no figure of it counts
-                     trials=30, rerank=4, rerank_by="zero-shot", top=1, rounds=1, round_points=1, validate=2, validate_published=2, batch_size=4,
+                     trials=30, rerank=4, rerank_by="zero-shot", rerank_per_class=1, top=1, rounds=1, round_points=1, validate=2, validate_published=2, batch_size=4,
                      # two seeds (the run's own and one more) and BatchNorm recomputed on 16 crops rather than 128 run the same code as
                      # quick and full in a fraction of the time (a micro run is for the tests, not for its figures)
                      repeats=(3, 5), seconds=0.2, check_seeds=2, precise_bn=16),
@@ -289,6 +292,10 @@ BUDGETS: dict[str, Budget] = {
                      # third data set"), so it stays, as declared; full keeps its ridge: its fine-tunes train
                      # BatchNorm, and the stage was measured against held BatchNorm only
                      rerank_by="zero-shot",
+                     # every structure class's best 2 among them: on synthetic:3 the ridge's best 24 were all
+                     # three-stage stride-8 points and a refine round had to find the four-stage stride-4 ones
+                     # (docs/results.md, "A re-ranking pool that spans the structure classes")
+                     rerank_per_class=2,
                      # 2 random + 8 published networks, 2 passes each: 164 s of timing on a 2-core VM under a load
                      # of ~6 (2026-12-02; every timing 5-10x its quiet value), so well under that on a quiet one
                      validate=2, validate_published=8,

@@ -249,7 +249,8 @@ def _search(ctx, summary: RunSummary, *, lut: str, published_ms: dict[str, float
         study_per_predictors=True, lut=lut,  # the table this run measured, not any other
         out_dir=ctx.workspace.search_dir, evaluate_top=b.evaluate.top,
         # the points sent to full evaluation: the likeliest to beat the reference (budget's rerank_by)
-        rerank=b.search.rerank, rerank_by=b.search.rerank_by, reference=summary.reference, device=ctx.device, sole_writer=True))
+        rerank=b.search.rerank, rerank_by=b.search.rerank_by,
+        rerank_per_class=b.search.rerank_per_class, reference=summary.reference, device=ctx.device, sole_writer=True))
     logger.info("  %d trials; Pareto table -> %s", found.result.n_complete, found.paths["pareto"])
     summary.files["search"] = str(found.paths["pareto"])
     if "reranked" in found.paths:
@@ -298,6 +299,7 @@ def _evaluate(ctx, summary: RunSummary, *, found, targets, table, published: dic
             candidates=tuple(top), rounds=b.rounds, points=b.round_points, trials=ctx.budget.search.trials,
             seed=ctx.budget.search.seed, num_classes=ctx.num_classes, lut=lut, device=ctx.device,
             rerank=ctx.budget.search.rerank, rerank_by=ctx.budget.search.rerank_by,
+            rerank_per_class=ctx.budget.search.rerank_per_class,
             scheduler=ctx.scheduler, precision=precision, **_finetune(ctx)))
         summary.rounds = [asdict(r) for r in rounds]
         top += [c for r in rounds for c in r.points]

@@ -119,6 +119,7 @@ class RefineRequest:
     score_at: str = "train"  # the size the mIoU is scored at (evaluate.SCORE_AT)
     rerank: int = 0  # candidates re-ranked each round (steps.SearchRequest.rerank)
     rerank_by: str = "predictor"  # by what (steps.SearchRequest.rerank_by)
+    rerank_per_class: int = 0  # each structure class's best held in that pool (steps.SearchRequest.rerank_per_class)
     precision: str = "fp32"  # "int8": points scored, fitted on and judged by their INT8 mIoU (an INT8 table)
     rival: Arch | None = None  # a published variant a find must also out-score (already evaluated; module docstring)
     rival_margin: float = 0.0  # by more than this many mIoU (EvaluateBudget.chase_margin)
@@ -223,7 +224,8 @@ def _round(index: int, *, workspace: Workspace, request: RefineRequest, progress
         found = steps.search(workspace=ws, progress=progress, request=steps.SearchRequest(
             space=request.space, targets=request.targets, trials=request.trials, num_classes=request.num_classes,
             seed=request.seed + index, study_per_predictors=True, lut=request.lut, predictor_dir=fitted.folder,
-            rerank=request.rerank, rerank_by=request.rerank_by, reference=(request.rival or request.reference).code,
+            rerank=request.rerank, rerank_by=request.rerank_by, rerank_per_class=request.rerank_per_class,
+            reference=(request.rival or request.reference).code,
             device=request.device))
         every = pd.DataFrame(found.result.extra["rows"])
         seen = list(evaluated_rows(ws))

@@ -40,6 +40,10 @@ def register(subparsers) -> None:
                    help="the mean and spread the re-ranking uses: predictor (the search's own accuracy predictor; "
                         "default) or zero-shot (the predictor's zero-shot stage: each point's distilled model scored "
                         "once with no fine-tuning after recalibrating its BatchNorm; the quick budget's choice)")
+    p.add_argument("--rerank-per-class", type=int, default=0, metavar="N",
+                   help="with --rerank: every structure class (stages, first stride, pre_down) among the feasible "
+                        "points keeps at least its best N among the re-ranked (default 0: the best N alone; the "
+                        "quick budget's run uses 2)")
     p.add_argument("--reference", default=None, metavar="NAME_OR_CODE",
                    help="with --rerank: order the list by the expected gain over this point (e.g. the published "
                         "variant nearest the target), not by the predicted mean")
@@ -76,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
         space=space, targets=targets, trials=args.trials, num_classes=num_classes, seed=args.seed,
         sampler=args.sampler, storage=args.storage, study=args.study, lut=args.lut, durable=args.durable,
         out_dir=ws.search_dir, study_subdir=True, latest_dir=ws.search_dir, evaluate_top=args.evaluate_top,
-        rerank=rerank, rerank_by=args.rerank_by, reference=args.reference))
+        rerank=rerank, rerank_by=args.rerank_by, rerank_per_class=args.rerank_per_class, reference=args.reference))
     return report(found, ws=ws, evaluate_top=args.evaluate_top)
 
 

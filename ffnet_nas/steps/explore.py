@@ -128,6 +128,9 @@ class SearchRequest:
     # zero-shot stage when it was fitted, ffnet_nas.zero_shot): the list is then ordered by it
     rerank: int = 0
     rerank_by: str = "predictor"
+    # ... of which each structure class among the feasible points (fit_predictor.structure_class:
+    # stages, first stride, pre_down) holds at least its best this many (0: the best `rerank` alone)
+    rerank_per_class: int = 0
     reference: str | None = None  # code or name of the published variant to beat (None: rank by mean)
     device: str = "cpu"  # where the zero-shot scores are computed
     # no other process writes the study (`run` holds the workdir lock exclusively and uses the
@@ -141,6 +144,9 @@ class SearchRequest:
 
         if self.rerank_by not in RERANK_BY:
             raise InvalidInput(f"--rerank-by {self.rerank_by!r}: expected one of {', '.join(RERANK_BY)}")
+        if isinstance(self.rerank_per_class, bool) or not isinstance(self.rerank_per_class, int) \
+                or self.rerank_per_class < 0:
+            raise InvalidInput(f"--rerank-per-class {self.rerank_per_class!r}: expected an integer >= 0")
 
 
 @dataclass(frozen=True)
@@ -219,6 +225,33 @@ def _check_library_covers(workspace: Workspace, space) -> None:
                            f"assembled: run 'ffnet-nas distill --space {space.name}' (it distils only the missing ones)")
 
 
+def rerank_pool(rows: list[dict], *, k: int, per_class: int = 0) -> list[dict]:
+    """The `k` candidates to re-rank from `rows` (the search's order, best first): the best `per_class`
+    of every structure class (`fit_predictor.structure_class`; the classes whose best comes first
+    when they do not all fit), then the best of the rest, kept in the search's order.
+
+    The search's predictor is fitted on a handful of design points and can rate a whole class low
+    that the re-ranking stage rates well: on `synthetic:3` the 24 best by the ridge were all
+    three-stage stride-8 points, and a refine round had to find the four-stage stride-4 ones
+    (docs/results.md, "A re-ranking pool that spans the structure classes")."""
+    if not per_class:
+        return list(rows[:k])
+    from collections import Counter
+
+    from ffnet_nas.fit_predictor import structure_class
+
+    held, reserved = Counter(), []
+    for i, row in enumerate(rows):
+        cls = structure_class(Arch.parse(row["code"]))
+        if held[cls] < per_class:
+            held[cls] += 1
+            reserved.append(i)
+    reserved = reserved[:k]
+    taken = set(reserved)
+    rest = [i for i in range(len(rows)) if i not in taken][:max(0, k - len(reserved))]
+    return [rows[i] for i in sorted(reserved + rest)]
+
+
 def _rerank(workspace: Workspace, request: SearchRequest, result, *, progress: bool):
     """The best `request.rerank` feasible points (front first, then by the search's predicted mIoU;
     published variants left out) re-ranked by their expected gain over the reference, with the mean
@@ -236,8 +269,9 @@ def _rerank(workspace: Workspace, request: SearchRequest, result, *, progress: b
     # a published point is not a find; the reference is predicted beside the candidates
     reference = resolve(request.reference) if request.reference else None
     excluded = {v.arch.code for v in variants()} | ({reference.code} if reference else set())
-    ranked = [r for r in tables.top_k(result.extra["rows"], result.pareto.to_dict("records"), len(result.extra["rows"]))
-              if r["code"] not in excluded][:request.rerank]
+    ranked = rerank_pool([r for r in tables.top_k(result.extra["rows"], result.pareto.to_dict("records"),
+                                                  len(result.extra["rows"])) if r["code"] not in excluded],
+                         k=request.rerank, per_class=request.rerank_per_class)
     stage = load_zero_shot_predictor(folder) if request.rerank_by == "zero-shot" else None
     # a stage fitted before it recalibrated: on held-out points its raw scores ranked below the ridge
     # (docs/results.md), so the ridge's mean and spread are the better of the two at hand
@@ -306,4 +340,4 @@ def evaluate(*, workspace: Workspace, request: EvaluateRequest, progress: bool =
 
 
 __all__ = ["EvaluateRequest", "EvaluateResult", "PredictorRequest", "PredictorResult", "SearchOutput", "SearchRequest",
-           "evaluate", "fit_predictor", "search"]
+           "evaluate", "fit_predictor", "rerank_pool", "search"]

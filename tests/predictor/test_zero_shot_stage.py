@@ -271,3 +271,25 @@ def test_the_stage_keeps_the_feature_set_whose_leave_one_out_ranks_best():
 
     with pytest.raises(InvalidInput, match="expected some of"):
         zero_shot_features("segmentation_ffnet40S_BBB_mobile", 12.5, ("zero_shot_miou", "depth"))
+
+
+def test_the_rerank_pool_keeps_the_best_of_every_structure_class_in_the_searchs_order():
+    from ffnet_nas.fit_predictor import structure_class
+    from ffnet_nas.space.arch import Arch
+    from ffnet_nas.steps.explore import rerank_pool
+
+    three = [f"stemC-basic-d{d}.8.8-w64.128.256-s2-upC-segB-nearest" for d in (6, 8, 16)]
+    four_s1 = [f"stemC-basic-d4.5.{d}.4-w64.128.192.320-s1-upC-segC-nearest" for d in (6, 8, 12)]
+    predown = "stemC-basic-d6.8.8-w64.128.256-s2-upC-segC-nearest-predown"
+    rows = [{"code": c, "miou": 50 - i} for i, c in enumerate(three + four_s1 + [predown])]  # the search's order
+    assert len({structure_class(Arch.parse(r["code"])) for r in rows}) == 3
+    plain = rerank_pool(rows, k=3)
+    assert [r["code"] for r in plain] == three  # without a quota: the best three, all of one class
+    pool = rerank_pool(rows, k=4, per_class=1)
+    # one of each class (the best of each), then the best of the rest, in the search's order
+    assert [r["code"] for r in pool] == [three[0], three[1], four_s1[0], predown]
+    # two of each (the predown class has one), then the best of the rest (three[2]), in the search's order
+    assert [r["code"] for r in rerank_pool(rows, k=6, per_class=2)] == three + four_s1[:2] + [predown]
+    # more classes than room: the classes whose best comes first keep their places
+    assert [r["code"] for r in rerank_pool(rows, k=2, per_class=1)] == [three[0], four_s1[0]]
+    assert rerank_pool(rows, k=0, per_class=2) == [] and rerank_pool([], k=4, per_class=2) == []
