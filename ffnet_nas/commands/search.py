@@ -42,8 +42,7 @@ def register(subparsers) -> None:
                         "once with no fine-tuning after recalibrating its BatchNorm; the quick budget's choice)")
     p.add_argument("--rerank-per-class", type=int, default=0, metavar="N",
                    help="with --rerank: every structure class (stages, first stride, pre_down) among the feasible "
-                        "points keeps at least its best N among the re-ranked (default 0: the best N alone; the "
-                        "quick budget's run uses 2)")
+                        "points keeps at least its best N among the re-ranked (default 0: the best N alone)")
     p.add_argument("--reference", default=None, metavar="NAME_OR_CODE",
                    help="with --rerank: order the list by the expected gain over this point (e.g. the published "
                         "variant nearest the target), not by the predicted mean")

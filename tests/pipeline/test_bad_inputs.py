@@ -248,6 +248,8 @@ ROWS = [
     ("unknown published name", ["space", "show", "segmentation_ffnet40S_BBB_mobil"], setup_none, "did you mean: segmentation_ffnet40S_BBB_mobile"),
     ("negative re-ranking pool", ["search", "--evaluate-top", "2", "--rerank", "-1", "--workdir", "{tmp}/w"], setup_none,
      "--rerank -1: expected 0 (off) or a positive number of candidates"),
+    ("negative per-class quota", ["search", "--rerank-per-class", "-1", "--workdir", "{tmp}/w"], setup_none,
+     "--rerank-per-class -1: expected an integer >= 0"),
     ("unknown re-ranker", ["search", "--rerank-by", "oracle", "--workdir", "{tmp}/w"], setup_none,
      "unknown rerank by 'oracle': expected one of predictor, zero-shot"),
     ("unknown predictor features", ["fit-predictor", "--features", "bogus", "--workdir", "{tmp}/w"], setup_none,
