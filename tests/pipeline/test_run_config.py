@@ -32,7 +32,7 @@ def test_the_yaml_holds_every_setting_the_run_uses(capsys):
     assert {"space", "data", "target", "device", "threads", "formats", "budget"} <= set(data)
     budget = data["budget"]
     assert budget["name"] == "quick" and budget["train_hw"] == budget["input_hw"] == [64, 128]
-    assert budget["search"] == {"trials": 300, "seed": 0, "rerank": 24, "rerank_by": "zero-shot"}
+    assert budget["search"] == {"trials": 300, "seed": 0, "rerank": 24, "rerank_by": "zero-shot", "rerank_per_class": 0}
     assert budget["evaluate"]["finetune"]["kd_weight"] == 1.0 and budget["evaluate"]["finetune"]["seed"] == 0
     assert budget["distill"]["block"]["steps"] == 80 and budget["teacher"]["steps"] == 500
     assert budget["cpu_amp"] is None and data["amp"] is None  # null: the budget's precision (training_precision)
