@@ -296,8 +296,8 @@ BUDGETS: dict[str, Budget] = {
                      # no quota per structure class (rerank_per_class 0): on synthetic:3 the ridge's best 24 held no
                      # four-stage stride-4 point, but with two of every class in the pool the zero-shot stage still
                      # put the three-stage ones first (the (4, 1) points 5th and 8th), so the first evaluate step
-                     # was the same and the rule declared for it failed (docs/results.md, "A re-ranking pool that
-                     # spans the structure classes")
+                     # stayed in that class and the rule declared for it failed (docs/results.md, "A re-ranking pool
+                     # that spans the structure classes")
                      # 2 random + 8 published networks, 2 passes each: 164 s of timing on a 2-core VM under a load
                      # of ~6 (2026-12-02; every timing 5-10x its quiet value), so well under that on a quiet one
                      validate=2, validate_published=8,
