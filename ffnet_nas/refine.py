@@ -179,15 +179,17 @@ def stalled(rows: dict[str, dict], request: RefineRequest, *, finds: Sequence[st
         won = winners(rows, codes, request.reference, accuracy=accuracy)
         return won[0][accuracy] if won else None
 
-    before, after = best([c for c in finds if c not in set(last)]), best(finds)
+    newest = set(last)
+    before, after = best([c for c in finds if c not in newest]), best(finds)
     if before is None or after is None:
         return None
     raised, short = after - before, theirs + request.rival_margin - after
     if raised * rounds_left >= short:
         return None
+    from ffnet_nas.settings import accuracy_label
     from ffnet_nas.space.catalogue import name_of
 
-    unit = "INT8 mIoU" if accuracy == "int8_miou" else "mIoU"
+    unit = accuracy_label(accuracy)
     pace = (f"raised the best find that beats the reference by {raised:+.2f} {unit} ({before:.2f} -> {after:.2f})"
             if raised > 0 else f"did not raise the best find that beats the reference ({after:.2f} {unit})")
     left = f"the {rounds_left} round{'s' if rounds_left > 1 else ''} left"

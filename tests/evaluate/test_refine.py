@@ -1,5 +1,6 @@
 """Refine rounds (refit on evaluated points, search again, evaluate new challengers) on a micro workdir."""
 
+import dataclasses
 import shutil
 
 import pandas as pd
@@ -75,8 +76,7 @@ def test_a_stalled_chase_is_judged_on_the_best_find_that_beats_the_reference():
     # the first find to beat the reference is progress, whatever its margin; no rival, a rival not measured,
     # or no round left: nothing to stall
     assert stalled(rows, request, finds=["slow", "b"], last=["b"], rounds_left=1) is None
-    assert stalled(rows, RefineRequest(**{**request.__dict__, "rival": None}), finds=["a", "b"], last=["b"],
-                   rounds_left=1) is None
+    assert stalled(rows, dataclasses.replace(request, rival=None), finds=["a", "b"], last=["b"], rounds_left=1) is None
     assert stalled({k: v for k, v in rows.items() if k != rival.code}, request, finds=["a", "b"], last=["b"],
                    rounds_left=1) is None
     assert stalled(rows, request, finds=["a", "b"], last=["b"], rounds_left=0) is None
