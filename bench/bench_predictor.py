@@ -1,7 +1,8 @@
 """Does the accuracy predictor rank points the run never evaluated, and better than the trivial rules?
 
     .venv/bin/python -m bench.bench_predictor --workdir runs/quick [--k 16] [--draw-seed 0] [--short-steps 10]
-                                              [--steps N] [--val-images N] [--val-split N] [--fewer-images N]
+                                              [--finetune-of BUDGET] [--steps N] [--val-images N] [--val-split N]
+                                              [--fewer-images N]
                                               [--out DIR]
 
 On a finished `ffnet-nas run` workdir: `ffnet_nas.predictor_check.check_predictor` with the run's own
@@ -12,7 +13,8 @@ Kendall tau against the mean of the seeds with bootstrap 95% intervals, overall 
 largest output-stride group, side by side in one run. Resumable: a killed run measures only what
 is missing (WORKDIR/predictor/check/measurements.csv). Prints the Markdown table docs/results.md quotes.
 
-The yardstick experiments of issue 13 change how a point is measured: `--steps` (fine-tuning steps),
+The yardstick experiments of issue 13 change how a point is measured: `--finetune-of BUDGET` (that
+budget's whole fine-tune recipe, e.g. `full` on a quick run), `--steps` (fine-tuning steps),
 `--val-images` (images scored), `--val-split` (embedded validation images generated). Each such
 run needs its own `--out` folder (a copy of the workdir is made there first), or the measurements
 of one protocol would resume another's. `--fewer-images N` also scores each seed's fine-tuned
@@ -27,8 +29,10 @@ import logging
 import time
 
 from bench._workdir import link_copy
+from ffnet_nas.budgets import get_budget
 from ffnet_nas.predictor_check import check_predictor, run_settings
 from ffnet_nas.settings import autocast_dtype
+from ffnet_nas.space.errors import InvalidInput
 from ffnet_nas.space.searchspace import get_search_space
 from ffnet_nas.workspace import Workspace
 
@@ -40,6 +44,9 @@ def main() -> None:
     parser.add_argument("--draw-seed", type=int, default=0)
     parser.add_argument("--short-steps", type=int, default=10)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--finetune-of", default=None, metavar="BUDGET",
+                        help="fine-tune as that budget does (its evaluate.finetune: steps, BatchNorm, clipping, ending) "
+                             "instead of as the run did; scoring stays the run's")
     parser.add_argument("--steps", type=int, default=None, help="fine-tuning steps (default: the run's)")
     parser.add_argument("--val-images", type=int, default=None, help="images scored (default: the run's)")
     parser.add_argument("--amp", choices=("bf16", "fp32"), default=None,
@@ -51,8 +58,15 @@ def main() -> None:
     parser.add_argument("--out", default=None, help="copy the workdir here first (for a changed protocol)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    if args.out is None and (args.steps or args.val_images or args.val_split or args.amp):
-        raise SystemExit("--steps/--val-images/--val-split/--amp change the protocol: give --out DIR for its measurements")
+    if args.out is None and (args.steps or args.val_images or args.val_split or args.amp or args.finetune_of):
+        raise SystemExit("--steps/--val-images/--val-split/--amp/--finetune-of change the protocol: give --out DIR for "
+                         "its measurements")
+    recipe = None
+    if args.finetune_of is not None:  # checked before the copy is made
+        try:
+            recipe = get_budget(args.finetune_of).evaluate.finetune
+        except InvalidInput as exc:
+            raise SystemExit(f"--finetune-of: {exc}") from None
     root = args.workdir
     if args.out is not None:
         root = link_copy(args.workdir, args.out, ignore=("check", "model.pt"))
@@ -60,7 +74,11 @@ def main() -> None:
     settings = run_settings(workspace)
     if settings is None:
         raise SystemExit(f"{args.workdir}: no run_summary.json; expected a workdir finished by 'ffnet-nas run'")
-    config = settings.config if args.steps is None else dataclasses.replace(settings.config, steps=args.steps)
+    config = settings.config
+    if recipe is not None:  # e.g. the full budget's fine-tune on a quick run's library and images
+        config = recipe
+    if args.steps is not None:
+        config = dataclasses.replace(config, steps=args.steps)
     if args.amp is not None:
         config = dataclasses.replace(config, amp=autocast_dtype(args.amp))
     t0 = time.perf_counter()
