@@ -366,6 +366,26 @@ def test_the_image_count_bench_rescores_the_checks_z_exactly_scores_the_first_im
         bench.measure(ws.root, fewer=VAL_IMAGES)
 
 
+def test_the_signals_bench_reproduces_the_checks_z_keeps_its_values_and_pools_folders(workdir, capsys):
+    """bench/bench_zero_shot_signals.py on this module's check (measured here when no test before did)."""
+    from bench import bench_zero_shot_signals as bench
+
+    ws, space = workdir
+    check_predictor(workspace=ws, space=space, k=4, config=CONFIG, val_images=VAL_IMAGES, short_steps=1, progress=False)
+    points = bench.measure(ws.root)
+    assert len(points) == 4
+    assert np.allclose(points["z"], points["zero_shot_bn"], atol=1e-3, rtol=0)  # the stage's Z (measure refuses a drift)
+    assert (points["kd"] > 0).all() and (points["ce"] > 0).all() and points["agree"].between(0, 100).all()
+    assert points["z_recal4x"].notna().all() and (points["seconds"] > 0).all()
+    kept = pd.read_csv(ws.predictor_check_dir / bench.FILE)
+    assert len(kept) == 4 and set(bench.SIGNALS) <= set(kept.columns)
+    again = bench.measure(ws.root)  # resume: nothing measured again, the same seconds read back
+    assert list(again["seconds"]) == list(points["seconds"])
+    bench.main([str(ws.root), str(ws.root)])
+    out = capsys.readouterr().out
+    assert "pooled over 2 checks" in out and out.count("| KL to the teacher (end-to-end KD loss) |") == 3
+
+
 def test_the_re_ranked_points_that_were_evaluated_are_the_stages_out_of_sample_record(tmp_path):
     from ffnet_nas.predictor_check import _staged_record
 
