@@ -109,7 +109,7 @@ def _point(code: str, *, ws, r, scored: int, teacher_logits) -> dict[str, float]
     from ffnet_nas.distill.assemble import assemble
     from ffnet_nas.metrics import ConfusionMeter
     from ffnet_nas.space import Arch
-    from ffnet_nas.zero_shot import BN_BATCH_SIZE, STAGE_BN_BATCHES
+    from ffnet_nas.zero_shot import BN_BATCH_SIZE, STAGE_BN_BATCHES, score_point
 
     t0 = time.perf_counter()
     arch = Arch.parse(code)
@@ -124,9 +124,9 @@ def _point(code: str, *, ws, r, scored: int, teacher_logits) -> dict[str, float]
         row.update(z_other=other["z"], z_both=100 * both.score().miou)
     else:
         row.update(z_other=math.nan, z_both=math.nan)
-    model = assemble(arch, ws.library_dir)
-    recalibrate_bn(model, fixed_batches(r.train_ds, batch_size=BN_BATCH_SIZE, n_batches=4 * STAGE_BN_BATCHES, seed=0))
-    row["z_recal4x"] = forward_signals(model, r.val_ds, start=0, stop=scored, num_classes=r.num_classes)["z"]
+    # the stage's own scorer, on 4x its recalibration batches
+    row["z_recal4x"] = score_point(arch, library=ws.library_dir, val_ds=r.val_ds, val_images=scored, train_ds=r.train_ds,
+                                   bn_batches=4 * STAGE_BN_BATCHES)
     return {"code": code, **row, "seconds": time.perf_counter() - t0}
 
 
