@@ -50,23 +50,16 @@ from ffnet_nas.space import Arch
 
 def held_out(folder: Path) -> pd.DataFrame:
     """The check's points (summary.json) with the truth and every feature set's prediction."""
+    from bench._workdir import check_points
     from ffnet_nas.evaluate import distilled_miou, read_evaluated
     from ffnet_nas.fit_predictor import library_nsr
-    from ffnet_nas.predictor_check import SUMMARY_FILE, latest_predictor_dir
+    from ffnet_nas.predictor_check import latest_predictor_dir
     from ffnet_nas.predictors.accuracy import FEATURE_SETS, AccuracyPredictor, refit_on
     from ffnet_nas.space.errors import InvalidInput
     from ffnet_nas.workspace import Workspace
 
     ws = Workspace(folder)
-    summary_path = ws.predictor_check_dir / SUMMARY_FILE
-    if not summary_path.exists():
-        raise InvalidInput(f"{str(folder)!r} holds no predictor check ({summary_path} is missing); expected a "
-                           "'bench.bench_predictor --out' folder")
-    summary = json.loads(summary_path.read_text())
-    points = pd.DataFrame(summary["points"])
-    seeds = summary["seeds"]
-    points["truth"] = (points[f"seed{seeds[0]}"] + points[f"seed{seeds[1]}"]) / 2
-    points["seed_a"], points["seed_b"] = points[f"seed{seeds[0]}"], points[f"seed{seeds[1]}"]
+    points, _ = check_points(folder)
     run_predictor = AccuracyPredictor.load(latest_predictor_dir(ws) / "accuracy.json")
     evaluated = read_evaluated(ws.evaluated_path)
     measured = distilled_miou(evaluated)

@@ -21,7 +21,6 @@ fewer images").
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -43,20 +42,18 @@ def _score(arch, *, ws, r, images: int | None) -> tuple[float, float]:
 
 def measure(folder: Path, *, fewer: int) -> pd.DataFrame:
     """The check's points with truth, stride, Z on all images (stored and re-scored) and on `fewer`, and seconds."""
+    from bench._workdir import check_points
     from ffnet_nas.evaluate import Resources
-    from ffnet_nas.predictor_check import SUMMARY_FILE, latest_predictor_dir
+    from ffnet_nas.predictor_check import latest_predictor_dir
     from ffnet_nas.space import Arch
     from ffnet_nas.space.io import atomic_write_csv
     from ffnet_nas.workspace import Workspace
 
     ws = Workspace(folder)
-    summary = json.loads((ws.predictor_check_dir / SUMMARY_FILE).read_text())
+    points, summary = check_points(folder)
     full = summary["val_images"]
     if not (isinstance(full, int) and 0 < fewer < full):
         raise SystemExit(f"--images {fewer}: expected fewer than the {full} images the check in {folder} scored on")
-    points = pd.DataFrame(summary["points"])
-    a, b = (f"seed{s}" for s in summary["seeds"])
-    points["truth"] = (points[a] + points[b]) / 2
     r = Resources.load(ws, predictor_dir=latest_predictor_dir(ws), score_at="train", val_images=full)
     path = ws.predictor_check_dir / FILE
     done = pd.read_csv(path) if path.exists() else pd.DataFrame(columns=list(COLUMNS))

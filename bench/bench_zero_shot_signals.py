@@ -32,7 +32,6 @@ check again, on a run with the averaged ending" came from that version).
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import re
 import time
@@ -132,16 +131,14 @@ def _point(code: str, *, ws, r, scored: int, teacher_logits) -> dict[str, float]
 
 def measure(folder: Path) -> pd.DataFrame:
     """The check's points (truth, stride, seeds, stored Z and 10-step score) with every signal."""
+    from bench._workdir import check_points
     from ffnet_nas.evaluate import Resources
-    from ffnet_nas.predictor_check import SUMMARY_FILE, latest_predictor_dir
+    from ffnet_nas.predictor_check import latest_predictor_dir
     from ffnet_nas.space.io import atomic_write_csv
     from ffnet_nas.workspace import Workspace
 
     ws = Workspace(folder)
-    summary = json.loads((ws.predictor_check_dir / SUMMARY_FILE).read_text())
-    points = pd.DataFrame(summary["points"])
-    a, b = (f"seed{s}" for s in summary["seeds"])
-    points["truth"], points["seed_a"], points["seed_b"] = (points[a] + points[b]) / 2, points[a], points[b]
+    points, summary = check_points(folder)
     path = ws.predictor_check_dir / FILE
     done = pd.read_csv(path) if path.exists() else pd.DataFrame(columns=["code", *SIGNALS, "seconds"])
     todo = [c for c in points["code"] if c not in set(done["code"])]

@@ -8,8 +8,10 @@ as the run's fine-tune ends and on the check's images, are the variant `check`.
 
 Prints, each with a bootstrap 95% interval (`ffnet_nas.stats.kendall_interval`), like against like:
 one seed against one seed within each protocol (its yardstick), one seed of A against one seed of B
-(the mean of the four such taus), and the two-seed mean of A against that of B; and the mean mIoU
-of each with their paired difference. If A's seeds agree better with each other than B's, and a
+(the mean of the four such taus), and the two-seed mean of A against that of B, over all points and
+(where the folders record each point's output stride) inside the largest stride group; and the mean
+mIoU of each with their difference, point by point, with its bootstrap interval
+(`ffnet_nas.stats.mean_interval`). If A's seeds agree better with each other than B's, and a
 seed of A agrees with a seed of B about as well as B's own seeds do, A measures B's ordering with
 less noise. Issue 13, item 2 (docs/results.md).
 """
@@ -17,12 +19,13 @@ less noise. Issue 13, item 2 (docs/results.md).
 from __future__ import annotations
 
 import argparse
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from bench._workdir import check_points
 
 FILE = "yardstick.csv"
 
@@ -36,6 +39,11 @@ class Comparison:
     across_means: str  # the two-seed means
     mean_a: float
     mean_b: float
+    mean_difference: str  # A's two-seed mean minus B's, point by point, with its bootstrap interval
+    group: str = ""  # the largest stride group ("stride 8, 10 points"); "" when the strides are not known
+    group_within_a: str = ""
+    group_within_b: str = ""
+    group_across_means: str = ""
 
 
 def wide(frame: pd.DataFrame, variant: str) -> pd.DataFrame:
@@ -46,9 +54,17 @@ def wide(frame: pd.DataFrame, variant: str) -> pd.DataFrame:
     return frame.pivot_table(index="code", columns="seed", values=variant)
 
 
+def _strides(*frames: pd.DataFrame) -> pd.Series | None:
+    """Each point's output stride, where a folder records it (a check's summary, bench_yardstick's csv)."""
+    known = [f[["code", "stride"]].dropna() for f in frames if "stride" in f]
+    if not known:
+        return None
+    return pd.concat(known).drop_duplicates("code").set_index("code")["stride"]
+
+
 def compare(a: pd.DataFrame, b: pd.DataFrame, *, variant_a: str, variant_b: str) -> Comparison:
     """The figures above for the points both folders scored under both seeds (pure)."""
-    from ffnet_nas.stats import kendall_interval
+    from ffnet_nas.stats import kendall_interval, mean_interval
 
     wa, wb = wide(a, variant_a), wide(b, variant_b)
     common = wa.dropna().index.intersection(wb.dropna().index)
@@ -58,13 +74,27 @@ def compare(a: pd.DataFrame, b: pd.DataFrame, *, variant_a: str, variant_b: str)
         raise SystemExit(f"expected two seeds per protocol; got {sa} and {sb}")
     cross = [kendall_interval(wa[x].to_numpy(), wb[y].to_numpy()) for x in sa for y in sb]
     mean = lambda field: float(np.mean([getattr(c, field) for c in cross]))  # noqa: E731
+    group = {}
+    strides = _strides(a, b)
+    if strides is not None and common.isin(strides.index).all():
+        stride = strides.loc[common].to_numpy()
+        values, counts = np.unique(stride, return_counts=True)
+        largest = values[np.argmax(counts)]  # the most points; on a tie, the smallest stride
+        inside = stride == largest
+        ga, gb = wa[inside], wb[inside]
+        group = dict(group=f"stride {int(largest)}, {int(inside.sum())} points",
+                     group_within_a=kendall_interval(ga[sa[0]].to_numpy(), ga[sa[1]].to_numpy()).text(),
+                     group_within_b=kendall_interval(gb[sb[0]].to_numpy(), gb[sb[1]].to_numpy()).text(),
+                     group_across_means=kendall_interval(ga.mean(axis=1).to_numpy(), gb.mean(axis=1).to_numpy()).text())
     return Comparison(
         points=len(common),
         within_a=kendall_interval(wa[sa[0]].to_numpy(), wa[sa[1]].to_numpy()).text(),
         within_b=kendall_interval(wb[sb[0]].to_numpy(), wb[sb[1]].to_numpy()).text(),
         across_seeds=f"{mean('value'):.2f} [{mean('low'):.2f}, {mean('high'):.2f}]",
         across_means=kendall_interval(wa.mean(axis=1).to_numpy(), wb.mean(axis=1).to_numpy()).text(),
-        mean_a=float(wa.to_numpy().mean()), mean_b=float(wb.to_numpy().mean()))
+        mean_a=float(wa.to_numpy().mean()), mean_b=float(wb.to_numpy().mean()),
+        mean_difference=mean_interval(wa.mean(axis=1).to_numpy() - wb.mean(axis=1).to_numpy()).text(),
+        **group)
 
 
 def load(folder: Path) -> pd.DataFrame:
@@ -74,9 +104,12 @@ def load(folder: Path) -> pd.DataFrame:
         return pd.read_csv(path)
     check = folder / "predictor" / "check" / "summary.json"
     if check.is_file():
-        summary = json.loads(check.read_text())
-        return pd.DataFrame([{"code": p["code"], "stride": p.get("stride"), "seed": s, "check": p[f"seed{s}"]}
-                             for p in summary["points"] for s in summary["seeds"]])
+        points, summary = check_points(folder)
+        if "stride" not in points:
+            points["stride"] = np.nan
+        first, second = summary["seeds"]
+        return pd.concat([pd.DataFrame({"code": points["code"], "stride": points["stride"], "seed": seed, "check": points[column]})
+                          for seed, column in ((first, "seed_a"), (second, "seed_b"))], ignore_index=True)
     raise SystemExit(f"{str(folder)!r} holds neither {FILE} nor predictor/check/summary.json; expected a "
                      "bench.bench_yardstick or bench.bench_predictor --out folder")
 
@@ -97,7 +130,12 @@ def main(argv: list[str] | None = None) -> None:
     print(f"| A: seed against seed | {c.within_a} |\n| B: seed against seed | {c.within_b} |")
     print(f"| a seed of A against a seed of B (mean of the 4 taus and of their intervals) | {c.across_seeds} |")
     print(f"| two-seed mean of A against that of B | {c.across_means} |")
-    print(f"\nmean mIoU: A {c.mean_a:.2f}, B {c.mean_b:.2f}, A - B {c.mean_a - c.mean_b:+.2f}")
+    if c.group:
+        print(f"| inside the largest stride group ({c.group}): A seed against seed | {c.group_within_a} |")
+        print(f"| ... B seed against seed | {c.group_within_b} |")
+        print(f"| ... two-seed mean of A against that of B | {c.group_across_means} |")
+    print(f"\nmean mIoU: A {c.mean_a:.2f}, B {c.mean_b:.2f}, A - B {c.mean_a - c.mean_b:+.2f}; "
+          f"point by point (two-seed means) {c.mean_difference}")
 
 
 if __name__ == "__main__":

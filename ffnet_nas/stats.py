@@ -10,7 +10,8 @@ Pure functions on arrays; imports nothing from the package, so every layer may u
   agreement"). `kendall_interval`: Kendall's tau with a percentile bootstrap 95% interval over the
   pairs (a handful of points gives a wide interval, and a figure without it would mislead).
   `kendall_difference`: whether one ranker beats another on the same points (a paired bootstrap),
-  optionally pooled over groups (several runs' held-out points).
+  optionally pooled over groups (several runs' held-out points). `mean_interval`: a mean with the
+  same kind of interval (e.g. how much one fine-tune scores above another, point by point).
 - `probability_greater`: P(A > B) for independent normal predictions (mean, std), and
   `expected_gain`: E[max(A - B, 0)], what the search ranks candidates by against the reference.
 - Pareto sets of the two objectives, latency down and mIoU up, on points given as
@@ -151,6 +152,20 @@ def kendall_difference(a: Sequence[float], b: Sequence[float] | None, truth: Seq
     tail = (1 - level) / 2 * 100
     low, high = np.percentile(draws, [tail, 100 - tail])
     return Interval(diff, float(low), float(high), int(len(x)))
+
+
+def mean_interval(values: Sequence[float], *, resamples: int = 2000, seed: int = 0, level: float = 0.95) -> Interval:
+    """The mean of `values` and its percentile bootstrap interval (the values resampled with
+    replacement): e.g. the per-point difference between two fine-tuning protocols on the same points,
+    so the interval is a paired one. Non-finite values are left out; fewer than two leave it undefined."""
+    x = np.asarray(values, float).ravel()
+    x = x[np.isfinite(x)]
+    if len(x) < 2:
+        return Interval(float("nan"), float("nan"), float("nan"), int(len(x)))
+    draws = x[np.random.default_rng(seed).integers(0, len(x), size=(resamples, len(x)))].mean(axis=1)
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(draws, [tail, 100 - tail])
+    return Interval(float(x.mean()), float(low), float(high), int(len(x)))
 
 
 def _normal_cdf_pdf(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

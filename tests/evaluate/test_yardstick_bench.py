@@ -54,6 +54,14 @@ def test_two_protocols_are_compared_like_with_like_on_their_common_points(tmp_pa
     assert c.within_a.startswith("1.00") and not c.within_b.startswith("1.00")
     assert c.across_means.startswith("1.00")  # the same ordering underneath
     assert c.mean_a - c.mean_b == pytest.approx(-1.0)
+    assert c.mean_difference == "-1.00 [-1.00, -1.00]"  # point by point: the noise cancels in each mean
+    assert c.group == ""  # no strides recorded: no group figures
+    stride = {f"p{i}": 8 if i < 4 else 16 for i in range(6)} | {"only_in_a": 4}
+    g = compare(quiet.assign(stride=quiet["code"].map(stride)), noisy, variant_a="avg50_bn@truth",
+                variant_b="avg50_bn@truth")
+    assert g.group == "stride 8, 4 points"  # the point only A scored does not count
+    assert g.group_within_a.startswith("1.00") and not g.group_within_b.startswith("1.00")
+    assert g.group_across_means.startswith("1.00")
     quiet.to_csv((tmp_path / "a").mkdir() or tmp_path / "a" / "yardstick.csv", index=False)
     noisy.to_csv((tmp_path / "b").mkdir() or tmp_path / "b" / "yardstick.csv", index=False)
     main([str(tmp_path / "a"), str(tmp_path / "b")])
@@ -63,7 +71,8 @@ def test_two_protocols_are_compared_like_with_like_on_their_common_points(tmp_pa
     points = [{"code": f"p{i}", "seed0": t - 1.0, "seed1": t - 1.0} for i, t in enumerate(truth)]
     (check / "summary.json").write_text(json.dumps({"seeds": [0, 1], "points": points}))
     main([str(tmp_path / "b"), str(tmp_path / "c"), "--variant-b", "check"])
-    assert "A - B +1.00" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "A - B +1.00" in out and "point by point (two-seed means) 1.00 [1.00, 1.00]" in out
     with pytest.raises(SystemExit, match="holds neither"):
         main([str(tmp_path / "a"), str(tmp_path)])
     with pytest.raises(SystemExit, match="no column 'avg75_bn@truth'"):
