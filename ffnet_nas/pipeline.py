@@ -105,6 +105,7 @@ def run_pipeline(*, workspace: Workspace, config: RunConfig, progress: bool = Tr
         _evaluate(ctx, summary, found=found, targets=targets, table=table, published=published,
                   published_ms=published_ms)
         _time_side_by_side(summary, table, published=published)
+        summary.latency_drift = _table_drift(ctx.workspace, table)
     with _Step(summary, "report"):
         # the table this run measured, as for its other steps (not whichever else the folder holds)
         result = steps.report(workspace=workspace, progress=progress,
@@ -373,6 +374,21 @@ def _time_side_by_side(summary: RunSummary, table, *, published: dict) -> None:
                 else paired_latency(best, published[strongest["name"]], table, rounds=PAIRED_ROUNDS))
         summary.published_rivals.update(paired_found_ms=pair.first_ms, paired_rival_ms=pair.second_ms,
                                         paired_ratios=list(pair.ratios))
+
+
+def _table_drift(workspace, table) -> dict | None:
+    """The table's scale against the evaluate step's own timings of every point timed with it
+    (`predictors.latency.validate.table_drift`); logged, and kept for the closing lines."""
+    from ffnet_nas.evaluate import read_evaluated
+    from ffnet_nas.predictors.latency.validate import table_drift
+
+    rows = read_evaluated(workspace.evaluated_path)
+    rows = rows[rows["latency_table"] == table.path.name] if len(rows) else rows
+    if not len(rows):
+        return None
+    drift = table_drift(rows["predicted_latency_ms"], rows["measured_latency_ms"])
+    (logger.warning if drift.drifted else logger.info)("  %s", drift.text())
+    return drift.to_dict()
 
 
 def _pick_side_by_side(summary: RunSummary, winning: list[dict], reference: Arch, table) -> dict:

@@ -48,6 +48,9 @@ class RunSummary:
     # the best point and that strongest rival, when it is not the reference, fine-tuned again as the
     # win check does (ffnet_nas.win_check.WinCheck as a dict, its "text" included)
     rival_check: dict | None = None
+    # the latency table's scale against the evaluate step's own timings of the points it evaluated
+    # (ffnet_nas.predictors.latency.validate.TableDrift as a dict, "drifted" included)
+    latency_drift: dict | None = None
     rounds: list = field(default_factory=list)  # refine rounds run after the first evaluation
     seconds: dict = field(default_factory=dict)
     files: dict = field(default_factory=dict)

@@ -164,6 +164,63 @@ def agreement(predicted: Sequence[float], reference: Sequence[float]) -> Agreeme
     )
 
 
+# the table's validation counts a network within 10% of its prediction as right; a run whose later
+# timings sit wholly outside that band did not time on the machine the table describes
+DRIFT_TOLERANCE = 0.10
+
+
+@dataclass(frozen=True)
+class TableDrift:
+    """The table's scale against timings taken later on the same device, under its protocol (a run's
+    evaluate step times every point it fine-tunes): the geometric mean of measured / predicted over
+    the points, with a bootstrap 95% interval. Validation right after the table is built cannot see
+    a machine that is faster or slower at another hour (other jobs, clocks, thermal state); this can."""
+
+    n: int  # points with both latencies finite and positive
+    ratio: float  # measured / predicted, geometric mean (NaN for fewer than 3 points)
+    low: float
+    high: float
+
+    @property
+    def drifted(self) -> bool:
+        """The whole interval lies outside the validation's +-10% band: the table's milliseconds (and a
+        target read against them) are not this machine's now."""
+        return self.n >= 3 and (self.low > 1 + DRIFT_TOLERANCE or self.high < 1 - DRIFT_TOLERANCE)
+
+    def text(self) -> str:
+        if self.n < 3:
+            return f"too few timed points to check the latency table's scale ({self.n})"
+        line = (f"the latency table against this run's own timings: {self.n} evaluated points ran at "
+                f"{self.ratio:.2f}x [{self.low:.2f}, {self.high:.2f}] their predicted latency")
+        if not self.drifted:
+            return line + f" (within the validation's +-{DRIFT_TOLERANCE:.0%})"
+        pace = "slower" if self.ratio < 1 else "faster"
+        return (line + f": the machine was {pace} when the table was measured, so its milliseconds and a target "
+                "read against them are not this machine's now (the verdict's side-by-side timings are); "
+                "delete the table's files in lut/ and measure again on a machine in the state it will run in")
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "drifted": self.drifted}
+
+
+def table_drift(predicted_ms: Sequence[float], measured_ms: Sequence[float]) -> TableDrift:
+    """`TableDrift` over the points where both latencies are finite and positive (pure)."""
+    import math
+
+    import numpy as np
+
+    from ffnet_nas.stats import mean_interval
+
+    p, m = np.asarray(predicted_ms, float), np.asarray(measured_ms, float)
+    ok = np.isfinite(p) & np.isfinite(m) & (p > 0) & (m > 0)
+    if ok.sum() < 3:
+        return TableDrift(n=int(ok.sum()), ratio=float("nan"), low=float("nan"), high=float("nan"))
+    # the mean of log ratios: a point twice as slow and one twice as fast cancel, as they should
+    interval = mean_interval(np.log(m[ok] / p[ok]))
+    return TableDrift(n=int(ok.sum()), ratio=math.exp(interval.value), low=math.exp(interval.low),
+                      high=math.exp(interval.high))
+
+
 @dataclass(frozen=True)
 class ValidationResult:
     predictor: Agreement  # calibrated prediction vs the lower of the two passes

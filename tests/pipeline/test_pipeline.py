@@ -42,6 +42,10 @@ def _check_artifacts(workdir: Path) -> None:
     # the micro space holds no published variant (its widths are 16-64): no rival, and the line says so
     assert summary["published_rivals"]["within"] == 0 and summary["published_rivals"]["strongest"] is None
     assert (workdir / "report" / "index.html").stat().st_size > 1000
+    # the table's scale checked against the evaluate step's own timings of every point it evaluated
+    drift = summary["latency_drift"]
+    assert drift["n"] == len(evaluated) and drift["low"] <= drift["ratio"] <= drift["high"]
+    assert isinstance(drift["drifted"], bool)
 
 
 def _without_provenance(obj):
@@ -54,6 +58,7 @@ def _without_provenance(obj):
 
 def test_run_micro_end_to_end_then_skips_everything_after_a_move(micro_run, tmp_path):
     assert "best found:" in micro_run.stdout and "time per step" in micro_run.stdout
+    assert "the latency table against this run's own timings:" in micro_run.stdout
     # relocatable: the shared run, copied elsewhere, reads its own files only; no file records where
     # the run was made
     workdir = tmp_path / "elsewhere" / "run"
@@ -207,6 +212,11 @@ def test_closing_lines_give_verdict_held_out_check_and_rounds():
     assert "chase stopped" not in text  # a summary from before stalled chases stopped
     stopped = dataclasses.replace(summary, rounds=[{**summary.rounds[0], "stopped": "raised the best find by +0.10"}])
     assert "the rival chase stopped after round 1: it raised the best find by +0.10" in "\n".join(describe(stopped))
+    assert "latency table against" not in text  # a summary from before the table's scale was checked
+    drifted = dataclasses.replace(summary, latency_drift={"n": 22, "ratio": 0.75, "low": 0.71, "high": 0.79,
+                                                          "drifted": True})
+    assert ("the latency table against this run's own timings: 22 evaluated points ran at 0.75x [0.71, 0.79] "
+            "their predicted latency: the machine was slower when the table was measured") in "\n".join(describe(drifted))
     summary = dataclasses.replace(summary, beats_reference=False, held_out_confirms=None, rounds=[])
     text = "\n".join(describe(summary))
     assert "same device and data): no" in text and "held-out" not in text and "refine rounds" not in text
@@ -223,3 +233,13 @@ def test_closing_lines_give_verdict_held_out_check_and_rounds():
     lines = describe(checked)
     assert lines[[i for i, line in enumerate(lines) if line.startswith("published variants")][0] + 1] == \
         "win over the strongest published rival …"  # the rival's check right below its line
+
+
+def test_the_table_drift_bench_reads_a_finished_run_as_the_run_did(micro_run, capsys):
+    from bench.bench_table_drift import drift_of, main
+
+    summary = json.loads((micro_run.workdir / "run_summary.json").read_text())
+    _, drift = drift_of(micro_run.workdir)
+    assert drift.to_dict() == summary["latency_drift"]  # the bench's figure is the run's own
+    main([str(micro_run.workdir)])
+    assert f"| {drift.n} | {drift.ratio:.2f}x" in capsys.readouterr().out
