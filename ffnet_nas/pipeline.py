@@ -175,6 +175,8 @@ def _latency(ctx, summary: RunSummary):
         space=ctx.space, spec=spec, protocol=b.protocol, calibrate=b.calibrate, validate=b.validate,
         validate_published=b.validate_published))
     logger.info("  latency table: %d keys (%d measured now) -> %s", built.n_keys, built.n_new, built.table.path)
+    if built.validation is not None:  # None when the budget validates nothing
+        (logger.warning if built.validation.calibration_hurts else logger.info)("  %s", built.validation.text())
     summary.files["lut"] = str(built.table.path)
     return built.table
 

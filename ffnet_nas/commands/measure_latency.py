@@ -126,6 +126,8 @@ def run(args: argparse.Namespace) -> int:
                          ("vs pass 2", v.per_pass[1]), ("repeatability", v.repeatability)):
             print(f"{label:>13}: n={a.n} median |err| {a.median_abs_pct:.1f}%  within ±10% {a.within_10pct * 100:.0f}%  "
                   f"Spearman {a.spearman:.3f}  Kendall {a.kendall:.3f}")
+        if v.calibration_hurts:
+            print(v.text())
         print(f"validation: {v.table_path} + {v.summary_path}")
     return 0
 

@@ -12,6 +12,7 @@ cannot be judged finer than its ruler.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
@@ -230,6 +231,26 @@ class ValidationResult:
     calibration: Calibration
     table_path: Path
     summary_path: Path
+
+    @property
+    def calibration_hurts(self) -> bool:
+        """The calibrated table misses the validation networks by more than the uncalibrated sum does,
+        by more than the ruler's own spread: its few calibration networks were timed while the machine
+        ran at another speed than during the units or the validation (it happens on a shared VM)."""
+        p, r, ruler = self.predictor.median_abs_pct, self.raw_sum.median_abs_pct, self.repeatability.median_abs_pct
+        return all(map(math.isfinite, (p, r, ruler))) and p - r > max(ruler, DRIFT_TOLERANCE * 100)
+
+    def text(self) -> str:
+        """One line for a run's log; a second sentence when the calibration hurts."""
+        line = (f"latency table validated on {self.predictor.n} networks: median |error| "
+                f"{self.predictor.median_abs_pct:.1f}% (the uncalibrated sum {self.raw_sum.median_abs_pct:.1f}%, "
+                f"the ruler, pass 2 vs pass 1, {self.repeatability.median_abs_pct:.1f}%)")
+        if not self.calibration_hurts:
+            return line
+        c = self.calibration
+        return (line + f"; its calibration ({c.model}: {c.a:.2f} x sum + {c.b:.1f} ms, on {c.n_points} networks) makes "
+                "it worse by more than the ruler's spread: the machine changed speed while the table was measured, "
+                "so its milliseconds are doubtful; delete the table's files and measure again on a steady machine")
 
 
 def validation_points(space, n: int, *, seed: int, exclude: Iterable[str] = (), published: int | None = None,
