@@ -1,7 +1,8 @@
 """The latency table's scale against each finished run's own later timings (the check `run` now makes
 at its end): for every workdir, the geometric mean of measured / predicted latency over the points its
 evaluate step timed with its table, with a bootstrap 95% interval, and whether it lies wholly outside
-the validation's +-10%. Reads the workdirs' files; times nothing.
+the validation's +-10%. Points whose recorded prediction is not the table's now (a table measured
+again) are left out. Reads the workdirs' files; times nothing.
 
     .venv/bin/python -m bench.bench_table_drift WORKDIR [WORKDIR ...]
 """
@@ -13,19 +14,23 @@ from pathlib import Path
 
 
 def drift_of(workdir: Path):
-    """`TableDrift` over the evaluated points timed with the table the run's best point was timed with."""
-    from ffnet_nas.evaluate import read_evaluated
-    from ffnet_nas.predictors.latency.validate import table_drift
+    """The table the run's best point was timed with, and its `TableDrift` over the points timed with
+    it in the workdir (`ffnet_nas.evaluate.drift.table_drift_of`, what `run` reports)."""
+    from ffnet_nas.evaluate.drift import table_drift_of
+    from ffnet_nas.predictors.load import load_latency_table
     from ffnet_nas.run_summary import read_summary
     from ffnet_nas.workspace import Workspace
 
     ws = Workspace(workdir)
     summary = read_summary(ws.run_summary_path)
-    if not summary.best:
-        raise SystemExit(f"{workdir}: its run found no point; expected a workdir finished by 'ffnet-nas run'")
-    rows = read_evaluated(ws.evaluated_path)
-    rows = rows[rows["latency_table"] == summary.best["latency_table"]]
-    return summary.best["latency_table"], table_drift(rows["predicted_latency_ms"], rows["measured_latency_ms"])
+    name = (summary.best or {}).get("latency_table")
+    if not name:
+        raise SystemExit(f"{workdir}: its run_summary.json names no latency table for its best point; expected a "
+                         "workdir finished by 'ffnet-nas run'")
+    drift = table_drift_of(ws, load_latency_table(ws.lut_dir / name))
+    if drift is None:
+        raise SystemExit(f"{workdir}: no point in evaluated.csv was timed with {name} as it is now")
+    return name, drift
 
 
 def main(argv: list[str] | None = None) -> None:

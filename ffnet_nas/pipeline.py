@@ -379,16 +379,13 @@ def _time_side_by_side(summary: RunSummary, table, *, published: dict) -> None:
 
 
 def _table_drift(workspace, table) -> dict | None:
-    """The table's scale against the evaluate step's own timings of every point timed with it
-    (`predictors.latency.validate.table_drift`); logged, and kept for the closing lines."""
-    from ffnet_nas.evaluate import read_evaluated
-    from ffnet_nas.predictors.latency.validate import table_drift
+    """The table's scale against the timings of every point fine-tuned with it, the design points
+    and the evaluate step's (`evaluate.drift`); logged, and kept for the closing lines."""
+    from ffnet_nas.evaluate.drift import table_drift_of
 
-    rows = read_evaluated(workspace.evaluated_path)
-    rows = rows[rows["latency_table"] == table.path.name] if len(rows) else rows
-    if not len(rows):
+    drift = table_drift_of(workspace, table)
+    if drift is None:
         return None
-    drift = table_drift(rows["predicted_latency_ms"], rows["measured_latency_ms"])
     (logger.warning if drift.drifted else logger.info)("  %s", drift.text())
     return drift.to_dict()
 

@@ -172,10 +172,10 @@ DRIFT_TOLERANCE = 0.10
 
 @dataclass(frozen=True)
 class TableDrift:
-    """The table's scale against timings taken later on the same device, under its protocol (a run's
-    evaluate step times every point it fine-tunes): the geometric mean of measured / predicted over
-    the points, with a bootstrap 95% interval. Validation right after the table is built cannot see
-    a machine that is faster or slower at another hour (other jobs, clocks, thermal state); this can."""
+    """The table's scale against timings taken later on the same device, under its protocol (a run
+    times every point it fine-tunes): the geometric mean of measured / predicted over the points,
+    with a bootstrap 95% interval. Validation right after the table is built cannot see a machine
+    that runs at another speed later (other jobs, clocks, thermal state); this can."""
 
     n: int  # points with both latencies finite and positive
     ratio: float  # measured / predicted, geometric mean (NaN for fewer than 3 points)
@@ -191,23 +191,24 @@ class TableDrift:
     def text(self) -> str:
         if self.n < 3:
             return f"too few timed points to check the latency table's scale ({self.n})"
-        line = (f"the latency table against this run's own timings: {self.n} evaluated points ran at "
+        line = (f"the latency table against the {self.n} points timed with it in this workdir: they ran at "
                 f"{self.ratio:.2f}x [{self.low:.2f}, {self.high:.2f}] their predicted latency")
         if not self.drifted:
-            return line + f" (within the validation's +-{DRIFT_TOLERANCE:.0%})"
-        pace = "slower" if self.ratio < 1 else "faster"
-        return (line + f": the machine was {pace} when the table was measured, so its milliseconds and a target "
-                "read against them are not this machine's now (the verdict's side-by-side timings are); "
-                "delete the table's files in lut/ and measure again on a machine in the state it will run in")
+            return line + f" (not wholly outside +-{DRIFT_TOLERANCE:.0%}: no drift shown)"
+        pace = "faster" if self.ratio < 1 else "slower"
+        return (line + f": this machine runs {pace} than the table says (it ran at another speed while the table or "
+                "its calibration was measured), so the table's milliseconds and a target read against them are not "
+                "this machine's now (the verdict's side-by-side timings do not depend on them); delete the table's "
+                "files in lut/ and measure it again with the machine in the state it will run in")
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "drifted": self.drifted}
+        # None, not NaN, where undefined: run_summary.json stays strict JSON
+        return {**{k: (v if isinstance(v, int) or math.isfinite(v) else None) for k, v in asdict(self).items()},
+                "drifted": self.drifted}
 
 
 def table_drift(predicted_ms: Sequence[float], measured_ms: Sequence[float]) -> TableDrift:
     """`TableDrift` over the points where both latencies are finite and positive (pure)."""
-    import math
-
     import numpy as np
 
     from ffnet_nas.stats import mean_interval

@@ -56,7 +56,7 @@ def test_two_protocols_are_compared_like_with_like_on_their_common_points(tmp_pa
     assert c.mean_a - c.mean_b == pytest.approx(-1.0)
     assert c.mean_difference == "-1.00 [-1.00, -1.00]"  # point by point: the noise cancels in each mean
     assert c.group == ""  # no strides recorded: no group figures
-    stride = {f"p{i}": 8 if i < 4 else 16 for i in range(6)} | {"only_in_a": 4}
+    stride = {f"p{i}": 8 if i < 4 else 16 for i in range(6)} | {"only_in_a": 8}
     g = compare(quiet.assign(stride=quiet["code"].map(stride)), noisy, variant_a="avg50_bn@truth",
                 variant_b="avg50_bn@truth")
     assert g.group == "stride 8, 4 points"  # the point only A scored does not count

@@ -42,7 +42,7 @@ def _check_artifacts(workdir: Path) -> None:
     # the micro space holds no published variant (its widths are 16-64): no rival, and the line says so
     assert summary["published_rivals"]["within"] == 0 and summary["published_rivals"]["strongest"] is None
     assert (workdir / "report" / "index.html").stat().st_size > 1000
-    # the table's scale checked against the evaluate step's own timings of every point it evaluated
+    # the table's scale checked against the timings of every point fine-tuned with it (design points included)
     drift = summary["latency_drift"]
     assert drift["n"] == len(evaluated) and drift["low"] <= drift["ratio"] <= drift["high"]
     assert isinstance(drift["drifted"], bool)
@@ -58,7 +58,7 @@ def _without_provenance(obj):
 
 def test_run_micro_end_to_end_then_skips_everything_after_a_move(micro_run, tmp_path):
     assert "best found:" in micro_run.stdout and "time per step" in micro_run.stdout
-    assert "the latency table against this run's own timings:" in micro_run.stdout
+    assert "the latency table against the " in micro_run.stdout and "points timed with it in this workdir" in micro_run.stdout
     # relocatable: the shared run, copied elsewhere, reads its own files only; no file records where
     # the run was made
     workdir = tmp_path / "elsewhere" / "run"
@@ -215,8 +215,10 @@ def test_closing_lines_give_verdict_held_out_check_and_rounds():
     assert "latency table against" not in text  # a summary from before the table's scale was checked
     drifted = dataclasses.replace(summary, latency_drift={"n": 22, "ratio": 0.75, "low": 0.71, "high": 0.79,
                                                           "drifted": True})
-    assert ("the latency table against this run's own timings: 22 evaluated points ran at 0.75x [0.71, 0.79] "
-            "their predicted latency: the machine was slower when the table was measured") in "\n".join(describe(drifted))
+    assert ("the latency table against the 22 points timed with it in this workdir: they ran at 0.75x [0.71, 0.79] "
+            "their predicted latency: this machine runs faster than the table says") in "\n".join(describe(drifted))
+    few = dataclasses.replace(summary, latency_drift={"n": 2, "ratio": None, "low": None, "high": None, "drifted": False})
+    assert "latency table against" not in "\n".join(describe(few))
     summary = dataclasses.replace(summary, beats_reference=False, held_out_confirms=None, rounds=[])
     text = "\n".join(describe(summary))
     assert "same device and data): no" in text and "held-out" not in text and "refine rounds" not in text
@@ -235,7 +237,7 @@ def test_closing_lines_give_verdict_held_out_check_and_rounds():
         "win over the strongest published rival …"  # the rival's check right below its line
 
 
-def test_the_table_drift_bench_reads_a_finished_run_as_the_run_did(micro_run, capsys):
+def test_the_table_drift_counts_only_timings_taken_against_the_table_as_it_is(micro_run, tmp_path, capsys):
     from bench.bench_table_drift import drift_of, main
 
     summary = json.loads((micro_run.workdir / "run_summary.json").read_text())
@@ -243,3 +245,12 @@ def test_the_table_drift_bench_reads_a_finished_run_as_the_run_did(micro_run, ca
     assert drift.to_dict() == summary["latency_drift"]  # the bench's figure is the run's own
     main([str(micro_run.workdir)])
     assert f"| {drift.n} | {drift.ratio:.2f}x" in capsys.readouterr().out
+    # rows timed against an older table of the same name (measured again since) predict other
+    # milliseconds than the table does now: they are left out, not compared with it
+    workdir = tmp_path / "run"
+    shutil.copytree(micro_run.workdir, workdir)
+    evaluated = pd.read_csv(workdir / "evaluated.csv")
+    evaluated.loc[evaluated.index[:2], "predicted_latency_ms"] *= 1.5
+    evaluated.to_csv(workdir / "evaluated.csv", index=False)
+    _, fewer = drift_of(workdir)
+    assert fewer.n == drift.n - 2

@@ -1,0 +1,40 @@
+"""A latency table's scale against the timings a workdir's evaluation took with it.
+
+    drift = table_drift_of(workspace, table)     # None when no point was timed with this table
+    print(drift.text())
+
+Every fine-tuned point is timed under the table's protocol (`evaluate.point_latency`) and its row in
+evaluated.csv keeps both figures. Only rows whose recorded prediction is what the table predicts now
+count: a table measured again under the same file name (after a drift warning, say) predicts other
+milliseconds, and the timings taken against the old one say nothing about it.
+"""
+
+from __future__ import annotations
+
+import math
+
+from ffnet_nas.evaluate import read_evaluated
+from ffnet_nas.space.arch import Arch
+from ffnet_nas.workspace import Workspace
+
+
+def table_drift_of(workspace: Workspace, table):
+    """`predictors.latency.validate.TableDrift` over the points of `workspace` timed with `table` as it
+    is now; None when there are none."""
+    from ffnet_nas.predictors.latency import predict_latency
+    from ffnet_nas.predictors.latency.validate import table_drift
+
+    rows = read_evaluated(workspace.evaluated_path)
+    if not len(rows) or "latency_table" not in rows:
+        return None
+    rows = rows[rows["latency_table"] == table.path.name]
+    predicted, measured = [], []
+    for code, recorded, timed in zip(rows["code"], rows["predicted_latency_ms"], rows["measured_latency_ms"]):
+        now = predict_latency(Arch.parse(code), table)
+        if math.isclose(float(recorded), now, rel_tol=1e-6):  # NaN (never timed) matches nothing
+            predicted.append(now)
+            measured.append(float(timed))
+    return table_drift(predicted, measured) if predicted else None
+
+
+__all__ = ["table_drift_of"]
