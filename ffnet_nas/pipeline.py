@@ -105,7 +105,9 @@ def run_pipeline(*, workspace: Workspace, config: RunConfig, progress: bool = Tr
         _evaluate(ctx, summary, found=found, targets=targets, table=table, published=published,
                   published_ms=published_ms)
         _time_side_by_side(summary, table, published=published)
-        summary.latency_drift = _table_drift(ctx.workspace, table)
+        from ffnet_nas.evaluate.drift import table_drift_record
+
+        summary.latency_drift = table_drift_record(ctx.workspace, table)  # the table's scale, checked at the end
     with _Step(summary, "report"):
         # the table this run measured, as for its other steps (not whichever else the folder holds)
         result = steps.report(workspace=workspace, progress=progress,
@@ -376,18 +378,6 @@ def _time_side_by_side(summary: RunSummary, table, *, published: dict) -> None:
                 else paired_latency(best, published[strongest["name"]], table, rounds=PAIRED_ROUNDS))
         summary.published_rivals.update(paired_found_ms=pair.first_ms, paired_rival_ms=pair.second_ms,
                                         paired_ratios=list(pair.ratios))
-
-
-def _table_drift(workspace, table) -> dict | None:
-    """The table's scale against the timings of every point fine-tuned with it, the design points
-    and the evaluate step's (`evaluate.drift`); logged, and kept for the closing lines."""
-    from ffnet_nas.evaluate.drift import table_drift_of
-
-    drift = table_drift_of(workspace, table)
-    if drift is None:
-        return None
-    (logger.warning if drift.drifted else logger.info)("  %s", drift.text())
-    return drift.to_dict()
 
 
 def _pick_side_by_side(summary: RunSummary, winning: list[dict], reference: Arch, table) -> dict:

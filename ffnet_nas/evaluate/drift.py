@@ -2,6 +2,7 @@
 
     drift = table_drift_of(workspace, table)     # None when no point was timed with this table
     print(drift.text())
+    record = table_drift_record(workspace, table)  # the same, logged (a warning when drifted), as a dict
 
 Every fine-tuned point is timed under the table's protocol (`evaluate.point_latency`) and its row in
 evaluated.csv keeps both figures. Only rows whose recorded prediction is what the table predicts now
@@ -11,11 +12,14 @@ milliseconds, and the timings taken against the old one say nothing about it.
 
 from __future__ import annotations
 
+import logging
 import math
 
 from ffnet_nas.evaluate import read_evaluated
 from ffnet_nas.space.arch import Arch
 from ffnet_nas.workspace import Workspace
+
+logger = logging.getLogger(__name__)
 
 
 def table_drift_of(workspace: Workspace, table):
@@ -37,4 +41,14 @@ def table_drift_of(workspace: Workspace, table):
     return table_drift(predicted, measured) if predicted else None
 
 
-__all__ = ["table_drift_of"]
+def table_drift_record(workspace: Workspace, table) -> dict | None:
+    """`table_drift_of` logged in one line (a warning when the table drifted) and as a dict, what
+    `run_summary.json` keeps under `latency_drift` and the closing lines read."""
+    drift = table_drift_of(workspace, table)
+    if drift is None:
+        return None
+    (logger.warning if drift.drifted else logger.info)("  %s", drift.text())
+    return drift.to_dict()
+
+
+__all__ = ["table_drift_of", "table_drift_record"]
