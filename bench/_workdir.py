@@ -23,10 +23,9 @@ def held_out_points(workspace, space, k: int, *, seed: int) -> list:
     random points of `space` the workdir never evaluated, all of whose blocks its library holds. The
     benches that measure those points another way draw them here, so they measure the same ones."""
     from ffnet_nas.distill.library import BlockLibrary
-    from ffnet_nas.predictors.accuracy import nsr_table
-
     from ffnet_nas.evaluate import read_evaluated
     from ffnet_nas.predictor_check import draw_points
+    from ffnet_nas.predictors.accuracy import nsr_table
 
     evaluated = read_evaluated(workspace.evaluated_path)
     nsr = nsr_table(BlockLibrary(workspace.library_dir).table().to_dict("records"))

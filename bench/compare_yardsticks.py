@@ -64,6 +64,7 @@ def _strides(*frames: pd.DataFrame) -> pd.Series | None:
 
 def compare(a: pd.DataFrame, b: pd.DataFrame, *, variant_a: str, variant_b: str) -> Comparison:
     """The figures above for the points both folders scored under both seeds (pure)."""
+    from ffnet_nas.predictor_check import largest_group
     from ffnet_nas.stats import kendall_interval, mean_interval
 
     wa, wb = wide(a, variant_a), wide(b, variant_b)
@@ -77,10 +78,7 @@ def compare(a: pd.DataFrame, b: pd.DataFrame, *, variant_a: str, variant_b: str)
     group = {}
     strides = _strides(a, b)
     if strides is not None and common.isin(strides.index).all():
-        stride = strides.loc[common].to_numpy()
-        values, counts = np.unique(stride, return_counts=True)
-        largest = values[np.argmax(counts)]  # the most points; on a tie, the smallest stride
-        inside = stride == largest
+        largest, inside = largest_group(strides.loc[common].to_numpy())  # the checks' own rule
         ga, gb = wa[inside], wb[inside]
         group = dict(group=f"stride {int(largest)}, {int(inside.sum())} points",
                      group_within_a=kendall_interval(ga[sa[0]].to_numpy(), ga[sa[1]].to_numpy()).text(),

@@ -79,11 +79,12 @@ def describe(summary: RunSummary) -> list[str]:
         if last.get("stopped"):  # (a summary written before stalled chases stopped has no such key)
             lines.append(f"the rival chase stopped after round {last['index']}: it {last['stopped']} "
                          "(evaluate.stop_stalled_chase: false runs them)")
-    if summary.latency_drift and summary.latency_drift.get("n", 0) >= 3:
-        from ffnet_nas.predictors.latency.validate import TableDrift
+    if summary.latency_drift:
+        from ffnet_nas.predictors.latency.validate import DRIFT_MIN_POINTS, TableDrift
 
-        fields = {k: summary.latency_drift[k] for k in ("n", "ratio", "low", "high")}
-        lines.append(TableDrift(**fields).text())
+        drift = TableDrift(**{k: summary.latency_drift[k] for k in ("n", "ratio", "low", "high")})
+        if drift.n >= DRIFT_MIN_POINTS:  # too few: no line (the run logged why)
+            lines.append(drift.text())
     lines.append("time per step (s): " + ", ".join(f"{k} {v}" for k, v in summary.seconds.items()))
     lines += [f"wrote {k}: {v}" for k, v in summary.files.items()]
     return lines

@@ -48,9 +48,8 @@ class RunSummary:
     # the best point and that strongest rival, when it is not the reference, fine-tuned again as the
     # win check does (ffnet_nas.win_check.WinCheck as a dict, its "text" included)
     rival_check: dict | None = None
-    # the latency table's scale against the timings of the points fine-tuned with it in the workdir
-    # (design points and the evaluate step's; ffnet_nas.evaluate.drift)
-    # (ffnet_nas.predictors.latency.validate.TableDrift as a dict, "drifted" included)
+    # the latency table's scale against the timings of the points fine-tuned with it in the workdir, the
+    # design points and the evaluate step's (ffnet_nas.evaluate.drift: a TableDrift as a dict, "drifted" included)
     latency_drift: dict | None = None
     rounds: list = field(default_factory=list)  # refine rounds run after the first evaluation
     seconds: dict = field(default_factory=dict)

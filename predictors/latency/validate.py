@@ -168,6 +168,7 @@ def agreement(predicted: Sequence[float], reference: Sequence[float]) -> Agreeme
 # the table's validation counts a network within 10% of its prediction as right; a run whose later
 # timings sit wholly outside that band did not time on the machine the table describes
 DRIFT_TOLERANCE = 0.10
+DRIFT_MIN_POINTS = 3  # fewer timed points say nothing about a scale
 
 
 @dataclass(frozen=True)
@@ -178,7 +179,7 @@ class TableDrift:
     that runs at another speed later (other jobs, clocks, thermal state); this can."""
 
     n: int  # points with both latencies finite and positive
-    ratio: float  # measured / predicted, geometric mean (NaN for fewer than 3 points)
+    ratio: float  # measured / predicted, geometric mean (NaN for fewer than DRIFT_MIN_POINTS)
     low: float
     high: float
 
@@ -186,10 +187,10 @@ class TableDrift:
     def drifted(self) -> bool:
         """The whole interval lies outside the validation's +-10% band: the table's milliseconds (and a
         target read against them) are not this machine's now."""
-        return self.n >= 3 and (self.low > 1 + DRIFT_TOLERANCE or self.high < 1 - DRIFT_TOLERANCE)
+        return self.n >= DRIFT_MIN_POINTS and (self.low > 1 + DRIFT_TOLERANCE or self.high < 1 - DRIFT_TOLERANCE)
 
     def text(self) -> str:
-        if self.n < 3:
+        if self.n < DRIFT_MIN_POINTS:
             return f"too few timed points to check the latency table's scale ({self.n})"
         line = (f"the latency table against the {self.n} points timed with it in this workdir: they ran at "
                 f"{self.ratio:.2f}x [{self.low:.2f}, {self.high:.2f}] their predicted latency")
@@ -215,7 +216,7 @@ def table_drift(predicted_ms: Sequence[float], measured_ms: Sequence[float]) -> 
 
     p, m = np.asarray(predicted_ms, float), np.asarray(measured_ms, float)
     ok = np.isfinite(p) & np.isfinite(m) & (p > 0) & (m > 0)
-    if ok.sum() < 3:
+    if ok.sum() < DRIFT_MIN_POINTS:
         return TableDrift(n=int(ok.sum()), ratio=float("nan"), low=float("nan"), high=float("nan"))
     # the mean of log ratios: a point twice as slow and one twice as fast cancel, as they should
     interval = mean_interval(np.log(m[ok] / p[ok]))
