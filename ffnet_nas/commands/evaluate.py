@@ -178,4 +178,13 @@ def run(args: argparse.Namespace) -> int:
                                                                                         args.precision != "int8")]
     print(frame[cols].to_string(index=False))
     print(f"wrote {workspace.evaluated_path}")
+    from ffnet_nas.evaluate.drift import table_drifts
+    from ffnet_nas.predictors.latency.validate import DRIFT_MIN_POINTS
+
+    # the table's scale against every point of the workdir timed with it, as a run checks at its end
+    # (docs/latency.md, Validation): a machine that runs faster or slower now than when its table was
+    # measured shows here too
+    for name, drift in table_drifts(workspace, frame.get("latency_table", ())).items():
+        if drift.n >= DRIFT_MIN_POINTS:
+            print(f"{name}: {drift.text()}")
     return 0

@@ -3,6 +3,7 @@
     drift = table_drift_of(workspace, table)     # None when no point was timed with this table
     print(drift.text())
     record = table_drift_record(workspace, table)  # the same, logged (a warning when drifted), as a dict
+    drifts = table_drifts(workspace, ["cpu-fp32-eager-b1-64x128-t2.csv"])  # by the names evaluated.csv holds
 
 Every fine-tuned point is timed under the table's protocol (`evaluate.point_latency`) and its row in
 evaluated.csv keeps both figures. Only rows whose recorded prediction is what the table predicts now
@@ -51,4 +52,20 @@ def table_drift_record(workspace: Workspace, table) -> dict | None:
     return drift.to_dict()
 
 
-__all__ = ["table_drift_of", "table_drift_record"]
+def table_drifts(workspace: Workspace, names) -> dict:
+    """{table file name: TableDrift} for each named table (as evaluated.csv's `latency_table` column
+    names them) that `workspace`'s lut/ still holds and that timed a point; what `ffnet-nas evaluate`
+    prints after its points, so a drift shows outside a run too."""
+    from ffnet_nas.predictors.load import load_latency_table
+
+    drifts = {}
+    for name in dict.fromkeys(n for n in names if isinstance(n, str) and n):
+        path = workspace.lut_dir / name
+        if path.is_file():
+            drift = table_drift_of(workspace, load_latency_table(path))
+            if drift is not None:
+                drifts[name] = drift
+    return drifts
+
+
+__all__ = ["table_drift_of", "table_drift_record", "table_drifts"]

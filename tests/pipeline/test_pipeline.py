@@ -254,3 +254,22 @@ def test_the_table_drift_counts_only_timings_taken_against_the_table_as_it_is(mi
     evaluated.to_csv(workdir / "evaluated.csv", index=False)
     _, fewer = drift_of(workdir)
     assert fewer.n == drift.n - 2
+
+
+def test_evaluate_alone_prints_the_tables_drift_over_the_workdirs_timed_points(micro_run, tmp_path, capsys):
+    from bench.bench_table_drift import drift_of
+    from ffnet_nas.cli import main
+
+    workdir = tmp_path / "run"
+    shutil.copytree(micro_run.workdir, workdir)
+    evaluated = pd.read_csv(workdir / "evaluated.csv")
+    table = evaluated["latency_table"].dropna().iloc[0]
+    # every timing halved: the machine "ran twice as fast" as its table says, which the line must show
+    evaluated["measured_latency_ms"] *= 0.5
+    evaluated.to_csv(workdir / "evaluated.csv", index=False)
+    _, drift = drift_of(workdir)
+    assert main(["evaluate", evaluated["code"].iloc[0], "--workdir", str(workdir)]) == 0  # already there
+    out = capsys.readouterr().out
+    assert f"{table}: the latency table against the {drift.n} points timed with it in this workdir: they ran at " \
+           f"{drift.ratio:.2f}x" in out and "this machine runs faster than the table says" in out
+    assert drift.drifted and 0.45 < drift.ratio < 0.55
