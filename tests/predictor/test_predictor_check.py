@@ -386,6 +386,23 @@ def test_the_signals_bench_reproduces_the_checks_z_keeps_its_values_and_pools_fo
     assert "pooled over 2 checks" in out and out.count("| KL to the teacher (end-to-end KD loss) |") == 3
 
 
+def test_the_pair_gaps_bench_reads_a_real_check(workdir, capsys):
+    """bench/bench_pair_gaps.py on this module's check: every ranker's same-stride pairs counted."""
+    from bench import bench_pair_gaps as bench
+    from bench._workdir import check_points
+
+    ws, space = workdir
+    check_predictor(workspace=ws, space=space, k=4, config=CONFIG, val_images=VAL_IMAGES, short_steps=1, progress=False)
+    points, _ = check_points(ws.root)
+    same = sum(a == b for i, a in enumerate(points["stride"]) for b in points["stride"][i + 1:])
+    bench.main([str(ws.root), "--quantiles", "0"])
+    out = capsys.readouterr().out
+    counted = f"({same} pairs of one stride in 1 check(s)" if same else f": {same} pairs of one stride and"
+    for label in ("Z, the zero-shot stage", "the run's predictor", "seed 1 against seed 0"):  # in every check
+        assert f"{label} {counted}" in out or f"{label}{counted}" in out
+    assert "10 fine-tuning steps: not in every check (short10), left out" in out  # this check's short fine-tune is 1 step
+
+
 def test_the_re_ranked_points_that_were_evaluated_are_the_stages_out_of_sample_record(tmp_path):
     from ffnet_nas.predictor_check import _staged_record
 
