@@ -19,7 +19,6 @@ other (the yardstick, both sides one fine-tune each). Issue 13, item 3 (docs/res
 from __future__ import annotations
 
 import argparse
-import itertools
 import math
 from dataclasses import dataclass
 
@@ -57,33 +56,25 @@ def break_even(*, across_net: float, across_pairs: int, ordered: int) -> float:
     return across_net * (math.sqrt(1 + ordered / across_pairs) - 1) / ordered
 
 
-def same_stride_pairs(points, score: str, truth: str) -> tuple[np.ndarray, np.ndarray]:
-    """(|score gap|, +1/-1/0 agreement with the truth) for each pair of `points` sharing a stride."""
-    gaps, signs = [], []
-    for i, j in itertools.combinations(range(len(points)), 2):
-        a, b = points.iloc[i], points.iloc[j]
-        if a["stride"] != b["stride"]:
-            continue
-        d = float(a[score] - b[score])
-        gaps.append(abs(d))
-        signs.append(float(np.sign(d) * np.sign(a[truth] - b[truth])))
-    return np.asarray(gaps), np.asarray(signs)
+def stride_pairs(points, score: str, truth: str):
+    """`ffnet_nas.stats.Pairs` of `points` for the ranker `score` against `truth`, and output stride
+    alone on the pairs across strides: (pairs, right minus wrong across strides, pairs across strides).
+    Stride ranks a smaller stride higher; the truth's ties count as neither."""
+    from ffnet_nas.stats import pairs_by_group
 
-
-def across_stride(points, truth: str) -> tuple[float, int]:
-    """Output stride alone on the pairs of different strides: (right minus wrong, pairs). A smaller
-    stride is ranked higher."""
-    net, n = 0.0, 0
-    for i, j in itertools.combinations(range(len(points)), 2):
-        a, b = points.iloc[i], points.iloc[j]
-        if a["stride"] == b["stride"]:
-            continue
-        n += 1
-        net += float(np.sign(b["stride"] - a["stride"]) * np.sign(a[truth] - b[truth]))
-    return net, n
+    ok = np.isfinite(points[score].to_numpy(float)) & np.isfinite(points[truth].to_numpy(float))
+    points = points[ok]
+    pairs = pairs_by_group(points[score], points[truth], points["stride"])
+    by_stride = pairs_by_group(-points["stride"].to_numpy(float), points[truth], points["stride"])
+    across = ~by_stride.same
+    return pairs, float(by_stride.agree[across].sum()), int(across.sum())
 
 
 def gap_cuts(gaps: np.ndarray, signs: np.ndarray, *, quantiles, across_net: float, across_pairs: int) -> list[GapCut]:
+    """For each quantile of the ranker's gaps over the pairs it orders (its ties, gap 0, are not
+    orders and stay out), the pairs at or above it: how many, and their agreement."""
+    ordered = gaps > 0
+    gaps, signs = gaps[ordered], signs[ordered]
     cuts = []
     for q in quantiles:
         gap = float(np.quantile(gaps, q))
@@ -104,11 +95,11 @@ def main(argv=None) -> None:
         if not all(score in points for points in checks):
             print(f"{label}: not in every check ({score}), left out")
             continue
-        parts = [same_stride_pairs(points, score, truth) for points in checks]
-        gaps, signs = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
-        across = [across_stride(points, truth) for points in checks]
-        net, n = sum(a[0] for a in across), sum(a[1] for a in across)
-        if not len(gaps) or not n:
+        parts = [stride_pairs(points, score, truth) for points in checks]  # pairs of one check only
+        gaps = np.concatenate([pairs.gap[pairs.same] for pairs, _, _ in parts])
+        signs = np.concatenate([pairs.agree[pairs.same] for pairs, _, _ in parts])
+        net, n = sum(p[1] for p in parts), sum(p[2] for p in parts)
+        if not (gaps > 0).any() or not n:
             print(f"\n{label}: {len(gaps)} pairs of one stride and {n} across strides; nothing to compare")
             continue
         print(f"\n{label} ({len(gaps)} pairs of one stride in {len(checks)} check(s); stride alone orders "
@@ -117,7 +108,7 @@ def main(argv=None) -> None:
         print("|---|---:|---:|---:|---:|")
         for cut in gap_cuts(gaps, signs, quantiles=quantiles, across_net=net, across_pairs=n):
             share = "all" if cut.quantile == 0 else f"the {100 * (1 - cut.quantile):.0f}% it separates most"
-            print(f"| {share} | {cut.pairs} | {cut.gap:.2f} | {cut.agreement:.2f} | {cut.needed:.2f} |")
+            print(f"| {share} | {cut.pairs} | {cut.gap:.2f} | {cut.agreement:.3f} | {cut.needed:.3f} |")
 
 
 if __name__ == "__main__":

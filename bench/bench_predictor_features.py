@@ -46,6 +46,7 @@ import numpy as np
 import pandas as pd
 
 from ffnet_nas.space import Arch
+from ffnet_nas.stats import pairs_by_group
 
 
 def held_out(folder: Path) -> pd.DataFrame:
@@ -251,9 +252,8 @@ def yardstick_pairs(points: pd.DataFrame, *, target: float = 0.85) -> YardstickP
     a, b, stride = a[ok], b[ok], points["stride"].to_numpy()[ok]
     if len(a) < 3:
         return YardstickPairs(*[float("nan")] * 7)
-    i, j = np.triu_indices(len(a), k=1)
-    agree = np.sign(a[i] - a[j]) * np.sign(b[i] - b[j])
-    same = stride[i] == stride[j]
+    pairs = pairs_by_group(a, b, stride)
+    agree, same = pairs.agree, pairs.same
     share = float(same.mean())
     within = float(agree[same].mean()) if same.any() else float("nan")
     across = float(agree[~same].mean()) if (~same).any() else float("nan")

@@ -15,9 +15,8 @@ from pathlib import Path
 
 def drift_of(workdir: Path):
     """The table the run's best point was timed with, and its `TableDrift` over the points timed with
-    it in the workdir (`ffnet_nas.evaluate.drift.table_drift_of`, what `run` reports)."""
-    from ffnet_nas.evaluate.drift import table_drift_of
-    from ffnet_nas.predictors.load import load_latency_table
+    it in the workdir (`ffnet_nas.evaluate.drift.table_drifts`, what `run` and `evaluate` report)."""
+    from ffnet_nas.evaluate.drift import table_drifts
     from ffnet_nas.run_summary import read_summary
     from ffnet_nas.workspace import Workspace
 
@@ -27,9 +26,10 @@ def drift_of(workdir: Path):
     if not name:
         raise SystemExit(f"{workdir}: its run_summary.json names no latency table for its best point; expected a "
                          "workdir finished by 'ffnet-nas run'")
-    drift = table_drift_of(ws, load_latency_table(ws.lut_dir / name))
+    drift = table_drifts(ws, [name]).get(name)
     if drift is None:
-        raise SystemExit(f"{workdir}: no point in evaluated.csv was timed with {name} as it is now")
+        raise SystemExit(f"{workdir}: no point in evaluated.csv was timed with {name} as it is now (or lut/ no "
+                         "longer holds it)")
     return name, drift
 
 

@@ -154,6 +154,28 @@ def kendall_difference(a: Sequence[float], b: Sequence[float] | None, truth: Seq
     return Interval(diff, float(low), float(high), int(len(x)))
 
 
+@dataclass(frozen=True)
+class Pairs:
+    """Every pair (i < j) of n points: how a ranker orders it against a truth, and whether both
+    points share a group (an output stride, say). Arrays of n (n - 1) / 2."""
+
+    gap: np.ndarray  # |score_i - score_j|: 0 where the ranker ties the pair
+    agree: np.ndarray  # sign(score_i - score_j) * sign(truth_i - truth_j): +1 right, -1 wrong, 0 a tie
+    same: np.ndarray  # both points in one group
+
+
+def pairs_by_group(score: Sequence[float], truth: Sequence[float], group: Sequence) -> Pairs:
+    """`Pairs` over the points whose score and truth are both finite (pure). Kendall's tau is built
+    from these signs; split by group they say where a ranker's tau comes from (the pairs of one
+    output stride, which stride alone ties, or the pairs across strides)."""
+    score, truth, group = (np.asarray(v) for v in (score, truth, group))
+    ok = np.isfinite(score.astype(float)) & np.isfinite(truth.astype(float))
+    score, truth, group = score[ok].astype(float), truth[ok].astype(float), group[ok]
+    i, j = np.triu_indices(len(score), k=1)
+    return Pairs(gap=np.abs(score[i] - score[j]), agree=np.sign(score[i] - score[j]) * np.sign(truth[i] - truth[j]),
+                 same=group[i] == group[j])
+
+
 def mean_interval(values: Sequence[float], *, resamples: int = 2000, seed: int = 0, level: float = 0.95) -> Interval:
     """The mean of `values` and its percentile bootstrap interval (the values resampled with
     replacement): e.g. the per-point difference between two fine-tuning protocols on the same points,

@@ -263,13 +263,25 @@ def test_evaluate_alone_prints_the_tables_drift_over_the_workdirs_timed_points(m
     workdir = tmp_path / "run"
     shutil.copytree(micro_run.workdir, workdir)
     evaluated = pd.read_csv(workdir / "evaluated.csv")
-    table = evaluated["latency_table"].dropna().iloc[0]
     # every timing halved: the machine "ran twice as fast" as its table says, which the line must show
     evaluated["measured_latency_ms"] *= 0.5
     evaluated.to_csv(workdir / "evaluated.csv", index=False)
-    _, drift = drift_of(workdir)
+    table, drift = drift_of(workdir)
     assert main(["evaluate", evaluated["code"].iloc[0], "--workdir", str(workdir)]) == 0  # already there
     out = capsys.readouterr().out
     assert f"{table}: the latency table against the {drift.n} points timed with it in this workdir: they ran at " \
            f"{drift.ratio:.2f}x" in out and "this machine runs faster than the table says" in out
     assert drift.drifted and 0.45 < drift.ratio < 0.55
+
+
+def test_a_table_no_longer_in_lut_or_never_named_has_no_drift(micro_run, tmp_path):
+    from ffnet_nas.evaluate.drift import table_drifts
+    from ffnet_nas.workspace import Workspace
+
+    workdir = tmp_path / "run"
+    shutil.copytree(micro_run.workdir, workdir)
+    ws = Workspace(workdir)
+    name = pd.read_csv(workdir / "evaluated.csv")["latency_table"].dropna().iloc[0]
+    assert set(table_drifts(ws, [name, float("nan"), "", name])) == {name}  # once; no name is no table
+    (ws.lut_dir / name).unlink()  # deleted, as the drift line tells a user to do
+    assert table_drifts(ws, [name]) == {}
