@@ -288,9 +288,11 @@ BUDGETS: dict[str, Budget] = {
                      # two forward passes each), which ranked 32 fresh held-out points at tau 0.90 where the ridge
                      # ranked them at 0.86 (docs/results.md, "The zero-shot stage on BatchNorm-recalibrated
                      # scores"); on a second, third and fourth generated data set it tied or led the ridge (0.76 vs
-                     # 0.75, 0.78 vs 0.73, 0.84 vs 0.70; over 112 fresh points the ridge minus Z is -0.06 [-0.15,
-                     # +0.02]), level with stride alone ("Z on a fresh teacher and library", "Z on a third data set",
-                     # "... on a fourth data set"), so it stays, as declared; full keeps its ridge: its fine-tunes train
+                     # 0.75, 0.78 vs 0.73, 0.84 vs 0.70; over 144 fresh points of nine draws the ridge minus Z is
+                     # -0.08 [-0.16, +0.00], though on the default data's three fresh draws Z fell to 0.69, the ridge
+                     # 0.58), level with stride alone ("Z on a fresh teacher and library", "Z on a third data set",
+                     # "... on a fourth data set", "Two more fresh draws on the default data"), so it stays, as
+                     # declared; full keeps its ridge: its fine-tunes train
                      # BatchNorm, and the stage was measured against held BatchNorm only
                      rerank_by="zero-shot",
                      # no quota per structure class (rerank_per_class 0): on synthetic:3 the ridge's best 24 held no
