@@ -335,10 +335,9 @@ def _measure(arch: Arch, *, store: _Store, r: Resources, workspace: Workspace, c
         store.put(code, "grad_norm", grad_norm(model, batches))
         store.put(code, "zico", zico(model, batches))
     if not store.has(code, f"short{short_steps}"):
-        model = assemble(arch, workspace.library_dir)
-        train(model, r.train_ds, config=dataclasses.replace(config, steps=short_steps, seed=seeds[0]), teacher=r.teacher,
-              device=device, progress=False, fingerprint={"init": "distilled", "data": r.data})
-        store.put(code, f"short{short_steps}", score(model))
+        store.put(code, f"short{short_steps}", short_finetune(arch, r=r, workspace=workspace, config=config,
+                                                              steps=short_steps, seed=seeds[0], val_images=val_images,
+                                                              device=device))
     for s in seeds:
         # a seed fine-tuned again (a quantity missing) has every score put again, so all of a seed's
         # scores come from the same weights even where the fine-tuning is not bit-for-bit repeatable
@@ -358,6 +357,19 @@ def _measure(arch: Arch, *, store: _Store, r: Resources, workspace: Workspace, c
         state.unlink(missing_ok=True)
     if r.table is not None and not store.has(code, "latency_ms"):
         store.put(code, "latency_ms", point_latency(arch, r.table)[1])
+
+
+def short_finetune(arch: Arch, *, r: Resources, workspace: Workspace, config: TrainConfig, steps: int, seed: int,
+                   val_images: int | None, device: str = "cpu") -> float:
+    """mIoU of the assembled distilled model after `steps` steps of `config`'s fine-tune under `seed`:
+    the check's short-fine-tune baseline (and bench_short_finetunes' other seeds and lengths)."""
+    from ffnet_nas.distill.assemble import assemble
+    from ffnet_nas.training import evaluate, train
+
+    model = assemble(arch, workspace.library_dir)
+    train(model, r.train_ds, config=dataclasses.replace(config, steps=steps, seed=seed), teacher=r.teacher,
+          device=device, progress=False, fingerprint={"init": "distilled", "data": r.data})
+    return 100 * evaluate(model.eval(), r.val_ds, device=device, limit=val_images, progress=False).miou
 
 
 def largest_group(strides: np.ndarray) -> tuple[int, np.ndarray]:

@@ -407,6 +407,43 @@ def test_the_pair_gaps_bench_reads_a_real_check(workdir, capsys):
     assert "10 fine-tuning steps: not in every check (short10), left out" in out  # this check's short fine-tune is 1 step
 
 
+def test_the_short_finetunes_bench_repeats_the_checks_short_finetune_under_another_seed(workdir):
+    """bench/bench_short_finetunes.py on this module's check: the check's own short fine-tune, run by
+    the function both share, under a seed the truth does not use; kept and resumed; its report."""
+    from bench import bench_short_finetunes as bench
+    from ffnet_nas.evaluate import Resources
+    from ffnet_nas.predictor_check import RunSettings, latest_predictor_dir, short_finetune
+    from ffnet_nas.space import Arch
+
+    ws, space = workdir
+    check_predictor(workspace=ws, space=space, k=4, config=CONFIG, val_images=VAL_IMAGES, short_steps=1, progress=False)
+    settings = RunSettings(space="tiny", config=CONFIG, val_images=VAL_IMAGES, score_at="train")
+    points = bench.measure(ws.root, steps=[1, 2], seed=2, settings=settings)
+    assert len(points) == 4 and points[["ft1_s2", "ft2_s2"]].notna().all().all()
+    assert points["ft1_s2"].between(0, 100).all() and (points["ft1_s2_seconds"] > 0).all()
+    # the check's own baseline (1 step under seed 0) is what short_finetune gives under seed 0, to the bit
+    r = Resources.load(ws, predictor_dir=latest_predictor_dir(ws), val_images=VAL_IMAGES)
+    code = points["code"].iloc[0]
+    assert short_finetune(Arch.parse(code), r=r, workspace=ws, config=CONFIG, steps=1, seed=0,
+                          val_images=VAL_IMAGES) == points["short1"].iloc[0]
+    kept = pd.read_csv(ws.predictor_check_dir / bench.FILE)
+    assert len(kept) == 8 and set(kept["steps"]) == {1, 2} and set(kept["seed"]) == {2}
+    again = bench.measure(ws.root, steps=[1, 2], seed=2, settings=settings)  # resume: nothing fine-tuned again
+    assert list(again["ft2_s2_seconds"]) == list(points["ft2_s2_seconds"])
+    lines = bench.report(points, steps=[1, 2], seed=2)
+    row = next(line for line in lines if line.startswith("| 1 steps, seed 2 |"))
+    s, truth = points["ft1_s2"].to_numpy(float), points["truth"].to_numpy(float)
+    cell = lambda k: float(row.split(" | ")[k].split(" [")[0])  # noqa: E731  (a figure of the row, 2 decimals)
+    assert cell(1) == pytest.approx(scipy_stats.kendalltau(s, truth).statistic, abs=0.0051)
+    lean = (scipy_stats.kendalltau(s, points["seed_a"]).statistic - scipy_stats.kendalltau(s, points["seed_b"]).statistic)
+    assert cell(3) == pytest.approx(lean, abs=0.0051)
+    assert any(line.startswith("| 1 steps, seed a (the check's short fine-tune) |") for line in lines)
+    with pytest.raises(InvalidInput, match=r"--seed 1 is one of the truth's seeds \[0, 1\]"):
+        bench.measure(ws.root, steps=[1], seed=1, settings=settings)
+    with pytest.raises(InvalidInput, match=r"--steps \[3\]: expected 1 to 2"):
+        bench.measure(ws.root, steps=[3], seed=2, settings=settings)
+
+
 def test_the_re_ranked_points_that_were_evaluated_are_the_stages_out_of_sample_record(tmp_path):
     from ffnet_nas.predictor_check import _staged_record
 
