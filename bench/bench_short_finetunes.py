@@ -137,10 +137,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("folders", nargs="+", type=Path)
     parser.add_argument("--steps", default="10,30,50", help="short fine-tunes' steps, comma-separated")
     parser.add_argument("--seed", type=int, default=2, help="their seed: one the truth does not use")
+    parser.add_argument("--save", type=Path, default=None,
+                        help="also write the pooled per-point table here (CSV: every check figure and fine-tune)")
     args = parser.parse_args(argv)
     steps = [int(n) for n in args.steps.split(",")]
-    frames = [measure(f, steps=steps, seed=args.seed) for f in args.folders]
-    print("\n".join(report(pd.concat(frames, ignore_index=True), steps=steps, seed=args.seed)))
+    points = pd.concat([measure(f, steps=steps, seed=args.seed) for f in args.folders], ignore_index=True)
+    print("\n".join(report(points, steps=steps, seed=args.seed)))
+    if args.save is not None:
+        from ffnet_nas.space.io import atomic_write_csv
+
+        args.save.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_csv(args.save, points)
+        print(f"wrote {args.save}")
 
 
 if __name__ == "__main__":
