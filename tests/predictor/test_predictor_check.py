@@ -418,7 +418,7 @@ def test_the_short_finetunes_bench_repeats_the_checks_short_finetune_under_anoth
     ws, space = workdir
     check_predictor(workspace=ws, space=space, k=4, config=CONFIG, val_images=VAL_IMAGES, short_steps=1, progress=False)
     settings = RunSettings(space="tiny", config=CONFIG, val_images=VAL_IMAGES, score_at="train")
-    points = bench.measure(ws.root, steps=[1, 2], seed=2, settings=settings)
+    points = bench.measure(ws.root, steps=[1, 2], seeds=[2], settings=settings)
     assert len(points) == 4 and points[["ft1_s2", "ft2_s2"]].notna().all().all()
     assert points["ft1_s2"].between(0, 100).all() and (points["ft1_s2_seconds"] > 0).all()
     # the check's own baseline (1 step under seed 0) is what short_finetune gives under seed 0, to the bit
@@ -428,9 +428,9 @@ def test_the_short_finetunes_bench_repeats_the_checks_short_finetune_under_anoth
                           val_images=VAL_IMAGES) == points["short1"].iloc[0]
     kept = pd.read_csv(ws.predictor_check_dir / bench.FILE)
     assert len(kept) == 8 and set(kept["steps"]) == {1, 2} and set(kept["seed"]) == {2}
-    again = bench.measure(ws.root, steps=[1, 2], seed=2, settings=settings)  # resume: nothing fine-tuned again
+    again = bench.measure(ws.root, steps=[1, 2], seeds=[2], settings=settings)  # resume: nothing fine-tuned again
     assert list(again["ft2_s2_seconds"]) == list(points["ft2_s2_seconds"])
-    lines = bench.report(points, steps=[1, 2], seed=2)
+    lines = bench.report(points, steps=[1, 2], seeds=[2])
     row = next(line for line in lines if line.startswith("| 1 steps, seed 2 |"))
     s, truth = points["ft1_s2"].to_numpy(float), points["truth"].to_numpy(float)
     cell = lambda k: float(row.split(" | ")[k].split(" [")[0])  # noqa: E731  (a figure of the row, 2 decimals)
@@ -438,10 +438,17 @@ def test_the_short_finetunes_bench_repeats_the_checks_short_finetune_under_anoth
     lean = (scipy_stats.kendalltau(s, points["seed_a"]).statistic - scipy_stats.kendalltau(s, points["seed_b"]).statistic)
     assert cell(3) == pytest.approx(lean, abs=0.0051)
     assert any(line.startswith("| 1 steps, seed a (the check's short fine-tune) |") for line in lines)
-    with pytest.raises(InvalidInput, match=r"--seed 1 is one of the truth's seeds \[0, 1\]"):
-        bench.measure(ws.root, steps=[1], seed=1, settings=settings)
+    with pytest.raises(InvalidInput, match=r"--seeds \[1\]: the truth's seeds are \[0, 1\]; expected others"):
+        bench.measure(ws.root, steps=[1], seeds=[3, 1], settings=settings)
     with pytest.raises(InvalidInput, match=r"--steps \[3\]: expected 1 to 2"):
-        bench.measure(ws.root, steps=[3], seed=2, settings=settings)
+        bench.measure(ws.root, steps=[3], seeds=[2], settings=settings)
+    # a second seed: only its fine-tunes are added; each length gets its own yardstick row
+    both = bench.measure(ws.root, steps=[1, 2], seeds=[2, 3], settings=settings)
+    assert list(both["ft2_s2_seconds"]) == list(points["ft2_s2_seconds"]) and both["ft1_s3"].notna().all()
+    assert len(pd.read_csv(ws.predictor_check_dir / bench.FILE)) == 16
+    own = next(line for line in bench.report(both, steps=[1, 2], seeds=[2, 3]) if line.startswith("| 1 steps, seed 2 against seed 3"))
+    x, y = both["ft1_s2"].to_numpy(float), both["ft1_s3"].to_numpy(float)
+    assert float(own.split(" | ")[1].split(" [")[0]) == pytest.approx(scipy_stats.kendalltau(x, y).statistic, abs=0.0051)
 
 
 def test_the_re_ranked_points_that_were_evaluated_are_the_stages_out_of_sample_record(tmp_path):
