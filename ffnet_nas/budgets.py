@@ -278,7 +278,7 @@ BUDGETS: dict[str, Budget] = {
     # with the rival's win check and the chase margin, 1306 s (one round). On 2026-12-07, with F2/256 and the
     # zero-shot re-ranking, 1811 s on a machine as fast as those; the teacher, library, latency table, design and the
     # verdict's 3-seed check alone need about 1030 s there ("The quick run's 15 minutes: where the time goes").
-    # On 2026-12-08, 1077 s on a faster machine; the same run with 50 fine-tuning steps took 768 s, and two
+    # On 2026-12-08, 1020-1077 s on a faster machine; with 50 fine-tuning steps 768 s (0.75x at one speed), and two
     # 50-step seeds agreed at 0.95 (0.69 inside a stride group) on 32 held-out points: a candidate for the 15
     # minutes, kept at 100 until measured on the harder data sets ("How short may a fine-tune be and still rank").
     # It deploys at its training size, 64x128, not the paper's 512x1024: the latency step took 22 s
