@@ -70,6 +70,15 @@ def stride_pairs(points, score: str, truth: str):
     return pairs, float(by_stride.agree[across].sum()), int(across.sum())
 
 
+def pooled_stride_pairs(checks, score: str, truth: str):
+    """`stride_pairs` of each check (pairs of one check only), pooled: the ranker's gaps and signs on
+    the pairs of one stride, and stride alone's right minus wrong and count across strides."""
+    parts = [stride_pairs(points, score, truth) for points in checks]
+    gaps = np.concatenate([pairs.gap[pairs.same] for pairs, _, _ in parts])
+    signs = np.concatenate([pairs.agree[pairs.same] for pairs, _, _ in parts])
+    return gaps, signs, sum(p[1] for p in parts), sum(p[2] for p in parts)
+
+
 def gap_cuts(gaps: np.ndarray, signs: np.ndarray, *, quantiles, across_net: float, across_pairs: int) -> list[GapCut]:
     """For each quantile of the ranker's gaps over the pairs it orders (its ties, gap 0, are not
     orders and stay out), the pairs at or above it: how many, and their agreement."""
@@ -95,10 +104,7 @@ def main(argv=None) -> None:
         if not all(score in points for points in checks):
             print(f"{label}: not in every check ({score}), left out")
             continue
-        parts = [stride_pairs(points, score, truth) for points in checks]  # pairs of one check only
-        gaps = np.concatenate([pairs.gap[pairs.same] for pairs, _, _ in parts])
-        signs = np.concatenate([pairs.agree[pairs.same] for pairs, _, _ in parts])
-        net, n = sum(p[1] for p in parts), sum(p[2] for p in parts)
+        gaps, signs, net, n = pooled_stride_pairs(checks, score, truth)
         if not (gaps > 0).any() or not n:
             print(f"\n{label}: {len(gaps)} pairs of one stride and {n} across strides; nothing to compare")
             continue

@@ -304,6 +304,16 @@ def largest_groups(strides: np.ndarray, folders: np.ndarray) -> np.ndarray:
     return inside
 
 
+def tau_cells(a: np.ndarray, b: np.ndarray | None, truth: np.ndarray, *, groups: np.ndarray, inside: np.ndarray) -> str:
+    """Two Markdown cells, "all | largest stride group": `ffnet_nas.stats.kendall_difference` of `a`
+    (minus `b`, paired, when given) against `truth` over all the points and over those `inside`."""
+    from ffnet_nas.stats import kendall_difference
+
+    pick = (lambda v: None if v is None else v[inside])  # noqa: E731
+    return (f"{kendall_difference(a, b, truth, groups=groups).text()} "
+            f"| {kendall_difference(a[inside], pick(b), truth[inside], groups=groups[inside]).text()}")
+
+
 def table(points: pd.DataFrame, *, groups: np.ndarray | None) -> list[str]:
     """Markdown rows: each ranker's tau overall and within the largest stride group(s), and its paired
     differences (overall) from stride alone, first as plain tau-b (which leaves stride's tied pairs

@@ -105,8 +105,8 @@ def rankers(points: pd.DataFrame, *, steps: list[int], seeds: list[int]) -> list
 
 
 def report(points: pd.DataFrame, *, steps: list[int], seeds: list[int]) -> list[str]:
-    from bench.bench_pair_gaps import break_even, stride_pairs
-    from bench.bench_predictor_features import largest_groups
+    from bench.bench_pair_gaps import break_even, pooled_stride_pairs
+    from bench.bench_predictor_features import largest_groups, tau_cells
     from ffnet_nas.stats import kendall_difference
 
     g = np.unique(points["folder"], return_inverse=True)[1]
@@ -118,19 +118,15 @@ def report(points: pd.DataFrame, *, steps: list[int], seeds: list[int]) -> list[
              "| ranking by | tau, all | tau, largest stride group | vs seed a minus vs seed b (paired) "
              "| agreement on pairs of one stride (needed) | median s per point |",
              "|---|---:|---:|---:|---:|---:|",
-             f"| the other seed (yardstick) | {kendall_difference(a, None, b, groups=g).text()} "
-             f"| {kendall_difference(a[inside], None, b[inside], groups=g[inside]).text()} | | | |",
+             f"| the other seed (yardstick) | {tau_cells(a, None, b, groups=g, inside=inside)} | | | |",
              f"| output stride alone | {kendall_difference(stride, None, truth, groups=g).text()} | | | | |"]
     for label, col in rankers(points, steps=steps, seeds=seeds):
         s = points[col].to_numpy(float)
         lean = kendall_difference(s, s, a, groups=g, truth_b=b).text()
-        parts = [stride_pairs(p, col, "truth") for p in checks]
-        same = np.concatenate([pairs.agree[pairs.same] for pairs, _, _ in parts])
-        net, n = sum(p[1] for p in parts), sum(p[2] for p in parts)
+        _, same, net, n = pooled_stride_pairs(checks, col, "truth")
         needed = break_even(across_net=net, across_pairs=n, ordered=len(same)) if n else float("nan")
         seconds = points.get(col + "_seconds")
-        lines.append(f"| {label} | {kendall_difference(s, None, truth, groups=g).text()} "
-                     f"| {kendall_difference(s[inside], None, truth[inside], groups=g[inside]).text()} | {lean} "
+        lines.append(f"| {label} | {tau_cells(s, None, truth, groups=g, inside=inside)} | {lean} "
                      f"| {same.mean():.3f} ({needed:.3f}) "
                      f"| {'' if seconds is None else f'{np.nanmedian(seconds):.1f}'} |")
     for n in steps:  # a length measured under two seeds: its own yardstick, and their mean against the truth
@@ -138,12 +134,11 @@ def report(points: pd.DataFrame, *, steps: list[int], seeds: list[int]) -> list[
             break
         x, y = (points[column(n, s)].to_numpy(float) for s in seeds[:2])
         lines.append(f"| {n} steps, seed {seeds[0]} against seed {seeds[1]} (its own yardstick) "
-                     f"| {kendall_difference(x, None, y, groups=g).text()} "
-                     f"| {kendall_difference(x[inside], None, y[inside], groups=g[inside]).text()} | | "
+                     f"| {tau_cells(x, None, y, groups=g, inside=inside)} | | "
                      f"| mean abs difference {np.nanmean(np.abs(x - y)):.2f} mIoU |")
         mean = (x + y) / 2
-        lines.append(f"| {n} steps, mean of seeds {seeds[0]} and {seeds[1]} | {kendall_difference(mean, None, truth, groups=g).text()} "
-                     f"| {kendall_difference(mean[inside], None, truth[inside], groups=g[inside]).text()} | | "
+        lines.append(f"| {n} steps, mean of seeds {seeds[0]} and {seeds[1]} "
+                     f"| {tau_cells(mean, None, truth, groups=g, inside=inside)} | | "
                      f"| mIoU {np.nanmean(mean):.2f} (truth {np.nanmean(truth):.2f}) |")
     return lines
 

@@ -81,9 +81,7 @@ def measure(folder: Path, *, fewer: int) -> pd.DataFrame:
 
 
 def report(points: pd.DataFrame, *, fewer: int, label: str) -> list[str]:
-    from ffnet_nas.stats import kendall_difference
-
-    from bench.bench_predictor_features import largest_groups  # the same largest-group rule as that bench
+    from bench.bench_predictor_features import largest_groups, tau_cells  # the same largest-group rule as that bench
 
     g = np.unique(points["folder"], return_inverse=True)[1]
     inside = largest_groups(points["stride"].to_numpy(), g)
@@ -93,11 +91,8 @@ def report(points: pd.DataFrame, *, fewer: int, label: str) -> list[str]:
              "| Z scored on | tau, all points | tau, largest stride group | seconds per point (median) |",
              "|---|---:|---:|---:|"]
     for name, z, s in (("all the run's images", full, points["s_full"]), (f"the first {fewer}", few, points["s_fewer"])):
-        lines.append(f"| {name} | {kendall_difference(z, None, truth, groups=g).text()} "
-                     f"| {kendall_difference(z[inside], None, truth[inside], groups=g[inside]).text()} "
-                     f"| {np.median(s):.2f} |")
-    lines.append(f"| fewer minus all (paired) | {kendall_difference(few, full, truth, groups=g).text()} "
-                 f"| {kendall_difference(few[inside], full[inside], truth[inside], groups=g[inside]).text()} "
+        lines.append(f"| {name} | {tau_cells(z, None, truth, groups=g, inside=inside)} | {np.median(s):.2f} |")
+    lines.append(f"| fewer minus all (paired) | {tau_cells(few, full, truth, groups=g, inside=inside)} "
                  f"| ratio {np.sum(points['s_full']) / np.sum(points['s_fewer']):.2f}x |")
     return lines
 
